@@ -1,0 +1,39 @@
+//! `gateway bench-ceiling`: the raw SQLite ceiling on this disk — the journal's own insert
+//! in WAL + `synchronous=FULL`, committed in groups of the same size as the gateway's, with
+//! no network, parsing or encryption. The ingest benchmark divides by it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rusqlite::params;
+
+use crate::store::db::{self, Synchronous};
+
+/// Inserts `messages` rows of `payload_len` bytes in transactions of `batch`; returns rows/s.
+pub fn sqlite_ceiling(path: &Path, batch: usize, messages: usize, payload_len: usize) -> anyhow::Result<f64> {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let mut conn = db::open(path, None, Synchronous::Full)?;
+    db::migrate(&mut conn, path)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let payload = vec![0xA5u8; payload_len];
+    let started = Instant::now();
+    let mut done = 0;
+    while done < messages {
+        let n = batch.min(messages - done);
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, payload)
+                 VALUES (?1, 'bench', 'EPIC|HOSP', ?2, 'ADT^A01', 'lane', ?3, ?4)",
+            )?;
+            for i in done..done + n {
+                insert.execute(params![i as i64, format!("C{i}"), &[0u8; 32][..], payload])?;
+            }
+        }
+        tx.commit()?;
+        done += n;
+    }
+    Ok(messages as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}

@@ -1,0 +1,344 @@
+//! The gateway's TOML configuration: typed, validated at load, errors that name file,
+//! line and field.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub device: Device,
+    pub store: Store,
+    #[serde(rename = "listener", default)]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub ops: Ops,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    pub name: String,
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Device { name: "gateway".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// SQLite database file.
+    pub path: Spanned<PathBuf>,
+    /// Key file for payload encryption; created with mode 0600 on first start.
+    pub key_file: Spanned<PathBuf>,
+    /// Disk budget of the journal; beyond it new messages are refused with AR/CR.
+    #[serde(default = "defaults::max_bytes")]
+    pub max_bytes: u64,
+    /// A re-sent message (same sender, MSH-10 and payload) within this window is ACKed
+    /// again but not stored twice.
+    #[serde(default = "defaults::dedup_window_secs")]
+    pub dedup_window_secs: u64,
+    /// Delivered rows are purged after this long.
+    #[serde(default = "defaults::retention_secs")]
+    pub retention_secs: u64,
+    /// Most messages committed in one transaction.
+    #[serde(default = "defaults::batch_max_messages")]
+    pub batch_max_messages: NonZeroUsize,
+    /// Most payload bytes committed in one transaction.
+    #[serde(default = "defaults::batch_max_bytes")]
+    pub batch_max_bytes: NonZeroUsize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Name used in logs, metrics and the journal.
+    pub name: String,
+    pub bind: SocketAddr,
+    pub tls: Option<Tls>,
+    /// Source networks allowed to connect; others are closed before anything is read.
+    #[serde(default = "defaults::allow")]
+    pub allow: Vec<IpNet>,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: NonZeroUsize,
+    #[serde(default = "defaults::idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// A frame that is opened and not finished within this time closes the connection.
+    #[serde(default = "defaults::frame_timeout_secs")]
+    pub frame_timeout_secs: u64,
+    #[serde(default = "defaults::max_frame_bytes")]
+    pub max_frame_bytes: NonZeroUsize,
+    #[serde(default)]
+    pub accept: Accept,
+}
+
+/// Which messages a listener takes; others get AR/CR with the matching table 0357 code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Accept {
+    #[serde(default = "defaults::versions")]
+    pub versions: Vec<String>,
+    #[serde(default = "defaults::processing_ids")]
+    pub processing_ids: Vec<String>,
+    /// `TYPE` (any trigger) or `TYPE^TRIGGER`.
+    #[serde(default = "defaults::message_types")]
+    pub message_types: Vec<String>,
+}
+
+impl Default for Accept {
+    fn default() -> Self {
+        Accept {
+            versions: defaults::versions(),
+            processing_ids: defaults::processing_ids(),
+            message_types: defaults::message_types(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
+    /// When set, clients must present a certificate issued by this CA (mTLS).
+    pub client_ca: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ops {
+    /// Admin HTTP endpoint (health, metrics); keep it on loopback.
+    pub admin_bind: Option<SocketAddr>,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops { admin_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8575))) }
+    }
+}
+
+mod defaults {
+    use std::num::NonZeroUsize;
+
+    pub fn max_bytes() -> u64 {
+        8 << 30
+    }
+    pub fn dedup_window_secs() -> u64 {
+        7 * 24 * 3600
+    }
+    pub fn retention_secs() -> u64 {
+        7 * 24 * 3600
+    }
+    pub fn batch_max_messages() -> NonZeroUsize {
+        NonZeroUsize::new(512).unwrap()
+    }
+    pub fn batch_max_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(16 << 20).unwrap()
+    }
+    pub fn allow() -> Vec<ipnet::IpNet> {
+        vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+    }
+    pub fn max_connections() -> NonZeroUsize {
+        NonZeroUsize::new(128).unwrap()
+    }
+    pub fn idle_timeout_secs() -> u64 {
+        600
+    }
+    pub fn frame_timeout_secs() -> u64 {
+        30
+    }
+    pub fn max_frame_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(crate::mllp::codec::DEFAULT_MAX_FRAME).unwrap()
+    }
+    pub fn versions() -> Vec<String> {
+        ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"]
+            .map(String::from)
+            .to_vec()
+    }
+    pub fn processing_ids() -> Vec<String> {
+        vec!["P".into()]
+    }
+    pub fn message_types() -> Vec<String> {
+        ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU"].map(String::from).to_vec()
+    }
+}
+
+/// A configuration error, naming the file and, where known, line, column and field.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Loads, validates and resolves relative paths against the config file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.into(),
+            line: None,
+            column: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let error_at = |span: Option<std::ops::Range<usize>>, field: Option<String>, message: String| {
+            let (line, column) = match span {
+                Some(s) => {
+                    let (l, c) = line_col(text, s.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            ConfigError { file: path.into(), line, column, field, message }
+        };
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let field = field_in_message(&message);
+            error_at(e.span(), field, message)
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut Spanned<PathBuf>| {
+            if p.get_ref().is_relative() {
+                *p.get_mut() = base.join(p.get_ref());
+            }
+        };
+        resolve(&mut config.store.path);
+        resolve(&mut config.store.key_file);
+        if config.listeners.is_empty() {
+            return Err(error_at(None, Some("listener".into()), "at least one [[listener]] is required".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, l) in config.listeners.iter_mut().enumerate() {
+            if !names.insert(l.name.clone()) {
+                return Err(error_at(None, Some(format!("listener[{i}].name")), format!("duplicate listener name {:?}", l.name)));
+            }
+            if let Some(tls) = &mut l.tls {
+                resolve(&mut tls.cert);
+                resolve(&mut tls.key);
+                if let Some(ca) = &mut tls.client_ca {
+                    resolve(ca);
+                }
+                let files = [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())];
+                for (name, file) in files {
+                    if let Some(file) = file {
+                        if let Err(e) = std::fs::metadata(file.get_ref()) {
+                            return Err(error_at(
+                                Some(file.span()),
+                                Some(format!("listener[{i}].tls.{name}")),
+                                format!("cannot read {}: {e}", file.get_ref().display()),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// serde names the offending field in backticks ("missing field `store`"); surface it.
+fn field_in_message(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[store]
+path = "var/j.db"
+key_file = "/abs/j.key"
+
+[[listener]]
+name = "adt"
+bind = "127.0.0.1:2575"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolved_paths() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert_eq!(c.store.path.get_ref(), Path::new("/etc/gw/var/j.db"));
+        assert_eq!(c.store.key_file.get_ref(), Path::new("/abs/j.key"));
+        let l = &c.listeners[0];
+        assert_eq!(l.max_frame_bytes.get(), 8 * 1024 * 1024);
+        assert_eq!(l.accept.processing_ids, vec!["P"]);
+        assert!(l.allow.iter().any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
+        assert_eq!(c.ops.admin_bind, Some("127.0.0.1:8575".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = MINIMAL.replace("bind = \"127.0.0.1:2575\"", "bind = \"127.0.0.1:2575\"\nmax_connections = 0");
+        let e = Config::parse(&text, Path::new("site.toml")).unwrap_err();
+        assert_eq!(e.file, Path::new("site.toml"));
+        assert_eq!(e.line, Some(9), "{e}");
+        assert!(e.to_string().starts_with("site.toml:9:"), "{e}");
+
+        let text = MINIMAL.replace("name = \"adt\"", "name = \"adt\"\nbogus = 1");
+        let e = Config::parse(&text, Path::new("site.toml")).unwrap_err();
+        assert_eq!(e.line, Some(8));
+        assert_eq!(e.field.as_deref(), Some("bogus"), "{e}");
+
+        let e = Config::parse("[store]\npath = \"x\"\n", Path::new("a.toml")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("key_file"), "{e}");
+    }
+
+    #[test]
+    fn missing_tls_file_is_reported_with_its_field() {
+        let text = format!("{MINIMAL}[listener.tls]\ncert = \"nope.pem\"\nkey = \"nope.key\"\n");
+        let e = Config::parse(&text, Path::new("/nonexistent/gw.toml")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("listener[0].tls.cert"));
+        assert_eq!(e.line, Some(10), "{e}");
+    }
+
+    #[test]
+    fn shipped_default_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.listeners[0].bind, "127.0.0.1:2575".parse().unwrap());
+        assert_eq!(c.ops.admin_bind, Some("127.0.0.1:8575".parse().unwrap()));
+    }
+}

@@ -1,0 +1,111 @@
+//! `gateway run`: wires the stages together, runs until SIGTERM/SIGINT, then shuts down
+//! in order — stop accepting, let connections finish and ACK what they are committing,
+//! drain the journal writer, final checkpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::mllp::connection::Limits;
+use crate::mllp::handler::{AckIds, Handler};
+use crate::mllp::policy::Policy;
+use crate::mllp::{server, tls};
+use crate::ops::{admin, metrics::Metrics};
+use crate::store::maintenance::{Maintenance, MaintenanceOptions};
+use crate::store::{Keys, Synchronous, Writer, WriterOptions};
+
+/// Journal queue in front of the writer (messages); senders wait when it is full.
+const WRITER_QUEUE: usize = 4096;
+/// Checkpoint and purge cadence.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let store = &config.store;
+    let keys = Arc::new(Keys::load_or_create(store.key_file.get_ref())?);
+    let writer_options = WriterOptions {
+        path: store.path.get_ref().clone(),
+        vfs: None,
+        synchronous: Synchronous::Full,
+        max_bytes: store.max_bytes,
+        dedup_window: Duration::from_secs(store.dedup_window_secs),
+        batch_max_messages: store.batch_max_messages.get(),
+        batch_max_bytes: store.batch_max_bytes.get(),
+        queue: WRITER_QUEUE,
+    };
+    let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
+    let maintenance = Maintenance::start(MaintenanceOptions {
+        path: store.path.get_ref().clone(),
+        vfs: None,
+        synchronous: Synchronous::Full,
+        every: MAINTENANCE_EVERY,
+        retention: Duration::from_secs(store.retention_secs),
+    })?;
+    tracing::info!(journal = %store.path.get_ref().display(), "journal open (WAL, synchronous=FULL)");
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let ack_ids = Arc::new(AckIds::default());
+    // Bind everything first so a bad address fails start-up before anything is served.
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let socket = TcpListener::bind(l.bind).await.with_context(|| format!("listener {:?}: bind {}", l.name, l.bind))?;
+        let tls = l.tls.as_ref().map(tls::acceptor).transpose().with_context(|| format!("listener {:?}", l.name))?;
+        let addr = socket.local_addr()?;
+        tracing::info!(listener = %l.name, %addr, tls = tls.is_some(), mtls = l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "mllp listening");
+        let handler = Handler {
+            listener: Arc::from(l.name.as_str()),
+            policy: Policy::new(&l.accept),
+            keys: keys.clone(),
+            appender: appender.clone(),
+            metrics: metrics.clone(),
+            ack_ids: ack_ids.clone(),
+        };
+        listeners.push(server::Listener {
+            socket,
+            tls,
+            allow: l.allow.clone(),
+            connections: Arc::new(Semaphore::new(l.max_connections.get())),
+            limits: Limits {
+                max_frame: l.max_frame_bytes.get(),
+                idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+                frame_timeout: Duration::from_secs(l.frame_timeout_secs),
+            },
+            handler: Arc::new(handler),
+        });
+    }
+    if let Some(bind) = config.ops.admin_bind {
+        let socket = TcpListener::bind(bind).await.with_context(|| format!("[ops] admin_bind {bind}"))?;
+        tracing::info!(addr = %socket.local_addr()?, "admin listening");
+        tracker.spawn(admin::serve(socket, metrics.clone(), appender.clone(), shutdown.clone()));
+    }
+    for l in listeners {
+        tracker.spawn(l.run(tracker.clone(), shutdown.clone()));
+    }
+    drop(appender);
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    // Every appender is gone with the connections: the writer drains its queue and stops.
+    tokio::task::spawn_blocking(move || {
+        writer.join();
+        maintenance.stop();
+    })
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}

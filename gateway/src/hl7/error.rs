@@ -1,0 +1,122 @@
+//! Message errors as HL7 reports them: a table 0357 code and the location (ERL).
+
+use std::fmt;
+
+/// HL7 table 0357, message error condition codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    SegmentSequenceError,
+    RequiredFieldMissing,
+    DataTypeError,
+    TableValueNotFound,
+    UnsupportedMessageType,
+    UnsupportedEventCode,
+    UnsupportedProcessingId,
+    UnsupportedVersionId,
+    ApplicationInternalError,
+}
+
+impl ErrorCode {
+    pub fn code(self) -> u16 {
+        match self {
+            ErrorCode::SegmentSequenceError => 100,
+            ErrorCode::RequiredFieldMissing => 101,
+            ErrorCode::DataTypeError => 102,
+            ErrorCode::TableValueNotFound => 103,
+            ErrorCode::UnsupportedMessageType => 200,
+            ErrorCode::UnsupportedEventCode => 201,
+            ErrorCode::UnsupportedProcessingId => 202,
+            ErrorCode::UnsupportedVersionId => 203,
+            ErrorCode::ApplicationInternalError => 207,
+        }
+    }
+
+    /// The table's display text.
+    pub fn text(self) -> &'static str {
+        match self {
+            ErrorCode::SegmentSequenceError => "Segment sequence error",
+            ErrorCode::RequiredFieldMissing => "Required field missing",
+            ErrorCode::DataTypeError => "Data type error",
+            ErrorCode::TableValueNotFound => "Table value not found",
+            ErrorCode::UnsupportedMessageType => "Unsupported message type",
+            ErrorCode::UnsupportedEventCode => "Unsupported event code",
+            ErrorCode::UnsupportedProcessingId => "Unsupported processing id",
+            ErrorCode::UnsupportedVersionId => "Unsupported version id",
+            ErrorCode::ApplicationInternalError => "Application internal error",
+        }
+    }
+
+    /// Rejections (AR/CR) are for messages the receiver does not take at all; errors
+    /// (AE/CE) for messages it could not process.
+    pub fn is_rejection(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UnsupportedMessageType
+                | ErrorCode::UnsupportedEventCode
+                | ErrorCode::UnsupportedProcessingId
+                | ErrorCode::UnsupportedVersionId
+        )
+    }
+}
+
+/// Where an error is (HL7 ERL: segment, sequence, field, component); 0 means "not given".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub segment: &'static str,
+    pub sequence: u16,
+    pub field: u16,
+    pub component: u16,
+}
+
+impl Location {
+    pub const NONE: Location = Location { segment: "", sequence: 0, field: 0, component: 0 };
+
+    pub fn segment(segment: &'static str) -> Self {
+        Location { segment, sequence: 1, field: 0, component: 0 }
+    }
+    pub fn field(segment: &'static str, field: u16) -> Self {
+        Location { field, ..Location::segment(segment) }
+    }
+    pub fn component(segment: &'static str, field: u16, component: u16) -> Self {
+        Location { component, ..Location::field(segment, field) }
+    }
+}
+
+/// `MSH-9.1` style, for people and logs.
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.segment)?;
+        if self.field > 0 {
+            write!(f, "-{}", self.field)?;
+        }
+        if self.component > 0 {
+            write!(f, ".{}", self.component)?;
+        }
+        Ok(())
+    }
+}
+
+/// A message error: code, location and a PHI-free diagnostic text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hl7Error {
+    pub code: ErrorCode,
+    pub location: Location,
+    pub text: &'static str,
+}
+
+impl Hl7Error {
+    pub fn new(code: ErrorCode, location: Location, text: &'static str) -> Self {
+        Hl7Error { code, location, text }
+    }
+    pub fn at(code: ErrorCode, location: Location) -> Self {
+        Hl7Error { code, location, text: code.text() }
+    }
+}
+
+impl fmt::Display for Hl7Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} at {}", self.code.code(), self.text, self.location)
+    }
+}
+
+impl std::error::Error for Hl7Error {}

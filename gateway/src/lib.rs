@@ -1,0 +1,21 @@
+//! HL7 v2 edge gateway.
+//!
+//! # Layout
+//! The data path, in the order a message travels it:
+//! - [`mllp`]: listeners (TCP or TLS), MLLP framing, the per-connection loop and ACKs.
+//! - [`hl7`]: the message header and HL7 error reporting.
+//! - [`store`]: the SQLite journal; a group-commit writer that makes a message durable
+//!   before its ACK; encryption at rest; checkpoints and purging.
+//! - [`ops`]: metrics, the admin endpoint, logging.
+//!
+//! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
+//! [`loadgen`] and [`bench`] measure the ingest path.
+
+pub mod bench;
+pub mod config;
+pub mod daemon;
+pub mod hl7;
+pub mod loadgen;
+pub mod mllp;
+pub mod ops;
+pub mod store;

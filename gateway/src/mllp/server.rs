@@ -1,0 +1,101 @@
+//! A configured listener: accepts connections, closes those from outside the allowed
+//! networks or over the connection limit before reading anything, and serves the rest.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::connection::{self, Limits};
+use super::handler::Handler;
+
+/// TLS handshakes that take longer are abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Listener {
+    pub socket: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+    pub allow: Vec<IpNet>,
+    pub connections: Arc<Semaphore>,
+    pub limits: Limits,
+    pub handler: Arc<Handler>,
+}
+
+impl Listener {
+    /// Accepts until shutdown; connection tasks are spawned on `tracker` so shutdown can
+    /// wait for them to finish what they are committing.
+    pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
+        let name = self.handler.listener.clone();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = self.socket.accept() => a,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if !self.allowed(peer) {
+                self.handler.metrics.refused_allowlist.inc();
+                tracing::warn!(listener = %name, peer = %peer.ip(), "connection from outside the allowed networks closed");
+                continue;
+            }
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                self.handler.metrics.refused_limit.inc();
+                tracing::warn!(listener = %name, "connection limit reached; connection closed");
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            let (handler, tls, limits, stop) = (self.handler.clone(), self.tls.clone(), self.limits, shutdown.clone());
+            tracker.spawn(async move {
+                let metrics = handler.metrics.clone();
+                metrics.connections_open.add(1);
+                let closed = serve(socket, tls, handler, limits, stop).await;
+                metrics.connections_open.add(-1);
+                tracing::debug!(peer = %peer, reason = ?closed, "connection closed");
+                drop(permit);
+            });
+        }
+        tracing::info!(listener = %name, "stopped accepting");
+    }
+
+    fn allowed(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+async fn serve(
+    socket: TcpStream,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<Handler>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> Option<connection::Closed> {
+    match tls {
+        None => Some(connection::serve(socket, handler, limits, shutdown).await),
+        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+            Ok(Ok(stream)) => Some(connection::serve(stream, handler, limits, shutdown).await),
+            Ok(Err(e)) => {
+                handler.metrics.tls_failures.inc();
+                tracing::warn!(listener = %handler.listener, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                handler.metrics.tls_failures.inc();
+                None
+            }
+        },
+    }
+}

@@ -1,0 +1,243 @@
+//! Process metrics as lock-free counters, rendered in the Prometheus text format.
+//! Labels carry codes and reasons only, never message content.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A fixed-bucket histogram.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in millionths of the unit, to stay in integers.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| value <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((value * 1e6) as u64, Relaxed);
+    }
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+}
+
+/// Why a message was refused; the `reason` label of `gateway_naks_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NakReason {
+    /// MSH missing or unusable, or an invalid segment.
+    Unparseable,
+    /// Message type, event, version or processing ID not accepted by the listener.
+    Unsupported,
+    StorageFull,
+    StorageError,
+    FrameTooLarge,
+    BadEndBlock,
+}
+
+impl NakReason {
+    const ALL: [NakReason; 6] = [
+        NakReason::Unparseable,
+        NakReason::Unsupported,
+        NakReason::StorageFull,
+        NakReason::StorageError,
+        NakReason::FrameTooLarge,
+        NakReason::BadEndBlock,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            NakReason::Unparseable => "unparseable",
+            NakReason::Unsupported => "unsupported",
+            NakReason::StorageFull => "storage_full",
+            NakReason::StorageError => "storage_error",
+            NakReason::FrameTooLarge => "frame_too_large",
+            NakReason::BadEndBlock => "bad_end_block",
+        }
+    }
+}
+
+const ACK_CODES: [&str; 6] = ["AA", "AE", "AR", "CA", "CE", "CR"];
+const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub frames_received: Counter,
+    pub bytes_received: Counter,
+    pub discarded_bytes: Counter,
+    acks: [Counter; 6],
+    naks: [Counter; 6],
+    pub duplicates: Counter,
+    pub stored: Counter,
+    pub ack_latency: Histogram,
+    pub batch_size: Histogram,
+    pub journal_depth: Gauge,
+    pub connections_open: Gauge,
+    pub refused_allowlist: Counter,
+    pub refused_limit: Counter,
+    pub frame_timeouts: Counter,
+    pub idle_timeouts: Counter,
+    pub tls_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            frames_received: Counter::default(),
+            bytes_received: Counter::default(),
+            discarded_bytes: Counter::default(),
+            acks: Default::default(),
+            naks: Default::default(),
+            duplicates: Counter::default(),
+            stored: Counter::default(),
+            ack_latency: Histogram::new(LATENCY_BOUNDS),
+            batch_size: Histogram::new(BATCH_BOUNDS),
+            journal_depth: Gauge::default(),
+            connections_open: Gauge::default(),
+            refused_allowlist: Counter::default(),
+            refused_limit: Counter::default(),
+            frame_timeouts: Counter::default(),
+            idle_timeouts: Counter::default(),
+            tls_failures: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts an acknowledgment by its MSA-1 code.
+    pub fn ack(&self, code: &str) {
+        if let Some(i) = ACK_CODES.iter().position(|c| *c == code) {
+            self.acks[i].inc();
+        }
+    }
+    pub fn acks(&self, code: &str) -> u64 {
+        ACK_CODES.iter().position(|c| *c == code).map_or(0, |i| self.acks[i].get())
+    }
+    pub fn nak(&self, reason: NakReason) {
+        self.naks[reason as usize].inc();
+    }
+    pub fn naks(&self, reason: NakReason) -> u64 {
+        self.naks[reason as usize].get()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters = [
+            ("gateway_frames_received_total", "MLLP frames received", &self.frames_received),
+            ("gateway_bytes_received_total", "Bytes of MLLP frame content received", &self.bytes_received),
+            ("gateway_discarded_bytes_total", "Bytes outside frames discarded (garbage, truncated frames)", &self.discarded_bytes),
+            ("gateway_duplicates_total", "Re-sent messages acknowledged without a second copy", &self.duplicates),
+            ("gateway_messages_stored_total", "Messages durably stored", &self.stored),
+            ("gateway_frame_timeouts_total", "Connections closed because a frame stalled", &self.frame_timeouts),
+            ("gateway_idle_timeouts_total", "Connections closed for idleness", &self.idle_timeouts),
+            ("gateway_tls_handshake_failures_total", "TLS handshakes that failed (incl. rejected client certificates)", &self.tls_failures),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+        }
+        let _ = writeln!(out, "# HELP gateway_acks_total Acknowledgments sent, by MSA-1 code\n# TYPE gateway_acks_total counter");
+        for (code, c) in ACK_CODES.iter().zip(&self.acks) {
+            let _ = writeln!(out, "gateway_acks_total{{code=\"{code}\"}} {}", c.get());
+        }
+        let _ = writeln!(out, "# HELP gateway_naks_total Negative acknowledgments, by reason\n# TYPE gateway_naks_total counter");
+        for reason in NakReason::ALL {
+            let _ = writeln!(out, "gateway_naks_total{{reason=\"{}\"}} {}", reason.label(), self.naks(reason));
+        }
+        let _ = writeln!(out, "# HELP gateway_connections_refused_total Connections closed before reading, by reason\n# TYPE gateway_connections_refused_total counter");
+        let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"allowlist\"}} {}", self.refused_allowlist.get());
+        let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"limit\"}} {}", self.refused_limit.get());
+        let gauges = [
+            ("gateway_journal_depth", "Journal rows not yet delivered", &self.journal_depth),
+            ("gateway_connections_open", "Open MLLP connections", &self.connections_open),
+        ];
+        for (name, help, g) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", g.get());
+        }
+        histogram(&mut out, "gateway_ack_latency_seconds", "Frame received to ACK written", &self.ack_latency);
+        histogram(&mut out, "gateway_commit_batch_size", "Messages per group commit", &self.batch_size);
+        out
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, bucket) in h.bounds.iter().zip(&h.buckets) {
+        cumulative += bucket.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let count = h.count();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum_micros.load(Relaxed) as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {count}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_labels_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.ack("AA");
+        m.ack("AA");
+        m.ack("CR");
+        m.nak(NakReason::StorageFull);
+        m.batch_size.observe(3.0);
+        m.batch_size.observe(64.0);
+        m.batch_size.observe(5000.0);
+        let text = m.render();
+        assert!(text.contains("gateway_acks_total{code=\"AA\"} 2\n"));
+        assert!(text.contains("gateway_acks_total{code=\"CR\"} 1\n"));
+        assert!(text.contains("gateway_naks_total{reason=\"storage_full\"} 1\n"));
+        assert!(text.contains("gateway_commit_batch_size_bucket{le=\"2\"} 0\n"));
+        assert!(text.contains("gateway_commit_batch_size_bucket{le=\"4\"} 1\n"));
+        assert!(text.contains("gateway_commit_batch_size_bucket{le=\"64\"} 2\n"));
+        assert!(text.contains("gateway_commit_batch_size_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("gateway_commit_batch_size_count 3\n"));
+    }
+}

@@ -1,0 +1,5 @@
+//! Operations surface: metrics, the admin HTTP endpoint, logging.
+
+pub mod admin;
+pub mod logging;
+pub mod metrics;

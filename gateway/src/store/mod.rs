@@ -1,0 +1,11 @@
+//! Durable storage: the SQLite journal, its group-commit writer, encryption at rest and
+//! background upkeep.
+
+pub mod crypto;
+pub mod db;
+pub mod maintenance;
+pub mod writer;
+
+pub use crypto::Keys;
+pub use db::Synchronous;
+pub use writer::{AppendError, Appended, Appender, NewMessage, Writer, WriterOptions};
