@@ -233,7 +233,7 @@ impl Config {
         };
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().to_string();
-            let field = field_in_message(&message);
+            let field = e.span().and_then(|s| key_at(text, s.start)).or_else(|| field_in_message(&message));
             error_at(e.span(), field, message)
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -276,6 +276,20 @@ impl Config {
     }
 }
 
+/// The dotted key (`listener.bind`) of the `key = value` line holding `offset`, qualified by
+/// the nearest table header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let table = text[..start].lines().rev().map(str::trim).find(|l| l.starts_with('['));
+    Some(match table {
+        Some(t) => format!("{}.{key}", t.trim_matches(|c| c == '[' || c == ']')),
+        None => key.to_string(),
+    })
+}
+
 /// serde names the offending field in backticks ("missing field `store`"); surface it.
 fn field_in_message(message: &str) -> Option<String> {
     let start = message.find('`')? + 1;
@@ -316,11 +330,12 @@ bind = "127.0.0.1:2575"
         assert_eq!(e.file, Path::new("site.toml"));
         assert_eq!(e.line, Some(9), "{e}");
         assert!(e.to_string().starts_with("site.toml:9:"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("listener.max_connections"), "{e}");
 
         let text = MINIMAL.replace("name = \"adt\"", "name = \"adt\"\nbogus = 1");
         let e = Config::parse(&text, Path::new("site.toml")).unwrap_err();
         assert_eq!(e.line, Some(8));
-        assert_eq!(e.field.as_deref(), Some("bogus"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("listener.bogus"), "{e}");
 
         let e = Config::parse("[store]\npath = \"x\"\n", Path::new("a.toml")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("key_file"), "{e}");

@@ -68,7 +68,7 @@ pub fn msa(ack: &[u8]) -> Option<(String, String)> {
 /// A realistic ADT^A01 (about 1 KB) with the given control ID and patient number.
 pub fn sample_adt(control_id: &str, patient: u64) -> Vec<u8> {
     format!(
-        "MSH|^~\\&|EPIC|MAIN_HOSP|GATEWAY|CLOUD|20261121093000-0500||ADT^A01^ADT_A01|{control_id}|P|2.5.1|||AL|NE||UNICODE UTF-8\r\
+        "MSH|^~\\&|EPIC|MAIN_HOSP|GATEWAY|CLOUD|20261121093000-0500||ADT^A01^ADT_A01|{control_id}|P|2.5.1||||||UNICODE UTF-8\r\
 EVN|A01|20261121093000-0500|||JSMITH^Smith^John^^^Dr.\r\
 PID|1||MRN{patient:08}^^^MAIN_HOSP^MR~{patient:09}^^^USSSA^SS||TESTPATIENT^ALEX^Q^^^^L||19800101|F|||123 MAIN ST^APT 4^SPRINGFIELD^IL^62701^USA^H||(217)555-0100^PRN^PH~^NET^Internet^alex@example.org|||M|CHR|ACCT{patient:07}|||N\r\
 PD1|||MAIN HOSPITAL^^1234|1234567890^PRIMARY^PAT^^^^^^NPI\r\

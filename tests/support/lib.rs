@@ -1,0 +1,300 @@
+//! Helpers shared by the end-to-end tests: the real `gateway` binary as a child process,
+//! a blocking MLLP client (plain or TLS), and readers for the journal and `/metrics`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gateway::mllp::codec::{self, Decoded, Decoder};
+
+/// Longest any single wait in these tests may take.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Path of the `gateway` binary built by `cargo build` (scripts/test builds it first).
+pub fn gateway_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GATEWAY_BIN") {
+        return p.into();
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>/gateway
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("gateway");
+    assert!(bin.exists(), "{} not found: run `cargo build -p gateway` first (scripts/test does)", bin.display());
+    bin
+}
+
+/// A gateway configuration written to a temp folder; `listeners` is TOML for the
+/// `[[listener]]` tables (use port 0: the real addresses are read from the log).
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub store_extra: String,
+    pub listeners: String,
+}
+
+impl Setup {
+    pub fn new(listeners: &str) -> Setup {
+        Setup { dir: tempfile::tempdir().unwrap(), store_extra: String::new(), listeners: listeners.to_string() }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("var/journal.db")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
+    }
+
+    fn write_config(&self) {
+        let text = format!(
+            "[store]\npath = \"var/journal.db\"\nkey_file = \"var/journal.key\"\n{}\n\n{}\n\n[ops]\nadmin_bind = \"127.0.0.1:0\"\n",
+            self.store_extra, self.listeners
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Starts the gateway and waits until every listener and the admin endpoint are up.
+    pub fn start(&self) -> Gateway {
+        self.write_config();
+        let mut child = Command::new(gateway_bin())
+            .args(["run", "--config"])
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gateway");
+        let expected = self.listeners.matches("[[listener]]").count();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("GATEWAY_TEST_LOG").is_some() {
+                    eprintln!("[gateway] {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut gw = Gateway { child, mllp: Vec::new(), admin: None, log: rx, lines: Vec::new() };
+        let deadline = Instant::now() + WAIT;
+        while gw.mllp.len() < expected || gw.admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = gw.log.recv_timeout(left).unwrap_or_else(|_| panic!("gateway did not start; log: {:#?}", gw.lines));
+            if line.contains("mllp listening") {
+                gw.mllp.push(field(&line, "addr=").parse().unwrap());
+            } else if line.contains("admin listening") {
+                gw.admin = Some(field(&line, "addr=").parse().unwrap());
+            }
+            gw.lines.push(line);
+        }
+        gw
+    }
+}
+
+fn field(line: &str, key: &str) -> String {
+    let start = line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len();
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    pub child: Child,
+    /// MLLP listener addresses, in config order.
+    pub mllp: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    log: mpsc::Receiver<String>,
+    pub lines: Vec<String>,
+}
+
+impl Gateway {
+    pub fn addr(&self) -> SocketAddr {
+        self.mllp[0]
+    }
+
+    pub fn connect(&self) -> Mllp {
+        Mllp::plain(self.addr())
+    }
+
+    /// SIGTERM, then wait for the exit (bounded).
+    pub fn terminate(mut self) -> ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_exit()
+    }
+
+    /// SIGTERM, wait for the exit, and return everything the gateway logged.
+    pub fn terminate_log(mut self) -> String {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.wait_exit();
+        assert!(status.success(), "{status:?}");
+        while let Ok(line) = self.log.recv_timeout(WAIT) {
+            self.lines.push(line);
+        }
+        self.lines.join("\n")
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "gateway did not exit within {WAIT:?}");
+            // Drain the log while waiting; the pipe must not fill up.
+            if let Ok(line) = self.log.recv_timeout(Duration::from_millis(20)) {
+                self.lines.push(line);
+            }
+        }
+    }
+
+    /// The Prometheus text from `/metrics`.
+    pub fn metrics(&self) -> String {
+        http_get(self.admin.unwrap(), "/metrics").1
+    }
+
+    /// A metric sample's value, e.g. `gateway_acks_total{code="AA"}`.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics(), series)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} not in metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A blocking HTTP/1.0 GET; returns status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Any byte stream an MLLP client can talk over.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A blocking MLLP client with a read timeout.
+pub struct Mllp {
+    stream: Box<dyn Stream>,
+    decoder: Decoder,
+    pending: Vec<u8>,
+}
+
+impl Mllp {
+    pub fn plain(addr: SocketAddr) -> Mllp {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Mllp::over(Box::new(s))
+    }
+
+    pub fn over(stream: Box<dyn Stream>) -> Mllp {
+        Mllp { stream, decoder: Decoder::new(1 << 20), pending: Vec::new() }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    pub fn send(&mut self, message: &[u8]) {
+        self.try_send(message).unwrap();
+    }
+
+    /// Like [`Mllp::send_raw`], for when the peer may already be closing.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    pub fn try_send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        let mut wire = Vec::new();
+        codec::encode(message, &mut wire);
+        self.try_send_raw(&wire)
+    }
+
+    /// Sends a message and returns the ACK as text.
+    pub fn call(&mut self, message: &[u8]) -> String {
+        self.send(message);
+        self.read_ack().expect("an ACK")
+    }
+
+    /// The next frame from the gateway, or `None` if it closed the connection.
+    pub fn read_ack(&mut self) -> Option<String> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            while !self.pending.is_empty() {
+                let (used, found) = self.decoder.decode(&self.pending);
+                self.pending.drain(..used);
+                if let Decoded::Frame(f) = found {
+                    return Some(String::from_utf8(f).unwrap());
+                }
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    panic!("no ACK and no close within {WAIT:?}")
+                }
+                // Reset, broken pipe, a TLS alert: the gateway ended the connection.
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// True when the gateway closes the connection (within [`WAIT`]) without sending more.
+    pub fn closed_by_peer(&mut self) -> bool {
+        self.read_ack().is_none()
+    }
+}
+
+/// MSA-1 and MSA-2 of an ACK.
+pub fn msa(ack: &str) -> (String, String) {
+    let (code, id) = gateway::loadgen::msa(ack.as_bytes()).unwrap_or_else(|| panic!("no MSA in {ack:?}"));
+    (code, id)
+}
+
+/// The ERR segment of an ACK, if any.
+pub fn err_segment(ack: &str) -> Option<&str> {
+    ack.split('\r').find(|s| s.starts_with("ERR"))
+}
+
+/// A valid ADT^A01 with the given control ID (about 1 KB, with a patient name and MRN).
+pub fn adt(control_id: &str) -> Vec<u8> {
+    gateway::loadgen::sample_adt(control_id, 4242)
+}
+
+/// Control IDs in the journal with their row counts.
+pub fn journal_counts(db: &Path) -> std::collections::HashMap<String, i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(WAIT).unwrap();
+    let mut stmt = conn.prepare("SELECT control_id, count(*) FROM journal GROUP BY control_id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
