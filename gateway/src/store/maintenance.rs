@@ -59,13 +59,13 @@ impl Drop for Maintenance {
     }
 }
 
-fn run(conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
+fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
     loop {
         match stopped.recv_timeout(opts.every) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => break,
         }
-        if let Err(e) = purge(&conn, opts.retention) {
+        if let Err(e) = purge(&mut conn, opts.retention) {
             tracing::warn!(error = %e, "purge of delivered rows failed; will retry");
         }
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -76,19 +76,63 @@ fn run(conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) 
 }
 
 /// Deletes delivered rows older than `retention`; returns how many.
-pub fn purge(conn: &Connection, retention: Duration) -> rusqlite::Result<usize> {
+pub fn purge(conn: &mut Connection, retention: Duration) -> rusqlite::Result<usize> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-    let cutoff = now - retention.as_millis() as i64;
+    let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut total = 0;
     loop {
-        let n = conn.execute(
+        // Look first (a read, no lock on the writer); then delete in a transaction that takes
+        // the write lock up front, so it waits its turn instead of failing on a stale snapshot.
+        let due: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM journal INDEXED BY journal_delivered
+                            WHERE state = 'delivered' AND received_at < ?1)",
+            [cutoff],
+            |r| r.get(0),
+        )?;
+        if !due {
+            return Ok(total);
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
             "DELETE FROM journal WHERE seq IN (
-                 SELECT seq FROM journal WHERE state = 'delivered' AND received_at < ?1 LIMIT ?2)",
+                 SELECT seq FROM journal INDEXED BY journal_delivered
+                 WHERE state = 'delivered' AND received_at < ?1 LIMIT ?2)",
             rusqlite::params![cutoff, PURGE_CHUNK],
         )?;
+        tx.commit()?;
         total += n;
         if n < PURGE_CHUNK as usize {
             return Ok(total);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_deletes_only_delivered_rows_past_retention() {
+        let dir = std::env::temp_dir().join(format!("gw-purge-{}", std::process::id()));
+        let path = dir.join("j.db");
+        let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
+        db::migrate(&mut conn, &path).unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let rows = [("old-delivered", now - 10_000, "delivered"), ("new-delivered", now, "delivered"), ("old-received", now - 10_000, "received")];
+        for (id, at, state) in rows {
+            conn.execute(
+                "INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, state, payload)
+                 VALUES (?1, 'l', 's', ?2, 'ADT^A01', x'00', ?3, x'00')",
+                rusqlite::params![at, id, state],
+            )
+            .unwrap();
+        }
+        assert_eq!(purge(&mut conn, Duration::from_secs(5)).unwrap(), 1);
+        let left: Vec<String> =
+            conn.prepare("SELECT control_id FROM journal ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(left, ["new-delivered", "old-received"]);
+        assert_eq!(purge(&mut conn, Duration::from_secs(5)).unwrap(), 0);
+        drop(conn);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
