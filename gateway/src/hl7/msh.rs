@@ -75,47 +75,38 @@ impl AckCondition {
     }
 }
 
-/// The parsed MSH segment. Fields are raw (still escaped) slices of the message.
+/// The parsed MSH segment: the fields an ACK echoes, plus the message type details.
+/// Fields are raw (still escaped) slices of the message.
 #[derive(Debug, Clone)]
 pub struct Header<'a> {
+    pub echo: Echo<'a>,
+    /// MSH-9.1
+    pub message_code: &'a [u8],
+    /// MSH-9.3
+    pub message_structure: &'a [u8],
+    /// MSH-16, when valued.
+    pub application_ack: Option<AckCondition>,
+}
+
+/// The MSH fields an ACK echoes; also all that is known of a header that failed validation.
+#[derive(Debug, Clone, Default)]
+pub struct Echo<'a> {
     pub delimiters: Delimiters,
     pub sending_application: &'a [u8],
     pub sending_facility: &'a [u8],
     pub receiving_application: &'a [u8],
     pub receiving_facility: &'a [u8],
-    /// MSH-9.1
-    pub message_code: &'a [u8],
     /// MSH-9.2
     pub trigger_event: &'a [u8],
-    /// MSH-9.3
-    pub message_structure: &'a [u8],
     /// MSH-10
     pub control_id: &'a [u8],
     /// MSH-11.1
     pub processing_id: &'a [u8],
     /// MSH-12.1
     pub version: &'a [u8],
-    /// MSH-15, when valued (enhanced acknowledgment mode).
-    pub accept_ack: Option<AckCondition>,
-    /// MSH-16, when valued.
-    pub application_ack: Option<AckCondition>,
     /// MSH-18 (first repetition).
     pub charset: &'a [u8],
-}
-
-/// MSH fields the ACK builder can still echo when the header is not fully usable.
-#[derive(Debug, Clone, Default)]
-pub struct Echo<'a> {
-    pub delimiters: Delimiters,
-    pub control_id: &'a [u8],
-    pub sending_application: &'a [u8],
-    pub sending_facility: &'a [u8],
-    pub receiving_application: &'a [u8],
-    pub receiving_facility: &'a [u8],
-    pub trigger_event: &'a [u8],
-    pub processing_id: &'a [u8],
-    pub version: &'a [u8],
-    pub charset: &'a [u8],
+    /// MSH-15, when valued (enhanced acknowledgment mode).
     pub accept_ack: Option<AckCondition>,
 }
 
@@ -123,7 +114,7 @@ pub struct Echo<'a> {
 #[derive(Debug, Clone)]
 pub struct HeaderError<'a> {
     pub error: Hl7Error,
-    pub echo: Echo<'a>,
+    pub echo: Box<Echo<'a>>,
 }
 
 /// Strips a UTF-8 byte-order mark and blank lines before the first segment.
@@ -178,9 +169,9 @@ pub fn parse(msg: &[u8]) -> Result<Header<'_>, HeaderError<'_>> {
     let seg = first_segment(msg);
     if seg.len() < 4 || &seg[..3] != b"MSH" {
         let error = Hl7Error::new(ErrorCode::SegmentSequenceError, Location::segment("MSH"), "message does not start with MSH");
-        return Err(HeaderError { error, echo: Echo::default() });
+        return Err(HeaderError { error, echo: Box::default() });
     }
-    let delimiters = parse_delimiters(seg).map_err(|error| HeaderError { error, echo: Echo::default() })?;
+    let delimiters = parse_delimiters(seg).map_err(|error| HeaderError { error, echo: Box::default() })?;
     // fields[n] is MSH-(n+1): fields[0] is the "MSH" tag standing in for MSH-1's position.
     let mut fields: heapless::Vec<&[u8], 21> = heapless::Vec::new();
     for f in seg.split(|&b| b == delimiters.field).take(21) {
@@ -202,7 +193,7 @@ pub fn parse(msg: &[u8]) -> Result<Header<'_>, HeaderError<'_>> {
         charset: first_repetition(field(18), r),
         accept_ack: AckCondition::parse(field(15)),
     };
-    let fail = |error: Hl7Error| Err(HeaderError { error: error.clone(), echo: echo.clone() });
+    let fail = |error: Hl7Error| Err(HeaderError { error, echo: Box::new(echo.clone()) });
     let required = [(9, msh9), (10, echo.control_id), (11, echo.processing_id), (12, echo.version)];
     for (n, value) in required {
         if value.is_empty() {
@@ -218,53 +209,21 @@ pub fn parse(msg: &[u8]) -> Result<Header<'_>, HeaderError<'_>> {
             return fail(Hl7Error::at(ErrorCode::TableValueNotFound, Location::field("MSH", n as u16)));
         }
     }
-    Ok(Header {
-        delimiters,
-        sending_application: echo.sending_application,
-        sending_facility: echo.sending_facility,
-        receiving_application: echo.receiving_application,
-        receiving_facility: echo.receiving_facility,
-        message_code,
-        trigger_event: echo.trigger_event,
-        message_structure: component(msh9, c, 2),
-        control_id: echo.control_id,
-        processing_id: echo.processing_id,
-        version: echo.version,
-        accept_ack: echo.accept_ack,
-        application_ack: AckCondition::parse(field(16)),
-        charset: echo.charset,
-    })
+    Ok(Header { message_code, message_structure: component(msh9, c, 2), application_ack: AckCondition::parse(field(16)), echo })
 }
 
-impl<'a> Header<'a> {
-    /// The fields an ACK echoes.
-    pub fn echo(&self) -> Echo<'a> {
-        Echo {
-            delimiters: self.delimiters,
-            control_id: self.control_id,
-            sending_application: self.sending_application,
-            sending_facility: self.sending_facility,
-            receiving_application: self.receiving_application,
-            receiving_facility: self.receiving_facility,
-            trigger_event: self.trigger_event,
-            processing_id: self.processing_id,
-            version: self.version,
-            charset: self.charset,
-            accept_ack: self.accept_ack,
-        }
-    }
-
+impl Header<'_> {
     /// Enhanced acknowledgment mode is requested by valuing MSH-15.
     pub fn enhanced_mode(&self) -> bool {
-        self.accept_ack.is_some()
+        self.echo.accept_ack.is_some()
     }
 
     /// `TYPE^TRIGGER` for logs and the journal (never contains PHI).
     pub fn message_type(&self) -> String {
         let mut s = String::from_utf8_lossy(self.message_code).into_owned();
-        if !self.trigger_event.is_empty() {
+        if !self.echo.trigger_event.is_empty() {
             s.push('^');
-            s.push_str(&String::from_utf8_lossy(self.trigger_event));
+            s.push_str(&String::from_utf8_lossy(self.echo.trigger_event));
         }
         s
     }
@@ -294,20 +253,20 @@ mod tests {
     #[test]
     fn parses_all_header_fields() {
         let h = parse(ADT).unwrap();
-        assert_eq!(h.delimiters, Delimiters::default());
-        assert_eq!(h.sending_application, b"EPIC");
-        assert_eq!(h.sending_facility, b"HOSP");
-        assert_eq!(h.receiving_application, b"GW");
-        assert_eq!(h.receiving_facility, b"CLOUD");
+        assert_eq!(h.echo.delimiters, Delimiters::default());
+        assert_eq!(h.echo.sending_application, b"EPIC");
+        assert_eq!(h.echo.sending_facility, b"HOSP");
+        assert_eq!(h.echo.receiving_application, b"GW");
+        assert_eq!(h.echo.receiving_facility, b"CLOUD");
         assert_eq!(h.message_code, b"ADT");
-        assert_eq!(h.trigger_event, b"A01");
+        assert_eq!(h.echo.trigger_event, b"A01");
         assert_eq!(h.message_structure, b"ADT_A01");
-        assert_eq!(h.control_id, b"CTRL1");
-        assert_eq!(h.processing_id, b"P");
-        assert_eq!(h.version, b"2.5.1");
-        assert_eq!(h.accept_ack, Some(AckCondition::Always));
+        assert_eq!(h.echo.control_id, b"CTRL1");
+        assert_eq!(h.echo.processing_id, b"P");
+        assert_eq!(h.echo.version, b"2.5.1");
+        assert_eq!(h.echo.accept_ack, Some(AckCondition::Always));
         assert_eq!(h.application_ack, Some(AckCondition::Never));
-        assert_eq!(h.charset, b"UNICODE UTF-8");
+        assert_eq!(h.echo.charset, b"UNICODE UTF-8");
         assert!(h.enhanced_mode());
         assert_eq!(h.message_type(), "ADT^A01");
     }
@@ -316,17 +275,17 @@ mod tests {
     fn custom_and_five_char_delimiters() {
         let m = b"MSH#*@!%$#A#F#R#X#T##ORU*R01#9#P*T#2.7\r";
         let h = parse(m).unwrap();
-        assert_eq!(h.delimiters.field, b'#');
-        assert_eq!(h.delimiters.component, b'*');
-        assert_eq!(h.delimiters.repetition, b'@');
-        assert_eq!(h.delimiters.escape, b'!');
-        assert_eq!(h.delimiters.subcomponent, b'%');
-        assert_eq!(h.delimiters.truncation, Some(b'$'));
+        assert_eq!(h.echo.delimiters.field, b'#');
+        assert_eq!(h.echo.delimiters.component, b'*');
+        assert_eq!(h.echo.delimiters.repetition, b'@');
+        assert_eq!(h.echo.delimiters.escape, b'!');
+        assert_eq!(h.echo.delimiters.subcomponent, b'%');
+        assert_eq!(h.echo.delimiters.truncation, Some(b'$'));
         assert_eq!(h.message_code, b"ORU");
-        assert_eq!(h.trigger_event, b"R01");
-        assert_eq!(h.control_id, b"9");
-        assert_eq!(h.processing_id, b"P");
-        assert_eq!(h.version, b"2.7");
+        assert_eq!(h.echo.trigger_event, b"R01");
+        assert_eq!(h.echo.control_id, b"9");
+        assert_eq!(h.echo.processing_id, b"P");
+        assert_eq!(h.echo.version, b"2.7");
         assert!(!h.enhanced_mode());
     }
 
@@ -334,8 +293,8 @@ mod tests {
     fn bom_and_lf_tolerated() {
         let m = b"\xEF\xBB\xBF\nMSH|^~\\&|A|B|C|D|||ADT^A08|X|P|2.3\nPID|||1\n";
         let h = parse(m).unwrap();
-        assert_eq!(h.control_id, b"X");
-        assert_eq!(h.version, b"2.3");
+        assert_eq!(h.echo.control_id, b"X");
+        assert_eq!(h.echo.version, b"2.3");
     }
 
     fn err(m: &[u8]) -> HeaderError<'_> {
@@ -387,9 +346,9 @@ mod tests {
     #[test]
     fn patient_identifier_is_first_pid3_repetition() {
         let h = parse(ADT).unwrap();
-        assert_eq!(patient_identifier(ADT, &h.delimiters), Some((&b"MRN123"[..], &b"HOSP"[..])));
-        assert_eq!(patient_identifier(b"MSH|^~\\&\rPV1|1\r", &h.delimiters), None);
-        assert_eq!(patient_identifier(b"MSH|^~\\&\rPIDX|1||Y\rPID|1||\r", &h.delimiters), None);
+        assert_eq!(patient_identifier(ADT, &h.echo.delimiters), Some((&b"MRN123"[..], &b"HOSP"[..])));
+        assert_eq!(patient_identifier(b"MSH|^~\\&\rPV1|1\r", &h.echo.delimiters), None);
+        assert_eq!(patient_identifier(b"MSH|^~\\&\rPIDX|1||Y\rPID|1||\r", &h.echo.delimiters), None);
     }
 
     #[test]

@@ -178,8 +178,8 @@ mod tests {
 
     fn ack(msg: &[u8], outcome: &Outcome) -> String {
         let echo = match msh::parse(msg) {
-            Ok(h) => h.echo(),
-            Err(e) => e.echo,
+            Ok(h) => h.echo,
+            Err(e) => *e.echo,
         };
         String::from_utf8(build(&echo, outcome, "ACK1", "20260101120000+0000").to_vec()).unwrap()
     }
@@ -257,7 +257,7 @@ mod tests {
         m.extend_from_slice(b"|B|C|D|||ADT^A01|");
         m.extend(std::iter::repeat_n(b'9', 100_000));
         m.extend_from_slice(b"|P|2.5\r");
-        let echo: Echo = msh::parse(&m).unwrap().echo();
+        let echo: Echo = msh::parse(&m).unwrap().echo;
         let a = build(&echo, &Outcome::Accepted, "X", "T");
         assert!(a.len() < ACK_CAPACITY);
         assert!(a.ends_with(b"\r"));

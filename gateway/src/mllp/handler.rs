@@ -37,23 +37,23 @@ impl Handler {
             Ok(h) => h,
             Err(e) => return self.refuse(&e.echo, e.error, NakReason::Unparseable, started),
         };
-        let echo = header.echo();
+        let echo = &header.echo;
         if let Err(e) = self.policy.check(&header) {
             let reason = if e.code.is_rejection() { NakReason::Unsupported } else { NakReason::Unparseable };
-            return self.refuse(&echo, e, reason, started);
+            return self.refuse(echo, e, reason, started);
         }
-        if let Err(e) = policy::check_segments(msh::trim_start(frame), header.delimiters.field) {
-            return self.refuse(&echo, e, NakReason::Unparseable, started);
+        if let Err(e) = policy::check_segments(msh::trim_start(frame), echo.delimiters.field) {
+            return self.refuse(echo, e, NakReason::Unparseable, started);
         }
-        let control_id = String::from_utf8_lossy(header.control_id).into_owned();
+        let control_id = String::from_utf8_lossy(echo.control_id).into_owned();
         let message_type = header.message_type();
-        let lane = msh::patient_identifier(frame, &header.delimiters).map(|(id, auth)| self.keys.lane(id, auth));
+        let lane = msh::patient_identifier(frame, &echo.delimiters).map(|(id, auth)| self.keys.lane(id, auth));
         let message = NewMessage {
             listener: self.listener.clone(),
             sender: format!(
                 "{}|{}",
-                String::from_utf8_lossy(header.sending_application),
-                String::from_utf8_lossy(header.sending_facility)
+                String::from_utf8_lossy(echo.sending_application),
+                String::from_utf8_lossy(echo.sending_facility)
             ),
             control_id,
             message_type,
@@ -65,22 +65,22 @@ impl Handler {
         match self.appender.append(message).await {
             Ok(Appended::Stored(seq)) => {
                 tracing::debug!(listener = %self.listener, %control_id, %message_type, seq, "stored");
-                self.answer(&echo, Outcome::Accepted, started)
+                self.answer(echo, Outcome::Accepted, started)
             }
             Ok(Appended::Duplicate(seq)) => {
                 self.metrics.duplicates.inc();
                 tracing::info!(listener = %self.listener, %control_id, %message_type, seq, "duplicate acknowledged, not stored again");
-                self.answer(&echo, Outcome::Accepted, started)
+                self.answer(echo, Outcome::Accepted, started)
             }
             Err(AppendError::StorageFull) => {
                 tracing::warn!(listener = %self.listener, %control_id, "storage full: message refused");
                 let e = Hl7Error::new(ErrorCode::ApplicationInternalError, Location::NONE, "Storage full");
-                self.nak(&echo, Outcome::Rejected(e), NakReason::StorageFull, started)
+                self.nak(echo, Outcome::Rejected(e), NakReason::StorageFull, started)
             }
             Err(err) => {
                 tracing::error!(listener = %self.listener, %control_id, error = %err, "message not stored");
                 let e = Hl7Error::new(ErrorCode::ApplicationInternalError, Location::NONE, "Storage error");
-                self.nak(&echo, Outcome::Errored(e), NakReason::StorageError, started)
+                self.nak(echo, Outcome::Errored(e), NakReason::StorageError, started)
             }
         }
     }
@@ -88,7 +88,7 @@ impl Handler {
     /// NAK for a frame over the size limit; `head` is its beginning, for the MSH.
     pub fn too_large(&self, head: &[u8], started: Instant) -> Reply {
         self.metrics.frames_received.inc();
-        let echo = msh::parse(head).map(|h| h.echo()).unwrap_or_else(|e| e.echo);
+        let echo = echo_of(head);
         let e = Hl7Error::new(ErrorCode::ApplicationInternalError, Location::NONE, "Message exceeds the frame size limit");
         self.nak(&echo, Outcome::Rejected(e), NakReason::FrameTooLarge, started)
     }
@@ -96,7 +96,7 @@ impl Handler {
     /// NAK for a frame whose end block was not `<FS><CR>`.
     pub fn bad_end_block(&self, content: &[u8], started: Instant) -> Reply {
         self.metrics.frames_received.inc();
-        let echo = msh::parse(content).map(|h| h.echo()).unwrap_or_else(|e| e.echo);
+        let echo = echo_of(content);
         let e = Hl7Error::new(ErrorCode::SegmentSequenceError, Location::NONE, "MLLP end block not followed by CR");
         self.nak(&echo, Outcome::Errored(e), NakReason::BadEndBlock, started)
     }
@@ -123,6 +123,11 @@ impl Handler {
         self.metrics.ack_latency.observe(started.elapsed().as_secs_f64());
         Reply { ack: Some(built) }
     }
+}
+
+/// Whatever MSH fields can be read from a frame, for its NAK.
+fn echo_of(frame: &[u8]) -> Echo<'_> {
+    msh::parse(frame).map(|h| h.echo).unwrap_or_else(|e| *e.echo)
 }
 
 /// Control IDs for the gateway's own ACKs: unique per process start and counter.

@@ -30,20 +30,20 @@ impl Policy {
     /// Checks a parsed header; the error carries the table 0357 code and field.
     pub fn check(&self, h: &Header) -> Result<(), Hl7Error> {
         let listed = |list: &[String], v: &[u8]| list.iter().any(|x| x.as_bytes() == v);
-        if !listed(&self.versions, h.version) {
+        if !listed(&self.versions, h.echo.version) {
             return Err(Hl7Error::at(ErrorCode::UnsupportedVersionId, Location::field("MSH", 12)));
         }
-        if !listed(&self.processing_ids, h.processing_id) {
+        if !listed(&self.processing_ids, h.echo.processing_id) {
             return Err(Hl7Error::at(ErrorCode::UnsupportedProcessingId, Location::field("MSH", 11)));
         }
         let same_code: Vec<_> = self.types.iter().filter(|(code, _)| code.as_bytes() == h.message_code).collect();
         if same_code.is_empty() {
             return Err(Hl7Error::at(ErrorCode::UnsupportedMessageType, Location::component("MSH", 9, 1)));
         }
-        if !same_code.iter().any(|(_, t)| t.as_ref().is_none_or(|t| t.as_bytes() == h.trigger_event)) {
+        if !same_code.iter().any(|(_, t)| t.as_ref().is_none_or(|t| t.as_bytes() == h.echo.trigger_event)) {
             return Err(Hl7Error::at(ErrorCode::UnsupportedEventCode, Location::component("MSH", 9, 2)));
         }
-        if !CHARSETS.contains(&h.charset) {
+        if !CHARSETS.contains(&h.echo.charset) {
             return Err(Hl7Error::new(ErrorCode::DataTypeError, Location::field("MSH", 18), "Unsupported character set"));
         }
         Ok(())

@@ -60,11 +60,8 @@ impl Drop for Maintenance {
 }
 
 fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
-    loop {
-        match stopped.recv_timeout(opts.every) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => break,
-        }
+    // A message or a hang-up on the channel means stop; a timeout means work.
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(opts.every) {
         if let Err(e) = purge(&mut conn, opts.retention) {
             tracing::warn!(error = %e, "purge of delivered rows failed; will retry");
         }
