@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod config;
 pub mod daemon;
+pub mod fhir;
 pub mod hl7;
 pub mod loadgen;
 pub mod mllp;

@@ -1,0 +1,94 @@
+//! A small JSON object builder for FHIR resources: empty strings, arrays and objects are
+//! never emitted (FHIR forbids them), and keys come out sorted, so output is deterministic.
+
+use serde_json::{Map, Value};
+
+/// An object under construction.
+#[derive(Debug, Default, Clone)]
+pub struct Obj(Map<String, Value>);
+
+/// True for values FHIR does not allow to be present-but-empty.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+impl Obj {
+    pub fn new() -> Self {
+        Obj::default()
+    }
+
+    /// Sets `key` unless `value` is empty.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.put(key, value);
+        self
+    }
+
+    /// In-place form of [`Obj::set`].
+    pub fn put(&mut self, key: &str, value: impl Into<Value>) {
+        let value = value.into();
+        if !is_empty(&value) {
+            self.0.insert(key.to_string(), value);
+        }
+    }
+
+    /// Sets `key` to the non-empty items of `items`, if any.
+    pub fn list(mut self, key: &str, items: impl IntoIterator<Item = Value>) -> Self {
+        self.push_all(key, items);
+        self
+    }
+
+    /// Appends the non-empty items to the array at `key`.
+    pub fn push_all(&mut self, key: &str, items: impl IntoIterator<Item = Value>) {
+        let mut new: Vec<Value> = items.into_iter().filter(|v| !is_empty(v)).collect();
+        if new.is_empty() {
+            return;
+        }
+        match self.0.get_mut(key) {
+            Some(Value::Array(existing)) => existing.append(&mut new),
+            _ => {
+                self.0.insert(key.to_string(), Value::Array(new));
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    pub fn value(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+impl From<Obj> for Value {
+    fn from(o: Obj) -> Value {
+        o.value()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empties_are_dropped_and_keys_sorted() {
+        let o = Obj::new()
+            .set("z", "x")
+            .set("a", "")
+            .set("m", Obj::new().set("e", ""))
+            .list("l", [json!(""), json!({}), json!("v")])
+            .list("none", [json!([])]);
+        assert_eq!(serde_json::to_string(&o.value()).unwrap(), r#"{"l":["v"],"z":"x"}"#);
+    }
+}

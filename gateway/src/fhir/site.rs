@@ -1,0 +1,130 @@
+//! Per-site mapping configuration: the site time zone, identifier systems per assigning
+//! authority, and code maps (local code → standard code) loaded from CSV files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+
+/// The `[mapping]` section of the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// IANA zone for timestamps sent without an offset (never the host's zone).
+    #[serde(default = "default_zone")]
+    pub time_zone: String,
+    /// Assigning authority (CX.4.1 / HD namespace) → identifier system URI.
+    #[serde(default)]
+    pub identifier_systems: HashMap<String, String>,
+    /// CSV files: `source_system,source_code,target_system,target_code,target_display`.
+    #[serde(default)]
+    pub code_maps: Vec<PathBuf>,
+    /// Z-segments (or other segments) the site maps; others are reported as unconsumed.
+    #[serde(default)]
+    pub map_segments: Vec<String>,
+}
+
+fn default_zone() -> String {
+    "UTC".into()
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        MappingConfig { time_zone: default_zone(), identifier_systems: HashMap::new(), code_maps: Vec::new(), map_segments: Vec::new() }
+    }
+}
+
+/// A standard coding a local code maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedCode {
+    pub system: String,
+    pub code: String,
+    pub display: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("[mapping] time_zone {0:?} is not an IANA time zone name")]
+    Zone(String),
+    #[error("code map {path}:{line}: {message}")]
+    CodeMap { path: String, line: u64, message: String },
+}
+
+/// Loaded site maps, ready for the converter.
+#[derive(Debug, Clone)]
+pub struct SiteMaps {
+    pub zone: TimeZone,
+    pub identifier_systems: HashMap<String, String>,
+    codes: HashMap<(String, String), MappedCode>,
+    pub map_segments: Vec<String>,
+}
+
+impl SiteMaps {
+    /// Loads code map files; relative paths are resolved against `base`.
+    pub fn load(config: &MappingConfig, base: &Path) -> Result<SiteMaps, SiteError> {
+        let zone = TimeZone::get(&config.time_zone).map_err(|_| SiteError::Zone(config.time_zone.clone()))?;
+        let mut codes = HashMap::new();
+        for file in &config.code_maps {
+            let path = base.join(file);
+            load_code_map(&path, &mut codes)?;
+        }
+        Ok(SiteMaps { zone, identifier_systems: config.identifier_systems.clone(), codes, map_segments: config.map_segments.clone() })
+    }
+
+    /// Maps with no entries, in the given zone (tests, CLI without a config).
+    pub fn empty(zone: TimeZone) -> SiteMaps {
+        SiteMaps { zone, identifier_systems: HashMap::new(), codes: HashMap::new(), map_segments: Vec::new() }
+    }
+
+    /// The standard coding for a local `(coding system name, code)`, if the site maps it.
+    pub fn code(&self, system: &str, code: &str) -> Option<&MappedCode> {
+        self.codes.get(&(system.to_string(), code.to_string()))
+    }
+
+    pub fn insert_code(&mut self, system: &str, code: &str, target: MappedCode) {
+        self.codes.insert((system.to_string(), code.to_string()), target);
+    }
+}
+
+fn load_code_map(path: &Path, into: &mut HashMap<(String, String), MappedCode>) -> Result<(), SiteError> {
+    let err = |line: u64, message: String| SiteError::CodeMap { path: path.display().to_string(), line, message };
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_path(path).map_err(|e| err(0, e.to_string()))?;
+    for record in reader.records() {
+        let record = record.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() < 4 {
+            return Err(err(line, format!("expected 5 columns (source_system,source_code,target_system,target_code,target_display), found {}", record.len())));
+        }
+        let target = MappedCode { system: record[2].to_string(), code: record[3].to_string(), display: record.get(4).unwrap_or("").to_string() };
+        if target.system.is_empty() || target.code.is_empty() {
+            return Err(err(line, "target_system and target_code must not be empty".into()));
+        }
+        into.insert((record[0].to_string(), record[1].to_string()), target);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_code_maps_and_reports_bad_lines() {
+        let dir = std::env::temp_dir().join(format!("gw-site-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lab.csv"), "source_system,source_code,target_system,target_code,target_display\nL,GLU,http://loinc.org,2345-7,\"Glucose [Mass/volume] in Serum or Plasma\"\n").unwrap();
+        std::fs::write(dir.join("bad.csv"), "a,b,c,d,e\nL,X,,1,y\n").unwrap();
+        let config = MappingConfig { time_zone: "America/New_York".into(), code_maps: vec!["lab.csv".into()], ..Default::default() };
+        let maps = SiteMaps::load(&config, &dir).unwrap();
+        assert_eq!(maps.code("L", "GLU").unwrap().code, "2345-7");
+        assert_eq!(maps.code("L", "GLU").unwrap().display, "Glucose [Mass/volume] in Serum or Plasma");
+        assert!(maps.code("L", "NA").is_none());
+        let bad = MappingConfig { code_maps: vec!["bad.csv".into()], ..Default::default() };
+        let e = SiteMaps::load(&bad, &dir).unwrap_err().to_string();
+        assert!(e.contains("bad.csv:2"), "{e}");
+        let zone = MappingConfig { time_zone: "Mars/Olympus".into(), ..Default::default() };
+        assert!(SiteMaps::load(&zone, &dir).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
