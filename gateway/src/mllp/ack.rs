@@ -4,7 +4,7 @@
 //! ACK never allocates and never grows with the input.
 
 use crate::hl7::msh::Echo;
-use crate::hl7::{AckCondition, Hl7Error};
+use crate::hl7::{AckCondition, Delimiters, Hl7Error};
 
 /// Capacity of an ACK message; every echoed field is capped so the total always fits.
 pub const ACK_CAPACITY: usize = 2048;
@@ -66,7 +66,7 @@ pub type Ack = heapless::Vec<u8, ACK_CAPACITY>;
 pub fn build(echo: &Echo, outcome: &Outcome, control_id: &str, timestamp: &str) -> Ack {
     let d = &echo.delimiters;
     let enhanced = echo.accept_ack.is_some();
-    let mut w = Writer { out: Ack::new(), field: d.field };
+    let mut w = Writer { out: Ack::new(), d: *d };
     w.raw(b"MSH");
     w.sep();
     w.raw(&d.encoding_characters());
@@ -74,7 +74,7 @@ pub fn build(echo: &Echo, outcome: &Outcome, control_id: &str, timestamp: &str) 
     for f in [echo.receiving_application, echo.receiving_facility, echo.sending_application, echo.sending_facility] {
         w.field(f);
     }
-    w.field(timestamp.as_bytes());
+    w.text_field(timestamp.as_bytes());
     w.field(b"");
     w.raw(&[d.field]);
     w.raw(b"ACK");
@@ -84,23 +84,28 @@ pub fn build(echo: &Echo, outcome: &Outcome, control_id: &str, timestamp: &str) 
     }
     w.raw(&[d.component]);
     w.raw(b"ACK");
-    w.field(control_id.as_bytes());
-    w.field(if echo.processing_id.is_empty() { b"P" } else { echo.processing_id });
-    let version = if echo.version.is_empty() { &b"2.5"[..] } else { echo.version };
-    w.field(version);
+    w.text_field(control_id.as_bytes());
+    // MSH-11 and MSH-12 are required in the ACK: echo them only when they are well-formed
+    // (an ID, a version number), otherwise write the defaults.
+    let processing_id = Some(echo.processing_id).filter(|p| !p.is_empty() && p.iter().all(u8::is_ascii_alphanumeric));
+    w.text_field(processing_id.unwrap_or(b"P"));
+    let version = Some(echo.version)
+        .filter(|v| !v.is_empty() && v.len() <= 16 && v.iter().all(|b| b.is_ascii_digit() || *b == b'.'))
+        .unwrap_or(b"2.5");
+    w.text_field(version);
     if enhanced || !echo.charset.is_empty() {
         // An acknowledgment is itself never acknowledged.
         let ne: &[u8] = if enhanced { b"NE" } else { b"" };
         for f in [&b""[..], b"", ne, ne, b""] {
-            w.field(f);
+            w.text_field(f);
         }
         w.field(echo.charset);
     }
     w.raw(b"\rMSA");
-    w.field(outcome.code(enhanced).as_bytes());
+    w.text_field(outcome.code(enhanced).as_bytes());
     w.field(echo.control_id);
     if let Some(e) = outcome.error() {
-        w.field(e.text.as_bytes());
+        w.text_field(e.text.as_bytes());
         w.raw(b"\rERR");
         let loc = e.location;
         let c = [d.component];
@@ -108,35 +113,35 @@ pub fn build(echo: &Echo, outcome: &Outcome, control_id: &str, timestamp: &str) 
         if old_style_err(version) {
             // v2.3/2.4: ERR-1 (ELD) segment^sequence^field^code&text&HL70357
             w.sep();
-            w.raw(loc.segment.as_bytes());
+            w.text(loc.segment.as_bytes());
             for n in [loc.sequence, loc.field] {
                 w.raw(&c);
-                w.raw(num(n).as_bytes());
+                w.text(num(n).as_bytes());
             }
             w.raw(&c);
-            w.raw(e.code.code().to_string().as_bytes());
+            w.text(e.code.code().to_string().as_bytes());
             w.raw(&[d.subcomponent]);
-            w.raw(e.text.as_bytes());
+            w.text(e.text.as_bytes());
             w.raw(&[d.subcomponent]);
-            w.raw(b"HL70357");
+            w.text(b"HL70357");
         } else {
             // v2.5+: ERR-2 location (ERL), ERR-3 code (CWE), ERR-4 severity.
             w.field(b"");
             w.sep();
-            w.raw(loc.segment.as_bytes());
+            w.text(loc.segment.as_bytes());
             let parts = [loc.sequence, loc.field, loc.component];
             let used = parts.iter().rposition(|&n| n > 0).map_or(0, |i| i + 1);
             for &n in &parts[..used] {
                 w.raw(&c);
-                w.raw(num(n).as_bytes());
+                w.text(num(n).as_bytes());
             }
             w.sep();
-            w.raw(e.code.code().to_string().as_bytes());
+            w.text(e.code.code().to_string().as_bytes());
             w.raw(&c);
-            w.raw(e.text.as_bytes());
+            w.text(e.text.as_bytes());
             w.raw(&c);
-            w.raw(b"HL70357");
-            w.field(b"E");
+            w.text(b"HL70357");
+            w.text_field(b"E");
         }
     }
     w.raw(b"\r");
@@ -148,9 +153,13 @@ fn old_style_err(version: &[u8]) -> bool {
 }
 
 /// Appends to the fixed buffer; the caps above guarantee it never fills up.
+///
+/// Two kinds of content: fields echoed from the sender are already encoded in its delimiters
+/// and go in as they are (capped); text the gateway writes itself (timestamps, defaults,
+/// error texts) is escaped, since a sender may declare `+` or `.` as a delimiter.
 struct Writer {
     out: Ack,
-    field: u8,
+    d: Delimiters,
 }
 
 impl Writer {
@@ -158,15 +167,52 @@ impl Writer {
         let room = ACK_CAPACITY - self.out.len();
         let _ = self.out.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
+
+    /// An echoed value, cut at [`MAX_ECHO`] without splitting a UTF-8 character or an
+    /// escape sequence.
     fn capped(&mut self, bytes: &[u8]) {
-        self.raw(&bytes[..bytes.len().min(MAX_ECHO)]);
+        let mut cut = bytes.len().min(MAX_ECHO);
+        while cut < bytes.len() && cut > 0 && bytes[cut] & 0xC0 == 0x80 {
+            cut -= 1;
+        }
+        let kept = &bytes[..cut];
+        if kept.iter().filter(|&&b| b == self.d.escape).count() % 2 == 1 {
+            cut = kept.iter().rposition(|&b| b == self.d.escape).unwrap_or(0);
+        }
+        self.raw(&bytes[..cut]);
     }
+
+    /// Gateway-written text, with any delimiter escaped (HL7 \F\ \S\ \R\ \E\ \T\).
+    fn text(&mut self, bytes: &[u8]) {
+        let d = self.d;
+        for &b in bytes {
+            let code = match b {
+                _ if b == d.field => b'F',
+                _ if b == d.component => b'S',
+                _ if b == d.repetition => b'R',
+                _ if b == d.escape => b'E',
+                _ if b == d.subcomponent => b'T',
+                _ => {
+                    self.raw(&[b]);
+                    continue;
+                }
+            };
+            self.raw(&[d.escape, code, d.escape]);
+        }
+    }
+
     fn sep(&mut self) {
-        self.raw(&[self.field]);
+        self.raw(&[self.d.field]);
     }
+
     fn field(&mut self, bytes: &[u8]) {
         self.sep();
         self.capped(bytes);
+    }
+
+    fn text_field(&mut self, bytes: &[u8]) {
+        self.sep();
+        self.text(bytes);
     }
 }
 
@@ -248,6 +294,35 @@ mod tests {
             a,
             "MSH|^~\\&|||||20260101120000+0000||ACK^ACK|ACK1|P|2.5\rMSA|AE||message does not start with MSH\rERR||MSH^1|100^message does not start with MSH^HL70357|E\r"
         );
+    }
+
+    #[test]
+    fn gateway_text_is_escaped_when_a_delimiter_is_plus_or_dot() {
+        // '+' as field separator: the timestamp's offset must not split MSH-7.
+        let m = b"MSH+^~\\&+SEND+FAC+GW+CLOUD+++ADT^A01+CID1+P+2.5\rPID+1++MRN1\r";
+        let a = ack(m, &Outcome::Accepted);
+        let h = msh::parse(a.as_bytes()).unwrap();
+        assert_eq!(h.message_code, b"ACK");
+        assert_eq!(h.echo.control_id, b"ACK1");
+        assert!(a.contains("+20260101120000\\F\\0000+"), "{a}");
+        // '.' as component separator and no MSH-12: the default version stays one component.
+        let m = b"MSH|.~\\&|SEND|FAC|GW|CLOUD|||ADT.A01|CID2|P|\r";
+        let a = ack(m, &Outcome::from_error(msh::parse(m).unwrap_err().error));
+        assert!(a.contains("|2\\S\\5\r"), "{a}");
+    }
+
+    #[test]
+    fn echo_cap_never_splits_a_character_or_an_escape() {
+        let mut w = Writer { out: Ack::new(), d: Delimiters::default() };
+        let mut id = vec![b'A'; MAX_ECHO - 1];
+        id.extend_from_slice("É".as_bytes());
+        w.capped(&id);
+        assert_eq!(w.out.len(), MAX_ECHO - 1);
+        let mut w = Writer { out: Ack::new(), d: Delimiters::default() };
+        let mut id = vec![b'A'; MAX_ECHO - 2];
+        id.extend_from_slice(b"\\F\\");
+        w.capped(&id);
+        assert_eq!(&w.out[..], &id[..MAX_ECHO - 2]);
     }
 
     #[test]
