@@ -1,5 +1,15 @@
 //! HL7 v2 → FHIR R4: datatype maps, resources, bundles, site configuration.
+//!
+//! - [`convert`]: one message → resources + report, dispatching on the message structure.
+//! - [`messages`]: per structure, the walk over segment groups.
+//! - [`resources`]: per segment, the map to one resource.
+//! - [`model`]: the converter's output before bundling.
+//! - [`site`], [`time`], [`json`]: site maps, v2 timestamps, the empty-free JSON builder.
 
+pub mod convert;
 pub mod json;
+pub mod messages;
+pub mod model;
+pub mod resources;
 pub mod site;
 pub mod time;

@@ -1,0 +1,119 @@
+//! One HL7 v2 message → the FHIR resources it describes, plus a report of what was not
+//! mapped. Dispatches on the message structure; each structure's walk over its segment groups
+//! lives in `fhir::messages`, each segment's map in `fhir::resources`.
+
+use crate::hl7::parser::{self, Message};
+use crate::hl7::structure::{self, Grouped, Structure};
+use crate::hl7::Hl7Error;
+
+use super::messages;
+use super::model::{Identity, Report, Resource};
+use super::site::SiteMaps;
+
+/// The result of converting one message.
+#[derive(Debug, Clone)]
+pub struct Conversion {
+    pub resources: Vec<Resource>,
+    pub report: Report,
+    /// MSH-3|MSH-4 and MSH-10: with the resource key, the seed of ids for resources that
+    /// have no business identifier.
+    pub sender: String,
+    pub control_id: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConvertError {
+    #[error("message cannot be read: {0}")]
+    Parse(#[from] Hl7Error),
+}
+
+/// Conversion state shared by the maps of one message.
+pub struct Ctx<'m, 'a> {
+    pub msg: &'m Message<'a>,
+    pub site: &'m SiteMaps,
+    pub report: Report,
+    resources: Vec<Resource>,
+    consumed: Vec<bool>,
+}
+
+impl<'m, 'a> Ctx<'m, 'a> {
+    pub fn new(msg: &'m Message<'a>, site: &'m SiteMaps) -> Self {
+        Ctx { msg, site, report: Report::default(), resources: Vec::new(), consumed: vec![false; msg.segment_count()] }
+    }
+
+    /// Marks a segment as mapped (so it is not reported as unconsumed).
+    pub fn consume(&mut self, segment_index: usize) {
+        if let Some(c) = self.consumed.get_mut(segment_index) {
+            *c = true;
+        }
+    }
+
+    /// Adds a resource and returns its key. A resource of the same kind and business
+    /// identifier already added (e.g. the same practitioner in PV1-7 and OBR-16) is not added
+    /// twice: the first one's key is returned.
+    pub fn add(&mut self, resource: Resource) -> String {
+        if let Some(id) = &resource.identity {
+            if let Some(existing) = self.find(resource.kind, id) {
+                return existing.key.clone();
+            }
+        }
+        debug_assert!(self.resources.iter().all(|r| r.key != resource.key), "duplicate key {}", resource.key);
+        let key = resource.key.clone();
+        self.resources.push(resource);
+        key
+    }
+
+    pub fn find(&self, kind: &str, identity: &Identity) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.kind == kind && r.identity.as_ref() == Some(identity))
+    }
+
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+
+    /// Mutable access to an added resource by key (maps that enrich an earlier resource,
+    /// e.g. NK1 adding `Patient.contact`).
+    pub fn resource_mut(&mut self, key: &str) -> Option<&mut Resource> {
+        self.resources.iter_mut().find(|r| r.key == key)
+    }
+
+    fn finish(mut self, grouped: &Grouped) -> (Vec<Resource>, Report) {
+        let msg = self.msg;
+        let mapped_z: Vec<&str> = self.site.map_segments.iter().map(String::as_str).collect();
+        for (i, seg) in msg.segments().enumerate() {
+            let id = seg.id();
+            if !self.consumed[i] && !mapped_z.contains(&id) {
+                self.report.unconsumed.push(format!("{i}:{id}"));
+            }
+        }
+        self.report.structure = grouped.structure.id().to_string();
+        (self.resources, self.report)
+    }
+}
+
+/// Converts one message with the site's maps.
+pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> {
+    let msg = parser::parse(raw)?;
+    let grouped = structure::group(&msg)?;
+    let msh = msg.msh();
+    let sender = format!("{}|{}", msh.field(3).value(), msh.field(4).value());
+    let control_id = msh.field(10).value().into_owned();
+    let mut ctx = Ctx::new(&msg, site);
+    ctx.consume(msh.index());
+    match grouped.structure {
+        Structure::AdtA01
+        | Structure::AdtA02
+        | Structure::AdtA03
+        | Structure::AdtA05
+        | Structure::AdtA06
+        | Structure::AdtA09
+        | Structure::AdtA39 => messages::adt::convert(&mut ctx, &grouped),
+        Structure::OruR01 => messages::oru::convert(&mut ctx, &grouped),
+        Structure::OrmO01 | Structure::OmlO21 => messages::order::convert(&mut ctx, &grouped),
+        Structure::SiuS12 => messages::siu::convert(&mut ctx, &grouped),
+        Structure::MdmT02 => messages::mdm::convert(&mut ctx, &grouped),
+        Structure::VxuV04 => messages::vxu::convert(&mut ctx, &grouped),
+    }
+    let (resources, report) = ctx.finish(&grouped);
+    Ok(Conversion { resources, report, sender, control_id })
+}

@@ -1,0 +1,1 @@
+//! Per segment: the map from one v2 segment (with its context) to one FHIR resource.
