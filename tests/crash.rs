@@ -2,8 +2,6 @@
 //! send, restart it, and check that every ACKed control ID is in the journal exactly once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gateway_tests::*;
@@ -36,49 +34,13 @@ fn sigkill_at_random_moments_loses_no_acked_message() {
     let mut acked_total: HashMap<String, usize> = HashMap::new();
     for round in 0..ROUNDS {
         let gw = setup.start();
-        let addr = gw.addr();
-        let stop = Arc::new(AtomicBool::new(false));
-        let acks = Arc::new(AtomicUsize::new(0));
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|s| {
-                let (stop, acks) = (stop.clone(), acks.clone());
-                std::thread::spawn(move || {
-                    let mut c = Mllp::plain(addr);
-                    let mut acked = Vec::new();
-                    for i in 0..1_000_000 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let id = format!("R{round}S{s}N{i}");
-                        if c.try_send(&adt(&id)).is_err() {
-                            break;
-                        }
-                        match c.read_ack() {
-                            Some(ack) => {
-                                assert_eq!(msa(&ack), ("AA".into(), id.clone()));
-                                acked.push(id);
-                                acks.fetch_add(1, Ordering::Relaxed);
-                            }
-                            None => break,
-                        }
-                    }
-                    acked
-                })
-            })
-            .collect();
-        // Kill after a random number of ACKs (so the kill lands mid-stream, with commits
-        // in flight), bounded in time.
-        let target = 5 + (rng.next() % 300) as usize;
-        let deadline = Instant::now() + WAIT;
-        while acks.load(Ordering::Relaxed) < target && Instant::now() < deadline {
-            std::thread::yield_now();
-        }
+        let senders = Senders::start(gw.addr(), SENDERS, &format!("R{round}"));
+        // Kill after a random number of ACKs, so the kill lands mid-stream with commits in
+        // flight.
+        senders.wait_for_acks(5 + (rng.next() % 300) as usize);
         gw.kill();
-        stop.store(true, Ordering::Relaxed);
-        for t in senders {
-            for id in t.join().unwrap() {
-                *acked_total.entry(id).or_default() += 1;
-            }
+        for id in senders.finish() {
+            *acked_total.entry(id).or_default() += 1;
         }
         // Restart on the same journal: recovery must find everything that was ACKed.
         let gw = setup.start();

@@ -410,39 +410,12 @@ impl std::io::Write for ClientWriter<'_> {
 fn sigterm_finishes_what_is_committing_then_exits() {
     let setup = Setup::new(PLAIN);
     let gw = setup.start();
-    let addr = gw.addr();
-    // Senders keep one message outstanding each until the gateway stops answering.
-    let senders: Vec<_> = (0..8)
-        .map(|s| {
-            std::thread::spawn(move || {
-                let mut c = Mllp::plain(addr);
-                let mut acked = Vec::new();
-                for i in 0..100_000 {
-                    let id = format!("SD{s}-{i}");
-                    if c.try_send(&adt(&id)).is_err() {
-                        break;
-                    }
-                    match c.read_ack() {
-                        Some(ack) => {
-                            assert_eq!(msa(&ack), ("AA".into(), id.clone()));
-                            acked.push(id);
-                        }
-                        None => break,
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
-    // Let traffic flow: wait until a few hundred messages are stored.
-    let deadline = std::time::Instant::now() + WAIT;
-    while gw.metric("gateway_messages_stored_total") < 200.0 {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::yield_now();
-    }
+    let senders = Senders::start(gw.addr(), 8, "SD");
+    // Let traffic flow, then stop the gateway mid-stream.
+    senders.wait_for_acks(200);
     let status = gw.terminate();
     assert!(status.success(), "clean exit: {status:?}");
-    let acked: Vec<String> = senders.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let acked = senders.finish();
     assert!(acked.len() >= 200);
     let counts = journal_counts(&setup.db_path());
     for id in &acked {

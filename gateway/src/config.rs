@@ -20,6 +20,12 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     #[serde(default)]
     pub ops: Ops,
+    /// Site maps for the FHIR conversion.
+    #[serde(default)]
+    pub mapping: crate::fhir::site::MappingConfig,
+    /// The folder of the config file: relative paths in it are resolved against it.
+    #[serde(skip)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +243,7 @@ impl Config {
             error_at(e.span(), field, message)
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        config.dir = base.to_path_buf();
         let resolve = |p: &mut Spanned<PathBuf>| {
             if p.get_ref().is_relative() {
                 *p.get_mut() = base.join(p.get_ref());

@@ -39,6 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         batch_max_messages: store.batch_max_messages.get(),
         batch_max_bytes: store.batch_max_bytes.get(),
         queue: WRITER_QUEUE,
+        on_commit: None,
     };
     let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
     let maintenance = Maintenance::start(MaintenanceOptions {

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use gateway::mllp::codec::{self, Decoded, Decoder};
@@ -272,6 +273,62 @@ impl Mllp {
     /// True when the gateway closes the connection (within [`WAIT`]) without sending more.
     pub fn closed_by_peer(&mut self) -> bool {
         self.read_ack().is_none()
+    }
+}
+
+/// Senders that keep one message outstanding each, like EHR interfaces, until the gateway
+/// stops answering or [`Senders::stop`] is called.
+pub struct Senders {
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Senders {
+    /// Starts `n` senders on `addr`; control IDs are `{prefix}S{sender}N{i}`.
+    pub fn start(addr: SocketAddr, n: usize, prefix: &str) -> Senders {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicUsize::new(0));
+        let threads = (0..n)
+            .map(|s| {
+                let (stop, acks, prefix) = (stop.clone(), acks.clone(), prefix.to_string());
+                std::thread::spawn(move || {
+                    let mut c = Mllp::plain(addr);
+                    let mut acked = Vec::new();
+                    for i in 0..1_000_000 {
+                        let id = format!("{prefix}S{s}N{i}");
+                        if stop.load(Ordering::Relaxed) || c.try_send(&adt(&id)).is_err() {
+                            break;
+                        }
+                        let Some(ack) = c.read_ack() else { break };
+                        assert_eq!(msa(&ack), ("AA".into(), id.clone()));
+                        acked.push(id);
+                        acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Senders { stop, acks, threads }
+    }
+
+    /// ACKs received so far, by all senders.
+    pub fn acks(&self) -> usize {
+        self.acks.load(Ordering::Relaxed)
+    }
+
+    /// Waits (bounded by [`WAIT`]) until at least `n` ACKs arrived.
+    pub fn wait_for_acks(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.acks() < n && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Stops the senders and returns every control ID that was ACKed.
+    pub fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
     }
 }
 

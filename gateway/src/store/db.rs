@@ -54,6 +54,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX journal_by_control_id ON journal (sender, control_id);
     CREATE INDEX journal_undelivered ON journal (state, seq) WHERE state <> 'delivered';
     CREATE INDEX journal_delivered ON journal (received_at) WHERE state = 'delivered';",
+    // 2: converted bundles waiting for delivery, and dead letters.
+    "CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        journal_seq  INTEGER NOT NULL REFERENCES journal (seq),
+        part         INTEGER NOT NULL,             -- bundle index within the message
+        lane         TEXT,                         -- per-patient order key (from the journal)
+        created_at   INTEGER NOT NULL,             -- unix milliseconds
+        state        TEXT    NOT NULL DEFAULT 'pending'
+                     CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        bundle       BLOB    NOT NULL,             -- AES-256-GCM sealed FHIR Bundle JSON
+        UNIQUE (journal_seq, part)
+    );
+    CREATE INDEX outbox_pending ON outbox (lane, id) WHERE state = 'pending';
+    CREATE TABLE dead_letter (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        journal_seq  INTEGER NOT NULL REFERENCES journal (seq),
+        stage        TEXT    NOT NULL CHECK (stage IN ('convert', 'deliver')),
+        reason       TEXT    NOT NULL,             -- PHI-free: codes, segment IDs, error kinds
+        created_at   INTEGER NOT NULL
+    );",
 ];
 
 /// Opens a connection with WAL and the requested `synchronous`, and checks both took effect.

@@ -3,9 +3,11 @@
 
 pub mod crypto;
 pub mod db;
+pub mod doorbell;
 pub mod maintenance;
 pub mod writer;
 
 pub use crypto::Keys;
 pub use db::Synchronous;
+pub use doorbell::Doorbell;
 pub use writer::{AppendError, Appended, Appender, NewMessage, Writer, WriterOptions};

@@ -61,6 +61,8 @@ pub struct WriterOptions {
     pub batch_max_bytes: usize,
     /// Queue length in front of the writer; senders wait when it is full.
     pub queue: usize,
+    /// Rung after every commit that stored something (wakes the convert stage).
+    pub on_commit: Option<super::Doorbell>,
 }
 
 /// Rough per-row cost beyond the payload (metadata, index entries), for the disk budget.
@@ -161,6 +163,11 @@ impl WriterLoop {
                 let stored = results.iter().filter(|r| matches!(r, Ok(Appended::Stored(_)))).count();
                 self.metrics.stored.add(stored as u64);
                 self.metrics.journal_depth.add(stored as i64);
+                if stored > 0 {
+                    if let Some(bell) = &self.opts.on_commit {
+                        bell.ring();
+                    }
+                }
                 results
             }
             Err(e) => {
