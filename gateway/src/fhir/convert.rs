@@ -49,15 +49,17 @@ impl<'m, 'a> Ctx<'m, 'a> {
     }
 
     /// Adds a resource and returns its key. A resource of the same kind and business
-    /// identifier already added (e.g. the same practitioner in PV1-7 and OBR-16) is not added
-    /// twice: the first one's key is returned.
+    /// identifier, or with the same key (keys are derived from content, e.g. the same location
+    /// in PV1-3 and PV1-6), already added is not added twice: the first one's key is returned.
     pub fn add(&mut self, resource: Resource) -> String {
         if let Some(id) = &resource.identity {
             if let Some(existing) = self.find(resource.kind, id) {
                 return existing.key.clone();
             }
         }
-        debug_assert!(self.resources.iter().all(|r| r.key != resource.key), "duplicate key {}", resource.key);
+        if self.resources.iter().any(|r| r.key == resource.key) {
+            return resource.key;
+        }
         let key = resource.key.clone();
         self.resources.push(resource);
         key

@@ -6,7 +6,10 @@
 //! - [`model`]: the converter's output before bundling.
 //! - [`site`], [`time`], [`json`]: site maps, v2 timestamps, the empty-free JSON builder.
 
+pub mod bundle;
+pub mod codes;
 pub mod convert;
+pub mod datatypes;
 pub mod json;
 pub mod messages;
 pub mod model;
