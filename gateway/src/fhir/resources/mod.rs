@@ -1,1 +1,16 @@
 //! Per segment: the map from one v2 segment (with its context) to one FHIR resource.
+
+pub mod allergy;
+pub mod appointment;
+pub mod condition;
+pub mod coverage;
+pub mod diagnostic_report;
+pub mod document_reference;
+pub mod encounter;
+pub mod immunization;
+pub mod observation;
+pub mod patient;
+pub mod provenance;
+pub mod related_person;
+pub mod service_request;
+pub mod specimen;
