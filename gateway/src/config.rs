@@ -23,6 +23,8 @@ pub struct Config {
     /// Site maps for the FHIR conversion.
     #[serde(default)]
     pub mapping: crate::fhir::site::MappingConfig,
+    #[serde(default)]
+    pub cloud: Cloud,
     /// The folder of the config file: relative paths in it are resolved against it.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -118,6 +120,22 @@ pub struct Tls {
     pub key: Spanned<PathBuf>,
     /// When set, clients must present a certificate issued by this CA (mTLS).
     pub client_ca: Option<Spanned<PathBuf>>,
+}
+
+/// The destination FHIR server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cloud {
+    /// Bundle shape: `generic` (transaction, conditional updates) or `salesforce` (batches of
+    /// at most 30 entries with deterministic ids).
+    pub profile: Option<Spanned<String>>,
+}
+
+impl Cloud {
+    /// The configured profile (validated at load), `generic` when unset.
+    pub fn profile(&self) -> crate::fhir::bundle::Profile {
+        self.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +269,11 @@ impl Config {
         };
         resolve(&mut config.store.path);
         resolve(&mut config.store.key_file);
+        if let Some(profile) = &config.cloud.profile {
+            if let Err(e) = profile.get_ref().parse::<crate::fhir::bundle::Profile>() {
+                return Err(error_at(Some(profile.span()), Some("cloud.profile".into()), e.to_string()));
+            }
+        }
         if config.listeners.is_empty() {
             return Err(error_at(None, Some("listener".into()), "at least one [[listener]] is required".into()));
         }

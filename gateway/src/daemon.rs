@@ -1,6 +1,6 @@
 //! `gateway run`: wires the stages together, runs until SIGTERM/SIGINT, then shuts down
 //! in order — stop accepting, let connections finish and ACK what they are committing,
-//! drain the journal writer, final checkpoint.
+//! drain the journal writer, finish the convert batch in hand, final checkpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,9 @@ use crate::mllp::policy::Policy;
 use crate::mllp::{server, tls};
 use crate::ops::{admin, metrics::Metrics};
 use crate::store::maintenance::{Maintenance, MaintenanceOptions};
-use crate::store::{Keys, Synchronous, Writer, WriterOptions};
+use crate::fhir::site::SiteMaps;
+use crate::pipeline::convert::{ConvertOptions, ConvertStage};
+use crate::store::{Doorbell, Keys, Synchronous, Writer, WriterOptions};
 
 /// Journal queue in front of the writer (messages); senders wait when it is full.
 const WRITER_QUEUE: usize = 4096;
@@ -30,6 +32,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = &config.store;
     let keys = Arc::new(Keys::load_or_create(store.key_file.get_ref())?);
+    let site = SiteMaps::load(&config.mapping, &config.dir)?;
+    let bell = Doorbell::default();
     let writer_options = WriterOptions {
         path: store.path.get_ref().clone(),
         vfs: None,
@@ -39,7 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         batch_max_messages: store.batch_max_messages.get(),
         batch_max_bytes: store.batch_max_bytes.get(),
         queue: WRITER_QUEUE,
-        on_commit: None,
+        on_commit: Some(bell.clone()),
     };
     let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
     let maintenance = Maintenance::start(MaintenanceOptions {
@@ -49,7 +53,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         every: MAINTENANCE_EVERY,
         retention: Duration::from_secs(store.retention_secs),
     })?;
-    tracing::info!(journal = %store.path.get_ref().display(), "journal open (WAL, synchronous=FULL)");
+    let converter = ConvertStage::start(ConvertOptions {
+        path: store.path.get_ref().clone(),
+        synchronous: Synchronous::Full,
+        site,
+        profile: config.cloud.profile(),
+        keys: keys.clone(),
+        bell,
+        metrics: metrics.clone(),
+    })?;
+    tracing::info!(journal = %store.path.get_ref().display(), profile = %config.cloud.profile(), "journal open (WAL, synchronous=FULL)");
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -104,6 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Every appender is gone with the connections: the writer drains its queue and stops.
     tokio::task::spawn_blocking(move || {
         writer.join();
+        converter.stop();
         maintenance.stop();
     })
     .await?;

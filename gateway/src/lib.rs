@@ -6,12 +6,16 @@
 //! - [`hl7`]: the message header and HL7 error reporting.
 //! - [`store`]: the SQLite journal; a group-commit writer that makes a message durable
 //!   before its ACK; encryption at rest; checkpoints and purging.
+//! - [`pipeline`]: after the ACK, the convert stage turns journal rows into sealed FHIR
+//!   bundles in the outbox ([`fhir`] holds the HL7 v2 → FHIR maps); failures go to dead
+//!   letters.
 //! - [`ops`]: metrics, the admin endpoint, logging.
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
 //! [`loadgen`] and [`bench`] measure the ingest path.
 
 pub mod bench;
+pub mod cli_tools;
 pub mod config;
 pub mod daemon;
 pub mod fhir;
@@ -19,4 +23,5 @@ pub mod hl7;
 pub mod loadgen;
 pub mod mllp;
 pub mod ops;
+pub mod pipeline;
 pub mod store;

@@ -52,7 +52,7 @@ const MIGRATIONS: &[&str] = &[
         payload      BLOB    NOT NULL              -- AES-256-GCM sealed HL7
     );
     CREATE INDEX journal_by_control_id ON journal (sender, control_id);
-    CREATE INDEX journal_undelivered ON journal (state, seq) WHERE state <> 'delivered';
+    CREATE INDEX journal_received ON journal (seq) WHERE state = 'received';  -- the convert stage's queue
     CREATE INDEX journal_delivered ON journal (received_at) WHERE state = 'delivered';",
     // 2: converted bundles waiting for delivery, and dead letters.
     "CREATE TABLE outbox (
