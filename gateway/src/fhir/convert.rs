@@ -116,6 +116,8 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
         Structure::MdmT02 => messages::mdm::convert(&mut ctx, &grouped),
         Structure::VxuV04 => messages::vxu::convert(&mut ctx, &grouped),
     }
+    // Who sent what, when: one Provenance over everything this message produced.
+    super::resources::provenance::provenance(&mut ctx);
     let (resources, report) = ctx.finish(&grouped);
     Ok(Conversion { resources, report, sender, control_id })
 }
