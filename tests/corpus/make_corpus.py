@@ -393,7 +393,7 @@ add('cerner', 'ADT', 'A08', [
     r'EVN|A08|20260323111500',
     r'PID|1||7700123***CMC*MR~999-44-1122***SSA*SS||Garcia\T\Lopez*Maria*Elena||19650923|F|||45 Ocean Ave^Rear**Portland*ME*04101||(207)555-0101',
     r'NK1|1|Lopez*Roberto|HUS*Husband*HL70063||(207)555-0102',
-    r'PV1|1|O|CLIN*3**CMC|||||||||||||||88001235***CMC*VN',
+    r'PV1|1|O|CLIN*3**CMC||||||||||||||||88001235***CMC*VN',
 ], "Non-default component separator: MSH|*~\\&| -- all components use '*'; literal '^' inside PID-11.1 (street) "
    'is data, not a separator')
 
@@ -534,7 +534,7 @@ add('epic', 'ADT', 'A40', [
     r'EVN|A40|20260329010000-0500|||HIMUSER^Merge^Clerk',
     seg('PID', {1: '1', 3: r'E1000001^^^UHMC^MR~900100001^^^EMPI^PI', 5: 'Carter^Evelyn^Rose',
                 7: '19780412', 8: 'F'}),
-    r'MRG|E1000555^^^UHMC^MR~900100555^^^EMPI^PI|||||||Carter^Evelyn',
+    r'MRG|E1000555^^^UHMC^MR~900100555^^^EMPI^PI||||||Carter^Evelyn',
 ], 'Patient merge: PID (survivor) + MRG (non-survivor MR and EMPI ids, MRG-7 prior name)')
 
 # --- Cerner A40: two PID/MRG pairs ------------------------------------------
