@@ -23,7 +23,7 @@
 //! `<id>` is a name-based UUID (v5, in a namespace of this gateway) over the resource type and
 //! business identifier (`system`, `value`), so the same patient gets the same id from every
 //! message; a resource without a business identifier (or with one whose system or value is
-//! empty, which would make an unsafe conditional URL) gets one over the sender (MSH-3|MSH-4),
+//! empty or blank, which would make an unsafe conditional URL) gets one over the sender (MSH-3|MSH-4),
 //! control ID (MSH-10) and its local key, so the same message always yields the same ids and
 //! a re-sent message updates rather than duplicates. The output is a pure function of the
 //! conversion: no clock, no randomness, and JSON objects come out with sorted keys.
@@ -131,7 +131,7 @@ pub fn bundles(conv: &Conversion, profile: Profile) -> Result<Vec<Value>, Bundle
 
 /// The identity used for a conditional update: both parts present.
 fn usable_identity(r: &Resource) -> Option<&Identity> {
-    r.identity.as_ref().filter(|i| !i.system.is_empty() && !i.value.is_empty())
+    r.identity.as_ref().filter(|i| !i.system.trim().is_empty() && !i.value.trim().is_empty())
 }
 
 /// The deterministic id of a resource (see the module documentation). The parts of the name

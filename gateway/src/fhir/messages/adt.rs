@@ -199,8 +199,7 @@ mod tests {
         let old = of(&c, "Patient").into_iter().find(|p| p.key.starts_with("Patient/mrg-")).map(body).unwrap();
         assert_eq!(old["identifier"].as_array().unwrap().len(), 2);
         assert_eq!(old["link"][0]["type"], "replaced-by");
-        // (That file sends the prior name in MRG-8, not MRG-7: not mapped.)
-        assert!(old.get("name").is_none());
+        assert_eq!(old["name"][0]["family"], "Carter", "prior name from MRG-7");
         let raw = b"MSH|^~\\&|A|F|R|RF|20260329010000-0500||ADT^A40^ADT_A39|1|P|2.5.1\rEVN|A40|20260329010000-0500\rPID|1||S1^^^X^MR||New^Name\rMRG|O1^^^X^MR||||||Old^Name";
         let c = run(raw);
         let old = of(&c, "Patient").into_iter().find(|p| p.key.starts_with("Patient/mrg-")).map(body).unwrap();

@@ -1,6 +1,213 @@
-//! ORU messages: walks the segment groups and calls the resource maps.
+//! ORU_R01: walks the segment groups and calls the resource maps (IG message map ORU_R01).
+//!
+//! Per PATIENT_RESULT:
+//! - PATIENT: PID + PD1 → Patient; NK1 → RelatedPerson; PATIENT_OBSERVATION OBX → Observation
+//!   of the patient; VISIT PV1 + PV2 → Encounter. NTE (patient notes) left unconsumed (the IG
+//!   maps them nowhere).
+//! - Each ORDER_OBSERVATION:
+//!   - ORC (when present, as the IG's "IF ORC VALUED") + OBR → ServiceRequest, the report's
+//!     `basedOn`; the NTEs after OBR become its notes (the IG gives them no target;
+//!     FHIR-Converter puts them on the ServiceRequest). Without ORC those NTEs stay unconsumed.
+//!   - OBSERVATION: OBX (+ its NTEs) → Observation (subject, encounter); ED values become the
+//!     report's presentedForm.
+//!   - SPECIMEN: SPM → Specimen; the OBX after SPM → Observations with `specimen` (they are
+//!     also results of the report, as in the IG's Observation[3] under the report).
+//!   - OBR (+ ORC) → DiagnosticReport with result, specimen, basedOn, presentedForm.
+//! - Left unconsumed: PRT, TQ1/TQ2, CTD, FT1, CTI, DSC, SFT, UAC.
 
+use super::order::patient_and_visit;
 use crate::fhir::convert::Ctx;
-use crate::hl7::structure::Grouped;
+use crate::fhir::resources::diagnostic_report::{self, ReportLinks};
+use crate::fhir::resources::observation::{self, attachments, link};
+use crate::fhir::resources::{service_request, specimen};
+use crate::hl7::structure::{Group, Grouped};
 
-pub fn convert(_ctx: &mut Ctx, _grouped: &Grouped) {}
+pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
+    for pr in grouped.root.groups("PATIENT_RESULT") {
+        patient_result(ctx, pr);
+    }
+}
+
+fn patient_result(ctx: &mut Ctx, pr: &Group) {
+    let msg = ctx.msg;
+    let (patient, encounter) = match pr.group("PATIENT") {
+        Some(p) => {
+            let (patient, encounter) = patient_and_visit(ctx, p, "VISIT");
+            if let Some(pat) = &patient {
+                for g in p.groups("PATIENT_OBSERVATION") {
+                    if let Some(obx) = g.segment(msg, "OBX") {
+                        observation::observation(ctx, obx, Some(pat), None, &[]);
+                    }
+                }
+            }
+            (patient, encounter)
+        }
+        None => (None, None),
+    };
+    let (patient, encounter) = (patient.as_deref(), encounter.as_deref());
+    for oo in pr.groups("ORDER_OBSERVATION") {
+        order_observation(ctx, oo, patient, encounter);
+    }
+}
+
+fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter: Option<&str>) {
+    let msg = ctx.msg;
+    let Some(obr) = oo.segment(msg, "OBR") else { return };
+    let orc = oo.segment(msg, "ORC");
+    let based_on = match orc {
+        Some(orc) => {
+            // The ServiceRequest consumes ORC and OBR; the report consumes them again.
+            let key = service_request::service_request(ctx, Some(orc), Some(obr), patient, encounter);
+            if let Some(k) = &key {
+                let notes: Vec<_> = oo.segments(msg, "NTE").collect();
+                service_request::add_notes(ctx, k, &notes);
+            }
+            key
+        }
+        None => None,
+    };
+    let mut observations = Vec::new();
+    let mut presented_form = Vec::new();
+    for g in oo.groups("OBSERVATION") {
+        let Some(obx) = g.segment(msg, "OBX") else { continue };
+        let notes: Vec<_> = g.segments(msg, "NTE").collect();
+        presented_form.extend(attachments(&obx));
+        if let Some(k) = observation::observation(ctx, obx, patient, encounter, &notes) {
+            observations.push(k);
+        }
+    }
+    let mut specimens = Vec::new();
+    for g in oo.groups("SPECIMEN") {
+        let Some(spm) = g.segment(msg, "SPM") else { continue };
+        let spec = specimen::specimen(ctx, spm, patient);
+        for obx in g.segments(msg, "OBX") {
+            presented_form.extend(attachments(&obx));
+            if let Some(k) = observation::observation(ctx, obx, patient, encounter, &[]) {
+                if let Some(s) = &spec {
+                    link(ctx, &k, "specimen", s, false);
+                }
+                observations.push(k);
+            }
+        }
+        specimens.extend(spec);
+    }
+    let links = ReportLinks { patient, encounter, observations: &observations, specimens: &specimens, based_on: based_on.as_deref(), presented_form };
+    diagnostic_report::diagnostic_report(ctx, obr, orc, links);
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::fhir::convert::convert;
+    use crate::fhir::site::SiteMaps;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    pub(crate) const CORPUS: &[(&str, &[u8])] = &[
+        ("epic_oru_r01_01.hl7", include_bytes!("../../../../tests/corpus/hl7/epic_oru_r01_01.hl7")),
+        ("epic_oru_r01_02.hl7", include_bytes!("../../../../tests/corpus/hl7/epic_oru_r01_02.hl7")),
+        ("cerner_oru_r01_01.hl7", include_bytes!("../../../../tests/corpus/hl7/cerner_oru_r01_01.hl7")),
+        ("cerner_oru_r01_02.hl7", include_bytes!("../../../../tests/corpus/hl7/cerner_oru_r01_02.hl7")),
+        ("meditech_oru_r01_01.hl7", include_bytes!("../../../../tests/corpus/hl7/meditech_oru_r01_01.hl7")),
+        ("meditech_oru_r01_02.hl7", include_bytes!("../../../../tests/corpus/hl7/meditech_oru_r01_02.hl7")),
+        ("athena_oru_r01_01.hl7", include_bytes!("../../../../tests/corpus/hl7/athena_oru_r01_01.hl7")),
+        ("athena_oru_r01_02.hl7", include_bytes!("../../../../tests/corpus/hl7/athena_oru_r01_02.hl7")),
+        ("openemr_oru_r01_01.hl7", include_bytes!("../../../../tests/corpus/hl7/openemr_oru_r01_01.hl7")),
+        ("openemr_oru_r01_02.hl7", include_bytes!("../../../../tests/corpus/hl7/openemr_oru_r01_02.hl7")),
+    ];
+
+    /// True when a JSON value holds an empty string, array or object anywhere.
+    pub(crate) fn has_empty(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty() || a.iter().any(has_empty),
+            Value::Object(o) => o.is_empty() || o.values().any(has_empty),
+            Value::Null => true,
+            _ => false,
+        }
+    }
+
+    /// Converts each file and compares its resource counts with `tests/corpus/expected.json`
+    /// for the types listed there; checks that no resource holds an empty value.
+    pub(crate) fn check_corpus(files: &[(&str, &[u8])]) -> Vec<String> {
+        let expected: Value = serde_json::from_str(include_str!("../../../../tests/corpus/expected.json")).unwrap();
+        let mut failures = Vec::new();
+        for (name, raw) in files {
+            let c = convert(raw, &SiteMaps::empty(jiff::tz::TimeZone::UTC)).unwrap();
+            let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+            for r in &c.resources {
+                *counts.entry(r.kind).or_default() += 1;
+                assert!(!has_empty(&r.body.clone().value()), "{name}: {} has an empty value", r.key);
+            }
+            let exp = &expected[*name];
+            assert_eq!(exp["structure"], c.report.structure, "{name}");
+            for (kind, n) in exp["resources"].as_object().unwrap() {
+                let got = counts.get(kind.as_str()).copied().unwrap_or(0);
+                if got != n.as_u64().unwrap() {
+                    failures.push(format!("{name}: {kind} expected {n}, got {got}"));
+                }
+            }
+        }
+        failures
+    }
+
+    #[test]
+    fn corpus_counts() {
+        let failures = check_corpus(CORPUS);
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    fn by_kind(c: &crate::fhir::convert::Conversion, kind: &str) -> Vec<Value> {
+        c.resources.iter().filter(|r| r.kind == kind).map(|r| r.body.clone().value()).collect()
+    }
+
+    #[test]
+    fn obx_after_spm_references_the_specimen() {
+        let raw = include_bytes!("../../../../tests/corpus/hl7/openemr_oru_r01_01.hl7");
+        let c = convert(raw, &SiteMaps::empty(jiff::tz::TimeZone::UTC)).unwrap();
+        let specs: Vec<_> = c.resources.iter().filter(|r| r.kind == "Specimen").collect();
+        assert_eq!(specs.len(), 1);
+        let spec_ref = format!("local:{}", specs[0].key);
+        let s = specs[0].body.clone().value();
+        assert_eq!(s["collection"]["collectedDateTime"], "2026-03-17T10:00:00-06:00");
+        assert_eq!(s["receivedTime"], "2026-03-17T11:30:00-06:00");
+        assert_eq!(s["identifier"][0]["value"], "SP-7001");
+        let obs = by_kind(&c, "Observation");
+        let with_spec: Vec<_> = obs.iter().filter(|o| o["specimen"]["reference"] == spec_ref.as_str()).collect();
+        assert_eq!(with_spec.len(), 2);
+        let reports = by_kind(&c, "DiagnosticReport");
+        assert_eq!(reports[0]["specimen"][0]["reference"], spec_ref.as_str());
+        assert_eq!(reports[0]["result"].as_array().unwrap().len(), 4);
+        assert!(c.report.unconsumed.is_empty(), "{:?}", c.report.unconsumed);
+    }
+
+    #[test]
+    fn ed_becomes_presented_form() {
+        let raw = include_bytes!("../../../../tests/corpus/hl7/athena_oru_r01_01.hl7");
+        let c = convert(raw, &SiteMaps::empty(jiff::tz::TimeZone::UTC)).unwrap();
+        let dr = &by_kind(&c, "DiagnosticReport")[0];
+        assert_eq!(dr["presentedForm"][0]["contentType"], "application/pdf");
+        assert!(dr["presentedForm"][0]["data"].as_str().unwrap().starts_with("JVBERi0xLjQK"));
+        assert_eq!(dr["status"], "final");
+        assert!(dr["basedOn"][0]["reference"].as_str().unwrap().starts_with("local:ServiceRequest/"));
+        let sr = &by_kind(&c, "ServiceRequest")[0];
+        assert_eq!(sr["note"].as_array().unwrap().len(), 2);
+        assert_eq!(sr["status"], "completed");
+        assert!(c.report.unconsumed.is_empty(), "{:?}", c.report.unconsumed);
+    }
+
+    #[test]
+    fn report_fields() {
+        let raw = include_bytes!("../../../../tests/corpus/hl7/epic_oru_r01_01.hl7");
+        let c = convert(raw, &SiteMaps::empty(jiff::tz::TimeZone::UTC)).unwrap();
+        let dr = &by_kind(&c, "DiagnosticReport")[0];
+        assert_eq!(dr["issued"], "2026-03-15T10:12:00-05:00");
+        assert_eq!(dr["effectiveDateTime"], "2026-03-15T08:45:00-05:00");
+        assert_eq!(dr["identifier"][0]["value"], "ORD448801");
+        assert_eq!(dr["identifier"][1]["type"]["coding"][0]["code"], "FILL");
+        assert_eq!(dr["result"].as_array().unwrap().len(), 4);
+        let obs = by_kind(&c, "Observation");
+        assert_eq!(obs[1]["note"][0]["text"], "Hgb decreased from prior (10.4 on 20260301).");
+        assert_eq!(obs[6]["status"], "corrected");
+        assert!(c.report.unconsumed.is_empty(), "{:?}", c.report.unconsumed);
+    }
+}

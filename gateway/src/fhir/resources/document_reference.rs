@@ -1,1 +1,153 @@
-//! (being written)
+//! TXA + OBX (+ NTE) → DocumentReference (IG TXA[DocumentReference], OBX[DocumentReference],
+//! NTE[DocumentReference]).
+//!
+//! Choices:
+//! - content: ED OBX-5 → one content per repetition (the ED's attachment). Every other type
+//!   (TX, FT, ST, …) → the OBX-5 texts of all OBX joined with line feeds into one content,
+//!   `text/plain` with the UTF-8 text base64-encoded. The IG's `application/text` (TX) and
+//!   `text/hl7v2` (FT) are not used: the text is already unescaped (FT formatting resolved),
+//!   so it is plain text. NTE-3 → one more `text/plain` content (IG NTE[DocumentReference]).
+//! - status: TXA-19 (availability; see `codes::document_availability`), else `current`.
+//! - date (an instant): TXA-6 origination when it has a time, else TXA-4 activity time.
+//! - author: TXA-9 originator and TXA-5 primary activity provider (XCN → Practitioner);
+//!   authenticator: TXA-10, else TXA-22.
+//! - TXA-12 → masterIdentifier and identifier (the identity when its system is known);
+//!   TXA-16 file name → identifier.
+//! - relatesTo: MDM T10 (replacement) → `replaces`, T06 (addendum) → `appends`, target the
+//!   parent document TXA-13 as a logical reference (by identifier).
+
+use serde_json::Value;
+
+use super::observation::{concept, field_text, instant, no_rep, practitioner_ref};
+use crate::fhir::codes;
+use crate::fhir::convert::Ctx;
+use crate::fhir::datatypes;
+use crate::fhir::json::Obj;
+use crate::fhir::model::{reference, Resource};
+use crate::hl7::parser::Segment;
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard padded base64 (`datatypes` keeps its encoder private).
+fn base64(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { B64[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
+}
+
+fn text_content(text: &str) -> Value {
+    Obj::new().set("attachment", Obj::new().set("contentType", "text/plain").set("data", base64(text.as_bytes()))).value()
+}
+
+/// Maps TXA with its OBX (and their NTEs) to a DocumentReference, adds it and returns its key.
+/// `related` is the ServiceRequest of the MDM COMMON_ORDER (`context.related`). Consumes TXA,
+/// OBX and NTE. Key `DocumentReference/txa-<segment index>`. `None` (nothing consumed) when the
+/// document has no content (R4 requires one).
+pub fn document_reference(
+    ctx: &mut Ctx,
+    txa: Segment,
+    obx: &[Segment],
+    notes: &[Segment],
+    patient: Option<&str>,
+    encounter: Option<&str>,
+    related: Option<&str>,
+) -> Option<String> {
+    let site = ctx.site;
+    let mut content = Vec::new();
+    let mut lines = Vec::new();
+    for o in obx {
+        let ty = o.field(2).value().trim().to_ascii_uppercase();
+        if ty == "ED" {
+            content.extend(o.field(5).reps().map(datatypes::attachment).filter(|v| !v.is_null()).map(|a| Obj::new().set("attachment", a).value()));
+        } else {
+            let v = datatypes::observation_value(&ty, o.field(5), no_rep(o), site, &mut ctx.report);
+            for (_, value) in v {
+                match value {
+                    Value::String(s) => lines.push(s),
+                    other => lines.push(other.to_string()),
+                }
+            }
+        }
+    }
+    if !lines.is_empty() {
+        content.insert(0, text_content(&lines.join("\n")));
+    }
+    for nte in notes {
+        ctx.consume(nte.index());
+        if let Some(t) = field_text(ctx, nte, nte.field(3)) {
+            content.push(text_content(&t));
+        }
+    }
+    if content.is_empty() {
+        ctx.report.warnings.push("TXA without document content: no DocumentReference".into());
+        return None;
+    }
+    ctx.consume(txa.index());
+    for o in obx {
+        ctx.consume(o.index());
+    }
+
+    let status = codes::document_availability(&txa.field(19).value()).unwrap_or("current");
+    let mut body = Obj::new().set("status", status).set("docStatus", codes::document_status(&txa.field(17).value()));
+    let mut identity = None;
+    if let Some((id, ident)) = datatypes::ei_identifier(txa.field(12).rep(1), site) {
+        body.put("masterIdentifier", id.clone());
+        body.push_all("identifier", [id]);
+        identity = ident;
+    }
+    let file = txa.field(16).value().trim().to_string();
+    body.push_all("identifier", [Obj::new().set("value", file).value()]);
+    body.put("type", concept(ctx, txa.field(2).rep(1)));
+    body.put("subject", patient.map(reference));
+    let origination = txa.field(6).value().trim().to_string();
+    let date = if crate::fhir::time::has_time(&origination) { origination } else { txa.field(4).value().trim().to_string() };
+    body.put("date", instant(ctx, &date));
+    let mut authors: Vec<Value> = Vec::new();
+    for xcn in txa.field(9).reps().chain(txa.field(5).reps()) {
+        if let Some(k) = practitioner_ref(ctx, xcn) {
+            let r = reference(&k);
+            if !authors.contains(&r) {
+                authors.push(r);
+            }
+        }
+    }
+    body.push_all("author", authors);
+    let authenticator = practitioner_ref(ctx, txa.field(10).rep(1)).or_else(|| practitioner_ref(ctx, txa.field(22).rep(1)));
+    body.put("authenticator", authenticator.map(|k| reference(&k)));
+    body.put("description", txa.field(25).value().trim());
+
+    let trigger = ctx.msg.msh().field(9).component(2).value().trim().to_ascii_uppercase();
+    let relation = match trigger.as_str() {
+        "T10" => Some("replaces"),
+        "T06" => Some("appends"),
+        _ => None,
+    };
+    if let (Some(code), Some((parent, _))) = (relation, datatypes::ei_identifier(txa.field(13).rep(1), site)) {
+        body.push_all("relatesTo", [Obj::new().set("code", code).set("target", Obj::new().set("identifier", parent)).value()]);
+    }
+    body.push_all("content", content);
+    let context = Obj::new().list("encounter", encounter.map(reference)).list("related", related.map(reference));
+    body.put("context", context);
+    let key = format!("DocumentReference/txa-{}", txa.index());
+    Some(ctx.add(Resource { kind: "DocumentReference", key, identity, body }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_encodes() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64("é".as_bytes()), "w6k=");
+    }
+}
