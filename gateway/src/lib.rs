@@ -19,6 +19,7 @@ pub mod cli_tools;
 pub mod config;
 pub mod daemon;
 pub mod fhir;
+pub mod forward;
 pub mod hl7;
 pub mod loadgen;
 pub mod mllp;
