@@ -253,6 +253,7 @@ fn storage_full_refuses_new_messages_and_recovers_when_space_frees() {
     conn.busy_timeout(WAIT).unwrap();
     let half = accepted.len() / 2;
     for id in &accepted[..half] {
+        conn.execute("DELETE FROM outbox WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)", [id]).unwrap();
         conn.execute("DELETE FROM journal WHERE control_id = ?1", [id]).unwrap();
     }
     drop(conn);

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -122,19 +122,89 @@ pub struct Tls {
     pub client_ca: Option<Spanned<PathBuf>>,
 }
 
-/// The destination FHIR server.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The destination FHIR server: a cloud FHIR base URL, or (no `url`) the local NDJSON sink.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cloud {
     /// Bundle shape: `generic` (transaction, conditional updates) or `salesforce` (batches of
     /// at most 30 entries with deterministic ids).
     pub profile: Option<Spanned<String>>,
+    /// FHIR base URL (`https://…/fhir`); bundles are POSTed to it. With a Salesforce auth whose
+    /// token names an instance, a path (`/services/data/…`) is resolved against that instance.
+    pub url: Option<Spanned<String>>,
+    /// Local FHIR sink folder (one NDJSON file per resource type), used when `url` is absent.
+    pub sink: Option<Spanned<PathBuf>>,
+    /// `[cloud.auth]`: how requests authenticate.
+    #[serde(default)]
+    pub auth: crate::forward::auth::AuthConfig,
+    /// PEM bundle of CA certificates that sign the server's certificate.
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// Also trust the system's CA bundle; default: only when `ca_file` is not set.
+    pub system_roots: Option<bool>,
+    /// PEM client certificate chain and key for mutual TLS (both or neither).
+    pub client_cert: Option<Spanned<PathBuf>>,
+    pub client_key: Option<Spanned<PathBuf>>,
+    /// HTTP(S) proxy (`http://host:port`); no proxy (not even from the environment) when unset.
+    pub proxy: Option<Spanned<String>>,
+    /// Requests in flight at once (one per patient lane).
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: NonZeroUsize,
+    #[serde(default = "defaults::connect_timeout_secs")]
+    pub connect_timeout_secs: NonZeroU64,
+    /// Longest wait for the response head, and between body reads.
+    #[serde(default = "defaults::read_timeout_secs")]
+    pub read_timeout_secs: NonZeroU64,
+    /// Longest a whole request may take.
+    #[serde(default = "defaults::timeout_secs")]
+    pub timeout_secs: NonZeroU64,
+    /// First retry delay of a failing lane; doubles per failure up to `backoff_max_secs`.
+    #[serde(default = "defaults::backoff_base_ms")]
+    pub backoff_base_ms: NonZeroU64,
+    #[serde(default = "defaults::backoff_max_secs")]
+    pub backoff_max_secs: NonZeroU64,
+    /// Randomise retry delays (within [d/2, d]); tests turn it off.
+    #[serde(default = "defaults::yes")]
+    pub retry_jitter: bool,
+}
+
+impl Default for Cloud {
+    fn default() -> Self {
+        Cloud {
+            profile: None,
+            url: None,
+            sink: None,
+            auth: Default::default(),
+            ca_file: None,
+            system_roots: None,
+            client_cert: None,
+            client_key: None,
+            proxy: None,
+            concurrency: defaults::concurrency(),
+            connect_timeout_secs: defaults::connect_timeout_secs(),
+            read_timeout_secs: defaults::read_timeout_secs(),
+            timeout_secs: defaults::timeout_secs(),
+            backoff_base_ms: defaults::backoff_base_ms(),
+            backoff_max_secs: defaults::backoff_max_secs(),
+            retry_jitter: true,
+        }
+    }
 }
 
 impl Cloud {
     /// The configured profile (validated at load), `generic` when unset.
     pub fn profile(&self) -> crate::fhir::bundle::Profile {
         self.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
+    }
+
+    /// The sink folder when no `url` is set (resolved at load; `var/fhir-sink` by default).
+    pub fn sink_dir(&self, config_dir: &Path) -> Option<PathBuf> {
+        if self.url.is_some() {
+            return None;
+        }
+        Some(match &self.sink {
+            Some(s) => s.get_ref().clone(),
+            None => config_dir.join("var/fhir-sink"),
+        })
     }
 }
 
@@ -152,7 +222,29 @@ impl Default for Ops {
 }
 
 mod defaults {
-    use std::num::NonZeroUsize;
+    use std::num::{NonZeroU64, NonZeroUsize};
+
+    pub fn concurrency() -> NonZeroUsize {
+        NonZeroUsize::new(4).unwrap()
+    }
+    pub fn connect_timeout_secs() -> NonZeroU64 {
+        NonZeroU64::new(5).unwrap()
+    }
+    pub fn read_timeout_secs() -> NonZeroU64 {
+        NonZeroU64::new(30).unwrap()
+    }
+    pub fn timeout_secs() -> NonZeroU64 {
+        NonZeroU64::new(60).unwrap()
+    }
+    pub fn backoff_base_ms() -> NonZeroU64 {
+        NonZeroU64::new(500).unwrap()
+    }
+    pub fn backoff_max_secs() -> NonZeroU64 {
+        NonZeroU64::new(300).unwrap()
+    }
+    pub fn yes() -> bool {
+        true
+    }
 
     pub fn max_bytes() -> u64 {
         8 << 30
@@ -274,6 +366,7 @@ impl Config {
                 return Err(error_at(Some(profile.span()), Some("cloud.profile".into()), e.to_string()));
             }
         }
+        validate_cloud(&mut config.cloud, base, &error_at)?;
         if config.listeners.is_empty() {
             return Err(error_at(None, Some("listener".into()), "at least one [[listener]] is required".into()));
         }
@@ -304,6 +397,58 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Checks `[cloud]` and resolves its paths against the config folder.
+fn validate_cloud(
+    cloud: &mut Cloud,
+    base: &Path,
+    error_at: &dyn Fn(Option<std::ops::Range<usize>>, Option<String>, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    for p in [&mut cloud.sink, &mut cloud.ca_file, &mut cloud.client_cert, &mut cloud.client_key].into_iter().flatten() {
+        if p.get_ref().is_relative() {
+            *p.get_mut() = base.join(p.get_ref());
+        }
+    }
+    if let Some(url) = &cloud.url {
+        let u = url.get_ref();
+        let ok = match u.parse::<ureq::http::Uri>() {
+            Ok(uri) => match uri.scheme_str() {
+                Some("http" | "https") => uri.host().is_some(),
+                None => u.starts_with('/'), // a path on the instance the auth names
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if !ok {
+            return Err(error_at(Some(url.span()), Some("cloud.url".into()), format!("{u:?} is not an http(s) URL")));
+        }
+        if let Some(sink) = &cloud.sink {
+            return Err(error_at(Some(sink.span()), Some("cloud.sink".into()), "set either `url` (a FHIR server) or `sink` (a local folder), not both".into()));
+        }
+    }
+    if let Some(proxy) = &cloud.proxy {
+        if let Err(e) = ureq::Proxy::new(proxy.get_ref()) {
+            return Err(error_at(Some(proxy.span()), Some("cloud.proxy".into()), format!("not a proxy URL: {e}")));
+        }
+    }
+    match (&cloud.client_cert, &cloud.client_key) {
+        (Some(c), None) => return Err(error_at(Some(c.span()), Some("cloud.client_key".into()), "client_cert needs client_key".into())),
+        (None, Some(k)) => return Err(error_at(Some(k.span()), Some("cloud.client_cert".into()), "client_key needs client_cert".into())),
+        _ => {}
+    }
+    let files = [("ca_file", &cloud.ca_file), ("client_cert", &cloud.client_cert), ("client_key", &cloud.client_key)];
+    for (name, file) in files {
+        if let Some(file) = file {
+            if let Err(e) = std::fs::metadata(file.get_ref()) {
+                return Err(error_at(Some(file.span()), Some(format!("cloud.{name}")), format!("cannot read {}: {e}", file.get_ref().display())));
+            }
+        }
+    }
+    if cloud.timeout_secs < cloud.connect_timeout_secs {
+        return Err(error_at(None, Some("cloud.timeout_secs".into()), "must be at least connect_timeout_secs".into()));
+    }
+    Ok(())
 }
 
 /// The dotted key (`listener.bind`) of the `key = value` line holding `offset`, qualified by

@@ -1,6 +1,7 @@
 //! `gateway run`: wires the stages together, runs until SIGTERM/SIGINT, then shuts down
 //! in order — stop accepting, let connections finish and ACK what they are committing,
-//! drain the journal writer, finish the convert batch in hand, final checkpoint.
+//! drain the journal writer, finish the convert batch in hand, finish the deliveries in
+//! flight, final checkpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::mllp::{server, tls};
 use crate::ops::{admin, metrics::Metrics};
 use crate::store::maintenance::{Maintenance, MaintenanceOptions};
 use crate::fhir::site::SiteMaps;
+use crate::forward::{ForwardOptions, Forwarder};
 use crate::pipeline::convert::{ConvertOptions, ConvertStage};
 use crate::store::{Doorbell, Keys, Synchronous, Writer, WriterOptions};
 
@@ -34,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keys = Arc::new(Keys::load_or_create(store.key_file.get_ref())?);
     let site = SiteMaps::load(&config.mapping, &config.dir)?;
     let bell = Doorbell::default();
+    let forward_bell = Doorbell::default();
     let writer_options = WriterOptions {
         path: store.path.get_ref().clone(),
         vfs: None,
@@ -61,7 +64,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         keys: keys.clone(),
         bell,
         metrics: metrics.clone(),
+        on_convert: Some(forward_bell.clone()),
     })?;
+    let (target, destination) = crate::forward::target(&config.cloud, &config.dir)?;
+    let mut forward_options = ForwardOptions::new(store.path.get_ref().clone(), keys.clone(), forward_bell, metrics.clone());
+    crate::forward::apply_config(&mut forward_options, &config.cloud);
+    let forwarder = Forwarder::start(forward_options, target)?;
+    tracing::info!(%destination, concurrency = config.cloud.concurrency.get(), "forwarding");
     tracing::info!(journal = %store.path.get_ref().display(), profile = %config.cloud.profile(), "journal open (WAL, synchronous=FULL)");
 
     let shutdown = CancellationToken::new();
@@ -118,6 +127,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || {
         writer.join();
         converter.stop();
+        // Finishes the requests in flight (bounded by the client timeouts) and records them.
+        forwarder.stop();
         maintenance.stop();
     })
     .await?;

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod cli_tools;
 pub mod config;
 pub mod daemon;
+pub mod deadletter;
 pub mod fhir;
 pub mod forward;
 pub mod hl7;

@@ -51,6 +51,36 @@ enum Command {
         #[arg(long, default_value_t = 1100)]
         payload_bytes: usize,
     },
+    /// Print an HL7 v2 message (or batch file) as a tree of segment groups, fields and
+    /// components.
+    Parse {
+        /// The message file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Convert an HL7 v2 message (or batch file) to FHIR R4 Bundles: JSON on stdout, the
+    /// conversion report on stderr.
+    Convert {
+        /// Configuration file whose `[mapping]` section gives the site maps (none: UTC, no
+        /// code maps).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Bundle shape: `generic` (one transaction) or `salesforce` (batches of 30).
+        #[arg(long, default_value = "generic")]
+        profile: gateway::fhir::bundle::Profile,
+        /// The message file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Dead letters: list, show, replay, purge. Each action on a dead letter is recorded in
+    /// the store's append-only audit trail first.
+    Deadletter {
+        #[arg(long, default_value = "/etc/gateway/gateway.toml", global = true)]
+        config: PathBuf,
+        /// Who is acting, for the audit trail; default: $SUDO_USER, else $USER.
+        #[arg(long, global = true)]
+        actor: Option<String>,
+        #[command(subcommand)]
+        command: gateway::deadletter::Command,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +100,17 @@ fn main() -> ExitCode {
             gateway::bench::sqlite_ceiling(&path, batch, messages, payload_bytes).map(|rate| {
                 println!("batch={batch} messages={messages} rows_per_s={rate:.0}");
             })
+        }
+        Command::Parse { file } => gateway::cli_tools::parse_command(&file, &mut std::io::stdout().lock(), &mut std::io::stderr()),
+        Command::Convert { config, profile, file } => gateway::cli_tools::convert_command(
+            config.as_deref(),
+            profile,
+            &file,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr(),
+        ),
+        Command::Deadletter { config, actor, command } => {
+            gateway::deadletter::run(&config, actor, command, &mut std::io::stdout().lock())
         }
     };
     match result {

@@ -190,7 +190,10 @@ pub fn identifier(cx: Rep, site: &SiteMaps) -> Option<(Value, Option<Identity>)>
     let auth = cx.component(4);
     let (ns, uid, uid_type) = (sub(auth, 1), sub(auth, 2), sub(auth, 3));
     let type_code = text(cx.component(5));
-    let system = hd_system(&ns, &uid, &uid_type, site).or_else(|| registry_system(&type_code, &ns));
+    // A site may give one authority different systems per identifier type ("UHMC^MR" for
+    // medical record numbers, "UHMC^VN" for visits); the plain authority is the fallback.
+    let typed = site.identifier_systems.get(&format!("{ns}^{type_code}")).filter(|s| !s.is_empty()).cloned();
+    let system = typed.or_else(|| hd_system(&ns, &uid, &uid_type, site)).or_else(|| registry_system(&type_code, &ns));
     let check = text(cx.component(2));
     let scheme = text(cx.component(3));
     let start = period_date(&cx.component(7).value());
@@ -1201,5 +1204,18 @@ OBX|7|TX|X^X^L||a^b&c");
         assert_eq!(r.warnings.len(), 2);
         assert_eq!(fhir_time("2400"), None);
         assert_eq!(fhir_time("08"), Some("08:00:00".into()));
+    }
+
+    #[test]
+    fn identifier_system_per_authority_and_type() {
+        let mut site = SiteMaps::empty(jiff::tz::TimeZone::UTC);
+        site.identifier_systems.insert("UHMC^MR".into(), "urn:oid:1.2.3.1".into());
+        site.identifier_systems.insert("UHMC".into(), "urn:oid:1.2.3".into());
+        let m = crate::hl7::parser::parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rPID|1||M1^^^UHMC^MR~V1^^^UHMC^VN\r").unwrap();
+        let pid = m.segment("PID").unwrap();
+        let (_, mr) = identifier(pid.field(3).rep(1), &site).unwrap();
+        let (_, vn) = identifier(pid.field(3).rep(2), &site).unwrap();
+        assert_eq!(mr.unwrap().system, "urn:oid:1.2.3.1");
+        assert_eq!(vn.unwrap().system, "urn:oid:1.2.3", "untyped authority entry is the fallback");
     }
 }

@@ -14,7 +14,8 @@ pub struct MappingConfig {
     /// IANA zone for timestamps sent without an offset (never the host's zone).
     #[serde(default = "default_zone")]
     pub time_zone: String,
-    /// Assigning authority (CX.4.1 / HD namespace) → identifier system URI.
+    /// Assigning authority (CX.4.1 / HD namespace), or `AUTHORITY^TYPE` (CX.4.1^CX.5) for one
+    /// authority's different identifier types → identifier system URI.
     #[serde(default)]
     pub identifier_systems: HashMap<String, String>,
     /// CSV files: `source_system,source_code,target_system,target_code,target_display`.

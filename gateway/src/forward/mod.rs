@@ -1,4 +1,108 @@
 //! Store-and-forward to the cloud FHIR server: ureq over rustls on blocking threads,
 //! per-patient lanes in journal order, retries, dead letters.
+//!
+//! # Layout
+//! - [`lanes`]: the delivery loop — lanes over the outbox, the scheduler thread that owns
+//!   the database connection, worker threads that send, settling outcomes.
+//! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
+//!   by entry for batches.
+//! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
+//! - [`client`]: the [`Target`](client::Target) trait and the HTTP target (one ureq Agent,
+//!   rustls with the ring provider, custom CA, mTLS, proxy, timeouts).
+//! - [`sink`]: the embedded default target, a local folder of NDJSON files.
+//! - [`auth`]: credentials for the cloud.
 
 pub mod auth;
+pub mod client;
+pub mod deliver;
+pub mod lanes;
+pub mod retry;
+pub mod sink;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use client::{Response, SendError, Target};
+pub use lanes::{ForwardOptions, Forwarder};
+
+use crate::config::Cloud;
+
+/// The target `[cloud]` names: the HTTP server at `url`, or the local sink folder.
+pub fn target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Target>, String)> {
+    match cloud.sink_dir(config_dir) {
+        Some(dir) => {
+            let sink = sink::SinkTarget::new(&dir)
+                .map_err(|e| anyhow::anyhow!("[cloud] sink {}: cannot create the folder: {e}", dir.display()))?;
+            Ok((Arc::new(sink), format!("sink {}", dir.display())))
+        }
+        None => {
+            let http = client::HttpTarget::from_config(cloud, config_dir)?;
+            let url = cloud.url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default();
+            Ok((Arc::new(http), url))
+        }
+    }
+}
+
+/// Delivery settings from `[cloud]`.
+pub fn apply_config(opts: &mut ForwardOptions, cloud: &Cloud) {
+    opts.concurrency = cloud.concurrency.get();
+    opts.backoff = retry::Backoff {
+        base: Duration::from_millis(cloud.backoff_base_ms.get()),
+        max: Duration::from_secs(cloud.backoff_max_secs.get()),
+        jitter: cloud.retry_jitter,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    const BASE: &str = "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n\n[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:2575\"\n\n";
+
+    #[test]
+    fn cloud_defaults_to_the_local_sink() {
+        let c = Config::parse(BASE, Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert_eq!(c.cloud.sink_dir(&c.dir).unwrap(), Path::new("/etc/gw/var/fhir-sink"));
+        assert_eq!(c.cloud.concurrency.get(), 4);
+        assert_eq!((c.cloud.connect_timeout_secs.get(), c.cloud.read_timeout_secs.get(), c.cloud.timeout_secs.get()), (5, 30, 60));
+        assert_eq!((c.cloud.backoff_base_ms.get(), c.cloud.backoff_max_secs.get()), (500, 300));
+        let c = Config::parse(&format!("{BASE}[cloud]\nsink = \"out\"\n"), Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert_eq!(c.cloud.sink_dir(&c.dir).unwrap(), Path::new("/etc/gw/out"));
+        let text = format!("{BASE}[cloud]\nurl = \"https://fhir.example/r4\"\nconcurrency = 8\nprofile = \"salesforce\"\n");
+        let c = Config::parse(&text, Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert!(c.cloud.sink_dir(&c.dir).is_none());
+        assert_eq!(c.cloud.concurrency.get(), 8);
+    }
+
+    #[test]
+    fn cloud_errors_name_line_and_field() {
+        let cases = [
+            ("url = \"ftp://x\"", "cloud.url"),
+            ("url = \"https://x/r4\"\nsink = \"s\"", "cloud.sink"),
+            ("client_cert = \"c.pem\"", "cloud.client_key"),
+            ("ca_file = \"/nonexistent/ca.pem\"", "cloud.ca_file"),
+            ("proxy = \"::not a url\"", "cloud.proxy"),
+            ("timeout_secs = 0", "cloud.timeout_secs"),
+            ("concurrency = 0", "cloud.concurrency"),
+        ];
+        for (body, field) in cases {
+            let text = format!("{BASE}[cloud]\n{body}\n");
+            let e = Config::parse(&text, Path::new("gw.toml")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{body}: {e}");
+            assert!(e.to_string().starts_with("gw.toml"), "{e}");
+            if field != "cloud.client_key" {
+                assert!(e.line.is_some_and(|l| l >= 10), "{body}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_config_delivers_to_the_sink() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
+        let c = Config::load(&path).unwrap();
+        assert!(c.cloud.sink_dir(&c.dir).unwrap().ends_with("var/fhir-sink"));
+    }
+}

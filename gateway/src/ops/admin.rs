@@ -20,11 +20,19 @@ struct Admin {
 }
 
 async fn healthz(State(s): State<Admin>) -> impl IntoResponse {
-    if s.journal.healthy() {
-        (StatusCode::OK, "ok\n")
+    let (status, mut body) = if s.journal.healthy() {
+        (StatusCode::OK, String::from("ok\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "journal: last commit failed\n")
+        (StatusCode::SERVICE_UNAVAILABLE, String::from("journal: last commit failed\n"))
+    };
+    // Delivery trouble is reported but does not fail the check: ingest still takes custody.
+    if s.metrics.forward_auth_failing.get() == 1 {
+        body.push_str("forward: the FHIR server refuses the gateway's credentials (retrying every 60 s)\n");
     }
+    if s.metrics.forward_circuit_state.get() == 2 {
+        body.push_str("forward: circuit open, the FHIR server is unreachable or failing\n");
+    }
+    (status, body)
 }
 
 async fn metrics_text(State(s): State<Admin>) -> impl IntoResponse {

@@ -123,7 +123,31 @@ pub struct Metrics {
     pub frame_timeouts: Counter,
     pub idle_timeouts: Counter,
     pub tls_failures: Counter,
+    /// Outbox bundles delivered (2xx for every entry, or settled entry by entry).
+    pub forward_delivered: Counter,
+    /// Failed delivery attempts by class, indexed like [`FORWARD_FAIL_CLASSES`].
+    pub forward_failures: [Counter; 6],
+    /// Attempts scheduled again after a failure.
+    pub forward_retries: Counter,
+    /// Patient lanes with undelivered bundles.
+    pub forward_lanes: Gauge,
+    /// Age of the oldest undelivered bundle, seconds.
+    pub forward_oldest_pending_secs: Gauge,
+    /// Access tokens fetched (mirrors the auth's own count).
+    pub forward_token_refreshes: Gauge,
+    /// Circuit breaker: 0 closed, 1 half-open, 2 open.
+    pub forward_circuit_state: Gauge,
+    /// 1 while the cloud refuses our credentials even after a refresh.
+    pub forward_auth_failing: Gauge,
+    /// Salesforce API usage of the daily limit, per mille (0 when unknown).
+    pub forward_api_usage_permille: Gauge,
+    /// Request duration, send to last body byte.
+    pub forward_latency: Histogram,
 }
+
+/// The `class` labels of `gateway_forward_failures_total`, in index order.
+pub const FORWARD_FAIL_CLASSES: [&str; 6] = ["4xx", "401", "429", "5xx", "timeout", "connect"];
+const FORWARD_LATENCY_BOUNDS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -146,6 +170,16 @@ impl Default for Metrics {
             frame_timeouts: Counter::default(),
             idle_timeouts: Counter::default(),
             tls_failures: Counter::default(),
+            forward_delivered: Counter::default(),
+            forward_failures: Default::default(),
+            forward_retries: Counter::default(),
+            forward_lanes: Gauge::default(),
+            forward_oldest_pending_secs: Gauge::default(),
+            forward_token_refreshes: Gauge::default(),
+            forward_circuit_state: Gauge::default(),
+            forward_auth_failing: Gauge::default(),
+            forward_api_usage_permille: Gauge::default(),
+            forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
         }
     }
 }
@@ -181,6 +215,8 @@ impl Metrics {
             ("gateway_frame_timeouts_total", "Connections closed because a frame stalled", &self.frame_timeouts),
             ("gateway_idle_timeouts_total", "Connections closed for idleness", &self.idle_timeouts),
             ("gateway_tls_handshake_failures_total", "TLS handshakes that failed (incl. rejected client certificates)", &self.tls_failures),
+            ("gateway_forward_delivered_total", "Outbox bundles delivered to the FHIR target", &self.forward_delivered),
+            ("gateway_forward_retries_total", "Delivery attempts scheduled again after a failure", &self.forward_retries),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
@@ -196,15 +232,30 @@ impl Metrics {
         let _ = writeln!(out, "# HELP gateway_connections_refused_total Connections closed before reading, by reason\n# TYPE gateway_connections_refused_total counter");
         let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"allowlist\"}} {}", self.refused_allowlist.get());
         let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"limit\"}} {}", self.refused_limit.get());
+        let _ = writeln!(out, "# HELP gateway_forward_failures_total Failed delivery attempts, by class\n# TYPE gateway_forward_failures_total counter");
+        for (class, c) in FORWARD_FAIL_CLASSES.iter().zip(&self.forward_failures) {
+            let _ = writeln!(out, "gateway_forward_failures_total{{class=\"{class}\"}} {}", c.get());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_forward_token_refreshes_total Access tokens fetched\n# TYPE gateway_forward_token_refreshes_total counter\ngateway_forward_token_refreshes_total {}",
+            self.forward_token_refreshes.get()
+        );
         let gauges = [
             ("gateway_journal_depth", "Journal rows not yet delivered", &self.journal_depth),
             ("gateway_connections_open", "Open MLLP connections", &self.connections_open),
+            ("gateway_forward_lanes", "Patient lanes with undelivered bundles", &self.forward_lanes),
+            ("gateway_forward_oldest_pending_seconds", "Age of the oldest undelivered bundle", &self.forward_oldest_pending_secs),
+            ("gateway_forward_circuit_state", "Circuit breaker to the FHIR target: 0 closed, 1 half-open, 2 open", &self.forward_circuit_state),
+            ("gateway_forward_auth_failing", "1 while the FHIR target refuses the gateway's credentials", &self.forward_auth_failing),
+            ("gateway_forward_api_usage_permille", "Salesforce API usage of the daily limit, per mille", &self.forward_api_usage_permille),
         ];
         for (name, help, g) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", g.get());
         }
         histogram(&mut out, "gateway_ack_latency_seconds", "Frame received to ACK written", &self.ack_latency);
         histogram(&mut out, "gateway_commit_batch_size", "Messages per group commit", &self.batch_size);
+        histogram(&mut out, "gateway_forward_request_seconds", "FHIR target request duration", &self.forward_latency);
         out
     }
 }

@@ -32,6 +32,8 @@ pub struct ConvertOptions {
     pub keys: Arc<Keys>,
     pub bell: Doorbell,
     pub metrics: Arc<Metrics>,
+    /// Rung after a commit that wrote bundles to the outbox (wakes the forwarder).
+    pub on_convert: Option<Doorbell>,
 }
 
 /// The running stage.
@@ -92,6 +94,7 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
     let outcomes: Vec<Outcome> = rows.iter().map(|(_, _, sealed)| convert_one(sealed, opts)).collect();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut wrote = false;
     for ((seq, lane, _), outcome) in rows.iter().zip(outcomes) {
         let state = if matches!(outcome, Outcome::Bundles(_)) { "converted" } else { "dead" };
         let changed = tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'received'", params![seq, state])?;
@@ -100,6 +103,7 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
         }
         match outcome {
             Outcome::Bundles(parts) => {
+                wrote |= !parts.is_empty();
                 for (part, sealed) in parts.iter().enumerate() {
                     tx.execute(
                         "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -119,6 +123,11 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
         }
     }
     tx.commit()?;
+    if wrote {
+        if let Some(bell) = &opts.on_convert {
+            bell.ring();
+        }
+    }
     Ok(rows.len())
 }
 

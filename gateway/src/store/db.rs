@@ -75,6 +75,32 @@ const MIGRATIONS: &[&str] = &[
         reason       TEXT    NOT NULL,             -- PHI-free: codes, segment IDs, error kinds
         created_at   INTEGER NOT NULL
     );",
+    // 3: audit trail of operator actions on dead letters (`gateway deadletter`), append-only.
+    // No foreign keys: the dead letter and journal rows it names may be deleted later.
+    "CREATE TABLE audit (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at             INTEGER NOT NULL,           -- unix milliseconds
+        actor          TEXT    NOT NULL,           -- operator (--actor, $SUDO_USER or $USER)
+        action         TEXT    NOT NULL,           -- show, replay, purge
+        dead_letter_id INTEGER NOT NULL,
+        journal_seq    INTEGER NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;",
+    // 4: delivery state (forwarder). Entries of a batch bundle settled one by one (so a retry
+    // sends only the rest), the per-message pending index (lanes of messages without a
+    // patient), and the backoff of failing lanes (survives restarts; what an operator sees).
+    "ALTER TABLE outbox ADD COLUMN entries_done TEXT;        -- JSON array of settled entry indexes
+    ALTER TABLE outbox ADD COLUMN entries_dead INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_pending_message ON outbox (journal_seq, id) WHERE state = 'pending';
+    CREATE TABLE lane_state (
+        lane            TEXT    PRIMARY KEY,       -- journal lane, or 'seq:<journal_seq>'
+        next_attempt_at INTEGER NOT NULL,          -- unix milliseconds
+        failures        INTEGER NOT NULL,
+        last_error      TEXT    NOT NULL           -- PHI-free failure class
+    ) WITHOUT ROWID;",
 ];
 
 /// Opens a connection with WAL and the requested `synchronous`, and checks both took effect.

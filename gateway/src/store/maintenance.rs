@@ -1,5 +1,6 @@
 //! Background upkeep on a second connection: WAL checkpoints (the writer has automatic
-//! checkpoints off, so they never stall a commit) and purging delivered rows past retention.
+//! checkpoints off, so they never stall a commit) and purging delivered rows past retention
+//! (journal rows with their outbox bundles).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -90,12 +91,16 @@ pub fn purge(conn: &mut Connection, retention: Duration) -> rusqlite::Result<usi
             return Ok(total);
         }
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "DELETE FROM journal WHERE seq IN (
-                 SELECT seq FROM journal INDEXED BY journal_delivered
-                 WHERE state = 'delivered' AND received_at < ?1 LIMIT ?2)",
+        // The delivered outbox rows (bundles) go with their journal row.
+        tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS purge_seq (seq INTEGER PRIMARY KEY); DELETE FROM temp.purge_seq;")?;
+        tx.execute(
+            "INSERT INTO temp.purge_seq SELECT seq FROM journal INDEXED BY journal_delivered
+             WHERE state = 'delivered' AND received_at < ?1 LIMIT ?2",
             rusqlite::params![cutoff, PURGE_CHUNK],
         )?;
+        tx.execute("DELETE FROM outbox WHERE journal_seq IN (SELECT seq FROM temp.purge_seq)", [])?;
+        let n = tx.execute("DELETE FROM journal WHERE seq IN (SELECT seq FROM temp.purge_seq)", [])?;
+        tx.execute("DELETE FROM temp.purge_seq", [])?;
         tx.commit()?;
         total += n;
         if n < PURGE_CHUNK as usize {
@@ -124,10 +129,17 @@ mod tests {
             )
             .unwrap();
         }
+        conn.execute_batch(
+            "INSERT INTO outbox (journal_seq, part, created_at, state, bundle)
+             SELECT seq, 0, received_at, CASE state WHEN 'delivered' THEN 'delivered' ELSE 'pending' END, x'00' FROM journal",
+        )
+        .unwrap();
         assert_eq!(purge(&mut conn, Duration::from_secs(5)).unwrap(), 1);
         let left: Vec<String> =
             conn.prepare("SELECT control_id FROM journal ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
         assert_eq!(left, ["new-delivered", "old-received"]);
+        let bundles: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
+        assert_eq!(bundles, 2, "the purged message's bundle went with it");
         assert_eq!(purge(&mut conn, Duration::from_secs(5)).unwrap(), 0);
         drop(conn);
         std::fs::remove_dir_all(dir).unwrap();

@@ -1,6 +1,7 @@
 //! Durable storage: the SQLite journal, its group-commit writer, encryption at rest and
 //! background upkeep.
 
+pub mod audit;
 pub mod crypto;
 pub mod db;
 pub mod doorbell;

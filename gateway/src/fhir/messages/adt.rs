@@ -8,7 +8,8 @@
 //! - PV1 + PV2 → Encounter with the event's status (A03 finished, A11 cancelled, A13
 //!   in-progress, …; see `resources::encounter`); ROL after PV1 → participants.
 //! - AL1 → AllergyIntolerance; DG1 → Condition (+ `Encounter.diagnosis`); IN1 → Coverage.
-//! - Left unconsumed (so reported): OBX (Observation belongs to the observation map), GT1,
+//! - OBX (OBSERVATION groups) → Observation of the patient and visit.
+//! - Left unconsumed (so reported): GT1,
 //!   DB1, PR1, ACC, UB1/UB2, DRG, IAM, IN2/IN3, ROL with other roles before PV1 (CareTeam),
 //!   and MRG in ADT_A06 (A06/A07), which the IG maps to an Account only.
 //! - ADT_A39 (A39/A40): per PATIENT group, PID → the surviving Patient, MRG → the replaced
@@ -16,7 +17,7 @@
 //!   an optional PV1 → Encounter. For A41/A42 (account/visit merges) MRG is left unconsumed.
 
 use crate::fhir::convert::Ctx;
-use crate::fhir::resources::{allergy, condition, coverage, encounter, patient, related_person};
+use crate::fhir::resources::{allergy, condition, coverage, encounter, observation, patient, related_person};
 use crate::hl7::parser::Message;
 use crate::hl7::structure::{Group, Grouped, Structure};
 
@@ -57,6 +58,9 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         for rol in root.segments(msg, "ROL").filter(|r| r.index() > pv1_at) {
             encounter::role_participant(ctx, rol, enc);
         }
+    }
+    for obx in root.groups("OBSERVATION").filter_map(|g| g.segment(msg, "OBX")) {
+        observation::observation(ctx, obx, Some(&patient), encounter.as_deref(), &[]);
     }
     for al1 in root.segments(msg, "AL1") {
         allergy::allergy(ctx, al1, &patient);
@@ -100,9 +104,8 @@ mod tests {
     use crate::fhir::resources::provenance::provenance;
     use crate::fhir::site::SiteMaps;
 
-    /// The resource types the ADT walk produces and expected.json asserts (Observation is
-    /// left to the observation map: OBX stays unconsumed here).
-    const TYPES: [&str; 6] = ["Patient", "Encounter", "RelatedPerson", "AllergyIntolerance", "Condition", "Coverage"];
+    /// The resource types the ADT walk produces and expected.json asserts.
+    const TYPES: [&str; 7] = ["Patient", "Encounter", "RelatedPerson", "AllergyIntolerance", "Condition", "Coverage", "Observation"];
 
     fn site() -> SiteMaps {
         SiteMaps::empty(jiff::tz::TimeZone::UTC)
@@ -162,7 +165,6 @@ mod tests {
                 *counts.entry(res.kind).or_default() += 1;
                 assert_no_empty(&body(res), &format!("{file}:{}", res.key));
             }
-            assert_eq!(counts.get("Observation"), None, "{file}: OBX is not mapped here");
             let asserted = exp["resources"].as_object().unwrap();
             if asserted.is_empty() {
                 continue; // ADT_A39: no counts asserted
@@ -170,9 +172,6 @@ mod tests {
             for t in TYPES {
                 let want = asserted.get(t).and_then(Value::as_u64).unwrap_or(0);
                 assert_eq!(counts.get(t).copied().unwrap_or(0), want, "{file}: {t}");
-            }
-            if asserted.contains_key("Observation") {
-                assert!(c.report.unconsumed.iter().any(|u| u.ends_with(":OBX")), "{file}: OBX reported");
             }
             checked += 1;
         }
@@ -339,9 +338,9 @@ mod tests {
         assert_eq!(payor.kind, "Organization");
         assert_eq!(body(payor)["name"], "Aetna Health (FAKE)");
         assert_eq!(body(cov[1])["subscriberId"], "1EG4TE5MK72");
-        // IN2, GT1, OBX are reported unconsumed; nothing else but the Z-segment.
+        // GT1 and IN2 are reported unconsumed; nothing else but the Z-segment.
         let ids: Vec<&str> = c.report.unconsumed.iter().map(|u| u.split(':').nth(1).unwrap()).collect();
-        assert_eq!(ids, ["OBX", "OBX", "GT1", "IN2", "ZPD"]);
+        assert_eq!(ids, ["GT1", "IN2", "ZPD"]);
     }
 
     #[test]

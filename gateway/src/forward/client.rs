@@ -1,0 +1,264 @@
+//! Where bundles go: the [`Target`] trait and its HTTP implementation, one ureq [`Agent`]
+//! (a keep-alive pool) over rustls with the ring provider, with every timeout set.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+use ureq::Agent;
+
+use super::auth::{Auth, AuthError};
+use crate::config::Cloud;
+
+/// Largest response body read (a batch-response of 30 entries with outcomes is far smaller).
+const MAX_RESPONSE: u64 = 16 << 20;
+
+/// What came back for one bundle.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    /// `Sforce-Limit-Info`.
+    pub limit_info: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A request that got no HTTP answer. The strings are error kinds, never content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("timed out")]
+    Timeout,
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// No credentials could be obtained (token endpoint down or refusing).
+    #[error("authentication: {0}")]
+    Auth(String),
+}
+
+/// A destination for bundles: the cloud FHIR server or the local sink.
+pub trait Target: Send + Sync {
+    /// Sends one Bundle (JSON) and returns the answer. Implementations retry a 401/403 once
+    /// after refreshing credentials; the forwarder handles everything else.
+    fn send(&self, bundle: &[u8]) -> Result<Response, SendError>;
+
+    /// Access tokens fetched so far (for metrics).
+    fn token_refreshes(&self) -> u64 {
+        0
+    }
+}
+
+/// Errors building the HTTP client; they name the file or key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("[cloud] {field} {path}: {message}")]
+    File { field: &'static str, path: PathBuf, message: String },
+    #[error("[cloud] url: {0}")]
+    Url(String),
+    #[error("[cloud] proxy: {0}")]
+    Proxy(String),
+    #[error("[cloud.auth]: {0}")]
+    Auth(#[from] AuthError),
+}
+
+/// The cloud FHIR server.
+pub struct HttpTarget {
+    agent: Agent,
+    url: String,
+    auth: Auth,
+}
+
+/// System CA bundles, first found wins (`SSL_CERT_FILE` before these).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+fn read_pem(field: &'static str, path: &Path) -> Result<Vec<PemItem<'static>>, ClientError> {
+    let err = |message: String| ClientError::File { field, path: path.to_path_buf(), message };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    ureq::tls::parse_pem(&bytes).collect::<Result<Vec<_>, _>>().map_err(|e| err(format!("not PEM: {e}")))
+}
+
+fn certs(field: &'static str, path: &Path) -> Result<Vec<Certificate<'static>>, ClientError> {
+    let certs: Vec<_> = read_pem(field, path)?
+        .into_iter()
+        .filter_map(|i| match i {
+            PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(ClientError::File { field, path: path.into(), message: "holds no certificate".into() });
+    }
+    Ok(certs)
+}
+
+/// The trust roots: `ca_file` and/or the system bundle.
+fn roots(cloud: &Cloud) -> Result<Vec<Certificate<'static>>, ClientError> {
+    let mut out = Vec::new();
+    if let Some(ca) = &cloud.ca_file {
+        out.extend(certs("ca_file", ca.get_ref())?);
+    }
+    if cloud.system_roots.unwrap_or(cloud.ca_file.is_none()) {
+        let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+        let found = env.into_iter().chain(SYSTEM_BUNDLES.iter().map(PathBuf::from)).find(|p| p.is_file());
+        if let Some(bundle) = found {
+            out.extend(certs("system_roots", &bundle)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the one Agent all workers share.
+pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
+    let roots = roots(cloud)?;
+    let client_cert = match (&cloud.client_cert, &cloud.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = certs("client_cert", cert.get_ref())?;
+            let key = read_pem("client_key", key.get_ref())?
+                .into_iter()
+                .find_map(|i| match i {
+                    PemItem::PrivateKey(k) => Some(k),
+                    _ => None,
+                })
+                .ok_or_else(|| ClientError::File { field: "client_key", path: key.get_ref().clone(), message: "holds no private key".into() })?;
+            Some(ClientCert::new_with_certs(&chain, PrivateKey::to_owned(&key)))
+        }
+        _ => None,
+    };
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .client_cert(client_cert)
+        .build();
+    let proxy = match &cloud.proxy {
+        Some(p) => Some(ureq::Proxy::new(p.get_ref()).map_err(|e| ClientError::Proxy(e.to_string()))?),
+        None => None,
+    };
+    let read = Duration::from_secs(cloud.read_timeout_secs.get());
+    Ok(Agent::config_builder()
+        .tls_config(tls)
+        .proxy(proxy)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("hl7-gateway/", env!("CARGO_PKG_VERSION")))
+        .timeout_global(Some(Duration::from_secs(cloud.timeout_secs.get())))
+        .timeout_connect(Some(Duration::from_secs(cloud.connect_timeout_secs.get())))
+        .timeout_recv_response(Some(read))
+        .timeout_recv_body(Some(read))
+        .timeout_per_read(Some(read))
+        .max_idle_connections_per_host(cloud.concurrency.get().max(1) * 2)
+        .build()
+        .new_agent())
+}
+
+impl HttpTarget {
+    /// The agent, the auth and the URL from `[cloud]` (`url` must be set).
+    pub fn from_config(cloud: &Cloud, config_dir: &Path) -> Result<HttpTarget, ClientError> {
+        let url = cloud.url.as_ref().ok_or_else(|| ClientError::Url("not set".into()))?.get_ref().clone();
+        let agent = agent(cloud)?;
+        let auth = Auth::from_config(&cloud.auth, config_dir)?;
+        Ok(HttpTarget { agent, url, auth })
+    }
+
+    /// Where bundles are POSTed: the base URL, or a path on the instance the auth names.
+    fn endpoint(&self) -> Result<String, SendError> {
+        if self.url.starts_with('/') {
+            let instance = self.auth.instance_url().ok_or_else(|| SendError::Auth("no instance URL yet".into()))?;
+            Ok(format!("{}{}", instance.trim_end_matches('/'), self.url))
+        } else {
+            Ok(self.url.clone())
+        }
+    }
+
+    fn post(&self, bundle: &[u8]) -> Result<Response, SendError> {
+        let authorization = self.auth.authorization(&self.agent).map_err(|e| SendError::Auth(e.to_string()))?;
+        let mut req = self
+            .agent
+            .post(self.endpoint()?)
+            .header("Content-Type", "application/fhir+json")
+            .header("Accept", "application/fhir+json");
+        if let Some(value) = authorization {
+            req = req.header("Authorization", value);
+        }
+        let mut resp = req.send(bundle).map_err(classify)?;
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let retry_after = header("retry-after");
+        let limit_info = header("sforce-limit-info");
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().with_config().limit(MAX_RESPONSE).read_to_vec().map_err(classify)?;
+        Ok(Response { status, retry_after, limit_info, body })
+    }
+}
+
+impl Target for HttpTarget {
+    fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
+        let first = self.post(bundle)?;
+        if matches!(first.status, 401 | 403) {
+            // A revoked or expired token: fetch a new one and try once more.
+            self.auth.invalidate();
+            return self.post(bundle);
+        }
+        Ok(first)
+    }
+
+    fn token_refreshes(&self) -> u64 {
+        self.auth.refreshes()
+    }
+}
+
+/// Transport errors by kind (no URLs or bodies in the text).
+fn classify(e: ureq::Error) -> SendError {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Timeout(t) => {
+            let _ = t;
+            SendError::Timeout
+        }
+        ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => SendError::Timeout,
+        ureq::Error::Io(io) => SendError::Connect(format!("{:?}", io.kind())),
+        ureq::Error::HostNotFound => SendError::Connect("host not found".into()),
+        ureq::Error::ConnectionFailed => SendError::Connect("connection refused or unreachable".into()),
+        ureq::Error::ConnectProxyFailed(_) => SendError::Connect("proxy refused".into()),
+        ureq::Error::Tls(m) => SendError::Connect(format!("TLS: {m}")),
+        ureq::Error::Rustls(e) => SendError::Connect(format!("TLS: {e}")),
+        ureq::Error::BodyExceedsLimit(_) => SendError::Connect("response too large".into()),
+        other => SendError::Connect(format!("{other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_builds_without_proxy_and_with_custom_ca() {
+        // A throwaway self-signed CA in PEM (from rcgen-free fixture: any cert parses here).
+        let cloud = Cloud { url: Some(toml::Spanned::new(0..0, "https://fhir.example/r4".into())), ..Cloud::default() };
+        let agent = agent(&cloud).unwrap();
+        assert!(agent.config().proxy().is_none(), "no proxy unless configured");
+        assert!(!agent.config().http_status_as_error());
+        let t = agent.config().timeouts();
+        assert_eq!(t.global, Some(Duration::from_secs(60)));
+        assert_eq!(t.connect, Some(Duration::from_secs(5)));
+
+        let dir = std::env::temp_dir().join(format!("gw-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a pem").unwrap();
+        let bad = Cloud { ca_file: Some(toml::Spanned::new(0..0, empty)), ..Cloud::default() };
+        assert!(matches!(agent_err(&bad), ClientError::File { field: "ca_file", .. }));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn agent_err(c: &Cloud) -> ClientError {
+        match agent(c) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e,
+        }
+    }
+}

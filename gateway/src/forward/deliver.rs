@@ -1,0 +1,255 @@
+//! What an answer means for one outbox row: delivered, retry (and why), dead letter, or an
+//! authentication failure; for a batch, entry by entry. Pure functions over the response,
+//! so they are tested without a network.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::client::{Response, SendError};
+use super::retry;
+
+/// Failure classes, the `class` label of `gateway_forward_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailClass {
+    /// A 4xx other than 401/403/408/429: the bundle is refused (dead letter).
+    Client,
+    /// 401/403 after one credential refresh, or no credentials could be obtained.
+    Auth,
+    /// 429 (and 503 with `Retry-After`).
+    Throttled,
+    /// 5xx, 408, 3xx: the server failed.
+    Server,
+    Timeout,
+    Connect,
+}
+
+impl FailClass {
+    pub const ALL: [FailClass; 6] =
+        [FailClass::Client, FailClass::Auth, FailClass::Throttled, FailClass::Server, FailClass::Timeout, FailClass::Connect];
+    pub fn label(self) -> &'static str {
+        match self {
+            FailClass::Client => "4xx",
+            FailClass::Auth => "401",
+            FailClass::Throttled => "429",
+            FailClass::Server => "5xx",
+            FailClass::Timeout => "timeout",
+            FailClass::Connect => "connect",
+        }
+    }
+    /// Does this class count against the circuit breaker (the endpoint looks dead)?
+    pub fn trips_breaker(self) -> bool {
+        matches!(self, FailClass::Server | FailClass::Timeout | FailClass::Connect)
+    }
+}
+
+/// The verdict on one attempt at one outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every entry sent is settled: `dead` lists the entries refused (with PHI-free reasons),
+    /// the others are stored at the destination.
+    Settled { ok: Vec<usize>, dead: Vec<(usize, String)> },
+    /// Try the row again later; `ok`/`dead` are entries of a batch settled this time (not sent
+    /// again), `after` a server-requested delay.
+    Retry { class: FailClass, after: Option<Duration>, ok: Vec<usize>, dead: Vec<(usize, String)> },
+    /// The whole bundle was refused.
+    Dead { class: FailClass, reason: String },
+    /// Credentials refused even after a refresh: wait and try again slowly.
+    AuthFailed,
+}
+
+/// The FHIR Bundle type of a sealed bundle's JSON: `batch` or `transaction`.
+pub fn bundle_type(bundle: &Value) -> &str {
+    bundle.get("type").and_then(Value::as_str).unwrap_or("transaction")
+}
+
+/// A copy of `bundle` holding only the entries not yet settled; returns it with the original
+/// index of each entry it kept.
+pub fn remaining(bundle: &Value, settled: &[usize]) -> (Value, Vec<usize>) {
+    let mut out = bundle.clone();
+    let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    let kept: Vec<usize> = (0..entries.len()).filter(|i| !settled.contains(i)).collect();
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("entry".into(), Value::Array(kept.iter().map(|&i| entries[i].clone()).collect()));
+    }
+    (out, kept)
+}
+
+/// The `issue[].code` values of an OperationOutcome: tokens only (letters and `-`), never
+/// `diagnostics` or `details` text, which may quote patient data.
+pub fn issue_codes(outcome: Option<&Value>) -> Vec<String> {
+    let Some(issues) = outcome.and_then(|o| o.get("issue")).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut codes: Vec<String> = issues
+        .iter()
+        .filter_map(|i| i.get("code").and_then(Value::as_str))
+        .filter(|c| !c.is_empty() && c.len() <= 32 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+        .map(str::to_string)
+        .collect();
+    codes.dedup();
+    codes.truncate(8);
+    codes
+}
+
+fn reason(status: u16, codes: &[String]) -> String {
+    if codes.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}; issue codes: {}", codes.join(","))
+    }
+}
+
+/// The status code at the start of an entry's `response.status` ("201 Created").
+fn entry_status(entry: &Value) -> Option<u16> {
+    let s = entry.get("response")?.get("status")?.as_str()?;
+    s.trim().get(..3)?.parse().ok()
+}
+
+/// What a status means when it is not a success.
+fn class_of(status: u16) -> Option<FailClass> {
+    match status {
+        200..=299 => None,
+        401 | 403 => Some(FailClass::Auth),
+        429 => Some(FailClass::Throttled),
+        408 => Some(FailClass::Timeout),
+        400..=499 => Some(FailClass::Client),
+        _ => Some(FailClass::Server),
+    }
+}
+
+/// Judges a transport failure.
+pub fn judge_error(e: &SendError) -> Verdict {
+    match e {
+        SendError::Timeout => Verdict::Retry { class: FailClass::Timeout, after: None, ok: vec![], dead: vec![] },
+        SendError::Connect(_) => Verdict::Retry { class: FailClass::Connect, after: None, ok: vec![], dead: vec![] },
+        SendError::Auth(_) => Verdict::AuthFailed,
+    }
+}
+
+/// Judges an answer to a bundle whose entries are `sent` (original indexes, in the order
+/// they were in the request).
+pub fn judge(kind: &str, sent: &[usize], resp: &Response, now: SystemTime) -> Verdict {
+    let after = resp.retry_after.as_deref().and_then(|v| retry::retry_after(v, now));
+    let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
+    match class_of(resp.status) {
+        None => {}
+        Some(FailClass::Auth) => return Verdict::AuthFailed,
+        Some(FailClass::Client) => {
+            let outcome = body.as_ref().filter(|b| b.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome"));
+            return Verdict::Dead { class: FailClass::Client, reason: reason(resp.status, &issue_codes(outcome)) };
+        }
+        Some(FailClass::Server) if resp.status == 503 && after.is_some() => {
+            return Verdict::Retry { class: FailClass::Throttled, after, ok: vec![], dead: vec![] };
+        }
+        Some(class) => return Verdict::Retry { class, after, ok: vec![], dead: vec![] },
+    }
+    // 2xx. A transaction succeeded as a whole (the server commits all or nothing).
+    if kind != "batch" {
+        return Verdict::Settled { ok: sent.to_vec(), dead: vec![] };
+    }
+    let entries = body.as_ref().and_then(|b| b.get("entry")).and_then(Value::as_array);
+    let Some(entries) = entries else {
+        // A 2xx without a readable batch-response: nothing is known per entry. Send again.
+        return Verdict::Retry { class: FailClass::Server, after, ok: vec![], dead: vec![] };
+    };
+    let (mut ok, mut dead) = (Vec::new(), Vec::new());
+    let mut retry: Option<FailClass> = None;
+    for (pos, &index) in sent.iter().enumerate() {
+        let entry = entries.get(pos);
+        match entry.and_then(entry_status).map(class_of) {
+            Some(None) => ok.push(index),
+            Some(Some(FailClass::Client)) if entry.and_then(entry_status) != Some(424) => {
+                let outcome = entry.and_then(|e| e.get("response")).and_then(|r| r.get("outcome"));
+                let status = entry.and_then(entry_status).unwrap_or(400);
+                dead.push((index, format!("entry {index}: {}", reason(status, &issue_codes(outcome)))));
+            }
+            // 424 Failed Dependency (a sibling failed), 429, 5xx, auth, missing: send again.
+            Some(Some(FailClass::Client)) => retry = retry.or(Some(FailClass::Server)),
+            Some(Some(class)) => retry = Some(worse(retry, class)),
+            None => retry = retry.or(Some(FailClass::Server)),
+        }
+    }
+    match retry {
+        Some(class) => Verdict::Retry { class, after, ok, dead },
+        None => Verdict::Settled { ok, dead },
+    }
+}
+
+/// Auth and throttling take precedence over plain server errors when entries differ.
+fn worse(current: Option<FailClass>, new: FailClass) -> FailClass {
+    match (current, new) {
+        (Some(FailClass::Auth), _) | (_, FailClass::Auth) => FailClass::Auth,
+        (Some(FailClass::Throttled), _) | (_, FailClass::Throttled) => FailClass::Throttled,
+        _ => new,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resp(status: u16, body: Value) -> Response {
+        Response { status, body: serde_json::to_vec(&body).unwrap(), ..Response::default() }
+    }
+
+    #[test]
+    fn batch_response_settles_entries_one_by_one() {
+        let body = json!({"resourceType": "Bundle", "type": "batch-response", "entry": [
+            {"response": {"status": "201 Created"}},
+            {"response": {"status": "424 Failed Dependency"}},
+            {"response": {"status": "200 OK"}},
+            {"response": {"status": "422 Unprocessable Entity", "outcome": {"resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "invalid", "diagnostics": "Patient DOE^JOHN birthDate bad"}]}}},
+        ]});
+        let v = judge("batch", &[0, 1, 2, 3], &resp(200, body), SystemTime::now());
+        let Verdict::Retry { class, ok, dead, .. } = v else { panic!("{v:?}") };
+        assert_eq!(class, FailClass::Server);
+        assert_eq!(ok, [0, 2], "the 424 sibling does not cost the others");
+        assert_eq!(dead, [(3, "entry 3: HTTP 422; issue codes: invalid".to_string())]);
+        assert!(!dead[0].1.contains("DOE"));
+        // The retry sends only entry 1, and its answer maps back to the original index.
+        let bundle = json!({"type": "batch", "entry": [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 3}]});
+        let (sub, kept) = remaining(&bundle, &[0, 2, 3]);
+        assert_eq!(kept, [1]);
+        assert_eq!(sub["entry"], json!([{"n": 1}]));
+        let body = json!({"type": "batch-response", "entry": [{"response": {"status": "200"}}]});
+        assert_eq!(judge("batch", &kept, &resp(200, body), SystemTime::now()), Verdict::Settled { ok: vec![1], dead: vec![] });
+    }
+
+    #[test]
+    fn transaction_fails_or_succeeds_whole() {
+        let v = judge("transaction", &[0, 1], &resp(200, json!({"type": "transaction-response"})), SystemTime::now());
+        assert_eq!(v, Verdict::Settled { ok: vec![0, 1], dead: vec![] });
+        let oo = json!({"resourceType": "OperationOutcome", "issue": [
+            {"code": "required", "diagnostics": "MRN 12345 missing"}, {"code": "processing", "details": {"text": "Smith"}},
+            {"code": "Not A Code <script>"}]});
+        let v = judge("transaction", &[0, 1], &resp(400, oo), SystemTime::now());
+        assert_eq!(v, Verdict::Dead { class: FailClass::Client, reason: "HTTP 400; issue codes: required,processing".into() });
+        for s in [404, 409, 412, 422] {
+            assert!(matches!(judge("transaction", &[0], &resp(s, json!("x")), SystemTime::now()), Verdict::Dead { .. }), "{s}");
+        }
+        assert_eq!(judge("transaction", &[0], &resp(401, json!({})), SystemTime::now()), Verdict::AuthFailed);
+        assert_eq!(judge("transaction", &[0], &resp(403, json!({})), SystemTime::now()), Verdict::AuthFailed);
+    }
+
+    #[test]
+    fn throttling_and_server_errors_retry() {
+        let mut r = resp(429, json!({}));
+        r.retry_after = Some("7".into());
+        let v = judge("transaction", &[0], &r, SystemTime::now());
+        assert_eq!(v, Verdict::Retry { class: FailClass::Throttled, after: Some(Duration::from_secs(7)), ok: vec![], dead: vec![] });
+        r.status = 503;
+        assert!(matches!(judge("transaction", &[0], &r, SystemTime::now()), Verdict::Retry { class: FailClass::Throttled, .. }));
+        r.retry_after = None;
+        assert!(matches!(judge("transaction", &[0], &r, SystemTime::now()), Verdict::Retry { class: FailClass::Server, after: None, .. }));
+        r.status = 500;
+        r.retry_after = Some("garbage".into());
+        assert!(matches!(judge("transaction", &[0], &r, SystemTime::now()), Verdict::Retry { class: FailClass::Server, after: None, .. }));
+        assert!(matches!(judge_error(&SendError::Timeout), Verdict::Retry { class: FailClass::Timeout, .. }));
+        assert!(matches!(judge_error(&SendError::Connect("x".into())), Verdict::Retry { class: FailClass::Connect, .. }));
+        // A 2xx batch answer without entries is not proof of delivery.
+        assert!(matches!(judge("batch", &[0], &resp(200, json!({})), SystemTime::now()), Verdict::Retry { .. }));
+    }
+}

