@@ -71,16 +71,8 @@ mod tests {
     }
 
     fn decode(b64: &str) -> String {
-        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut bits = Vec::new();
-        for ch in b64.trim_end_matches('=').chars() {
-            let v = alphabet.find(ch).unwrap();
-            for i in (0..6).rev() {
-                bits.push((v >> i) & 1);
-            }
-        }
-        let bytes: Vec<u8> = bits.chunks(8).filter(|c| c.len() == 8).map(|c| c.iter().fold(0u8, |a, b| (a << 1) | *b as u8)).collect();
-        String::from_utf8(bytes).unwrap()
+        use base64::Engine as _;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
     }
 
     #[test]

@@ -26,23 +26,8 @@ use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};
 use crate::hl7::parser::Segment;
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard padded base64 (`datatypes` keeps its encoder private).
-fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { B64[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
-        }
-    }
-    out
-}
-
 fn text_content(text: &str) -> Value {
-    Obj::new().set("attachment", Obj::new().set("contentType", "text/plain").set("data", base64(text.as_bytes()))).value()
+    Obj::new().set("attachment", Obj::new().set("contentType", "text/plain").set("data", datatypes::base64_encode(text.as_bytes()))).value()
 }
 
 /// Maps TXA with its OBX (and their NTEs) to a DocumentReference, adds it and returns its key.
@@ -136,18 +121,4 @@ pub fn document_reference(
     body.put("context", context);
     let key = format!("DocumentReference/txa-{}", txa.index());
     Some(ctx.add(Resource { kind: "DocumentReference", key, identity, body }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64;
-
-    #[test]
-    fn base64_encodes() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64("é".as_bytes()), "w6k=");
-    }
 }
