@@ -741,9 +741,11 @@ mod tests {
 
     /// A scripted target: `script(tag, attempt_of_this_tag, bundle)` answers; it records
     /// every request's tag in order.
+    type Script = Box<dyn Fn(&str, usize, &Value) -> Result<Response, SendError> + Send + Sync>;
+
     struct Fake {
         log: Mutex<Vec<(String, Value)>>,
-        script: Box<dyn Fn(&str, usize, &Value) -> Result<Response, SendError> + Send + Sync>,
+        script: Script,
     }
 
     impl Fake {
