@@ -67,7 +67,9 @@ fn acked_messages_become_sealed_bundles_and_poison_goes_to_dead_letters() {
 
     // Every converted row has its bundle in the outbox, sealed, with the row's lane.
     let keys = Keys::load_or_create(&setup.dir.path().join("var/journal.key")).unwrap();
-    let rows: Vec<(i64, Option<String>, Option<String>, Vec<u8>)> = db
+    /// journal seq, outbox lane, journal lane, sealed bundle
+    type OutboxRow = (i64, Option<String>, Option<String>, Vec<u8>);
+    let rows: Vec<OutboxRow> = db
         .prepare("SELECT o.journal_seq, o.lane, j.lane, o.bundle FROM outbox o JOIN journal j ON j.seq = o.journal_seq ORDER BY o.id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
