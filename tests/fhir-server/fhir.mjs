@@ -7,6 +7,9 @@
 import {
   OperationOutcomeError,
   created,
+  deepClone,
+  evalFhirPath,
+  getSearchParameter,
   getStatus,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
@@ -256,12 +259,15 @@ class TestRepository extends MemoryRepository {
     this.validate = validate;
     this.store = store;
     this.txDepth = 0;
+    this.identifierIndex = new Map(); // "Type|system|value" (lower case) -> Set of ids
+    this.indexedKeys = new Map(); // "Type/id" -> its keys in identifierIndex
   }
 
   // Every write (create, update, patch, conditional update) ends here, except conditionalCreate.
   async createResource(resource, options, update = false) {
     this.validate(resource);
     const result = await super.createResource(resource, options, update);
+    this.index(result);
     this.store.onWrite(result, update ? 'update' : 'create');
     return result;
   }
@@ -269,13 +275,73 @@ class TestRepository extends MemoryRepository {
   async conditionalCreate(resource, search, options) {
     this.validate(resource);
     const result = await super.conditionalCreate(resource, search, options);
-    if (result.outcome.id === created.id) this.store.onWrite(result.resource, 'create');
+    if (result.outcome.id === created.id) {
+      this.index(result.resource);
+      this.store.onWrite(result.resource, 'create');
+    }
     return result;
   }
 
   async deleteResource(resourceType, id, options) {
     await super.deleteResource(resourceType, id, options);
+    this.unindex(resourceType, id);
     this.store.onWrite({ resourceType, id }, 'delete');
+  }
+
+  clear() {
+    super.clear();
+    this.identifierIndex?.clear();
+    this.indexedKeys?.clear();
+  }
+
+  // Identifier index. MemoryRepository searches by evaluating the search parameter's FHIRPath on
+  // every stored resource of the type, so each conditional entry (ifNoneExist, `PUT
+  // Type?identifier=s|v`) costs O(stored resources). The common search `identifier=system|value`
+  // (alone, one value) is answered from this index instead; it holds the same tokens Medplum
+  // matches (the identifier parameter's expression; system and value compared case-insensitively).
+  // Every other search goes to MemoryRepository's scan.
+  searchSync(searchRequest) {
+    const { resourceType, filters, include, revInclude, sortRules, types } = searchRequest;
+    const f = filters?.length === 1 ? filters[0] : undefined;
+    const exact = f?.code === 'identifier' && f.operator === 'eq' && /^[^|,\\]+\|[^|,\\]+$/.test(f.value);
+    if (!exact || include || revInclude || sortRules?.length || types) return super.searchSync(searchRequest);
+    const byId = this.resources.get(resourceType);
+    const ids = this.identifierIndex.get(`${resourceType}|${f.value.toLowerCase()}`) ?? [];
+    let matches = [...ids].map((id) => byId?.get(id)).filter(Boolean);
+    const total = matches.length;
+    if (searchRequest.offset !== undefined) matches = matches.slice(searchRequest.offset);
+    if (searchRequest.count !== undefined) matches = matches.slice(0, searchRequest.count);
+    return {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      entry: matches.length ? matches.map((resource) => ({ search: { mode: 'match' }, resource: deepClone(resource) })) : undefined,
+      total,
+    };
+  }
+
+  index(resource) {
+    const { resourceType, id } = resource;
+    this.unindex(resourceType, id);
+    const expression = getSearchParameter(resourceType, 'identifier')?.expression;
+    if (!expression) return;
+    const keys = [];
+    for (const ident of evalFhirPath(expression, resource)) {
+      if (typeof ident?.system !== 'string' || typeof ident.value !== 'string') continue;
+      const key = `${resourceType}|${ident.system.toLowerCase()}|${ident.value.toLowerCase()}`;
+      if (!this.identifierIndex.has(key)) this.identifierIndex.set(key, new Set());
+      this.identifierIndex.get(key).add(id);
+      keys.push(key);
+    }
+    this.indexedKeys.set(`${resourceType}/${id}`, keys);
+  }
+
+  unindex(resourceType, id) {
+    for (const key of this.indexedKeys.get(`${resourceType}/${id}`) ?? []) {
+      const ids = this.identifierIndex.get(key);
+      ids?.delete(id);
+      if (ids?.size === 0) this.identifierIndex.delete(key);
+    }
+    this.indexedKeys.delete(`${resourceType}/${id}`);
   }
 
   // MemoryRepository.withTransaction just runs the callback; add all-or-nothing by restoring a
@@ -316,6 +382,9 @@ class TestRepository extends MemoryRepository {
       this[name].clear();
       for (const [k, v] of snapshot[name]) this[name].set(k, v);
     }
+    this.identifierIndex.clear();
+    this.indexedKeys.clear();
+    for (const byId of this.resources.values()) for (const resource of byId.values()) this.index(resource);
   }
 }
 
