@@ -10,6 +10,10 @@ use gateway::fhir::bundle::{self, Profile};
 use gateway::fhir::convert;
 use gateway::fhir::site::SiteMaps;
 
+// Same allocator as the gateway binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn corpus() -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/hl7");
     let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();

@@ -5,7 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
 use gateway::config::Config;
+
+// The converter and the JSON it builds allocate many small objects; mimalloc handles that
+// workload markedly better than the system allocator (see the convert benchmark).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "gateway", version, about = "HL7 v2 MLLP edge gateway")]

@@ -175,6 +175,28 @@ fn percent_encode_into(c: char, out: &mut String) {
     }
 }
 
+/// Calls `f` on every `local:` reference key in `fields`, without copying anything.
+fn visit_references(fields: &Map<String, Value>, f: &mut dyn FnMut(&str) -> Result<(), BundleError>) -> Result<(), BundleError> {
+    fn walk(v: &Value, f: &mut dyn FnMut(&str) -> Result<(), BundleError>) -> Result<(), BundleError> {
+        match v {
+            Value::Object(map) => visit_references(map, f),
+            Value::Array(items) => items.iter().try_for_each(|v| walk(v, f)),
+            _ => Ok(()),
+        }
+    }
+    for (k, v) in fields {
+        match v {
+            Value::String(s) if k == "reference" => {
+                if let Some(key) = s.strip_prefix(LOCAL_REF) {
+                    f(key)?;
+                }
+            }
+            _ => walk(v, f)?,
+        }
+    }
+    Ok(())
+}
+
 /// Calls `f` on every `local:` reference in `value`, replacing it with what `f` returns.
 fn rewrite_references(value: &mut Value, f: &mut dyn FnMut(&str) -> Result<String, BundleError>) -> Result<(), BundleError> {
     match value {
@@ -233,11 +255,10 @@ impl<'c> Plan<'c> {
         let mut deps = Vec::with_capacity(resources.len());
         for r in resources {
             let mut set = BTreeSet::new();
-            let mut body = r.body.clone().value();
-            rewrite_references(&mut body, &mut |key| match by_key.get(key) {
+            visit_references(r.body.fields(), &mut |key| match by_key.get(key) {
                 Some(&j) => {
                     set.insert(j);
-                    Ok(String::new())
+                    Ok(())
                 }
                 None => Err(BundleError::UnknownReference { from: r.key.clone(), target: key.to_string() }),
             })?;

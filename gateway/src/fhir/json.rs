@@ -65,6 +65,11 @@ impl Obj {
         self.0.get(key)
     }
 
+    /// The fields, for reading without taking the object apart.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
     pub fn value(self) -> Value {
         Value::Object(self.0)
     }
