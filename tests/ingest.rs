@@ -467,3 +467,29 @@ fn config_errors_name_file_line_and_field() {
     assert!(err.contains(&format!("{}:7:", path.display())), "{err}");
     assert!(err.contains("bind"), "{err}");
 }
+
+// ---------------------------------------------------------------- storage errors
+
+#[test]
+fn a_storage_error_is_a_nak_never_an_ack() {
+    let setup = Setup::new(PLAIN);
+    let gw = setup.start();
+    let mut c = gw.connect();
+    assert_eq!(msa(&c.call(&adt("BEFORE"))).0, "AA");
+    // Another process holds the write lock longer than the writer's busy timeout (10 s): the
+    // group commit fails. The message must be refused, not acknowledged from memory.
+    let blocker = rusqlite::Connection::open(setup.db_path()).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let ack = c.call(&adt("DURING"));
+    assert_eq!(msa(&ack), ("AE".into(), "DURING".into()), "{ack}");
+    assert!(ack.contains("Storage error") && err_segment(&ack).unwrap().contains("|207^"), "{ack}");
+    assert_eq!(http_get(gw.admin.unwrap(), "/healthz").0, 503, "health shows the failing journal");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    assert_eq!(msa(&c.call(&adt("AFTER"))).0, "AA", "acceptance resumes once the store works");
+    assert_eq!(http_get(gw.admin.unwrap(), "/healthz").0, 200);
+    let counts = journal_counts(&setup.db_path());
+    assert!(!counts.contains_key("DURING"));
+    assert_eq!((counts.get("BEFORE"), counts.get("AFTER")), (Some(&1), Some(&1)));
+    assert_eq!(gw.metric("gateway_naks_total{reason=\"storage_error\"}"), 1.0);
+}
