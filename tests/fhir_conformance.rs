@@ -591,6 +591,15 @@ impl<'t> Sources<'t> {
             || self.derived_uri(key, s)
             || self.formatted_number(s)
             || self.literal_prefix(s)
+            || (key == "url" && self.field_reference(s))
+    }
+
+    /// A v2 field reference naming a segment of the input (`ZPD-2`): the sub-extension urls
+    /// of site-mapped Z-segments.
+    fn field_reference(&self, s: &str) -> bool {
+        s.split_once('-').is_some_and(|(seg, n)| {
+            seg.len() == 3 && self.raw.contains(&format!("\r{seg}|")) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        })
     }
 
     /// A number formatted from digits of one field repetition: `(217) 555-0142`.

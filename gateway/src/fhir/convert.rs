@@ -81,15 +81,39 @@ impl<'m, 'a> Ctx<'m, 'a> {
 
     fn finish(mut self, grouped: &Grouped) -> (Vec<Resource>, Report) {
         let msg = self.msg;
-        let mapped_z: Vec<&str> = self.site.map_segments.iter().map(String::as_str).collect();
         for (i, seg) in msg.segments().enumerate() {
             let id = seg.id();
-            if !self.consumed[i] && !mapped_z.contains(&id) {
+            if !self.consumed[i] {
                 self.report.unconsumed.push(format!("{i}:{id}"));
             }
         }
         self.report.structure = grouped.structure.id().to_string();
         (self.resources, self.report)
+    }
+}
+
+/// Z-segments the site maps (`[mapping.z_segments]`) become extensions on the message's
+/// first Patient: `{url: <site url>, extension: [{url: "ZPD-2", valueString: "…"}, …]}`.
+fn map_z_segments(ctx: &mut Ctx) {
+    if ctx.site.z_segments.is_empty() {
+        return;
+    }
+    let Some(patient) = ctx.resources.iter().position(|r| r.kind == "Patient") else { return };
+    let msg = ctx.msg;
+    for seg in msg.segments() {
+        let Some(url) = ctx.site.z_segments.get(seg.id()) else { continue };
+        let fields: Vec<serde_json::Value> = (1..=seg.field_count())
+            .filter_map(|n| {
+                let value = seg.field(n).value();
+                (!value.trim().is_empty()).then(|| serde_json::json!({ "url": format!("{}-{n}", seg.id()), "valueString": value }))
+            })
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let ext = super::json::Obj::new().set("url", url.as_str()).list("extension", fields);
+        ctx.resources[patient].body.push_all("extension", [ext.value()]);
+        ctx.consume(seg.index());
     }
 }
 
@@ -116,8 +140,28 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
         Structure::MdmT02 => messages::mdm::convert(&mut ctx, &grouped),
         Structure::VxuV04 => messages::vxu::convert(&mut ctx, &grouped),
     }
+    map_z_segments(&mut ctx);
     // Who sent what, when: one Provenance over everything this message produced.
     super::resources::provenance::provenance(&mut ctx);
     let (resources, report) = ctx.finish(&grouped);
     Ok(Conversion { resources, report, sender, control_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_mapped_z_segments_become_patient_extensions_and_others_are_reported() {
+        let raw = b"MSH|^~\\&|EPIC|H|GW|C|20260101120000-0500||ADT^A08^ADT_A01|Z1|P|2.5.1\rEVN|A08|20260101120000-0500\rPID|1||M1^^^H^MR||DOE^JO\rPV1|1|O\rZPD|1|Y|MYCHART_ACTIVE\rZXX|1|other\r";
+        let mut site = SiteMaps::empty(jiff::tz::TimeZone::UTC);
+        site.z_segments.insert("ZPD".into(), "http://example.org/fhir/StructureDefinition/zpd".into());
+        let c = convert(raw, &site).unwrap();
+        let patient = c.resources.iter().find(|r| r.kind == "Patient").unwrap().body.clone().value();
+        let ext = patient["extension"].as_array().unwrap().iter().find(|e| e["url"] == "http://example.org/fhir/StructureDefinition/zpd").unwrap();
+        assert_eq!(ext["extension"][1], serde_json::json!({"url": "ZPD-2", "valueString": "Y"}));
+        assert_eq!(ext["extension"][2], serde_json::json!({"url": "ZPD-3", "valueString": "MYCHART_ACTIVE"}));
+        assert!(c.report.unconsumed.iter().any(|u| u.ends_with(":ZXX")), "{:?}", c.report);
+        assert!(!c.report.unconsumed.iter().any(|u| u.ends_with(":ZPD")), "{:?}", c.report);
+    }
 }

@@ -1,7 +1,7 @@
 //! Per-site mapping configuration: the site time zone, identifier systems per assigning
 //! authority, and code maps (local code → standard code) loaded from CSV files.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use jiff::tz::TimeZone;
@@ -21,9 +21,11 @@ pub struct MappingConfig {
     /// CSV files: `source_system,source_code,target_system,target_code,target_display`.
     #[serde(default)]
     pub code_maps: Vec<PathBuf>,
-    /// Z-segments (or other segments) the site maps; others are reported as unconsumed.
+    /// Z-segments the site maps: segment ID → extension URL. Each such segment becomes an
+    /// extension on the message's Patient (one sub-extension `<ID>-<n>` per valued field);
+    /// Z-segments not listed are kept in the journal and reported as unconsumed.
     #[serde(default)]
-    pub map_segments: Vec<String>,
+    pub z_segments: BTreeMap<String, String>,
 }
 
 fn default_zone() -> String {
@@ -32,7 +34,7 @@ fn default_zone() -> String {
 
 impl Default for MappingConfig {
     fn default() -> Self {
-        MappingConfig { time_zone: default_zone(), identifier_systems: HashMap::new(), code_maps: Vec::new(), map_segments: Vec::new() }
+        MappingConfig { time_zone: default_zone(), identifier_systems: HashMap::new(), code_maps: Vec::new(), z_segments: BTreeMap::new() }
     }
 }
 
@@ -58,7 +60,7 @@ pub struct SiteMaps {
     pub zone: TimeZone,
     pub identifier_systems: HashMap<String, String>,
     codes: HashMap<(String, String), MappedCode>,
-    pub map_segments: Vec<String>,
+    pub z_segments: BTreeMap<String, String>,
 }
 
 impl SiteMaps {
@@ -70,12 +72,12 @@ impl SiteMaps {
             let path = base.join(file);
             load_code_map(&path, &mut codes)?;
         }
-        Ok(SiteMaps { zone, identifier_systems: config.identifier_systems.clone(), codes, map_segments: config.map_segments.clone() })
+        Ok(SiteMaps { zone, identifier_systems: config.identifier_systems.clone(), codes, z_segments: config.z_segments.clone() })
     }
 
     /// Maps with no entries, in the given zone (tests, CLI without a config).
     pub fn empty(zone: TimeZone) -> SiteMaps {
-        SiteMaps { zone, identifier_systems: HashMap::new(), codes: HashMap::new(), map_segments: Vec::new() }
+        SiteMaps { zone, identifier_systems: HashMap::new(), codes: HashMap::new(), z_segments: BTreeMap::new() }
     }
 
     /// The standard coding for a local `(coding system name, code)`, if the site maps it.
