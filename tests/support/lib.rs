@@ -32,11 +32,13 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub store_extra: String,
     pub listeners: String,
+    /// More TOML appended after `[ops]` (e.g. a `[cloud]` table).
+    pub extra: String,
 }
 
 impl Setup {
     pub fn new(listeners: &str) -> Setup {
-        Setup { dir: tempfile::tempdir().unwrap(), store_extra: String::new(), listeners: listeners.to_string() }
+        Setup { dir: tempfile::tempdir().unwrap(), store_extra: String::new(), listeners: listeners.to_string(), extra: String::new() }
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -49,8 +51,8 @@ impl Setup {
 
     fn write_config(&self) {
         let text = format!(
-            "[store]\npath = \"var/journal.db\"\nkey_file = \"var/journal.key\"\n{}\n\n{}\n\n[ops]\nadmin_bind = \"127.0.0.1:0\"\n",
-            self.store_extra, self.listeners
+            "[store]\npath = \"var/journal.db\"\nkey_file = \"var/journal.key\"\n{}\n\n{}\n\n[ops]\nadmin_bind = \"127.0.0.1:0\"\n\n{}\n",
+            self.store_extra, self.listeners, self.extra
         );
         std::fs::write(self.config_path(), text).unwrap();
     }
@@ -353,5 +355,191 @@ pub fn journal_counts(db: &Path) -> std::collections::HashMap<String, i64> {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.busy_timeout(WAIT).unwrap();
     let mut stmt = conn.prepare("SELECT control_id, count(*) FROM journal GROUP BY control_id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+// ---------------------------------------------------------------- FHIR test server
+
+/// A blocking HTTP/1.0 request with an optional JSON body; returns status code and body.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    let mut wire = req.into_bytes();
+    wire.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&wire).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("no HTTP status in {text:?}")).parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Path of the Node FHIR test server (`tests/fhir-server/server.mjs`).
+pub fn fhir_server_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fhir-server/server.mjs")
+}
+
+/// The Node (Medplum) FHIR test server as a child process, on an ephemeral loopback port.
+/// Its stdin is a pipe, so it also exits when the test process dies; killed on drop.
+pub struct FhirServer {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FhirServer {
+    /// Starts `node --experimental-websocket server.mjs --port 0 <flags>` and waits (bounded)
+    /// for its `listening http://127.0.0.1:<port>` line.
+    pub fn start(flags: &[&str]) -> FhirServer {
+        let node = std::env::var_os("NODE").unwrap_or_else(|| "node".into());
+        let mut child = Command::new(node)
+            .arg("--experimental-websocket")
+            .arg(fhir_server_script())
+            .args(["--port", "0"])
+            .args(flags)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start node (the FHIR test server needs Node 20.19+ and `npm ci --prefix tests/fhir-server`)");
+        let stderr = Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let (pipe, lines) = (child.stderr.take().unwrap(), stderr.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if std::env::var_os("FHIR_TEST_LOG").is_some() {
+                        eprintln!("[fhir] {line}");
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Loading the definitions takes ~3 s; allow for a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("listening http://") {
+                        break url.trim().trim_end_matches('/').parse::<SocketAddr>().unwrap();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("FHIR test server did not start; stderr: {:#?}", stderr.lock().unwrap());
+                }
+            }
+        };
+        FhirServer { child, addr, stderr }
+    }
+
+    /// The FHIR base URL (`http://127.0.0.1:<port>/fhir/R4`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/fhir/R4", self.addr)
+    }
+
+    /// The OAuth token URL (`http://127.0.0.1:<port>/token`).
+    pub fn token_url(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+
+    /// What the server logged on stderr so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let (status, text) = http_request(self.addr, method, path, body.as_deref());
+        assert!((200..300).contains(&status), "{method} {path}: HTTP {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+    }
+
+    /// `POST /__control` with fault switches; returns the new state and counters.
+    pub fn control(&self, switches: serde_json::Value) -> serde_json::Value {
+        self.json("POST", "/__control", Some(&switches))
+    }
+
+    /// Empties the store, the log and the counters.
+    pub fn reset(&self) {
+        self.control(serde_json::json!({"reset": true}));
+    }
+
+    /// `GET /__control`: `{state, counters, ...}`.
+    pub fn status(&self) -> serde_json::Value {
+        self.json("GET", "/__control", None)
+    }
+
+    /// `GET /__dump`: `{ "<ResourceType>": [resources…] }`.
+    pub fn dump(&self) -> serde_json::Value {
+        self.json("GET", "/__dump", None)
+    }
+
+    /// Resources stored, per type.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, usize> {
+        dump_counts(&self.dump())
+    }
+
+    /// `GET /__log?<query>`: executed entries in order.
+    pub fn log(&self, query: &str) -> Vec<serde_json::Value> {
+        let path = if query.is_empty() { "/__log".to_string() } else { format!("/__log?{query}") };
+        match self.json("GET", &path, None) {
+            serde_json::Value::Array(items) => items,
+            other => panic!("/__log is not an array: {other}"),
+        }
+    }
+
+    /// A FHIR GET (no auth), e.g. `/Patient/<id>/_history`.
+    pub fn fhir_get(&self, path: &str) -> serde_json::Value {
+        self.json("GET", &format!("/fhir/R4{path}"), None)
+    }
+}
+
+impl Drop for FhirServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resources per type in a `/__dump` answer.
+pub fn dump_counts(dump: &serde_json::Value) -> std::collections::BTreeMap<String, usize> {
+    dump.as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_array().map_or(0, Vec::len))).filter(|(_, n)| *n > 0).collect())
+        .unwrap_or_default()
+}
+
+/// Polls `f` (every 20 ms) until it returns `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Journal rows by state (`received`, `converted`, `delivered`, `dead`).
+pub fn journal_states(db: &Path) -> std::collections::HashMap<String, i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(WAIT).unwrap();
+    let mut stmt = conn.prepare("SELECT state, count(*) FROM journal GROUP BY state").unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
