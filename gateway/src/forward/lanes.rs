@@ -434,39 +434,34 @@ impl Scheduler {
                     let reason: Vec<&str> = dead.iter().map(|(_, r)| r.as_str()).collect();
                     let mut reason = reason.join("; ");
                     reason.truncate(500);
-                    tx.execute(
-                        "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'deliver', ?2, ?3)",
+                    tx.prepare_cached("INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'deliver', ?2, ?3)")?.execute(
                         params![d.head.journal_seq, reason, now],
                     )?;
                     dead_letters += 1;
                 }
                 let n_dead = dead.len() as i64;
                 if final_state {
-                    let state: String = tx.query_row(
-                        "UPDATE outbox SET state = CASE WHEN entries_dead + ?2 > 0 THEN 'dead' ELSE 'delivered' END,
+                    let state: String = tx.prepare_cached("UPDATE outbox SET state = CASE WHEN entries_dead + ?2 > 0 THEN 'dead' ELSE 'delivered' END,
                                 entries_dead = entries_dead + ?2, attempts = attempts + 1, entries_done = NULL
-                         WHERE id = ?1 AND state = 'pending' RETURNING state",
+                         WHERE id = ?1 AND state = 'pending' RETURNING state")?.query_row(
                         params![d.head.id, n_dead],
                         |r| r.get(0),
                     ).optional()?.unwrap_or_default();
                     if state == "delivered" {
                         delivered += 1;
                     }
-                    tx.execute("DELETE FROM lane_state WHERE lane = ?1", [&d.lane])?;
-                    let left: i64 = tx.query_row(
-                        "SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'",
+                    tx.prepare_cached("DELETE FROM lane_state WHERE lane = ?1")?.execute( [&d.lane])?;
+                    let left: i64 = tx.prepare_cached("SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'")?.query_row(
                         [d.head.journal_seq],
                         |r| r.get(0),
                     )?;
                     if left == 0 {
-                        let any_dead: bool = tx.query_row(
-                            "SELECT EXISTS (SELECT 1 FROM outbox WHERE journal_seq = ?1 AND state = 'dead')",
+                        let any_dead: bool = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE journal_seq = ?1 AND state = 'dead')")?.query_row(
                             [d.head.journal_seq],
                             |r| r.get(0),
                         )?;
                         let state = if any_dead { "dead" } else { "delivered" };
-                        let changed = tx.execute(
-                            "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'converted'",
+                        let changed = tx.prepare_cached("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'converted'")?.execute(
                             params![d.head.journal_seq, state],
                         )?;
                         if changed > 0 && !any_dead {
@@ -481,9 +476,8 @@ impl Scheduler {
                     settled.sort_unstable();
                     settled.dedup();
                     let settled = (!settled.is_empty()).then(|| serde_json::to_string(&settled).expect("indexes serialize"));
-                    tx.execute(
-                        "UPDATE outbox SET attempts = attempts + 1, entries_done = ?2, entries_dead = entries_dead + ?3
-                         WHERE id = ?1 AND state = 'pending'",
+                    tx.prepare_cached("UPDATE outbox SET attempts = attempts + 1, entries_done = ?2, entries_dead = entries_dead + ?3
+                         WHERE id = ?1 AND state = 'pending'")?.execute(
                         params![d.head.id, settled, n_dead],
                     )?;
                     let failures = failures.saturating_add(1);
@@ -495,9 +489,8 @@ impl Scheduler {
                         _ => (FailClass::Auth, self.opts.auth_retry),
                     };
                     let due = now + delay.as_millis() as i64;
-                    tx.execute(
-                        "INSERT INTO lane_state (lane, next_attempt_at, failures, last_error) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (lane) DO UPDATE SET next_attempt_at = ?2, failures = ?3, last_error = ?4",
+                    tx.prepare_cached("INSERT INTO lane_state (lane, next_attempt_at, failures, last_error) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (lane) DO UPDATE SET next_attempt_at = ?2, failures = ?3, last_error = ?4")?.execute(
                         params![d.lane, due, failures, class.label()],
                     )?;
                     after.push((d.lane.clone(), Some(due)));
