@@ -87,17 +87,24 @@ fn describe_batch_warning(w: &BatchWarning) -> String {
     }
 }
 
-/// `gateway parse FILE`: the tree of every message on `out`, problems on `err`. Fails when a
-/// message cannot be parsed (after printing the others).
-pub fn parse_command(input: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
-    let raw = read_input(input)?;
-    let (msgs, warnings) = messages(&raw);
+/// The messages of an input file (batch files split), with batch warnings on `err`; an
+/// error when there is none.
+fn split_input<'r>(raw: &'r [u8], input: &Path, err: &mut dyn Write) -> anyhow::Result<Vec<&'r [u8]>> {
+    let (msgs, warnings) = messages(raw);
     for w in &warnings {
         writeln!(err, "warning: {w}")?;
     }
     if msgs.is_empty() {
         anyhow::bail!("{}: no HL7 message (no MSH segment) found", input.display());
     }
+    Ok(msgs)
+}
+
+/// `gateway parse FILE`: the tree of every message on `out`, problems on `err`. Fails when a
+/// message cannot be parsed (after printing the others).
+pub fn parse_command(input: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
+    let raw = read_input(input)?;
+    let msgs = split_input(&raw, input, err)?;
     let mut failed = 0;
     for (n, m) in msgs.iter().enumerate() {
         if msgs.len() > 1 {
@@ -128,13 +135,7 @@ pub fn convert_command(
 ) -> anyhow::Result<()> {
     let site = load_site(config)?;
     let raw = read_input(input)?;
-    let (msgs, warnings) = messages(&raw);
-    for w in &warnings {
-        writeln!(err, "warning: {w}")?;
-    }
-    if msgs.is_empty() {
-        anyhow::bail!("{}: no HL7 message (no MSH segment) found", input.display());
-    }
+    let msgs = split_input(&raw, input, err)?;
     let mut failed = 0;
     for (n, m) in msgs.iter().enumerate() {
         let label = if msgs.len() > 1 { format!("message {} of {}", n + 1, msgs.len()) } else { "message".to_string() };
