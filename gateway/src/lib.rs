@@ -3,16 +3,19 @@
 //! # Layout
 //! The data path, in the order a message travels it:
 //! - [`mllp`]: listeners (TCP or TLS), MLLP framing, the per-connection loop and ACKs.
-//! - [`hl7`]: the message header and HL7 error reporting.
+//! - [`hl7`]: the message header, HL7 error reporting, the full v2 parser and segment groups.
 //! - [`store`]: the SQLite journal; a group-commit writer that makes a message durable
 //!   before its ACK; encryption at rest; checkpoints and purging.
 //! - [`pipeline`]: after the ACK, the convert stage turns journal rows into sealed FHIR
 //!   bundles in the outbox ([`fhir`] holds the HL7 v2 → FHIR maps); failures go to dead
 //!   letters.
+//! - [`forward`]: delivers the outbox to the cloud FHIR server (or the local sink) per
+//!   patient lane, with retries, auth and a circuit breaker.
 //! - [`ops`]: metrics, the admin endpoint, logging.
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
-//! [`loadgen`] and [`bench`] measure the ingest path.
+//! [`cli_tools`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`bench`]
+//! measure the ingest path.
 
 pub mod bench;
 pub mod cli_tools;
