@@ -18,7 +18,6 @@ pub fn sqlite_ceiling(path: &Path, batch: usize, messages: usize, payload_len: u
     }
     let mut conn = db::open(path, None, Synchronous::Full)?;
     db::migrate(&mut conn, path)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let checkpoints = Maintenance::start(MaintenanceOptions {
         path: path.to_path_buf(),
         vfs: None,

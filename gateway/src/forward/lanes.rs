@@ -110,6 +110,9 @@ impl Forwarder {
     }
 }
 
+/// How long the scheduler waits for more answers before settling a batch of them.
+const SETTLE_GATHER: Duration = Duration::from_millis(3);
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
@@ -212,9 +215,23 @@ impl Scheduler {
             .collect();
         drop(done_tx);
         loop {
-            let done: Vec<Done> = done_rx.try_iter().collect();
+            let mut done: Vec<Done> = done_rx.try_iter().collect();
+            // Settling costs one commit (and fsync): gather the answers that arrive within a
+            // couple of milliseconds so one commit settles many deliveries.
+            let gather_until = Instant::now() + SETTLE_GATHER;
+            while !done.is_empty() && done.len() < self.in_flight {
+                match done_rx.recv_timeout(gather_until.saturating_duration_since(Instant::now())) {
+                    Ok(d) => done.push(d),
+                    Err(_) => break,
+                }
+            }
             if !done.is_empty() {
                 self.in_flight -= done.len();
+                // Keep the workers busy with other lanes while this batch is committed; the
+                // lanes being settled are not in the ready queue until their head moves on.
+                if !stop.load(Ordering::Relaxed) {
+                    self.dispatch(&jobs_tx);
+                }
                 self.settle(done);
             }
             if stop.load(Ordering::Relaxed) {

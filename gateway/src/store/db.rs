@@ -121,6 +121,9 @@ pub fn open(path: &Path, vfs: Option<&str>, sync: Synchronous) -> Result<Connect
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(err)?;
     conn.pragma_update(None, "synchronous", sync.value()).map_err(err)?;
     let actual: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(err)?;
+    // Checkpoints run only in the maintenance thread: an automatic checkpoint inside a commit
+    // would stall that commit (the ingest writer's, the convert stage's, the forwarder's).
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(OpenError::Pragma { path: name, pragma: "journal_mode", actual: mode, expected: "wal".into() });
     }

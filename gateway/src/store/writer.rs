@@ -101,9 +101,6 @@ impl Writer {
     pub fn start(opts: WriterOptions, metrics: Arc<Metrics>) -> Result<(Appender, Writer), OpenError> {
         let mut conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
         db::migrate(&mut conn, &opts.path)?;
-        // Checkpoints run from their own connection, off the commit path.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         let depth: i64 = conn
             .query_row("SELECT count(*) FROM journal WHERE state <> 'delivered'", [], |r| r.get(0))
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
