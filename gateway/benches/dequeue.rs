@@ -1,0 +1,79 @@
+//! The forwarder's dequeue queries on an outbox holding a million delivered rows (and a
+//! few thousand pending ones), on the real schema: they must stay as fast as on an empty
+//! journal. `cargo bench -p gateway --bench dequeue`
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gateway::store::db::{self, Synchronous};
+use rusqlite::params;
+
+const DELIVERED: i64 = 1_000_000;
+const PENDING: i64 = 2_000;
+
+fn outbox() -> (tempfile_dir::Dir, rusqlite::Connection) {
+    let dir = tempfile_dir::Dir::new();
+    let path = dir.0.join("journal.db");
+    let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
+    db::migrate(&mut conn, &path).unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut journal = tx
+            .prepare("INSERT INTO journal (seq, received_at, listener, sender, control_id, message_type, lane, payload_hash, state, payload) VALUES (?1, 0, 'l', 's', ?1, 'ADT^A08', ?2, x'00', ?3, x'00')")
+            .unwrap();
+        let mut outbox = tx
+            .prepare("INSERT INTO outbox (journal_seq, part, lane, created_at, state, bundle) VALUES (?1, 0, ?2, 0, ?3, x'00')")
+            .unwrap();
+        for seq in 1..=DELIVERED + PENDING {
+            let (lane, state) = if seq <= DELIVERED { (format!("lane{}", seq % 5000), "delivered") } else { (format!("lane{}", seq % 500), "pending") };
+            let journal_state = if state == "delivered" { "delivered" } else { "converted" };
+            journal.execute(params![seq, lane, journal_state]).unwrap();
+            outbox.execute(params![seq, lane, state]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    (dir, conn)
+}
+
+/// A temp folder removed on drop (no extra dev-dependency).
+mod tempfile_dir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir().join(format!("gw-bench-dequeue-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let (_dir, conn) = outbox();
+    let mut lane = 0;
+    c.bench_function("head of a lane (1M delivered rows)", |b| {
+        let mut stmt = conn
+            .prepare("SELECT id, journal_seq, created_at FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 ORDER BY id LIMIT 1")
+            .unwrap();
+        b.iter(|| {
+            lane = (lane + 1) % 500;
+            stmt.query_row([format!("lane{lane}")], |r| r.get::<_, i64>(0)).unwrap()
+        })
+    });
+    c.bench_function("pending heads at start-up (1M delivered rows)", |b| {
+        let mut stmt = conn
+            .prepare("SELECT lane, id FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' ORDER BY lane, id")
+            .unwrap();
+        b.iter(|| stmt.query_map([], |r| r.get::<_, i64>(1)).unwrap().count())
+    });
+    c.bench_function("new rows after an id (1M delivered rows)", |b| {
+        let mut stmt = conn.prepare("SELECT id FROM outbox NOT INDEXED WHERE id > ?1 ORDER BY id LIMIT 1000").unwrap();
+        b.iter(|| stmt.query_map([DELIVERED + PENDING - 10], |r| r.get::<_, i64>(0)).unwrap().count())
+    });
+}
+
+criterion_group! { name = benches; config = Criterion::default().sample_size(30); targets = bench }
+criterion_main!(benches);
