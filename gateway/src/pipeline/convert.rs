@@ -101,10 +101,18 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut wrote = false;
     for ((seq, lane, _), outcome) in rows.iter().zip(outcomes) {
-        let state = if matches!(outcome, Outcome::Bundles(_)) { "converted" } else { "dead" };
+        let state = match &outcome {
+            // Nothing to send (e.g. a message with no resources in batch form): done.
+            Outcome::Bundles(parts) if parts.is_empty() => "delivered",
+            Outcome::Bundles(_) => "converted",
+            Outcome::Dead(_) => "dead",
+        };
         let changed = tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'received'", params![seq, state])?;
         if changed == 0 {
             continue;
+        }
+        if state == "delivered" {
+            opts.metrics.journal_depth.add(-1);
         }
         match outcome {
             Outcome::Bundles(parts) => {
@@ -151,5 +159,68 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions) -> Outcome {
             bundles.iter().map(|b| opts.keys.seal(&serde_json::to_vec(b).expect("JSON values serialize"))).collect(),
         ),
         Err(_) => Outcome::Dead(format!("bundle could not be built ({})", conversion.report.structure)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(dir: &std::path::Path, profile: Profile) -> (Connection, ConvertOptions) {
+        let path = dir.join("j.db");
+        let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
+        db::migrate(&mut conn, &path).unwrap();
+        let opts = ConvertOptions {
+            path,
+            synchronous: Synchronous::Full,
+            site: SiteMaps::empty(jiff::tz::TimeZone::UTC),
+            profile,
+            keys: Arc::new(Keys::from_master(&[3; 32])),
+            bell: Doorbell::default(),
+            on_convert: None,
+            metrics: Arc::new(Metrics::default()),
+        };
+        (conn, opts)
+    }
+
+    fn journal(conn: &Connection, opts: &ConvertOptions, control_id: &str, raw: &[u8]) -> i64 {
+        conn.execute(
+            "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, payload)
+             VALUES (0, 'l', 'A|B', ?1, 'ADT^A08', 'lane1', x'00', ?2)",
+            params![control_id, opts.keys.seal(raw)],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    #[test]
+    fn rows_become_outbox_bundles_dead_letters_or_done_in_one_step() {
+        let dir = std::env::temp_dir().join(format!("gw-convert-stage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut conn, opts) = stage(&dir, Profile::Salesforce);
+        let adt = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C1|P|2.5.1\rEVN|A08|20260101120000-0500\rPID|1||M1^^^H^MR||DOE^JO\r";
+        let empty = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C2|P|2.5.1\rEVN|A08|20260101120000-0500\r";
+        let poison = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A99|C3|P|2.5.1\rPID|1||M1\r";
+        let seqs = [journal(&conn, &opts, "C1", adt), journal(&conn, &opts, "C2", empty), journal(&conn, &opts, "C3", poison)];
+        assert_eq!(step(&mut conn, &opts).unwrap(), 3);
+        let state = |seq: i64| -> String { conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap() };
+        assert_eq!([state(seqs[0]), state(seqs[1]), state(seqs[2])], ["converted", "delivered", "dead"]);
+        let outbox: Vec<(i64, Option<String>, Vec<u8>)> = conn
+            .prepare("SELECT journal_seq, lane, bundle FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(outbox.len(), 1, "one salesforce batch for the ADT, none for the empty message");
+        assert_eq!((outbox[0].0, outbox[0].1.as_deref()), (seqs[0], Some("lane1")));
+        let bundle: serde_json::Value = serde_json::from_slice(&opts.keys.open(&outbox[0].2).unwrap()).unwrap();
+        assert_eq!(bundle["type"], "batch");
+        let reason: String = conn.query_row("SELECT reason FROM dead_letter WHERE journal_seq = ?1", [seqs[2]], |r| r.get(0)).unwrap();
+        assert!(reason.contains("201"), "{reason}");
+        assert_eq!(step(&mut conn, &opts).unwrap(), 0, "nothing left to convert");
+        drop(conn);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
