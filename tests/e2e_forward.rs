@@ -703,3 +703,34 @@ fn resending_under_new_control_ids_stores_nothing_new() {
     wait_metric(&gw, "gateway_forward_delivered_total", 2.0 * n, DELIVERY);
     assert_eq!(server.counts(), before);
 }
+
+#[test]
+fn throttling_server_errors_and_dropped_connections_are_retried_in_order() {
+    // Every 4th request 429 (Retry-After 1 s), every 5th 500, every 7th connection dropped
+    // without an answer (the server may have written that bundle: the retry must be harmless).
+    let server = FhirServer::start(&[]);
+    server.control(json!({"fail_every_n_429": 4, "retry_after_secs": 1, "fail_every_n_500": 5, "drop_every_n": 7}));
+    let setup = setup_for(&server, "");
+    let gw = setup.start();
+    let mut c = gw.connect();
+    const N: usize = 24;
+    for seq in 0..N {
+        send_ok(&mut c, &a08(seq % 4 + 1, seq, &format!("FLT{seq}")), "A08");
+    }
+    wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
+    assert_eq!(undelivered(&setup.db_path()), 0);
+    assert!(dead_letters(&setup.db_path()).is_empty(), "transient failures never dead-letter");
+    let faults = &server.status()["counters"]["faults"];
+    for switch in ["429", "500", "drop"] {
+        assert!(faults[switch].as_u64().unwrap_or(0) >= 1, "the {switch} switch fired: {faults}");
+    }
+    assert!(gw.metric("gateway_forward_retries_total") >= 3.0);
+    // No duplicate resources despite re-sent bundles, and each patient ends on its last update.
+    let patients = server.dump()["Patient"].as_array().unwrap().clone();
+    assert_eq!(patients.len(), 4, "one Patient per PID-3");
+    for p in &patients {
+        let patient: usize = p["identifier"][0]["value"].as_str().unwrap().trim_start_matches('P').parse().unwrap();
+        let last = (0..N).filter(|s| s % 4 + 1 == patient).max().unwrap();
+        assert_eq!(p["name"][0]["given"][0], format!("S{last:04}"), "patient {patient} ends on its last update");
+    }
+}
