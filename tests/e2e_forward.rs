@@ -293,6 +293,12 @@ fn undelivered(db: &Path) -> i64 {
 }
 
 /// An ADT^A08 for patient `P<patient>` whose given name carries the sequence number.
+/// Sends update number `seq` (control ID `{prefix}{seq}`) for patient `seq % patients + 1`
+/// and checks it was accepted.
+fn send_update(c: &mut Mllp, seq: usize, patients: usize, prefix: &str) {
+    send_ok(c, &a08(seq % patients + 1, seq, &format!("{prefix}{seq}")), "A08");
+}
+
 fn a08(patient: usize, seq: usize, control_id: &str) -> Vec<u8> {
     format!(
         "MSH|^~\\&|OPENEMR|Greenfield Clinic|HL7GW|FHIRHUB|20260324080000-0600||ADT^A08^ADT_A01|{control_id}|P|2.5.1|||AL|NE\r\
@@ -419,7 +425,7 @@ fn cloud_down_then_up_delivers_everything_in_order_per_patient() {
     let mut c = gw.connect();
     const N: usize = 30;
     for seq in 0..N {
-        send_ok(&mut c, &a08(seq % 3 + 1, seq, &format!("ORD{seq}")), "A08");
+        send_update(&mut c, seq, 3, "ORD");
     }
     wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
     // The server refused (503) at least once, and nothing got through.
@@ -537,7 +543,7 @@ fn expired_tokens_mid_stream_are_refreshed_and_delivery_continues() {
     let mut c = gw.connect();
     let mut sent = 0usize;
     for _ in 0..5 {
-        send_ok(&mut c, &a08(sent % 3 + 1, sent, &format!("TOK{sent}")), "A08");
+        send_update(&mut c, sent, 3, "TOK");
         sent += 1;
     }
     wait_metric(&gw, "gateway_forward_delivered_total", sent as f64, DELIVERY);
@@ -550,13 +556,13 @@ fn expired_tokens_mid_stream_are_refreshed_and_delivery_continues() {
     while gw.metric("gateway_forward_token_refreshes_total") < 3.0 {
         assert!(started.elapsed() < Duration::from_secs(30), "tokens were not refreshed: {}", gw.metrics());
         assert!(sent < 1000);
-        send_ok(&mut c, &a08(sent % 3 + 1, sent, &format!("TOK{sent}")), "A08");
+        send_update(&mut c, sent, 3, "TOK");
         sent += 1;
         // Pace the stream (10 messages/s) so tokens get old enough to expire.
         std::thread::sleep(Duration::from_millis(100));
     }
     for _ in 0..5 {
-        send_ok(&mut c, &a08(sent % 3 + 1, sent, &format!("TOK{sent}")), "A08");
+        send_update(&mut c, sent, 3, "TOK");
         sent += 1;
     }
     wait_metric(&gw, "gateway_forward_delivered_total", sent as f64, DELIVERY);
@@ -715,7 +721,7 @@ fn throttling_server_errors_and_dropped_connections_are_retried_in_order() {
     let mut c = gw.connect();
     const N: usize = 24;
     for seq in 0..N {
-        send_ok(&mut c, &a08(seq % 4 + 1, seq, &format!("FLT{seq}")), "A08");
+        send_update(&mut c, seq, 4, "FLT");
     }
     wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
     assert_eq!(undelivered(&setup.db_path()), 0);
