@@ -410,7 +410,8 @@ fn sending_everything_again_creates_no_duplicate_resources() {
     let second_counts = dump_counts(&second);
     let grown: BTreeMap<&String, usize> = second_counts
         .iter()
-        .filter_map(|(k, v)| (first_counts.get(k) != Some(v)).then(|| (k, v - first_counts.get(k).copied().unwrap_or(0))))
+        .filter(|&(k, v)| first_counts.get(k) != Some(v))
+        .map(|(k, v)| (k, v - first_counts.get(k).copied().unwrap_or(0)))
         .collect();
     eprintln!("first pass {first_counts:?}; new control IDs added only identifier-less resources: {grown:?}");
 }
