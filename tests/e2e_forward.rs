@@ -376,7 +376,7 @@ fn sending_everything_again_creates_no_duplicate_resources() {
     wait_metric(&gw, "gateway_forward_delivered_total", n, DELIVERY);
     assert_eq!(gw.metric("gateway_dead_letters_total"), 0.0, "{:?}", dead_letters(&setup.db_path()));
     let first = server.dump();
-    let mut expected: BTreeSet<Key> = files.iter().flat_map(|(_, raw)| bundle_keys(&expected_bundle(raw, &site))).collect();
+    let expected: BTreeSet<Key> = files.iter().flat_map(|(_, raw)| bundle_keys(&expected_bundle(raw, &site))).collect();
     let problems = check_keys(&first, &expected);
     assert!(problems.is_empty(), "after the first pass:\n{}", problems.join("\n"));
     let first_counts = dump_counts(&first);
@@ -397,23 +397,13 @@ fn sending_everything_again_creates_no_duplicate_resources() {
     assert_eq!(gw.metric("gateway_forward_delivered_total"), 2.0 * n, "the duplicates were not sent");
     assert_eq!(gw.metric("gateway_dead_letters_total"), 0.0);
     let second = server.dump();
-    // Resources with a business identifier are conditional updates: the same resources.
-    // Resources without one get ids seeded by the control ID (see fhir/bundle.rs), so a
-    // re-send under a new control ID stores them again: those are the only new resources.
-    let new_keys: Vec<Key> = resent.iter().flat_map(|raw| bundle_keys(&expected_bundle(raw, &site))).collect();
-    let by_identity = |keys: &BTreeSet<Key>| keys.iter().filter(|k| matches!(k, Key::Identity { .. })).cloned().collect::<BTreeSet<_>>();
-    let identities_before = by_identity(&expected);
-    expected.extend(new_keys);
-    assert_eq!(by_identity(&expected), identities_before, "same identities under new control IDs");
+    // Every resource's id comes from its business identifier or from the message content
+    // without MSH-7 and MSH-10 (fhir/bundle.rs): the re-send updates the same resources.
+    let resent_keys: BTreeSet<Key> = resent.iter().flat_map(|raw| bundle_keys(&expected_bundle(raw, &site))).collect();
+    assert_eq!(resent_keys, expected, "the same resources under new control IDs");
     let problems = check_keys(&second, &expected);
     assert!(problems.is_empty(), "after the re-send under new control IDs:\n{}", problems.join("\n"));
-    let second_counts = dump_counts(&second);
-    let grown: BTreeMap<&String, usize> = second_counts
-        .iter()
-        .filter(|&(k, v)| first_counts.get(k) != Some(v))
-        .map(|(k, v)| (k, v - first_counts.get(k).copied().unwrap_or(0)))
-        .collect();
-    eprintln!("first pass {first_counts:?}; new control IDs added only identifier-less resources: {grown:?}");
+    assert_eq!(dump_counts(&second), first_counts, "nothing new at the destination");
 }
 
 // ---------------------------------------------------------------- 3. down, then up: in order
@@ -683,33 +673,6 @@ fn disk_budget_in_an_outage_naks_new_messages_and_drops_nothing_old() {
     assert_eq!(log.len(), acked.len() + 1, "one Patient update per accepted message");
 }
 
-// ---------------------------------------------------------------- known gap
-
-/// What a site expects when an interface engine re-sends a day's messages with new control
-/// IDs: nothing new at the destination. Fails today: resources without a business identifier
-/// (Observation, Condition, AllergyIntolerance, Provenance, Location, most Organizations, …)
-/// get ids seeded by MSH-10 (fhir/bundle.rs, `resource_id`), so every one is stored again.
-/// `sending_everything_again_creates_no_duplicate_resources` pins the current behaviour.
-#[test]
-#[ignore = "known gap: identifier-less resources are keyed by control ID (fhir/bundle.rs resource_id)"]
-fn resending_under_new_control_ids_stores_nothing_new() {
-    let server = FhirServer::start(&[]);
-    let setup = setup_for(&server, "");
-    let gw = setup.start();
-    let files = corpus();
-    let n = files.len() as f64;
-    let mut c = gw.connect();
-    for (name, raw) in &files {
-        send_ok(&mut c, raw, name);
-    }
-    wait_metric(&gw, "gateway_forward_delivered_total", n, DELIVERY);
-    let before = server.counts();
-    for (i, (name, raw)) in files.iter().enumerate() {
-        send_ok(&mut c, &with_control_id(raw, &format!("AGAIN{i}")), name);
-    }
-    wait_metric(&gw, "gateway_forward_delivered_total", 2.0 * n, DELIVERY);
-    assert_eq!(server.counts(), before);
-}
 
 #[test]
 fn throttling_server_errors_and_dropped_connections_are_retried_in_order() {

@@ -1071,6 +1071,7 @@ fn sample_conversion() -> Conversion {
         report: Default::default(),
         sender: "EPIC|UHMC".into(),
         control_id: "C1".into(),
+        content_key: convert::content_key(&gateway::hl7::parse(SAMPLE).unwrap()),
     }
 }
 

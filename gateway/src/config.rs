@@ -149,6 +149,10 @@ pub struct Cloud {
     /// Requests in flight at once (one per patient lane).
     #[serde(default = "defaults::concurrency")]
     pub concurrency: NonZeroUsize,
+    /// Most entries in one request that packs several patients' `batch` bundles (the
+    /// `salesforce` profile); 1 sends every bundle alone.
+    #[serde(default = "defaults::batch_max_entries")]
+    pub batch_max_entries: NonZeroUsize,
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: NonZeroU64,
     /// Longest wait for the response head, and between body reads.
@@ -180,6 +184,7 @@ impl Default for Cloud {
             client_key: None,
             proxy: None,
             concurrency: defaults::concurrency(),
+            batch_max_entries: defaults::batch_max_entries(),
             connect_timeout_secs: defaults::connect_timeout_secs(),
             read_timeout_secs: defaults::read_timeout_secs(),
             timeout_secs: defaults::timeout_secs(),
@@ -226,6 +231,9 @@ mod defaults {
 
     pub fn concurrency() -> NonZeroUsize {
         NonZeroUsize::new(4).unwrap()
+    }
+    pub fn batch_max_entries() -> NonZeroUsize {
+        NonZeroUsize::new(crate::fhir::bundle::BATCH_MAX_ENTRIES).unwrap()
     }
     pub fn connect_timeout_secs() -> NonZeroU64 {
         NonZeroU64::new(5).unwrap()

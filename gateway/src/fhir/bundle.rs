@@ -22,11 +22,19 @@
 //! # Ids
 //! `<id>` is a name-based UUID (v5, in a namespace of this gateway) over the resource type and
 //! business identifier (`system`, `value`), so the same patient gets the same id from every
-//! message; a resource without a business identifier (or with one whose system or value is
-//! empty or blank, which would make an unsafe conditional URL) gets one over the sender (MSH-3|MSH-4),
-//! control ID (MSH-10) and its local key, so the same message always yields the same ids and
-//! a re-sent message updates rather than duplicates. The output is a pure function of the
-//! conversion: no clock, no randomness, and JSON objects come out with sorted keys.
+//! message. A resource without a business identifier (or with one whose system or value is
+//! empty or blank, which would make an unsafe conditional URL) gets one over its type, the
+//! sender (MSH-3|MSH-4), the message's content key and its local key. The content key
+//! ([`convert::content_key`](super::convert::content_key)) is a SHA-256 of the message with
+//! MSH-7 and MSH-10 blanked, not the control ID: EHR resend tools regenerate both, and a
+//! message re-sent under a new control ID must update what the first send created, never
+//! create it again. Identical content from the same sender therefore always yields the same
+//! ids; any other change of content (a corrected OBX value, another patient) yields new ones
+//! for the identifier-less resources, as a genuinely new message should. The name hashed into
+//! the v5 UUID holds the content key, not message text, and a UUID cannot be turned back into
+//! it in practice (only a guess of the whole message, byte for byte, can be checked against
+//! it). The output is a pure function of the conversion: no clock, no randomness, and JSON
+//! objects come out with sorted keys.
 //!
 //! # Reference cycles
 //! References may form cycles (Patient.link both ways in a merge). With `PUT <Kind>/<id>` and
@@ -134,13 +142,14 @@ fn usable_identity(r: &Resource) -> Option<&Identity> {
     r.identity.as_ref().filter(|i| !i.system.trim().is_empty() && !i.value.trim().is_empty())
 }
 
-/// The deterministic id of a resource (see the module documentation). The parts of the name
-/// are separated by NUL, which occurs in none of them, so distinct inputs never collide by
-/// concatenation.
+/// The deterministic id of a resource (see the module documentation): from its business
+/// identifier, else from the sender, the message's content key (never the control ID) and the
+/// local key. The parts of the name are separated by NUL, which occurs in none of them, so
+/// distinct inputs never collide by concatenation.
 fn resource_id(conv: &Conversion, r: &Resource) -> Uuid {
     let name = match usable_identity(r) {
         Some(id) => format!("identity\0{}\0{}\0{}", r.kind, id.system, id.value),
-        None => format!("message\0{}\0{}\0{}\0{}", r.kind, conv.sender, conv.control_id, r.key),
+        None => format!("content\0{}\0{}\0{}\0{}", r.kind, conv.sender, conv.content_key, r.key),
     };
     Uuid::new_v5(&ID_NAMESPACE, name.as_bytes())
 }
@@ -478,7 +487,13 @@ mod tests {
     }
 
     fn conv(resources: Vec<Resource>) -> Conversion {
-        Conversion { resources, report: Report::default(), sender: "EPIC|HOSP".into(), control_id: "CTRL1".into() }
+        Conversion {
+            resources,
+            report: Report::default(),
+            sender: "EPIC|HOSP".into(),
+            control_id: "CTRL1".into(),
+            content_key: "0".repeat(64),
+        }
     }
 
     /// Every `reference` string in `v`.
@@ -609,12 +624,27 @@ mod tests {
     fn ids_are_deterministic_and_identity_based() {
         let a = small();
         let mut b = small();
-        b.control_id = "OTHER".into();
+        b.content_key = "1".repeat(64);
         let ba = bundles(&a, Profile::Generic).unwrap();
         let bb = bundles(&b, Profile::Generic).unwrap();
-        // Same patient identity → same id from another message; message-derived ids differ.
+        // Same patient identity → same id from another message; content-derived ids differ.
         assert_eq!(entries(&ba[0])[0]["fullUrl"], entries(&bb[0])[0]["fullUrl"]);
         assert_ne!(entries(&ba[0])[1]["fullUrl"], entries(&bb[0])[1]["fullUrl"]);
+        // The control ID is not part of any id: same content under another MSH-10 → same bundle.
+        let mut resent = small();
+        resent.control_id = "OTHER".into();
+        for profile in [Profile::Generic, Profile::Salesforce] {
+            let x = serde_json::to_vec(&bundles(&a, profile).unwrap()).unwrap();
+            let y = serde_json::to_vec(&bundles(&resent, profile).unwrap()).unwrap();
+            assert_eq!(x, y, "{profile}");
+        }
+        // Another sender → other content-derived ids, same identity-derived ones.
+        let mut other_sender = small();
+        other_sender.sender = "CERNER|HOSP".into();
+        let bo = bundles(&other_sender, Profile::Generic).unwrap();
+        assert_eq!(entries(&ba[0])[0]["fullUrl"], entries(&bo[0])[0]["fullUrl"]);
+        assert_ne!(entries(&ba[0])[1]["fullUrl"], entries(&bo[0])[1]["fullUrl"]);
+        assert_ne!(entries(&ba[0])[2]["fullUrl"], entries(&bo[0])[2]["fullUrl"]);
         // Same kind, same identity, different type → different ids.
         let c = conv(vec![
             res("Patient", "P", Some(("s", "v")), &[]),

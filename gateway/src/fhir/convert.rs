@@ -2,6 +2,8 @@
 //! mapped. Dispatches on the message structure; each structure's walk over its segment groups
 //! lives in `fhir::messages`, each segment's map in `fhir::resources`.
 
+use std::fmt::Write as _;
+
 use crate::hl7::parser::{self, Message};
 use crate::hl7::structure::{self, Grouped, Structure};
 use crate::hl7::Hl7Error;
@@ -15,10 +17,15 @@ use super::site::SiteMaps;
 pub struct Conversion {
     pub resources: Vec<Resource>,
     pub report: Report,
-    /// MSH-3|MSH-4 and MSH-10: with the resource key, the seed of ids for resources that
-    /// have no business identifier.
+    /// MSH-3|MSH-4. With [`content_key`](Self::content_key) and the resource key, the seed of
+    /// ids for resources that have no business identifier.
     pub sender: String,
+    /// MSH-10, for logs and error messages. Not part of any id: a resend under a new control
+    /// ID must update what the first send created.
     pub control_id: String,
+    /// [`content_key`] of the message: SHA-256 (lowercase hex) of its segments with MSH-7 and
+    /// MSH-10 blanked.
+    pub content_key: String,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,6 +131,7 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
     let msh = msg.msh();
     let sender = format!("{}|{}", msh.field(3).value(), msh.field(4).value());
     let control_id = msh.field(10).value().into_owned();
+    let content_key = content_key(&msg);
     let mut ctx = Ctx::new(&msg, site);
     ctx.consume(msh.index());
     match grouped.structure {
@@ -144,12 +152,208 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
     // Who sent what, when: one Provenance over everything this message produced.
     super::resources::provenance::provenance(&mut ctx);
     let (resources, report) = ctx.finish(&grouped);
-    Ok(Conversion { resources, report, sender, control_id })
+    Ok(Conversion { resources, report, sender, control_id, content_key })
+}
+
+/// MSH fields a resend regenerates, left out of [`content_key`]: MSH-7 (date/time of message)
+/// and MSH-10 (message control ID).
+const RESEND_FIELDS: [usize; 2] = [7, 10];
+
+/// A fingerprint of what a message says, blind to what a resend changes: SHA-256, as lowercase
+/// hex, over the parsed segments in order, each followed by a CR, where
+///
+/// - the MSH is rebuilt from its fields with MSH-7 and MSH-10 empty (MSH-1 is the field
+///   separator itself, MSH-2 the encoding characters: HL7 numbering, as [`Segment::field`]
+///   counts);
+/// - segment terminators are whatever the parser split on (CR, LF, CRLF), so a resend with
+///   other line endings has the same key; blank lines, a leading BOM and whitespace at the
+///   end of a segment do not count.
+///
+/// Everything else (escapes, charset bytes, repetitions, trailing delimiters) counts byte for
+/// byte: any other change of content gives another key.
+///
+/// [`Segment::field`]: crate::hl7::parser::Segment::field
+pub fn content_key(msg: &Message) -> String {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut msh = Vec::new();
+    for seg in msg.segments() {
+        let bytes = if seg.index() == 0 {
+            // The MSH: "MSH" then, per field from MSH-2 on, the separator and the field.
+            let sep = msg.delimiters().field;
+            msh.extend_from_slice(seg.id().as_bytes());
+            for n in 2..=seg.field_count() {
+                msh.push(sep);
+                if !RESEND_FIELDS.contains(&n) {
+                    msh.extend_from_slice(seg.field(n).raw());
+                }
+            }
+            &msh[..]
+        } else {
+            seg.raw()
+        };
+        hash.update(bytes.trim_ascii_end());
+        hash.update(b"\r");
+    }
+    let mut out = String::with_capacity(64);
+    for b in hash.finish().as_ref() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fhir::bundle::{bundles, Profile};
+    use serde_json::Value;
+
+    /// An ADT with identifier-less resources of every common kind (Encounter without a visit
+    /// number, RelatedPerson, Observation, AllergyIntolerance, Condition, Provenance) and a
+    /// Patient with an upsert key.
+    const ADT: &str = "MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000-0500||ADT^A01^ADT_A01|C1|P|2.5.1\r\
+EVN|A01|20260101115500-0500\r\
+PID|1||M1^^^HOSP&2.16.840.1.113883.3.1&ISO^MR||DOE^JANE||19800101|F\r\
+NK1|1|DOE^JOHN|BRO^Brother^HL70063\r\
+PV1|1|I|4W^401^A\r\
+OBX|1|NM|8302-2^Body height^LN||172|cm^centimeter^UCUM|||||F\r\
+AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives\r\
+DG1|1||R07.9^Chest pain^I10|||A\r";
+
+    /// `raw` with MSH-`n` (HL7 numbering: MSH-1 is the field separator) set to `value`.
+    fn set_msh(raw: &str, n: usize, value: &str) -> String {
+        let (msh, rest) = raw.split_once('\r').unwrap();
+        let mut fields: Vec<&str> = msh.split('|').collect();
+        // fields[0] = "MSH", fields[1] = MSH-2: MSH-n is fields[n - 1].
+        fields[n - 1] = value;
+        format!("{}\r{rest}", fields.join("|"))
+    }
+
+    fn site() -> SiteMaps {
+        SiteMaps::empty(jiff::tz::TimeZone::UTC)
+    }
+
+    fn run(raw: &str) -> Conversion {
+        convert(raw.as_bytes(), &site()).unwrap()
+    }
+
+    /// (resourceType, fullUrl, request.url) per entry of the generic transaction.
+    fn entries(c: &Conversion) -> Vec<(String, String, String)> {
+        let b = bundles(c, Profile::Generic).unwrap().remove(0);
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |v: &Value| v.as_str().unwrap().to_string();
+                (s(&e["resource"]["resourceType"]), s(&e["fullUrl"]), s(&e["request"]["url"]))
+            })
+            .collect()
+    }
+
+    fn json(c: &Conversion, profile: Profile) -> Vec<u8> {
+        serde_json::to_vec(&bundles(c, profile).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn resend_under_new_control_id_and_time_yields_the_same_bundles() {
+        let first = run(ADT);
+        // The sample is meaningful: these kinds are keyed by the message, not an identifier.
+        let by_id: Vec<String> = entries(&first).into_iter().filter(|(_, _, url)| !url.contains('?')).map(|(k, _, _)| k).collect();
+        for kind in ["Encounter", "RelatedPerson", "Observation", "AllergyIntolerance", "Condition", "Provenance"] {
+            assert!(by_id.iter().any(|k| k == kind), "{kind} is identifier-less in the sample: {by_id:?}");
+        }
+        assert!(entries(&first).iter().any(|(k, _, url)| k == "Patient" && url.starts_with("Patient?identifier=")));
+
+        // A resend tool's copy: new MSH-10, other line endings, a trailing blank line.
+        let resent = set_msh(ADT, 10, "RESEND-0001").replace('\r', "\r\n") + "\r\n";
+        let resent = run(&resent);
+        assert_ne!(resent.control_id, first.control_id);
+        assert_eq!(resent.content_key, first.content_key);
+        for profile in [Profile::Generic, Profile::Salesforce] {
+            assert_eq!(json(&resent, profile), json(&first, profile), "{profile}");
+        }
+
+        // New MSH-10 and MSH-7: the same ids everywhere. Provenance.recorded is MSH-7, so the
+        // resend updates that one value of the same Provenance; everything else is byte-equal.
+        let retimed = run(&set_msh(&set_msh(ADT, 10, "RESEND-0002"), 7, "20260102093000-0500"));
+        assert_eq!(retimed.content_key, first.content_key);
+        assert_eq!(entries(&retimed), entries(&first));
+        let without_recorded = |c: &Conversion, profile| {
+            let mut v = serde_json::to_value(bundles(c, profile).unwrap()).unwrap();
+            let mut recorded = Vec::new();
+            for b in v.as_array_mut().unwrap() {
+                for e in b["entry"].as_array_mut().unwrap() {
+                    if e["resource"]["resourceType"] == "Provenance" {
+                        recorded.push(e["resource"].as_object_mut().unwrap().remove("recorded").unwrap());
+                    }
+                }
+            }
+            (serde_json::to_vec(&v).unwrap(), recorded)
+        };
+        for profile in [Profile::Generic, Profile::Salesforce] {
+            let (a, ra) = without_recorded(&first, profile);
+            let (b, rb) = without_recorded(&retimed, profile);
+            assert_eq!(a, b, "{profile}");
+            assert_eq!(ra, ["2026-01-01T12:00:00-05:00"]);
+            assert_eq!(rb, ["2026-01-02T09:30:00-05:00"]);
+        }
+    }
+
+    #[test]
+    fn changed_content_changes_identifier_less_ids_only() {
+        let first = entries(&run(ADT));
+        let changed = entries(&run(&ADT.replace("||172|cm", "||173|cm")));
+        assert_eq!(first.len(), changed.len());
+        let find = |es: &[(String, String, String)], kind: &str| es.iter().find(|(k, _, _)| k == kind).cloned().unwrap();
+        // The identified Patient: same fullUrl, same conditional URL.
+        assert_eq!(find(&first, "Patient"), find(&changed, "Patient"));
+        // The identifier-less Observation (and every other such resource): a new id.
+        for kind in ["Observation", "Encounter", "Provenance"] {
+            let (a, b) = (find(&first, kind), find(&changed, kind));
+            assert_ne!(a.1, b.1, "{kind}");
+            assert_ne!(a.2, b.2, "{kind}");
+        }
+    }
+
+    #[test]
+    fn another_sender_gets_other_ids() {
+        let first = entries(&run(ADT));
+        for (n, sender) in [(3, "CERNER"), (4, "OTHER_HOSP")] {
+            let other = entries(&run(&set_msh(ADT, n, sender)));
+            for (a, b) in first.iter().zip(&other) {
+                if a.0 == "Patient" {
+                    assert_eq!(a, b, "identified resources keep their ids");
+                } else if !a.2.contains('?') {
+                    assert_ne!(a.1, b.1, "MSH-{n}: {} keeps its id", a.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn content_key_blanks_exactly_msh_7_and_msh_10() {
+        let key = |raw: &str| content_key(&parser::parse(raw.as_bytes()).unwrap());
+        let base = key(ADT);
+        assert_eq!(base.len(), 64);
+        assert!(base.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(key(&set_msh(ADT, 7, "20300101000000")), base);
+        assert_eq!(key(&set_msh(ADT, 10, "X")), base);
+        assert_eq!(key(&set_msh(ADT, 7, "")), base);
+        // Their neighbours count (an off-by-one in MSH numbering would blank these instead).
+        for (n, value) in [(6, "ELSEWHERE"), (8, "SEC"), (9, "ADT^A08^ADT_A01"), (11, "T")] {
+            assert_ne!(key(&set_msh(ADT, n, value)), base, "MSH-{n}");
+        }
+        // So does anything else: a segment, a value, the segment order.
+        assert_ne!(key(&ADT.replace("DOE^JANE", "DOE^JANET")), base);
+        assert_ne!(key(ADT.split_inclusive('\r').filter(|s| !s.starts_with("DG1")).collect::<String>().as_str()), base);
+        let mut segs: Vec<&str> = ADT.split_inclusive('\r').collect();
+        segs.swap(6, 7);
+        assert_ne!(key(&segs.concat()), base);
+        // Line endings, trailing whitespace and blank lines do not.
+        assert_eq!(key(&ADT.replace('\r', "\n")), base);
+        assert_eq!(key(&ADT.replace('\r', "\r\n")), base);
+        assert_eq!(key(&(ADT.replace("|F\r", "|F  \r") + "\r\r")), base);
+    }
 
     #[test]
     fn site_mapped_z_segments_become_patient_extensions_and_others_are_reported() {

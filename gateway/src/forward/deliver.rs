@@ -131,32 +131,78 @@ pub fn judge_error(e: &SendError) -> Verdict {
 /// they were in the request).
 pub fn judge(kind: &str, sent: &[usize], resp: &Response, now: SystemTime) -> Verdict {
     let after = resp.retry_after.as_deref().and_then(|v| retry::retry_after(v, now));
-    let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
-    match class_of(resp.status) {
-        None => {}
-        Some(FailClass::Auth) => return Verdict::AuthFailed,
-        Some(FailClass::Client) => {
-            let outcome = body.as_ref().filter(|b| b.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome"));
-            return Verdict::Dead { class: FailClass::Client, reason: reason(resp.status, &issue_codes(outcome)) };
-        }
-        Some(FailClass::Server) if resp.status == 503 && after.is_some() => {
-            return Verdict::Retry { class: FailClass::Throttled, after, ok: vec![], dead: vec![] };
-        }
-        Some(class) => return Verdict::Retry { class, after, ok: vec![], dead: vec![] },
+    if let Some(verdict) = judge_status(resp, after) {
+        return verdict;
     }
     // 2xx. A transaction succeeded as a whole (the server commits all or nothing).
     if kind != "batch" {
         return Verdict::Settled { ok: sent.to_vec(), dead: vec![] };
     }
-    let entries = body.as_ref().and_then(|b| b.get("entry")).and_then(Value::as_array);
-    let Some(entries) = entries else {
+    match response_entries(resp) {
+        Some(entries) => judge_entries(sent, &entries, after),
         // A 2xx without a readable batch-response: nothing is known per entry. Send again.
-        return Verdict::Retry { class: FailClass::Server, after, ok: vec![], dead: vec![] };
-    };
+        None => Verdict::Retry { class: FailClass::Server, after, ok: vec![], dead: vec![] },
+    }
+}
+
+/// Judges the answer to several batch bundles packed into one batch request. `parts[i]`
+/// lists, for part `i`, each entry it sent as (index in its own bundle, position in the
+/// request); parts may share a position (the same entry, sent once). `None` when the request
+/// was refused as a whole (a 4xx): which part is at fault is unknown, so each must be sent
+/// alone.
+pub fn judge_pack(parts: &[Vec<(usize, usize)>], resp: &Response, now: SystemTime) -> Option<Vec<Verdict>> {
+    let after = resp.retry_after.as_deref().and_then(|v| retry::retry_after(v, now));
+    match judge_status(resp, after) {
+        Some(Verdict::Dead { .. }) => return None,
+        Some(verdict) => return Some(vec![verdict; parts.len()]),
+        None => {}
+    }
+    let entries = response_entries(resp);
+    let verdicts = parts
+        .iter()
+        .map(|part| match &entries {
+            Some(entries) => {
+                let sent: Vec<usize> = part.iter().map(|&(index, _)| index).collect();
+                let answers: Vec<Value> = part.iter().map(|&(_, pos)| entries.get(pos).cloned().unwrap_or_default()).collect();
+                judge_entries(&sent, &answers, after)
+            }
+            None => Verdict::Retry { class: FailClass::Server, after, ok: vec![], dead: vec![] },
+        })
+        .collect();
+    Some(verdicts)
+}
+
+/// The verdict a status alone decides; `None` for a 2xx, whose body tells more.
+fn judge_status(resp: &Response, after: Option<Duration>) -> Option<Verdict> {
+    match class_of(resp.status)? {
+        FailClass::Auth => Some(Verdict::AuthFailed),
+        FailClass::Client => {
+            let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
+            let outcome = body.as_ref().filter(|b| b.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome"));
+            Some(Verdict::Dead { class: FailClass::Client, reason: reason(resp.status, &issue_codes(outcome)) })
+        }
+        FailClass::Server if resp.status == 503 && after.is_some() => {
+            Some(Verdict::Retry { class: FailClass::Throttled, after, ok: vec![], dead: vec![] })
+        }
+        class => Some(Verdict::Retry { class, after, ok: vec![], dead: vec![] }),
+    }
+}
+
+/// The `entry` array of a batch-response body.
+fn response_entries(resp: &Response) -> Option<Vec<Value>> {
+    let mut body: Value = serde_json::from_slice(&resp.body).ok()?;
+    match body.get_mut("entry")?.take() {
+        Value::Array(entries) => Some(entries),
+        _ => None,
+    }
+}
+
+/// Settles the entries `sent` (original indexes) by their answers, in the same order.
+fn judge_entries(sent: &[usize], answers: &[Value], after: Option<Duration>) -> Verdict {
     let (mut ok, mut dead) = (Vec::new(), Vec::new());
     let mut retry: Option<FailClass> = None;
     for (pos, &index) in sent.iter().enumerate() {
-        let entry = entries.get(pos);
+        let entry = answers.get(pos);
         match entry.and_then(entry_status).map(class_of) {
             Some(None) => ok.push(index),
             Some(Some(FailClass::Client)) if entry.and_then(entry_status) != Some(424) => {
@@ -216,6 +262,34 @@ mod tests {
         assert_eq!(sub["entry"], json!([{"n": 1}]));
         let body = json!({"type": "batch-response", "entry": [{"response": {"status": "200"}}]});
         assert_eq!(judge("batch", &kept, &resp(200, body), SystemTime::now()), Verdict::Settled { ok: vec![1], dead: vec![] });
+    }
+
+    #[test]
+    fn a_packed_batch_is_settled_part_by_part() {
+        // Part 0 sent entries 0 and 1 (of its bundle), part 1 entry 2 (0 and 1 settled before).
+        let parts = [vec![(0, 0), (1, 1)], vec![(2, 2)]];
+        let body = json!({"type": "batch-response", "entry": [
+            {"response": {"status": "200 OK"}}, {"response": {"status": "201 Created"}},
+            {"response": {"status": "503 Service Unavailable"}}]});
+        let v = judge_pack(&parts, &resp(200, body), SystemTime::now()).unwrap();
+        assert_eq!(v[0], Verdict::Settled { ok: vec![0, 1], dead: vec![] });
+        assert!(matches!(&v[1], Verdict::Retry { class: FailClass::Server, ok, .. } if ok.is_empty()), "{v:?}");
+        // A short answer leaves the parts it does not cover unsettled.
+        let body = json!({"type": "batch-response", "entry": [{"response": {"status": "200 OK"}}]});
+        let v = judge_pack(&parts, &resp(200, body), SystemTime::now()).unwrap();
+        assert!(matches!(&v[0], Verdict::Retry { ok, .. } if *ok == [0]), "{v:?}");
+        assert!(matches!(&v[1], Verdict::Retry { ok, .. } if ok.is_empty()), "{v:?}");
+        // An entry both parts carry (sent once) settles for both.
+        let shared = [vec![(0, 0), (1, 1)], vec![(0, 1)]];
+        let body = json!({"type": "batch-response", "entry": [
+            {"response": {"status": "200 OK"}}, {"response": {"status": "200 OK"}}]});
+        let v = judge_pack(&shared, &resp(200, body), SystemTime::now()).unwrap();
+        assert_eq!(v[1], Verdict::Settled { ok: vec![0], dead: vec![] });
+        // The same failure for everyone; a refusal of the whole request blames no one.
+        let v = judge_pack(&parts, &resp(500, json!({})), SystemTime::now()).unwrap();
+        assert!(v.iter().all(|v| matches!(v, Verdict::Retry { class: FailClass::Server, .. })));
+        assert_eq!(judge_pack(&parts, &resp(400, json!({})), SystemTime::now()), None);
+        assert_eq!(judge_pack(&parts, &resp(401, json!({})), SystemTime::now()).unwrap(), [Verdict::AuthFailed, Verdict::AuthFailed]);
     }
 
     #[test]

@@ -1,44 +1,50 @@
-//! The delivery loop: per-patient lanes over the outbox, a scheduler thread that owns the
-//! database connection and a pool of worker threads that do the HTTP.
+//! The delivery loop: per-patient lanes over the outbox, a scheduler thread that decides
+//! what to send, worker threads that send ([`worker`](super::worker)) and a recorder thread
+//! that writes the outcomes ([`record`](super::record)).
 //!
 //! # Lanes
 //! A lane is the journal's lane key (keyed hash of PID-3) or, for a message without one,
 //! `seq:<journal_seq>` (its parts still go in order). Only a lane's *head* (its lowest pending
 //! outbox id) is ever in flight, so a lane's bundles reach the target in journal order; a
 //! failing head waits with backoff while the other lanes go on. A refused bundle goes to
-//! dead letters and the lane moves on.
+//! dead letters and the lane moves on. Heads of different lanes that are `batch` bundles are
+//! packed into one request of at most `pack_entries` entries.
 //!
 //! # Finding work without scanning the journal
 //! - At start: one pass over the partial index `outbox_pending (lane, id) WHERE state =
 //!   'pending'` (only undelivered rows, however many delivered rows the outbox keeps), plus
 //!   the persisted backoff from `lane_state`.
 //! - New rows: `id > last id seen` on the rowid (the convert stage rings the doorbell).
-//! - A lane's next head after its head settled: `lane = ? ORDER BY id LIMIT 1` on
-//!   `outbox_pending` (or `outbox_pending_message (journal_seq, id)` for `seq:` lanes).
+//! - A lane's next head after its head settled: `lane = ? ORDER BY id` on `outbox_pending`
+//!   (or `outbox_pending_message (journal_seq, id)` for `seq:` lanes), skipping rows settled
+//!   but not yet recorded.
+//! - Rows an operator re-queued (`gateway deadletter replay`, which writes an audit event):
+//!   a new audit event triggers the start-up pass again.
 //!
 //! All are index seeks; a million delivered rows cost nothing.
 //!
 //! # Settling
-//! A row is marked `delivered` only after a 2xx covering all its entries (batch entries are
-//! settled one by one, `entries_done` remembers them across attempts and restarts), `dead`
-//! after a refusal (with a `dead_letter` row naming HTTP status and OperationOutcome issue
-//! codes). When no part of a message is pending any more, its journal row becomes
-//! `delivered` (or `dead`).
+//! A lane moves on as soon as the target has stored its head; the recorder marks the row
+//! `delivered` (or `dead`, with a `dead_letter` row naming HTTP status and OperationOutcome
+//! issue codes) in a later group commit. Batch entries are settled one by one
+//! (`entries_done` remembers them across attempts and restarts). When no part of a message
+//! is pending any more, its journal row becomes `delivered` (or `dead`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::Value;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::client::Target;
-use super::deliver::{self, FailClass, Verdict};
+use super::deliver::{FailClass, Verdict};
+use super::record::{self, Outcome, Record};
 use super::retry::{self, Backoff, Breaker, Throttle};
+use super::worker::{self, Done, Head, Job, Part, Shape};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::{Doorbell, Keys};
@@ -53,6 +59,8 @@ pub struct ForwardOptions {
     pub metrics: Arc<Metrics>,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Most entries in one request packing several lanes' batch bundles (1: no packing).
+    pub pack_entries: usize,
     pub backoff: Backoff,
     /// Retry interval while the target refuses our credentials.
     pub auth_retry: Duration,
@@ -71,6 +79,7 @@ impl ForwardOptions {
             bell,
             metrics,
             concurrency: 4,
+            pack_entries: crate::fhir::bundle::BATCH_MAX_ENTRIES,
             backoff: Backoff { base: Duration::from_millis(500), max: Duration::from_secs(300), jitter: true },
             auth_retry: Duration::from_secs(60),
             breaker_threshold: 5,
@@ -87,22 +96,23 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Opens its own connection (the schema must be migrated: the writer does that first)
-    /// and starts the scheduler and `concurrency` worker threads.
+    /// Opens its connections (the schema must be migrated: the writer does that first) and
+    /// starts the scheduler, the recorder and `concurrency` worker threads.
     pub fn start(opts: ForwardOptions, target: Arc<dyn Target>) -> Result<Forwarder, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
+        let recorder_conn = db::open(&opts.path, None, opts.synchronous)?;
         let stop = Arc::new(AtomicBool::new(false));
         let bell = opts.bell.clone();
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("forward".into())
-            .spawn(move || Scheduler::new(conn, opts, target).run(&stopping))
+            .spawn(move || Scheduler::new(conn, opts, target).run(recorder_conn, &stopping))
             .expect("spawn forwarder");
         Ok(Forwarder { stop, bell, thread })
     }
 
     /// Stops sending, waits for the requests in flight (bounded by the client timeouts),
-    /// records their outcome and returns.
+    /// records every outcome and returns.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.bell.ring();
@@ -110,48 +120,39 @@ impl Forwarder {
     }
 }
 
-/// How long the scheduler waits for more answers before settling a batch of them.
-const SETTLE_GATHER: Duration = Duration::from_millis(3);
+/// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
+const RECORD_QUEUE: usize = 8192;
+/// How often the scheduler looks for operator actions (a new audit event).
+const AUDIT_POLL: Duration = Duration::from_secs(1);
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
-
-/// A lane's oldest pending row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    id: i64,
-    journal_seq: i64,
-    created_at: i64,
 }
 
 #[derive(Debug)]
 struct Lane {
     head: Head,
+    /// Entries of the head settled by earlier attempts.
+    settled: Vec<usize>,
     failures: u32,
     /// Not before (unix ms).
     due: i64,
-    in_flight: bool,
-}
-
-struct Job {
-    lane: String,
-    head: Head,
-    sealed: Vec<u8>,
-    /// Entries of a batch already settled by earlier attempts.
-    settled: Vec<usize>,
-}
-
-struct Done {
-    lane: String,
-    head: Head,
-    settled: Vec<usize>,
-    verdict: Verdict,
-    limit_info: Option<String>,
 }
 
 fn lane_key(lane: Option<String>, journal_seq: i64) -> String {
     lane.unwrap_or_else(|| format!("seq:{journal_seq}"))
+}
+
+/// The head columns of an outbox row: id, journal_seq, created_at, kind, entries, entries_done.
+const HEAD_COLUMNS: &str = "id, journal_seq, created_at, kind, entries, entries_done";
+
+fn head_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<(Head, Vec<usize>)> {
+    let kind: Option<String> = r.get(at + 3)?;
+    let entries: Option<i64> = r.get(at + 4)?;
+    let shape = kind.zip(entries).map(|(k, n)| Shape { batch: k == "batch", entries: n.max(0) as usize });
+    let done: Option<String> = r.get(at + 5)?;
+    let settled = done.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+    Ok((Head { id: r.get(at)?, journal_seq: r.get(at + 1)?, created_at: r.get(at + 2)?, shape }, settled))
 }
 
 struct Scheduler {
@@ -159,9 +160,15 @@ struct Scheduler {
     opts: ForwardOptions,
     target: Arc<dyn Target>,
     lanes: HashMap<String, Lane>,
-    /// Idle lanes by (due, head id): the first is the next to send.
+    /// Lanes ready to send, by (due, head id): the first is the next to send. A lane in
+    /// flight is in `lanes` but not here.
     queue: BTreeSet<(i64, i64, String)>,
+    /// Rows settled for good whose outcome the recorder has not committed yet.
+    recording: HashSet<i64>,
     max_seen: i64,
+    /// Last audit event seen (operator actions may re-queue rows).
+    audit_seen: i64,
+    last_audit_poll: Instant,
     in_flight: usize,
     breaker: Breaker,
     /// Nothing is sent before this (Retry-After, auth failure, API limit).
@@ -181,7 +188,10 @@ impl Scheduler {
             target,
             lanes: HashMap::new(),
             queue: BTreeSet::new(),
+            recording: HashSet::new(),
             max_seen: 0,
+            audit_seen: 0,
+            last_audit_poll: Instant::now(),
             in_flight: 0,
             breaker,
             pause_until: None,
@@ -191,7 +201,7 @@ impl Scheduler {
         }
     }
 
-    fn run(mut self, stop: &AtomicBool) {
+    fn run(mut self, recorder_conn: Connection, stop: &AtomicBool) {
         while let Err(e) = self.load() {
             tracing::error!(error = %e, "forwarder: cannot read the outbox; will retry");
             if stop.load(Ordering::Relaxed) {
@@ -199,6 +209,13 @@ impl Scheduler {
             }
             self.opts.bell.wait(Duration::from_secs(1));
         }
+        let (record_tx, record_rx) = mpsc::sync_channel::<Record>(RECORD_QUEUE);
+        let (recorded_tx, recorded_rx) = mpsc::channel::<Vec<i64>>();
+        let metrics = self.opts.metrics.clone();
+        let recorder = std::thread::Builder::new()
+            .name("forward-record".into())
+            .spawn(move || record::run(recorder_conn, record_rx, recorded_tx, metrics))
+            .expect("spawn forward recorder");
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -209,30 +226,20 @@ impl Scheduler {
                     (self.target.clone(), self.opts.keys.clone(), self.opts.metrics.clone(), self.opts.bell.clone());
                 std::thread::Builder::new()
                     .name(format!("forward-{i}"))
-                    .spawn(move || worker(&rx, &tx, &*target, &keys, &metrics, &bell))
+                    .spawn(move || worker::run(&rx, &tx, &*target, &keys, &metrics, &bell))
                     .expect("spawn forward worker")
             })
             .collect();
         drop(done_tx);
         loop {
-            let mut done: Vec<Done> = done_rx.try_iter().collect();
-            // Settling costs one commit (and fsync): gather the answers that arrive within a
-            // couple of milliseconds so one commit settles many deliveries.
-            let gather_until = Instant::now() + SETTLE_GATHER;
-            while !done.is_empty() && done.len() < self.in_flight {
-                match done_rx.recv_timeout(gather_until.saturating_duration_since(Instant::now())) {
-                    Ok(d) => done.push(d),
-                    Err(_) => break,
+            for ids in recorded_rx.try_iter() {
+                for id in ids {
+                    self.recording.remove(&id);
                 }
             }
-            if !done.is_empty() {
-                self.in_flight -= done.len();
-                // Keep the workers busy with other lanes while this batch is committed; the
-                // lanes being settled are not in the ready queue until their head moves on.
-                if !stop.load(Ordering::Relaxed) {
-                    self.dispatch(&jobs_tx);
-                }
-                self.settle(done);
+            for done in done_rx.try_iter() {
+                self.in_flight -= 1;
+                self.settle(done, &record_tx);
             }
             if stop.load(Ordering::Relaxed) {
                 if self.in_flight == 0 {
@@ -253,155 +260,220 @@ impl Scheduler {
         for w in workers {
             let _ = w.join();
         }
+        drop(record_tx);
+        let _ = recorder.join();
         self.gauges_now();
     }
 
-    /// Start-up: every lane with pending rows, its head, and its persisted backoff.
+    /// Start-up (and after an operator action): every lane with pending rows, its head, and
+    /// its persisted backoff. Lanes in flight keep their state.
     fn load(&mut self) -> rusqlite::Result<()> {
-        self.lanes.clear();
-        self.queue.clear();
         let tx = self.conn.transaction()?;
-        self.max_seen = tx.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))?;
+        self.max_seen = self.max_seen.max(tx.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))?);
+        self.audit_seen = tx.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?;
         let now = now_ms();
+        let mut found: HashMap<String, (Head, Vec<usize>)> = HashMap::new();
         {
-            let mut stmt = tx.prepare(
-                "SELECT lane, id, journal_seq, created_at FROM outbox INDEXED BY outbox_pending
-                 WHERE state = 'pending' ORDER BY lane, id",
-            )?;
+            let mut stmt = tx.prepare(&format!(
+                "SELECT lane, {HEAD_COLUMNS} FROM outbox INDEXED BY outbox_pending
+                 WHERE state = 'pending' ORDER BY lane, id"
+            ))?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                let key = lane_key(r.get(0)?, r.get(2)?);
-                let head = Head { id: r.get(1)?, journal_seq: r.get(2)?, created_at: r.get(3)? };
-                self.lanes.entry(key).or_insert(Lane { head, failures: 0, due: now, in_flight: false });
+                let (head, settled) = head_row(r, 1)?;
+                if self.recording.contains(&head.id) {
+                    continue;
+                }
+                found.entry(lane_key(r.get(0)?, head.journal_seq)).or_insert((head, settled));
             }
+        }
+        let mut backoff: HashMap<String, (i64, u32)> = HashMap::new();
+        {
             let mut stmt = tx.prepare("SELECT lane, next_attempt_at, failures FROM lane_state")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                let key: String = r.get(0)?;
-                if let Some(lane) = self.lanes.get_mut(&key) {
-                    lane.due = r.get(1)?;
-                    lane.failures = r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32;
-                }
+                backoff.insert(r.get(0)?, (r.get(1)?, r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32));
             }
         }
         tx.commit()?;
-        for (key, lane) in &self.lanes {
-            self.queue.insert((lane.due, lane.head.id, key.clone()));
+        for (key, (head, settled)) in found {
+            let queued = self.lanes.get(&key).map(|l| (l.due, l.head.id));
+            match queued {
+                // In flight, or already queued at this head: nothing changes.
+                Some((due, id)) if id <= head.id || !self.queue.contains(&(due, id, key.clone())) => {}
+                // A re-queued row before the lane's queued head takes its place.
+                Some((due, id)) => {
+                    self.queue.remove(&(due, id, key.clone()));
+                    let lane = self.lanes.get_mut(&key).expect("lane");
+                    lane.head = head;
+                    lane.settled = settled;
+                    self.queue.insert((lane.due, head.id, key));
+                }
+                None => {
+                    let (due, failures) = backoff.get(&key).copied().unwrap_or((now, 0));
+                    self.queue.insert((due, head.id, key.clone()));
+                    self.lanes.insert(key, Lane { head, settled, failures, due });
+                }
+            }
         }
         self.opts.metrics.forward_lanes.set(self.lanes.len() as i64);
         tracing::info!(lanes = self.lanes.len(), "forwarder: outbox loaded");
         Ok(())
     }
 
-    /// Rows the convert stage added since the last look.
+    /// Rows the convert stage added since the last look; rows an operator re-queued.
     fn discover(&mut self) -> rusqlite::Result<()> {
+        if self.last_audit_poll.elapsed() >= AUDIT_POLL {
+            self.last_audit_poll = Instant::now();
+            let audit: i64 = self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))?;
+            if audit != self.audit_seen {
+                self.load()?;
+            }
+        }
         loop {
-            let rows: Vec<(i64, Option<String>, i64, i64, String)> = self
-                .conn
-                .prepare_cached(
-                    "SELECT id, lane, journal_seq, created_at, state FROM outbox NOT INDEXED
-                     WHERE id > ?1 ORDER BY id LIMIT 1000",
-                )?
-                .query_map([self.max_seen], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-                .collect::<Result<_, _>>()?;
-            let now = now_ms();
-            for (id, lane, journal_seq, created_at, state) in &rows {
-                self.max_seen = self.max_seen.max(*id);
-                if state != "pending" {
-                    continue;
-                }
-                let key = lane_key(lane.clone(), *journal_seq);
-                if !self.lanes.contains_key(&key) {
-                    let head = Head { id: *id, journal_seq: *journal_seq, created_at: *created_at };
-                    self.queue.insert((now, *id, key.clone()));
-                    self.lanes.insert(key, Lane { head, failures: 0, due: now, in_flight: false });
+            let mut found: Vec<(String, Head)> = Vec::new();
+            let mut rows = 0;
+            {
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT lane, state, {HEAD_COLUMNS} FROM outbox NOT INDEXED WHERE id > ?1 ORDER BY id LIMIT 1000"
+                ))?;
+                let mut cursor = stmt.query([self.max_seen])?;
+                while let Some(r) = cursor.next()? {
+                    rows += 1;
+                    let (head, _) = head_row(r, 2)?;
+                    self.max_seen = self.max_seen.max(head.id);
+                    if r.get_ref(1)?.as_str() == Ok("pending") {
+                        found.push((lane_key(r.get(0)?, head.journal_seq), head));
+                    }
                 }
             }
-            if rows.len() < 1000 {
+            let now = now_ms();
+            for (key, head) in found {
+                if !self.lanes.contains_key(&key) {
+                    self.queue.insert((now, head.id, key.clone()));
+                    self.lanes.insert(key, Lane { head, settled: Vec::new(), failures: 0, due: now });
+                }
+            }
+            if rows < 1000 {
                 return Ok(());
             }
         }
     }
 
-    fn next_head(&self, key: &str) -> rusqlite::Result<Option<Head>> {
-        let map = |r: &rusqlite::Row| Ok(Head { id: r.get(0)?, journal_seq: r.get(1)?, created_at: r.get(2)? });
-        match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
-            Some(seq) => self
-                .conn
-                .prepare_cached(
-                    "SELECT id, journal_seq, created_at FROM outbox INDEXED BY outbox_pending_message
-                     WHERE state = 'pending' AND journal_seq = ?1 AND lane IS NULL ORDER BY id LIMIT 1",
-                )?
-                .query_row([seq], map)
-                .optional(),
-            None => self
-                .conn
-                .prepare_cached(
-                    "SELECT id, journal_seq, created_at FROM outbox INDEXED BY outbox_pending
-                     WHERE state = 'pending' AND lane = ?1 ORDER BY id LIMIT 1",
-                )?
-                .query_row([key], map)
-                .optional(),
+    /// The lane's lowest pending row that is not settled already (awaiting the recorder).
+    fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
+        let (sql, seq) = match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
+            Some(seq) => (
+                format!(
+                    "SELECT {HEAD_COLUMNS} FROM outbox INDEXED BY outbox_pending_message
+                     WHERE state = 'pending' AND journal_seq = ?1 AND lane IS NULL ORDER BY id"
+                ),
+                Some(seq),
+            ),
+            None => (
+                format!("SELECT {HEAD_COLUMNS} FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 ORDER BY id"),
+                None,
+            ),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = match seq {
+            Some(seq) => stmt.query([seq])?,
+            None => stmt.query([key])?,
+        };
+        while let Some(r) = rows.next()? {
+            let found = head_row(r, 0)?;
+            if !self.recording.contains(&found.0.id) {
+                return Ok(Some(found));
+            }
         }
+        Ok(None)
     }
 
     fn paused(&self, now: Instant) -> bool {
         self.pause_until.is_some_and(|t| now < t) || (self.slow.is_some() && now < self.next_send)
     }
 
-    /// Hands due lane heads to the workers, up to the concurrency.
+    /// The next due lane, taken out of the queue.
+    fn pop_due(&mut self) -> Option<String> {
+        let (due, _, _) = self.queue.first()?;
+        if *due > now_ms() {
+            return None;
+        }
+        self.queue.pop_first().map(|(_, _, key)| key)
+    }
+
+    /// Hands due lane heads to the workers, up to the concurrency; batch heads of several
+    /// lanes go together, up to `pack_entries` entries.
     fn dispatch(&mut self, jobs: &Sender<Job>) {
         let cap = if self.slow.is_some() { 1 } else { self.opts.concurrency.max(1) };
         while self.in_flight < cap {
             let now = Instant::now();
-            if self.paused(now) {
+            if self.paused(now) || !self.breaker.allow(now) {
                 return;
             }
-            let Some((due, _, key)) = self.queue.first().cloned() else { return };
-            if due > now_ms() || !self.breaker.allow(now) {
+            let Some(key) = self.pop_due() else { return };
+            let Some(first) = self.part(key) else { continue };
+            let mut size = self.packable(&first);
+            let mut parts = vec![first];
+            while size.is_some_and(|n| n < self.opts.pack_entries) {
+                let Some((_, _, key)) = self.queue.first() else { break };
+                let fits = self.lanes.get(key).and_then(|l| self.packable_head(l)).is_some_and(|n| n + size.unwrap_or(0) <= self.opts.pack_entries);
+                if !fits {
+                    break;
+                }
+                let Some(key) = self.pop_due() else { break };
+                let Some(part) = self.part(key) else { continue };
+                size = size.zip(self.packable(&part)).map(|(a, b)| a + b);
+                parts.push(part);
+            }
+            self.in_flight += 1;
+            if let Some(interval) = self.slow {
+                self.next_send = now + interval;
+            }
+            if jobs.send(Job { parts }).is_err() {
                 return;
             }
-            self.queue.pop_first();
-            let head = self.lanes[&key].head;
-            let row: Option<(Vec<u8>, Option<String>, String)> = match self
-                .conn
-                .prepare_cached("SELECT bundle, entries_done, state FROM outbox WHERE id = ?1")
-                .and_then(|mut s| s.query_row([head.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
-            {
-                Ok(row) => row,
-                Err(e) => {
-                    tracing::error!(error = %e, "forwarder: cannot read a bundle; will retry");
-                    self.breaker.neutral();
-                    self.requeue(&key, now_ms() + 1000);
-                    return;
-                }
-            };
-            match row {
-                Some((sealed, done, state)) if state == "pending" => {
-                    let settled = done.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
-                    if let Some(lane) = self.lanes.get_mut(&key) {
-                        lane.in_flight = true;
-                    }
-                    self.in_flight += 1;
-                    if let Some(interval) = self.slow {
-                        self.next_send = now + interval;
-                    }
-                    if jobs.send(Job { lane: key, head, sealed, settled }).is_err() {
-                        return;
-                    }
-                }
-                // Settled behind our back (an operator): move the lane on.
-                _ => {
-                    self.breaker.neutral();
-                    self.advance(&key);
-                }
+        }
+    }
+
+    /// Entries a lane's head would add to a pack; `None` if it is not packable.
+    fn packable_head(&self, lane: &Lane) -> Option<usize> {
+        let shape = lane.head.shape.filter(|s| s.batch)?;
+        Some(shape.entries.saturating_sub(lane.settled.len()).max(1))
+    }
+
+    fn packable(&self, part: &Part) -> Option<usize> {
+        self.lanes.get(&part.lane).and_then(|l| self.packable_head(l))
+    }
+
+    /// Reads a lane's head bundle for sending; `None` (and the lane moved on or requeued)
+    /// when it cannot be sent now.
+    fn part(&mut self, key: String) -> Option<Part> {
+        let head = self.lanes.get(&key)?.head;
+        let row: rusqlite::Result<Option<(Vec<u8>, String)>> = self
+            .conn
+            .prepare_cached("SELECT bundle, state FROM outbox WHERE id = ?1")
+            .and_then(|mut s| s.query_row([head.id], |r| Ok((r.get(0)?, r.get(1)?))).optional());
+        match row {
+            Ok(Some((sealed, state))) if state == "pending" => {
+                let settled = self.lanes[&key].settled.clone();
+                Some(Part { lane: key, head, sealed, settled })
+            }
+            // Settled behind our back (an operator purged it): move the lane on.
+            Ok(_) => {
+                self.advance(&key);
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "forwarder: cannot read a bundle; will retry");
+                self.requeue(&key, now_ms() + 1000);
+                None
             }
         }
     }
 
     fn requeue(&mut self, key: &str, due: i64) {
         if let Some(lane) = self.lanes.get_mut(key) {
-            lane.in_flight = false;
             lane.due = due;
             self.queue.insert((due, lane.head.id, key.to_string()));
         }
@@ -410,9 +482,10 @@ impl Scheduler {
     /// The lane's head is settled: queue its next head, or forget the lane.
     fn advance(&mut self, key: &str) {
         match self.next_head(key) {
-            Ok(Some(head)) => {
+            Ok(Some((head, settled))) => {
                 if let Some(lane) = self.lanes.get_mut(key) {
                     lane.head = head;
+                    lane.settled = settled;
                     lane.failures = 0;
                 }
                 self.requeue(key, now_ms());
@@ -427,178 +500,128 @@ impl Scheduler {
         }
     }
 
-    /// Records the outcomes in one transaction, then moves the lanes on.
-    fn settle(&mut self, done: Vec<Done>) {
+    /// Applies one request's outcome: lanes move on or back off at once, the recorder writes
+    /// it down.
+    fn settle(&mut self, done: Done, records: &SyncSender<Record>) {
+        self.observe(&done, Instant::now());
         let now = now_ms();
-        let instant = Instant::now();
-        let metrics = self.opts.metrics.clone();
-        // Per-lane consequences, applied after the commit.
-        let mut after: Vec<(String, Option<i64>)> = Vec::new(); // None: advance; Some(due): retry
-        let mut delivered = 0u64;
-        let mut dead_letters = 0u64;
-        let mut journal_delivered = 0i64;
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for d in &done {
-                let failures = self.lanes.get(&d.lane).map_or(0, |l| l.failures);
-                let (ok, dead, final_state) = match &d.verdict {
-                    Verdict::Settled { ok, dead } => (ok.clone(), dead.clone(), true),
-                    Verdict::Retry { ok, dead, .. } => (ok.clone(), dead.clone(), false),
-                    Verdict::Dead { reason, .. } => (vec![], vec![(usize::MAX, reason.clone())], true),
-                    Verdict::AuthFailed => (vec![], vec![], false),
-                };
-                if !dead.is_empty() {
-                    let reason: Vec<&str> = dead.iter().map(|(_, r)| r.as_str()).collect();
-                    let mut reason = reason.join("; ");
-                    reason.truncate(500);
-                    tx.prepare_cached("INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'deliver', ?2, ?3)")?.execute(
-                        params![d.head.journal_seq, reason, now],
-                    )?;
-                    dead_letters += 1;
-                }
-                let n_dead = dead.len() as i64;
-                if final_state {
-                    let state: String = tx.prepare_cached("UPDATE outbox SET state = CASE WHEN entries_dead + ?2 > 0 THEN 'dead' ELSE 'delivered' END,
-                                entries_dead = entries_dead + ?2, attempts = attempts + 1, entries_done = NULL
-                         WHERE id = ?1 AND state = 'pending' RETURNING state")?.query_row(
-                        params![d.head.id, n_dead],
-                        |r| r.get(0),
-                    ).optional()?.unwrap_or_default();
-                    if state == "delivered" {
-                        delivered += 1;
-                    }
-                    tx.prepare_cached("DELETE FROM lane_state WHERE lane = ?1")?.execute( [&d.lane])?;
-                    let left: i64 = tx.prepare_cached("SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'")?.query_row(
-                        [d.head.journal_seq],
-                        |r| r.get(0),
-                    )?;
-                    if left == 0 {
-                        let any_dead: bool = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE journal_seq = ?1 AND state = 'dead')")?.query_row(
-                            [d.head.journal_seq],
-                            |r| r.get(0),
-                        )?;
-                        let state = if any_dead { "dead" } else { "delivered" };
-                        let changed = tx.prepare_cached("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'converted'")?.execute(
-                            params![d.head.journal_seq, state],
-                        )?;
-                        if changed > 0 && !any_dead {
-                            journal_delivered += 1;
-                        }
-                    }
-                    after.push((d.lane.clone(), None));
-                } else {
-                    let mut settled = d.settled.clone();
-                    settled.extend(ok.iter().copied());
-                    settled.extend(dead.iter().map(|(i, _)| *i));
+        for sent in done.parts {
+            let Some(verdict) = sent.verdict else {
+                self.requeue(&sent.lane, now);
+                continue;
+            };
+            let lane = self.lanes.get(&sent.lane);
+            let (failures, mut settled) = lane.map_or((0, Vec::new()), |l| (l.failures, l.settled.clone()));
+            let outcome = match verdict {
+                Verdict::Settled { dead, .. } => Outcome::Final { dead: dead.into_iter().map(|(_, r)| r).collect() },
+                Verdict::Dead { reason, .. } => Outcome::Final { dead: vec![reason] },
+                Verdict::Retry { class, after, ok, dead } => {
+                    settled.extend(ok.iter().copied().chain(dead.iter().map(|(i, _)| *i)));
                     settled.sort_unstable();
                     settled.dedup();
-                    let settled = (!settled.is_empty()).then(|| serde_json::to_string(&settled).expect("indexes serialize"));
-                    tx.prepare_cached("UPDATE outbox SET attempts = attempts + 1, entries_done = ?2, entries_dead = entries_dead + ?3
-                         WHERE id = ?1 AND state = 'pending'")?.execute(
-                        params![d.head.id, settled, n_dead],
-                    )?;
                     let failures = failures.saturating_add(1);
-                    let (class, delay) = match &d.verdict {
-                        Verdict::Retry { class, after, .. } => {
-                            let backoff = self.opts.backoff.delay(failures);
-                            (*class, after.map_or(backoff, |a| a.max(backoff)))
-                        }
-                        _ => (FailClass::Auth, self.opts.auth_retry),
-                    };
-                    let due = now + delay.as_millis() as i64;
-                    tx.prepare_cached("INSERT INTO lane_state (lane, next_attempt_at, failures, last_error) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (lane) DO UPDATE SET next_attempt_at = ?2, failures = ?3, last_error = ?4")?.execute(
-                        params![d.lane, due, failures, class.label()],
-                    )?;
-                    after.push((d.lane.clone(), Some(due)));
+                    let backoff = self.opts.backoff.delay(failures);
+                    let delay = after.map_or(backoff, |a| a.max(backoff));
+                    let dead = dead.into_iter().map(|(_, r)| r).collect();
+                    Outcome::Retry { settled, dead, due: now + delay.as_millis() as i64, failures, class }
                 }
-            }
-            tx.commit()
-        })();
-        if let Err(e) = result {
-            // Nothing was recorded: the rows are still pending and will be sent again
-            // (idempotent at the target).
-            tracing::error!(error = %e, "forwarder: cannot record delivery outcomes; will send again");
-            for d in &done {
-                self.requeue(&d.lane, now + 1000);
-            }
-            return;
-        }
-        metrics.forward_delivered.add(delivered);
-        metrics.dead_letters.add(dead_letters);
-        metrics.journal_depth.add(-journal_delivered);
-        for d in &done {
-            self.observe(d, instant);
-        }
-        for (key, due) in after {
-            match due {
-                None => self.advance(&key),
-                Some(due) => {
-                    if let Some(lane) = self.lanes.get_mut(&key) {
-                        lane.failures = lane.failures.saturating_add(1);
+                Verdict::AuthFailed => {
+                    let failures = failures.saturating_add(1);
+                    let due = now + self.opts.auth_retry.as_millis() as i64;
+                    Outcome::Retry { settled, dead: vec![], due, failures, class: FailClass::Auth }
+                }
+            };
+            match &outcome {
+                Outcome::Final { .. } => {
+                    self.recording.insert(sent.head.id);
+                }
+                Outcome::Retry { settled, due, failures, .. } => {
+                    if let Some(lane) = self.lanes.get_mut(&sent.lane) {
+                        lane.settled.clone_from(settled);
+                        lane.failures = *failures;
                     }
-                    self.requeue(&key, due);
+                    let due = *due;
+                    self.requeue(&sent.lane, due);
                 }
+            }
+            let is_final = matches!(outcome, Outcome::Final { .. });
+            let record = Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
+            if records.send(record).is_err() {
+                tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
+            }
+            if is_final {
+                self.advance(&sent.lane);
             }
         }
     }
 
-    /// Breaker, pauses, throttling and failure metrics from one outcome.
-    fn observe(&mut self, d: &Done, now: Instant) {
+    /// Breaker, pauses, throttling and failure metrics from one request's outcome.
+    fn observe(&mut self, done: &Done, now: Instant) {
         let metrics = &self.opts.metrics;
         let fail = |class: FailClass| {
             let i = FailClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
             metrics.forward_failures[i].inc();
         };
-        match &d.verdict {
-            Verdict::Settled { dead, .. } => {
-                self.breaker.success();
-                metrics.forward_auth_failing.set(0);
-                if !dead.is_empty() {
-                    fail(FailClass::Client);
+        let mut pause: Option<Duration> = None;
+        let (mut answered, mut tripped, mut auth_failed) = (false, false, false);
+        for verdict in done.parts.iter().filter_map(|p| p.verdict.as_ref()) {
+            match verdict {
+                Verdict::Settled { dead, .. } => {
+                    answered = true;
+                    if !dead.is_empty() {
+                        fail(FailClass::Client);
+                    }
                 }
-            }
-            Verdict::Dead { class, .. } => {
-                self.breaker.success();
-                metrics.forward_auth_failing.set(0);
-                fail(*class);
-            }
-            Verdict::Retry { class, after, .. } => {
-                fail(*class);
-                metrics.forward_retries.inc();
-                if class.trips_breaker() {
-                    self.breaker.failure(now);
-                } else {
-                    self.breaker.neutral();
+                Verdict::Dead { class, .. } => {
+                    answered = true;
+                    fail(*class);
                 }
-                if let Some(after) = after {
-                    let until = now + *after;
-                    self.pause_until = Some(self.pause_until.map_or(until, |p| p.max(until)));
+                Verdict::Retry { class, after, .. } => {
+                    fail(*class);
+                    metrics.forward_retries.inc();
+                    tripped |= class.trips_breaker();
+                    if let Some(after) = after {
+                        pause = pause.max(Some(*after));
+                    }
                 }
-            }
-            Verdict::AuthFailed => {
-                fail(FailClass::Auth);
-                metrics.forward_retries.inc();
-                self.breaker.neutral();
-                if metrics.forward_auth_failing.get() == 0 {
-                    tracing::error!("forwarder: the FHIR server refuses the gateway's credentials; retrying every {:?}", self.opts.auth_retry);
+                Verdict::AuthFailed => {
+                    fail(FailClass::Auth);
+                    metrics.forward_retries.inc();
+                    auth_failed = true;
                 }
-                metrics.forward_auth_failing.set(1);
-                let until = now + self.opts.auth_retry;
-                self.pause_until = Some(self.pause_until.map_or(until, |p| p.max(until)));
             }
         }
-        if let Some((used, max)) = d.limit_info.as_deref().and_then(retry::parse_limit_info) {
+        if tripped {
+            self.breaker.failure(now);
+        } else if answered {
+            self.breaker.success();
+        } else {
+            self.breaker.neutral();
+        }
+        if answered && !auth_failed {
+            metrics.forward_auth_failing.set(0);
+        }
+        if auth_failed {
+            if metrics.forward_auth_failing.get() == 0 {
+                tracing::error!("forwarder: the FHIR server refuses the gateway's credentials; retrying every {:?}", self.opts.auth_retry);
+            }
+            metrics.forward_auth_failing.set(1);
+            pause = pause.max(Some(self.opts.auth_retry));
+        }
+        if let Some((used, max)) = done.limit_info.as_deref().and_then(retry::parse_limit_info) {
             metrics.forward_api_usage_permille.set((used.saturating_mul(1000) / max) as i64);
             match retry::throttle(used, max, SystemTime::now()) {
                 Throttle::Normal => self.slow = None,
                 Throttle::Slow(interval) => self.slow = Some(interval),
                 Throttle::Pause(d) => {
                     tracing::warn!(used, max, "forwarder: API usage near the daily limit; pausing for {d:?}");
-                    let until = now + d;
-                    self.pause_until = Some(self.pause_until.map_or(until, |p| p.max(until)));
+                    pause = pause.max(Some(d));
                 }
             }
+        }
+        if let Some(d) = pause {
+            let until = now + d;
+            self.pause_until = Some(self.pause_until.map_or(until, |p| p.max(until)));
         }
     }
 
@@ -637,54 +660,12 @@ impl Scheduler {
     }
 }
 
-/// One worker: decrypt, send, judge; the scheduler records the outcome.
-fn worker(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, target: &dyn Target, keys: &Keys, metrics: &Metrics, bell: &Doorbell) {
-    loop {
-        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        let (verdict, limit_info) = attempt(&job, target, keys, metrics);
-        let result = Done { lane: job.lane, head: job.head, settled: job.settled, verdict, limit_info };
-        if done.send(result).is_err() {
-            return;
-        }
-        bell.ring();
-    }
-}
-
-fn attempt(job: &Job, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> (Verdict, Option<String>) {
-    let dead = |reason: &str| Verdict::Dead { class: FailClass::Client, reason: reason.into() };
-    let Ok(plain) = keys.open(&job.sealed) else { return (dead("bundle does not decrypt under the key file"), None) };
-    let Ok(bundle) = serde_json::from_slice::<Value>(&plain) else { return (dead("bundle is not JSON"), None) };
-    let kind = deliver::bundle_type(&bundle).to_string();
-    let (body, sent) = if job.settled.is_empty() {
-        let n = bundle.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
-        (plain, (0..n).collect::<Vec<_>>())
-    } else {
-        let (sub, sent) = deliver::remaining(&bundle, &job.settled);
-        (serde_json::to_vec(&sub).expect("JSON values serialize"), sent)
-    };
-    let started = Instant::now();
-    let result = target.send(&body);
-    metrics.forward_latency.observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(resp) => {
-            let limit = resp.limit_info.clone();
-            (deliver::judge(&kind, &sent, &resp, SystemTime::now()), limit)
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "forwarder: request failed");
-            (deliver::judge_error(&e), None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::forward::client::{Response, SendError};
-    use serde_json::json;
+    use rusqlite::params;
+    use serde_json::{json, Value};
 
     struct Db {
         dir: PathBuf,
@@ -714,10 +695,14 @@ mod tests {
                 .unwrap();
             let seq = self.conn.last_insert_rowid();
             for (i, b) in parts.iter().enumerate() {
+                // As the convert stage writes them; a bundle tagged "legacy" without the shape.
+                let legacy = b["id"] == "legacy";
+                let kind = (!legacy).then(|| b["type"].as_str().unwrap().to_string());
+                let entries = (!legacy).then(|| b["entry"].as_array().map_or(0, Vec::len) as i64);
                 self.conn
                     .execute(
-                        "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![seq, i as i64, lane, now_ms(), self.keys.seal(b.to_string().as_bytes())],
+                        "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle, kind, entries) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![seq, i as i64, lane, now_ms(), self.keys.seal(b.to_string().as_bytes()), kind, entries],
                     )
                     .unwrap();
             }
@@ -926,5 +911,146 @@ mod tests {
         wait_until("m2 delivered", || metrics.forward_delivered.get() == 1);
         f.stop();
         assert_eq!(fake2.tags(), ["m2"], "the delivered row is not sent again");
+    }
+
+    /// A batch bundle of `n` Observations `<tag>.<i>`.
+    fn batch(tag: &str, n: usize) -> Value {
+        let entry: Vec<Value> = (0..n)
+            .map(|i| json!({"resource": {"resourceType": "Observation", "id": format!("{tag}.{i}")},
+                            "request": {"method": "PUT", "url": format!("Observation/{tag}.{i}")}}))
+            .collect();
+        json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": entry})
+    }
+
+    /// A batch target that logs each request's entry URLs and refuses (422) every request
+    /// carrying an entry whose URL contains "bad".
+    struct Packs {
+        log: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Packs {
+        fn new() -> Arc<Packs> {
+            Arc::new(Packs { log: Mutex::new(Vec::new()) })
+        }
+        fn requests(&self) -> Vec<Vec<String>> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    impl Target for Packs {
+        fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
+            let b: Value = serde_json::from_slice(bundle).unwrap();
+            assert_eq!(b["type"], "batch");
+            let urls: Vec<String> = b["entry"].as_array().unwrap().iter().map(|e| e["request"]["url"].as_str().unwrap().to_string()).collect();
+            self.log.lock().unwrap().push(urls.clone());
+            if urls.iter().any(|u| u.contains("bad")) {
+                return status(422, json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}));
+            }
+            let answers: Vec<Value> = urls.iter().map(|_| json!({"response": {"status": "200 OK"}})).collect();
+            status(200, json!({"resourceType": "Bundle", "type": "batch-response", "entry": answers}))
+        }
+    }
+
+    /// The lane tag of an entry URL (`Observation/A1.3` → `A`).
+    fn lane_of(url: &str) -> char {
+        url.split('/').nth(1).unwrap().chars().next().unwrap()
+    }
+
+    #[test]
+    fn batch_heads_of_several_lanes_share_requests_up_to_the_limit_in_lane_order() {
+        let db = Db::new("pack");
+        for lane in ["A", "B", "C", "D", "E", "F"] {
+            db.message(Some(lane), &[batch(&format!("{lane}1"), 12)]);
+        }
+        for lane in ["A", "B", "C", "D", "E", "F"] {
+            db.message(Some(lane), &[batch(&format!("{lane}2"), 12)]);
+        }
+        // A row written before the outbox kept bundle shapes is sent on its own.
+        db.message(Some("G"), &[batch("legacy", 5)]);
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), target.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 13);
+        f.stop();
+        let requests = target.requests();
+        assert!(requests.iter().all(|r| r.len() <= 30), "{requests:?}");
+        assert!(requests.iter().any(|r| r.iter().map(|u| lane_of(u)).collect::<BTreeSet<_>>().len() >= 2), "packed: {requests:?}");
+        assert!(requests.len() < 13, "fewer requests than bundles: {}", requests.len());
+        let legacy: Vec<&Vec<String>> = requests.iter().filter(|r| r.iter().any(|u| u.contains("legacy"))).collect();
+        assert_eq!(legacy.len(), 1);
+        assert_eq!(legacy[0].len(), 5, "alone: {legacy:?}");
+        let sent: Vec<String> = requests.concat();
+        assert_eq!(sent.len(), 12 * 12 + 5, "every entry exactly once");
+        for lane in ["A", "B", "C", "D", "E", "F"] {
+            let request_of = |tag: &str| requests.iter().position(|r| r.iter().any(|u| u.contains(&format!("/{tag}.")))).unwrap();
+            assert!(request_of(&format!("{lane}1")) < request_of(&format!("{lane}2")), "lane {lane} in order");
+        }
+        assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
+        assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
+    }
+
+    #[test]
+    fn a_pack_refused_as_a_whole_is_sent_part_by_part_to_find_the_culprit() {
+        let db = Db::new("pack-refused");
+        db.message(Some("A"), &[batch("Abad", 3)]);
+        db.message(Some("B"), &[batch("B1", 3)]);
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), target.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 1 && metrics.dead_letters.get() == 1);
+        f.stop();
+        let requests = target.requests();
+        assert_eq!(requests.len(), 3, "{requests:?}");
+        assert_eq!(requests[0].len(), 6, "packed first");
+        assert_eq!(requests[1..].iter().map(Vec::len).collect::<Vec<_>>(), [3, 3], "then alone");
+        assert_eq!(db.states("SELECT state FROM outbox ORDER BY id"), ["dead", "delivered"]);
+        assert_eq!(db.states("SELECT reason FROM dead_letter"), ["HTTP 422; issue codes: invalid"]);
+    }
+
+    #[test]
+    fn identical_shared_entries_go_once_and_conflicting_ones_wait() {
+        let db = Db::new("pack-shared");
+        let with_practitioner = |tag: &str, name: &str| {
+            let mut b = batch(tag, 1);
+            b["entry"].as_array_mut().unwrap().insert(0, json!({"resource": {"resourceType": "Practitioner", "id": "p", "name": [{"family": name}]},
+                "request": {"method": "PUT", "url": "Practitioner/p"}}));
+            b
+        };
+        db.message(Some("A"), &[with_practitioner("A1", "Lee")]);
+        db.message(Some("B"), &[with_practitioner("B1", "Lee")]);
+        db.message(Some("C"), &[with_practitioner("C1", "Li")]);
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let mut opts = db.options(metrics.clone(), Doorbell::default());
+        opts.concurrency = 1;
+        let f = Forwarder::start(opts, target.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 3);
+        f.stop();
+        let requests = target.requests();
+        assert_eq!(requests[0], ["Practitioner/p", "Observation/A1.0", "Observation/B1.0"], "{requests:?}");
+        assert_eq!(requests[1], ["Practitioner/p", "Observation/C1.0"], "{requests:?}");
+        assert_eq!(requests.len(), 2);
+        assert_eq!(metrics.forward_retries.get(), 0, "waiting for the next request is not a failure");
+    }
+
+    #[test]
+    fn rows_an_operator_requeues_are_sent_without_a_restart() {
+        let db = Db::new("replay");
+        db.message(Some("L"), &[tx("m")]);
+        let refuse = Arc::new(AtomicBool::new(true));
+        let refusing = refuse.clone();
+        let fake = Fake::new(move |_, _, _| if refusing.load(Ordering::Relaxed) { status(422, json!({})) } else { ok() });
+        let metrics = Arc::new(Metrics::default());
+        let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), fake.clone()).unwrap();
+        wait_until("dead letter", || metrics.dead_letters.get() == 1);
+        refuse.store(false, Ordering::Relaxed);
+        // What `gateway deadletter replay` does: the row back to pending, an audit event.
+        db.conn.execute("UPDATE outbox SET state = 'pending', entries_dead = 0, attempts = 0", []).unwrap();
+        db.conn.execute("UPDATE journal SET state = 'converted'", []).unwrap();
+        db.conn.execute("INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, 'op', 'replay', 1, 1)", []).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 1);
+        f.stop();
+        assert_eq!(fake.tags(), ["m", "m"]);
+        assert_eq!(db.states("SELECT state FROM outbox"), ["delivered"]);
     }
 }

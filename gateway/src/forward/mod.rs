@@ -2,8 +2,10 @@
 //! per-patient lanes in journal order, retries, dead letters.
 //!
 //! # Layout
-//! - [`lanes`]: the delivery loop — lanes over the outbox, the scheduler thread that owns
-//!   the database connection, worker threads that send, settling outcomes.
+//! - [`lanes`]: the delivery loop — lanes over the outbox and the scheduler thread that
+//!   decides what is sent next.
+//! - [`worker`]: worker threads that open, pack, send and judge.
+//! - [`record`]: the recorder thread that writes outcomes in group commits.
 //! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
 //! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
@@ -16,8 +18,10 @@ pub mod auth;
 pub mod client;
 pub mod deliver;
 pub mod lanes;
+mod record;
 pub mod retry;
 pub mod sink;
+mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,6 +51,7 @@ pub fn target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Targe
 /// Delivery settings from `[cloud]`.
 pub fn apply_config(opts: &mut ForwardOptions, cloud: &Cloud) {
     opts.concurrency = cloud.concurrency.get();
+    opts.pack_entries = cloud.batch_max_entries.get();
     opts.backoff = retry::Backoff {
         base: Duration::from_millis(cloud.backoff_base_ms.get()),
         max: Duration::from_secs(cloud.backoff_max_secs.get()),
@@ -67,6 +72,7 @@ mod tests {
         let c = Config::parse(BASE, Path::new("/etc/gw/gateway.toml")).unwrap();
         assert_eq!(c.cloud.sink_dir(&c.dir).unwrap(), Path::new("/etc/gw/var/fhir-sink"));
         assert_eq!(c.cloud.concurrency.get(), 4);
+        assert_eq!(c.cloud.batch_max_entries.get(), 30);
         assert_eq!((c.cloud.connect_timeout_secs.get(), c.cloud.read_timeout_secs.get(), c.cloud.timeout_secs.get()), (5, 30, 60));
         assert_eq!((c.cloud.backoff_base_ms.get(), c.cloud.backoff_max_secs.get()), (500, 300));
         let c = Config::parse(&format!("{BASE}[cloud]\nsink = \"out\"\n"), Path::new("/etc/gw/gateway.toml")).unwrap();
@@ -87,6 +93,7 @@ mod tests {
             ("proxy = \"::not a url\"", "cloud.proxy"),
             ("timeout_secs = 0", "cloud.timeout_secs"),
             ("concurrency = 0", "cloud.concurrency"),
+            ("batch_max_entries = 0", "cloud.batch_max_entries"),
         ];
         for (body, field) in cases {
             let text = format!("{BASE}[cloud]\n{body}\n");

@@ -82,8 +82,15 @@ fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
 
 /// What became of one journal row.
 enum Outcome {
-    Bundles(Vec<Vec<u8>>),
+    Bundles(Vec<Sealed>),
     Dead(String),
+}
+
+/// One bundle for the outbox, with what the forwarder needs to pack it unopened.
+struct Sealed {
+    bytes: Vec<u8>,
+    kind: String,
+    entries: usize,
 }
 
 /// Converts up to [`BATCH`] received rows; returns how many rows it took.
@@ -118,10 +125,11 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
             Outcome::Bundles(parts) => {
                 wrote |= !parts.is_empty();
                 for (part, sealed) in parts.iter().enumerate() {
-                    tx.execute(
-                        "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![seq, part as i64, lane, now, sealed],
-                    )?;
+                    tx.prepare_cached(
+                        "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle, kind, entries)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![seq, part as i64, lane, now, sealed.bytes, sealed.kind, sealed.entries as i64])?;
                 }
                 opts.metrics.converted.inc();
             }
@@ -156,7 +164,14 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions) -> Outcome {
     };
     match bundle::bundles(&conversion, opts.profile) {
         Ok(bundles) => Outcome::Bundles(
-            bundles.iter().map(|b| opts.keys.seal(&serde_json::to_vec(b).expect("JSON values serialize"))).collect(),
+            bundles
+                .iter()
+                .map(|b| Sealed {
+                    bytes: opts.keys.seal(&serde_json::to_vec(b).expect("JSON values serialize")),
+                    kind: b["type"].as_str().unwrap_or("transaction").to_string(),
+                    entries: b["entry"].as_array().map_or(0, Vec::len),
+                })
+                .collect(),
         ),
         Err(_) => Outcome::Dead(format!("bundle could not be built ({})", conversion.report.structure)),
     }
@@ -206,10 +221,11 @@ mod tests {
         assert_eq!(step(&mut conn, &opts).unwrap(), 3);
         let state = |seq: i64| -> String { conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap() };
         assert_eq!([state(seqs[0]), state(seqs[1]), state(seqs[2])], ["converted", "delivered", "dead"]);
-        let outbox: Vec<(i64, Option<String>, Vec<u8>)> = conn
-            .prepare("SELECT journal_seq, lane, bundle FROM outbox ORDER BY id")
+        type Row = (i64, Option<String>, Vec<u8>, String, i64);
+        let outbox: Vec<Row> = conn
+            .prepare("SELECT journal_seq, lane, bundle, kind, entries FROM outbox ORDER BY id")
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -217,6 +233,8 @@ mod tests {
         assert_eq!((outbox[0].0, outbox[0].1.as_deref()), (seqs[0], Some("lane1")));
         let bundle: serde_json::Value = serde_json::from_slice(&opts.keys.open(&outbox[0].2).unwrap()).unwrap();
         assert_eq!(bundle["type"], "batch");
+        assert_eq!(outbox[0].3, "batch", "the type is stored beside the sealed bundle");
+        assert_eq!(outbox[0].4 as usize, bundle["entry"].as_array().unwrap().len());
         let reason: String = conn.query_row("SELECT reason FROM dead_letter WHERE journal_seq = ?1", [seqs[2]], |r| r.get(0)).unwrap();
         assert!(reason.contains("201"), "{reason}");
         assert_eq!(step(&mut conn, &opts).unwrap(), 0, "nothing left to convert");

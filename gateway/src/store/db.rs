@@ -101,6 +101,10 @@ const MIGRATIONS: &[&str] = &[
         failures        INTEGER NOT NULL,
         last_error      TEXT    NOT NULL           -- PHI-free failure class
     ) WITHOUT ROWID;",
+    // 5: what the forwarder needs to pack several lanes' batch bundles into one request
+    // without decrypting them first. NULL on rows written before: they are sent alone.
+    "ALTER TABLE outbox ADD COLUMN kind TEXT;               -- Bundle.type: 'batch' or 'transaction'
+    ALTER TABLE outbox ADD COLUMN entries INTEGER;         -- Bundle.entry count",
 ];
 
 /// Opens a connection with WAL and the requested `synchronous`, and checks both took effect.

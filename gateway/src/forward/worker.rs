@@ -1,0 +1,198 @@
+//! A delivery worker: opens a job's sealed bundles, sends them — several lanes' batch bundles
+//! packed into one batch request — and judges the answer part by part. It never touches the
+//! database; the scheduler decides what the verdicts mean for the lanes.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::client::{Response, SendError, Target};
+use super::deliver::{self, FailClass, Verdict};
+use crate::ops::metrics::Metrics;
+use crate::store::{Doorbell, Keys};
+
+/// A lane's oldest pending outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Head {
+    pub id: i64,
+    pub journal_seq: i64,
+    pub created_at: i64,
+    /// Bundle type and entry count, stored beside the sealed bundle (`None` for rows written
+    /// before the outbox kept them: those are opened to find out and never packed).
+    pub shape: Option<Shape>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shape {
+    pub batch: bool,
+    pub entries: usize,
+}
+
+/// One lane's head in a job.
+pub(super) struct Part {
+    pub lane: String,
+    pub head: Head,
+    pub sealed: Vec<u8>,
+    /// Entries of a batch already settled by earlier attempts (not sent again).
+    pub settled: Vec<usize>,
+}
+
+/// One request: a single bundle, or several lanes' batch bundles packed together.
+pub(super) struct Job {
+    pub parts: Vec<Part>,
+}
+
+/// What became of one part; `verdict` is `None` when it was left out of its pack (it writes
+/// a resource another part of the pack writes differently) and should simply go again.
+pub(super) struct Sent {
+    pub lane: String,
+    pub head: Head,
+    pub verdict: Option<Verdict>,
+}
+
+pub(super) struct Done {
+    pub parts: Vec<Sent>,
+    /// `Sforce-Limit-Info` of the last answer.
+    pub limit_info: Option<String>,
+}
+
+/// Takes jobs until the channel closes; rings the bell after each result.
+pub(super) fn run(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, target: &dyn Target, keys: &Keys, metrics: &Metrics, bell: &Doorbell) {
+    loop {
+        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let result = match job.parts.len() {
+            1 => {
+                let part = job.parts.into_iter().next().expect("one part");
+                let (verdict, limit_info) = send_alone(&part, target, keys, metrics);
+                Done { parts: vec![Sent { lane: part.lane, head: part.head, verdict: Some(verdict) }], limit_info }
+            }
+            _ => send_packed(job.parts, target, keys, metrics),
+        };
+        if done.send(result).is_err() {
+            return;
+        }
+        bell.ring();
+    }
+}
+
+fn undecryptable() -> Verdict {
+    Verdict::Dead { class: FailClass::Client, reason: "bundle does not decrypt under the key file".into() }
+}
+
+fn not_json() -> Verdict {
+    Verdict::Dead { class: FailClass::Client, reason: "bundle is not JSON".into() }
+}
+
+/// Sends one bundle (the entries not yet settled) on its own.
+fn send_alone(part: &Part, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> (Verdict, Option<String>) {
+    let Ok(plain) = keys.open(&part.sealed) else { return (undecryptable(), None) };
+    // The common case needs no parsing: the stored shape says what is sent.
+    let (kind, body, sent) = match part.head.shape {
+        Some(shape) if part.settled.is_empty() => (if shape.batch { "batch" } else { "transaction" }, plain, (0..shape.entries).collect()),
+        _ => {
+            let Ok(bundle) = serde_json::from_slice::<Value>(&plain) else { return (not_json(), None) };
+            let kind = if deliver::bundle_type(&bundle) == "batch" { "batch" } else { "transaction" };
+            let (sub, sent) = deliver::remaining(&bundle, &part.settled);
+            (kind, serde_json::to_vec(&sub).expect("JSON values serialize"), sent)
+        }
+    };
+    match send(target, &body, metrics) {
+        Ok(resp) => (deliver::judge(kind, &sent, &resp, SystemTime::now()), resp.limit_info),
+        Err(e) => (deliver::judge_error(&e), None),
+    }
+}
+
+/// Packs the parts' unsettled entries into one batch request. An entry two parts carry
+/// identically (a shared Practitioner, say) is sent once; a part that writes a resource
+/// differently from an earlier part waits for the next request, since a batch's entries may
+/// be applied in any order.
+fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> Done {
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; parts.len()];
+    let mut entries: Vec<Value> = Vec::new();
+    let mut by_url: HashMap<String, usize> = HashMap::new();
+    // Per packed part: its index in `parts` and (entry index in its bundle, request position).
+    let mut packed: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let Ok(plain) = keys.open(&part.sealed) else {
+            verdicts[i] = Some(undecryptable());
+            continue;
+        };
+        let Ok(mut bundle) = serde_json::from_slice::<Value>(&plain) else {
+            verdicts[i] = Some(not_json());
+            continue;
+        };
+        let own: Vec<(usize, Value)> = match bundle.get_mut("entry").map(Value::take) {
+            Some(Value::Array(all)) => all.into_iter().enumerate().filter(|(n, _)| !part.settled.contains(n)).collect(),
+            _ => Vec::new(),
+        };
+        let url = |e: &Value| e.pointer("/request/url").and_then(Value::as_str).map(str::to_string);
+        let conflicts = own.iter().any(|(_, e)| url(e).and_then(|u| by_url.get(&u)).is_some_and(|&pos| entries[pos] != *e));
+        if conflicts {
+            continue;
+        }
+        let mut positions = Vec::with_capacity(own.len());
+        for (n, entry) in own {
+            let pos = match url(&entry) {
+                Some(u) => *by_url.entry(u).or_insert_with(|| {
+                    entries.push(entry);
+                    entries.len() - 1
+                }),
+                None => {
+                    entries.push(entry);
+                    entries.len() - 1
+                }
+            };
+            positions.push((n, pos));
+        }
+        packed.push((i, positions));
+    }
+    let mut limit_info = None;
+    if !packed.is_empty() {
+        let body = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+        let body = serde_json::to_vec(&body).expect("JSON values serialize");
+        let positions: Vec<Vec<(usize, usize)>> = packed.iter().map(|(_, p)| p.clone()).collect();
+        match send(target, &body, metrics) {
+            Err(e) => {
+                for (i, _) in &packed {
+                    verdicts[*i] = Some(deliver::judge_error(&e));
+                }
+            }
+            Ok(resp) => {
+                limit_info = resp.limit_info.clone();
+                match deliver::judge_pack(&positions, &resp, SystemTime::now()) {
+                    Some(judged) => {
+                        for ((i, _), verdict) in packed.iter().zip(judged) {
+                            verdicts[*i] = Some(verdict);
+                        }
+                    }
+                    // Refused as a whole: find the culprit by sending each part alone.
+                    None => {
+                        for (i, _) in &packed {
+                            let (verdict, info) = send_alone(&parts[*i], target, keys, metrics);
+                            verdicts[*i] = Some(verdict);
+                            limit_info = info.or(limit_info);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let parts = parts.into_iter().zip(verdicts).map(|(p, verdict)| Sent { lane: p.lane, head: p.head, verdict }).collect();
+    Done { parts, limit_info }
+}
+
+fn send(target: &dyn Target, body: &[u8], metrics: &Metrics) -> Result<Response, SendError> {
+    let started = Instant::now();
+    let result = target.send(body);
+    metrics.forward_latency.observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        tracing::debug!(error = %e, "forwarder: request failed");
+    }
+    result
+}
