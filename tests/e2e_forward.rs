@@ -426,10 +426,16 @@ fn cloud_down_then_up_delivers_everything_in_order_per_patient() {
     wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
     assert_eq!(undelivered(&setup.db_path()), 0);
 
+    assert_updates_in_order(&server, N, 3);
+}
+
+/// Updates `0..n` of `patients` patients (see [`send_update`]) are all stored, each patient's
+/// in send order, each exactly once.
+fn assert_updates_in_order(server: &FhirServer, n: usize, patients: usize) {
     let dump = server.dump();
-    let patients = dump["Patient"].as_array().unwrap();
-    assert_eq!(patients.len(), 3, "one Patient per PID-3");
-    for p in patients {
+    let stored = dump["Patient"].as_array().unwrap();
+    assert_eq!(stored.len(), patients, "one Patient per PID-3");
+    for p in stored {
         let mrn = p["identifier"][0]["value"].as_str().unwrap().to_string();
         let id = p["id"].as_str().unwrap();
         // Versions oldest first, by the server's write log (same order as versionIds there).
@@ -451,12 +457,36 @@ fn cloud_down_then_up_delivers_everything_in_order_per_patient() {
         assert!(versions.windows(2).all(|w| w[0].0 <= w[1].0), "{mrn}: history order {versions:?}");
         let seqs: Vec<usize> = versions.iter().map(|(_, g)| g.trim_start_matches('S').parse().unwrap()).collect();
         let patient: usize = mrn.trim_start_matches('P').parse().unwrap();
-        let sent: Vec<usize> = (0..N).filter(|s| s % 3 + 1 == patient).collect();
+        let sent: Vec<usize> = (0..n).filter(|s| s % patients + 1 == patient).collect();
         assert_eq!(seqs, sent, "{mrn}: updates arrive in send order");
     }
     // Exactly one Patient write per message: nothing was sent twice.
     let writes = server.log("writes=1&type=Patient");
-    assert_eq!(writes.len(), N);
+    assert_eq!(writes.len(), n);
+}
+
+#[test]
+fn salesforce_profile_packs_several_patients_per_batch_in_order() {
+    // The server accepts only batch Bundles of at most 30 `PUT Type/id` entries.
+    let server = FhirServer::start(&["--down"]);
+    server.control(json!({"salesforce": true}));
+    let setup = setup_for(&server, "profile = \"salesforce\"");
+    let gw = setup.start();
+    let mut c = gw.connect();
+    const N: usize = 40;
+    for seq in 0..N {
+        send_update(&mut c, seq, 8, "SF");
+    }
+    wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
+    wait_for("a refused attempt", DELIVERY, || (server.status()["counters"]["faults"]["down"].as_u64().unwrap() >= 1).then_some(()));
+    let refused = gw.metric("gateway_forward_request_seconds_count");
+    server.control(json!({"down": false}));
+    wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
+    assert_eq!(undelivered(&setup.db_path()), 0);
+    assert!(dead_letters(&setup.db_path()).is_empty(), "the server refused a batch: {:?}", server.stderr());
+    let requests = gw.metric("gateway_forward_request_seconds_count") - refused;
+    assert!(requests < N as f64 / 2.0, "{requests} requests for {N} bundles: several patients per request");
+    assert_updates_in_order(&server, N, 8);
 }
 
 // ---------------------------------------------------------------- 4. SIGKILL while draining

@@ -4,7 +4,8 @@
 
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +48,7 @@ writeFileSync(join(dir, 'sf.pem'), await exportSPKI(rs256.publicKey));
 
 // --- server ----------------------------------------------------------------------------------
 const nodeFlags = Number(process.versions.node.split('.')[0]) < 22 ? ['--experimental-websocket'] : [];
+const tlsChildren = [];
 const child = spawn(
   process.execPath,
   [
@@ -71,6 +73,7 @@ function finish(error) {
   clearTimeout(watchdog);
   if (error) check(error, false);
   if (child.exitCode === null) child.kill('SIGTERM');
+  for (const c of tlsChildren) if (c.exitCode === null) c.kill('SIGTERM');
   rmSync(dir, { recursive: true, force: true });
   if (failed) process.stderr.write(`--- server stderr ---\n${stderr}\n`);
   console.log(`${passed} passed, ${failed} failed`);
@@ -336,4 +339,116 @@ try {
 } catch (err) {
   check(`unexpected error: ${err.stack ?? err}`, false);
 }
+try {
+  await tlsTests();
+} catch (err) {
+  check(`unexpected error (TLS): ${err.stack ?? err}`, false);
+}
 finish();
+
+// --- TLS and mutual TLS (--tls-cert, --tls-key, --tls-client-ca) --------------------------------
+// Fixtures in testdata/ (sh testdata/gen.sh regenerates them): ca.pem signs server.pem
+// (127.0.0.1, localhost) and client.pem (CN selftest-client); other-client.pem has another CA.
+
+/** Starts server.mjs with `flags`; resolves to its stdout line, or to `{ exit, stderr }` if it exits first. */
+function startServer(flags) {
+  const c = spawn(process.execPath, [...nodeFlags, join(HERE, 'server.mjs'), '--port', '0', ...flags], { stdio: ['pipe', 'pipe', 'pipe'] });
+  tlsChildren.push(c);
+  let out = '';
+  let err = '';
+  c.stderr.on('data', (d) => (err += d));
+  return new Promise((resolve) => {
+    c.stdout.on('data', (d) => {
+      out += d;
+      if (out.endsWith('\n')) resolve({ child: c, line: out.trim() });
+    });
+    c.on('exit', (code) => resolve({ child: c, exit: code, stderr: err }));
+  });
+}
+
+/** One HTTPS request on a fresh connection; rejects on a TLS or connection error. */
+function httpsCall(url, { method = 'GET', body, ca, cert, key, timeout = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const headers = body === undefined ? {} : { 'Content-Type': 'application/fhir+json' };
+    const req = https.request(url, { method, ca, cert, key, headers, agent: false, timeout }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : undefined }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+async function tlsTests() {
+  const data = (f) => join(HERE, 'testdata', f);
+  const pem = (f) => readFileSync(data(f));
+  const ca = pem('ca.pem');
+  const client = { cert: pem('client.pem'), key: pem('client.key') };
+  const stranger = { cert: pem('other-client.pem'), key: pem('other-client.key') };
+
+  // Flag errors stop the server before the definitions load.
+  for (const [what, flags] of [
+    ['--tls-cert without --tls-key', ['--tls-cert', data('server.pem')]],
+    ['--tls-client-ca without --tls-cert', ['--tls-client-ca', data('ca.pem')]],
+    ['--tls-cert FILE missing', ['--tls-cert', data('nope.pem'), '--tls-key', data('server.key')]],
+  ]) {
+    const r = await startServer(flags);
+    check(`${what} -> exit 2 with a message`, r.exit === 2 && /--tls-/.test(r.stderr), r);
+  }
+
+  const serverFlags = ['--tls-cert', data('server.pem'), '--tls-key', data('server.key')];
+  const [tlsSrv, mtlsSrv] = await Promise.all([startServer(serverFlags), startServer([...serverFlags, '--tls-client-ca', data('ca.pem')])]);
+  const lineRe = /^listening (https:\/\/127\.0\.0\.1:\d+) control (http:\/\/127\.0\.0\.1:\d+)$/;
+  const m = lineRe.exec(tlsSrv.line ?? '');
+  const mm = lineRe.exec(mtlsSrv.line ?? '');
+  check('TLS: stdout line is `listening https://… control http://…`', m && mm, [tlsSrv.line ?? tlsSrv.stderr, mtlsSrv.line ?? mtlsSrv.stderr]);
+  if (!m || !mm) return;
+  const [, tlsOrigin, tlsControl] = m;
+  const [, mtlsOrigin, mtlsControl] = mm;
+  const controlOf = async (c) => (await fetch(`${c}/__control`)).json();
+
+  // TLS with a custom CA.
+  let r = await httpsCall(`${tlsOrigin}/fhir/R4`, { method: 'POST', body: patientObservation('transaction', 'tls-p1', 'tls-o1'), ca });
+  check('TLS: transaction over HTTPS (custom CA) -> 200 transaction-response', r.status === 200 && r.body?.type === 'transaction-response', r);
+  check('TLS: a client that does not trust the CA fails the handshake', await fails(httpsCall(`${tlsOrigin}/fhir/R4/metadata`)));
+  check('TLS: plain HTTP to the HTTPS port fails', await fails(fetch(`${tlsOrigin.replace('https:', 'http:')}/fhir/R4/metadata`, { signal: AbortSignal.timeout(3000) }).then((x) => (x.ok ? x : Promise.reject(new Error(String(x.status)))))));
+  let view = await controlOf(tlsControl);
+  check('TLS: control over plain HTTP: https base_url, handshakes and errors counted', view.base_url === `${tlsOrigin}/fhir/R4` && view.counters.tls?.handshakes >= 1 && view.counters.tls?.handshake_errors >= 1 && view.counters.entries_written === 2, view.counters);
+  const dumpView = await (await fetch(`${tlsControl}/__dump`)).json();
+  check('TLS: /__dump on the control port', dumpView.Patient?.length === 1 && dumpView.Observation?.length === 1, Object.keys(dumpView));
+  r = await httpsCall(`${tlsOrigin}/__control`, { ca });
+  check('TLS: control routes also on the HTTPS port', r.status === 200 && r.body?.counters?.requests >= 1, r.status);
+  check('TLS: the control port serves no FHIR routes', (await fetch(`${tlsControl}/fhir/R4/metadata`)).status === 404);
+  await fetch(`${tlsControl}/__control`, { method: 'POST', body: JSON.stringify({ hang_every_n: 1 }) });
+  const hung = await fails(httpsCall(`${tlsOrigin}/fhir/R4/metadata`, { ca, timeout: 500 }));
+  check('TLS: fault switches apply over HTTPS (hang_every_n=1 -> no answer)', hung && (await controlOf(tlsControl)).counters.faults.hang === 1);
+  await fetch(`${tlsControl}/__control`, { method: 'POST', body: JSON.stringify({ hang_every_n: 0, reset: true }) });
+  view = await controlOf(tlsControl);
+  check('TLS: reset clears the TLS counters', view.counters.tls?.handshakes === 0 && view.counters.tls?.handshake_errors === 0, view.counters.tls);
+
+  // Mutual TLS.
+  r = await httpsCall(`${mtlsOrigin}/fhir/R4`, { method: 'POST', body: patientObservation('transaction', 'mtls-p1', 'mtls-o1'), ca, ...client });
+  check('mTLS: with a client certificate from --tls-client-ca -> 200', r.status === 200 && r.body?.type === 'transaction-response', r);
+  check('mTLS: without a client certificate -> refused', await fails(httpsCall(`${mtlsOrigin}/fhir/R4/metadata`, { ca })));
+  check('mTLS: with a client certificate from another CA -> refused', await fails(httpsCall(`${mtlsOrigin}/fhir/R4/metadata`, { ca, ...stranger })));
+  // A refused handshake may be counted a moment after the client saw it fail: poll (bounded).
+  for (let i = 0; i < 30; i++) {
+    view = await controlOf(mtlsControl);
+    if (view.counters.tls?.handshake_errors >= 2) break;
+    await sleep(100);
+  }
+  const t = view.counters.tls;
+  check(
+    'mTLS: counters: one accepted client (CN), two refused handshakes, one FHIR request',
+    t?.handshakes === 1 && t.client_certs?.['selftest-client'] === 1 && t.handshake_errors === 2 && t.errors?.ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE === 1 && view.counters.requests === 1,
+    view.counters
+  );
+
+  for (const s of [tlsSrv, mtlsSrv]) s.child.stdin.end();
+  const exits = await Promise.race([Promise.all([tlsSrv, mtlsSrv].map((s) => new Promise((res) => (s.child.exitCode === null ? s.child.on('exit', res) : res(s.child.exitCode))))), sleep(5000).then(() => null)]);
+  check('TLS servers exit when stdin closes', exits?.every((c) => c === 0), exits);
+}

@@ -4,11 +4,13 @@
 //
 //   node --experimental-websocket server.mjs --port 0 [flags]     (Node 20; on Node >= 22 the flag is not needed)
 //
-// Prints exactly one line to stdout once it accepts requests: `listening http://127.0.0.1:<port>`.
+// Prints exactly one line to stdout once it accepts requests: `listening http://127.0.0.1:<port>`,
+// or with --tls-cert `listening https://127.0.0.1:<port> control http://127.0.0.1:<control port>`.
 // Everything else goes to stderr.
 
-import { fstatSync } from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { parseArgs } from 'node:util';
 import { Auth } from './auth.mjs';
 import { DEFAULTS, Faults } from './faults.mjs';
@@ -25,6 +27,9 @@ const flagName = (key) => key.replaceAll('_', '-');
 const options = {
   port: { type: 'string' },
   'control-port': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-client-ca': { type: 'string' },
   'smart-jwks': { type: 'string' },
   'smart-client-id': { type: 'string' },
   'sf-public-key': { type: 'string' },
@@ -55,6 +60,11 @@ if (args.help) {
   process.stderr.write(`usage: node --experimental-websocket server.mjs [--port N] [flags]
   --port N                 listen on 127.0.0.1:N (default: env PORT, else 0 = ephemeral)
   --control-port N         also serve /__control, /__dump, /__log on this port (0 = ephemeral, printed on stderr)
+  --tls-cert FILE          serve HTTPS with this PEM certificate chain (needs --tls-key); the control routes
+                           are then also served over plain HTTP on --control-port (default 0 = ephemeral), and
+                           the stdout line is \`listening https://127.0.0.1:<port> control http://127.0.0.1:<cport>\`
+  --tls-key FILE           PEM private key of --tls-cert
+  --tls-client-ca FILE     require a client certificate issued by this PEM CA (mutual TLS; needs --tls-cert)
   --smart-jwks FILE        JWKS / JWK / PEM public key for SMART client assertions (RS384, ES384)
   --smart-client-id ID     required iss == sub of SMART client assertions
   --sf-public-key FILE     PEM public key (or certificate) for Salesforce JWT bearer assertions (RS256)
@@ -118,6 +128,28 @@ const auth = new Auth(
   faults
 );
 
+// TLS: files are read once at start (a bad path stops the server before the slow definitions load).
+if (Boolean(args['tls-cert']) !== Boolean(args['tls-key'])) die('--tls-cert and --tls-key go together');
+if (args['tls-client-ca'] && !args['tls-cert']) die('--tls-client-ca needs --tls-cert and --tls-key');
+const readPem = (flag) => {
+  try {
+    return readFileSync(args[flag]);
+  } catch (err) {
+    return die(`--${flag}: ${err.message}`);
+  }
+};
+const tls = args['tls-cert']
+  ? {
+      cert: readPem('tls-cert'),
+      key: readPem('tls-key'),
+      ...(args['tls-client-ca'] ? { ca: readPem('tls-client-ca'), requestCert: true, rejectUnauthorized: true } : {}),
+    }
+  : null;
+const scheme = tls ? 'https' : 'http';
+/** TLS handshakes on the main listener (only in TLS mode; cleared by `reset`). */
+const freshTlsCounters = () => ({ handshakes: 0, handshake_errors: 0, errors: {}, client_certs: {} });
+let tlsCounters = freshTlsCounters();
+
 // @medplum/core reads the global WebSocket when it loads: Node 20 has it only behind a flag.
 if (typeof globalThis.WebSocket === 'undefined') {
   die(`Node ${process.version} has no global WebSocket, which @medplum/core needs: run \`node --experimental-websocket server.mjs\``);
@@ -162,7 +194,7 @@ function readBody(req) {
   });
 }
 
-const origin = () => `http://${HOST}:${port}`;
+const origin = () => `${scheme}://${HOST}:${port}`;
 
 // ---------------------------------------------------------------------------------------------
 // FHIR routes
@@ -304,7 +336,7 @@ async function tokenRequest(req, res) {
 function controlView() {
   return {
     state: faults.state,
-    counters: { ...faults.counters, ...store.stats },
+    counters: { ...faults.counters, ...store.stats, ...(tls ? { tls: tlsCounters } : {}) },
     base_url: `${origin()}${FHIR_BASE}`,
     token_url: auth.tokenUrl,
     listening: server.listening,
@@ -327,7 +359,10 @@ async function controlRequest(req, res, url) {
       } catch (err) {
         return send(res, 400, { error: err.message });
       }
-      if (changes.actions.includes('reset')) await store.run(() => store.reset());
+      if (changes.actions.includes('reset')) {
+        await store.run(() => store.reset());
+        tlsCounters = freshTlsCounters();
+      }
       const downChanged = ['down', 'down_mode', 'down_for_secs'].some((k) => changes.changed.includes(k)) || changes.actions.includes('reset_faults');
       if (downChanged) armDownTimer();
       // Answer first: going "refuse" closes this very connection.
@@ -357,8 +392,9 @@ async function controlRequest(req, res, url) {
 const verbose = args.verbose;
 const warn = (m) => process.stderr.write(`fhir-server: ${m}\n`);
 
-function makeServer(handler) {
-  const srv = http.createServer(async (req, res) => {
+/** An HTTP server, or HTTPS with `tlsOptions` (then its handshakes are counted in `tlsCounters`). */
+function makeServer(handler, tlsOptions = null) {
+  const onRequest = async (req, res) => {
     const started = Date.now();
     if (verbose) res.on('finish', () => warn(`${req.method} ${req.url} -> ${res.statusCode} (${Date.now() - started} ms)`));
     try {
@@ -368,7 +404,21 @@ function makeServer(handler) {
       if (!res.headersSent) send(res, err.status ?? 500, outcome('exception', err.message), {}, FHIR_JSON);
       else res.destroy();
     }
-  });
+  };
+  const srv = tlsOptions ? https.createServer(tlsOptions, onRequest) : http.createServer(onRequest);
+  if (tlsOptions) {
+    srv.on('secureConnection', (s) => {
+      tlsCounters.handshakes++;
+      const cn = s.getPeerCertificate()?.subject?.CN;
+      if (cn) tlsCounters.client_certs[cn] = (tlsCounters.client_certs[cn] ?? 0) + 1;
+    });
+    srv.on('tlsClientError', (err) => {
+      tlsCounters.handshake_errors++;
+      const code = err.code ?? 'unknown';
+      tlsCounters.errors[code] = (tlsCounters.errors[code] ?? 0) + 1;
+      if (verbose) warn(`TLS handshake failed: ${err.code ?? ''} ${err.message}`);
+    });
+  }
   // Generous keep-alive: a client may reuse a connection after waiting on a long request queue.
   srv.keepAliveTimeout = 30_000;
   srv.sockets = new Set();
@@ -385,7 +435,7 @@ const server = makeServer((req, res, url) => {
   if (p === '/token' || p === '/services/oauth2/token') return tokenRequest(req, res);
   if (p.startsWith('/__')) return controlRequest(req, res, url);
   return send(res, 404, outcome('not-found', `no route ${req.method} ${p} (FHIR base is ${FHIR_BASE})`), {}, FHIR_JSON);
-});
+}, tls);
 
 function listen(srv, p) {
   return new Promise((resolve, reject) => {
@@ -448,10 +498,13 @@ function shutdown(why) {
 const port = await listen(server, portArg(args.port ?? process.env.PORT ?? '0', '--port')).catch((err) => die(`cannot listen: ${err.message}`));
 auth.origin = origin();
 
+// With TLS, the control routes are also on plain HTTP (test harnesses drive them without a TLS client).
 let controlServer;
-if (args['control-port'] !== undefined) {
+let cport;
+const controlPort = args['control-port'] ?? (tls ? '0' : undefined);
+if (controlPort !== undefined) {
   controlServer = makeServer((req, res, url) => controlRequest(req, res, url));
-  const cport = await listen(controlServer, portArg(args['control-port'], '--control-port')).catch((err) => die(`cannot listen: ${err.message}`));
+  cport = await listen(controlServer, portArg(controlPort, '--control-port')).catch((err) => die(`cannot listen: ${err.message}`));
   warn(`control http://${HOST}:${cport}`);
 }
 
@@ -476,4 +529,4 @@ if (stdinMode === 'on' || (stdinMode === 'auto' && stdinIsPipe)) {
   process.stdin.resume();
 }
 
-process.stdout.write(`listening ${origin()}\n`);
+process.stdout.write(tls ? `listening ${origin()} control http://${HOST}:${cport}\n` : `listening ${origin()}\n`);

@@ -59,12 +59,19 @@ impl Setup {
 
     /// Starts the gateway and waits until every listener and the admin endpoint are up.
     pub fn start(&self) -> Gateway {
+        self.start_with_env(&[])
+    }
+
+    /// Like [`Setup::start`], with extra environment variables for the gateway process
+    /// (e.g. `HTTPS_PROXY`, to check that it is ignored).
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Gateway {
         self.write_config();
         let mut child = Command::new(gateway_bin())
             .args(["run", "--config"])
             .arg(self.config_path())
             .env("RUST_LOG", "info")
             .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -391,11 +398,17 @@ pub struct FhirServer {
     child: Child,
     pub addr: SocketAddr,
     stderr: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Where the control routes (`/__control`, `/__dump`, `/__log`) answer over plain HTTP:
+    /// `addr`, or with `--tls-cert` the server's separate plain-HTTP control listener.
+    pub control_addr: SocketAddr,
+    /// `https` when started with `--tls-cert`, else `http`.
+    pub scheme: &'static str,
 }
 
 impl FhirServer {
     /// Starts `node --experimental-websocket server.mjs --port 0 <flags>` and waits (bounded)
-    /// for its `listening http://127.0.0.1:<port>` line.
+    /// for its `listening http://127.0.0.1:<port>` line (with `--tls-cert`:
+    /// `listening https://127.0.0.1:<port> control http://127.0.0.1:<control port>`).
     pub fn start(flags: &[&str]) -> FhirServer {
         let node = std::env::var_os("NODE").unwrap_or_else(|| "node".into());
         let mut child = Command::new(node)
@@ -431,12 +444,18 @@ impl FhirServer {
         });
         // Loading the definitions takes ~3 s; allow for a busy machine.
         let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = loop {
+        let (addr, control_addr, scheme) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("listening http://") {
-                        break url.trim().trim_end_matches('/').parse::<SocketAddr>().unwrap();
+                        let addr = url.trim().trim_end_matches('/').parse::<SocketAddr>().unwrap();
+                        break (addr, addr, "http");
+                    }
+                    if let Some(rest) = line.strip_prefix("listening https://") {
+                        let (url, control) = rest.split_once(" control http://").unwrap_or_else(|| panic!("no control address in {line:?}"));
+                        let parse = |u: &str| u.trim().trim_end_matches('/').parse::<SocketAddr>().unwrap();
+                        break (parse(url), parse(control), "https");
                     }
                 }
                 Err(_) => {
@@ -445,17 +464,17 @@ impl FhirServer {
                 }
             }
         };
-        FhirServer { child, addr, stderr }
+        FhirServer { child, addr, stderr, control_addr, scheme }
     }
 
-    /// The FHIR base URL (`http://127.0.0.1:<port>/fhir/R4`).
+    /// The FHIR base URL (`http://127.0.0.1:<port>/fhir/R4`; `https://` with `--tls-cert`).
     pub fn base_url(&self) -> String {
-        format!("http://{}/fhir/R4", self.addr)
+        format!("{}://{}/fhir/R4", self.scheme, self.addr)
     }
 
-    /// The OAuth token URL (`http://127.0.0.1:<port>/token`).
+    /// The OAuth token URL (`http://127.0.0.1:<port>/token`; `https://` with `--tls-cert`).
     pub fn token_url(&self) -> String {
-        format!("http://{}/token", self.addr)
+        format!("{}://{}/token", self.scheme, self.addr)
     }
 
     /// What the server logged on stderr so far.
@@ -465,7 +484,7 @@ impl FhirServer {
 
     fn json(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
         let body = body.map(|b| b.to_string().into_bytes());
-        let (status, text) = http_request(self.addr, method, path, body.as_deref());
+        let (status, text) = http_request(self.control_addr, method, path, body.as_deref());
         assert!((200..300).contains(&status), "{method} {path}: HTTP {status}: {text}");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
     }
@@ -504,7 +523,8 @@ impl FhirServer {
         }
     }
 
-    /// A FHIR GET (no auth), e.g. `/Patient/<id>/_history`.
+    /// A FHIR GET (no auth), e.g. `/Patient/<id>/_history`. Plain-HTTP servers only (with
+    /// `--tls-cert` the control listener has no FHIR routes).
     pub fn fhir_get(&self, path: &str) -> serde_json::Value {
         self.json("GET", &format!("/fhir/R4{path}"), None)
     }

@@ -427,7 +427,7 @@ impl Signer {
 
 /// Reads a secret file: a regular file not accessible by group or others. The error never
 /// holds the contents.
-fn read_secret_file(path: &Path) -> Result<Vec<u8>, AuthError> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<u8>, AuthError> {
     let err = |reason: String| AuthError::File { path: path.display().to_string(), reason };
     let mut f = std::fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
     // Checked on the opened file, so the file checked is the file read.

@@ -82,6 +82,21 @@ fn read_pem(field: &'static str, path: &Path) -> Result<Vec<PemItem<'static>>, C
     ureq::tls::parse_pem(&bytes).collect::<Result<Vec<_>, _>>().map_err(|e| err(format!("not PEM: {e}")))
 }
 
+/// The client's private key, read like every key the gateway holds: only from a file that
+/// group and others cannot read.
+fn read_client_key(path: &Path) -> Result<PrivateKey<'static>, ClientError> {
+    let err = |message: String| ClientError::File { field: "client_key", path: path.to_path_buf(), message };
+    let bytes = super::auth::read_secret_file(path).map_err(|e| match e {
+        AuthError::File { reason, .. } => err(reason),
+        other => err(other.to_string()),
+    })?;
+    let key = ureq::tls::parse_pem(&bytes).find_map(|i| match i {
+        Ok(PemItem::PrivateKey(k)) => Some(k.to_owned()),
+        _ => None,
+    });
+    key.ok_or_else(|| err("holds no private key".into()))
+}
+
 fn certs(field: &'static str, path: &Path) -> Result<Vec<Certificate<'static>>, ClientError> {
     let certs: Vec<_> = read_pem(field, path)?
         .into_iter()
@@ -117,15 +132,9 @@ pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
     let roots = roots(cloud)?;
     let client_cert = match (&cloud.client_cert, &cloud.client_key) {
         (Some(cert), Some(key)) => {
+            let key = read_client_key(key.get_ref())?;
             let chain = certs("client_cert", cert.get_ref())?;
-            let key = read_pem("client_key", key.get_ref())?
-                .into_iter()
-                .find_map(|i| match i {
-                    PemItem::PrivateKey(k) => Some(k),
-                    _ => None,
-                })
-                .ok_or_else(|| ClientError::File { field: "client_key", path: key.get_ref().clone(), message: "holds no private key".into() })?;
-            Some(ClientCert::new_with_certs(&chain, PrivateKey::to_owned(&key)))
+            Some(ClientCert::new_with_certs(&chain, key))
         }
         _ => None,
     };
@@ -250,8 +259,22 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a pem").unwrap();
-        let bad = Cloud { ca_file: Some(toml::Spanned::new(0..0, empty)), ..Cloud::default() };
+        let bad = Cloud { ca_file: Some(toml::Spanned::new(0..0, empty.clone())), ..Cloud::default() };
         assert!(matches!(agent_err(&bad), ClientError::File { field: "ca_file", .. }));
+
+        // A client key others can read is refused, like every key the gateway holds.
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("client.key");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let spanned = |p: &Path| Some(toml::Spanned::new(0..0, p.to_path_buf()));
+        let open = Cloud { client_cert: spanned(&empty), client_key: spanned(&key), ..Cloud::default() };
+        let e = agent_err(&open);
+        assert!(matches!(&e, ClientError::File { field: "client_key", message, .. } if message.contains("chmod 600")), "{e}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // With 0600 the key is read, and the next problem is the (bogus) certificate.
+        let e = agent_err(&open);
+        assert!(matches!(&e, ClientError::File { field: "client_cert", .. }), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

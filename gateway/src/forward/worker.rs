@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::client::{Response, SendError, Target};
@@ -108,54 +109,83 @@ fn send_alone(part: &Part, target: &dyn Target, keys: &Keys, metrics: &Metrics) 
     }
 }
 
-/// Packs the parts' unsettled entries into one batch request. An entry two parts carry
-/// identically (a shared Practitioner, say) is sent once; a part that writes a resource
-/// differently from an earlier part waits for the next request, since a batch's entries may
-/// be applied in any order.
+/// The entries of a sealed bundle, unparsed: each entry's JSON text and its `request.url`.
+#[derive(serde::Deserialize)]
+struct RawBundle<'a> {
+    #[serde(borrow, default)]
+    entry: Vec<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct EntryRequest<'a> {
+    #[serde(borrow)]
+    request: Option<RequestUrl<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RequestUrl<'a> {
+    #[serde(borrow)]
+    url: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn entry_url(entry: &RawValue) -> Option<String> {
+    serde_json::from_str::<EntryRequest>(entry.get()).ok()?.request?.url.map(|u| u.into_owned())
+}
+
+/// Packs the parts' unsettled entries into one batch request, splicing the entries' JSON
+/// text (no tree is built). An entry two parts carry identically (a shared Practitioner, say)
+/// is sent once; a part that writes a resource differently from an earlier part waits for the
+/// next request, since a batch's entries may be applied in any order.
 fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> Done {
     let mut verdicts: Vec<Option<Verdict>> = vec![None; parts.len()];
-    let mut entries: Vec<Value> = Vec::new();
-    let mut by_url: HashMap<String, usize> = HashMap::new();
+    let opened: Vec<Option<Vec<u8>>> = parts.iter().map(|p| keys.open(&p.sealed).ok()).collect();
+    let mut body = br#"{"resourceType":"Bundle","type":"batch","entry":["#.to_vec();
+    let mut entries = 0usize;
+    // Request position and text of each entry with a URL, by URL.
+    let mut by_url: HashMap<String, (usize, &str)> = HashMap::new();
     // Per packed part: its index in `parts` and (entry index in its bundle, request position).
     let mut packed: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let Ok(plain) = keys.open(&part.sealed) else {
+    for (i, (part, plain)) in parts.iter().zip(&opened).enumerate() {
+        let Some(plain) = plain else {
             verdicts[i] = Some(undecryptable());
             continue;
         };
-        let Ok(mut bundle) = serde_json::from_slice::<Value>(&plain) else {
+        let Ok(bundle) = serde_json::from_slice::<RawBundle>(plain) else {
             verdicts[i] = Some(not_json());
             continue;
         };
-        let own: Vec<(usize, Value)> = match bundle.get_mut("entry").map(Value::take) {
-            Some(Value::Array(all)) => all.into_iter().enumerate().filter(|(n, _)| !part.settled.contains(n)).collect(),
-            _ => Vec::new(),
-        };
-        let url = |e: &Value| e.pointer("/request/url").and_then(Value::as_str).map(str::to_string);
-        let conflicts = own.iter().any(|(_, e)| url(e).and_then(|u| by_url.get(&u)).is_some_and(|&pos| entries[pos] != *e));
+        let own: Vec<(usize, &str, Option<String>)> = bundle
+            .entry
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !part.settled.contains(n))
+            .map(|(n, e)| (n, e.get(), entry_url(e)))
+            .collect();
+        let conflicts = own.iter().any(|(_, text, url)| url.as_ref().and_then(|u| by_url.get(u)).is_some_and(|(_, seen)| seen != text));
         if conflicts {
             continue;
         }
         let mut positions = Vec::with_capacity(own.len());
-        for (n, entry) in own {
-            let pos = match url(&entry) {
-                Some(u) => *by_url.entry(u).or_insert_with(|| {
-                    entries.push(entry);
-                    entries.len() - 1
-                }),
-                None => {
-                    entries.push(entry);
-                    entries.len() - 1
-                }
-            };
-            positions.push((n, pos));
+        for (n, text, url) in own {
+            if let Some(&(pos, _)) = url.as_ref().and_then(|u| by_url.get(u)) {
+                positions.push((n, pos));
+                continue;
+            }
+            if entries > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(text.as_bytes());
+            if let Some(url) = url {
+                by_url.insert(url, (entries, text));
+            }
+            positions.push((n, entries));
+            entries += 1;
         }
         packed.push((i, positions));
     }
+    body.extend_from_slice(b"]}");
     let mut limit_info = None;
     if !packed.is_empty() {
-        let body = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
-        let body = serde_json::to_vec(&body).expect("JSON values serialize");
         let positions: Vec<Vec<(usize, usize)>> = packed.iter().map(|(_, p)| p.clone()).collect();
         match send(target, &body, metrics) {
             Err(e) => {
