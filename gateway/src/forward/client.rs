@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::transport::DefaultConnector;
 use ureq::Agent;
 
 use super::auth::{Auth, AuthError};
+use super::resolve::CachingResolver;
 use crate::config::Cloud;
 
 /// Largest response body read (a batch-response of 30 entries with outcomes is far smaller).
@@ -149,7 +151,7 @@ pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
         None => None,
     };
     let read = Duration::from_secs(cloud.read_timeout_secs.get());
-    Ok(Agent::config_builder()
+    let config = Agent::config_builder()
         .tls_config(tls)
         .proxy(proxy)
         .http_status_as_error(false)
@@ -161,8 +163,8 @@ pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
         .timeout_recv_body(Some(read))
         .timeout_per_read(Some(read))
         .max_idle_connections_per_host(cloud.concurrency.get().max(1) * 2)
-        .build()
-        .new_agent())
+        .build();
+    Ok(Agent::with_parts(config, DefaultConnector::default(), CachingResolver::default()))
 }
 
 impl HttpTarget {

@@ -11,6 +11,7 @@
 //! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
 //! - [`client`]: the [`Target`](client::Target) trait and the HTTP target (one ureq Agent,
 //!   rustls with the ring provider, custom CA, mTLS, proxy, timeouts).
+//! - [`resolve`]: a name cache, so ureq does not spawn a lookup thread per request.
 //! - [`sink`]: the embedded default target, a local folder of NDJSON files.
 //! - [`auth`]: credentials for the cloud.
 
@@ -19,6 +20,7 @@ pub mod client;
 pub mod deliver;
 pub mod lanes;
 mod record;
+mod resolve;
 pub mod retry;
 pub mod sink;
 mod worker;
