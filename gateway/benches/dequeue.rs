@@ -3,6 +3,7 @@
 //! journal. `cargo bench -p gateway --bench dequeue`
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use gateway::forward::queries;
 use gateway::store::db::{self, Synchronous};
 use rusqlite::params;
 
@@ -55,23 +56,27 @@ fn bench(c: &mut Criterion) {
     let (_dir, conn) = outbox();
     let mut lane = 0;
     c.bench_function("head of a lane (1M delivered rows)", |b| {
-        let mut stmt = conn
-            .prepare("SELECT id, journal_seq, created_at FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 ORDER BY id LIMIT 1")
-            .unwrap();
+        let mut stmt = conn.prepare(queries::LANE_PENDING).unwrap();
         b.iter(|| {
             lane = (lane + 1) % 500;
-            stmt.query_row([format!("lane{lane}")], |r| r.get::<_, i64>(0)).unwrap()
+            stmt.query([format!("lane{lane}")]).unwrap().next().unwrap().unwrap().get::<_, i64>(0).unwrap()
         })
     });
     c.bench_function("pending heads at start-up (1M delivered rows)", |b| {
-        let mut stmt = conn
-            .prepare("SELECT lane, id FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' ORDER BY lane, id")
-            .unwrap();
+        let mut stmt = conn.prepare(queries::PENDING_BY_LANE).unwrap();
         b.iter(|| stmt.query_map([], |r| r.get::<_, i64>(1)).unwrap().count())
     });
     c.bench_function("new rows after an id (1M delivered rows)", |b| {
-        let mut stmt = conn.prepare("SELECT id FROM outbox NOT INDEXED WHERE id > ?1 ORDER BY id LIMIT 1000").unwrap();
-        b.iter(|| stmt.query_map([DELIVERED + PENDING - 10], |r| r.get::<_, i64>(0)).unwrap().count())
+        let mut stmt = conn.prepare(queries::NEW_ROWS).unwrap();
+        b.iter(|| stmt.query_map([DELIVERED + PENDING - 10], |r| r.get::<_, i64>(2)).unwrap().count())
+    });
+    let mut seq = 0;
+    c.bench_function("parts of a message left (1M delivered rows)", |b| {
+        let mut stmt = conn.prepare(queries::MESSAGE_PARTS_LEFT).unwrap();
+        b.iter(|| {
+            seq = (seq + 7919) % (DELIVERED + PENDING) + 1;
+            stmt.query_row([seq], |r| r.get::<_, i64>(0)).unwrap()
+        })
     });
 }
 

@@ -42,6 +42,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::client::Target;
 use super::deliver::{FailClass, Verdict};
+use super::queries;
 use super::record::{self, Outcome, Record};
 use super::retry::{self, Backoff, Breaker, Throttle};
 use super::worker::{self, Done, Head, Job, Part, Shape};
@@ -143,9 +144,7 @@ fn lane_key(lane: Option<String>, journal_seq: i64) -> String {
     lane.unwrap_or_else(|| format!("seq:{journal_seq}"))
 }
 
-/// The head columns of an outbox row: id, journal_seq, created_at, kind, entries, entries_done.
-const HEAD_COLUMNS: &str = "id, journal_seq, created_at, kind, entries, entries_done";
-
+/// The head columns (see [`queries`]) starting at column `at`.
 fn head_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<(Head, Vec<usize>)> {
     let kind: Option<String> = r.get(at + 3)?;
     let entries: Option<i64> = r.get(at + 4)?;
@@ -274,10 +273,7 @@ impl Scheduler {
         let now = now_ms();
         let mut found: HashMap<String, (Head, Vec<usize>)> = HashMap::new();
         {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT lane, {HEAD_COLUMNS} FROM outbox INDEXED BY outbox_pending
-                 WHERE state = 'pending' ORDER BY lane, id"
-            ))?;
+            let mut stmt = tx.prepare(queries::PENDING_BY_LANE)?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let (head, settled) = head_row(r, 1)?;
@@ -334,9 +330,7 @@ impl Scheduler {
             let mut found: Vec<(String, Head)> = Vec::new();
             let mut rows = 0;
             {
-                let mut stmt = self.conn.prepare_cached(&format!(
-                    "SELECT lane, state, {HEAD_COLUMNS} FROM outbox NOT INDEXED WHERE id > ?1 ORDER BY id LIMIT 1000"
-                ))?;
+                let mut stmt = self.conn.prepare_cached(queries::NEW_ROWS)?;
                 let mut cursor = stmt.query([self.max_seen])?;
                 while let Some(r) = cursor.next()? {
                     rows += 1;
@@ -362,20 +356,8 @@ impl Scheduler {
 
     /// The lane's lowest pending row that is not settled already (awaiting the recorder).
     fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
-        let (sql, seq) = match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
-            Some(seq) => (
-                format!(
-                    "SELECT {HEAD_COLUMNS} FROM outbox INDEXED BY outbox_pending_message
-                     WHERE state = 'pending' AND journal_seq = ?1 AND lane IS NULL ORDER BY id"
-                ),
-                Some(seq),
-            ),
-            None => (
-                format!("SELECT {HEAD_COLUMNS} FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 ORDER BY id"),
-                None,
-            ),
-        };
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let seq = key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok());
+        let mut stmt = self.conn.prepare_cached(if seq.is_some() { queries::MESSAGE_PENDING } else { queries::LANE_PENDING })?;
         let mut rows = match seq {
             Some(seq) => stmt.query([seq])?,
             None => stmt.query([key])?,

@@ -6,6 +6,7 @@
 //!   decides what is sent next.
 //! - [`worker`]: worker threads that open, pack, send and judge.
 //! - [`record`]: the recorder thread that writes outcomes in group commits.
+//! - [`queries`]: the outbox reads, pinned to the pending indexes.
 //! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
 //! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod client;
 pub mod deliver;
 pub mod lanes;
+pub mod queries;
 mod record;
 mod resolve;
 pub mod retry;

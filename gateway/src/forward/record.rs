@@ -108,10 +108,7 @@ fn write(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<Counts> {
                 tx.prepare_cached("DELETE FROM lane_state WHERE lane = ?1")?.execute([&r.lane])?;
                 // The journal row is done when none of its bundles is pending any more.
                 let (pending, dead): (i64, i64) = tx
-                    .prepare_cached(
-                        "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')
-                         FROM outbox WHERE journal_seq = ?1",
-                    )?
+                    .prepare_cached(super::queries::MESSAGE_PARTS_LEFT)?
                     .query_row([r.journal_seq], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 if pending == 0 {
                     let state = if dead > 0 { "dead" } else { "delivered" };
