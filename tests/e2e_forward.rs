@@ -22,33 +22,14 @@ const DELIVERY: Duration = Duration::from_secs(90);
 
 // ---------------------------------------------------------------- helpers
 
-/// `[cloud]` pointing at `server`, with quick retries; `more` adds keys or `[cloud.auth]`.
-fn cloud(server: &FhirServer, more: &str) -> String {
-    format!(
-        "[cloud]\nurl = \"{}\"\nbackoff_base_ms = 50\nbackoff_max_secs = 1\nretry_jitter = false\n\
-         connect_timeout_secs = 2\nread_timeout_secs = 15\ntimeout_secs = 30\n{more}\n",
-        server.base_url()
-    )
-}
-
-/// A gateway for `server` with the site maps of the golden tests (the corpus' assigning
+/// A gateway for `server` ([`cloud`] with a 15 s read timeout; `more` adds keys or
+/// `[cloud.auth]`) with the site maps of the golden tests ([`mapping`]: the corpus' assigning
 /// authorities → identifier systems), as a site would configure it: without them a PID-3 has
 /// no identifier system, so no conditional update, and every message creates a new Patient.
 fn setup_for(server: &FhirServer, more: &str) -> Setup {
     let mut setup = Setup::new(PLAIN);
-    setup.extra = format!("{}\n{}", cloud(server, more), mapping());
+    setup.extra = format!("{}\n{}", cloud(&server.base_url(), 15, more), mapping());
     setup
-}
-
-fn site_toml() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/site.toml")
-}
-
-/// The `[mapping]` of tests/golden/site.toml with its relative paths made absolute.
-fn mapping() -> String {
-    let text = std::fs::read_to_string(site_toml()).unwrap();
-    let golden = site_toml().parent().unwrap().to_path_buf();
-    text.replace("\"../../config/", &format!("\"{}/../../config/", golden.display()))
 }
 
 fn corpus_dir() -> std::path::PathBuf {
@@ -267,11 +248,6 @@ fn send_ok(c: &mut Mllp, message: &[u8], what: &str) {
     assert!(accepted(&ack), "{what}: {ack:?}");
 }
 
-/// Polls `/metrics` until `series` reaches `n`.
-fn wait_metric(gw: &Gateway, series: &str, n: f64, limit: Duration) {
-    wait_for(&format!("{series} >= {n}"), limit, || (gw.metric(series) >= n).then_some(()));
-}
-
 fn delivered(gw: &Gateway) -> f64 {
     gw.metric("gateway_forward_delivered_total")
 }
@@ -284,29 +260,6 @@ fn dead_letters(db: &Path) -> Vec<(String, String, String)> {
         .prepare("SELECT d.stage, d.reason, j.control_id FROM dead_letter d JOIN journal j ON j.seq = d.journal_seq ORDER BY d.rowid")
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
-}
-
-/// Journal rows not yet delivered or dead-lettered.
-fn undelivered(db: &Path) -> i64 {
-    let s = journal_states(db);
-    s.get("received").copied().unwrap_or(0) + s.get("converted").copied().unwrap_or(0)
-}
-
-/// An ADT^A08 for patient `P<patient>` whose given name carries the sequence number.
-/// Sends update number `seq` (control ID `{prefix}{seq}`) for patient `seq % patients + 1`
-/// and checks it was accepted.
-fn send_update(c: &mut Mllp, seq: usize, patients: usize, prefix: &str) {
-    send_ok(c, &a08(seq % patients + 1, seq, &format!("{prefix}{seq}")), "A08");
-}
-
-fn a08(patient: usize, seq: usize, control_id: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|OPENEMR|Greenfield Clinic|HL7GW|FHIRHUB|20260324080000-0600||ADT^A08^ADT_A01|{control_id}|P|2.5.1|||AL|NE\r\
-         EVN|A08|20260324080000-0600\r\
-         PID|1||P{patient}^^^OPENEMR^MR||Order^S{seq:04}||20010214|F\r\
-         PV1|1|O|CLINIC1^^^Greenfield Clinic||||||||||||||||VP{patient}^^^OPENEMR^VN\r"
-    )
-    .into_bytes()
 }
 
 // ---------------------------------------------------------------- 1. whole corpus
@@ -426,43 +379,7 @@ fn cloud_down_then_up_delivers_everything_in_order_per_patient() {
     wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
     assert_eq!(undelivered(&setup.db_path()), 0);
 
-    assert_updates_in_order(&server, N, 3);
-}
-
-/// Updates `0..n` of `patients` patients (see [`send_update`]) are all stored, each patient's
-/// in send order, each exactly once.
-fn assert_updates_in_order(server: &FhirServer, n: usize, patients: usize) {
-    let dump = server.dump();
-    let stored = dump["Patient"].as_array().unwrap();
-    assert_eq!(stored.len(), patients, "one Patient per PID-3");
-    for p in stored {
-        let mrn = p["identifier"][0]["value"].as_str().unwrap().to_string();
-        let id = p["id"].as_str().unwrap();
-        // Versions oldest first, by the server's write log (same order as versionIds there).
-        let history = server.fhir_get(&format!("/Patient/{id}/_history"));
-        let mut versions: Vec<(String, String)> = history["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["resource"]["meta"]["lastUpdated"].as_str().unwrap().to_string(),
-                    e["resource"]["name"][0]["given"][0].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-        // The history is newest first; lastUpdated may tie within a millisecond, so keep
-        // the server's order and only check it is consistent with the timestamps.
-        versions.reverse();
-        assert!(versions.windows(2).all(|w| w[0].0 <= w[1].0), "{mrn}: history order {versions:?}");
-        let seqs: Vec<usize> = versions.iter().map(|(_, g)| g.trim_start_matches('S').parse().unwrap()).collect();
-        let patient: usize = mrn.trim_start_matches('P').parse().unwrap();
-        let sent: Vec<usize> = (0..n).filter(|s| s % patients + 1 == patient).collect();
-        assert_eq!(seqs, sent, "{mrn}: updates arrive in send order");
-    }
-    // Exactly one Patient write per message: nothing was sent twice.
-    let writes = server.log("writes=1&type=Patient");
-    assert_eq!(writes.len(), n);
+    check_per_patient_order(&server, 3, &(0..N).collect::<Vec<_>>());
 }
 
 #[test]
@@ -486,7 +403,7 @@ fn salesforce_profile_packs_several_patients_per_batch_in_order() {
     assert!(dead_letters(&setup.db_path()).is_empty(), "the server refused a batch: {:?}", server.stderr());
     let requests = gw.metric("gateway_forward_request_seconds_count") - refused;
     assert!(requests < N as f64 / 2.0, "{requests} requests for {N} bundles: several patients per request");
-    assert_updates_in_order(&server, N, 8);
+    check_per_patient_order(&server, 8, &(0..N).collect::<Vec<_>>());
 }
 
 // ---------------------------------------------------------------- 4. SIGKILL while draining

@@ -292,37 +292,6 @@ fn connections_over_the_limit_are_refused() {
 
 // ---------------------------------------------------------------- TLS
 
-struct Pki {
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-    ca_pem: String,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Pki { ca_pem: cert.pem(), ca: rcgen::Issuer::new(params, key) }
-    }
-
-    /// (certificate PEM, key PEM) for a server name or a client identity.
-    fn issue(&self, name: &str, client: bool) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![if client {
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 fn tls_client(addr: std::net::SocketAddr, ca_pem: &str, identity: Option<(String, String)>) -> std::io::Result<Mllp> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -357,7 +326,7 @@ fn tls_and_mutual_tls_listeners() {
     let rogue_pki = Pki::new("Rogue CA");
     let setup = Setup::new("");
     let dir = setup.dir.path();
-    let (cert, key) = server_pki.issue("localhost", false);
+    let (cert, key) = server_pki.issue(&["localhost"], false);
     std::fs::write(dir.join("server.pem"), cert).unwrap();
     std::fs::write(dir.join("server.key"), key).unwrap();
     std::fs::write(dir.join("ehr-ca.pem"), &ehr_pki.ca_pem).unwrap();
@@ -372,11 +341,11 @@ fn tls_and_mutual_tls_listeners() {
     assert_eq!(msa(&c.call(&adt("TLS1"))), ("AA".into(), "TLS1".into()));
 
     // mTLS: a client certificate from the EHR's CA is accepted...
-    let mut c = tls_client(mtls_addr, &server_pki.ca_pem, Some(ehr_pki.issue("ehr-interface", true))).unwrap();
+    let mut c = tls_client(mtls_addr, &server_pki.ca_pem, Some(ehr_pki.issue(&["ehr-interface"], true))).unwrap();
     assert_eq!(msa(&c.call(&adt("MTLS1"))), ("AA".into(), "MTLS1".into()));
 
     // ...one from another CA, or none at all, is not.
-    for identity in [Some(rogue_pki.issue("intruder", true)), None] {
+    for identity in [Some(rogue_pki.issue(&["intruder"], true)), None] {
         match tls_client(mtls_addr, &server_pki.ca_pem, identity) {
             Err(_) => {}
             // TLS 1.3 may finish the client side first; the server then closes without an ACK.

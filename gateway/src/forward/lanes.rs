@@ -397,15 +397,15 @@ impl Scheduler {
             let Some(first) = self.part(key) else { continue };
             let mut size = self.packable(&first);
             let mut parts = vec![first];
-            while size.is_some_and(|n| n < self.opts.pack_entries) {
-                let Some((_, _, key)) = self.queue.first() else { break };
-                let fits = self.lanes.get(key).and_then(|l| self.packable_head(l)).is_some_and(|n| n + size.unwrap_or(0) <= self.opts.pack_entries);
-                if !fits {
+            // More due batch heads join while they fit.
+            while let Some(n) = size {
+                let next = self.queue.first().and_then(|(_, _, key)| self.lanes.get(key)).and_then(|l| self.packable_head(l));
+                if next.is_none_or(|m| n + m > self.opts.pack_entries) {
                     break;
                 }
                 let Some(key) = self.pop_due() else { break };
                 let Some(part) = self.part(key) else { continue };
-                size = size.zip(self.packable(&part)).map(|(a, b)| a + b);
+                size = self.packable(&part).map(|m| n + m);
                 parts.push(part);
             }
             self.in_flight += 1;
@@ -513,25 +513,22 @@ impl Scheduler {
                     Outcome::Retry { settled, dead: vec![], due, failures, class: FailClass::Auth }
                 }
             };
-            match &outcome {
-                Outcome::Final { .. } => {
-                    self.recording.insert(sent.head.id);
-                }
-                Outcome::Retry { settled, due, failures, .. } => {
-                    if let Some(lane) = self.lanes.get_mut(&sent.lane) {
-                        lane.settled.clone_from(settled);
-                        lane.failures = *failures;
-                    }
-                    let due = *due;
-                    self.requeue(&sent.lane, due);
-                }
-            }
             let is_final = matches!(outcome, Outcome::Final { .. });
+            if let Outcome::Retry { settled, due, failures, .. } = &outcome {
+                if let Some(lane) = self.lanes.get_mut(&sent.lane) {
+                    lane.settled.clone_from(settled);
+                    lane.failures = *failures;
+                }
+                let due = *due;
+                self.requeue(&sent.lane, due);
+            }
             let record = Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
             if records.send(record).is_err() {
                 tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
             }
             if is_final {
+                // Skipped by `next_head` until the recorder has committed it.
+                self.recording.insert(sent.head.id);
                 self.advance(&sent.lane);
             }
         }
