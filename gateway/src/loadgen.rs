@@ -115,9 +115,11 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Runs `connections` senders of `per_connection` messages each against `addr`.
+/// Runs `connections` senders of `per_connection` messages each against `addr`. Each
+/// connection's messages are about one patient, or with `patients` set, every message is
+/// about the next of that many patients (many patient lanes).
 /// Fails if any ACK is not AA/CA for the message's own control ID.
-pub async fn run(addr: SocketAddr, connections: usize, per_connection: usize, run_id: &str) -> anyhow::Result<Report> {
+pub async fn run(addr: SocketAddr, connections: usize, per_connection: usize, patients: Option<u64>, run_id: &str) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..connections {
@@ -127,7 +129,8 @@ pub async fn run(addr: SocketAddr, connections: usize, per_connection: usize, ru
             let mut latencies = Vec::with_capacity(per_connection);
             for i in 0..per_connection {
                 let control_id = format!("{run_id}-{c}-{i}");
-                let message = sample_adt(&control_id, c as u64);
+                let patient = patients.map_or(c as u64, |n| (c * per_connection + i) as u64 % n.max(1));
+                let message = sample_adt(&control_id, patient);
                 let sent = Instant::now();
                 let ack = client.call(&message).await.context("waiting for ACK")?;
                 latencies.push(sent.elapsed());

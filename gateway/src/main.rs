@@ -44,6 +44,9 @@ enum Command {
         /// Prefix of the control IDs (make it unique per run to avoid duplicate detection).
         #[arg(long, default_value = "LG")]
         run_id: String,
+        /// Spread the messages over this many patients (default: one per connection).
+        #[arg(long)]
+        patients: Option<u64>,
     },
     /// Measure the raw SQLite commit ceiling (WAL, synchronous=FULL) on this disk.
     BenchCeiling {
@@ -97,8 +100,8 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(gateway::daemon::run(c))),
         Command::CheckConfig { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
-        Command::Loadgen { addr, connections, messages, run_id } => runtime().and_then(|rt| {
-            let report = rt.block_on(gateway::loadgen::run(addr, connections, messages, &run_id))?;
+        Command::Loadgen { addr, connections, messages, run_id, patients } => runtime().and_then(|rt| {
+            let report = rt.block_on(gateway::loadgen::run(addr, connections, messages, patients, &run_id))?;
             println!("{report}");
             Ok(())
         }),

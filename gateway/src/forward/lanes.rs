@@ -11,15 +11,17 @@
 //! packed into one request of at most `pack_entries` entries.
 //!
 //! # Finding work without scanning the journal
-//! - At start: one pass over the partial index `outbox_pending (lane, id) WHERE state =
-//!   'pending'` (only undelivered rows, however many delivered rows the outbox keeps), plus
-//!   the persisted backoff from `lane_state`.
+//! - At start: a pass in journal order over the partial index `outbox_pending_message
+//!   (journal_seq, id) WHERE state = 'pending'` (only undelivered rows, however many delivered
+//!   rows the outbox keeps), taking lanes and their persisted backoff (`lane_state`) until
+//!   `max_lanes` are held; the pass resumes where it stopped as lanes finish, so memory is
+//!   bounded however many patients a backlog holds.
 //! - New rows: `id > last id seen` on the rowid (the convert stage rings the doorbell).
 //! - A lane's next head after its head settled: `lane = ? ORDER BY id` on `outbox_pending`
 //!   (or `outbox_pending_message (journal_seq, id)` for `seq:` lanes), skipping rows settled
 //!   but not yet recorded.
 //! - Rows an operator re-queued (`gateway deadletter replay`, which writes an audit event):
-//!   a new audit event triggers the start-up pass again.
+//!   a new audit event re-reads the held lanes' heads and starts the pass again.
 //!
 //! All are index seeks; a million delivered rows cost nothing.
 //!
@@ -38,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::client::Target;
 use super::deliver::{FailClass, Verdict};
@@ -62,6 +64,9 @@ pub struct ForwardOptions {
     pub concurrency: usize,
     /// Most entries in one request packing several lanes' batch bundles (1: no packing).
     pub pack_entries: usize,
+    /// Most lanes held in memory at once; the others wait their turn in the outbox, so
+    /// memory does not grow with the number of patients in a backlog.
+    pub max_lanes: usize,
     pub backoff: Backoff,
     /// Retry interval while the target refuses our credentials.
     pub auth_retry: Duration,
@@ -81,6 +86,7 @@ impl ForwardOptions {
             metrics,
             concurrency: 4,
             pack_entries: crate::fhir::bundle::BATCH_MAX_ENTRIES,
+            max_lanes: 20_000,
             backoff: Backoff { base: Duration::from_millis(500), max: Duration::from_secs(300), jitter: true },
             auth_retry: Duration::from_secs(60),
             breaker_threshold: 5,
@@ -165,6 +171,9 @@ struct Scheduler {
     /// Rows settled for good whose outcome the recorder has not committed yet.
     recording: HashSet<i64>,
     max_seen: i64,
+    /// Set while lanes with pending rows wait for room (`max_lanes`): the journal sequence
+    /// after which [`fill`](Self::fill) looks for them.
+    scan_after: Option<i64>,
     /// Last audit event seen (operator actions may re-queue rows).
     audit_seen: i64,
     last_audit_poll: Instant,
@@ -189,6 +198,7 @@ impl Scheduler {
             queue: BTreeSet::new(),
             recording: HashSet::new(),
             max_seen: 0,
+            scan_after: None,
             audit_seen: 0,
             last_audit_poll: Instant::now(),
             in_flight: 0,
@@ -201,7 +211,7 @@ impl Scheduler {
     }
 
     fn run(mut self, recorder_conn: Connection, stop: &AtomicBool) {
-        while let Err(e) = self.load() {
+        while let Err(e) = self.start() {
             tracing::error!(error = %e, "forwarder: cannot read the outbox; will retry");
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -264,66 +274,93 @@ impl Scheduler {
         self.gauges_now();
     }
 
-    /// Start-up (and after an operator action): every lane with pending rows, its head, and
-    /// its persisted backoff. Lanes in flight keep their state.
-    fn load(&mut self) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        self.max_seen = self.max_seen.max(tx.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))?);
-        self.audit_seen = tx.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?;
-        let now = now_ms();
-        let mut found: HashMap<String, (Head, Vec<usize>)> = HashMap::new();
-        {
-            let mut stmt = tx.prepare(queries::PENDING_BY_LANE)?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let (head, settled) = head_row(r, 1)?;
-                if self.recording.contains(&head.id) {
-                    continue;
-                }
-                found.entry(lane_key(r.get(0)?, head.journal_seq)).or_insert((head, settled));
-            }
-        }
-        let mut backoff: HashMap<String, (i64, u32)> = HashMap::new();
-        {
-            let mut stmt = tx.prepare("SELECT lane, next_attempt_at, failures FROM lane_state")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                backoff.insert(r.get(0)?, (r.get(1)?, r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32));
-            }
-        }
-        tx.commit()?;
-        for (key, (head, settled)) in found {
-            let queued = self.lanes.get(&key).map(|l| (l.due, l.head.id));
-            match queued {
-                // In flight, or already queued at this head: nothing changes.
-                Some((due, id)) if id <= head.id || !self.queue.contains(&(due, id, key.clone())) => {}
-                // A re-queued row before the lane's queued head takes its place.
-                Some((due, id)) => {
-                    self.queue.remove(&(due, id, key.clone()));
-                    let lane = self.lanes.get_mut(&key).expect("lane");
-                    lane.head = head;
-                    lane.settled = settled;
-                    self.queue.insert((lane.due, head.id, key));
-                }
-                None => {
-                    let (due, failures) = backoff.get(&key).copied().unwrap_or((now, 0));
-                    self.queue.insert((due, head.id, key.clone()));
-                    self.lanes.insert(key, Lane { head, settled, failures, due });
-                }
-            }
-        }
-        self.opts.metrics.forward_lanes.set(self.lanes.len() as i64);
-        tracing::info!(lanes = self.lanes.len(), "forwarder: outbox loaded");
+    /// Start-up: where the outbox ends and which operator action was seen last; the lanes
+    /// come from [`fill`](Self::fill).
+    fn start(&mut self) -> rusqlite::Result<()> {
+        self.max_seen = self.conn.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))?;
+        self.audit_seen = self.conn.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?;
+        self.scan_after = Some(0);
+        self.fill()?;
+        tracing::info!(lanes = self.lanes.len(), all = self.scan_after.is_none(), "forwarder: outbox loaded");
         Ok(())
     }
 
-    /// Rows the convert stage added since the last look; rows an operator re-queued.
+    /// Takes on lanes with pending rows, in journal order from `scan_after`, until
+    /// `max_lanes` are held or the scan reaches the end (then every lane with pending rows
+    /// is held, and new ones are taken as [`discover`](Self::discover) finds them). The scan
+    /// never goes back: a row it passes belongs to a lane held then, which delivers it.
+    fn fill(&mut self) -> rusqlite::Result<()> {
+        const PAGE: usize = 1000;
+        while let Some(after) = self.scan_after {
+            let mut rows: Vec<(String, i64)> = Vec::with_capacity(PAGE);
+            {
+                let mut stmt = self.conn.prepare_cached(queries::PENDING_AFTER)?;
+                let mut cursor = stmt.query(params![after, PAGE as i64])?;
+                while let Some(r) = cursor.next()? {
+                    let seq: i64 = r.get(1)?;
+                    rows.push((lane_key(r.get(0)?, seq), seq));
+                }
+            }
+            for (key, seq) in &rows {
+                if self.lanes.contains_key(key) {
+                    self.scan_after = Some(*seq);
+                    continue;
+                }
+                if self.lanes.len() >= self.opts.max_lanes {
+                    // This message's lane waits for room; the next fill starts here.
+                    self.scan_after = Some(seq - 1);
+                    return Ok(());
+                }
+                self.take_lane(key)?;
+                self.scan_after = Some(*seq);
+            }
+            if rows.len() < PAGE {
+                self.scan_after = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a lane: its head and its persisted backoff.
+    fn take_lane(&mut self, key: &str) -> rusqlite::Result<()> {
+        let Some((head, settled)) = self.next_head(key)? else { return Ok(()) };
+        let backoff: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached("SELECT next_attempt_at, failures FROM lane_state WHERE lane = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (due, failures) = backoff.map_or((now_ms(), 0), |(due, f)| (due, f.clamp(0, u32::MAX as i64) as u32));
+        self.queue.insert((due, head.id, key.to_string()));
+        self.lanes.insert(key.to_string(), Lane { head, settled, failures, due });
+        Ok(())
+    }
+
+    /// After an operator re-queued rows: a queued lane whose lowest pending row is now below
+    /// its head takes it as head, and the scan for lanes starts over.
+    fn requeued_by_operator(&mut self) -> rusqlite::Result<()> {
+        let queued: Vec<(i64, i64, String)> = self.queue.iter().cloned().collect();
+        for (due, id, key) in queued {
+            if let Some((head, settled)) = self.next_head(&key)?.filter(|(h, _)| h.id < id) {
+                self.queue.remove(&(due, id, key.clone()));
+                self.queue.insert((due, head.id, key.clone()));
+                let lane = self.lanes.get_mut(&key).expect("a queued lane is held");
+                lane.head = head;
+                lane.settled = settled;
+            }
+        }
+        self.scan_after = Some(0);
+        self.fill()
+    }
+
+    /// Rows the convert stage added since the last look; rows an operator re-queued; lanes
+    /// that waited for room.
     fn discover(&mut self) -> rusqlite::Result<()> {
         if self.last_audit_poll.elapsed() >= AUDIT_POLL {
             self.last_audit_poll = Instant::now();
             let audit: i64 = self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))?;
             if audit != self.audit_seen {
-                self.load()?;
+                self.audit_seen = audit;
+                self.requeued_by_operator()?;
             }
         }
         loop {
@@ -343,15 +380,25 @@ impl Scheduler {
             }
             let now = now_ms();
             for (key, head) in found {
-                if !self.lanes.contains_key(&key) {
-                    self.queue.insert((now, head.id, key.clone()));
-                    self.lanes.insert(key, Lane { head, settled: Vec::new(), failures: 0, due: now });
+                // While lanes wait for room, the scan takes new ones in journal order.
+                if self.scan_after.is_some() || self.lanes.contains_key(&key) {
+                    continue;
                 }
+                if self.lanes.len() >= self.opts.max_lanes {
+                    self.scan_after = Some(head.journal_seq - 1);
+                    continue;
+                }
+                self.queue.insert((now, head.id, key.clone()));
+                self.lanes.insert(key, Lane { head, settled: Vec::new(), failures: 0, due: now });
             }
             if rows < 1000 {
-                return Ok(());
+                break;
             }
         }
+        if self.scan_after.is_some() && self.lanes.len() < self.opts.max_lanes {
+            self.fill()?;
+        }
+        Ok(())
     }
 
     /// The lane's lowest pending row that is not settled already (awaiting the recorder).
@@ -1031,5 +1078,73 @@ mod tests {
         f.stop();
         assert_eq!(fake.tags(), ["m", "m"]);
         assert_eq!(db.states("SELECT state FROM outbox"), ["delivered"]);
+    }
+
+    fn held(s: &Scheduler) -> Vec<String> {
+        let mut keys: Vec<String> = s.lanes.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn lanes_held_in_memory_are_capped_and_the_others_wait_their_turn_in_journal_order() {
+        let db = Db::new("cap");
+        for lane in ["A", "B", "C", "D", "E"] {
+            db.message(Some(lane), &[tx(lane)]);
+        }
+        let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
+        opts.max_lanes = 2;
+        let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
+        let mut s = Scheduler::new(conn, opts, Fake::new(|_, _, _| ok()));
+        s.start().unwrap();
+        assert_eq!(held(&s), ["A", "B"]);
+        // A new patient's message while lanes wait for room is not taken ahead of them.
+        db.message(Some("F"), &[tx("F")]);
+        s.discover().unwrap();
+        assert_eq!(held(&s), ["A", "B"]);
+        // As lanes finish, the waiting ones are taken in journal order.
+        let finish = |s: &mut Scheduler, lane: &str| {
+            db.conn.execute("UPDATE outbox SET state = 'delivered' WHERE lane = ?1", [lane]).unwrap();
+            s.advance(lane);
+            s.discover().unwrap();
+        };
+        finish(&mut s, "A");
+        assert_eq!(held(&s), ["B", "C"]);
+        finish(&mut s, "B");
+        finish(&mut s, "C");
+        assert_eq!(held(&s), ["D", "E"]);
+        finish(&mut s, "D");
+        assert_eq!(held(&s), ["E", "F"]);
+        finish(&mut s, "E");
+        finish(&mut s, "F");
+        assert!(held(&s).is_empty() && s.scan_after.is_none(), "every lane seen, nothing waits");
+        // With room again, new lanes are taken as they come.
+        db.message(Some("G"), &[tx("G")]);
+        s.discover().unwrap();
+        assert_eq!(held(&s), ["G"]);
+    }
+
+    #[test]
+    fn a_capped_forwarder_delivers_every_lane_in_order() {
+        let db = Db::new("cap-run");
+        for round in 1..=3 {
+            for lane in ["A", "B", "C", "D", "E", "F"] {
+                db.message(Some(lane), &[tx(&format!("{lane}{round}"))]);
+            }
+        }
+        let fake = Fake::new(|_, _, _| ok());
+        let metrics = Arc::new(Metrics::default());
+        let mut opts = db.options(metrics.clone(), Doorbell::default());
+        opts.max_lanes = 2;
+        let f = Forwarder::start(opts, fake.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 18);
+        f.stop();
+        let tags = fake.tags();
+        assert_eq!(tags.len(), 18, "each once: {tags:?}");
+        for lane in ["A", "B", "C", "D", "E", "F"] {
+            let rounds: Vec<&String> = tags.iter().filter(|t| t.starts_with(lane)).collect();
+            assert_eq!(rounds, [&format!("{lane}1"), &format!("{lane}2"), &format!("{lane}3")]);
+        }
+        assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
     }
 }

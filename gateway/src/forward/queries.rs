@@ -4,9 +4,10 @@
 //!
 //! Head columns, in this order: id, journal_seq, created_at, kind, entries, entries_done.
 
-/// Every pending row, by lane then id (start-up, and after an operator action).
-pub const PENDING_BY_LANE: &str = "SELECT lane, id, journal_seq, created_at, kind, entries, entries_done
-     FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' ORDER BY lane, id";
+/// A page of pending rows in journal order after a journal sequence: lane, journal_seq
+/// (finding lanes to hold).
+pub const PENDING_AFTER: &str = "SELECT lane, journal_seq FROM outbox INDEXED BY outbox_pending_message
+     WHERE state = 'pending' AND journal_seq > ?1 ORDER BY journal_seq, id LIMIT ?2";
 
 /// Rows the convert stage added after an id: lane, state, then the head columns.
 pub const NEW_ROWS: &str = "SELECT lane, state, id, journal_seq, created_at, kind, entries, entries_done
