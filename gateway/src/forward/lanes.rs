@@ -86,7 +86,7 @@ impl ForwardOptions {
             metrics,
             concurrency: 4,
             pack_entries: crate::fhir::bundle::BATCH_MAX_ENTRIES,
-            max_lanes: 20_000,
+            max_lanes: 10_000,
             backoff: Backoff { base: Duration::from_millis(500), max: Duration::from_secs(300), jitter: true },
             auth_retry: Duration::from_secs(60),
             breaker_threshold: 5,
@@ -395,7 +395,8 @@ impl Scheduler {
                 break;
             }
         }
-        if self.scan_after.is_some() && self.lanes.len() < self.opts.max_lanes {
+        // Refilled in bulk: each pass reads a page of rows, worth it for many lanes at once.
+        if self.scan_after.is_some() && self.lanes.len() <= self.opts.max_lanes * 3 / 4 {
             self.fill()?;
         }
         Ok(())
