@@ -922,32 +922,6 @@ PV1|1|I|W^101^1||||\"\"|\r";
         }
     }
 
-    /// `cargo test --release -p gateway --lib throughput -- --ignored --nocapture`
-    #[test]
-    #[ignore = "timing; run in release"]
-    fn throughput() {
-        let mut raw = b"MSH|^~\\&|LAB|HOSP|GW|CLOUD|20260101120000||ORU^R01^ORU_R01|42|P|2.5.1|||AL|NE||UNICODE UTF-8\r\
-PID|1||MRN123^^^HOSP^MR~999-99-9999^^^SSA^SS||DOE^JANE^Q^^DR||19800101|F|||1 Main St^Apt 2^Town^ST^12345^USA||555-1234\r\
-PV1|1|O|LAB^^^HOSP||||1234^WELBY^MARCUS^^^DR|||||||||||V123^^^HOSP^VN\r\
-ORC|RE|ORD123|FIL456||CM||||20260101110000|||1234^WELBY^MARCUS\r\
-OBR|1|ORD123|FIL456|CBC^Complete blood count^L|||20260101100000|||||||||1234^WELBY^MARCUS||||||20260101115000|||F\r"
-            .to_vec();
-        for i in 0..20 {
-            let obx = format!("OBX|{i}|NM|718-7^Hemoglobin^LN||13.{i}|g/dL^grams per deciliter^UCUM|12.0-16.0|N|||F|||20260101113000\r");
-            raw.extend_from_slice(obx.as_bytes());
-        }
-        let rounds = 200_000;
-        let start = std::time::Instant::now();
-        let mut segments = 0;
-        for _ in 0..rounds {
-            segments += std::hint::black_box(parse(std::hint::black_box(&raw)).unwrap()).segment_count();
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let mb = (raw.len() * rounds) as f64 / 1e6;
-        let per_second = rounds as f64 / secs;
-        eprintln!("{} bytes/message, {segments} segments: {:.0} MB/s, {per_second:.0} messages/s", raw.len(), mb / secs);
-    }
-
     #[test]
     fn index_is_small_and_debug_has_no_content() {
         let m = msg(ADT);
