@@ -53,6 +53,7 @@ fn options(path: &Path, synchronous: Synchronous) -> WriterOptions {
         batch_max_bytes: 1 << 20,
         queue: 64,
         on_commit: None,
+        gate: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ pub fn sqlite_ceiling(path: &Path, batch: usize, messages: usize, payload_len: u
         synchronous: Synchronous::Full,
         every: Duration::from_secs(1),
         retention: Duration::MAX,
+        gate: Default::default(),
     })?;
     let payload = vec![0xA5u8; payload_len];
     let started = Instant::now();

@@ -23,7 +23,7 @@ use crate::store::maintenance::{Maintenance, MaintenanceOptions};
 use crate::fhir::site::SiteMaps;
 use crate::forward::{ForwardOptions, Forwarder};
 use crate::pipeline::convert::{ConvertOptions, ConvertStage};
-use crate::store::{Doorbell, Keys, Synchronous, Writer, WriterOptions};
+use crate::store::{Doorbell, Keys, Synchronous, WriteGate, Writer, WriterOptions};
 
 /// Journal queue in front of the writer (messages); senders wait when it is full.
 const WRITER_QUEUE: usize = 4096;
@@ -37,6 +37,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let site = SiteMaps::load(&config.mapping, &config.dir)?;
     let bell = Doorbell::default();
     let forward_bell = Doorbell::default();
+    // Ingest, convert, the forwarder's recorder and maintenance take turns at the write lock.
+    let gate = Arc::new(WriteGate::default());
     let writer_options = WriterOptions {
         path: store.path.get_ref().clone(),
         vfs: None,
@@ -47,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         batch_max_bytes: store.batch_max_bytes.get(),
         queue: WRITER_QUEUE,
         on_commit: Some(bell.clone()),
+        gate: gate.clone(),
     };
     let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
     let maintenance = Maintenance::start(MaintenanceOptions {
@@ -55,6 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         synchronous: Synchronous::Full,
         every: MAINTENANCE_EVERY,
         retention: Duration::from_secs(store.retention_secs),
+        gate: gate.clone(),
     })?;
     let converter = ConvertStage::start(ConvertOptions {
         path: store.path.get_ref().clone(),
@@ -65,10 +69,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bell,
         metrics: metrics.clone(),
         on_convert: Some(forward_bell.clone()),
+        gate: gate.clone(),
     })?;
     let (target, destination) = crate::forward::target(&config.cloud, &config.dir)?;
     let mut forward_options = ForwardOptions::new(store.path.get_ref().clone(), keys.clone(), forward_bell, metrics.clone());
     crate::forward::apply_config(&mut forward_options, &config.cloud);
+    forward_options.gate = gate;
     let forwarder = Forwarder::start(forward_options, target)?;
     tracing::info!(%destination, concurrency = config.cloud.concurrency.get(), "forwarding");
     tracing::info!(journal = %store.path.get_ref().display(), profile = %config.cloud.profile(), "journal open (WAL, synchronous=FULL)");

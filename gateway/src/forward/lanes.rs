@@ -50,7 +50,7 @@ use super::retry::{self, Backoff, Breaker, Throttle};
 use super::worker::{self, Done, Head, Job, Part, Shape};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
-use crate::store::{Doorbell, Keys};
+use crate::store::{Doorbell, Keys, WriteGate};
 
 /// Everything the forwarder needs.
 pub struct ForwardOptions {
@@ -73,6 +73,8 @@ pub struct ForwardOptions {
     /// Consecutive failures that open the circuit breaker, and its first cooldown.
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
+    /// The process's write gate (the recorder writes as a background writer).
+    pub gate: Arc<WriteGate>,
 }
 
 impl ForwardOptions {
@@ -91,6 +93,7 @@ impl ForwardOptions {
             auth_retry: Duration::from_secs(60),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(5),
+            gate: Arc::default(),
         }
     }
 }
@@ -220,10 +223,10 @@ impl Scheduler {
         }
         let (record_tx, record_rx) = mpsc::sync_channel::<Record>(RECORD_QUEUE);
         let (recorded_tx, recorded_rx) = mpsc::channel::<Vec<i64>>();
-        let metrics = self.opts.metrics.clone();
+        let (metrics, gate) = (self.opts.metrics.clone(), self.opts.gate.clone());
         let recorder = std::thread::Builder::new()
             .name("forward-record".into())
-            .spawn(move || record::run(recorder_conn, record_rx, recorded_tx, metrics))
+            .spawn(move || record::run(recorder_conn, record_rx, recorded_tx, metrics, &gate))
             .expect("spawn forward recorder");
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (done_tx, done_rx) = mpsc::channel::<Done>();

@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::deliver::FailClass;
 use crate::ops::metrics::Metrics;
+use crate::store::WriteGate;
 
 /// What to write for one outbox row.
 #[derive(Debug)]
@@ -32,21 +33,22 @@ pub(super) enum Outcome {
     Retry { settled: Vec<usize>, dead: Vec<String>, due: i64, failures: u32, class: FailClass },
 }
 
-/// Most records per transaction.
-const MAX_BATCH: usize = 4096;
+/// Most records per transaction: the write lock is shared with the ingest writer, whose
+/// ACKs wait while a transaction holds it (128: live ACK p99 19 ms while draining, 512: 31 ms).
+const MAX_BATCH: usize = 128;
 /// Attempts at a failing transaction before giving up on it (its rows stay `pending` and are
 /// sent again after a restart).
 const ATTEMPTS: u32 = 10;
 
 /// Writes records until the channel closes. After each commit it sends back the ids of the
 /// rows it settled for good, so the scheduler can stop skipping them.
-pub(super) fn run(mut conn: Connection, records: Receiver<Record>, recorded: Sender<Vec<i64>>, metrics: Arc<Metrics>) {
+pub(super) fn run(mut conn: Connection, records: Receiver<Record>, recorded: Sender<Vec<i64>>, metrics: Arc<Metrics>, gate: &WriteGate) {
     while let Ok(first) = records.recv() {
         let mut batch = vec![first];
         batch.extend(records.try_iter().take(MAX_BATCH - 1));
         let mut attempt = 1;
         loop {
-            match write(&mut conn, &batch) {
+            match write(&mut conn, &batch, gate) {
                 Ok(counts) => {
                     metrics.forward_delivered.add(counts.delivered);
                     metrics.dead_letters.add(counts.dead_letters);
@@ -77,9 +79,10 @@ struct Counts {
 }
 
 /// One transaction for the whole batch.
-fn write(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<Counts> {
+fn write(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusqlite::Result<Counts> {
     let mut counts = Counts::default();
     let now = super::lanes::now_ms();
+    let _pass = gate.background();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for r in batch {
         let dead = match &r.outcome {

@@ -16,7 +16,7 @@ use crate::fhir::convert;
 use crate::fhir::site::SiteMaps;
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
-use crate::store::{Doorbell, Keys};
+use crate::store::{Doorbell, Keys, WriteGate};
 
 /// Rows converted per transaction: small enough that the ingest writer never waits long
 /// for the write lock.
@@ -37,6 +37,7 @@ pub struct ConvertOptions {
     pub metrics: Arc<Metrics>,
     /// Rung after a commit that wrote bundles to the outbox (wakes the forwarder).
     pub on_convert: Option<Doorbell>,
+    pub gate: Arc<WriteGate>,
 }
 
 /// The running stage.
@@ -105,6 +106,7 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
     // Conversion is CPU work: done before taking the write lock.
     let outcomes: Vec<Outcome> = rows.iter().map(|(_, _, sealed)| convert_one(sealed, opts)).collect();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let _pass = opts.gate.background();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut wrote = false;
     for ((seq, lane, _), outcome) in rows.iter().zip(outcomes) {
@@ -193,6 +195,7 @@ mod tests {
             keys: Arc::new(Keys::from_master(&[3; 32])),
             bell: Doorbell::default(),
             on_convert: None,
+            gate: Arc::default(),
             metrics: Arc::new(Metrics::default()),
         };
         (conn, opts)

@@ -20,6 +20,7 @@ pub struct MaintenanceOptions {
     pub every: Duration,
     /// Delivered rows older than this are deleted.
     pub retention: Duration,
+    pub gate: std::sync::Arc<super::WriteGate>,
 }
 
 /// WAL size that triggers a checkpoint.
@@ -72,7 +73,7 @@ impl Drop for Maintenance {
 fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
     // A message or a hang-up on the channel means stop; a timeout means work.
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(opts.every) {
-        if let Err(e) = purge(&mut conn, opts.retention) {
+        if let Err(e) = purge(&mut conn, opts.retention, &opts.gate) {
             tracing::warn!(error = %e, "purge of delivered rows failed; will retry");
         }
         // Checkpoint only once the WAL has grown: every checkpoint fsyncs the database file,
@@ -87,7 +88,7 @@ fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<(
 }
 
 /// Deletes delivered rows older than `retention`; returns how many.
-pub fn purge(conn: &mut Connection, retention: Duration) -> rusqlite::Result<usize> {
+pub fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate) -> rusqlite::Result<usize> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
     let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut total = 0;
@@ -103,6 +104,7 @@ pub fn purge(conn: &mut Connection, retention: Duration) -> rusqlite::Result<usi
         if !due {
             return Ok(total);
         }
+        let _pass = gate.background();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // The delivered outbox rows (bundles) go with their journal row.
         tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS purge_seq (seq INTEGER PRIMARY KEY); DELETE FROM temp.purge_seq;")?;
@@ -147,13 +149,13 @@ mod tests {
              SELECT seq, 0, received_at, CASE state WHEN 'delivered' THEN 'delivered' ELSE 'pending' END, x'00' FROM journal",
         )
         .unwrap();
-        assert_eq!(purge(&mut conn, Duration::from_secs(5)).unwrap(), 1);
+        assert_eq!(purge(&mut conn, Duration::from_secs(5), &Default::default()).unwrap(), 1);
         let left: Vec<String> =
             conn.prepare("SELECT control_id FROM journal ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
         assert_eq!(left, ["new-delivered", "old-received"]);
         let bundles: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
         assert_eq!(bundles, 2, "the purged message's bundle went with it");
-        assert_eq!(purge(&mut conn, Duration::from_secs(5)).unwrap(), 0);
+        assert_eq!(purge(&mut conn, Duration::from_secs(5), &Default::default()).unwrap(), 0);
         drop(conn);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -5,10 +5,12 @@ pub mod audit;
 pub mod crypto;
 pub mod db;
 pub mod doorbell;
+pub mod gate;
 pub mod maintenance;
 pub mod writer;
 
 pub use crypto::Keys;
 pub use db::Synchronous;
 pub use doorbell::Doorbell;
+pub use gate::WriteGate;
 pub use writer::{AppendError, Appended, Appender, NewMessage, Writer, WriterOptions};

@@ -63,6 +63,8 @@ pub struct WriterOptions {
     pub queue: usize,
     /// Rung after every commit that stored something (wakes the convert stage).
     pub on_commit: Option<super::Doorbell>,
+    /// Shared with the process's other writers; ingest goes first.
+    pub gate: Arc<super::WriteGate>,
 }
 
 /// Rough per-row cost beyond the payload (metadata, index entries), for the disk budget.
@@ -179,6 +181,7 @@ impl WriterLoop {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
         let cutoff = now - self.opts.dedup_window.as_millis() as i64;
         let mut used = used_bytes(&self.conn)?;
+        let _pass = self.opts.gate.ingest();
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
         {
