@@ -181,7 +181,7 @@ impl WriterLoop {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
         let cutoff = now - self.opts.dedup_window.as_millis() as i64;
         let mut used = used_bytes(&self.conn)?;
-        let _pass = self.opts.gate.ingest();
+        let _announce = self.opts.gate.ingest();
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
         {
