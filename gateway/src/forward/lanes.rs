@@ -446,17 +446,17 @@ impl Scheduler {
             }
             let Some(key) = self.pop_due() else { return };
             let Some(first) = self.part(key) else { continue };
-            let mut size = self.packable(&first);
+            let mut size = self.pack_size(&first.lane);
             let mut parts = vec![first];
             // More due batch heads join while they fit.
             while let Some(n) = size {
-                let next = self.queue.first().and_then(|(_, _, key)| self.lanes.get(key)).and_then(|l| self.packable_head(l));
+                let next = self.queue.first().and_then(|(_, _, key)| self.pack_size(key));
                 if next.is_none_or(|m| n + m > self.opts.pack_entries) {
                     break;
                 }
                 let Some(key) = self.pop_due() else { break };
                 let Some(part) = self.part(key) else { continue };
-                size = self.packable(&part).map(|m| n + m);
+                size = self.pack_size(&part.lane).map(|m| n + m);
                 parts.push(part);
             }
             self.in_flight += 1;
@@ -470,13 +470,10 @@ impl Scheduler {
     }
 
     /// Entries a lane's head would add to a pack; `None` if it is not packable.
-    fn packable_head(&self, lane: &Lane) -> Option<usize> {
+    fn pack_size(&self, key: &str) -> Option<usize> {
+        let lane = self.lanes.get(key)?;
         let shape = lane.head.shape.filter(|s| s.batch)?;
         Some(shape.entries.saturating_sub(lane.settled.len()).max(1))
-    }
-
-    fn packable(&self, part: &Part) -> Option<usize> {
-        self.lanes.get(&part.lane).and_then(|l| self.packable_head(l))
     }
 
     /// Reads a lane's head bundle for sending; `None` (and the lane moved on or requeued)
@@ -543,12 +540,13 @@ impl Scheduler {
                 self.requeue(&sent.lane, now);
                 continue;
             };
-            let lane = self.lanes.get(&sent.lane);
-            let (failures, mut settled) = lane.map_or((0, Vec::new()), |l| (l.failures, l.settled.clone()));
+            let failures = self.lanes.get(&sent.lane).map_or(0, |l| l.failures);
+            let settled_before = || self.lanes.get(&sent.lane).map(|l| l.settled.clone()).unwrap_or_default();
             let outcome = match verdict {
                 Verdict::Settled { dead, .. } => Outcome::Final { dead: dead.into_iter().map(|(_, r)| r).collect() },
                 Verdict::Dead { reason, .. } => Outcome::Final { dead: vec![reason] },
                 Verdict::Retry { class, after, ok, dead } => {
+                    let mut settled = settled_before();
                     settled.extend(ok.iter().copied().chain(dead.iter().map(|(i, _)| *i)));
                     settled.sort_unstable();
                     settled.dedup();
@@ -561,7 +559,7 @@ impl Scheduler {
                 Verdict::AuthFailed => {
                     let failures = failures.saturating_add(1);
                     let due = now + self.opts.auth_retry.as_millis() as i64;
-                    Outcome::Retry { settled, dead: vec![], due, failures, class: FailClass::Auth }
+                    Outcome::Retry { settled: settled_before(), dead: vec![], due, failures, class: FailClass::Auth }
                 }
             };
             let is_final = matches!(outcome, Outcome::Final { .. });

@@ -143,8 +143,10 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
     let mut entries = 0usize;
     // Request position and text of each entry with a URL, by URL.
     let mut by_url: HashMap<String, (usize, &str)> = HashMap::new();
-    // Per packed part: its index in `parts` and (entry index in its bundle, request position).
-    let mut packed: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    // The packed parts (indexes in `parts`) and, per packed part, (entry index in its bundle,
+    // request position) of each entry it sent.
+    let mut packed: Vec<usize> = Vec::new();
+    let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
     for (i, (part, plain)) in parts.iter().zip(&opened).enumerate() {
         let Some(plain) = plain else {
             verdicts[i] = Some(undecryptable());
@@ -165,10 +167,10 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
         if conflicts {
             continue;
         }
-        let mut positions = Vec::with_capacity(own.len());
+        let mut sent = Vec::with_capacity(own.len());
         for (n, text, url) in own {
             if let Some(&(pos, _)) = url.as_ref().and_then(|u| by_url.get(u)) {
-                positions.push((n, pos));
+                sent.push((n, pos));
                 continue;
             }
             if entries > 0 {
@@ -178,18 +180,18 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
             if let Some(url) = url {
                 by_url.insert(url, (entries, text));
             }
-            positions.push((n, entries));
+            sent.push((n, entries));
             entries += 1;
         }
-        packed.push((i, positions));
+        packed.push(i);
+        positions.push(sent);
     }
     body.extend_from_slice(b"]}");
     let mut limit_info = None;
     if !packed.is_empty() {
-        let positions: Vec<Vec<(usize, usize)>> = packed.iter().map(|(_, p)| p.clone()).collect();
         match send(target, &body, metrics) {
             Err(e) => {
-                for (i, _) in &packed {
+                for i in &packed {
                     verdicts[*i] = Some(deliver::judge_error(&e));
                 }
             }
@@ -197,13 +199,13 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
                 limit_info = resp.limit_info.clone();
                 match deliver::judge_pack(&positions, &resp, SystemTime::now()) {
                     Some(judged) => {
-                        for ((i, _), verdict) in packed.iter().zip(judged) {
+                        for (i, verdict) in packed.iter().zip(judged) {
                             verdicts[*i] = Some(verdict);
                         }
                     }
                     // Refused as a whole: find the culprit by sending each part alone.
                     None => {
-                        for (i, _) in &packed {
+                        for i in &packed {
                             let (verdict, info) = send_alone(&parts[*i], target, keys, metrics);
                             verdicts[*i] = Some(verdict);
                             limit_info = info.or(limit_info);
