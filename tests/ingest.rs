@@ -249,13 +249,18 @@ fn storage_full_refuses_new_messages_and_recovers_when_space_frees() {
     assert_eq!(gw.metric("gateway_naks_total{reason=\"storage_full\"}"), 2.0);
 
     // Space frees (as the forwarder's purge does after delivery): acceptance resumes by itself.
-    let conn = rusqlite::Connection::open(setup.db_path()).unwrap();
+    // One transaction, as the purge does: the convert stage may be writing bundles for these
+    // rows meanwhile.
+    let mut conn = rusqlite::Connection::open(setup.db_path()).unwrap();
     conn.busy_timeout(WAIT).unwrap();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
     let half = accepted.len() / 2;
     for id in &accepted[..half] {
-        conn.execute("DELETE FROM outbox WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)", [id]).unwrap();
-        conn.execute("DELETE FROM journal WHERE control_id = ?1", [id]).unwrap();
+        tx.execute("DELETE FROM outbox WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)", [id]).unwrap();
+        tx.execute("DELETE FROM dead_letter WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)", [id]).unwrap();
+        tx.execute("DELETE FROM journal WHERE control_id = ?1", [id]).unwrap();
     }
+    tx.commit().unwrap();
     drop(conn);
     assert_eq!(msa(&c.call(&adt(&refused))), ("AA".into(), refused.clone()));
     assert_eq!(journal_counts(&setup.db_path()).get(&refused), Some(&1));
