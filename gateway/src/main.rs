@@ -95,6 +95,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gateway::ops::logging::init();
+    gateway::ops::logging::install_panic_hook();
     let result = match cli.command {
         Command::Run { config } => Config::load(&config)
             .map_err(anyhow::Error::from)

@@ -4,8 +4,10 @@
 //! - [`messages`]: per structure, the walk over segment groups.
 //! - [`resources`]: per segment, the map to one resource.
 //! - [`model`]: the converter's output before bundling.
+//! - [`budget`]: how large a message the converter takes on, and for how long.
 //! - [`site`], [`time`], [`json`]: site maps, v2 timestamps, the empty-free JSON builder.
 
+pub mod budget;
 pub mod bundle;
 pub mod codes;
 pub mod convert;

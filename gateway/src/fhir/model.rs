@@ -1,12 +1,14 @@
 //! What the converter produces before bundling: resources with a local key (for references
 //! between them) and, where the source has one, a business identifier (for idempotent upserts).
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 
 use super::json::Obj;
 
 /// A business identifier: the conditional-update key of a resource.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Identity {
     pub system: String,
     pub value: String,
@@ -46,12 +48,15 @@ pub struct Report {
     pub unmapped_codes: Vec<String>,
     /// Anything else worth an integration engineer's attention (PHI-free).
     pub warnings: Vec<String>,
+    /// The entries of `unmapped_codes`, to keep it free of repeats in O(1) per code.
+    #[serde(skip)]
+    unmapped_seen: HashSet<String>,
 }
 
 impl Report {
     pub fn unmapped(&mut self, system: &str, code: &str) {
         let entry = format!("{system}|{code}");
-        if !self.unmapped_codes.contains(&entry) {
+        if self.unmapped_seen.insert(entry.clone()) {
             self.unmapped_codes.push(entry);
         }
     }

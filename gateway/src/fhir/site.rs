@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use jiff::tz::TimeZone;
+
+use super::budget::Budget;
 use serde::Deserialize;
 
 /// The `[mapping]` section of the configuration.
@@ -26,6 +28,9 @@ pub struct MappingConfig {
     /// Z-segments not listed are kept in the journal and reported as unconsumed.
     #[serde(default)]
     pub z_segments: BTreeMap<String, String>,
+    /// How large a message the converter takes on, and for how long (`[mapping.budget]`).
+    #[serde(default)]
+    pub budget: Budget,
 }
 
 fn default_zone() -> String {
@@ -34,7 +39,7 @@ fn default_zone() -> String {
 
 impl Default for MappingConfig {
     fn default() -> Self {
-        MappingConfig { time_zone: default_zone(), identifier_systems: HashMap::new(), code_maps: Vec::new(), z_segments: BTreeMap::new() }
+        MappingConfig { time_zone: default_zone(), identifier_systems: HashMap::new(), code_maps: Vec::new(), z_segments: BTreeMap::new(), budget: Budget::default() }
     }
 }
 
@@ -61,6 +66,7 @@ pub struct SiteMaps {
     pub identifier_systems: HashMap<String, String>,
     codes: HashMap<(String, String), MappedCode>,
     pub z_segments: BTreeMap<String, String>,
+    pub budget: Budget,
 }
 
 impl SiteMaps {
@@ -72,12 +78,12 @@ impl SiteMaps {
             let path = base.join(file);
             load_code_map(&path, &mut codes)?;
         }
-        Ok(SiteMaps { zone, identifier_systems: config.identifier_systems.clone(), codes, z_segments: config.z_segments.clone() })
+        Ok(SiteMaps { zone, identifier_systems: config.identifier_systems.clone(), codes, z_segments: config.z_segments.clone(), budget: config.budget })
     }
 
     /// Maps with no entries, in the given zone (tests, CLI without a config).
     pub fn empty(zone: TimeZone) -> SiteMaps {
-        SiteMaps { zone, identifier_systems: HashMap::new(), codes: HashMap::new(), z_segments: BTreeMap::new() }
+        SiteMaps { zone, identifier_systems: HashMap::new(), codes: HashMap::new(), z_segments: BTreeMap::new(), budget: Budget::default() }
     }
 
     /// The standard coding for a local `(coding system name, code)`, if the site maps it.

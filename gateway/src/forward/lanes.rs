@@ -243,7 +243,10 @@ impl Scheduler {
             })
             .collect();
         drop(done_tx);
+        let metrics = self.opts.metrics.clone();
+        let _exit = metrics.stages.forward.guard();
         loop {
+            metrics.stages.forward.beat();
             for ids in recorded_rx.try_iter() {
                 for id in ids {
                     self.recording.remove(&id);

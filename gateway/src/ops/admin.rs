@@ -1,4 +1,4 @@
-//! The admin HTTP endpoint (loopback): `/healthz` and `/metrics`.
+//! The admin HTTP endpoint (loopback): `/healthz` (journal and every stage alive) and `/metrics`.
 
 use std::sync::Arc;
 
@@ -20,10 +20,14 @@ struct Admin {
 }
 
 async fn healthz(State(s): State<Admin>) -> impl IntoResponse {
-    let (status, mut body) = if s.journal.healthy() {
+    let mut problems = s.metrics.stages.problems();
+    if !s.journal.healthy() {
+        problems.push("journal: last commit failed".into());
+    }
+    let (status, mut body) = if problems.is_empty() {
         (StatusCode::OK, String::from("ok\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, String::from("journal: last commit failed\n"))
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n")
     };
     // Delivery trouble is reported but does not fail the check: ingest still takes custody.
     if s.metrics.forward_auth_failing.get() == 1 {

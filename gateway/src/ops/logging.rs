@@ -16,3 +16,13 @@ pub fn init() {
     }
     registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false)).init();
 }
+
+/// Logs a panic's thread and source location only: its message may quote the input that
+/// caused it (a value from a patient's message), which must not reach the log.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        tracing::error!(thread = thread.name().unwrap_or("unnamed"), %location, "internal error (panic); its message is withheld as it may quote message content");
+    }));
+}

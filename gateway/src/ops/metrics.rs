@@ -143,6 +143,8 @@ pub struct Metrics {
     pub forward_api_usage_permille: Gauge,
     /// Request duration, send to last body byte.
     pub forward_latency: Histogram,
+    /// Liveness of the data path's stages.
+    pub stages: super::liveness::Stages,
 }
 
 /// The `class` labels of `gateway_forward_failures_total`, in index order.
@@ -180,6 +182,7 @@ impl Default for Metrics {
             forward_auth_failing: Gauge::default(),
             forward_api_usage_permille: Gauge::default(),
             forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
+            stages: Default::default(),
         }
     }
 }
@@ -256,6 +259,7 @@ impl Metrics {
         histogram(&mut out, "gateway_ack_latency_seconds", "Frame received to ACK written", &self.ack_latency);
         histogram(&mut out, "gateway_commit_batch_size", "Messages per group commit", &self.batch_size);
         histogram(&mut out, "gateway_forward_request_seconds", "FHIR target request duration", &self.forward_latency);
+        self.stages.render(&mut out);
         out
     }
 }

@@ -1,5 +1,6 @@
-//! Operations surface: metrics, the admin HTTP endpoint, logging.
+//! Operations surface: metrics, stage liveness, the admin HTTP endpoint, logging.
 
 pub mod admin;
+pub mod liveness;
 pub mod logging;
 pub mod metrics;

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -69,11 +70,20 @@ impl ConvertStage {
 }
 
 fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
+    let stage = &opts.metrics.stages.convert;
+    let _exit = stage.guard();
     while !stop.load(Ordering::Relaxed) {
-        match step(&mut conn, &opts) {
-            Ok(n) if n == BATCH => continue,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "convert stage: database error; will retry"),
+        stage.beat();
+        // Conversions run under their own guard (`convert_message`); this one catches a panic
+        // anywhere else in a step, so the stage goes on (the step's transaction rolled back).
+        match std::panic::catch_unwind(AssertUnwindSafe(|| step(&mut conn, &opts))) {
+            Ok(Ok(n)) if n == BATCH => continue,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "convert stage: database error; will retry"),
+            Err(_) => {
+                stage.restarted();
+                tracing::warn!(restarts = stage.restarts(), "convert stage: internal error in a step; restarting the loop");
+            }
         }
         if opts.bell.wait(IDLE) && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(GATHER);
@@ -109,6 +119,8 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
     let _pass = opts.gate.background();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut wrote = false;
+    // Counted after the commit: a rolled-back batch converted nothing.
+    let (mut converted, mut dead, mut done) = (0, 0, 0);
     for ((seq, lane, _), outcome) in rows.iter().zip(outcomes) {
         let state = match &outcome {
             // Nothing to send (e.g. a message with no resources in batch form): done.
@@ -121,7 +133,7 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
             continue;
         }
         if state == "delivered" {
-            opts.metrics.journal_depth.add(-1);
+            done += 1;
         }
         match outcome {
             Outcome::Bundles(parts) => {
@@ -133,7 +145,7 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
                     )?
                     .execute(params![seq, part as i64, lane, now, sealed.bytes, sealed.kind, sealed.entries as i64])?;
                 }
-                opts.metrics.converted.inc();
+                converted += 1;
             }
             Outcome::Dead(reason) => {
                 tracing::warn!(seq, %reason, "conversion failed; message moved to dead letters");
@@ -141,11 +153,14 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
                     "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'convert', ?2, ?3)",
                     params![seq, reason, now],
                 )?;
-                opts.metrics.dead_letters.inc();
+                dead += 1;
             }
         }
     }
     tx.commit()?;
+    opts.metrics.converted.add(converted);
+    opts.metrics.dead_letters.add(dead);
+    opts.metrics.journal_depth.add(-done);
     if wrote {
         if let Some(bell) = &opts.on_convert {
             bell.ring();
@@ -159,24 +174,52 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions) -> Outcome {
     let Ok(raw) = opts.keys.open(sealed) else {
         return Outcome::Dead("payload does not decrypt under the key file".into());
     };
-    let conversion = match convert::convert(&raw, &opts.site) {
-        Ok(c) => c,
-        // Parse errors carry a table 0357 code and a location, never content.
-        Err(e) => return Outcome::Dead(e.to_string()),
-    };
-    match bundle::bundles(&conversion, opts.profile) {
+    match convert_message(&raw, &opts.site, opts.profile) {
         Ok(bundles) => Outcome::Bundles(
             bundles
-                .iter()
-                .map(|b| Sealed {
-                    bytes: opts.keys.seal(&serde_json::to_vec(b).expect("JSON values serialize")),
-                    kind: b["type"].as_str().unwrap_or("transaction").to_string(),
-                    entries: b["entry"].as_array().map_or(0, Vec::len),
-                })
+                .into_iter()
+                .map(|b| Sealed { bytes: opts.keys.seal(&b.json), kind: b.kind.to_string(), entries: b.entries })
                 .collect(),
         ),
-        Err(_) => Outcome::Dead(format!("bundle could not be built ({})", conversion.report.structure)),
+        Err(reason) => Outcome::Dead(reason),
     }
+}
+
+/// One serialized bundle of a message.
+#[derive(Debug)]
+pub struct Bundle {
+    pub json: Vec<u8>,
+    /// `transaction` or `batch`.
+    pub kind: &'static str,
+    pub entries: usize,
+}
+
+/// What the convert stage does with one message's plaintext: convert within the site's
+/// budget and bundle for `profile`. Never panics: a panic anywhere in the converter becomes a
+/// dead-letter reason (the panic hook logs where, never the message), so no input can stop the
+/// stage. `Err` is a PHI-free reason.
+pub fn convert_message(raw: &[u8], site: &SiteMaps, profile: Profile) -> Result<Vec<Bundle>, String> {
+    let work = || -> Result<Vec<Bundle>, String> {
+        // Parse and budget errors carry codes, counts and locations, never content.
+        let conversion = convert::convert(raw, site).map_err(|e| e.to_string())?;
+        let bundles = bundle::bundles(&conversion, profile)
+            .map_err(|_| format!("bundle could not be built ({})", conversion.report.structure))?;
+        bundles
+            .iter()
+            .map(|b| {
+                let json = serde_json::to_vec(b).map_err(|_| "bundle could not be serialized".to_string())?;
+                let kind = if b["type"] == "batch" { "batch" } else { "transaction" };
+                Ok(Bundle { json, kind, entries: b["entry"].as_array().map_or(0, Vec::len) })
+            })
+            .collect()
+    };
+    guarded(work)
+}
+
+/// Runs `work`, turning a panic into a reason: the convert thread lives on.
+fn guarded<T>(work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err("internal error in the converter (a defect: please report the control ID)".into()))
 }
 
 #[cfg(test)]
@@ -243,5 +286,28 @@ mod tests {
         assert_eq!(step(&mut conn, &opts).unwrap(), 0, "nothing left to convert");
         drop(conn);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_panic_in_conversion_becomes_a_reason() {
+        assert_eq!(guarded(|| Ok::<_, String>(1)), Ok(1));
+        let r: Result<(), String> = guarded(|| panic!("index out of range"));
+        assert!(r.unwrap_err().contains("internal error in the converter"));
+    }
+
+    #[test]
+    fn messages_that_stopped_the_stage_are_converted_or_dead_lettered() {
+        let site = SiteMaps::empty(jiff::tz::TimeZone::UTC);
+        // An AIS duration past any time span: `jiff::Span::minutes` panicked on it.
+        let siu = b"MSH|^~\\&|A|B|C|D|20261115080000-0500||SIU^S12^SIU_S12|S1|P|2.5.1\rSCH|1|F1|||||||30|MIN\rPID|1||M1^^^H^MR||DOE^JO\rRGS|1\rAIS|1||CONSULT^Consult|202611150900-0500|||99999999999|MIN\r";
+        let bundles = convert_message(siu, &site, Profile::Generic).expect("converted without the impossible end time");
+        assert_eq!(bundles.len(), 1);
+        let mut pid = b"MSH|^~\\&|A|B|C|D|20260101120000||ADT^A08^ADT_A01|C1|P|2.5.1\rEVN|A08|20260101120000\rPID|1||".to_vec();
+        for i in 0..=site.budget.max_repetitions {
+            pid.extend_from_slice(format!("{i}^^^H^MR~").as_bytes());
+        }
+        pid.extend_from_slice(b"\r");
+        let reason = convert_message(&pid, &site, Profile::Generic).unwrap_err();
+        assert!(reason.contains("max_repetitions") && reason.contains("1002 repetitions"), "{reason}");
     }
 }

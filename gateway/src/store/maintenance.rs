@@ -21,6 +21,8 @@ pub struct MaintenanceOptions {
     /// Delivered rows older than this are deleted.
     pub retention: Duration,
     pub gate: std::sync::Arc<super::WriteGate>,
+    /// Where the thread reports its liveness.
+    pub metrics: std::sync::Arc<crate::ops::metrics::Metrics>,
 }
 
 /// WAL size that triggers a checkpoint.
@@ -71,8 +73,11 @@ impl Drop for Maintenance {
 }
 
 fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
+    let stage = &opts.metrics.stages.maintenance;
+    let _exit = stage.guard();
     // A message or a hang-up on the channel means stop; a timeout means work.
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(opts.every) {
+        stage.beat();
         if let Err(e) = purge(&mut conn, opts.retention, &opts.gate) {
             tracing::warn!(error = %e, "purge of delivered rows failed; will retry");
         }

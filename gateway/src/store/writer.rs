@@ -133,7 +133,14 @@ struct WriterLoop {
 impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut batch: Vec<Request> = Vec::with_capacity(self.opts.batch_max_messages);
-        while let Some(first) = rx.blocking_recv() {
+        let metrics = self.metrics.clone();
+        let stage = &metrics.stages.writer;
+        let _exit = stage.guard();
+        loop {
+            // Waiting for messages is not a stall; a commit that never returns is.
+            stage.waiting(true);
+            let Some(first) = rx.blocking_recv() else { break };
+            stage.waiting(false);
             let mut bytes = first.0.sealed.len();
             batch.push(first);
             while batch.len() < self.opts.batch_max_messages && bytes < self.opts.batch_max_bytes {

@@ -57,7 +57,8 @@ fn minutes(amount: &str, units: Rep) -> Option<i64> {
 /// A v2 DTM plus `mins` minutes, as a v2 DTM (offset kept). `None` without a time of day.
 fn plus_minutes(v2: &str, mins: i64) -> Option<String> {
     let V2Time::DateTime { at, offset_seconds, .. } = time::parse(v2).ok()? else { return None };
-    let at = at.checked_add(jiff::Span::new().minutes(mins)).ok()?;
+    // `try_minutes`: a duration from the message may be out of any span's range (it panicked).
+    let at = at.checked_add(jiff::Span::new().try_minutes(mins).ok()?).ok()?;
     let mut out = format!("{:04}{:02}{:02}{:02}{:02}{:02}", at.year(), at.month(), at.day(), at.hour(), at.minute(), at.second());
     if let Some(o) = offset_seconds {
         let sign = if o < 0 { '-' } else { '+' };

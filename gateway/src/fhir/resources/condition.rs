@@ -13,7 +13,7 @@ use crate::fhir::convert::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};
-use crate::fhir::resources::patient::{push_unique, table_concept, val};
+use crate::fhir::resources::patient::{table_concept, val};
 use crate::hl7::parser::Segment;
 
 const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
@@ -57,7 +57,7 @@ pub fn condition(ctx: &mut Ctx, dg1: Segment, patient: &str, encounter: Option<&
         };
         let rank = val(dg1.field(15)).parse::<u64>().ok().filter(|r| *r > 0);
         let diagnosis = Obj::new().set("condition", reference(&key)).set("use", use_).set("rank", rank).value();
-        push_unique(ctx, enc, "diagnosis", diagnosis);
+        ctx.append_unique(enc, "diagnosis", diagnosis);
     }
     key
 }

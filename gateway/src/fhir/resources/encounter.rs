@@ -20,7 +20,7 @@ use crate::fhir::convert::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};
-use crate::fhir::resources::patient::{push_unique, table_concept, val, Identifiers};
+use crate::fhir::resources::patient::{table_concept, val, Identifiers};
 use crate::hl7::parser::{Field, Segment};
 
 const PARTICIPATION_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
@@ -226,6 +226,6 @@ pub fn role_participant(ctx: &mut Ctx, rol: Segment, encounter: &str) -> bool {
         .set("individual", reference(&key))
         .set("period", Obj::new().set("start", start).set("end", end))
         .value();
-    push_unique(ctx, encounter, "participant", participant);
+    ctx.append_unique(encounter, "participant", participant);
     true
 }

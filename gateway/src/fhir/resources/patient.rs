@@ -13,6 +13,8 @@
 //! - PD1-3 and PD1-4 → `generalPractitioner` (Organization first, then Practitioner, as the IG
 //!   orders them); a ROL with role `PP` (table 0443) adds to the same list.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 
 use crate::fhir::codes;
@@ -69,13 +71,15 @@ pub(crate) fn table_concept(ctx: &mut Ctx, rep: Rep, table: &str, assume_table: 
 #[derive(Default)]
 pub(crate) struct Identifiers {
     items: Vec<(Value, Option<Identity>, String)>,
+    /// (system, value) of the items: a repeat is found in O(1), not by a scan per push.
+    seen: HashSet<(String, String)>,
 }
 
 impl Identifiers {
     pub(crate) fn push(&mut self, id: Option<(Value, Option<Identity>)>, type_code: &str) {
         let Some((v, ident)) = id else { return };
-        let same = |a: &Value| a.get("system") == v.get("system") && a.get("value") == v.get("value");
-        if self.items.iter().any(|(a, _, _)| same(a)) {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        if !self.seen.insert((text("system"), text("value"))) {
             return;
         }
         self.items.push((v, ident, type_code.trim().to_ascii_uppercase()));
@@ -118,16 +122,6 @@ pub(crate) fn with_default_use(mut v: Value, default_use: &str) -> Value {
         o.entry("use").or_insert_with(|| json!(default_use));
     }
     v
-}
-
-/// Appends `value` to the array `key` of an added resource unless already there.
-pub(crate) fn push_unique(ctx: &mut Ctx, resource_key: &str, key: &str, value: Value) {
-    if let Some(r) = ctx.resource_mut(resource_key) {
-        let present = matches!(r.body.get(key), Some(Value::Array(a)) if a.contains(&value));
-        if !present {
-            r.body.push_all(key, [value]);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -263,7 +257,7 @@ pub fn general_practitioner_role(ctx: &mut Ctx, rol: Segment, patient: &str) -> 
     let Some(p) = datatypes::practitioner(rol.field(4).rep(1), ctx.site) else { return false };
     ctx.consume(rol.index());
     let key = ctx.add(p);
-    push_unique(ctx, patient, "generalPractitioner", reference(&key));
+    ctx.append_unique(patient, "generalPractitioner", reference(&key));
     true
 }
 
@@ -293,6 +287,6 @@ pub fn merged_patient(ctx: &mut Ctx, mrg: Segment, surviving: &str) -> Option<St
         ctx.report.warnings.push(format!("{}:MRG names the surviving patient", mrg.index()));
         return None;
     }
-    push_unique(ctx, surviving, "link", json!({"other": reference(&key), "type": "replaces"}));
+    ctx.append_unique(surviving, "link", json!({"other": reference(&key), "type": "replaces"}));
     Some(key)
 }

@@ -14,7 +14,7 @@ use crate::fhir::convert::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};
-use crate::fhir::resources::patient::{push_unique, ssn_identifier, table_concept, val, with_default_use, Identifiers};
+use crate::fhir::resources::patient::{ssn_identifier, table_concept, val, with_default_use, Identifiers};
 use crate::hl7::parser::{Rep, Segment};
 
 /// NK1-3.1 codes that are not a related person (ADT_A01 message map).
@@ -109,6 +109,6 @@ pub fn patient_contact(ctx: &mut Ctx, nk1: Segment, patient: &str) {
         contact.put("organization", reference(&ctx.add(org)));
     }
     if !contact.is_empty() {
-        push_unique(ctx, patient, "contact", contact.value());
+        ctx.append_unique(patient, "contact", contact.value());
     }
 }

@@ -1,0 +1,157 @@
+//! Liveness of the process's stages (journal writer, convert, forwarder, maintenance): each
+//! stage beats as it goes round its loop; `/healthz` fails when a stage's thread is gone or
+//! it has made no progress for too long, so a wedged stage is seen (and, under systemd, the
+//! watchdog restarts the process) instead of `ok` over a pipeline that stopped.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A stage with no beat for this long while it is not waiting for work is wedged. Every
+/// stage's loop passes at least once a second when it has work, and no single step of it
+/// (one batch, one commit) may take this long.
+pub const STALL: Duration = Duration::from_secs(60);
+
+/// One stage's liveness.
+#[derive(Debug)]
+pub struct Stage {
+    pub name: &'static str,
+    /// Unix ms of the last beat; 0 before the stage started.
+    last_beat_ms: AtomicI64,
+    /// Blocked until work arrives (the writer on its queue): quiet is not a stall.
+    waiting: AtomicBool,
+    /// The stage's thread ended while the process runs (a panic escaped it).
+    exited: AtomicBool,
+    /// Times the stage caught a panic and started its loop again.
+    restarts: AtomicU64,
+}
+
+impl Stage {
+    const fn new(name: &'static str) -> Stage {
+        Stage { name, last_beat_ms: AtomicI64::new(0), waiting: AtomicBool::new(false), exited: AtomicBool::new(false), restarts: AtomicU64::new(0) }
+    }
+
+    /// Progress: called on every pass of the stage's loop.
+    pub fn beat(&self) {
+        self.last_beat_ms.store(now_ms(), Relaxed);
+        self.exited.store(false, Relaxed);
+    }
+
+    /// The stage blocks until work arrives (`true`) or has work again (`false`).
+    pub fn waiting(&self, waiting: bool) {
+        self.beat();
+        self.waiting.store(waiting, Relaxed);
+    }
+
+    /// The stage caught a panic and goes on with a fresh loop.
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Relaxed);
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Relaxed)
+    }
+
+    /// Marks the stage gone when the returned guard drops during a panic (the thread unwinds
+    /// past the stage's own recovery).
+    pub fn guard(&self) -> ExitGuard<'_> {
+        self.beat();
+        ExitGuard(self)
+    }
+
+    /// Why the stage is not healthy at `now_ms`, or `None`.
+    pub fn problem(&self, now_ms: i64) -> Option<String> {
+        let last = self.last_beat_ms.load(Relaxed);
+        if self.exited.load(Relaxed) {
+            return Some(format!("{} stage: thread stopped after an internal error", self.name));
+        }
+        let quiet = now_ms.saturating_sub(last);
+        (last > 0 && !self.waiting.load(Relaxed) && quiet > STALL.as_millis() as i64)
+            .then(|| format!("{} stage: no progress for {} s", self.name, quiet / 1000))
+    }
+}
+
+/// See [`Stage::guard`].
+pub struct ExitGuard<'a>(&'a Stage);
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.exited.store(true, Relaxed);
+        }
+    }
+}
+
+/// Every stage of the data path.
+#[derive(Debug)]
+pub struct Stages {
+    pub writer: Stage,
+    pub convert: Stage,
+    pub forward: Stage,
+    pub maintenance: Stage,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Stages { writer: Stage::new("journal writer"), convert: Stage::new("convert"), forward: Stage::new("forward"), maintenance: Stage::new("maintenance") }
+    }
+}
+
+impl Stages {
+    fn all(&self) -> [&Stage; 4] {
+        [&self.writer, &self.convert, &self.forward, &self.maintenance]
+    }
+
+    /// One line per unhealthy stage.
+    pub fn problems(&self) -> Vec<String> {
+        let now = now_ms();
+        self.all().iter().filter_map(|s| s.problem(now)).collect()
+    }
+
+    /// `gateway_stage_up` and `gateway_stage_restarts_total`, by stage.
+    pub fn render(&self, out: &mut String) {
+        let now = now_ms();
+        let label = |s: &Stage| s.name.replace(' ', "_");
+        let _ = writeln!(out, "# HELP gateway_stage_up 1 while the stage makes progress (0: stopped or stalled)\n# TYPE gateway_stage_up gauge");
+        for s in self.all() {
+            let _ = writeln!(out, "gateway_stage_up{{stage=\"{}\"}} {}", label(s), u8::from(s.problem(now).is_none()));
+        }
+        let _ = writeln!(out, "# HELP gateway_stage_restarts_total Panics a stage caught and recovered from\n# TYPE gateway_stage_restarts_total counter");
+        for s in self.all() {
+            let _ = writeln!(out, "gateway_stage_restarts_total{{stage=\"{}\"}} {}", label(s), s.restarts());
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_is_unhealthy_when_stalled_or_gone_and_healthy_while_waiting() {
+        let s = Stage::new("convert");
+        assert_eq!(s.problem(now_ms()), None, "not started yet");
+        s.beat();
+        let later = now_ms() + STALL.as_millis() as i64 + 5_000;
+        assert!(s.problem(later).unwrap().contains("no progress for"));
+        s.waiting(true);
+        assert_eq!(s.problem(later), None, "waiting for work is not a stall");
+        s.waiting(false);
+        assert_eq!(s.problem(now_ms()), None);
+        let r = std::thread::scope(|t| {
+            t.spawn(|| {
+                let _g = s.guard();
+                panic!("boom");
+            })
+            .join()
+        });
+        assert!(r.is_err());
+        assert!(s.problem(now_ms()).unwrap().contains("thread stopped"));
+        s.beat();
+        assert_eq!(s.problem(now_ms()), None, "a beat after a restart clears it");
+    }
+}
