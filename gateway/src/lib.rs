@@ -14,6 +14,7 @@
 //! - [`ops`]: metrics, the admin endpoint, logging.
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
+//! [`heap`] is the allocator that lets a conversion be held to a memory budget;
 //! [`cli_tools`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`bench`]
 //! measure the ingest path.
 
@@ -24,6 +25,7 @@ pub mod daemon;
 pub mod deadletter;
 pub mod fhir;
 pub mod forward;
+pub mod heap;
 pub mod hl7;
 pub mod loadgen;
 pub mod mllp;

@@ -19,13 +19,19 @@ pub struct Budget {
     pub max_repetitions: usize,
     /// Longest one message's conversion may take, in milliseconds.
     pub max_convert_ms: u64,
+    /// Most heap one message's conversion may hold, in MiB (counted by [`crate::heap`];
+    /// bundling and serializing the result take up to about twice as much again).
+    pub max_convert_mib: usize,
 }
 
 impl Default for Budget {
     fn default() -> Self {
         // Real messages stay far below: the largest ORUs seen carry a few hundred OBX, a PID-3
         // a handful of identifiers. 20,000 segments convert in well under a second.
-        Budget { max_segments: 20_000, max_repetitions: 1_000, max_convert_ms: 5_000 }
+        // 24 MiB of resources: an ORU of about 3,400 OBX (~7 KB each); with its bundle and
+        // JSON the conversion peaks near 3x that (`cargo bench --bench convert_scaling`:
+        // ~21 KB per OBX), far inside the unit's MemoryMax next to the ingest frame budget.
+        Budget { max_segments: 20_000, max_repetitions: 1_000, max_convert_ms: 5_000, max_convert_mib: 24 }
     }
 }
 
@@ -38,16 +44,23 @@ pub enum OverBudget {
     Repetitions { segment: usize, field: usize, found: usize, limit: usize },
     #[error("conversion took longer than {limit_ms} ms ([mapping.budget] max_convert_ms)")]
     Time { limit_ms: u64 },
+    #[error("conversion needed more than {limit_mib} MiB ([mapping.budget] max_convert_mib)")]
+    Memory { limit_mib: usize },
 }
 
 impl Budget {
     /// No limits (benchmarks that measure how cost grows with size).
     pub fn unlimited() -> Budget {
-        Budget { max_segments: usize::MAX, max_repetitions: usize::MAX, max_convert_ms: u64::MAX }
+        Budget { max_segments: usize::MAX, max_repetitions: usize::MAX, max_convert_ms: u64::MAX, max_convert_mib: usize::MAX >> 20 }
     }
 
     pub fn max_time(&self) -> Duration {
         Duration::from_millis(self.max_convert_ms)
+    }
+
+    /// Heap bytes allowed, as [`crate::heap::thread_net`] counts them.
+    pub fn max_heap(&self) -> isize {
+        isize::try_from(self.max_convert_mib.saturating_mul(1 << 20)).unwrap_or(isize::MAX)
     }
 
     /// Checks the message's size against the budget; one pass over its fields.

@@ -54,10 +54,11 @@ pub struct Ctx<'m, 'a> {
     appended: HashSet<(usize, &'static str, String)>,
     lists_indexed: HashSet<(usize, &'static str)>,
     consumed: Vec<bool>,
-    /// Past this instant resources are no longer added and the conversion fails
-    /// ([`Budget::max_convert_ms`]).
+    /// Past this instant, or this much heap held by the thread, resources are no longer
+    /// added and the conversion fails ([`Budget`](super::budget::Budget)).
     deadline: Option<Instant>,
-    out_of_time: bool,
+    heap_limit: isize,
+    over: Option<OverBudget>,
 }
 
 impl<'m, 'a> Ctx<'m, 'a> {
@@ -73,7 +74,8 @@ impl<'m, 'a> Ctx<'m, 'a> {
             lists_indexed: HashSet::new(),
             consumed: vec![false; msg.segment_count()],
             deadline: Instant::now().checked_add(site.budget.max_time()),
-            out_of_time: false,
+            heap_limit: crate::heap::thread_net().saturating_add(site.budget.max_heap()),
+            over: None,
         }
     }
 
@@ -88,9 +90,16 @@ impl<'m, 'a> Ctx<'m, 'a> {
     /// identifier, or with the same key (keys are derived from content, e.g. the same location
     /// in PV1-3 and PV1-6), already added is not added twice: the first one's key is returned.
     pub fn add(&mut self, resource: Resource) -> String {
-        if self.out_of_time || self.deadline.is_some_and(|d| Instant::now() > d) {
+        if self.over.is_none() {
+            let budget = &self.site.budget;
+            if self.deadline.is_some_and(|d| Instant::now() > d) {
+                self.over = Some(OverBudget::Time { limit_ms: budget.max_convert_ms });
+            } else if crate::heap::thread_net() > self.heap_limit {
+                self.over = Some(OverBudget::Memory { limit_mib: budget.max_convert_mib });
+            }
+        }
+        if self.over.is_some() {
             // The conversion fails anyway: stop growing the result.
-            self.out_of_time = true;
             return resource.key;
         }
         if let Some(id) = &resource.identity {
@@ -207,8 +216,8 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
     map_z_segments(&mut ctx);
     // Who sent what, when: one Provenance over everything this message produced.
     super::resources::provenance::provenance(&mut ctx);
-    if ctx.out_of_time {
-        return Err(OverBudget::Time { limit_ms: site.budget.max_convert_ms }.into());
+    if let Some(over) = ctx.over.take() {
+        return Err(over.into());
     }
     let (resources, report) = ctx.finish(&grouped);
     Ok(Conversion { resources, report, sender, control_id, content_key })
