@@ -140,3 +140,24 @@ fn no_message_stops_or_swamps_the_convert_stage() {
     assert_eq!(reasons[1].0, "OBX1");
     assert!(reasons[1].1.contains("max_convert_mib"), "{reasons:?}");
 }
+
+/// The `convert_stage` fuzz target's seeds and the crash inputs it found, through the
+/// daemon's convert path: none may need the panic guard.
+#[test]
+fn fuzz_seeds_and_crash_inputs_convert_without_a_panic() {
+    use gateway::pipeline::convert::{convert_message, INTERNAL_ERROR};
+    let site = gateway::fhir::site::SiteMaps::empty(jiff::tz::TimeZone::UTC);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/fuzz/corpus/convert_stage");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let raw = std::fs::read(&path).unwrap();
+        for profile in [gateway::fhir::bundle::Profile::Generic, gateway::fhir::bundle::Profile::Salesforce] {
+            if let Err(reason) = convert_message(&raw, &site, profile) {
+                assert!(!reason.starts_with(INTERNAL_ERROR), "{}: {reason}", path.display());
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen > 60, "seeds found: {seen}");
+}
