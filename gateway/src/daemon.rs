@@ -123,10 +123,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let gone = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = int.recv() => { tracing::info!("SIGINT: shutting down"); None }
+        stage = stage_gone(&metrics) => {
+            tracing::error!(stage, "a stage's thread stopped after an internal error; shutting down to be restarted");
+            Some(stage)
+        }
+    };
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
@@ -140,5 +144,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await?;
     tracing::info!("stopped");
-    Ok(())
+    match gone {
+        Some(stage) => anyhow::bail!("the {stage} stage stopped after an internal error (see the log); restart the gateway"),
+        None => Ok(()),
+    }
+}
+
+/// Resolves when a stage's thread has died (see [`crate::ops::liveness::Stages::gone`]).
+async fn stage_gone(metrics: &Metrics) -> &'static str {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        if let Some(stage) = metrics.stages.gone() {
+            return stage;
+        }
+    }
 }

@@ -20,7 +20,8 @@ pub struct Stage {
     last_beat_ms: AtomicI64,
     /// Blocked until work arrives (the writer on its queue): quiet is not a stall.
     waiting: AtomicBool,
-    /// The stage's thread ended while the process runs (a panic escaped it).
+    /// The stage's thread ended while the process runs (a panic escaped it); only a restart
+    /// of the process clears it.
     exited: AtomicBool,
     /// Times the stage caught a panic and started its loop again.
     restarts: AtomicU64,
@@ -34,7 +35,6 @@ impl Stage {
     /// Progress: called on every pass of the stage's loop.
     pub fn beat(&self) {
         self.last_beat_ms.store(now_ms(), Relaxed);
-        self.exited.store(false, Relaxed);
     }
 
     /// The stage blocks until work arrives (`true`) or has work again (`false`).
@@ -102,6 +102,12 @@ impl Stages {
         [&self.writer, &self.convert, &self.forward, &self.maintenance]
     }
 
+    /// A stage whose thread is gone: the process cannot heal that itself and exits so that its
+    /// supervisor (systemd, `Restart=always`) starts it afresh.
+    pub fn gone(&self) -> Option<&'static str> {
+        self.all().iter().find(|s| s.exited.load(Relaxed)).map(|s| s.name)
+    }
+
     /// One line per unhealthy stage.
     pub fn problems(&self) -> Vec<String> {
         let now = now_ms();
@@ -151,7 +157,28 @@ mod tests {
         });
         assert!(r.is_err());
         assert!(s.problem(now_ms()).unwrap().contains("thread stopped"));
-        s.beat();
-        assert_eq!(s.problem(now_ms()), None, "a beat after a restart clears it");
+    }
+
+    #[test]
+    fn a_stage_thread_that_ends_in_a_panic_is_gone_and_not_up() {
+        let stages = Stages::default();
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                let _g = stages.forward.guard();
+            });
+        });
+        assert_eq!(stages.gone(), None, "a thread that returns normally (shutdown) is not gone");
+        let _ = std::thread::scope(|t| {
+            t.spawn(|| {
+                let _g = stages.forward.guard();
+                panic!("boom");
+            })
+            .join()
+        });
+        assert_eq!(stages.gone(), Some("forward"));
+        let mut text = String::new();
+        stages.render(&mut text);
+        assert!(text.contains("gateway_stage_up{stage=\"forward\"} 0\n"), "{text}");
+        assert!(text.contains("gateway_stage_up{stage=\"journal_writer\"} 1\n"), "{text}");
     }
 }
