@@ -98,9 +98,9 @@ fn acked_messages_become_sealed_bundles_and_poison_goes_to_dead_letters() {
 
 /// Messages that stopped or swamped the convert stage: an AIS duration past any time span
 /// (a panic killed the thread; every later message stayed unconverted), 16,000 PID-3
-/// repetitions (quadratic: 8.9 s) and 6,000 OBX (quadratic, and ~120 MB of heap). Each is
-/// converted or dead-lettered with a reason naming the budget, the stage goes on, and
-/// `/healthz` says every stage is alive.
+/// repetitions (quadratic: 8.9 s), 50,000 OBX (quadratic: 13.7 s and 1 GB of RSS) and 6,000
+/// OBX (~120 MB of heap). Each is converted or dead-lettered with a reason naming the budget,
+/// the stage goes on, and `/healthz` says every stage is alive.
 #[test]
 fn no_message_stops_or_swamps_the_convert_stage() {
     let setup = Setup::new(PLAIN);
@@ -111,16 +111,21 @@ fn no_message_stops_or_swamps_the_convert_stage() {
         + "SCH|1|F1|||||||30|MIN\rPID|1||M1^^^HOSP^MR||DOE^JO\rRGS|1\rAIS|1||CONSULT^Consult|202611150900-0500|||99999999999|MIN\r";
     let ids: Vec<String> = (0..16_000).map(|i| format!("{i}^^^HOSP^MR")).collect();
     let many_ids = msh("REPS1", "ADT^A08^ADT_A01") + "EVN|A08|20261115080000-0500\rPID|1||" + &ids.join("~") + "||DOE^JO\r";
-    let mut many_obx = msh("OBX1", "ORU^R01^ORU_R01") + "PID|1||M2^^^HOSP^MR||DOE^JO\rOBR|1|P1|F1|24323-8^Panel^LN\r";
-    for i in 1..=6_000 {
-        many_obx.push_str(&format!("OBX|{i}|NM|{i}-1^Test {i}^LN||{i}|mmol/L|1-9|N|||F\r"));
-    }
-    for m in [siu.as_bytes(), many_ids.as_bytes(), many_obx.as_bytes(), &corpus("epic_adt_a01_01.hl7")] {
+    let oru = |id: &str, n: usize| {
+        let mut m = msh(id, "ORU^R01^ORU_R01") + "PID|1||M2^^^HOSP^MR||DOE^JO\rOBR|1|P1|F1|24323-8^Panel^LN\r";
+        for i in 1..=n {
+            m.push_str(&format!("OBX|{i}|NM|{i}-1^Test {i}^LN||{i}|mmol/L|1-9|N|||F\r"));
+        }
+        m
+    };
+    // Past the segment budget; inside it but past the memory budget.
+    let (obx_50k, obx_6k) = (oru("OBX50K", 50_000), oru("OBX6K", 6_000));
+    for m in [siu.as_bytes(), many_ids.as_bytes(), obx_50k.as_bytes(), obx_6k.as_bytes(), &corpus("epic_adt_a01_01.hl7")] {
         assert!(matches!(msa(&c.call(m)).0.as_str(), "AA" | "CA"));
     }
-    wait_until_processed(&gw, 4.0);
+    wait_until_processed(&gw, 5.0);
     assert_eq!(gw.metric("gateway_messages_converted_total"), 2.0, "the SIU and the ADT after it");
-    assert_eq!(gw.metric("gateway_dead_letters_total"), 2.0);
+    assert_eq!(gw.metric("gateway_dead_letters_total"), 3.0);
     let (status, body) = http_get(gw.admin.unwrap(), "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     assert_eq!(gw.metric("gateway_stage_up{stage=\"convert\"}"), 1.0);
@@ -134,11 +139,11 @@ fn no_message_stops_or_swamps_the_convert_stage() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert_eq!(reasons[0].0, "REPS1");
-    assert!(reasons[0].1.contains("max_repetitions"), "{reasons:?}");
-    assert_eq!(reasons[1].0, "OBX1");
-    assert!(reasons[1].1.contains("max_convert_mib"), "{reasons:?}");
+    let reason = |id: &str| reasons.iter().find(|(c, _)| c == id).map(|(_, r)| r.as_str()).unwrap_or_default();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reason("REPS1").contains("max_repetitions"), "{reasons:?}");
+    assert!(reason("OBX50K").contains("max_segments"), "{reasons:?}");
+    assert!(reason("OBX6K").contains("max_convert_mib"), "{reasons:?}");
 }
 
 /// The `convert_stage` fuzz target's seeds and the crash inputs it found, through the
