@@ -132,6 +132,8 @@ impl Forwarder {
 
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
+/// Least time between two WARN lines about a global rate limit.
+const THROTTLE_WARN_EVERY: Duration = Duration::from_secs(300);
 /// How often the scheduler looks for operator actions (a new audit event).
 const AUDIT_POLL: Duration = Duration::from_secs(1);
 
@@ -184,6 +186,11 @@ struct Scheduler {
     breaker: Breaker,
     /// Tells a 429 for one request (that lane backs off) from a limit on the whole sender.
     throttle: ThrottleWatch,
+    /// When a global rate limit was last logged (one WARN line per episode, at most every
+    /// [`THROTTLE_WARN_EVERY`]).
+    throttle_warned: Option<Instant>,
+    /// A WARN line about a global rate limit awaits its all-clear.
+    throttle_reported: bool,
     /// Nothing is sent before this (server unavailable, global rate limit, auth failure, API
     /// limit).
     pause_until: Option<Instant>,
@@ -210,6 +217,8 @@ impl Scheduler {
             in_flight: 0,
             breaker,
             throttle: ThrottleWatch::default(),
+            throttle_warned: None,
+            throttle_reported: false,
             pause_until: None,
             slow: None,
             next_send: Instant::now(),
@@ -631,13 +640,15 @@ impl Scheduler {
         }
         if !throttled.is_empty() {
             if let Some(d) = self.throttle.throttled(throttled, throttled_after, &self.opts.backoff) {
-                if self.throttle.pauses() == 1 {
+                if self.throttle.pauses() == 1 && self.throttle_warned.is_none_or(|t| t.elapsed() >= THROTTLE_WARN_EVERY) {
+                    self.throttle_warned = Some(now);
+                    self.throttle_reported = true;
                     tracing::warn!("forwarder: the FHIR server throttles requests on several lanes in a row; pausing all sending for {d:?}");
                 }
                 pause = pause.max(Some(d));
             }
         } else if answered {
-            if self.throttle.pauses() > 0 {
+            if std::mem::take(&mut self.throttle_reported) {
                 tracing::info!("forwarder: the FHIR server accepts requests again after throttling");
             }
             self.throttle.success();
