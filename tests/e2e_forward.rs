@@ -651,3 +651,38 @@ fn throttling_server_errors_and_dropped_connections_are_retried_in_order() {
         assert_eq!(p["name"][0]["given"][0], format!("S{last:04}"), "patient {patient} ends on its last update");
     }
 }
+
+#[test]
+fn a_429_backs_off_only_its_patient_and_the_others_keep_flowing() {
+    // Every 5th request refused with 429 and Retry-After R. Under the old rule every 429
+    // paused all sending for R; 429s are 5 requests apart and at most 4 are in flight, so
+    // those pauses could not overlap: the drain took at least (429s − 1) · R. Now a 429 holds
+    // back only its own patient's lane for R: the drain takes about R times the most 429s any
+    // one patient met (2 or 3 for 2 messages each), plus the sending itself. Many patients
+    // with few messages each keep that a small fraction of the old bound.
+    const PATIENTS: usize = 32;
+    const N: usize = PATIENTS * 2;
+    const R: u64 = 4;
+    let server = FhirServer::start(&[]);
+    server.control(json!({"fail_every_n_429": 5, "retry_after_secs": R}));
+    let setup = setup_for(&server, "");
+    let gw = setup.start();
+    let started = Instant::now();
+    let mut c = gw.connect();
+    for seq in 0..N {
+        send_update(&mut c, seq, PATIENTS, "LIM");
+    }
+    wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
+    let elapsed = started.elapsed();
+    let refused = server.status()["counters"]["faults"]["429"].as_u64().unwrap();
+    // Reads for the checks below must not be refused.
+    server.control(json!({"fail_every_n_429": 0}));
+    assert!(refused >= (N / 5) as u64, "the 429 switch fired: {refused}");
+    let old_rule = Duration::from_secs((refused - 1) * R);
+    eprintln!("{N} messages of {PATIENTS} patients in {elapsed:?}, {refused} 429s (a global pause per 429: >= {old_rule:?})");
+    assert!(elapsed < old_rule * 3 / 4, "{elapsed:?}: other patients waited on a 429 (global pause: >= {old_rule:?})");
+    assert_eq!(undelivered(&setup.db_path()), 0);
+    assert!(dead_letters(&setup.db_path()).is_empty(), "429s never dead-letter");
+    assert!(gw.metric("gateway_forward_failures_total{class=\"429\"}") >= refused as f64);
+    check_per_patient_order(&server, PATIENTS, &(0..N).collect::<Vec<_>>());
+}

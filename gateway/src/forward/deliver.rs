@@ -188,6 +188,15 @@ fn judge_status(resp: &Response, after: Option<Duration>) -> Option<Verdict> {
     }
 }
 
+/// A 5xx answer's `Retry-After`: the server says it is unavailable to every client for that
+/// long (a 429 speaks only of the request it refused).
+pub fn unavailable_for(resp: &Response, now: SystemTime) -> Option<Duration> {
+    if !(500..=599).contains(&resp.status) {
+        return None;
+    }
+    resp.retry_after.as_deref().and_then(|v| retry::retry_after(v, now))
+}
+
 /// The `entry` array of a batch-response body.
 fn response_entries(resp: &Response) -> Option<Vec<Value>> {
     let mut body: Value = serde_json::from_slice(&resp.body).ok()?;
@@ -323,6 +332,16 @@ mod tests {
         assert!(matches!(judge("transaction", &[0], &r, SystemTime::now()), Verdict::Retry { class: FailClass::Server, after: None, .. }));
         assert!(matches!(judge_error(&SendError::Timeout), Verdict::Retry { class: FailClass::Timeout, .. }));
         assert!(matches!(judge_error(&SendError::Connect("x".into())), Verdict::Retry { class: FailClass::Connect, .. }));
+        // Only a 5xx's Retry-After speaks for the whole server; a 429's for its request.
+        let now = SystemTime::now();
+        let mut r = resp(503, json!({}));
+        r.retry_after = Some("9".into());
+        assert_eq!(unavailable_for(&r, now), Some(Duration::from_secs(9)));
+        r.status = 429;
+        assert_eq!(unavailable_for(&r, now), None);
+        r.status = 500;
+        r.retry_after = None;
+        assert_eq!(unavailable_for(&r, now), None);
         // A 2xx batch answer without entries is not proof of delivery.
         assert!(matches!(judge("batch", &[0], &resp(200, json!({})), SystemTime::now()), Verdict::Retry { .. }));
     }

@@ -46,7 +46,7 @@ use super::client::Target;
 use super::deliver::{FailClass, Verdict};
 use super::queries;
 use super::record::{self, Outcome, Record};
-use super::retry::{self, Backoff, Breaker, Throttle};
+use super::retry::{self, Backoff, Breaker, Throttle, ThrottleWatch};
 use super::worker::{self, Done, Head, Job, Part, Shape};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
@@ -132,6 +132,8 @@ impl Forwarder {
 
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
+/// Least time between two WARN lines about a global rate limit.
+const THROTTLE_WARN_EVERY: Duration = Duration::from_secs(300);
 /// How often the scheduler looks for operator actions (a new audit event).
 const AUDIT_POLL: Duration = Duration::from_secs(1);
 
@@ -182,7 +184,15 @@ struct Scheduler {
     last_audit_poll: Instant,
     in_flight: usize,
     breaker: Breaker,
-    /// Nothing is sent before this (Retry-After, auth failure, API limit).
+    /// Tells a 429 for one request (that lane backs off) from a limit on the whole sender.
+    throttle: ThrottleWatch,
+    /// When a global rate limit was last logged (one WARN line per episode, at most every
+    /// [`THROTTLE_WARN_EVERY`]).
+    throttle_warned: Option<Instant>,
+    /// A WARN line about a global rate limit awaits its all-clear.
+    throttle_reported: bool,
+    /// Nothing is sent before this (server unavailable, global rate limit, auth failure, API
+    /// limit).
     pause_until: Option<Instant>,
     /// Near the API limit: one request at a time, spaced.
     slow: Option<Duration>,
@@ -206,6 +216,9 @@ impl Scheduler {
             last_audit_poll: Instant::now(),
             in_flight: 0,
             breaker,
+            throttle: ThrottleWatch::default(),
+            throttle_warned: None,
+            throttle_reported: false,
             pause_until: None,
             slow: None,
             next_send: Instant::now(),
@@ -586,16 +599,21 @@ impl Scheduler {
         }
     }
 
-    /// Breaker, pauses, throttling and failure metrics from one request's outcome.
+    /// Breaker, pauses, throttling and failure metrics from one request's outcome. A 429
+    /// backs off only its own lanes ([`settle`](Self::settle) honours its `Retry-After`);
+    /// everything pauses only for a 5xx with `Retry-After`, a [`ThrottleWatch`] streak, an
+    /// auth failure or the API-usage limit.
     fn observe(&mut self, done: &Done, now: Instant) {
         let metrics = &self.opts.metrics;
         let fail = |class: FailClass| {
             let i = FailClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
             metrics.forward_failures[i].inc();
         };
-        let mut pause: Option<Duration> = None;
+        let mut pause: Option<Duration> = done.signals.unavailable;
         let (mut answered, mut tripped, mut auth_failed) = (false, false, false);
-        for verdict in done.parts.iter().filter_map(|p| p.verdict.as_ref()) {
+        let mut throttled: Vec<&str> = Vec::new();
+        let mut throttled_after: Option<Duration> = None;
+        for (lane, verdict) in done.parts.iter().filter_map(|p| Some((p.lane.as_str(), p.verdict.as_ref()?))) {
             match verdict {
                 Verdict::Settled { dead, .. } => {
                     answered = true;
@@ -611,8 +629,9 @@ impl Scheduler {
                     fail(*class);
                     metrics.forward_retries.inc();
                     tripped |= class.trips_breaker();
-                    if let Some(after) = after {
-                        pause = pause.max(Some(*after));
+                    if *class == FailClass::Throttled {
+                        throttled.push(lane);
+                        throttled_after = throttled_after.max(*after);
                     }
                 }
                 Verdict::AuthFailed => {
@@ -621,6 +640,21 @@ impl Scheduler {
                     auth_failed = true;
                 }
             }
+        }
+        if !throttled.is_empty() {
+            if let Some(d) = self.throttle.throttled(throttled, throttled_after, &self.opts.backoff) {
+                if self.throttle.pauses() == 1 && self.throttle_warned.is_none_or(|t| t.elapsed() >= THROTTLE_WARN_EVERY) {
+                    self.throttle_warned = Some(now);
+                    self.throttle_reported = true;
+                    tracing::warn!("forwarder: the FHIR server throttles requests on several lanes in a row; pausing all sending for {d:?}");
+                }
+                pause = pause.max(Some(d));
+            }
+        } else if answered {
+            if std::mem::take(&mut self.throttle_reported) {
+                tracing::info!("forwarder: the FHIR server accepts requests again after throttling");
+            }
+            self.throttle.success();
         }
         if tripped {
             self.breaker.failure(now);
@@ -639,7 +673,7 @@ impl Scheduler {
             metrics.forward_auth_failing.set(1);
             pause = pause.max(Some(self.opts.auth_retry));
         }
-        if let Some((used, max)) = done.limit_info.as_deref().and_then(retry::parse_limit_info) {
+        if let Some((used, max)) = done.signals.limit_info.as_deref().and_then(retry::parse_limit_info) {
             metrics.forward_api_usage_permille.set((used.saturating_mul(1000) / max) as i64);
             match retry::throttle(used, max, SystemTime::now()) {
                 Throttle::Normal => self.slow = None,
@@ -694,6 +728,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::super::worker::{Sent, Signals};
     use crate::forward::client::{Response, SendError};
     use rusqlite::params;
     use serde_json::{json, Value};
@@ -1083,6 +1118,88 @@ mod tests {
         f.stop();
         assert_eq!(fake.tags(), ["m", "m"]);
         assert_eq!(db.states("SELECT state FROM outbox"), ["delivered"]);
+    }
+
+    /// A scheduler over `db` that sends one request at a time, driven by hand: jobs are read
+    /// from the channel it returns, answers given with [`answer`].
+    fn by_hand(db: &Db) -> (Scheduler, mpsc::Receiver<Job>, Sender<Job>, SyncSender<Record>, mpsc::Receiver<Record>) {
+        let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
+        opts.concurrency = 1;
+        let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
+        let mut s = Scheduler::new(conn, opts, Fake::new(|_, _, _| ok()));
+        s.start().unwrap();
+        let (jobs_tx, jobs_rx) = mpsc::channel();
+        let (record_tx, record_rx) = mpsc::sync_channel(64);
+        (s, jobs_rx, jobs_tx, record_tx, record_rx)
+    }
+
+    /// The lanes of the next job dispatched now, if any.
+    fn next_job(s: &mut Scheduler, jobs_tx: &Sender<Job>, jobs_rx: &mpsc::Receiver<Job>) -> Option<(Vec<String>, Job)> {
+        s.dispatch(jobs_tx);
+        let job = jobs_rx.try_recv().ok()?;
+        Some((job.parts.iter().map(|p| p.lane.clone()).collect(), job))
+    }
+
+    /// Answers every part of `job` with `verdict`.
+    fn answer(s: &mut Scheduler, job: Job, verdict: Verdict, signals: Signals, records: &SyncSender<Record>) {
+        s.in_flight -= 1;
+        let parts = job.parts.into_iter().map(|p| Sent { lane: p.lane, head: p.head, verdict: Some(verdict.clone()) }).collect();
+        s.settle(Done { parts, signals }, records);
+    }
+
+    fn throttled(after: Option<Duration>) -> Verdict {
+        Verdict::Retry { class: FailClass::Throttled, after, ok: vec![], dead: vec![] }
+    }
+
+    #[test]
+    fn a_429_backs_off_only_its_lane_for_its_retry_after_while_other_lanes_go_on() {
+        let db = Db::new("lane-429");
+        db.message(Some("A"), &[tx("A1")]);
+        db.message(Some("B"), &[tx("B1")]);
+        db.message(Some("B"), &[tx("B2")]);
+        let (mut s, jobs_rx, jobs_tx, records, _recorded) = by_hand(&db);
+        let (lanes, a1) = next_job(&mut s, &jobs_tx, &jobs_rx).unwrap();
+        assert_eq!(lanes, ["A"]);
+        let refused_at = now_ms();
+        answer(&mut s, a1, throttled(Some(Duration::from_secs(30))), Signals::default(), &records);
+        // B's head goes at once, and B's next head after it.
+        let (lanes, b1) = next_job(&mut s, &jobs_tx, &jobs_rx).expect("lane B is not paused by A's 429");
+        assert_eq!(lanes, ["B"]);
+        answer(&mut s, b1, Verdict::Settled { ok: vec![0], dead: vec![] }, Signals::default(), &records);
+        let (lanes, b2) = next_job(&mut s, &jobs_tx, &jobs_rx).expect("B2 at once");
+        assert_eq!(lanes, ["B"]);
+        answer(&mut s, b2, Verdict::Settled { ok: vec![0], dead: vec![] }, Signals::default(), &records);
+        // A is not sent before its Retry-After.
+        assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "A waits");
+        assert!(s.lanes["A"].due >= refused_at + 30_000, "A due after its Retry-After");
+        assert!(!s.paused(Instant::now()), "no global pause");
+        assert!(s.next_wake() <= Duration::from_secs(1), "the scheduler keeps looking");
+    }
+
+    #[test]
+    fn a_server_wide_limit_pauses_every_lane() {
+        let db = Db::new("global-429");
+        for lane in ["A", "B", "C", "D", "E"] {
+            db.message(Some(lane), &[tx(lane)]);
+        }
+        let (mut s, jobs_rx, jobs_tx, records, _recorded) = by_hand(&db);
+        // Throttled requests in a row on several lanes: the limit is the server's.
+        for lane in ["A", "B", "C"] {
+            assert!(!s.paused(Instant::now()));
+            let (lanes, job) = next_job(&mut s, &jobs_tx, &jobs_rx).unwrap();
+            assert_eq!(lanes, [lane]);
+            answer(&mut s, job, throttled(Some(Duration::from_secs(20))), Signals::default(), &records);
+        }
+        assert!(s.paused(Instant::now()), "a streak of 429s on several lanes pauses everything");
+        assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "D waits although it is due");
+        // A 503 with Retry-After pauses everything at once.
+        s.pause_until = None;
+        let (lanes, job) = next_job(&mut s, &jobs_tx, &jobs_rx).unwrap();
+        assert_eq!(lanes, ["D"]);
+        let unavailable = Signals { limit_info: None, unavailable: Some(Duration::from_secs(20)) };
+        answer(&mut s, job, throttled(Some(Duration::from_secs(20))), unavailable, &records);
+        assert!(s.paused(Instant::now()));
+        assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "E waits");
     }
 
     fn held(s: &Scheduler) -> Vec<String> {

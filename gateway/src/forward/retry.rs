@@ -1,5 +1,6 @@
 //! When to try again: exponential backoff with jitter, `Retry-After`, the circuit breaker
-//! in front of the endpoint and the Salesforce API-usage throttle. Pure logic, no I/O.
+//! in front of the endpoint, rate limits on one lane or on all, and the Salesforce API-usage
+//! throttle. Pure logic, no I/O.
 
 use std::time::{Duration, SystemTime};
 
@@ -154,6 +155,59 @@ impl Breaker {
     }
 }
 
+/// Throttled requests in a row, on more than one lane, that mean the server limits the
+/// gateway as a whole rather than one request.
+pub const GLOBAL_THROTTLE_STREAK: u32 = 3;
+
+/// Tells a rate limit on one request from one on the whole sender. A 429 backs off only the
+/// lanes of the request it refused (the scheduler does that); but when
+/// [`GLOBAL_THROTTLE_STREAK`] requests in a row on at least two lanes are throttled with no
+/// success between, the server is refusing everyone, and all sending pauses: for the longest
+/// `Retry-After` of the streak, else for the backoff of the pauses so far.
+#[derive(Debug, Default)]
+pub struct ThrottleWatch {
+    streak: u32,
+    first_lane: Option<String>,
+    several_lanes: bool,
+    longest_after: Option<Duration>,
+    /// Global pauses since the last success.
+    pauses: u32,
+}
+
+impl ThrottleWatch {
+    /// A request was answered without throttling.
+    pub fn success(&mut self) {
+        *self = ThrottleWatch::default();
+    }
+
+    /// Global pauses since the last success (0: no global limit seen).
+    pub fn pauses(&self) -> u32 {
+        self.pauses
+    }
+
+    /// A request for `lanes` was throttled (with the server's `Retry-After`, if any); returns
+    /// how long everything should pause if the streak says the limit is global.
+    pub fn throttled<'a>(&mut self, lanes: impl IntoIterator<Item = &'a str>, after: Option<Duration>, backoff: &Backoff) -> Option<Duration> {
+        self.streak += 1;
+        for lane in lanes {
+            match &self.first_lane {
+                None => self.first_lane = Some(lane.to_string()),
+                Some(first) if first != lane => self.several_lanes = true,
+                Some(_) => {}
+            }
+        }
+        self.longest_after = self.longest_after.max(after);
+        if self.streak < GLOBAL_THROTTLE_STREAK || !self.several_lanes {
+            return None;
+        }
+        self.pauses = self.pauses.saturating_add(1);
+        let pause = self.longest_after.unwrap_or_else(|| backoff.delay(self.pauses));
+        // The next streak is counted afresh; the requests already out may add to it.
+        (self.streak, self.first_lane, self.several_lanes, self.longest_after) = (0, None, false, None);
+        Some(pause)
+    }
+}
+
 /// Salesforce's `Sforce-Limit-Info: api-usage=N/M` → `(N, M)`.
 pub fn parse_limit_info(value: &str) -> Option<(u64, u64)> {
     value.split([',', ';']).find_map(|part| {
@@ -274,6 +328,35 @@ mod tests {
             b.failure(last);
         }
         assert_eq!(b.open_until(), Some(last + Duration::from_secs(40)));
+    }
+
+    #[test]
+    fn only_a_streak_of_throttled_requests_on_several_lanes_pauses_everything() {
+        let backoff = Backoff { base: Duration::from_millis(500), max: Duration::from_secs(300), jitter: false };
+        let mut w = ThrottleWatch::default();
+        // One request in five refused: never a global pause.
+        for round in 0..10 {
+            assert_eq!(w.throttled([format!("L{round}").as_str()], Some(Duration::from_secs(30)), &backoff), None);
+            w.success();
+        }
+        // One lane throttled again and again is that lane's business.
+        for _ in 0..5 {
+            assert_eq!(w.throttled(["A"], None, &backoff), None);
+        }
+        assert_eq!(w.pauses(), 0);
+        // Three in a row over several lanes: the longest Retry-After of the streak, for all.
+        w.success();
+        assert_eq!(w.throttled(["A"], Some(Duration::from_secs(2)), &backoff), None);
+        assert_eq!(w.throttled(["B", "C"], Some(Duration::from_secs(7)), &backoff), None);
+        assert_eq!(w.throttled(["D"], Some(Duration::from_secs(1)), &backoff), Some(Duration::from_secs(7)));
+        assert_eq!(w.pauses(), 1);
+        // Without Retry-After the pauses back off while no request succeeds.
+        for _ in 0..2 {
+            assert_eq!(w.throttled(["A", "B"], None, &backoff), None);
+        }
+        assert_eq!(w.throttled(["C"], None, &backoff), Some(Duration::from_secs(1)), "second pause");
+        w.success();
+        assert_eq!(w.pauses(), 0, "a success clears it");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -56,8 +56,27 @@ pub(super) struct Sent {
 
 pub(super) struct Done {
     pub parts: Vec<Sent>,
+    pub signals: Signals,
+}
+
+/// What the answers said about the server as a whole, beyond the verdicts on the parts.
+#[derive(Debug, Default)]
+pub(super) struct Signals {
     /// `Sforce-Limit-Info` of the last answer.
     pub limit_info: Option<String>,
+    /// The longest `Retry-After` of a 5xx answer: the server is unavailable to everyone.
+    pub unavailable: Option<Duration>,
+}
+
+impl Signals {
+    fn of(resp: &Response) -> Signals {
+        Signals { limit_info: resp.limit_info.clone(), unavailable: deliver::unavailable_for(resp, SystemTime::now()) }
+    }
+
+    /// Adds a later answer's signals.
+    fn and(self, later: Signals) -> Signals {
+        Signals { limit_info: later.limit_info.or(self.limit_info), unavailable: self.unavailable.max(later.unavailable) }
+    }
 }
 
 /// Takes jobs until the channel closes; rings the bell after each result.
@@ -70,8 +89,8 @@ pub(super) fn run(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, target: &dyn
         let result = match job.parts.len() {
             1 => {
                 let part = job.parts.into_iter().next().expect("one part");
-                let (verdict, limit_info) = send_alone(&part, target, keys, metrics);
-                Done { parts: vec![Sent { lane: part.lane, head: part.head, verdict: Some(verdict) }], limit_info }
+                let (verdict, signals) = send_alone(&part, target, keys, metrics);
+                Done { parts: vec![Sent { lane: part.lane, head: part.head, verdict: Some(verdict) }], signals }
             }
             _ => send_packed(job.parts, target, keys, metrics),
         };
@@ -91,21 +110,21 @@ fn not_json() -> Verdict {
 }
 
 /// Sends one bundle (the entries not yet settled) on its own.
-fn send_alone(part: &Part, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> (Verdict, Option<String>) {
-    let Ok(plain) = keys.open(&part.sealed) else { return (undecryptable(), None) };
+fn send_alone(part: &Part, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> (Verdict, Signals) {
+    let Ok(plain) = keys.open(&part.sealed) else { return (undecryptable(), Signals::default()) };
     // The common case needs no parsing: the stored shape says what is sent.
     let (kind, body, sent) = match part.head.shape {
         Some(shape) if part.settled.is_empty() => (if shape.batch { "batch" } else { "transaction" }, plain, (0..shape.entries).collect()),
         _ => {
-            let Ok(bundle) = serde_json::from_slice::<Value>(&plain) else { return (not_json(), None) };
+            let Ok(bundle) = serde_json::from_slice::<Value>(&plain) else { return (not_json(), Signals::default()) };
             let kind = if deliver::bundle_type(&bundle) == "batch" { "batch" } else { "transaction" };
             let (sub, sent) = deliver::remaining(&bundle, &part.settled);
             (kind, serde_json::to_vec(&sub).expect("JSON values serialize"), sent)
         }
     };
     match send(target, &body, metrics) {
-        Ok(resp) => (deliver::judge(kind, &sent, &resp, SystemTime::now()), resp.limit_info),
-        Err(e) => (deliver::judge_error(&e), None),
+        Ok(resp) => (deliver::judge(kind, &sent, &resp, SystemTime::now()), Signals::of(&resp)),
+        Err(e) => (deliver::judge_error(&e), Signals::default()),
     }
 }
 
@@ -187,7 +206,7 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
         positions.push(sent);
     }
     body.extend_from_slice(b"]}");
-    let mut limit_info = None;
+    let mut signals = Signals::default();
     if !packed.is_empty() {
         match send(target, &body, metrics) {
             Err(e) => {
@@ -196,7 +215,7 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
                 }
             }
             Ok(resp) => {
-                limit_info = resp.limit_info.clone();
+                signals = Signals::of(&resp);
                 match deliver::judge_pack(&positions, &resp, SystemTime::now()) {
                     Some(judged) => {
                         for (i, verdict) in packed.iter().zip(judged) {
@@ -206,9 +225,9 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
                     // Refused as a whole: find the culprit by sending each part alone.
                     None => {
                         for i in &packed {
-                            let (verdict, info) = send_alone(&parts[*i], target, keys, metrics);
+                            let (verdict, alone) = send_alone(&parts[*i], target, keys, metrics);
                             verdicts[*i] = Some(verdict);
-                            limit_info = info.or(limit_info);
+                            signals = signals.and(alone);
                         }
                     }
                 }
@@ -216,7 +235,7 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
         }
     }
     let parts = parts.into_iter().zip(verdicts).map(|(p, verdict)| Sent { lane: p.lane, head: p.head, verdict }).collect();
-    Done { parts, limit_info }
+    Done { parts, signals }
 }
 
 fn send(target: &dyn Target, body: &[u8], metrics: &Metrics) -> Result<Response, SendError> {

@@ -256,6 +256,11 @@ impl Metrics {
         for (name, help, g) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", g.get());
         }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_log_unsafe_trace 1 while GATEWAY_UNSAFE_TRACE lets other crates log request contents (PHI, secrets)\n# TYPE gateway_log_unsafe_trace gauge\ngateway_log_unsafe_trace {}",
+            u8::from(super::logging::unsafe_trace())
+        );
         histogram(&mut out, "gateway_ack_latency_seconds", "Frame received to ACK written", &self.ack_latency);
         histogram(&mut out, "gateway_commit_batch_size", "Messages per group commit", &self.batch_size);
         histogram(&mut out, "gateway_forward_request_seconds", "FHIR target request duration", &self.forward_latency);
