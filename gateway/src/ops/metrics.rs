@@ -143,6 +143,8 @@ pub struct Metrics {
     pub forward_api_usage_permille: Gauge,
     /// Request duration, send to last body byte.
     pub forward_latency: Histogram,
+    /// Messages moved to dead letters at start by `--discard-undecryptable` (lost key).
+    pub lost_key_dead_letters: Gauge,
 }
 
 /// The `class` labels of `gateway_forward_failures_total`, in index order.
@@ -180,6 +182,7 @@ impl Default for Metrics {
             forward_auth_failing: Gauge::default(),
             forward_api_usage_permille: Gauge::default(),
             forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
+            lost_key_dead_letters: Gauge::default(),
         }
     }
 }
@@ -249,6 +252,7 @@ impl Metrics {
             ("gateway_forward_circuit_state", "Circuit breaker to the FHIR target: 0 closed, 1 half-open, 2 open", &self.forward_circuit_state),
             ("gateway_forward_auth_failing", "1 while the FHIR target refuses the gateway's credentials", &self.forward_auth_failing),
             ("gateway_forward_api_usage_permille", "Salesforce API usage of the daily limit, per mille", &self.forward_api_usage_permille),
+            ("gateway_lost_key_dead_letters", "Messages dead-lettered at start because they were sealed under a lost key", &self.lost_key_dead_letters),
         ];
         for (name, help, g) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", g.get());
