@@ -148,6 +148,7 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
 /// decrypt (`store::key_guard`). Runs before any stage opens the store.
 fn open_keys(store: &crate::config::Store, discard: bool, metrics: &Metrics) -> anyhow::Result<Keys> {
     let path = store.path.get_ref();
+    Keys::create_folder(store.key_file.get_ref())?;
     let mut conn = crate::store::db::open(path, None, Synchronous::Full)?;
     crate::store::db::migrate(&mut conn, path)?;
     // The claimed name for the audit trail; the OS identity is recorded with it.

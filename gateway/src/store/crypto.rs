@@ -97,8 +97,7 @@ impl Keys {
     /// it. Fails if the path exists (even as a dangling symlink).
     pub fn create(path: &Path) -> Result<Keys, KeyError> {
         let io = |source| KeyError::Io { path: path.display().to_string(), source };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+        let dir = Keys::create_folder(path)?;
         let mut key = [0u8; KEY_LEN];
         SystemRandom::new().fill(&mut key).expect("system random source");
         let mut f = OpenOptions::new()
@@ -112,6 +111,19 @@ impl Keys {
         // The new directory entry is only durable once the folder itself is synced.
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         Ok(Keys::from_master(&key))
+    }
+
+    /// Creates the key file's folder (mode 0700) if it does not exist; an existing folder is
+    /// left as it is. Returns the folder. The daemon calls it before the journal, which may
+    /// share the folder, creates it with the default mode.
+    pub fn create_folder(path: &Path) -> Result<&Path, KeyError> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+        Ok(dir)
     }
 
     /// Derives the purpose keys from a master key.
