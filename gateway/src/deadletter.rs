@@ -59,7 +59,7 @@ pub fn run(config: &Path, actor: Option<String>, command: Command, out: &mut dyn
         Command::Show { id } => {
             let key_file = config.store.key_file.get_ref();
             // The CLI never creates a key, nor uses one the store was not sealed with.
-            let keys = Keys::load(key_file)?;
+            let keys = Keys::load_for_operator(key_file)?;
             if !key_guard::fits_store(&conn, &keys)? {
                 bail!("key file {} is not the key the journal {} was sealed with", key_file.display(), path.display());
             }
