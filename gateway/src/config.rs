@@ -47,7 +47,8 @@ impl Default for Device {
 pub struct Store {
     /// SQLite database file.
     pub path: Spanned<PathBuf>,
-    /// Key file for payload encryption; created with mode 0600 on first start.
+    /// Key file for payload encryption; created with mode 0600 on first start, then bound to
+    /// the store (`store::key_guard`): never replaced while sealed rows need it.
     pub key_file: Spanned<PathBuf>,
     /// Disk budget of the journal; beyond it new messages are refused with AR/CR.
     #[serde(default = "defaults::max_bytes")]

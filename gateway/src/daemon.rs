@@ -30,10 +30,11 @@ const WRITER_QUEUE: usize = 4096;
 /// Checkpoint and purge cadence.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `discard_undecryptable`: `gateway run --discard-undecryptable` (see [`open_keys`]).
+pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = &config.store;
-    let keys = Arc::new(Keys::load_or_create(store.key_file.get_ref())?);
+    let keys = Arc::new(open_keys(store, discard_undecryptable, &metrics)?);
     let site = SiteMaps::load(&config.mapping, &config.dir)?;
     let bell = Doorbell::default();
     let forward_bell = Doorbell::default();
@@ -159,4 +160,20 @@ async fn stage_gone(metrics: &Metrics) -> &'static str {
             return stage;
         }
     }
+}
+
+/// Loads the key file, bound to the store: refuses to start when the key the sealed rows
+/// need is missing or another one, unless the operator chose to dead-letter what it cannot
+/// decrypt (`store::key_guard`). Runs before any stage opens the store.
+fn open_keys(store: &crate::config::Store, discard: bool, metrics: &Metrics) -> anyhow::Result<Keys> {
+    let path = store.path.get_ref();
+    Keys::create_folder(store.key_file.get_ref())?;
+    let mut conn = crate::store::db::open(path, None, Synchronous::Full)?;
+    crate::store::db::migrate(&mut conn, path)?;
+    // The claimed name for the audit trail; the OS identity is recorded with it.
+    let actor = discard.then(|| crate::deadletter::resolve_actor(None, |k| std::env::var(k).ok()).unwrap_or_else(|_| "gateway".into()));
+    let guarded = crate::store::key_guard::open_keys(&mut conn, store.key_file.get_ref(), path, actor.as_deref())?;
+    metrics.dead_letters.add(guarded.discarded as u64);
+    metrics.lost_key_dead_letters.set(guarded.discarded as i64);
+    Ok(guarded.keys)
 }

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::config::Config;
 use crate::store::audit::{self, Action};
-use crate::store::{db, Keys};
+use crate::store::{db, key_guard, Keys};
 
 /// `gateway deadletter <command>`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -35,6 +35,9 @@ pub enum Command {
     },
     /// Delete a dead letter and its outbox rows; the journal row stays `dead`.
     Purge { id: i64 },
+    /// Walk the audit trail's hash chain: "ok, N events", or the first edited, deleted or
+    /// foreign event (and a non-zero exit).
+    AuditVerify,
 }
 
 /// Runs a command against the store named by the config file.
@@ -46,7 +49,7 @@ pub fn run(config: &Path, actor: Option<String>, command: Command, out: &mut dyn
     }
     // Resolved before anything is opened: an unaudited action must not start.
     let actor = match command {
-        Command::List => String::new(),
+        Command::List | Command::AuditVerify => String::new(),
         _ => resolve_actor(actor, |k| std::env::var(k).ok())?,
     };
     let mut conn = db::open(path, None, db::Synchronous::Full)?;
@@ -55,11 +58,11 @@ pub fn run(config: &Path, actor: Option<String>, command: Command, out: &mut dyn
         Command::List => list(&conn, out).map(|_| ()),
         Command::Show { id } => {
             let key_file = config.store.key_file.get_ref();
-            // load_or_create would make a new (useless) key; the CLI never creates one.
-            if !key_file.exists() {
-                bail!("key file {} does not exist", key_file.display());
+            // The CLI never creates a key, nor uses one the store was not sealed with.
+            let keys = Keys::load_for_operator(key_file)?;
+            if !key_guard::fits_store(&conn, &keys)? {
+                bail!("key file {} is not the key the journal {} was sealed with", key_file.display(), path.display());
             }
-            let keys = Keys::load_or_create(key_file)?;
             show(&mut conn, &keys, &actor, id, out)
         }
         Command::Replay { id: Some(id), .. } => {
@@ -73,11 +76,17 @@ pub fn run(config: &Path, actor: Option<String>, command: Command, out: &mut dyn
             writeln!(out, "dead letter {id} purged (journal seq {seq} stays dead)")?;
             Ok(())
         }
+        Command::AuditVerify => {
+            let n = audit::verify(&conn)?.with_context(|| format!("journal {}: audit trail broken", path.display()))?;
+            writeln!(out, "ok, {n} events")?;
+            Ok(())
+        }
     }
 }
 
-/// The operator recorded in the audit trail: `--actor`, else `$SUDO_USER` (the person behind
-/// `sudo`), else `$USER`.
+/// The name the operator claims, for the audit trail: `--actor`, else `$SUDO_USER` (the
+/// person behind `sudo`), else `$USER`. The audit event also records the OS identity of the
+/// process (uid, euid, login uid), which the operator cannot choose.
 pub fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     let actor = explicit
         .or_else(|| env("SUDO_USER").filter(|s| !s.trim().is_empty()))
@@ -643,5 +652,40 @@ mod tests {
         run(&config, Some("frank".into()), Command::Replay { id: None, all: true }, &mut Vec::new()).unwrap();
         assert_eq!(d.state(seq), "received");
         assert_eq!(d.audit().iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["show", "replay"]);
+    }
+
+    #[test]
+    fn audit_verify_reports_the_count_or_the_first_break_and_show_needs_the_bound_key() {
+        let d = db("verify");
+        let key_file = d.dir.join("j.key");
+        std::fs::write(&key_file, [7u8; 32]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let seq = d.journal("CTRL1", "dead");
+        let id = d.dead(seq, "convert", "PID-3 missing");
+        let config = d.dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n[[listener]]\nname = \"m\"\nbind = \"127.0.0.1:2575\"\n",
+        )
+        .unwrap();
+        let verify = || {
+            let mut out = Vec::new();
+            run(&config, None, Command::AuditVerify, &mut out).map(|_| String::from_utf8(out).unwrap()).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(verify().unwrap(), "ok, 0 events\n");
+        run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap();
+        run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap();
+        assert_eq!(verify().unwrap(), "ok, 2 events\n");
+        d.conn.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'x' WHERE id = 1").unwrap();
+        let e = verify().unwrap_err();
+        assert!(e.contains("audit trail broken") && e.contains("audit event 1 does not match"), "{e}");
+
+        // The store is bound to the [7; 32] key; another one is refused before anything is audited.
+        crate::store::settings::put(&d.conn, crate::store::settings::KEY_CHECK, &Keys::from_master(&[7; 32]).check_value()).unwrap();
+        std::fs::write(&key_file, [8u8; 32]).unwrap();
+        let e = run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("is not the key"), "{e}");
+        assert_eq!(d.audit().len(), 2);
     }
 }

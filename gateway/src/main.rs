@@ -26,6 +26,11 @@ enum Command {
     Run {
         #[arg(long, default_value = "/etc/gateway/gateway.toml")]
         config: PathBuf,
+        /// Recovery after a lost key file: keep (or create) the key file on disk and move
+        /// every undelivered message that does not decrypt under it to dead letters (audited,
+        /// one WARN line). Without it the gateway refuses to start in that case.
+        #[arg(long)]
+        discard_undecryptable: bool,
     },
     /// Check a configuration file and exit.
     CheckConfig {
@@ -79,12 +84,13 @@ enum Command {
         /// The message file; `-` reads standard input.
         file: PathBuf,
     },
-    /// Dead letters: list, show, replay, purge. Each action on a dead letter is recorded in
+    /// Dead letters: list, show, replay, purge, audit-verify. Each action on a dead letter is recorded in
     /// the store's append-only audit trail first.
     Deadletter {
         #[arg(long, default_value = "/etc/gateway/gateway.toml", global = true)]
         config: PathBuf,
-        /// Who is acting, for the audit trail; default: $SUDO_USER, else $USER.
+        /// Who is acting (a claimed name), for the audit trail; default: $SUDO_USER, else
+        /// $USER. The OS identity (uid, euid, login uid) is recorded beside it.
         #[arg(long, global = true)]
         actor: Option<String>,
         #[command(subcommand)]
@@ -97,9 +103,9 @@ fn main() -> ExitCode {
     gateway::ops::logging::init();
     gateway::ops::logging::install_panic_hook();
     let result = match cli.command {
-        Command::Run { config } => Config::load(&config)
+        Command::Run { config, discard_undecryptable } => Config::load(&config)
             .map_err(anyhow::Error::from)
-            .and_then(|c| runtime()?.block_on(gateway::daemon::run(c))),
+            .and_then(|c| runtime()?.block_on(gateway::daemon::run(c, discard_undecryptable))),
         Command::CheckConfig { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
         Command::Loadgen { addr, connections, messages, run_id, patients } => runtime().and_then(|rt| {
             let report = rt.block_on(gateway::loadgen::run(addr, connections, messages, patients, &run_id))?;

@@ -65,10 +65,16 @@ impl Setup {
     /// Like [`Setup::start`], with extra environment variables for the gateway process
     /// (e.g. `HTTPS_PROXY`, to check that it is ignored).
     pub fn start_with_env(&self, env: &[(&str, &str)]) -> Gateway {
+        self.start_with(&[], env)
+    }
+
+    /// Like [`Setup::start_with_env`], with extra `gateway run` arguments.
+    pub fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> Gateway {
         self.write_config();
         let mut child = Command::new(gateway_bin())
             .args(["run", "--config"])
             .arg(self.config_path())
+            .args(args)
             .env("RUST_LOG", "info")
             .env_remove("JOURNAL_STREAM")
             .envs(env.iter().copied())

@@ -145,6 +145,8 @@ pub struct Metrics {
     pub forward_latency: Histogram,
     /// Liveness of the data path's stages.
     pub stages: super::liveness::Stages,
+    /// Messages moved to dead letters at start by `--discard-undecryptable` (lost key).
+    pub lost_key_dead_letters: Gauge,
 }
 
 /// The `class` labels of `gateway_forward_failures_total`, in index order.
@@ -183,6 +185,7 @@ impl Default for Metrics {
             forward_api_usage_permille: Gauge::default(),
             forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
             stages: Default::default(),
+            lost_key_dead_letters: Gauge::default(),
         }
     }
 }
@@ -252,6 +255,7 @@ impl Metrics {
             ("gateway_forward_circuit_state", "Circuit breaker to the FHIR target: 0 closed, 1 half-open, 2 open", &self.forward_circuit_state),
             ("gateway_forward_auth_failing", "1 while the FHIR target refuses the gateway's credentials", &self.forward_auth_failing),
             ("gateway_forward_api_usage_permille", "Salesforce API usage of the daily limit, per mille", &self.forward_api_usage_permille),
+            ("gateway_lost_key_dead_letters", "Messages dead-lettered at start because they were sealed under a lost key", &self.lost_key_dead_letters),
         ];
         for (name, help, g) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", g.get());

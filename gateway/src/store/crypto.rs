@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
@@ -19,6 +19,8 @@ pub struct Keys {
     seal: LessSafeKey,
     lane: hmac::Key,
     dedup: hmac::Key,
+    /// Names this key in the store without revealing anything about it (see `check_value`).
+    check: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -30,6 +32,12 @@ pub enum KeyError {
     Permissions { path: String, mode: u32 },
     #[error("key file {path} must hold exactly {KEY_LEN} bytes")]
     Length { path: String },
+    #[error("key file {path} is a symbolic link; refusing to follow it (put the key file itself there)")]
+    Symlink { path: String },
+    #[error("key file {path} is not a regular file")]
+    NotAFile { path: String },
+    #[error("key file {path} is owned by uid {owner}, not by uid {euid} that runs the gateway; run chown on it")]
+    Owner { path: String, owner: u32, euid: u32 },
 }
 
 /// The journal cannot decrypt a payload (wrong key or tampered row).
@@ -45,31 +53,88 @@ impl hkdf::KeyType for Len {
 }
 
 impl Keys {
-    /// Reads the key file, creating it (mode 0600, random key) on first start.
+    /// Reads the key file, creating it (mode 0600, random key) when it does not exist. Only
+    /// for callers that know no sealed data depends on an earlier key: the daemon goes
+    /// through [`super::key_guard`], which refuses to replace a key the store still needs.
     pub fn load_or_create(path: &Path) -> Result<Keys, KeyError> {
-        let io = |source| KeyError::Io { path: path.display().to_string(), source };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Keys::create(path),
+            _ => Keys::load(path),
         }
-        let rng = SystemRandom::new();
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-            Ok(mut f) => {
-                let mut key = [0u8; KEY_LEN];
-                rng.fill(&mut key).expect("system random source");
-                f.write_all(&key).and_then(|_| f.sync_all()).map_err(io)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+    }
+
+    /// Reads an existing key file. Refused: a symlink (the link, not its target, is what the
+    /// path names), a file not owned by this process's effective uid, a mode that lets group
+    /// or others in, a length other than 32 bytes.
+    pub fn load(path: &Path) -> Result<Keys, KeyError> {
+        Keys::read(path, false)
+    }
+
+    /// [`Keys::load`] for the operator's CLI (`gateway deadletter show`), which runs under
+    /// `sudo` while the key belongs to the service user: root may use a key file another uid
+    /// owns. The caller still checks it is the store's key (`key_guard::fits_store`).
+    pub fn load_for_operator(path: &Path) -> Result<Keys, KeyError> {
+        Keys::read(path, true)
+    }
+
+    fn read(path: &Path, root_reads_any: bool) -> Result<Keys, KeyError> {
+        let name = || path.display().to_string();
+        let io = |source| KeyError::Io { path: name(), source };
+        let mut f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(KeyError::Symlink { path: name() }),
             Err(e) => return Err(io(e)),
+        };
+        let meta = f.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(KeyError::NotAFile { path: name() });
         }
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let mode = f.metadata().map_err(io)?.permissions().mode();
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid && !(root_reads_any && euid == 0) {
+            return Err(KeyError::Owner { path: name(), owner: meta.uid(), euid });
+        }
+        let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path: path.display().to_string(), mode: mode & 0o777 });
+            return Err(KeyError::Permissions { path: name(), mode: mode & 0o777 });
         }
         let mut key = Vec::with_capacity(KEY_LEN);
         f.read_to_end(&mut key).map_err(io)?;
-        let key: [u8; KEY_LEN] = key.try_into().map_err(|_| KeyError::Length { path: path.display().to_string() })?;
+        let key: [u8; KEY_LEN] = key.try_into().map_err(|_| KeyError::Length { path: name() })?;
         Ok(Keys::from_master(&key))
+    }
+
+    /// Creates a new random key file (mode 0600; its folder 0700 if it has to be made) and
+    /// fsyncs the file and its folder, so the key is durable before anything is sealed with
+    /// it. Fails if the path exists (even as a dangling symlink).
+    pub fn create(path: &Path) -> Result<Keys, KeyError> {
+        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        let dir = Keys::create_folder(path)?;
+        let mut key = [0u8; KEY_LEN];
+        SystemRandom::new().fill(&mut key).expect("system random source");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io)?;
+        f.write_all(&key).and_then(|_| f.sync_all()).map_err(io)?;
+        // The new directory entry is only durable once the folder itself is synced.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        Ok(Keys::from_master(&key))
+    }
+
+    /// Creates the key file's folder (mode 0700) if it does not exist; an existing folder is
+    /// left as it is. Returns the folder. The daemon calls it before the journal, which may
+    /// share the folder, creates it with the default mode.
+    pub fn create_folder(path: &Path) -> Result<&Path, KeyError> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+        Ok(dir)
     }
 
     /// Derives the purpose keys from a master key.
@@ -85,6 +150,7 @@ impl Keys {
             seal,
             lane: hmac::Key::new(hmac::HMAC_SHA256, &derive(b"lane")),
             dedup: hmac::Key::new(hmac::HMAC_SHA256, &derive(b"dedup")),
+            check: hmac::Key::new(hmac::HMAC_SHA256, &derive(b"check")),
             rng: SystemRandom::new(),
         }
     }
@@ -134,6 +200,15 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// A fingerprint of the key, stored beside the data it seals, so a start with another
+    /// key is detected before anything is lost. A keyed hash of a constant under a key of
+    /// its own: it reveals nothing about the other keys.
+    pub fn check_value(&self) -> String {
+        hex(&hmac::sign(&self.check, b"gateway key check v1").as_ref()[..16])
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -173,15 +248,63 @@ mod tests {
     }
 
     #[test]
-    fn key_file_created_0600_and_reused() {
+    fn key_file_created_0600_in_a_0700_folder_and_reused() {
         let dir = temp_dir();
-        let path = dir.join("k.key");
+        let path = dir.join("sub/k.key");
         let k1 = Keys::load_or_create(&path).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(dir.join("sub")).unwrap().permissions().mode() & 0o777, 0o700);
         let k2 = Keys::load_or_create(&path).unwrap();
         assert_eq!(k2.open(&k1.seal(b"x")).unwrap(), b"x");
+        assert_eq!(k1.check_value(), k2.check_value());
+        assert!(matches!(Keys::create(&path), Err(KeyError::Io { .. })), "create never overwrites");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(Keys::load_or_create(&path), Err(KeyError::Permissions { .. })));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn check_value_names_the_key_and_nothing_else() {
+        let (a, b) = (Keys::from_master(&[1; 32]), Keys::from_master(&[2; 32]));
+        assert_eq!(a.check_value(), Keys::from_master(&[1; 32]).check_value());
+        assert_ne!(a.check_value(), b.check_value());
+        assert_eq!(a.check_value().len(), 32);
+        assert_ne!(a.check_value(), a.lane(b"", b""), "its own derived key");
+    }
+
+    #[test]
+    fn symlinked_key_file_is_refused() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.join("real.key");
+        Keys::create(&real).unwrap();
+        let link = dir.join("k.key");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(Keys::load(&link), Err(KeyError::Symlink { .. })));
+        assert!(matches!(Keys::load_or_create(&link), Err(KeyError::Symlink { .. })));
+        // A dangling link is not "absent": nothing is created through it.
+        let dangling = dir.join("d.key");
+        std::os::unix::fs::symlink(dir.join("nowhere.key"), &dangling).unwrap();
+        assert!(Keys::load_or_create(&dangling).is_err());
+        assert!(!dir.join("nowhere.key").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn key_file_owned_by_another_uid_is_refused() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: chown to another uid needs root");
+            return;
+        }
+        let dir = temp_dir();
+        let path = dir.join("k.key");
+        Keys::create(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let e = Keys::load(&path).err().expect("refused");
+        assert!(matches!(e, KeyError::Owner { owner: 65534, euid: 0, .. }), "{e}");
+        assert!(e.to_string().contains("k.key") && e.to_string().contains("uid 65534"), "{e}");
+        // The operator's CLI under sudo reads the service user's key.
+        assert!(Keys::load_for_operator(&path).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

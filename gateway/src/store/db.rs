@@ -105,7 +105,34 @@ const MIGRATIONS: &[&str] = &[
     // without decrypting them first. NULL on rows written before: they are sent alone.
     "ALTER TABLE outbox ADD COLUMN kind TEXT;               -- Bundle.type: 'batch' or 'transaction'
     ALTER TABLE outbox ADD COLUMN entries INTEGER;         -- Bundle.entry count",
+    // 6: settings (the key check value: which key the sealed rows need), and the audit
+    // trail's OS identity and hash chain. The append-only triggers are dropped here so the
+    // existing events can be chained, then recreated (`after_migration`, same transaction).
+    "CREATE TABLE settings (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE audit ADD COLUMN uid INTEGER;              -- real uid of the process that wrote it
+    ALTER TABLE audit ADD COLUMN euid INTEGER;             -- effective uid
+    ALTER TABLE audit ADD COLUMN login_uid INTEGER;        -- /proc/self/loginuid, NULL if unset
+    ALTER TABLE audit ADD COLUMN hash BLOB;                -- SHA-256(previous hash, own fields)
+    DROP TRIGGER audit_no_update;
+    DROP TRIGGER audit_no_delete;",
 ];
+
+/// Work a migration needs beyond SQL, run in its transaction after its SQL.
+fn after_migration(version: usize, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    if version == 6 {
+        super::audit::chain_existing(tx)?;
+        tx.execute_batch(
+            "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+             BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+             CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+             BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;",
+        )?;
+    }
+    Ok(())
+}
 
 /// Opens a connection with WAL and the requested `synchronous`, and checks both took effect.
 /// `vfs` selects a SQLite VFS by name (tests use a power-loss simulating one).
@@ -149,6 +176,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(sql).map_err(err)?;
+        after_migration(i + 1, &tx).map_err(err)?;
         tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
         tx.commit().map_err(err)?;
     }
@@ -172,6 +200,27 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut c, &path), Err(OpenError::TooNew { found: 99, .. })));
+        drop(c);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn migration_6_chains_the_audit_events_written_before_it() {
+        let dir = std::env::temp_dir().join(format!("gw-db6-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        let mut c = open(&path, None, Synchronous::Full).unwrap();
+        for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
+            c.execute_batch(sql).unwrap();
+            c.pragma_update(None, "user_version", i as i64 + 1).unwrap();
+        }
+        for actor in ["alice", "bob"] {
+            c.execute("INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, ?1, 'show', 1, 1)", [actor]).unwrap();
+        }
+        migrate(&mut c, &path).unwrap();
+        assert_eq!(crate::store::audit::verify(&c).unwrap(), Ok(2));
+        assert!(c.execute("UPDATE audit SET actor = 'x'", []).unwrap_err().to_string().contains("append-only"));
+        assert!(c.execute("DELETE FROM audit", []).unwrap_err().to_string().contains("append-only"));
         drop(c);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -6,7 +6,9 @@ pub mod crypto;
 pub mod db;
 pub mod doorbell;
 pub mod gate;
+pub mod key_guard;
 pub mod maintenance;
+pub mod settings;
 pub mod writer;
 
 pub use crypto::Keys;
