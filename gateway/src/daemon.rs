@@ -32,6 +32,9 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 
 /// `discard_undecryptable`: `gateway run --discard-undecryptable` (see [`open_keys`]).
 pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<()> {
+    // First of all: a SIGTERM during start-up must mean an orderly stop, not the default death.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let metrics = Arc::new(Metrics::default());
     let store = &config.store;
     let keys = Arc::new(open_keys(store, discard_undecryptable, &metrics)?);
@@ -122,8 +125,6 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
     }
     drop(appender);
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let gone = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
         _ = int.recv() => { tracing::info!("SIGINT: shutting down"); None }
