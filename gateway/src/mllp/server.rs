@@ -1,5 +1,6 @@
 //! A configured listener: accepts connections, closes those from outside the allowed
-//! networks or over the connection limit before reading anything, and serves the rest.
+//! networks or over the connection limits before reading anything (after closing an idle
+//! connection to make room, see [`super::slots`]), and serves the rest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,13 +8,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::FrameBudget;
 use super::connection::{self, Limits};
 use super::handler::Handler;
+use super::slots::{Slot, Slots};
 
 /// TLS handshakes that take longer are abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,8 +24,10 @@ pub struct Listener {
     pub socket: TcpListener,
     pub tls: Option<TlsAcceptor>,
     pub allow: Vec<IpNet>,
-    pub connections: Arc<Semaphore>,
+    pub slots: Arc<Slots>,
     pub limits: Limits,
+    /// The process-wide in-flight frame budget, shared by every listener.
+    pub budget: Arc<FrameBudget>,
     pub handler: Arc<Handler>,
 }
 
@@ -51,20 +55,17 @@ impl Listener {
                 tracing::warn!(listener = %name, peer = %peer.ip(), "connection from outside the allowed networks closed");
                 continue;
             }
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                self.handler.metrics.refused_limit.inc();
-                tracing::warn!(listener = %name, "connection limit reached; connection closed");
-                continue;
-            };
+            // Counted and logged (rate-limited) by the slots when refused.
+            let Ok(slot) = self.slots.admit(peer.ip()) else { continue };
             let _ = socket.set_nodelay(true);
-            let (handler, tls, limits, stop) = (self.handler.clone(), self.tls.clone(), self.limits, shutdown.clone());
+            let (handler, tls, limits, budget, stop) = (self.handler.clone(), self.tls.clone(), self.limits, self.budget.clone(), shutdown.clone());
             tracker.spawn(async move {
                 let metrics = handler.metrics.clone();
                 metrics.connections_open.add(1);
-                let closed = serve(socket, tls, handler, limits, stop).await;
+                let closed = serve(socket, tls, handler, limits, budget, &slot, stop).await;
                 metrics.connections_open.add(-1);
                 tracing::debug!(peer = %peer, reason = ?closed, "connection closed");
-                drop(permit);
+                drop(slot);
             });
         }
         tracing::info!(listener = %name, "stopped accepting");
@@ -81,21 +82,30 @@ async fn serve(
     tls: Option<TlsAcceptor>,
     handler: Arc<Handler>,
     limits: Limits,
+    budget: Arc<FrameBudget>,
+    slot: &Slot,
     shutdown: CancellationToken,
 ) -> Option<connection::Closed> {
     match tls {
-        None => Some(connection::serve(socket, handler, limits, shutdown).await),
-        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-            Ok(Ok(stream)) => Some(connection::serve(stream, handler, limits, shutdown).await),
-            Ok(Err(e)) => {
-                handler.metrics.tls_failures.inc();
-                tracing::warn!(listener = %handler.listener, error = %e, "TLS handshake failed");
-                None
+        None => Some(connection::serve(socket, handler, limits, budget, slot, shutdown).await),
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                // A connection still shaking hands is idle: it may be chosen to make room.
+                _ = slot.closing() => return Some(connection::Closed::GaveWay),
+                h = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)) => h,
+            };
+            match handshake {
+                Ok(Ok(stream)) => Some(connection::serve(stream, handler, limits, budget, slot, shutdown).await),
+                Ok(Err(e)) => {
+                    handler.metrics.tls_failures.inc();
+                    tracing::warn!(listener = %handler.listener, error = %e, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    handler.metrics.tls_failures.inc();
+                    None
+                }
             }
-            Err(_) => {
-                handler.metrics.tls_failures.inc();
-                None
-            }
-        },
+        }
     }
 }
