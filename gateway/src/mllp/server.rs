@@ -16,6 +16,7 @@ use super::budget::FrameBudget;
 use super::connection::{self, Limits};
 use super::handler::Handler;
 use super::slots::{Slot, Slots};
+use crate::ops::warn_every::WarnEvery;
 
 /// TLS handshakes that take longer are abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +37,8 @@ impl Listener {
     /// wait for them to finish what they are committing.
     pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
         let name = self.handler.listener.clone();
+        // A flood of refused connections must not become a flood of log lines.
+        let (warn_accept, warn_allowlist) = (WarnEvery::default(), WarnEvery::default());
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -45,14 +48,18 @@ impl Listener {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    if let Some(more) = warn_accept.due() {
+                        tracing::warn!(listener = %name, error = %e, failures_not_logged = more, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             if !self.allowed(peer) {
                 self.handler.metrics.refused_allowlist.inc();
-                tracing::warn!(listener = %name, peer = %peer.ip(), "connection from outside the allowed networks closed");
+                if let Some(more) = warn_allowlist.due() {
+                    tracing::warn!(listener = %name, peer = %peer.ip(), refused_not_logged = more, "connection from outside the allowed networks closed");
+                }
                 continue;
             }
             // Counted and logged (rate-limited) by the slots when refused.
