@@ -160,6 +160,12 @@ fn many_unfinished_large_frames_stay_inside_the_memory_bound() {
     }
     wait_for("in-flight bytes back to 0", Duration::from_secs(30), || (gw.metric("gateway_inflight_frame_bytes") == 0.0).then_some(()));
     assert_eq!(msa(&fresh.call(&adt("SMALL2"))), ("AA".into(), "SMALL2".into()));
+    // Nothing is left starved: a large message goes through again.
+    let mut large = adt("LARGE1");
+    large.extend_from_slice(b"NTE|1||");
+    large.resize(large.len() + 3_000_000, b'x');
+    large.push(b'\r');
+    assert_eq!(msa(&fresh.call(&large)), ("AA".into(), "LARGE1".into()));
     let log = gw.terminate_log();
     let warned = log.lines().filter(|l| l.contains("in-flight frame budget")).count();
     assert!((1..=2).contains(&warned), "one rate-limited WARN, not one per wait: {warned}\n{log}");
