@@ -281,17 +281,31 @@ fn connections_outside_the_allowlist_are_closed_before_reading() {
 
 #[test]
 fn connections_over_the_limit_are_refused() {
+    // (An idle connection gives way to a newcomer instead: tests/limits.rs.)
     let setup = Setup::new(&format!("{PLAIN}max_connections = 2\n"));
     let gw = setup.start();
     let mut a = gw.connect();
     let mut b = gw.connect();
-    // Make sure both are being served before the third arrives.
-    assert_eq!(msa(&a.call(&adt("L1"))).0, "AA");
-    assert_eq!(msa(&b.call(&adt("L2"))).0, "AA");
+    // Both in the middle of a frame before the third arrives.
+    let halves: Vec<Vec<u8>> = ["L1", "L2"]
+        .iter()
+        .map(|id| {
+            let mut wire = Vec::new();
+            gateway::mllp::codec::encode(&adt(id), &mut wire);
+            wire
+        })
+        .collect();
+    a.send_raw(&halves[0][..100]);
+    b.send_raw(&halves[1][..100]);
+    wait_metric(&gw, "gateway_connections_in_frame", 2.0, WAIT);
     let mut third = gw.connect();
     assert!(third.closed_by_peer());
     assert_eq!(gw.metric("gateway_connections_refused_total{reason=\"limit\"}"), 1.0);
+    a.send_raw(&halves[0][100..]);
+    assert_eq!(msa(&a.read_ack().unwrap()).0, "AA");
     drop(a);
+    b.send_raw(&halves[1][100..]);
+    assert_eq!(msa(&b.read_ack().unwrap()).0, "AA");
     assert_eq!(msa(&b.call(&adt("L3"))).0, "AA");
 }
 

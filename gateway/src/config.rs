@@ -20,6 +20,9 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     #[serde(default)]
     pub ops: Ops,
+    /// Process-wide resource bounds.
+    #[serde(default)]
+    pub limits: Limits,
     /// Site maps for the FHIR conversion.
     #[serde(default)]
     pub mapping: crate::fhir::site::MappingConfig,
@@ -78,8 +81,12 @@ pub struct Listener {
     /// Source networks allowed to connect; others are closed before anything is read.
     #[serde(default = "defaults::allow")]
     pub allow: Vec<IpNet>,
+    /// Connections at once; when all are taken, the one idle the longest is closed for a new one.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: NonZeroUsize,
+    /// Connections at once from one source address.
+    #[serde(default = "defaults::max_connections_per_source")]
+    pub max_connections_per_source: NonZeroUsize,
     #[serde(default = "defaults::idle_timeout_secs")]
     pub idle_timeout_secs: u64,
     /// A frame that is opened and not finished within this time closes the connection.
@@ -219,11 +226,32 @@ impl Cloud {
 pub struct Ops {
     /// Admin HTTP endpoint (health, metrics); keep it on loopback.
     pub admin_bind: Option<SocketAddr>,
+    /// Admin connections at once; more are closed at once.
+    #[serde(default = "defaults::admin_max_connections")]
+    pub admin_max_connections: NonZeroUsize,
 }
 
 impl Default for Ops {
     fn default() -> Self {
-        Ops { admin_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8575))) }
+        Ops { admin_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8575))), admin_max_connections: defaults::admin_max_connections() }
+    }
+}
+
+/// `[limits]`: bounds that span every listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// In-flight frame budget: bytes held for MLLP frames across all connections (beyond each
+    /// connection's free 64 KiB, counted twice while a frame is sealed for its commit). At the
+    /// limit, connections with large frames stop reading until there is room or their frame
+    /// times out. Must be at least twice every listener's `max_frame_bytes`.
+    #[serde(default = "defaults::inflight_frame_bytes")]
+    pub inflight_frame_bytes: NonZeroUsize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { inflight_frame_bytes: defaults::inflight_frame_bytes() }
     }
 }
 
@@ -275,6 +303,15 @@ mod defaults {
     }
     pub fn max_connections() -> NonZeroUsize {
         NonZeroUsize::new(128).unwrap()
+    }
+    pub fn max_connections_per_source() -> NonZeroUsize {
+        NonZeroUsize::new(16).unwrap()
+    }
+    pub fn admin_max_connections() -> NonZeroUsize {
+        NonZeroUsize::new(16).unwrap()
+    }
+    pub fn inflight_frame_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(64 << 20).unwrap()
     }
     pub fn idle_timeout_secs() -> u64 {
         600
@@ -383,6 +420,13 @@ impl Config {
         for (i, l) in config.listeners.iter_mut().enumerate() {
             if !names.insert(l.name.clone()) {
                 return Err(error_at(None, Some(format!("listener[{i}].name")), format!("duplicate listener name {:?}", l.name)));
+            }
+            if config.limits.inflight_frame_bytes.get() / 2 < l.max_frame_bytes.get() {
+                return Err(error_at(
+                    None,
+                    Some("limits.inflight_frame_bytes".into()),
+                    format!("must be at least twice listener {:?}'s max_frame_bytes ({}), or a frame at that size could never be held", l.name, l.max_frame_bytes),
+                ));
             }
             if let Some(tls) = &mut l.tls {
                 resolve(&mut tls.cert);
@@ -505,6 +549,18 @@ bind = "127.0.0.1:2575"
         assert_eq!(l.accept.processing_ids, vec!["P"]);
         assert!(l.allow.iter().any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
         assert_eq!(c.ops.admin_bind, Some("127.0.0.1:8575".parse().unwrap()));
+        assert_eq!((l.max_connections.get(), l.max_connections_per_source.get()), (128, 16));
+        assert_eq!(c.limits.inflight_frame_bytes.get(), 64 << 20);
+        assert_eq!(c.ops.admin_max_connections.get(), 16);
+    }
+
+    #[test]
+    fn a_frame_budget_smaller_than_two_frames_is_refused() {
+        let text = format!("{MINIMAL}max_frame_bytes = 1000\n\n[limits]\ninflight_frame_bytes = 1999\n");
+        let e = Config::parse(&text, Path::new("gw.toml")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limits.inflight_frame_bytes"), "{e}");
+        let text = text.replace("1999", "2000");
+        assert!(Config::parse(&text, Path::new("gw.toml")).is_ok());
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,6 +16,8 @@ use crate::config::Config;
 use crate::mllp::connection::Limits;
 use crate::mllp::handler::{AckIds, Handler};
 use crate::mllp::policy::Policy;
+use crate::mllp::budget::FrameBudget;
+use crate::mllp::slots::Slots;
 use crate::mllp::{server, tls};
 use crate::ops::{admin, metrics::Metrics};
 use crate::store::maintenance::{Maintenance, MaintenanceOptions};
@@ -87,6 +88,8 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let ack_ids = Arc::new(AckIds::default());
+    // One in-flight frame budget for every connection of every listener.
+    let budget = FrameBudget::new(config.limits.inflight_frame_bytes.get(), metrics.clone());
     // Bind everything first so a bad address fails start-up before anything is served.
     let mut listeners = Vec::new();
     for l in &config.listeners {
@@ -106,19 +109,20 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
             socket,
             tls,
             allow: l.allow.clone(),
-            connections: Arc::new(Semaphore::new(l.max_connections.get())),
+            slots: Slots::new(Arc::from(l.name.as_str()), l.max_connections.get(), l.max_connections_per_source.get(), metrics.clone()),
             limits: Limits {
                 max_frame: l.max_frame_bytes.get(),
                 idle_timeout: Duration::from_secs(l.idle_timeout_secs),
                 frame_timeout: Duration::from_secs(l.frame_timeout_secs),
             },
+            budget: budget.clone(),
             handler: Arc::new(handler),
         });
     }
     if let Some(bind) = config.ops.admin_bind {
         let socket = TcpListener::bind(bind).await.with_context(|| format!("[ops] admin_bind {bind}"))?;
         tracing::info!(addr = %socket.local_addr()?, "admin listening");
-        tracker.spawn(admin::serve(socket, metrics.clone(), appender.clone(), shutdown.clone()));
+        tracker.spawn(admin::serve(socket, config.ops.admin_max_connections.get(), metrics.clone(), appender.clone(), shutdown.clone()));
     }
     for l in listeners {
         tracker.spawn(l.run(tracker.clone(), shutdown.clone()));

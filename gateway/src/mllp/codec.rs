@@ -69,6 +69,34 @@ impl Decoder {
         self.state != State::Idle
     }
 
+    /// The buffer capacity to give the decoder (with [`Decoder::reserve`]) before it decodes
+    /// `input`, so that its buffer never grows on its own and the caller can account for
+    /// every byte it holds; `None` when it has the room. Grows by at least half again (so
+    /// copying stays linear in the frame size), never past the frame limit.
+    pub fn room_for(&self, input: &[u8]) -> Option<usize> {
+        // Between frames only what follows a start block can land in the buffer.
+        let incoming = match self.state {
+            State::Idle => memchr::memchr(START, input).map_or(0, |i| input.len() - i - 1),
+            _ => input.len(),
+        };
+        let need = (self.frame.len() + incoming).min(self.max_frame);
+        let capacity = self.frame.capacity();
+        if need <= capacity {
+            return None;
+        }
+        Some(need.max(capacity + capacity / 2).min(self.max_frame))
+    }
+
+    /// Grows the frame buffer to exactly `capacity` bytes (see [`Decoder::room_for`]).
+    pub fn reserve(&mut self, capacity: usize) {
+        self.frame.reserve_exact(capacity.saturating_sub(self.frame.len()));
+    }
+
+    /// Capacity of the frame buffer: what the decoder holds in memory.
+    pub fn capacity(&self) -> usize {
+        self.frame.capacity()
+    }
+
     /// Bytes discarded so far outside of frames (garbage, whitespace, truncated frames).
     /// The caller reads and resets it with [`Decoder::take_discarded`].
     pub fn take_discarded(&mut self) -> u64 {
@@ -284,6 +312,47 @@ mod tests {
             Decoded::Error(FrameError::TooLarge { head }) => assert_eq!(head.len(), HEAD_KEEP),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn with_room_reserved_first_the_buffer_never_grows_on_its_own() {
+        let mut d = Decoder::new(1000);
+        let mut wire = b"junk".to_vec();
+        wire.push(START);
+        wire.extend(std::iter::repeat_n(b'x', 900));
+        wire.extend_from_slice(b"\x1c\x0d\x0bAB");
+        let mut frames = 0;
+        for chunk in wire.chunks(70) {
+            let mut input = chunk;
+            while !input.is_empty() {
+                if let Some(capacity) = d.room_for(input) {
+                    assert!(capacity <= 1000);
+                    d.reserve(capacity);
+                    assert_eq!(d.capacity(), capacity);
+                }
+                let before = d.capacity();
+                let (used, found) = d.decode(input);
+                input = &input[used..];
+                match found {
+                    Decoded::Frame(f) => {
+                        assert_eq!((f.len(), f.capacity()), (900, before));
+                        frames += 1;
+                    }
+                    Decoded::Incomplete => assert_eq!(d.capacity(), before, "no growth inside decode"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert_eq!(frames, 1);
+        // Growth is geometric: few reallocations for a large frame.
+        assert!(d.capacity() >= 2 && d.in_frame());
+        // Garbage between frames needs no room.
+        let mut idle = Decoder::new(1000);
+        assert_eq!(idle.room_for(b"no start block here"), None);
+        assert_eq!(idle.room_for(b"..\x0bABC"), Some(3));
+        // Never past the limit, even for a larger input.
+        idle.decode(b"\x0b");
+        assert_eq!(idle.room_for(&[b'x'; 5000]), Some(1000));
     }
 
     #[test]

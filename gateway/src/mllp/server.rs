@@ -1,5 +1,6 @@
 //! A configured listener: accepts connections, closes those from outside the allowed
-//! networks or over the connection limit before reading anything, and serves the rest.
+//! networks or over the connection limits before reading anything (after closing an idle
+//! connection to make room, see [`super::slots`]), and serves the rest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,13 +8,15 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::FrameBudget;
 use super::connection::{self, Limits};
 use super::handler::Handler;
+use super::slots::{Slot, Slots};
+use crate::ops::warn_every::WarnEvery;
 
 /// TLS handshakes that take longer are abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,8 +25,10 @@ pub struct Listener {
     pub socket: TcpListener,
     pub tls: Option<TlsAcceptor>,
     pub allow: Vec<IpNet>,
-    pub connections: Arc<Semaphore>,
+    pub slots: Arc<Slots>,
     pub limits: Limits,
+    /// The process-wide in-flight frame budget, shared by every listener.
+    pub budget: Arc<FrameBudget>,
     pub handler: Arc<Handler>,
 }
 
@@ -32,6 +37,8 @@ impl Listener {
     /// wait for them to finish what they are committing.
     pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
         let name = self.handler.listener.clone();
+        // A flood of refused connections must not become a flood of log lines.
+        let (warn_accept, warn_allowlist) = (WarnEvery::default(), WarnEvery::default());
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -41,30 +48,31 @@ impl Listener {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    if let Some(more) = warn_accept.due() {
+                        tracing::warn!(listener = %name, error = %e, failures_not_logged = more, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             if !self.allowed(peer) {
                 self.handler.metrics.refused_allowlist.inc();
-                tracing::warn!(listener = %name, peer = %peer.ip(), "connection from outside the allowed networks closed");
+                if let Some(more) = warn_allowlist.due() {
+                    tracing::warn!(listener = %name, peer = %peer.ip(), refused_not_logged = more, "connection from outside the allowed networks closed");
+                }
                 continue;
             }
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                self.handler.metrics.refused_limit.inc();
-                tracing::warn!(listener = %name, "connection limit reached; connection closed");
-                continue;
-            };
+            // Counted and logged (rate-limited) by the slots when refused.
+            let Ok(slot) = self.slots.admit(peer.ip()) else { continue };
             let _ = socket.set_nodelay(true);
-            let (handler, tls, limits, stop) = (self.handler.clone(), self.tls.clone(), self.limits, shutdown.clone());
+            let (handler, tls, limits, budget, stop) = (self.handler.clone(), self.tls.clone(), self.limits, self.budget.clone(), shutdown.clone());
             tracker.spawn(async move {
                 let metrics = handler.metrics.clone();
                 metrics.connections_open.add(1);
-                let closed = serve(socket, tls, handler, limits, stop).await;
+                let closed = serve(socket, tls, handler, limits, budget, &slot, stop).await;
                 metrics.connections_open.add(-1);
                 tracing::debug!(peer = %peer, reason = ?closed, "connection closed");
-                drop(permit);
+                drop(slot);
             });
         }
         tracing::info!(listener = %name, "stopped accepting");
@@ -81,21 +89,30 @@ async fn serve(
     tls: Option<TlsAcceptor>,
     handler: Arc<Handler>,
     limits: Limits,
+    budget: Arc<FrameBudget>,
+    slot: &Slot,
     shutdown: CancellationToken,
 ) -> Option<connection::Closed> {
     match tls {
-        None => Some(connection::serve(socket, handler, limits, shutdown).await),
-        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-            Ok(Ok(stream)) => Some(connection::serve(stream, handler, limits, shutdown).await),
-            Ok(Err(e)) => {
-                handler.metrics.tls_failures.inc();
-                tracing::warn!(listener = %handler.listener, error = %e, "TLS handshake failed");
-                None
+        None => Some(connection::serve(socket, handler, limits, budget, slot, shutdown).await),
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                // A connection still shaking hands is idle: it may be chosen to make room.
+                _ = slot.closing() => return Some(connection::Closed::GaveWay),
+                h = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)) => h,
+            };
+            match handshake {
+                Ok(Ok(stream)) => Some(connection::serve(stream, handler, limits, budget, slot, shutdown).await),
+                Ok(Err(e)) => {
+                    handler.metrics.tls_failures.inc();
+                    tracing::warn!(listener = %handler.listener, error = %e, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    handler.metrics.tls_failures.inc();
+                    None
+                }
             }
-            Err(_) => {
-                handler.metrics.tls_failures.inc();
-                None
-            }
-        },
+        }
     }
 }

@@ -1,16 +1,26 @@
-//! The admin HTTP endpoint (loopback): `/healthz` (journal and every stage alive) and `/metrics`.
+//! The admin HTTP endpoint (loopback): `/healthz` (journal and every stage alive) and
+//! `/metrics`, behind a small accept loop that bounds what a client can hold: at most
+//! `admin_max_connections` connections (more are closed at once), one request per connection,
+//! the request head within [`HEADER_TIMEOUT`] and [`MAX_HEAD_BYTES`], the whole exchange within
+//! [`CONNECTION_TIMEOUT`]. Request bodies are never read (only GETs are served).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::metrics::Metrics;
+use super::warn_every::WarnEvery;
 use crate::store::Appender;
 
 #[derive(Clone)]
@@ -43,13 +53,65 @@ async fn metrics_text(State(s): State<Admin>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
+/// A client must send its whole request head within this time.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this long, whatever it is doing.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest request head (request line and headers); larger ones get 431. hyper's minimum.
+pub const MAX_HEAD_BYTES: usize = 8192;
+/// Most request headers.
+const MAX_HEADERS: usize = 32;
+
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(socket: TcpListener, metrics: Arc<Metrics>, journal: Appender, shutdown: CancellationToken) {
+pub async fn serve(socket: TcpListener, max_connections: usize, metrics: Arc<Metrics>, journal: Appender, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .with_state(Admin { metrics, journal });
-    if let Err(e) = axum::serve(socket, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-        tracing::error!(error = %e, "admin endpoint failed");
+        .with_state(Admin { metrics: metrics.clone(), journal });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let connections = TaskTracker::new();
+    let (warn_full, warn_accept) = (WarnEvery::default(), WarnEvery::default());
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = socket.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                if let Some(more) = warn_accept.due() {
+                    tracing::warn!(error = %e, failures_not_logged = more, "admin accept failed");
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Dropping the stream closes it: a flood holds no more than the cap.
+            metrics.refused_admin.inc();
+            if let Some(more) = warn_full.due() {
+                tracing::warn!(max_connections, refused_not_logged = more, "admin connection limit reached; connection closed");
+            }
+            continue;
+        };
+        let exchange = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            // Admin requests only read: cutting one short on shutdown loses nothing.
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::timeout(CONNECTION_TIMEOUT, exchange) => {}
+            }
+            drop(slot);
+        });
     }
+    connections.close();
+    connections.wait().await;
 }

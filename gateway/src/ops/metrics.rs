@@ -123,6 +123,19 @@ pub struct Metrics {
     pub frame_timeouts: Counter,
     pub idle_timeouts: Counter,
     pub tls_failures: Counter,
+    /// Connections refused because their source address holds `max_connections_per_source`.
+    pub refused_per_source: Counter,
+    /// Admin connections refused over the admin connection cap.
+    pub refused_admin: Counter,
+    /// Idle connections closed to admit a new one to a full listener.
+    pub connections_evicted: Counter,
+    /// MLLP connections in the middle of a frame or its commit (never closed to make room).
+    pub connections_in_frame: Gauge,
+    /// Bytes handed out by the in-flight frame budget, and its size.
+    pub inflight_frame_bytes: Gauge,
+    pub inflight_frame_budget: Gauge,
+    /// Times a connection had to wait (stop reading) for the in-flight frame budget.
+    pub inflight_frame_waits: Counter,
     /// Outbox bundles delivered (2xx for every entry, or settled entry by entry).
     pub forward_delivered: Counter,
     /// Failed delivery attempts by class, indexed like [`FORWARD_FAIL_CLASSES`].
@@ -174,6 +187,13 @@ impl Default for Metrics {
             frame_timeouts: Counter::default(),
             idle_timeouts: Counter::default(),
             tls_failures: Counter::default(),
+            refused_per_source: Counter::default(),
+            refused_admin: Counter::default(),
+            connections_evicted: Counter::default(),
+            connections_in_frame: Gauge::default(),
+            inflight_frame_bytes: Gauge::default(),
+            inflight_frame_budget: Gauge::default(),
+            inflight_frame_waits: Counter::default(),
             forward_delivered: Counter::default(),
             forward_failures: Default::default(),
             forward_retries: Counter::default(),
@@ -221,6 +241,8 @@ impl Metrics {
             ("gateway_frame_timeouts_total", "Connections closed because a frame stalled", &self.frame_timeouts),
             ("gateway_idle_timeouts_total", "Connections closed for idleness", &self.idle_timeouts),
             ("gateway_tls_handshake_failures_total", "TLS handshakes that failed (incl. rejected client certificates)", &self.tls_failures),
+            ("gateway_connections_evicted_total", "Idle connections closed to admit a new one to a full listener", &self.connections_evicted),
+            ("gateway_inflight_frame_waits_total", "Times a connection stopped reading until the in-flight frame budget had room", &self.inflight_frame_waits),
             ("gateway_forward_delivered_total", "Outbox bundles delivered to the FHIR target", &self.forward_delivered),
             ("gateway_forward_retries_total", "Delivery attempts scheduled again after a failure", &self.forward_retries),
         ];
@@ -238,6 +260,8 @@ impl Metrics {
         let _ = writeln!(out, "# HELP gateway_connections_refused_total Connections closed before reading, by reason\n# TYPE gateway_connections_refused_total counter");
         let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"allowlist\"}} {}", self.refused_allowlist.get());
         let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"limit\"}} {}", self.refused_limit.get());
+        let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"per_source\"}} {}", self.refused_per_source.get());
+        let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"admin_limit\"}} {}", self.refused_admin.get());
         let _ = writeln!(out, "# HELP gateway_forward_failures_total Failed delivery attempts, by class\n# TYPE gateway_forward_failures_total counter");
         for (class, c) in FORWARD_FAIL_CLASSES.iter().zip(&self.forward_failures) {
             let _ = writeln!(out, "gateway_forward_failures_total{{class=\"{class}\"}} {}", c.get());
@@ -250,6 +274,9 @@ impl Metrics {
         let gauges = [
             ("gateway_journal_depth", "Journal rows not yet delivered", &self.journal_depth),
             ("gateway_connections_open", "Open MLLP connections", &self.connections_open),
+            ("gateway_connections_in_frame", "MLLP connections in the middle of a frame or its commit", &self.connections_in_frame),
+            ("gateway_inflight_frame_bytes", "Bytes held for MLLP frames beyond each connection's free 64 KiB, counted twice while sealed for the commit", &self.inflight_frame_bytes),
+            ("gateway_inflight_frame_budget_bytes", "Size of the in-flight frame budget ([limits] inflight_frame_bytes)", &self.inflight_frame_budget),
             ("gateway_forward_lanes", "Patient lanes with undelivered bundles", &self.forward_lanes),
             ("gateway_forward_oldest_pending_seconds", "Age of the oldest undelivered bundle", &self.forward_oldest_pending_secs),
             ("gateway_forward_circuit_state", "Circuit breaker to the FHIR target: 0 closed, 1 half-open, 2 open", &self.forward_circuit_state),

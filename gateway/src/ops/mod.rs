@@ -4,3 +4,4 @@ pub mod admin;
 pub mod liveness;
 pub mod logging;
 pub mod metrics;
+pub mod warn_every;
