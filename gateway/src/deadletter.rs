@@ -628,12 +628,11 @@ mod tests {
         assert!(resolve_actor(Some("a\nb".into()), env(&[])).is_err());
     }
 
-    #[test]
-    fn run_uses_the_config_file() {
-        let d = db("run");
+    /// A key file, a config file naming it and the journal, and one dead letter.
+    fn config_with_a_dead_letter(d: &Db) -> (std::path::PathBuf, i64, i64) {
+        use std::os::unix::fs::PermissionsExt;
         let key_file = d.dir.join("j.key");
         std::fs::write(&key_file, [7u8; 32]).unwrap();
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let seq = d.journal("CTRL1", "dead");
         let id = d.dead(seq, "convert", "PID-3 missing");
@@ -643,6 +642,13 @@ mod tests {
             "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n[[listener]]\nname = \"m\"\nbind = \"127.0.0.1:2575\"\n",
         )
         .unwrap();
+        (config, seq, id)
+    }
+
+    #[test]
+    fn run_uses_the_config_file() {
+        let d = db("run");
+        let (config, seq, id) = config_with_a_dead_letter(&d);
         let mut out = Vec::new();
         run(&config, None, Command::List, &mut out).unwrap();
         assert!(String::from_utf8_lossy(&out).contains("PID-3 missing"));
@@ -657,18 +663,7 @@ mod tests {
     #[test]
     fn audit_verify_reports_the_count_or_the_first_break_and_show_needs_the_bound_key() {
         let d = db("verify");
-        let key_file = d.dir.join("j.key");
-        std::fs::write(&key_file, [7u8; 32]).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let seq = d.journal("CTRL1", "dead");
-        let id = d.dead(seq, "convert", "PID-3 missing");
-        let config = d.dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n[[listener]]\nname = \"m\"\nbind = \"127.0.0.1:2575\"\n",
-        )
-        .unwrap();
+        let (config, _, id) = config_with_a_dead_letter(&d);
         let verify = || {
             let mut out = Vec::new();
             run(&config, None, Command::AuditVerify, &mut out).map(|_| String::from_utf8(out).unwrap()).map_err(|e| format!("{e:#}"))
@@ -683,7 +678,7 @@ mod tests {
 
         // The store is bound to the [7; 32] key; another one is refused before anything is audited.
         crate::store::settings::put(&d.conn, crate::store::settings::KEY_CHECK, &Keys::from_master(&[7; 32]).check_value()).unwrap();
-        std::fs::write(&key_file, [8u8; 32]).unwrap();
+        std::fs::write(d.dir.join("j.key"), [8u8; 32]).unwrap();
         let e = run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("is not the key"), "{e}");
         assert_eq!(d.audit().len(), 2);
