@@ -59,6 +59,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         every: MAINTENANCE_EVERY,
         retention: Duration::from_secs(store.retention_secs),
         gate: gate.clone(),
+        max_bytes: store.max_bytes,
+        metrics: metrics.clone(),
     })?;
     let converter = ConvertStage::start(ConvertOptions {
         path: store.path.get_ref().clone(),

@@ -20,10 +20,9 @@ struct Admin {
 }
 
 async fn healthz(State(s): State<Admin>) -> impl IntoResponse {
-    let (status, mut body) = if s.journal.healthy() {
-        (StatusCode::OK, String::from("ok\n"))
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, String::from("journal: last commit failed\n"))
+    let (status, mut body) = match s.journal.health().problem() {
+        None => (StatusCode::OK, String::from("ok\n")),
+        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")),
     };
     // Delivery trouble is reported but does not fail the check: ingest still takes custody.
     if s.metrics.forward_auth_failing.get() == 1 {

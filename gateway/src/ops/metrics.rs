@@ -143,6 +143,16 @@ pub struct Metrics {
     pub forward_api_usage_permille: Gauge,
     /// Request duration, send to last body byte.
     pub forward_latency: Histogram,
+    /// On-disk sizes of the journal's files (database, WAL, shared memory), bytes.
+    pub journal_db_bytes: Gauge,
+    pub journal_wal_bytes: Gauge,
+    pub journal_shm_bytes: Gauge,
+    /// Group commits that refused messages because the disk budget was reached.
+    pub journal_budget_full: Counter,
+    /// Journal commits that failed because the filesystem was full (SQLITE_FULL).
+    pub journal_disk_full: Counter,
+    /// Checkpoints that emptied the WAL file (TRUNCATE).
+    pub wal_truncations: Counter,
 }
 
 /// The `class` labels of `gateway_forward_failures_total`, in index order.
@@ -180,6 +190,12 @@ impl Default for Metrics {
             forward_auth_failing: Gauge::default(),
             forward_api_usage_permille: Gauge::default(),
             forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
+            journal_db_bytes: Gauge::default(),
+            journal_wal_bytes: Gauge::default(),
+            journal_shm_bytes: Gauge::default(),
+            journal_budget_full: Counter::default(),
+            journal_disk_full: Counter::default(),
+            wal_truncations: Counter::default(),
         }
     }
 }
@@ -217,6 +233,9 @@ impl Metrics {
             ("gateway_tls_handshake_failures_total", "TLS handshakes that failed (incl. rejected client certificates)", &self.tls_failures),
             ("gateway_forward_delivered_total", "Outbox bundles delivered to the FHIR target", &self.forward_delivered),
             ("gateway_forward_retries_total", "Delivery attempts scheduled again after a failure", &self.forward_retries),
+            ("gateway_journal_budget_full_total", "Group commits that refused messages: the disk budget was reached", &self.journal_budget_full),
+            ("gateway_journal_disk_full_total", "Journal commits that failed: the filesystem was full", &self.journal_disk_full),
+            ("gateway_wal_truncations_total", "Checkpoints that emptied the WAL file", &self.wal_truncations),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
@@ -249,6 +268,9 @@ impl Metrics {
             ("gateway_forward_circuit_state", "Circuit breaker to the FHIR target: 0 closed, 1 half-open, 2 open", &self.forward_circuit_state),
             ("gateway_forward_auth_failing", "1 while the FHIR target refuses the gateway's credentials", &self.forward_auth_failing),
             ("gateway_forward_api_usage_permille", "Salesforce API usage of the daily limit, per mille", &self.forward_api_usage_permille),
+            ("gateway_journal_db_bytes", "Journal database file size on disk", &self.journal_db_bytes),
+            ("gateway_journal_wal_bytes", "Journal WAL file size on disk", &self.journal_wal_bytes),
+            ("gateway_journal_shm_bytes", "Journal shared-memory index size on disk", &self.journal_shm_bytes),
         ];
         for (name, help, g) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", g.get());

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection};
 use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
 use crate::fhir::site::SiteMaps;
+use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::{Doorbell, Keys, WriteGate};
@@ -26,6 +27,8 @@ const BATCH: usize = 256;
 const GATHER: Duration = Duration::from_millis(20);
 /// How long to sleep without a doorbell before looking again.
 const IDLE: Duration = Duration::from_secs(1);
+/// Database errors of the stage (a full disk fails every pass): one line a minute with a count.
+static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 pub struct ConvertOptions {
     pub path: PathBuf,
@@ -71,9 +74,21 @@ impl ConvertStage {
 fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         match step(&mut conn, &opts) {
-            Ok(n) if n == BATCH => continue,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "convert stage: database error; will retry"),
+            Ok(n) => {
+                if DB_ERRORS.active() {
+                    let left_out = DB_ERRORS.clear();
+                    tracing::info!(left_out, "convert stage: database writes succeed again");
+                }
+                if n == BATCH {
+                    continue;
+                }
+            }
+            Err(e) => {
+                let kind = if crate::store::disk::is_disk_full(&e) { "disk full" } else { "database" };
+                if let Some(repeated) = DB_ERRORS.hit(kind) {
+                    tracing::error!(error = %e, "convert stage: database error; will retry{repeated}");
+                }
+            }
         }
         if opts.bell.wait(IDLE) && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(GATHER);

@@ -1,15 +1,19 @@
 //! Background upkeep on a second connection: WAL checkpoints (the writer has automatic
-//! checkpoints off, so they never stall a commit) and purging delivered rows past retention
-//! (journal rows with their outbox bundles).
+//! checkpoints off, so they never stall a commit) that keep the WAL under its bound, and
+//! purging delivered rows past retention (journal rows with their outbox bundles).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
 use super::db::{self, OpenError, Synchronous};
+use super::disk::{self, Checkpoint, Footprint};
+use crate::log_limit::{self, Repeats};
+use crate::ops::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct MaintenanceOptions {
@@ -20,17 +24,17 @@ pub struct MaintenanceOptions {
     pub every: Duration,
     /// Delivered rows older than this are deleted.
     pub retention: Duration,
-    pub gate: std::sync::Arc<super::WriteGate>,
+    pub gate: Arc<super::WriteGate>,
+    /// The disk budget: the WAL is kept under [`disk::wal_bound`] of it.
+    pub max_bytes: u64,
+    pub metrics: Arc<Metrics>,
 }
 
-/// WAL size that triggers a checkpoint.
-const CHECKPOINT_WAL_BYTES: u64 = 16 << 20;
+/// How often the WAL's size is looked at (one `stat`); a flood can add megabytes a second.
+const WAL_CHECK_EVERY: Duration = Duration::from_millis(100);
 
-fn wal_bytes(db: &std::path::Path) -> u64 {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
-}
+/// Checkpoint and purge failures, logged once a minute with a count.
+static ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Rows deleted per purge transaction, so a purge never holds the write lock for long.
 const PURGE_CHUNK: i64 = 5000;
@@ -44,6 +48,8 @@ pub struct Maintenance {
 impl Maintenance {
     pub fn start(opts: MaintenanceOptions) -> Result<Maintenance, OpenError> {
         let conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
+        disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
+            .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("journal-maintenance".into())
@@ -71,20 +77,46 @@ impl Drop for Maintenance {
 }
 
 fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
+    let mut purged_at = Instant::now();
     // A message or a hang-up on the channel means stop; a timeout means work.
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(opts.every) {
-        if let Err(e) = purge(&mut conn, opts.retention, &opts.gate) {
-            tracing::warn!(error = %e, "purge of delivered rows failed; will retry");
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(WAL_CHECK_EVERY) {
+        if purged_at.elapsed() >= opts.every {
+            purged_at = Instant::now();
+            if let Err(e) = purge(&mut conn, opts.retention, &opts.gate) {
+                if let Some(repeated) = ERRORS.hit("purge") {
+                    tracing::warn!(error = %e, "purge of delivered rows failed; will retry{repeated}");
+                }
+            }
         }
-        // Checkpoint only once the WAL has grown: every checkpoint fsyncs the database file,
-        // and fewer of them means fewer stalls behind the writer's commit fsync.
-        if wal_bytes(&opts.path) >= CHECKPOINT_WAL_BYTES {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        if let Err(e) = keep_wal_bounded(&conn, &opts) {
+            if let Some(repeated) = ERRORS.hit(if disk::is_disk_full(&e) { "checkpoint: disk full" } else { "checkpoint" }) {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry{repeated}");
             }
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// Checkpoints when the WAL has grown: PASSIVE (never blocks a writer) from a quarter of the
+/// bound, TRUNCATE (empties the file; waits for readers, blocks writers meanwhile) at the
+/// bound — which PASSIVE alone cannot guarantee: while some reader always holds a snapshot
+/// the WAL is never restarted and only grows. Every checkpoint fsyncs the database file, so
+/// none runs while the WAL is small.
+fn keep_wal_bounded(conn: &Connection, opts: &MaintenanceOptions) -> rusqlite::Result<()> {
+    let files = Footprint::of(&opts.path);
+    opts.metrics.journal_db_bytes.set(files.db as i64);
+    opts.metrics.journal_wal_bytes.set(files.wal as i64);
+    opts.metrics.journal_shm_bytes.set(files.shm as i64);
+    if files.wal >= disk::wal_bound(opts.max_bytes) {
+        // Background writers wait at the gate; ingest is let through first.
+        let _pass = opts.gate.background();
+        if disk::checkpoint(conn, Checkpoint::Truncate, disk::CHECKPOINT_WAIT)? {
+            opts.metrics.wal_truncations.inc();
+        }
+    } else if files.wal >= disk::wal_soft_limit(opts.max_bytes) {
+        disk::checkpoint(conn, Checkpoint::Passive, disk::CHECKPOINT_WAIT)?;
+    }
+    Ok(())
 }
 
 /// Deletes delivered rows older than `retention`; returns how many.
