@@ -5,10 +5,12 @@
 //! - the WAL and shared-memory files at their on-disk size (a page written since the last
 //!   checkpoint sits in the WAL *and* will be copied into the database: counted twice, as it
 //!   takes twice the room until the WAL is truncated),
-//! - a reserve for the rows the convert stage has not converted yet: their FHIR bundles are
-//!   about 8× the HL7 payload, written once to the WAL and once to the database, so 16× the
-//!   sealed payload is held for them until they are converted,
-//! - and the incoming messages themselves, at the same rate.
+//! - a reserve for the rows the convert stage has not converted yet: their FHIR bundles take
+//!   about 9× the HL7 payload in pages (an ADT^A01: 0.9 KB of HL7, 7.6 KB of JSON, three
+//!   pages), written once to the WAL and once to the database, so 18× the sealed payload is
+//!   held for them until they are converted,
+//! - and the incoming messages themselves: twice (WAL and database) their payload and row
+//!   overhead, plus their reserve.
 //!
 //! A message is refused (AR "Storage full") when that sum would pass the budget. What the
 //! background writers (convert stage, delivery recorder, purge) commit after a check is seen
@@ -25,7 +27,7 @@ use super::disk::Footprint;
 /// Per-row cost beyond the payload (metadata, index entries).
 pub const ROW_OVERHEAD: u64 = 256;
 /// Bundles of a message, WAL copy included, as a multiple of its sealed payload.
-pub const CONVERT_FACTOR: u64 = 16;
+pub const CONVERT_FACTOR: u64 = 18;
 /// The unconverted rows are summed again at most this often (else: last sum + what was
 /// stored since, which only over-estimates).
 const RESCAN_EVERY: Duration = Duration::from_secs(2);
@@ -66,7 +68,7 @@ impl Budget {
     /// What a message with this sealed payload costs when it arrives.
     pub fn cost(sealed_len: usize) -> u64 {
         let sealed = sealed_len as u64;
-        sealed + ROW_OVERHEAD + sealed * CONVERT_FACTOR
+        2 * (sealed + ROW_OVERHEAD) + sealed * CONVERT_FACTOR
     }
 
     /// Usage now. `near_full`: a message is about to be refused; sum the unconverted rows
@@ -139,7 +141,7 @@ mod tests {
         assert_eq!(u.files, files);
         assert_eq!(u.used(), u.live + files.wal + files.shm + u.reserve);
         assert!(u.live > empty.live);
-        assert_eq!(Budget::cost(1000), 1000 + ROW_OVERHEAD + 1000 * CONVERT_FACTOR);
+        assert_eq!(Budget::cost(1000), 2 * (1000 + ROW_OVERHEAD) + 1000 * CONVERT_FACTOR);
         drop(conn);
         std::fs::remove_dir_all(dir).unwrap();
     }
