@@ -208,6 +208,8 @@ fn a_flood_keeps_the_journal_files_within_the_disk_budget() {
     let results: Vec<(Vec<String>, usize)> = senders.into_iter().map(|t| t.join().unwrap()).collect();
     let acked: Vec<String> = results.iter().flat_map(|(a, _)| a.clone()).collect();
     assert!(results.iter().all(|(_, r)| *r >= 20), "every sender reached the budget");
+    let during = peak.load(Ordering::Relaxed);
+    assert!(during <= MAX + MARGIN, "during the flood the journal files took {during} bytes on disk against a budget of {MAX} (+{MARGIN} margin)");
     // The background writers finish converting and delivering what was accepted.
     wait_for("conversion", Duration::from_secs(60), || (journal_states(&db).get("received").is_none()).then_some(()));
     wait_for("delivery", Duration::from_secs(60), || (undelivered(&db) == 0).then_some(()));
