@@ -227,7 +227,7 @@ fn storage_full_refuses_new_messages_and_recovers_when_space_frees() {
     let mut c = gw.connect();
     let mut accepted = Vec::new();
     let mut refusals = 0;
-    let mut fill = |c: &mut Mllp, accepted: &mut Vec<String>, from: usize| -> String {
+    let fill = |c: &mut Mllp, accepted: &mut Vec<String>, from: usize| -> String {
         for i in from..from + 2000 {
             let id = format!("FILL{i}");
             let ack = c.call(&adt(&id));
@@ -251,7 +251,7 @@ fn storage_full_refuses_new_messages_and_recovers_when_space_frees() {
     // every row converted.
     for round in 0.. {
         assert!(round < 50, "the journal never stayed full");
-        wait_for("conversion", WAIT, || (journal_states(&setup.db_path()).get("received").is_none()).then_some(()));
+        wait_for("conversion", WAIT, || (!journal_states(&setup.db_path()).contains_key("received")).then_some(()));
         if msa(&c.call(&adt(&refused))).0 == "AR" {
             refusals += 1;
             break;

@@ -172,6 +172,8 @@ mod tests {
         let mut c = open(&path, None, Synchronous::Full).unwrap();
         let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2);
+        let wal_limit: i64 = c.query_row("PRAGMA journal_size_limit", [], |r| r.get(0)).unwrap();
+        assert_eq!(wal_limit, 16 << 20, "a restarted WAL is cut back");
         migrate(&mut c, &path).unwrap();
         migrate(&mut c, &path).unwrap();
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();

@@ -161,6 +161,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_wal_over_its_bound_is_emptied_once_readers_let_go_and_a_stuck_reader_does_not_hang_it() {
+        let dir = std::env::temp_dir().join(format!("gw-wal-bound-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
+        db::migrate(&mut conn, &path).unwrap();
+        let opts = MaintenanceOptions {
+            path: path.clone(),
+            vfs: None,
+            synchronous: Synchronous::Full,
+            every: Duration::from_secs(1),
+            retention: Duration::MAX,
+            gate: Default::default(),
+            max_bytes: 2 << 20,
+            metrics: Default::default(),
+        };
+        let maintenance = db::open(&path, None, Synchronous::Full).unwrap();
+        let reader = db::open(&path, None, Synchronous::Full).unwrap();
+        // A reader in the middle of a read transaction, as the convert stage is for a moment.
+        reader.execute_batch("BEGIN; SELECT count(*) FROM journal;").unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, payload)
+             SELECT 0, 'l', 's', 'C' || i, 'ADT^A01', x'00', zeroblob(1000) FROM n;",
+        )
+        .unwrap();
+        let wal = Footprint::of(&path).wal;
+        assert!(wal > disk::wal_bound(opts.max_bytes), "{wal}");
+        // The stuck reader: the checkpoint gives up after its wait instead of blocking writers.
+        let started = Instant::now();
+        keep_wal_bounded(&maintenance, &opts).unwrap();
+        assert!(started.elapsed() < disk::CHECKPOINT_WAIT * 3, "{:?}", started.elapsed());
+        assert_eq!(opts.metrics.wal_truncations.get(), 0);
+        conn.execute("UPDATE journal SET state = 'converted' WHERE seq = 1", []).unwrap();
+        // The reader lets go: the WAL file is emptied, not merely reused.
+        reader.execute_batch("COMMIT").unwrap();
+        keep_wal_bounded(&maintenance, &opts).unwrap();
+        assert_eq!(Footprint::of(&path).wal, 0);
+        assert_eq!(opts.metrics.wal_truncations.get(), 1);
+        assert!(opts.metrics.journal_wal_bytes.get() as u64 >= wal, "the gauge shows the WAL it found");
+        drop((conn, maintenance, reader));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn purge_deletes_only_delivered_rows_past_retention() {
         let dir = std::env::temp_dir().join(format!("gw-purge-{}", std::process::id()));
         let path = dir.join("j.db");

@@ -321,3 +321,62 @@ impl WriterLoop {
         Ok(results)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::disk::Footprint;
+
+    fn message(id: &str, len: usize) -> NewMessage {
+        NewMessage {
+            listener: Arc::from("l"),
+            sender: "A|B".into(),
+            control_id: id.into(),
+            message_type: "ADT^A01".into(),
+            lane: None,
+            payload_hash: [id.len() as u8; 32],
+            sealed: vec![7; len],
+        }
+    }
+
+    #[test]
+    fn a_wal_that_alone_passes_the_budget_is_emptied_rather_than_messages_refused() {
+        let dir = std::env::temp_dir().join(format!("gw-writer-wal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        let max_bytes = 4 << 20;
+        let opts = WriterOptions {
+            path: path.clone(),
+            vfs: None,
+            synchronous: Synchronous::Full,
+            max_bytes,
+            dedup_window: Duration::from_secs(60),
+            batch_max_messages: 16,
+            batch_max_bytes: 1 << 20,
+            queue: 16,
+            on_commit: None,
+            gate: Default::default(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (appender, writer) = Writer::start(opts, metrics.clone()).unwrap();
+        // Another connection writes and deletes 5 MB: few live pages, a WAL past the budget.
+        let other = db::open(&path, None, Synchronous::Full).unwrap();
+        other
+            .execute_batch(
+                "CREATE TABLE scratch (b BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) INSERT INTO scratch SELECT zeroblob(1000) FROM n;
+                 DELETE FROM scratch;",
+            )
+            .unwrap();
+        assert!(Footprint::of(&path).wal > max_bytes);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let stored = rt.block_on(appender.append(message("C1", 1000)));
+        assert!(matches!(stored, Ok(Appended::Stored(_))), "{stored:?}");
+        assert!(Footprint::of(&path).wal < 1 << 20, "{:?}", Footprint::of(&path));
+        assert_eq!(metrics.wal_truncations.get(), 1);
+        assert!(appender.healthy());
+        drop((appender, other));
+        writer.join();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
