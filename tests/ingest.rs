@@ -246,12 +246,12 @@ fn storage_full_refuses_new_messages_and_recovers_when_space_frees() {
     let mut refused = fill(&mut c, &mut accepted, 0);
     refusals += 1;
     assert!(accepted.len() > 20, "some messages fit: {}", accepted.len());
-    // Once rows are converted, the reserve held for their bundles (store/budget.rs) is
-    // settled, which may leave room for a few more: fill until a message is refused with
-    // every row converted.
+    // Once rows are converted and delivered, the reserve held for their bundles
+    // (store/budget.rs) is settled and the background writers are done, which may leave room
+    // for a few more: fill until a message is refused with nothing left to do.
     for round in 0.. {
         assert!(round < 50, "the journal never stayed full");
-        wait_for("conversion", WAIT, || (!journal_states(&setup.db_path()).contains_key("received")).then_some(()));
+        wait_for("conversion and delivery", WAIT, || (undelivered(&setup.db_path()) == 0).then_some(()));
         if msa(&c.call(&adt(&refused))).0 == "AR" {
             refusals += 1;
             break;

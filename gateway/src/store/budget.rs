@@ -28,11 +28,10 @@ use super::disk::Footprint;
 pub const ROW_OVERHEAD: u64 = 256;
 /// Bundles of a message, WAL copy included, as a multiple of its sealed payload.
 pub const CONVERT_FACTOR: u64 = 18;
-/// The unconverted rows are summed again at most this often (else: last sum + what was
-/// stored since, which only over-estimates).
+/// The unconverted rows are summed again this often (in between: the last sum + what was
+/// stored since, which only over-estimates) — and, before a message is refused, whenever
+/// another connection (the convert stage) committed since the last sum.
 const RESCAN_EVERY: Duration = Duration::from_secs(2);
-/// ... and, when a message would be refused, at most this often.
-const RESCAN_NEAR_FULL: Duration = Duration::from_millis(50);
 
 /// Bytes counted against the budget at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,8 +53,9 @@ impl Usage {
 pub struct Budget {
     path: PathBuf,
     pub max_bytes: u64,
-    /// Sealed payload bytes of unconverted rows at the last scan, and when it ran.
-    scanned: Option<(u64, Instant)>,
+    /// Sealed payload bytes of unconverted rows at the last scan, when it ran, and the
+    /// database's `data_version` then (it changes when another connection commits).
+    scanned: Option<(u64, Instant, i64)>,
     /// Sealed payload bytes stored since the last scan.
     stored_since: u64,
 }
@@ -71,12 +71,14 @@ impl Budget {
         2 * (sealed + ROW_OVERHEAD) + sealed * CONVERT_FACTOR
     }
 
-    /// Usage now. `near_full`: a message is about to be refused; sum the unconverted rows
-    /// again (rate-limited) rather than trust the running over-estimate.
+    /// Usage now. `near_full`: a message is about to be refused; if another connection
+    /// committed since the last sum, sum the unconverted rows again rather than trust the
+    /// running over-estimate.
     pub fn usage(&mut self, conn: &Connection, near_full: bool) -> rusqlite::Result<Usage> {
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         let due = match self.scanned {
             None => true,
-            Some((_, at)) => at.elapsed() >= if near_full { RESCAN_NEAR_FULL } else { RESCAN_EVERY },
+            Some((_, at, seen)) => at.elapsed() >= RESCAN_EVERY || (near_full && seen != version),
         };
         if due {
             let unconverted: f64 = conn.query_row(
@@ -84,10 +86,10 @@ impl Budget {
                 [],
                 |r| r.get(0),
             )?;
-            self.scanned = Some((unconverted as u64, Instant::now()));
+            self.scanned = Some((unconverted as u64, Instant::now(), version));
             self.stored_since = 0;
         }
-        let unconverted = self.scanned.map_or(0, |(b, _)| b) + self.stored_since;
+        let unconverted = self.scanned.map_or(0, |(b, _, _)| b) + self.stored_since;
         Ok(Usage { live: live_bytes(conn)?, files: Footprint::of(&self.path), reserve: unconverted * CONVERT_FACTOR })
     }
 
@@ -132,8 +134,10 @@ mod tests {
         assert_eq!(budget.usage(&conn, false).unwrap().reserve, 0);
         budget.stored(500);
         assert_eq!(budget.usage(&conn, false).unwrap().reserve, 500 * CONVERT_FACTOR);
-        // Near full: the rows are summed again; only the two received ones count.
-        std::thread::sleep(RESCAN_NEAR_FULL);
+        // Near full: another connection wrote since the last sum, so the rows are summed
+        // again; only the two received ones count.
+        let other = db::open(&path, None, Synchronous::Full).unwrap();
+        other.execute("UPDATE journal SET state = 'received' WHERE control_id = 'C0'", []).unwrap();
         let u = budget.usage(&conn, true).unwrap();
         assert_eq!(u.reserve, 6000 * CONVERT_FACTOR);
         let files = Footprint::of(&path);
@@ -142,7 +146,7 @@ mod tests {
         assert_eq!(u.used(), u.live + files.wal + files.shm + u.reserve);
         assert!(u.live > empty.live);
         assert_eq!(Budget::cost(1000), 2 * (1000 + ROW_OVERHEAD) + 1000 * CONVERT_FACTOR);
-        drop(conn);
+        drop((conn, other));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -55,6 +55,38 @@ pub fn limit_wal(conn: &Connection, bytes: u64) -> rusqlite::Result<()> {
     conn.query_row(&format!("PRAGMA journal_size_limit = {bytes}"), [], |_| Ok(()))
 }
 
+/// Bytes the filesystem holding `db` still gives to an unprivileged process; `None` if it
+/// cannot be asked.
+pub fn available(db: &Path) -> Option<u64> {
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Free space a checkpoint keeps beyond what it needs, for the writer's next commits.
+const CHECKPOINT_SLACK: u64 = 256 << 10;
+
+/// Whether a checkpoint can finish on the free space left: it grows the database file by the
+/// pages the WAL holds past the file's end. One that cannot finish fails half-way with
+/// SQLITE_FULL having grown the file — taking the space an operator just freed, which ingest
+/// needed to resume (the WAL shrinks only once a checkpoint completes). Unknown free space
+/// counts as room.
+pub fn room_to_checkpoint(conn: &Connection, db: &Path) -> rusqlite::Result<bool> {
+    Ok(checkpoint_fits(checkpoint_growth(conn, db)?, available(db)))
+}
+
+/// Bytes a complete checkpoint adds to the database file: its size with the WAL's pages
+/// (`page_count`) less its size on disk.
+pub fn checkpoint_growth(conn: &Connection, db: &Path) -> rusqlite::Result<u64> {
+    let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok((pages * size).saturating_sub(Footprint::of(db).db))
+}
+
+fn checkpoint_fits(growth: u64, available: Option<u64>) -> bool {
+    available.is_none_or(|free| free >= growth + CHECKPOINT_SLACK)
+}
+
 /// True for SQLITE_FULL: the filesystem (or a quota) has no room for the write.
 pub fn is_disk_full(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
@@ -76,8 +108,17 @@ pub fn checkpoint(conn: &Connection, mode: Checkpoint, wait: Duration) -> rusqli
         Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
         Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
     };
+    let started = std::time::Instant::now();
     conn.busy_timeout(wait)?;
-    let done = conn.query_row(sql, [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+    let done = loop {
+        let row = conn.query_row(sql, [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+        // Another connection's checkpoint (maintenance's PASSIVE, the writer's own) makes
+        // SQLite answer busy at once, without its busy handler: try again until `wait`.
+        match row {
+            Ok((1, _, _)) if mode == Checkpoint::Truncate && started.elapsed() < wait => std::thread::sleep(Duration::from_millis(2)),
+            other => break other,
+        }
+    };
     conn.busy_timeout(super::db::BUSY_TIMEOUT)?;
     let (busy, log, copied) = done?;
     Ok(busy == 0 && log == copied)
@@ -99,6 +140,29 @@ mod tests {
         assert_eq!(wal_bound(64 << 20), 8 << 20);
         assert_eq!(wal_bound(256 << 10), 256 << 10);
         assert_eq!(wal_soft_limit(64 << 20), 2 << 20);
+    }
+
+    #[test]
+    fn a_checkpoint_waits_until_the_filesystem_has_room_for_the_pages_it_adds() {
+        let dir = tempfile_dir("gw-disk-room");
+        let path = dir.join("j.db");
+        let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
+        db::migrate(&mut conn, &path).unwrap();
+        assert!(available(&path).is_some_and(|b| b > 0));
+        assert!(room_to_checkpoint(&conn, &path).unwrap());
+        // New pages live in the WAL until a checkpoint copies them: the file must grow by them.
+        checkpoint(&conn, Checkpoint::Truncate, CHECKPOINT_WAIT).unwrap();
+        assert_eq!(checkpoint_growth(&conn, &path).unwrap(), 0);
+        conn.execute_batch("CREATE TABLE t (b BLOB); INSERT INTO t VALUES (zeroblob(100000));").unwrap();
+        let growth = checkpoint_growth(&conn, &path).unwrap();
+        assert!(growth >= 100_000, "{growth}");
+        assert!(checkpoint_fits(growth, None), "unknown free space counts as room");
+        assert!(checkpoint_fits(growth, Some(growth + CHECKPOINT_SLACK)));
+        assert!(!checkpoint_fits(growth, Some(growth)), "a checkpoint that would fill the disk waits");
+        checkpoint(&conn, Checkpoint::Truncate, CHECKPOINT_WAIT).unwrap();
+        assert_eq!(checkpoint_growth(&conn, &path).unwrap(), 0);
+        drop(conn);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

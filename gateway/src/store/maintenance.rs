@@ -107,13 +107,23 @@ fn keep_wal_bounded(conn: &Connection, opts: &MaintenanceOptions) -> rusqlite::R
     opts.metrics.journal_db_bytes.set(files.db as i64);
     opts.metrics.journal_wal_bytes.set(files.wal as i64);
     opts.metrics.journal_shm_bytes.set(files.shm as i64);
+    if files.wal < disk::wal_soft_limit(opts.max_bytes) {
+        return Ok(());
+    }
+    if !disk::room_to_checkpoint(conn, &opts.path)? {
+        // Leave the free space to ingest; the checkpoint runs once there is room for all of it.
+        if let Some(repeated) = ERRORS.hit("no room to checkpoint") {
+            tracing::warn!(wal = files.wal, "WAL checkpoint postponed: the filesystem has no room to copy the WAL into the database{repeated}");
+        }
+        return Ok(());
+    }
     if files.wal >= disk::wal_bound(opts.max_bytes) {
         // Background writers wait at the gate; ingest is let through first.
         let _pass = opts.gate.background();
         if disk::checkpoint(conn, Checkpoint::Truncate, disk::CHECKPOINT_WAIT)? {
             opts.metrics.wal_truncations.inc();
         }
-    } else if files.wal >= disk::wal_soft_limit(opts.max_bytes) {
+    } else {
         disk::checkpoint(conn, Checkpoint::Passive, disk::CHECKPOINT_WAIT)?;
     }
     Ok(())

@@ -249,7 +249,11 @@ impl WriterLoop {
         if usage.used() + wanted > max {
             usage = self.budget.usage(&self.conn, true)?;
             let without_wal = usage.used() - usage.files.wal;
-            if usage.used() + wanted > max && usage.files.wal > 0 && without_wal + smallest <= max {
+            if usage.used() + wanted > max
+                && usage.files.wal > 0
+                && without_wal + smallest <= max
+                && disk::room_to_checkpoint(&self.conn, &self.opts.path)?
+            {
                 let _announce = self.opts.gate.ingest();
                 match disk::checkpoint(&self.conn, Checkpoint::Truncate, disk::CHECKPOINT_WAIT) {
                     Ok(_) => self.metrics.wal_truncations.inc(),
