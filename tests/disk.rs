@@ -222,4 +222,11 @@ fn a_flood_keeps_the_journal_files_within_the_disk_budget() {
     assert!(gw.metric("gateway_journal_budget_full_total") >= 1.0);
     let counts = journal_counts(&db);
     assert!(acked.iter().all(|id| counts.get(id) == Some(&1)));
+    // At the edge of the budget ingest flips between refused and accepted with every commit:
+    // one line a minute each, not one per flip.
+    let log = gw.terminate_log();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!((1..=2).contains(&lines("disk budget reached")), "{log}");
+    assert!(lines("commits succeed again") <= 2, "{log}");
+    assert!(lines("storage full: message refused") <= 2, "{log}");
 }

@@ -89,11 +89,6 @@ impl Repeats {
         let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
         kinds.drain(..).map(|k| k.left_out).sum()
     }
-
-    /// True while some kind is being tracked (the condition has not been cleared).
-    pub fn active(&self) -> bool {
-        !self.kinds.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -132,9 +127,7 @@ mod tests {
         assert!(r.hit_at("full", t0 + Duration::from_secs(1)).is_none());
         assert!(r.hit_at("locked", t0 + Duration::from_secs(1)).is_none());
         assert!(r.hit_at("locked", t0 + Duration::from_secs(2)).is_none());
-        assert!(r.active());
         assert_eq!(r.clear(), 3);
-        assert!(!r.active());
         assert!(r.hit_at("full", t0 + Duration::from_secs(3)).is_some(), "after a clear, logged at once again");
     }
 

@@ -72,18 +72,21 @@ impl ConvertStage {
 }
 
 fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
+    let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
         match step(&mut conn, &opts) {
             Ok(n) => {
-                if DB_ERRORS.active() {
-                    let left_out = DB_ERRORS.clear();
-                    tracing::info!(left_out, "convert stage: database writes succeed again");
+                if std::mem::take(&mut failing) {
+                    if let Some(repeated) = DB_ERRORS.hit("recovered") {
+                        tracing::info!("convert stage: database writes succeed again{repeated}");
+                    }
                 }
                 if n == BATCH {
                     continue;
                 }
             }
             Err(e) => {
+                failing = true;
                 let kind = if crate::store::disk::is_disk_full(&e) { "disk full" } else { "database" };
                 if let Some(repeated) = DB_ERRORS.hit(kind) {
                     tracing::error!(error = %e, "convert stage: database error; will retry{repeated}");

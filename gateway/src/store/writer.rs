@@ -167,6 +167,9 @@ struct WriterLoop {
 
 /// Failed commits and refusals, logged once a minute with a count.
 static COMMIT_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
+/// Recoveries: at the edge of the budget ingest flips between refused and accepted with
+/// every commit; one line a minute says so.
+static RECOVERIES: Repeats = Repeats::new(log_limit::EVERY);
 
 impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Request>) {
@@ -236,8 +239,9 @@ impl WriterLoop {
     fn set_health(&self, now: Health) {
         let before = self.health.swap(now as u8, Ordering::Relaxed);
         if now == Health::Ok && before != Health::Ok as u8 {
-            let left_out = COMMIT_ERRORS.clear();
-            tracing::info!(left_out, "journal: commits succeed again; messages are accepted");
+            if let Some(repeated) = RECOVERIES.hit("ok") {
+                tracing::info!("journal: commits succeed again; messages are accepted{repeated}");
+            }
         }
     }
 
