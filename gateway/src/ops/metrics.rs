@@ -319,4 +319,24 @@ mod tests {
         assert!(text.contains("gateway_commit_batch_size_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("gateway_commit_batch_size_count 3\n"));
     }
+
+    #[test]
+    fn renders_the_journal_footprint_and_full_disk_counters() {
+        let m = Metrics::default();
+        m.journal_db_bytes.set(4096);
+        m.journal_wal_bytes.set(8192);
+        m.journal_disk_full.inc();
+        m.journal_budget_full.add(2);
+        let text = m.render();
+        for series in [
+            "# TYPE gateway_journal_db_bytes gauge\ngateway_journal_db_bytes 4096\n",
+            "gateway_journal_wal_bytes 8192\n",
+            "gateway_journal_shm_bytes 0\n",
+            "# TYPE gateway_journal_disk_full_total counter\ngateway_journal_disk_full_total 1\n",
+            "gateway_journal_budget_full_total 2\n",
+            "gateway_wal_truncations_total 0\n",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+    }
 }
