@@ -16,18 +16,43 @@ struct Tmpfs {
     dir: PathBuf,
 }
 
+/// Set in a re-run of a test inside its own user and mount namespace.
+const IN_NAMESPACE: &str = "GATEWAY_DISK_TEST_IN_NAMESPACE";
+/// Set to take the namespace path even where `mount` is permitted (to test that path).
+const FORCE_NAMESPACE: &str = "GATEWAY_DISK_TEST_FORCE_NAMESPACE";
+
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
+    /// Mounts a tmpfs on `dir`. Without the right to (not root), re-runs the test `name` in
+    /// its own user and mount namespace (`unshare --user --map-root-user --mount`), where it
+    /// may, and returns `None`: the re-run did the test. Fails, never skips, if neither works.
+    fn mount_or_rerun(dir: &Path, size: &str, name: &str) -> Option<Tmpfs> {
+        let inside = std::env::var_os(IN_NAMESPACE).is_some();
+        let forced = std::env::var_os(FORCE_NAMESPACE).is_some() && !inside;
         std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output();
-        match out {
-            Ok(o) if o.status.success() => Tmpfs { dir: dir.to_path_buf() },
-            Ok(o) => panic!(
-                "this test mounts a {size} tmpfs to fill a real filesystem and needs root (or CAP_SYS_ADMIN): `mount` failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
+        let refusal = if forced {
+            "forced".to_string()
+        } else {
+            match Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output() {
+                Ok(o) if o.status.success() => return Some(Tmpfs { dir: dir.to_path_buf() }),
+                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                Err(e) => format!("cannot run `mount`: {e}"),
+            }
+        };
+        assert!(!inside, "mounting a {size} tmpfs failed even in a user and mount namespace: {refusal}");
+        let status = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(IN_NAMESPACE, "1")
+            .status();
+        match status {
+            Ok(s) => assert!(
+                s.success(),
+                "`mount` was refused ({refusal}); re-run in a user and mount namespace failed ({s}): see its output above (if `unshare` itself failed, this test needs root or unprivileged user namespaces)"
             ),
-            Err(e) => panic!("this test mounts a tmpfs and needs the `mount` command: {e}"),
+            Err(e) => panic!("`mount` was refused ({refusal}) and `unshare` could not run ({e}): this test needs root or unprivileged user namespaces"),
         }
+        None
     }
 }
 
@@ -70,7 +95,9 @@ fn a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_r
     // A budget far above the filesystem: the filesystem fills first.
     setup.store_extra = "max_bytes = 1073741824".into();
     let var = setup.dir.path().join("var");
-    let _tmpfs = Tmpfs::mount(&var, "24m");
+    let Some(_tmpfs) = Tmpfs::mount_or_rerun(&var, "24m", "a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_returns") else {
+        return;
+    };
     let gw = setup.start();
     let mut c = gw.connect();
     let mut acked = Vec::new();
