@@ -43,7 +43,7 @@ pub enum Appended {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
-    #[error("storage full: the journal has reached its disk budget")]
+    #[error("storage full: the journal has reached its disk budget, or the filesystem is full")]
     StorageFull,
     /// The transaction failed; nothing of the batch was stored.
     #[error("storage error: {0}")]
@@ -260,7 +260,8 @@ impl WriterLoop {
             {
                 let _announce = self.opts.gate.ingest();
                 match disk::checkpoint(&self.conn, Checkpoint::Truncate, disk::CHECKPOINT_WAIT) {
-                    Ok(_) => self.metrics.wal_truncations.inc(),
+                    Ok(true) => self.metrics.wal_truncations.inc(),
+                    Ok(false) => {}
                     Err(e) => {
                         if let Some(repeated) = COMMIT_ERRORS.hit("checkpoint") {
                             tracing::warn!(error = %e, "journal: WAL checkpoint before refusing failed{repeated}");
