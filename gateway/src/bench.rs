@@ -25,6 +25,7 @@ pub fn sqlite_ceiling(path: &Path, batch: usize, messages: usize, payload_len: u
         every: Duration::from_secs(1),
         retention: Duration::MAX,
         gate: Default::default(),
+        max_bytes: u64::MAX,
         metrics: Default::default(),
     })?;
     let payload = vec![0xA5u8; payload_len];

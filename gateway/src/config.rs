@@ -53,7 +53,8 @@ pub struct Store {
     /// Key file for payload encryption; created with mode 0600 on first start, then bound to
     /// the store (`store::key_guard`): never replaced while sealed rows need it.
     pub key_file: Spanned<PathBuf>,
-    /// Disk budget of the journal; beyond it new messages are refused with AR/CR.
+    /// Disk budget of the journal's files (database, WAL, shm; see `store/budget.rs`);
+    /// beyond it new messages are refused with AR/CR. The WAL is kept under an eighth of it.
     #[serde(default = "defaults::max_bytes")]
     pub max_bytes: u64,
     /// A re-sent message (same sender, MSH-10 and payload) within this window is ACKed

@@ -64,6 +64,7 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
         every: MAINTENANCE_EVERY,
         retention: Duration::from_secs(store.retention_secs),
         gate: gate.clone(),
+        max_bytes: store.max_bytes,
         metrics: metrics.clone(),
     })?;
     let converter = ConvertStage::start(ConvertOptions {

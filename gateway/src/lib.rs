@@ -13,6 +13,8 @@
 //!   patient lane, with retries, auth and a circuit breaker.
 //! - [`ops`]: metrics, the admin endpoint, logging.
 //!
+//! [`log_limit`] keeps repeated error lines to one per minute with a count (any layer uses it).
+//!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
 //! [`heap`] is the allocator that lets a conversion be held to a memory budget;
 //! [`cli_tools`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`bench`]
@@ -28,6 +30,7 @@ pub mod forward;
 pub mod heap;
 pub mod hl7;
 pub mod loadgen;
+pub mod log_limit;
 pub mod mllp;
 pub mod ops;
 pub mod pipeline;

@@ -9,8 +9,12 @@ use super::ack::{self, Ack, Outcome};
 use super::policy::{self, Policy};
 use crate::hl7::msh::{self, Echo};
 use crate::hl7::{ErrorCode, Hl7Error, Location};
+use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::{Metrics, NakReason};
 use crate::store::{AppendError, Appended, Appender, Keys, NewMessage};
+
+/// Refusals for a full or failing journal: one line a minute with a count, not one per message.
+static STORAGE_REFUSALS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Shared by every connection of one listener.
 pub struct Handler {
@@ -73,12 +77,16 @@ impl Handler {
                 self.answer(echo, Outcome::Accepted, started)
             }
             Err(AppendError::StorageFull) => {
-                tracing::warn!(listener = %self.listener, %control_id, "storage full: message refused");
+                if let Some(repeated) = STORAGE_REFUSALS.hit("full") {
+                    tracing::warn!(listener = %self.listener, %control_id, "storage full: message refused{repeated}");
+                }
                 let e = Hl7Error::new(ErrorCode::ApplicationInternalError, Location::NONE, "Storage full");
                 self.nak(echo, Outcome::Rejected(e), NakReason::StorageFull, started)
             }
             Err(err) => {
-                tracing::error!(listener = %self.listener, %control_id, error = %err, "message not stored");
+                if let Some(repeated) = STORAGE_REFUSALS.hit("error") {
+                    tracing::error!(listener = %self.listener, %control_id, error = %err, "message not stored{repeated}");
+                }
                 let e = Hl7Error::new(ErrorCode::ApplicationInternalError, Location::NONE, "Storage error");
                 self.nak(echo, Outcome::Errored(e), NakReason::StorageError, started)
             }

@@ -31,13 +31,14 @@ struct Admin {
 
 async fn healthz(State(s): State<Admin>) -> impl IntoResponse {
     let mut problems = s.metrics.stages.problems();
-    if !s.journal.healthy() {
-        problems.push("journal: last commit failed".into());
-    }
+    problems.extend(s.journal.health().problem().map(|p| p.to_string()));
     let (status, mut body) = if problems.is_empty() {
-        (StatusCode::OK, String::from("ok\n"))
+        (StatusCode::OK, String::from("ok
+"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n")
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("
+") + "
+")
     };
     // Delivery trouble is reported but does not fail the check: ingest still takes custody.
     if s.metrics.forward_auth_failing.get() == 1 {

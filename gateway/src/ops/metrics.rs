@@ -160,6 +160,16 @@ pub struct Metrics {
     pub stages: super::liveness::Stages,
     /// Messages moved to dead letters at start by `--discard-undecryptable` (lost key).
     pub lost_key_dead_letters: Gauge,
+    /// On-disk sizes of the journal's files (database, WAL, shared memory), bytes.
+    pub journal_db_bytes: Gauge,
+    pub journal_wal_bytes: Gauge,
+    pub journal_shm_bytes: Gauge,
+    /// Group commits that refused messages because the disk budget was reached.
+    pub journal_budget_full: Counter,
+    /// Journal commits that failed because the filesystem was full (SQLITE_FULL).
+    pub journal_disk_full: Counter,
+    /// Checkpoints that emptied the WAL file (TRUNCATE).
+    pub wal_truncations: Counter,
 }
 
 /// The `class` labels of `gateway_forward_failures_total`, in index order.
@@ -206,6 +216,12 @@ impl Default for Metrics {
             forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
             stages: Default::default(),
             lost_key_dead_letters: Gauge::default(),
+            journal_db_bytes: Gauge::default(),
+            journal_wal_bytes: Gauge::default(),
+            journal_shm_bytes: Gauge::default(),
+            journal_budget_full: Counter::default(),
+            journal_disk_full: Counter::default(),
+            wal_truncations: Counter::default(),
         }
     }
 }
@@ -245,6 +261,9 @@ impl Metrics {
             ("gateway_inflight_frame_waits_total", "Times a connection stopped reading until the in-flight frame budget had room", &self.inflight_frame_waits),
             ("gateway_forward_delivered_total", "Outbox bundles delivered to the FHIR target", &self.forward_delivered),
             ("gateway_forward_retries_total", "Delivery attempts scheduled again after a failure", &self.forward_retries),
+            ("gateway_journal_budget_full_total", "Group commits that refused messages: the disk budget was reached", &self.journal_budget_full),
+            ("gateway_journal_disk_full_total", "Journal commits that failed: the filesystem was full", &self.journal_disk_full),
+            ("gateway_wal_truncations_total", "Checkpoints that emptied the WAL file", &self.wal_truncations),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
@@ -283,6 +302,9 @@ impl Metrics {
             ("gateway_forward_auth_failing", "1 while the FHIR target refuses the gateway's credentials", &self.forward_auth_failing),
             ("gateway_forward_api_usage_permille", "Salesforce API usage of the daily limit, per mille", &self.forward_api_usage_permille),
             ("gateway_lost_key_dead_letters", "Messages dead-lettered at start because they were sealed under a lost key", &self.lost_key_dead_letters),
+            ("gateway_journal_db_bytes", "Journal database file size on disk", &self.journal_db_bytes),
+            ("gateway_journal_wal_bytes", "Journal WAL file size on disk", &self.journal_wal_bytes),
+            ("gateway_journal_shm_bytes", "Journal shared-memory index size on disk", &self.journal_shm_bytes),
         ];
         for (name, help, g) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", g.get());
@@ -336,5 +358,25 @@ mod tests {
         assert!(text.contains("gateway_commit_batch_size_bucket{le=\"64\"} 2\n"));
         assert!(text.contains("gateway_commit_batch_size_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("gateway_commit_batch_size_count 3\n"));
+    }
+
+    #[test]
+    fn renders_the_journal_footprint_and_full_disk_counters() {
+        let m = Metrics::default();
+        m.journal_db_bytes.set(4096);
+        m.journal_wal_bytes.set(8192);
+        m.journal_disk_full.inc();
+        m.journal_budget_full.add(2);
+        let text = m.render();
+        for series in [
+            "# TYPE gateway_journal_db_bytes gauge\ngateway_journal_db_bytes 4096\n",
+            "gateway_journal_wal_bytes 8192\n",
+            "gateway_journal_shm_bytes 0\n",
+            "# TYPE gateway_journal_disk_full_total counter\ngateway_journal_disk_full_total 1\n",
+            "gateway_journal_budget_full_total 2\n",
+            "gateway_wal_truncations_total 0\n",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
     }
 }

@@ -15,6 +15,7 @@ use rusqlite::{params, Connection};
 use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
 use crate::fhir::site::SiteMaps;
+use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::{Doorbell, Keys, WriteGate};
@@ -27,6 +28,8 @@ const BATCH: usize = 256;
 const GATHER: Duration = Duration::from_millis(20);
 /// How long to sleep without a doorbell before looking again.
 const IDLE: Duration = Duration::from_secs(1);
+/// Database errors of the stage (a full disk fails every pass): one line a minute with a count.
+static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 pub struct ConvertOptions {
     pub path: PathBuf,
@@ -72,14 +75,29 @@ impl ConvertStage {
 fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
     let stage = &opts.metrics.stages.convert;
     let _exit = stage.guard();
+    let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
         stage.beat();
         // Conversions run under their own guard (`convert_message`); this one catches a panic
         // anywhere else in a step, so the stage goes on (the step's transaction rolled back).
         match std::panic::catch_unwind(AssertUnwindSafe(|| step(&mut conn, &opts))) {
-            Ok(Ok(n)) if n == BATCH => continue,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "convert stage: database error; will retry"),
+            Ok(Ok(n)) => {
+                if std::mem::take(&mut failing) {
+                    if let Some(repeated) = DB_ERRORS.hit("recovered") {
+                        tracing::info!("convert stage: database writes succeed again{repeated}");
+                    }
+                }
+                if n == BATCH {
+                    continue;
+                }
+            }
+            Ok(Err(e)) => {
+                failing = true;
+                let kind = if crate::store::disk::is_disk_full(&e) { "disk full" } else { "database" };
+                if let Some(repeated) = DB_ERRORS.hit(kind) {
+                    tracing::error!(error = %e, "convert stage: database error; will retry{repeated}");
+                }
+            }
             Err(_) => {
                 stage.restarted();
                 tracing::warn!(restarts = stage.restarts(), "convert stage: internal error in a step; restarting the loop");

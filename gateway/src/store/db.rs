@@ -5,6 +5,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
+/// How long a connection waits for another one's write lock before failing.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `PRAGMA synchronous` in WAL mode. Only `Full` is offered to operators: `Normal` does not
 /// fsync the WAL at commit and loses ACKed messages on power loss. It exists so the
 /// power-loss test can show that it catches exactly that.
@@ -148,13 +151,16 @@ pub fn open(path: &Path, vfs: Option<&str>, sync: Synchronous) -> Result<Connect
         None => Connection::open_with_flags(path, flags),
     }
     .map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(err)?;
     conn.pragma_update(None, "synchronous", sync.value()).map_err(err)?;
     let actual: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(err)?;
     // Checkpoints run only in the maintenance thread: an automatic checkpoint inside a commit
     // would stall that commit (the ingest writer's, the convert stage's, the forwarder's).
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
+    // A WAL restarted after a checkpoint is cut back to this size rather than kept at its
+    // largest (the writer and maintenance set the budget's own, smaller limit).
+    super::disk::limit_wal(&conn, super::disk::wal_soft_limit(u64::MAX)).map_err(err)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(OpenError::Pragma { path: name, pragma: "journal_mode", actual: mode, expected: "wal".into() });
     }
@@ -194,6 +200,8 @@ mod tests {
         let mut c = open(&path, None, Synchronous::Full).unwrap();
         let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2);
+        let wal_limit: i64 = c.query_row("PRAGMA journal_size_limit", [], |r| r.get(0)).unwrap();
+        assert_eq!(wal_limit, 16 << 20, "a restarted WAL is cut back");
         migrate(&mut c, &path).unwrap();
         migrate(&mut c, &path).unwrap();
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();

@@ -1,15 +1,19 @@
 //! Background upkeep on a second connection: WAL checkpoints (the writer has automatic
-//! checkpoints off, so they never stall a commit) and purging delivered rows past retention
-//! (journal rows with their outbox bundles).
+//! checkpoints off, so they never stall a commit) that keep the WAL under its bound, and
+//! purging delivered rows past retention (journal rows with their outbox bundles).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
 use super::db::{self, OpenError, Synchronous};
+use super::disk::{self, Checkpoint, Footprint};
+use crate::log_limit::{self, Repeats};
+use crate::ops::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct MaintenanceOptions {
@@ -20,19 +24,18 @@ pub struct MaintenanceOptions {
     pub every: Duration,
     /// Delivered rows older than this are deleted.
     pub retention: Duration,
-    pub gate: std::sync::Arc<super::WriteGate>,
-    /// Where the thread reports its liveness.
-    pub metrics: std::sync::Arc<crate::ops::metrics::Metrics>,
+    pub gate: Arc<super::WriteGate>,
+    /// The disk budget: the WAL is kept under [`disk::wal_bound`] of it.
+    pub max_bytes: u64,
+    /// Where the thread reports its liveness and the journal's footprint.
+    pub metrics: Arc<Metrics>,
 }
 
-/// WAL size that triggers a checkpoint.
-const CHECKPOINT_WAL_BYTES: u64 = 16 << 20;
+/// How often the WAL's size is looked at (one `stat`); a flood can add megabytes a second.
+const WAL_CHECK_EVERY: Duration = Duration::from_millis(100);
 
-fn wal_bytes(db: &std::path::Path) -> u64 {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
-}
+/// Checkpoint and purge failures, logged once a minute with a count.
+static ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Rows deleted per purge transaction, so a purge never holds the write lock for long.
 const PURGE_CHUNK: i64 = 5000;
@@ -46,6 +49,8 @@ pub struct Maintenance {
 impl Maintenance {
     pub fn start(opts: MaintenanceOptions) -> Result<Maintenance, OpenError> {
         let conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
+        disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
+            .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("journal-maintenance".into())
@@ -75,21 +80,57 @@ impl Drop for Maintenance {
 fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
     let stage = &opts.metrics.stages.maintenance;
     let _exit = stage.guard();
+    let mut purged_at = Instant::now();
     // A message or a hang-up on the channel means stop; a timeout means work.
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(opts.every) {
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(WAL_CHECK_EVERY) {
         stage.beat();
-        if let Err(e) = purge(&mut conn, opts.retention, &opts.gate) {
-            tracing::warn!(error = %e, "purge of delivered rows failed; will retry");
+        if purged_at.elapsed() >= opts.every {
+            purged_at = Instant::now();
+            if let Err(e) = purge(&mut conn, opts.retention, &opts.gate) {
+                if let Some(repeated) = ERRORS.hit("purge") {
+                    tracing::warn!(error = %e, "purge of delivered rows failed; will retry{repeated}");
+                }
+            }
         }
-        // Checkpoint only once the WAL has grown: every checkpoint fsyncs the database file,
-        // and fewer of them means fewer stalls behind the writer's commit fsync.
-        if wal_bytes(&opts.path) >= CHECKPOINT_WAL_BYTES {
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        if let Err(e) = keep_wal_bounded(&conn, &opts) {
+            if let Some(repeated) = ERRORS.hit(if disk::is_disk_full(&e) { "checkpoint: disk full" } else { "checkpoint" }) {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry{repeated}");
             }
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// Checkpoints when the WAL has grown: PASSIVE (never blocks a writer) from a quarter of the
+/// bound, TRUNCATE (empties the file; waits for readers, blocks writers meanwhile) at the
+/// bound — which PASSIVE alone cannot guarantee: while some reader always holds a snapshot
+/// the WAL is never restarted and only grows. Every checkpoint fsyncs the database file, so
+/// none runs while the WAL is small.
+fn keep_wal_bounded(conn: &Connection, opts: &MaintenanceOptions) -> rusqlite::Result<()> {
+    let files = Footprint::of(&opts.path);
+    opts.metrics.journal_db_bytes.set(files.db as i64);
+    opts.metrics.journal_wal_bytes.set(files.wal as i64);
+    opts.metrics.journal_shm_bytes.set(files.shm as i64);
+    if files.wal < disk::wal_soft_limit(opts.max_bytes) {
+        return Ok(());
+    }
+    if !disk::room_to_checkpoint(conn, &opts.path)? {
+        // Leave the free space to ingest; the checkpoint runs once there is room for all of it.
+        if let Some(repeated) = ERRORS.hit("no room to checkpoint") {
+            tracing::warn!(wal = files.wal, "WAL checkpoint postponed: the filesystem has no room to copy the WAL into the database{repeated}");
+        }
+        return Ok(());
+    }
+    if files.wal >= disk::wal_bound(opts.max_bytes) {
+        // Background writers wait at the gate; ingest is let through first.
+        let _pass = opts.gate.background();
+        if disk::checkpoint(conn, Checkpoint::Truncate, disk::CHECKPOINT_WAIT)? {
+            opts.metrics.wal_truncations.inc();
+        }
+    } else {
+        disk::checkpoint(conn, Checkpoint::Passive, disk::CHECKPOINT_WAIT)?;
+    }
+    Ok(())
 }
 
 /// Deletes delivered rows older than `retention`; returns how many.
@@ -132,6 +173,51 @@ pub fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wal_over_its_bound_is_emptied_once_readers_let_go_and_a_stuck_reader_does_not_hang_it() {
+        let dir = std::env::temp_dir().join(format!("gw-wal-bound-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
+        db::migrate(&mut conn, &path).unwrap();
+        let opts = MaintenanceOptions {
+            path: path.clone(),
+            vfs: None,
+            synchronous: Synchronous::Full,
+            every: Duration::from_secs(1),
+            retention: Duration::MAX,
+            gate: Default::default(),
+            max_bytes: 2 << 20,
+            metrics: Default::default(),
+        };
+        let maintenance = db::open(&path, None, Synchronous::Full).unwrap();
+        let reader = db::open(&path, None, Synchronous::Full).unwrap();
+        // A reader in the middle of a read transaction, as the convert stage is for a moment.
+        reader.execute_batch("BEGIN; SELECT count(*) FROM journal;").unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, payload)
+             SELECT 0, 'l', 's', 'C' || i, 'ADT^A01', x'00', zeroblob(1000) FROM n;",
+        )
+        .unwrap();
+        let wal = Footprint::of(&path).wal;
+        assert!(wal > disk::wal_bound(opts.max_bytes), "{wal}");
+        // The stuck reader: the checkpoint gives up after its wait instead of blocking writers.
+        let started = Instant::now();
+        keep_wal_bounded(&maintenance, &opts).unwrap();
+        assert!(started.elapsed() < disk::CHECKPOINT_WAIT * 3, "{:?}", started.elapsed());
+        assert_eq!(opts.metrics.wal_truncations.get(), 0);
+        conn.execute("UPDATE journal SET state = 'converted' WHERE seq = 1", []).unwrap();
+        // The reader lets go: the WAL file is emptied, not merely reused.
+        reader.execute_batch("COMMIT").unwrap();
+        keep_wal_bounded(&maintenance, &opts).unwrap();
+        assert_eq!(Footprint::of(&path).wal, 0);
+        assert_eq!(opts.metrics.wal_truncations.get(), 1);
+        assert!(opts.metrics.journal_wal_bytes.get() as u64 >= wal, "the gauge shows the WAL it found");
+        drop((conn, maintenance, reader));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn purge_deletes_only_delivered_rows_past_retention() {

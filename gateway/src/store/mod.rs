@@ -2,8 +2,10 @@
 //! background upkeep.
 
 pub mod audit;
+pub mod budget;
 pub mod crypto;
 pub mod db;
+pub mod disk;
 pub mod doorbell;
 pub mod gate;
 pub mod key_guard;
@@ -15,4 +17,4 @@ pub use crypto::Keys;
 pub use db::Synchronous;
 pub use doorbell::Doorbell;
 pub use gate::WriteGate;
-pub use writer::{AppendError, Appended, Appender, NewMessage, Writer, WriterOptions};
+pub use writer::{AppendError, Appended, Appender, Health, NewMessage, Writer, WriterOptions};

@@ -6,7 +6,7 @@
 //! connections share one fsync; nobody is answered before their message is durable.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::budget::Budget;
 use super::db::{self, OpenError, Synchronous};
+use super::disk::{self, Checkpoint};
+use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 
 /// A message ready to be journaled: metadata in clear, payload sealed.
@@ -40,7 +43,7 @@ pub enum Appended {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
-    #[error("storage full: the journal has reached its disk budget")]
+    #[error("storage full: the journal has reached its disk budget, or the filesystem is full")]
     StorageFull,
     /// The transaction failed; nothing of the batch was stored.
     #[error("storage error: {0}")]
@@ -67,16 +70,39 @@ pub struct WriterOptions {
     pub gate: Arc<super::WriteGate>,
 }
 
-/// Rough per-row cost beyond the payload (metadata, index entries), for the disk budget.
-const ROW_OVERHEAD: u64 = 256;
-
 type Request = (NewMessage, oneshot::Sender<Result<Appended, AppendError>>);
 
 /// Handle used by connections to append; cheap to clone.
 #[derive(Clone)]
 pub struct Appender {
     tx: mpsc::Sender<Request>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<AtomicU8>,
+}
+
+/// The journal's state as the last commit left it (`/healthz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// The disk budget is reached: new messages get AR "Storage full".
+    BudgetFull,
+    /// The filesystem is full (SQLITE_FULL): new messages get AR "Storage full".
+    DiskFull,
+    /// The last commit failed otherwise: new messages get AE "Storage error".
+    Failing,
+}
+
+impl Health {
+    const ALL: [Health; 4] = [Health::Ok, Health::BudgetFull, Health::DiskFull, Health::Failing];
+
+    /// What an operator reads on `/healthz`; `None` when healthy.
+    pub fn problem(self) -> Option<&'static str> {
+        match self {
+            Health::Ok => None,
+            Health::BudgetFull => Some("journal: disk budget ([store] max_bytes) reached; new messages are refused with AR until delivered rows are purged"),
+            Health::DiskFull => Some("journal: the filesystem is full; new messages are refused with AR until space is freed (ingest resumes by itself)"),
+            Health::Failing => Some("journal: last commit failed"),
+        }
+    }
 }
 
 impl Appender {
@@ -87,9 +113,14 @@ impl Appender {
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
-    /// False after the last commit failed (cleared by the next successful one).
+    /// False after the last commit failed or refused messages (cleared by the next commit
+    /// that stores one).
     pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.health() == Health::Ok
+    }
+
+    pub fn health(&self) -> Health {
+        Health::ALL[usize::from(self.health.load(Ordering::Relaxed)).min(3)]
     }
 }
 
@@ -107,14 +138,17 @@ impl Writer {
             .query_row("SELECT count(*) FROM journal WHERE state <> 'delivered'", [], |r| r.get(0))
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         metrics.journal_depth.set(depth);
+        disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
+            .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
-        let healthy = Arc::new(AtomicBool::new(true));
-        let state = WriterLoop { conn, opts, metrics, healthy: healthy.clone() };
+        let health = Arc::new(AtomicU8::new(Health::Ok as u8));
+        let budget = Budget::new(opts.path.clone(), opts.max_bytes);
+        let state = WriterLoop { conn, opts, metrics, health: health.clone(), budget };
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || state.run(rx))
             .expect("spawn journal writer");
-        Ok((Appender { tx, healthy }, Writer { thread }))
+        Ok((Appender { tx, health }, Writer { thread }))
     }
 
     /// Waits for the writer to finish what is queued and stop.
@@ -127,8 +161,15 @@ struct WriterLoop {
     conn: Connection,
     opts: WriterOptions,
     metrics: Arc<Metrics>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<AtomicU8>,
+    budget: Budget,
 }
+
+/// Failed commits and refusals, logged once a minute with a count.
+static COMMIT_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
+/// Recoveries: at the edge of the budget ingest flips between refused and accepted with
+/// every commit; one line a minute says so.
+static RECOVERIES: Repeats = Repeats::new(log_limit::EVERY);
 
 impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Request>) {
@@ -165,8 +206,8 @@ impl WriterLoop {
     fn commit(&mut self, batch: &[Request]) -> Vec<Result<Appended, AppendError>> {
         match self.try_commit(batch) {
             Ok(results) => {
-                self.healthy.store(true, Ordering::Relaxed);
                 let stored = results.iter().filter(|r| matches!(r, Ok(Appended::Stored(_)))).count();
+                let refused = results.iter().any(|r| r.is_err());
                 self.metrics.stored.add(stored as u64);
                 self.metrics.journal_depth.add(stored as i64);
                 if stored > 0 {
@@ -174,20 +215,82 @@ impl WriterLoop {
                         bell.ring();
                     }
                 }
+                if refused {
+                    self.metrics.journal_budget_full.inc();
+                    if let Some(repeated) = COMMIT_ERRORS.hit("budget") {
+                        tracing::warn!(max_bytes = self.opts.max_bytes, "journal: disk budget reached; new messages refused with AR \"Storage full\"{repeated}");
+                    }
+                }
+                self.set_health(if refused && stored == 0 { Health::BudgetFull } else { Health::Ok });
                 results
             }
             Err(e) => {
-                self.healthy.store(false, Ordering::Relaxed);
-                tracing::error!(error = %e, messages = batch.len(), "journal commit failed; messages not acknowledged");
-                vec![Err(AppendError::Io(e.to_string())); batch.len()]
+                let full = disk::is_disk_full(&e);
+                if full {
+                    self.metrics.journal_disk_full.inc();
+                }
+                self.set_health(if full { Health::DiskFull } else { Health::Failing });
+                if let Some(repeated) = COMMIT_ERRORS.hit(if full { "disk full" } else { "commit" }) {
+                    if full {
+                        tracing::error!(error = %e, messages = batch.len(), "journal commit failed: the filesystem is full; messages refused with AR{repeated}");
+                    } else {
+                        tracing::error!(error = %e, messages = batch.len(), "journal commit failed; messages not acknowledged{repeated}");
+                    }
+                }
+                let answer = if full { AppendError::StorageFull } else { AppendError::Io(e.to_string()) };
+                vec![Err(answer); batch.len()]
             }
         }
+    }
+
+    fn set_health(&self, now: Health) {
+        let before = self.health.swap(now as u8, Ordering::Relaxed);
+        if now == Health::Ok && before != Health::Ok as u8 {
+            if let Some(repeated) = RECOVERIES.hit("ok") {
+                tracing::info!("journal: commits succeed again; messages are accepted{repeated}");
+            }
+        }
+    }
+
+    /// Brings the budget's view up to date before refusing anything: the unconverted rows
+    /// are summed again, and if only the WAL is in the way it is checkpointed and emptied.
+    fn usage_for(&mut self, wanted: u64, smallest: u64) -> rusqlite::Result<super::budget::Usage> {
+        let max = self.opts.max_bytes;
+        let mut usage = self.budget.usage(&self.conn, false)?;
+        if usage.used() + wanted > max {
+            usage = self.budget.usage(&self.conn, true)?;
+            let without_wal = usage.used() - usage.files.wal;
+            if usage.used() + wanted > max
+                && usage.files.wal > 0
+                && without_wal + smallest <= max
+                && disk::room_to_checkpoint(&self.conn, &self.opts.path)?
+            {
+                let _announce = self.opts.gate.ingest();
+                match disk::checkpoint(&self.conn, Checkpoint::Truncate, disk::CHECKPOINT_WAIT) {
+                    Ok(true) => self.metrics.wal_truncations.inc(),
+                    Ok(false) => {}
+                    Err(e) => {
+                        if let Some(repeated) = COMMIT_ERRORS.hit("checkpoint") {
+                            tracing::warn!(error = %e, "journal: WAL checkpoint before refusing failed{repeated}");
+                        }
+                    }
+                }
+                usage = self.budget.usage(&self.conn, true)?;
+            }
+        }
+        self.metrics.journal_db_bytes.set(usage.files.db as i64);
+        self.metrics.journal_wal_bytes.set(usage.files.wal as i64);
+        self.metrics.journal_shm_bytes.set(usage.files.shm as i64);
+        Ok(usage)
     }
 
     fn try_commit(&mut self, batch: &[Request]) -> rusqlite::Result<Vec<Result<Appended, AppendError>>> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
         let cutoff = now - self.opts.dedup_window.as_millis() as i64;
-        let mut used = used_bytes(&self.conn)?;
+        let wanted = batch.iter().map(|(m, _)| Budget::cost(m.sealed.len())).sum();
+        let smallest = batch.iter().map(|(m, _)| Budget::cost(m.sealed.len())).min().unwrap_or(0);
+        let mut used = self.usage_for(wanted, smallest)?.used();
+        let mut stored_bytes = 0;
         let _announce = self.opts.gate.ingest();
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
@@ -209,12 +312,13 @@ impl WriterLoop {
                     results.push(Ok(Appended::Duplicate(seq)));
                     continue;
                 }
-                let cost = m.sealed.len() as u64 + ROW_OVERHEAD;
+                let cost = Budget::cost(m.sealed.len());
                 if used + cost > self.opts.max_bytes {
                     results.push(Err(AppendError::StorageFull));
                     continue;
                 }
                 used += cost;
+                stored_bytes += m.sealed.len() as u64;
                 insert.execute(params![
                     now,
                     &*m.listener,
@@ -229,14 +333,66 @@ impl WriterLoop {
             }
         }
         tx.commit()?;
+        self.budget.stored(stored_bytes);
         Ok(results)
     }
 }
 
-/// Bytes the database holds in live pages (free pages are reusable and not counted).
-fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    Ok(((pages - free).max(0) * size) as u64)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::disk::Footprint;
+
+    fn message(id: &str, len: usize) -> NewMessage {
+        NewMessage {
+            listener: Arc::from("l"),
+            sender: "A|B".into(),
+            control_id: id.into(),
+            message_type: "ADT^A01".into(),
+            lane: None,
+            payload_hash: [id.len() as u8; 32],
+            sealed: vec![7; len],
+        }
+    }
+
+    #[test]
+    fn a_wal_that_alone_passes_the_budget_is_emptied_rather_than_messages_refused() {
+        let dir = std::env::temp_dir().join(format!("gw-writer-wal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        let max_bytes = 4 << 20;
+        let opts = WriterOptions {
+            path: path.clone(),
+            vfs: None,
+            synchronous: Synchronous::Full,
+            max_bytes,
+            dedup_window: Duration::from_secs(60),
+            batch_max_messages: 16,
+            batch_max_bytes: 1 << 20,
+            queue: 16,
+            on_commit: None,
+            gate: Default::default(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (appender, writer) = Writer::start(opts, metrics.clone()).unwrap();
+        // Another connection writes and deletes 5 MB: few live pages, a WAL past the budget.
+        let other = db::open(&path, None, Synchronous::Full).unwrap();
+        other
+            .execute_batch(
+                "CREATE TABLE scratch (b BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) INSERT INTO scratch SELECT zeroblob(1000) FROM n;
+                 DELETE FROM scratch;",
+            )
+            .unwrap();
+        assert!(Footprint::of(&path).wal > max_bytes);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let stored = rt.block_on(appender.append(message("C1", 1000)));
+        assert!(matches!(stored, Ok(Appended::Stored(_))), "{stored:?}");
+        assert!(Footprint::of(&path).wal < 1 << 20, "{:?}", Footprint::of(&path));
+        assert_eq!(metrics.wal_truncations.get(), 1);
+        assert!(appender.healthy());
+        drop((appender, other));
+        writer.join();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
