@@ -69,6 +69,16 @@ fn warn_if_lifted(lifted: bool) {
     }
 }
 
+/// Logs a panic's thread and source location only: its message may quote the input that
+/// caused it (a value from a patient's message), which must not reach the log.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        tracing::error!(thread = thread.name().unwrap_or("unnamed"), %location, "internal error (panic); its message is withheld as it may quote message content");
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,14 +112,4 @@ mod tests {
             assert!(within_cap(&meta(target, Level::WARN)), "{target}");
         }
     }
-}
-
-/// Logs a panic's thread and source location only: its message may quote the input that
-/// caused it (a value from a patient's message), which must not reach the log.
-pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let thread = std::thread::current();
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        tracing::error!(thread = thread.name().unwrap_or("unnamed"), %location, "internal error (panic); its message is withheld as it may quote message content");
-    }));
 }
