@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::ops::metrics::Metrics;
-use crate::ops::warn_every::WarnEvery;
+use crate::log_limit::{self, Repeats};
 
 /// Frame bytes a connection may hold without drawing on the budget: one read's worth.
 pub const FREE_PER_CONNECTION: usize = 64 * 1024;
@@ -31,13 +31,13 @@ pub struct FrameBudget {
     permits: Semaphore,
     total: usize,
     metrics: Arc<Metrics>,
-    warn: WarnEvery,
+    warn: Repeats,
 }
 
 impl FrameBudget {
     pub fn new(total: usize, metrics: Arc<Metrics>) -> Arc<FrameBudget> {
         metrics.inflight_frame_budget.set(total as i64);
-        Arc::new(FrameBudget { permits: Semaphore::new(total), total, metrics, warn: WarnEvery::default() })
+        Arc::new(FrameBudget { permits: Semaphore::new(total), total, metrics, warn: Repeats::new(log_limit::EVERY) })
     }
 
     /// The budget's size in bytes.
@@ -80,10 +80,10 @@ impl Reservation {
                     if !waited {
                         waited = true;
                         budget.metrics.inflight_frame_waits.inc();
-                        if let Some(more) = budget.warn.due() {
+                        if let Some(more) = budget.warn.hit("") {
                             tracing::warn!(
                                 budget_bytes = budget.total,
-                                waits_not_logged = more,
+                                waits_not_logged = more.left_out,
                                 "in-flight frame budget spent: connections with large frames stop reading until it has room ([limits] inflight_frame_bytes)"
                             );
                         }

@@ -16,7 +16,7 @@ use super::budget::FrameBudget;
 use super::connection::{self, Limits};
 use super::handler::Handler;
 use super::slots::{Slot, Slots};
-use crate::ops::warn_every::WarnEvery;
+use crate::log_limit::{self, Repeats};
 
 /// TLS handshakes that take longer are abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ impl Listener {
     pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
         let name = self.handler.listener.clone();
         // A flood of refused connections must not become a flood of log lines.
-        let (warn_accept, warn_allowlist) = (WarnEvery::default(), WarnEvery::default());
+        let (warn_accept, warn_allowlist) = (Repeats::new(log_limit::EVERY), Repeats::new(log_limit::EVERY));
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -48,8 +48,8 @@ impl Listener {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    if let Some(more) = warn_accept.due() {
-                        tracing::warn!(listener = %name, error = %e, failures_not_logged = more, "accept failed");
+                    if let Some(more) = warn_accept.hit("") {
+                        tracing::warn!(listener = %name, error = %e, failures_not_logged = more.left_out, "accept failed");
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -57,8 +57,8 @@ impl Listener {
             };
             if !self.allowed(peer) {
                 self.handler.metrics.refused_allowlist.inc();
-                if let Some(more) = warn_allowlist.due() {
-                    tracing::warn!(listener = %name, peer = %peer.ip(), refused_not_logged = more, "connection from outside the allowed networks closed");
+                if let Some(more) = warn_allowlist.hit("") {
+                    tracing::warn!(listener = %name, peer = %peer.ip(), refused_not_logged = more.left_out, "connection from outside the allowed networks closed");
                 }
                 continue;
             }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::ops::metrics::Metrics;
-use crate::ops::warn_every::WarnEvery;
+use crate::log_limit::{self, Repeats};
 
 pub struct Slots {
     listener: Arc<str>,
@@ -22,9 +22,9 @@ pub struct Slots {
     per_source: usize,
     metrics: Arc<Metrics>,
     open: Mutex<Open>,
-    warn_full: WarnEvery,
-    warn_per_source: WarnEvery,
-    warn_evicted: WarnEvery,
+    warn_full: Repeats,
+    warn_per_source: Repeats,
+    warn_evicted: Repeats,
 }
 
 #[derive(Default)]
@@ -62,9 +62,9 @@ impl Slots {
             per_source,
             metrics,
             open: Mutex::default(),
-            warn_full: WarnEvery::default(),
-            warn_per_source: WarnEvery::default(),
-            warn_evicted: WarnEvery::default(),
+            warn_full: Repeats::new(log_limit::EVERY),
+            warn_per_source: Repeats::new(log_limit::EVERY),
+            warn_evicted: Repeats::new(log_limit::EVERY),
         })
     }
 
@@ -97,8 +97,8 @@ impl Slots {
                 drop(open);
                 if closed_one {
                     self.metrics.connections_evicted.inc();
-                    if let Some(more) = self.warn_evicted.due() {
-                        tracing::warn!(listener = %self.listener, max_connections = self.max, per_source = self.per_source, closed_not_logged = more, "connection limit reached: the connection idle the longest was closed to admit a new one");
+                    if let Some(more) = self.warn_evicted.hit("") {
+                        tracing::warn!(listener = %self.listener, max_connections = self.max, per_source = self.per_source, closed_not_logged = more.left_out, "connection limit reached: the connection idle the longest was closed to admit a new one");
                     }
                 }
                 Ok(Slot { slots: self.clone(), id, close })
@@ -108,14 +108,14 @@ impl Slots {
                 match refused {
                     Refused::PerSource => {
                         self.metrics.refused_per_source.inc();
-                        if let Some(more) = self.warn_per_source.due() {
-                            tracing::warn!(listener = %self.listener, peer = %source, per_source = self.per_source, refused_not_logged = more, "per-source connection limit reached and all of its connections busy; connection closed");
+                        if let Some(more) = self.warn_per_source.hit("") {
+                            tracing::warn!(listener = %self.listener, peer = %source, per_source = self.per_source, refused_not_logged = more.left_out, "per-source connection limit reached and all of its connections busy; connection closed");
                         }
                     }
                     Refused::Full => {
                         self.metrics.refused_limit.inc();
-                        if let Some(more) = self.warn_full.due() {
-                            tracing::warn!(listener = %self.listener, max_connections = self.max, refused_not_logged = more, "connection limit reached and every connection busy with a frame; connection closed");
+                        if let Some(more) = self.warn_full.hit("") {
+                            tracing::warn!(listener = %self.listener, max_connections = self.max, refused_not_logged = more.left_out, "connection limit reached and every connection busy with a frame; connection closed");
                         }
                     }
                 }

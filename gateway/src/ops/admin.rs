@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::metrics::Metrics;
-use super::warn_every::WarnEvery;
+use crate::log_limit::{self, Repeats};
 use crate::store::Appender;
 
 #[derive(Clone)]
@@ -77,7 +77,7 @@ pub async fn serve(socket: TcpListener, max_connections: usize, metrics: Arc<Met
         .max_headers(MAX_HEADERS);
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = TaskTracker::new();
-    let (warn_full, warn_accept) = (WarnEvery::default(), WarnEvery::default());
+    let (warn_full, warn_accept) = (Repeats::new(log_limit::EVERY), Repeats::new(log_limit::EVERY));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -86,8 +86,8 @@ pub async fn serve(socket: TcpListener, max_connections: usize, metrics: Arc<Met
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                if let Some(more) = warn_accept.due() {
-                    tracing::warn!(error = %e, failures_not_logged = more, "admin accept failed");
+                if let Some(more) = warn_accept.hit("") {
+                    tracing::warn!(error = %e, failures_not_logged = more.left_out, "admin accept failed");
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -97,8 +97,8 @@ pub async fn serve(socket: TcpListener, max_connections: usize, metrics: Arc<Met
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Dropping the stream closes it: a flood holds no more than the cap.
             metrics.refused_admin.inc();
-            if let Some(more) = warn_full.due() {
-                tracing::warn!(max_connections, refused_not_logged = more, "admin connection limit reached; connection closed");
+            if let Some(more) = warn_full.hit("") {
+                tracing::warn!(max_connections, refused_not_logged = more.left_out, "admin connection limit reached; connection closed");
             }
             continue;
         };

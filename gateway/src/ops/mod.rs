@@ -4,4 +4,3 @@ pub mod admin;
 pub mod liveness;
 pub mod logging;
 pub mod metrics;
-pub mod warn_every;
