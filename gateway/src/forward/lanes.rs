@@ -48,9 +48,13 @@ use super::queries;
 use super::record::{self, Outcome, Record};
 use super::retry::{self, Backoff, Breaker, Throttle, ThrottleWatch};
 use super::worker::{self, Done, Head, Job, Part, Shape};
+use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::{Doorbell, Keys, WriteGate};
+
+/// Database errors of the scheduler, logged once a minute per kind with a count.
+static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Everything the forwarder needs.
 pub struct ForwardOptions {
@@ -228,7 +232,9 @@ impl Scheduler {
 
     fn run(mut self, recorder_conn: Connection, stop: &AtomicBool) {
         while let Err(e) = self.start() {
-            tracing::error!(error = %e, "forwarder: cannot read the outbox; will retry");
+            if let Some(r) = DB_ERRORS.hit("read outbox") {
+                tracing::error!(error = %e, "forwarder: cannot read the outbox; will retry{r}");
+            }
             if stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -277,7 +283,9 @@ impl Scheduler {
                 continue;
             }
             if let Err(e) = self.discover() {
-                tracing::error!(error = %e, "forwarder: cannot read new outbox rows; will retry");
+                if let Some(r) = DB_ERRORS.hit("read new rows") {
+                    tracing::error!(error = %e, "forwarder: cannot read new outbox rows; will retry{r}");
+                }
             }
             self.dispatch(&jobs_tx);
             self.gauges();
@@ -511,7 +519,9 @@ impl Scheduler {
                 None
             }
             Err(e) => {
-                tracing::error!(error = %e, "forwarder: cannot read a bundle; will retry");
+                if let Some(r) = DB_ERRORS.hit("read bundle") {
+                    tracing::error!(error = %e, "forwarder: cannot read a bundle; will retry{r}");
+                }
                 self.requeue(&key, now_ms() + 1000);
                 None
             }
@@ -540,7 +550,9 @@ impl Scheduler {
                 self.lanes.remove(key);
             }
             Err(e) => {
-                tracing::error!(error = %e, "forwarder: cannot find a lane's next bundle; will retry");
+                if let Some(r) = DB_ERRORS.hit("next bundle") {
+                    tracing::error!(error = %e, "forwarder: cannot find a lane's next bundle; will retry{r}");
+                }
                 self.requeue(key, now_ms() + 1000);
             }
         }

@@ -12,8 +12,12 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::deliver::FailClass;
+use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 use crate::store::WriteGate;
+
+/// Commit failures, logged once a minute per kind with a count (a full disk fails them all).
+static ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// What to write for one outbox row.
 #[derive(Debug)]
@@ -56,12 +60,16 @@ pub(super) fn run(mut conn: Connection, records: Receiver<Record>, recorded: Sen
                     break;
                 }
                 Err(e) if attempt < ATTEMPTS => {
-                    tracing::error!(error = %e, attempt, "forwarder: cannot record delivery outcomes; will retry");
+                    if let Some(r) = ERRORS.hit("record") {
+                        tracing::error!(error = %e, attempt, "forwarder: cannot record delivery outcomes; will retry{r}");
+                    }
                     std::thread::sleep(Duration::from_millis(500));
                     attempt += 1;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, records = batch.len(), "forwarder: delivery outcomes not recorded; those bundles will be sent again after a restart");
+                    if let Some(r) = ERRORS.hit("gave up") {
+                        tracing::error!(error = %e, records = batch.len(), "forwarder: delivery outcomes not recorded; those bundles will be sent again after a restart{r}");
+                    }
                     break;
                 }
             }
