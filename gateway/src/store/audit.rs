@@ -48,8 +48,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn current() -> Identity {
-        // SAFETY: getuid and geteuid cannot fail and touch no memory.
-        let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+        let (uid, euid) = (rustix::process::getuid().as_raw(), rustix::process::geteuid().as_raw());
         let login_uid = std::fs::read_to_string("/proc/self/loginuid")
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())

@@ -89,7 +89,7 @@ impl Keys {
         if !meta.is_file() {
             return Err(KeyError::NotAFile { path: name() });
         }
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         if meta.uid() != euid && !(root_reads_any && euid == 0) {
             return Err(KeyError::Owner { path: name(), owner: meta.uid(), euid });
         }
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn key_file_owned_by_another_uid_is_refused() {
-        if unsafe { libc::geteuid() } != 0 {
+        if rustix::process::geteuid().as_raw() != 0 {
             eprintln!("skipped: chown to another uid needs root");
             return;
         }
