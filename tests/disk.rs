@@ -32,7 +32,8 @@ impl Tmpfs {
         let refusal = if forced {
             "forced".to_string()
         } else {
-            match Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output() {
+            match Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output()
+            {
                 Ok(o) if o.status.success() => return Some(Tmpfs { dir: dir.to_path_buf() }),
                 Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
                 Err(e) => format!("cannot run `mount`: {e}"),
@@ -95,7 +96,11 @@ fn a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_r
     // A budget far above the filesystem: the filesystem fills first.
     setup.store_extra = "max_bytes = 1073741824".into();
     let var = setup.dir.path().join("var");
-    let Some(_tmpfs) = Tmpfs::mount_or_rerun(&var, "24m", "a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_returns") else {
+    let Some(_tmpfs) = Tmpfs::mount_or_rerun(
+        &var,
+        "24m",
+        "a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_returns",
+    ) else {
         return;
     };
     let gw = setup.start();
@@ -236,7 +241,10 @@ fn a_flood_keeps_the_journal_files_within_the_disk_budget() {
     let acked: Vec<String> = results.iter().flat_map(|(a, _)| a.clone()).collect();
     assert!(results.iter().all(|(_, r)| *r >= 20), "every sender reached the budget");
     let during = peak.load(Ordering::Relaxed);
-    assert!(during <= MAX + MARGIN, "during the flood the journal files took {during} bytes on disk against a budget of {MAX} (+{MARGIN} margin)");
+    assert!(
+        during <= MAX + MARGIN,
+        "during the flood the journal files took {during} bytes on disk against a budget of {MAX} (+{MARGIN} margin)"
+    );
     // The background writers finish converting and delivering what was accepted.
     wait_for("conversion", Duration::from_secs(60), || (!journal_states(&db).contains_key("received")).then_some(()));
     wait_for("delivery", Duration::from_secs(60), || (undelivered(&db) == 0).then_some(()));
@@ -245,7 +253,10 @@ fn a_flood_keeps_the_journal_files_within_the_disk_budget() {
     let peak = peak.load(Ordering::Relaxed);
     eprintln!("budget {MAX}, peak on disk {peak}, accepted {}", acked.len());
     assert!(acked.len() > 100, "the flood got in until the budget: {}", acked.len());
-    assert!(peak <= MAX + MARGIN, "journal files took {peak} bytes on disk against a budget of {MAX} (+{MARGIN} margin)");
+    assert!(
+        peak <= MAX + MARGIN,
+        "journal files took {peak} bytes on disk against a budget of {MAX} (+{MARGIN} margin)"
+    );
     assert!(gw.metric("gateway_journal_budget_full_total") >= 1.0);
     let counts = journal_counts(&db);
     assert!(acked.iter().all(|id| counts.get(id) == Some(&1)));

@@ -177,7 +177,8 @@ fn check_keys(dump: &Value, expected: &BTreeSet<Key>) -> Vec<String> {
                     .iter()
                     .filter(|r| {
                         r["identifier"].as_array().is_some_and(|ids| {
-                            ids.iter().any(|i| i["system"].as_str() == Some(system) && i["value"].as_str() == Some(value))
+                            ids.iter()
+                                .any(|i| i["system"].as_str() == Some(system) && i["value"].as_str() == Some(value))
                         })
                     })
                     .count();
@@ -230,7 +231,10 @@ fn check_references(dump: &Value) -> (Vec<String>, usize) {
                     continue; // contained
                 }
                 if !stored.contains(&reference) {
-                    problems.push(format!("{kind}/{}: reference {reference:?} resolves to nothing stored", r["id"].as_str().unwrap_or("")));
+                    problems.push(format!(
+                        "{kind}/{}: reference {reference:?} resolves to nothing stored",
+                        r["id"].as_str().unwrap_or("")
+                    ));
                 }
             }
         }
@@ -270,7 +274,8 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
     let setup = setup_for(&server, "");
     let gw = setup.start();
     let site = site();
-    let expected_json: Value = serde_json::from_str(&std::fs::read_to_string(corpus_dir().join("expected.json")).unwrap()).unwrap();
+    let expected_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus_dir().join("expected.json")).unwrap()).unwrap();
     let mut c = gw.connect();
     let mut problems = Vec::new();
     let files = corpus();
@@ -284,7 +289,9 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
         let done = (i + 1) as f64;
         wait_for(&format!("{name} delivered"), DELIVERY, || {
             let m = gw.metrics();
-            (metric_value(&m, "gateway_forward_delivered_total") + metric_value(&m, "gateway_dead_letters_total") >= done).then_some(())
+            (metric_value(&m, "gateway_forward_delivered_total") + metric_value(&m, "gateway_dead_letters_total")
+                >= done)
+                .then_some(())
         });
         if gw.metric("gateway_dead_letters_total") > 0.0 {
             problems.push(format!("{name}: dead letter {:?}", dead_letters(&setup.db_path())));
@@ -305,7 +312,11 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
             }
         }
     }
-    eprintln!("{} messages, {resources} resources, {references} references checked in {:?}", files.len(), started.elapsed());
+    eprintln!(
+        "{} messages, {resources} resources, {references} references checked in {:?}",
+        files.len(),
+        started.elapsed()
+    );
     assert!(references > resources, "references were found and checked");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
     assert_eq!(gw.metric("gateway_forward_delivered_total"), 66.0);
@@ -342,7 +353,8 @@ fn sending_everything_again_creates_no_duplicate_resources() {
     assert_eq!(journal_counts(&setup.db_path()).values().sum::<i64>(), files.len() as i64, "no new journal rows");
 
     // New control IDs, same content: new journal rows, delivered again.
-    let resent: Vec<Vec<u8>> = files.iter().enumerate().map(|(i, (_, raw))| with_control_id(raw, &format!("AGAIN{i}"))).collect();
+    let resent: Vec<Vec<u8>> =
+        files.iter().enumerate().map(|(i, (_, raw))| with_control_id(raw, &format!("AGAIN{i}"))).collect();
     for (raw, (name, _)) in resent.iter().zip(&files) {
         send_ok(&mut c, raw, name);
     }
@@ -373,7 +385,9 @@ fn cloud_down_then_up_delivers_everything_in_order_per_patient() {
     }
     wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
     // The server refused (503) at least once, and nothing got through.
-    wait_for("a refused attempt", DELIVERY, || (server.status()["counters"]["faults"]["down"].as_u64().unwrap() >= 1).then_some(()));
+    wait_for("a refused attempt", DELIVERY, || {
+        (server.status()["counters"]["faults"]["down"].as_u64().unwrap() >= 1).then_some(())
+    });
     assert_eq!(delivered(&gw), 0.0);
     server.control(json!({"down": false}));
     wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
@@ -395,7 +409,9 @@ fn salesforce_profile_packs_several_patients_per_batch_in_order() {
         send_update(&mut c, seq, 8, "SF");
     }
     wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
-    wait_for("a refused attempt", DELIVERY, || (server.status()["counters"]["faults"]["down"].as_u64().unwrap() >= 1).then_some(()));
+    wait_for("a refused attempt", DELIVERY, || {
+        (server.status()["counters"]["faults"]["down"].as_u64().unwrap() >= 1).then_some(())
+    });
     let refused = gw.metric("gateway_forward_request_seconds_count");
     server.control(json!({"down": false}));
     wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
@@ -416,7 +432,8 @@ fn sigkill_while_draining_loses_nothing_and_duplicates_nothing() {
     let gw = setup.start();
     let site = site();
     const N: usize = 200;
-    let messages: Vec<Vec<u8>> = (0..N).map(|i| gateway::loadgen::sample_adt(&format!("KILL{i}"), (i % 25) as u64)).collect();
+    let messages: Vec<Vec<u8>> =
+        (0..N).map(|i| gateway::loadgen::sample_adt(&format!("KILL{i}"), (i % 25) as u64)).collect();
     let mut c = gw.connect();
     for m in &messages {
         send_ok(&mut c, m, "backlog");
@@ -470,7 +487,13 @@ fn expired_tokens_mid_stream_are_refreshed_and_delivery_continues() {
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let jwks_file = keys.path().join("jwks.json");
     std::fs::write(&jwks_file, jwks.to_string()).unwrap();
-    let server = FhirServer::start(&["--require-auth", "--smart-jwks", jwks_file.to_str().unwrap(), "--smart-client-id", "gw-test"]);
+    let server = FhirServer::start(&[
+        "--require-auth",
+        "--smart-jwks",
+        jwks_file.to_str().unwrap(),
+        "--smart-client-id",
+        "gw-test",
+    ]);
     let auth = format!(
         "[cloud.auth]\nkind = \"smart\"\ntoken_url = \"{}\"\nclient_id = \"gw-test\"\nkey_file = \"{}\"\nalg = \"ES384\"\nkid = \"gw-k1\"\nscope = \"system/*.write\"\n",
         server.token_url(),
@@ -555,7 +578,8 @@ fn a_bundle_the_server_refuses_goes_to_dead_letters_while_the_rest_flow() {
     assert!(counters["transactions_rolled_back"].as_u64().unwrap() >= 1, "{counters}");
     // The poison's Observations are not there; the others' are.
     let site = site();
-    let expected: BTreeSet<Key> = before.iter().chain(&after).flat_map(|f| bundle_keys(&expected_bundle(&files[*f], &site))).collect();
+    let expected: BTreeSet<Key> =
+        before.iter().chain(&after).flat_map(|f| bundle_keys(&expected_bundle(&files[*f], &site))).collect();
     let problems = check_keys(&server.dump(), &expected);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     eprintln!("dead letter reason: {reason}");
@@ -620,7 +644,6 @@ fn disk_budget_in_an_outage_naks_new_messages_and_drops_nothing_old() {
     assert_eq!(log.len(), acked.len() + 1, "one Patient update per accepted message");
 }
 
-
 #[test]
 fn throttling_server_errors_and_dropped_connections_are_retried_in_order() {
     // Every 4th request 429 (Retry-After 1 s), every 5th 500, every 7th connection dropped
@@ -679,7 +702,9 @@ fn a_429_backs_off_only_its_patient_and_the_others_keep_flowing() {
     server.control(json!({"fail_every_n_429": 0}));
     assert!(refused >= (N / 5) as u64, "the 429 switch fired: {refused}");
     let old_rule = Duration::from_secs((refused - 1) * R);
-    eprintln!("{N} messages of {PATIENTS} patients in {elapsed:?}, {refused} 429s (a global pause per 429: >= {old_rule:?})");
+    eprintln!(
+        "{N} messages of {PATIENTS} patients in {elapsed:?}, {refused} 429s (a global pause per 429: >= {old_rule:?})"
+    );
     assert!(elapsed < old_rule * 3 / 4, "{elapsed:?}: other patients waited on a 429 (global pause: >= {old_rule:?})");
     assert_eq!(undelivered(&setup.db_path()), 0);
     assert!(dead_letters(&setup.db_path()).is_empty(), "429s never dead-letter");

@@ -103,13 +103,19 @@ fn assert_nothing_gets_through(gw: &Gateway, setup: &Setup, server: &FhirServer,
     wait_metric(gw, "gateway_messages_converted_total", n as f64, DELIVERY);
     // Several attempts: the failure is retried, not final.
     wait_metric(gw, CONNECT_FAILURES, 3.0, DELIVERY);
-    wait_for("refused handshakes at the server", WAIT, || (counter(server, "/tls/handshake_errors") >= 3).then_some(()));
+    wait_for("refused handshakes at the server", WAIT, || {
+        (counter(server, "/tls/handshake_errors") >= 3).then_some(())
+    });
     let m = gw.metrics();
     assert_eq!(metric_value(&m, "gateway_forward_delivered_total"), 0.0);
     assert_eq!(metric_value(&m, "gateway_dead_letters_total"), 0.0);
     assert!(metric_value(&m, "gateway_forward_retries_total") >= 2.0, "failed attempts are retried");
     for class in ["4xx", "401", "429", "5xx"] {
-        assert_eq!(metric_value(&m, &format!("gateway_forward_failures_total{{class=\"{class}\"}}")), 0.0, "class {class}");
+        assert_eq!(
+            metric_value(&m, &format!("gateway_forward_failures_total{{class=\"{class}\"}}")),
+            0.0,
+            "class {class}"
+        );
     }
     assert_eq!(undelivered(&setup.db_path()), n as i64, "rows stay pending");
     assert_eq!(dead_letter_rows(&setup.db_path()), 0);
@@ -183,13 +189,20 @@ fn mtls_without_a_client_certificate_waits_and_with_one_delivers() {
     setup.extra = extra(
         &server.base_url(),
         15,
-        &format!("{ca}\nclient_cert = \"{}\"\nclient_key = \"{}\"", pems.client_cert.display(), pems.client_key.display()),
+        &format!(
+            "{ca}\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+            pems.client_cert.display(),
+            pems.client_key.display()
+        ),
     );
     let gw = setup.start();
     assert_delivered_once(&gw, &setup, &server, N, 2);
     assert_eq!(gw.metric(CONNECT_FAILURES), 0.0);
     let tls = server.status()["counters"]["tls"].clone();
-    assert!(tls["client_certs"]["gateway-client"].as_u64().unwrap_or(0) >= 1, "the server saw the gateway's certificate: {tls}");
+    assert!(
+        tls["client_certs"]["gateway-client"].as_u64().unwrap_or(0) >= 1,
+        "the server saw the gateway's certificate: {tls}"
+    );
 }
 
 // ---------------------------------------------------------------- 3. untrusted server certificate
@@ -212,7 +225,10 @@ fn a_server_certificate_from_an_untrusted_ca_gets_nothing() {
         send_update(&mut c, seq, 2, "ROGUE");
     }
     let failures = assert_nothing_gets_through(&gw, &setup, &server, N);
-    eprintln!("untrusted server certificate: {failures} connect failures; server TLS {}", server.status()["counters"]["tls"]);
+    eprintln!(
+        "untrusted server certificate: {failures} connect failures; server TLS {}",
+        server.status()["counters"]["tls"]
+    );
     assert!(gw.terminate().success());
 
     // Trusting the server's CA, the same rows go out.
@@ -241,7 +257,10 @@ fn a_server_certificate_for_another_host_gets_nothing() {
         send_update(&mut c, seq, 2, "NAME");
     }
     let failures = assert_nothing_gets_through(&gw, &setup, &server, N);
-    eprintln!("certificate for another host: {failures} connect failures; server TLS {}", server.status()["counters"]["tls"]);
+    eprintln!(
+        "certificate for another host: {failures} connect failures; server TLS {}",
+        server.status()["counters"]["tls"]
+    );
 }
 
 // ---------------------------------------------------------------- 4. HTTP proxy
@@ -423,8 +442,10 @@ fn the_proxy_carries_every_request_and_is_not_used_without_the_setting() {
     let mut direct = Setup::new(PLAIN);
     direct.extra = extra(&server.base_url(), 15, "");
     let url = proxy.url();
-    let env: Vec<(&str, &str)> =
-        ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"].iter().map(|k| (*k, url.as_str())).collect();
+    let env: Vec<(&str, &str)> = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
+        .iter()
+        .map(|k| (*k, url.as_str()))
+        .collect();
     let gw = direct.start_with_env(&env);
     let mut c = gw.connect();
     for seq in 0..N {
@@ -463,7 +484,10 @@ fn tls_goes_end_to_end_through_the_proxy() {
     assert_delivered_once(&gw, &setup, &server, N, 2);
     let tls = server.status()["counters"]["tls"].clone();
     assert!(proxy.tunnels() >= 1);
-    assert!(proxy.tunnels() >= tls["handshakes"].as_u64().unwrap() as usize, "every TLS session came through a tunnel: {tls}");
+    assert!(
+        proxy.tunnels() >= tls["handshakes"].as_u64().unwrap() as usize,
+        "every TLS session came through a tunnel: {tls}"
+    );
     assert_eq!(proxy.posts(), 0, "the proxy saw only ciphertext");
     assert!(tls["client_certs"]["gateway-client"].as_u64().unwrap_or(0) >= 1, "{tls}");
 }
@@ -491,7 +515,10 @@ fn hung_requests_time_out_and_are_retried_exactly_once_in_order() {
     let hung_at = Instant::now();
     wait_metric(&gw, TIMEOUT_FAILURES, 1.0, Duration::from_secs(20));
     let first_timeout = hung_at.elapsed();
-    assert!(first_timeout < Duration::from_secs(10), "a hung request timed out after {first_timeout:?} (read_timeout_secs = 1)");
+    assert!(
+        first_timeout < Duration::from_secs(10),
+        "a hung request timed out after {first_timeout:?} (read_timeout_secs = 1)"
+    );
 
     assert_delivered_once(&gw, &setup, &server, N, PATIENTS);
     let hangs = counter(&server, "/faults/hang");
@@ -531,7 +558,9 @@ fn sigkill_with_requests_in_flight_delivers_each_message_once_in_order() {
         send_update(&mut c, seq, PATIENTS, "KILL");
     }
     // One request in flight per patient lane (concurrency 4 > 3 lanes).
-    wait_for("a request in flight on every lane", DELIVERY, || (counter(&server, "/faults/hang") >= PATIENTS as u64).then_some(()));
+    wait_for("a request in flight on every lane", DELIVERY, || {
+        (counter(&server, "/faults/hang") >= PATIENTS as u64).then_some(())
+    });
     assert_eq!(gw.metric("gateway_forward_delivered_total"), FIRST as f64);
     assert_eq!(gw.metric(TIMEOUT_FAILURES), 0.0, "still in flight");
     drop(c);
@@ -543,7 +572,11 @@ fn sigkill_with_requests_in_flight_delivers_each_message_once_in_order() {
     wait_metric(&gw, "gateway_forward_delivered_total", (N - FIRST) as f64, DELIVERY);
     assert_eq!(undelivered(&setup.db_path()), 0);
     assert_eq!(journal_states(&setup.db_path()).get("delivered"), Some(&(N as i64)));
-    assert_eq!(gw.metric("gateway_forward_delivered_total"), (N - FIRST) as f64, "what was delivered before the kill is not sent again");
+    assert_eq!(
+        gw.metric("gateway_forward_delivered_total"),
+        (N - FIRST) as f64,
+        "what was delivered before the kill is not sent again"
+    );
     assert_eq!(gw.metric("gateway_dead_letters_total"), 0.0);
     assert_eq!(dead_letter_rows(&setup.db_path()), 0);
     check_per_patient_order(&server, PATIENTS, &(0..N).collect::<Vec<_>>());

@@ -235,7 +235,12 @@ fn report(what: &str, problems: &[String]) {
         return;
     }
     let shown: Vec<&str> = problems.iter().take(60).map(String::as_str).collect();
-    panic!("{what}: {} problem(s)\n  {}{}", problems.len(), shown.join("\n  "), if problems.len() > 60 { "\n  …" } else { "" });
+    panic!(
+        "{what}: {} problem(s)\n  {}{}",
+        problems.len(),
+        shown.join("\n  "),
+        if problems.len() > 60 { "\n  …" } else { "" }
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,10 +253,14 @@ fn check_references(profile: Profile, bundles: &[Value]) -> Vec<String> {
     let mut earlier: BTreeSet<String> = BTreeSet::new();
     for (b, bundle) in bundles.iter().enumerate() {
         let targets: BTreeSet<String> = match profile {
-            Profile::Generic => entries(bundle).iter().filter_map(|e| e["fullUrl"].as_str().map(str::to_string)).collect(),
+            Profile::Generic => {
+                entries(bundle).iter().filter_map(|e| e["fullUrl"].as_str().map(str::to_string)).collect()
+            }
             Profile::Salesforce => entries(bundle)
                 .iter()
-                .filter_map(|e| Some(format!("{}/{}", e["resource"]["resourceType"].as_str()?, e["resource"]["id"].as_str()?)))
+                .filter_map(|e| {
+                    Some(format!("{}/{}", e["resource"]["resourceType"].as_str()?, e["resource"]["id"].as_str()?))
+                })
                 .collect(),
         };
         let mut refs = Vec::new();
@@ -302,7 +311,9 @@ fn check_requests(profile: Profile, bundles: &[Value]) -> Vec<String> {
     let mut full_urls = BTreeSet::new();
     let mut type_ids = BTreeSet::new();
     match profile {
-        Profile::Generic if bundles.len() != 1 => out.push(format!("{} Bundles, expected exactly one transaction", bundles.len())),
+        Profile::Generic if bundles.len() != 1 => {
+            out.push(format!("{} Bundles, expected exactly one transaction", bundles.len()))
+        }
         _ => {}
     }
     for (b, bundle) in bundles.iter().enumerate() {
@@ -331,7 +342,9 @@ fn check_requests(profile: Profile, bundles: &[Value]) -> Vec<String> {
                     }
                     match query.split_once('|') {
                         Some((s, v)) if !s.is_empty() && !v.is_empty() && !v.contains('|') => {}
-                        _ => out.push(format!("{at}/request/url: conditional URL {url:?} needs system|value, both non-empty")),
+                        _ => out.push(format!(
+                            "{at}/request/url: conditional URL {url:?} needs system|value, both non-empty"
+                        )),
                     }
                     if id.is_some() {
                         out.push(format!("{at}/resource/id: a conditional update carries no id"));
@@ -358,7 +371,9 @@ fn check_requests(profile: Profile, bundles: &[Value]) -> Vec<String> {
                     }
                 }
                 (Profile::Generic, None) => out.push(format!("{at}/fullUrl: missing")),
-                (Profile::Salesforce, Some(f)) => out.push(format!("{at}/fullUrl: {f:?} in a batch (references are Type/id)")),
+                (Profile::Salesforce, Some(f)) => {
+                    out.push(format!("{at}/fullUrl: {f:?} in a batch (references are Type/id)"))
+                }
                 (Profile::Salesforce, None) => {
                     if !type_ids.insert(url.to_string()) {
                         out.push(format!("{at}/request/url: duplicate {url:?}"));
@@ -448,7 +463,12 @@ fn tables() -> &'static Tables {
         let config = std::fs::read_to_string(config_path()).unwrap_or_default();
         text.push_str(&config);
         if let Ok(doc) = config.parse::<toml::Table>() {
-            let maps = doc.get("mapping").and_then(|m| m.get("code_maps")).and_then(|m| m.as_array()).cloned().unwrap_or_default();
+            let maps = doc
+                .get("mapping")
+                .and_then(|m| m.get("code_maps"))
+                .and_then(|m| m.as_array())
+                .cloned()
+                .unwrap_or_default();
             for m in maps.iter().filter_map(|m| m.as_str()) {
                 text.push_str(&std::fs::read_to_string(config_path().parent().unwrap().join(m)).unwrap_or_default());
                 text.push('\n');
@@ -481,7 +501,9 @@ fn rust_string_literals(src: &str) -> Vec<String> {
                     i += 1;
                 }
             }
-            b'r' if matches!(b.get(i + 1), Some(b'"' | b'#')) && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'_') => {
+            b'r' if matches!(b.get(i + 1), Some(b'"' | b'#'))
+                && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'_') =>
+            {
                 let mut j = i + 1;
                 let mut hashes = 0;
                 while b.get(j) == Some(&b'#') {
@@ -598,7 +620,10 @@ impl<'t> Sources<'t> {
     /// of site-mapped Z-segments.
     fn field_reference(&self, s: &str) -> bool {
         s.split_once('-').is_some_and(|(seg, n)| {
-            seg.len() == 3 && self.raw.contains(&format!("\r{seg}|")) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            seg.len() == 3
+                && self.raw.contains(&format!("\r{seg}|"))
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
         })
     }
 
@@ -673,7 +698,9 @@ impl<'t> Sources<'t> {
             return true;
         }
         match base64_decode(s).map(String::from_utf8) {
-            Some(Ok(text)) => text.lines().filter(|l| !l.trim().is_empty()).all(|l| self.whole("", l) || self.tokens(l)),
+            Some(Ok(text)) => {
+                text.lines().filter(|l| !l.trim().is_empty()).all(|l| self.whole("", l) || self.tokens(l))
+            }
             _ => false,
         }
     }
@@ -685,7 +712,9 @@ impl<'t> Sources<'t> {
             walk(bundle, &format!("[{b}]"), &mut |path, key, v| {
                 let mut check = |p: &str, s: &str| {
                     if !s.is_empty() && !self.accepts(key, s) {
-                        out.push(format!("{p}: {s:?} is not in the input, the configuration or the converter's tables"));
+                        out.push(format!(
+                            "{p}: {s:?} is not in the input, the configuration or the converter's tables"
+                        ));
                     }
                 };
                 match v {
@@ -707,7 +736,13 @@ impl<'t> Sources<'t> {
 
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
-        && s.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() && !c.is_ascii_uppercase() })
+        && s.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+            }
+        })
 }
 
 fn is_urn_uuid(s: &str) -> bool {
@@ -979,7 +1014,11 @@ fn invalid_messages_are_rejected() {
 fn cli_convert_prints_the_library_bundles() {
     let bin = gateway_tests::gateway_bin();
     let site = site();
-    for (file, profile) in [("hl7/epic_oru_r01_01.hl7", "salesforce"), ("hl7/epic_adt_a01_01.hl7", "generic"), ("batch/epic_batch_01.hl7", "generic")] {
+    for (file, profile) in [
+        ("hl7/epic_oru_r01_01.hl7", "salesforce"),
+        ("hl7/epic_adt_a01_01.hl7", "generic"),
+        ("batch/epic_batch_01.hl7", "generic"),
+    ] {
         let path = repo().join("tests/corpus").join(file);
         let out = std::process::Command::new(&bin)
             .args(["convert", "--profile", profile, "--config"])
@@ -1001,11 +1040,19 @@ fn cli_convert_prints_the_library_bundles() {
         assert_eq!(printed, want, "{file}");
     }
     // A rejected message: non-zero exit, the reason on stderr.
-    let out = std::process::Command::new(&bin).arg("convert").arg(repo().join("tests/corpus/invalid/version_22.hl7")).output().unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("convert")
+        .arg(repo().join("tests/corpus/invalid/version_22.hl7"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("MSH-12"), "{}", String::from_utf8_lossy(&out.stderr));
     // parse: the tree, one header per message of a batch.
-    let out = std::process::Command::new(&bin).arg("parse").arg(repo().join("tests/corpus/batch/epic_batch_01.hl7")).output().unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("parse")
+        .arg(repo().join("tests/corpus/batch/epic_batch_01.hl7"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.contains("# message 3 of 3") && tree.contains("    PID-5 Patient Name"), "{tree}");
@@ -1041,7 +1088,10 @@ fn sample_conversion() -> Conversion {
             .list("name", [json!({ "family": "Carter", "given": ["Evelyn", "Rose"], "text": "Evelyn Rose Carter" })])
             .set("gender", "female")
             .set("birthDate", "1978-04-12")
-            .list("address", [json!({ "line": ["1200 Elm St"], "city": "Spring&field", "state": "IL", "postalCode": "62704" })]),
+            .list(
+                "address",
+                [json!({ "line": ["1200 Elm St"], "city": "Spring&field", "state": "IL", "postalCode": "62704" })],
+            ),
     };
     let encounter = Resource {
         kind: "Encounter",
@@ -1060,7 +1110,10 @@ fn sample_conversion() -> Conversion {
         identity: None,
         body: Obj::new()
             .set("status", "final")
-            .set("code", json!({ "coding": [{ "system": "http://loinc.org", "code": "11506-3", "display": "Progress note" }] }))
+            .set(
+                "code",
+                json!({ "coding": [{ "system": "http://loinc.org", "code": "11506-3", "display": "Progress note" }] }),
+            )
             .set("subject", reference("Patient/pid"))
             .set("encounter", reference("Encounter/pv1"))
             .set("valueString", "Line one\nLine two")
@@ -1157,7 +1210,8 @@ fn checkers_catch_violations() {
     let req = check_requests(Profile::Generic, &bad);
     assert!(req.len() >= 3, "{req:?}");
     // Salesforce: more than 30 entries in one batch.
-    let entry = json!({"resource": {"resourceType": "Patient", "id": "p"}, "request": {"method": "PUT", "url": "Patient/p"}});
+    let entry =
+        json!({"resource": {"resourceType": "Patient", "id": "p"}, "request": {"method": "PUT", "url": "Patient/p"}});
     let big = json!({"resourceType": "Bundle", "type": "batch", "entry": vec![entry; 31]});
     assert!(check_requests(Profile::Salesforce, &[big]).iter().any(|e| e.contains("31 entries")));
 
@@ -1183,7 +1237,8 @@ fn date_digits() {
     assert!(fhir_date_digits("12-34").is_none());
     assert_eq!(search_decode("MRN%5C%7C1%5C%2C%202").unwrap(), "MRN|1, 2");
     assert_eq!(base64_decode("SGVsbG8gd29ybGQ=").unwrap(), b"Hello world");
-    let lits = rust_string_literals("let a = \"x\\\"y\"; let c = '\"'; let b = r#\"raw \"q\"\"#; // \"comment\"\n\"z\"");
+    let lits =
+        rust_string_literals("let a = \"x\\\"y\"; let c = '\"'; let b = r#\"raw \"q\"\"#; // \"comment\"\n\"z\"");
     assert_eq!(lits, ["x\"y", "raw \"q\"", "z"]);
 }
 

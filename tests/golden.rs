@@ -25,7 +25,11 @@ fn main_message_types_match_their_reviewed_bundles() {
             std::fs::write(path, serde_json::to_string_pretty(&bundles[0]).unwrap() + "\n").unwrap();
         }
         let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert!(bundles[0] == expected, "{name}: bundle differs from {} (UPDATE_GOLDEN=1 to rewrite, then review)", path.display());
+        assert!(
+            bundles[0] == expected,
+            "{name}: bundle differs from {} (UPDATE_GOLDEN=1 to rewrite, then review)",
+            path.display()
+        );
         checked += 1;
     }
     assert_eq!(checked, 6, "ADT, ORU, ORM, SIU, MDM and VXU goldens");

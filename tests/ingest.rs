@@ -7,7 +7,10 @@ use gateway_tests::*;
 const PLAIN: &str = "[[listener]]\nname = \"mllp\"\nbind = \"127.0.0.1:0\"\n";
 
 fn msg(control_id: &str, msh9: &str, tail: &str) -> Vec<u8> {
-    format!("MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||{msh9}|{control_id}|{tail}\rPID|1||MRN77^^^HOSP^MR||DOE^JANE\r").into_bytes()
+    format!(
+        "MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||{msh9}|{control_id}|{tail}\rPID|1||MRN77^^^HOSP^MR||DOE^JANE\r"
+    )
+    .into_bytes()
 }
 
 // ---------------------------------------------------------------- framing
@@ -205,7 +208,11 @@ fn journal_files_hold_no_patient_data() {
         let Ok(bytes) = std::fs::read(&path) else { continue };
         checked += 1;
         for needle in needles {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} found in {path}", String::from_utf8_lossy(needle));
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} found in {path}",
+                String::from_utf8_lossy(needle)
+            );
         }
     }
     assert!(checked >= 2, "database and WAL were checked");
@@ -277,8 +284,13 @@ fn storage_full_refuses_new_messages_and_recovers_when_space_frees() {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
     let half = accepted.len() / 2;
     for id in &accepted[..half] {
-        tx.execute("DELETE FROM outbox WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)", [id]).unwrap();
-        tx.execute("DELETE FROM dead_letter WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)", [id]).unwrap();
+        tx.execute("DELETE FROM outbox WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)", [id])
+            .unwrap();
+        tx.execute(
+            "DELETE FROM dead_letter WHERE journal_seq IN (SELECT seq FROM journal WHERE control_id = ?1)",
+            [id],
+        )
+        .unwrap();
         tx.execute("DELETE FROM journal WHERE control_id = ?1", [id]).unwrap();
     }
     tx.commit().unwrap();
@@ -339,7 +351,10 @@ fn tls_client(addr: std::net::SocketAddr, ca_pem: &str, identity: Option<(String
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
     let config = match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(
@@ -470,7 +485,11 @@ fn admin_endpoint_serves_health_and_metrics() {
 fn config_errors_name_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("site.toml");
-    std::fs::write(&path, "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n\n[[listener]]\nname = \"a\"\nbind = \"not an address\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n\n[[listener]]\nname = \"a\"\nbind = \"not an address\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(gateway_bin()).args(["check-config", "--config"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

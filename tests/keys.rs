@@ -116,8 +116,14 @@ fn a_removed_key_file_with_sealed_rows_stops_the_start_and_changes_nothing() {
 
     let stderr = refused_run(&setup);
     assert!(stderr.contains(&format!("key file {} does not exist", key.display())), "{stderr}");
-    assert!(stderr.contains("6 sealed rows (3 journal rows, 3 of them not yet delivered; 3 outbox bundles"), "{stderr}");
-    assert!(stderr.contains("Restore the key file from backup") && stderr.contains("--discard-undecryptable"), "{stderr}");
+    assert!(
+        stderr.contains("6 sealed rows (3 journal rows, 3 of them not yet delivered; 3 outbox bundles"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Restore the key file from backup") && stderr.contains("--discard-undecryptable"),
+        "{stderr}"
+    );
     assert!(!key.exists(), "no new key was created");
     assert_eq!(snapshot(&setup.db_path()), before, "nothing in the store changed");
     // The key's folder (shared with the journal here) was created 0700 on the first start.
@@ -131,7 +137,8 @@ fn discard_undecryptable_dead_letters_audits_and_warns_once() {
     std::fs::remove_file(key_path(&setup)).unwrap();
 
     let gw = setup.start_with(&["--discard-undecryptable"], &[]);
-    let warns: Vec<&String> = gw.lines.iter().filter(|l| l.contains("WARN") && l.contains("sealed under a lost key")).collect();
+    let warns: Vec<&String> =
+        gw.lines.iter().filter(|l| l.contains("WARN") && l.contains("sealed under a lost key")).collect();
     assert_eq!(warns.len(), 1, "{:#?}", gw.lines);
     assert!(warns[0].contains("dead_letters=3"), "{}", warns[0]);
     assert_eq!(gw.metric("gateway_lost_key_dead_letters"), 3.0);
@@ -150,15 +157,30 @@ fn discard_undecryptable_dead_letters_audits_and_warns_once() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let expected: Vec<(String, String, String)> =
-        ["KEY1", "KEY2", "KEY3"].iter().map(|c| (c.to_string(), "deliver".into(), "sealed under a lost key".into())).collect();
+    let expected: Vec<(String, String, String)> = ["KEY1", "KEY2", "KEY3"]
+        .iter()
+        .map(|c| (c.to_string(), "deliver".into(), "sealed under a lost key".into()))
+        .collect();
     assert_eq!(dead, expected);
-    let outbox_states: Vec<String> =
-        conn.prepare("SELECT o.state FROM outbox o JOIN journal j ON j.seq = o.journal_seq WHERE j.control_id LIKE 'KEY%'").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let outbox_states: Vec<String> = conn
+        .prepare("SELECT o.state FROM outbox o JOIN journal j ON j.seq = o.journal_seq WHERE j.control_id LIKE 'KEY%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(outbox_states, vec!["dead"; 3]);
-    let journal: Vec<(String, String)> =
-        conn.prepare("SELECT control_id, state FROM journal ORDER BY seq").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
-    assert_eq!(&journal[..3], &[("KEY1".into(), "dead".into()), ("KEY2".into(), "dead".into()), ("KEY3".into(), "dead".into())]);
+    let journal: Vec<(String, String)> = conn
+        .prepare("SELECT control_id, state FROM journal ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        &journal[..3],
+        &[("KEY1".into(), "dead".into()), ("KEY2".into(), "dead".into()), ("KEY3".into(), "dead".into())]
+    );
     assert_eq!(journal[3].0, "AFTER1");
     assert_ne!(journal[3].1, "dead");
     let audit: Vec<(String, i64, i64)> = conn
@@ -169,7 +191,14 @@ fn discard_undecryptable_dead_letters_audits_and_warns_once() {
         .map(Result::unwrap)
         .collect();
     let euid = i64::from(unsafe { libc::geteuid() });
-    assert_eq!(audit, vec![("discard-undecryptable".into(), euid, 1), ("discard-undecryptable".into(), euid, 2), ("discard-undecryptable".into(), euid, 3)]);
+    assert_eq!(
+        audit,
+        vec![
+            ("discard-undecryptable".into(), euid, 1),
+            ("discard-undecryptable".into(), euid, 2),
+            ("discard-undecryptable".into(), euid, 3)
+        ]
+    );
     drop(conn);
     let (status, stdout, stderr) = deadletter(&setup, &["audit-verify"]);
     assert!(status.success(), "{stderr}");
@@ -224,13 +253,16 @@ fn audit_verify_passes_an_intact_chain_and_finds_edited_deleted_and_foreign_even
     let mut c = gw.connect();
     for id in ["POISON1", "POISON2"] {
         // Accepted by the listener, but no structure maps A99: dead-lettered by the convert stage.
-        let poison = format!("MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||ADT^A99|{id}|P|2.5.1\rPID|1||MRN99^^^HOSP^MR||DOE^JO\r");
+        let poison = format!(
+            "MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||ADT^A99|{id}|P|2.5.1\rPID|1||MRN99^^^HOSP^MR||DOE^JO\r"
+        );
         assert_eq!(msa(&c.call(poison.as_bytes())).0, "AA");
     }
     wait_metric(&gw, "gateway_dead_letters_total", 2.0, WAIT);
     assert!(gw.terminate().success());
 
-    for args in [["--actor", "alice", "show", "1"], ["--actor", "alice", "show", "2"], ["--actor", "bob", "purge", "2"]] {
+    for args in [["--actor", "alice", "show", "1"], ["--actor", "alice", "show", "2"], ["--actor", "bob", "purge", "2"]]
+    {
         let (status, _, stderr) = deadletter(&setup, &args);
         assert!(status.success(), "{args:?}: {stderr}");
     }
@@ -247,7 +279,14 @@ fn audit_verify_passes_an_intact_chain_and_finds_edited_deleted_and_foreign_even
         .map(Result::unwrap)
         .collect();
     let (uid, euid) = unsafe { (i64::from(libc::getuid()), i64::from(libc::geteuid())) };
-    assert_eq!(rows, vec![("alice".into(), "show".into(), uid, euid), ("alice".into(), "show".into(), uid, euid), ("bob".into(), "purge".into(), uid, euid)]);
+    assert_eq!(
+        rows,
+        vec![
+            ("alice".into(), "show".into(), uid, euid),
+            ("alice".into(), "show".into(), uid, euid),
+            ("bob".into(), "purge".into(), uid, euid)
+        ]
+    );
     let pristine = setup.dir.path().join("pristine.db");
     conn.execute("VACUUM INTO ?1", [pristine.to_str().unwrap()]).unwrap();
     drop(conn);
@@ -258,9 +297,21 @@ fn audit_verify_passes_an_intact_chain_and_finds_edited_deleted_and_foreign_even
                              CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
                              BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;";
     let cases = [
-        ("edited", "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE id = 2;", "audit event 2 does not match its chain hash"),
-        ("deleted", "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 2;", "audit event(s) 2 to 2 are missing"),
-        ("deleted last", "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 3;", "audit event(s) after 2 are missing"),
+        (
+            "edited",
+            "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE id = 2;",
+            "audit event 2 does not match its chain hash",
+        ),
+        (
+            "deleted",
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 2;",
+            "audit event(s) 2 to 2 are missing",
+        ),
+        (
+            "deleted last",
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 3;",
+            "audit event(s) after 2 are missing",
+        ),
         (
             "inserted",
             "INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, 'alice', 'show', 1, 1);",

@@ -32,11 +32,27 @@ fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
         let stream = TcpStream::from_raw_fd(fd);
         // A small send buffer: a blocked sender then parks little data in the kernel.
         let sndbuf: libc::c_int = 64 * 1024;
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &sndbuf as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
         let local = sockaddr(from, 0);
-        assert_eq!(libc::bind(fd, &local as *const _ as *const libc::sockaddr, len), 0, "bind {from}: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::bind(fd, &local as *const _ as *const libc::sockaddr, len),
+            0,
+            "bind {from}: {}",
+            std::io::Error::last_os_error()
+        );
         let remote = sockaddr(*to.ip(), to.port());
-        assert_eq!(libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len), 0, "connect from {from}: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len),
+            0,
+            "connect from {from}: {}",
+            std::io::Error::last_os_error()
+        );
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
@@ -50,7 +66,10 @@ fn mllp_from(from: Ipv4Addr, to: SocketAddr) -> Mllp {
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = text.lines().find(|l| l.starts_with(&format!("{field}:"))).unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -62,7 +81,9 @@ fn open_fds(pid: u32) -> usize {
 /// The start of an ADT whose frame never ends: `<VT>`, a header, then `len` filler bytes.
 fn unfinished_frame(control_id: &str, len: usize) -> Vec<u8> {
     let mut wire = vec![0x0b];
-    wire.extend_from_slice(format!("MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||ADT^A01|{control_id}|P|2.5\rNTE|1||").as_bytes());
+    wire.extend_from_slice(
+        format!("MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||ADT^A01|{control_id}|P|2.5\rNTE|1||").as_bytes(),
+    );
     wire.resize(wire.len() + len, b'x');
     wire
 }
@@ -105,7 +126,8 @@ fn many_unfinished_large_frames_stay_inside_the_memory_bound() {
                             at += n;
                             sent.fetch_add(n, Ordering::Relaxed);
                         }
-                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        }
                         Err(_) => break,
                     }
                 }
@@ -141,11 +163,19 @@ fn many_unfinished_large_frames_stay_inside_the_memory_bound() {
         CONNECTIONS,
         finished.load(Ordering::Relaxed)
     );
-    assert!(peak_kib < 200 * 1024, "peak RSS {} MiB with {CONNECTIONS} unfinished {FRAME}-byte frames", peak_kib / 1024);
+    assert!(
+        peak_kib < 200 * 1024,
+        "peak RSS {} MiB with {CONNECTIONS} unfinished {FRAME}-byte frames",
+        peak_kib / 1024
+    );
     // The gateway did reach the budget (senders had to wait), and still stays below the bound.
     wait_metric(&gw, "gateway_inflight_frame_waits_total", 1.0, WAIT);
     let peak_kib = proc_status_kib(pid, "VmHWM");
-    assert!(peak_kib < 200 * 1024, "peak RSS {} MiB with {CONNECTIONS} unfinished {FRAME}-byte frames", peak_kib / 1024);
+    assert!(
+        peak_kib < 200 * 1024,
+        "peak RSS {} MiB with {CONNECTIONS} unfinished {FRAME}-byte frames",
+        peak_kib / 1024
+    );
 
     // The budget is in use and visible; a normal sender is not held up by it.
     let budget = gw.metric("gateway_inflight_frame_budget_bytes");
@@ -161,7 +191,9 @@ fn many_unfinished_large_frames_stay_inside_the_memory_bound() {
     for t in threads {
         t.join().unwrap();
     }
-    wait_for("in-flight bytes back to 0", Duration::from_secs(30), || (gw.metric("gateway_inflight_frame_bytes") == 0.0).then_some(()));
+    wait_for("in-flight bytes back to 0", Duration::from_secs(30), || {
+        (gw.metric("gateway_inflight_frame_bytes") == 0.0).then_some(())
+    });
     assert_eq!(msa(&fresh.call(&adt("SMALL2"))), ("AA".into(), "SMALL2".into()));
     // Nothing is left starved: a large message goes through again.
     let mut large = adt("LARGE1");
@@ -249,7 +281,10 @@ fn bytes_outside_frames_do_not_keep_a_connection_alive() {
             Err(_) => break last_frame.elapsed(),
         }
     };
-    assert!(closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(4), "closed after {closed_after:?}");
+    assert!(
+        closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(4),
+        "closed after {closed_after:?}"
+    );
     assert_eq!(gw.metric("gateway_idle_timeouts_total"), 1.0);
 }
 

@@ -18,7 +18,20 @@ const TOKEN: &str = "tok-3f9a1c77e2b84d0aa6c1-SECRET";
 /// Corpus messages (MSH-15 made `AL`, so they are always ACKed) and what each carries that
 /// must stay out of the log: names, MRN, SSN, other identifiers, an allergy, an address.
 const MESSAGES: &[(&str, &[&str])] = &[
-    ("epic_adt_a01_01.hl7", &["Carter", "Evelyn", "Hughes", "E1000001", "999-12-3456", "900100001", "Penicillin", "1200 Elm St", "evelyn.carter"]),
+    (
+        "epic_adt_a01_01.hl7",
+        &[
+            "Carter",
+            "Evelyn",
+            "Hughes",
+            "E1000001",
+            "999-12-3456",
+            "900100001",
+            "Penicillin",
+            "1200 Elm St",
+            "evelyn.carter",
+        ],
+    ),
     ("cerner_adt_a01_01.hl7", &["Garcia", "Maria", "7700123", "999-44-1122", "88001234", "Aspirin", "45 Ocean Ave"]),
 ];
 
@@ -66,7 +79,8 @@ fn trace_logs_carry_no_phi_no_bundle_and_no_token() {
     let mut forbidden: Vec<&str> = MESSAGES.iter().flat_map(|(_, phi)| phi.iter().copied()).collect();
     // The token, the header that carries it, and any bundle JSON.
     forbidden.extend([TOKEN, "Authorization", "Bearer ", "resourceType", "\"entry\"", "identifier="]);
-    let leaks: Vec<(&str, Vec<&str>)> = forbidden.iter().map(|f| (*f, lines_with(&log, f))).filter(|(_, l)| !l.is_empty()).collect();
+    let leaks: Vec<(&str, Vec<&str>)> =
+        forbidden.iter().map(|f| (*f, lines_with(&log, f))).filter(|(_, l)| !l.is_empty()).collect();
     assert!(leaks.is_empty(), "{} log lines; leaked: {leaks:#?}", log.lines().count());
     assert!(!log.contains("GATEWAY_UNSAFE_TRACE"), "no unsafe-trace warning without the switch");
 }

@@ -18,7 +18,8 @@ fn wait_until_processed(gw: &Gateway, n: f64) {
     let deadline = Instant::now() + WAIT;
     loop {
         let text = gw.metrics();
-        let done = metric_value(&text, "gateway_messages_converted_total") + metric_value(&text, "gateway_dead_letters_total");
+        let done =
+            metric_value(&text, "gateway_messages_converted_total") + metric_value(&text, "gateway_dead_letters_total");
         if done >= n {
             return;
         }
@@ -83,7 +84,12 @@ fn acked_messages_become_sealed_bundles_and_poison_goes_to_dead_letters() {
         let bundle: serde_json::Value = serde_json::from_slice(&keys.open(&sealed).unwrap()).unwrap();
         assert_eq!(bundle["resourceType"], "Bundle");
         assert_eq!(bundle["type"], "transaction");
-        let kinds: Vec<&str> = bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+            .collect();
         assert!(kinds.contains(&"Patient"), "row {seq}: {kinds:?}");
     }
     drop(db);
@@ -110,7 +116,8 @@ fn no_message_stops_or_swamps_the_convert_stage() {
     let siu = msh("SIU1", "SIU^S12^SIU_S12")
         + "SCH|1|F1|||||||30|MIN\rPID|1||M1^^^HOSP^MR||DOE^JO\rRGS|1\rAIS|1||CONSULT^Consult|202611150900-0500|||99999999999|MIN\r";
     let ids: Vec<String> = (0..16_000).map(|i| format!("{i}^^^HOSP^MR")).collect();
-    let many_ids = msh("REPS1", "ADT^A08^ADT_A01") + "EVN|A08|20261115080000-0500\rPID|1||" + &ids.join("~") + "||DOE^JO\r";
+    let many_ids =
+        msh("REPS1", "ADT^A08^ADT_A01") + "EVN|A08|20261115080000-0500\rPID|1||" + &ids.join("~") + "||DOE^JO\r";
     let oru = |id: &str, n: usize| {
         let mut m = msh(id, "ORU^R01^ORU_R01") + "PID|1||M2^^^HOSP^MR||DOE^JO\rOBR|1|P1|F1|24323-8^Panel^LN\r";
         for i in 1..=n {
@@ -120,7 +127,9 @@ fn no_message_stops_or_swamps_the_convert_stage() {
     };
     // Past the segment budget; inside it but past the memory budget.
     let (obx_50k, obx_6k) = (oru("OBX50K", 50_000), oru("OBX6K", 6_000));
-    for m in [siu.as_bytes(), many_ids.as_bytes(), obx_50k.as_bytes(), obx_6k.as_bytes(), &corpus("epic_adt_a01_01.hl7")] {
+    for m in
+        [siu.as_bytes(), many_ids.as_bytes(), obx_50k.as_bytes(), obx_6k.as_bytes(), &corpus("epic_adt_a01_01.hl7")]
+    {
         assert!(matches!(msa(&c.call(m)).0.as_str(), "AA" | "CA"));
     }
     wait_until_processed(&gw, 5.0);
@@ -133,7 +142,9 @@ fn no_message_stops_or_swamps_the_convert_stage() {
 
     let db = rusqlite::Connection::open(setup.db_path()).unwrap();
     let reasons: Vec<(String, String)> = db
-        .prepare("SELECT j.control_id, d.reason FROM dead_letter d JOIN journal j ON j.seq = d.journal_seq ORDER BY j.seq")
+        .prepare(
+            "SELECT j.control_id, d.reason FROM dead_letter d JOIN journal j ON j.seq = d.journal_seq ORDER BY j.seq",
+        )
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()

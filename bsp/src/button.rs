@@ -39,11 +39,7 @@ pub struct ButtonConfig {
 impl Default for ButtonConfig {
     /// 30 ms debounce, 10 s long press, pressed = high.
     fn default() -> Self {
-        Self {
-            debounce_ms: 30,
-            long_press_ms: 10_000,
-            active_low: false,
-        }
+        Self { debounce_ms: 30, long_press_ms: 10_000, active_low: false }
     }
 }
 
@@ -64,14 +60,7 @@ pub struct ResetButton<P> {
 impl<P: InputPin> ResetButton<P> {
     /// Takes the pin. Nothing is read until the first poll.
     pub fn new(pin: P, config: ButtonConfig) -> Self {
-        Self {
-            pin,
-            config,
-            raw: None,
-            raw_since_ms: 0,
-            stable: None,
-            pressed_at_ms: None,
-        }
+        Self { pin, config, raw: None, raw_since_ms: 0, stable: None, pressed_at_ms: None }
     }
 
     /// The configuration in use.
@@ -125,11 +114,7 @@ mod tests {
     use super::*;
     use crate::sim::{SimLine, SimPin};
 
-    const CONFIG: ButtonConfig = ButtonConfig {
-        debounce_ms: 20,
-        long_press_ms: 1_000,
-        active_low: false,
-    };
+    const CONFIG: ButtonConfig = ButtonConfig { debounce_ms: 20, long_press_ms: 1_000, active_low: false };
 
     /// Drives `line` through `(time, level)` steps, polling every 5 ms from 0
     /// to `end_ms`, and returns the presses reported with their times.
@@ -197,31 +182,15 @@ mod tests {
     fn button_held_at_start_is_ignored_until_released() {
         let line = SimLine::new(true);
         let mut b = ResetButton::new(line.pin(), CONFIG);
-        let got = run(
-            &line,
-            &mut b,
-            &[(0, true), (5_000, false), (6_000, true), (6_100, false)],
-            7_000,
-        );
+        let got = run(&line, &mut b, &[(0, true), (5_000, false), (6_000, true), (6_100, false)], 7_000);
         assert_eq!(got, [(6_120, Press::Short)]);
     }
 
     #[test]
     fn active_low() {
         let line = SimLine::new(true);
-        let mut b = ResetButton::new(
-            line.pin(),
-            ButtonConfig {
-                active_low: true,
-                ..CONFIG
-            },
-        );
-        let got = run(
-            &line,
-            &mut b,
-            &[(0, true), (100, false), (1_500, true)],
-            2_000,
-        );
+        let mut b = ResetButton::new(line.pin(), ButtonConfig { active_low: true, ..CONFIG });
+        let got = run(&line, &mut b, &[(0, true), (100, false), (1_500, true)], 2_000);
         assert_eq!(got, [(1_100, Press::Long)]);
     }
 }

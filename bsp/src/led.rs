@@ -40,15 +40,9 @@ pub enum Pattern {
 }
 
 /// Slow blink, used for [`Health::Degraded`]: 500 ms on, 500 ms off.
-pub const SLOW_BLINK: Pattern = Pattern::Blink {
-    on_ms: 500,
-    period_ms: 1000,
-};
+pub const SLOW_BLINK: Pattern = Pattern::Blink { on_ms: 500, period_ms: 1000 };
 /// Fast blink, used for [`Health::Fault`]: 100 ms on, 100 ms off.
-pub const FAST_BLINK: Pattern = Pattern::Blink {
-    on_ms: 100,
-    period_ms: 200,
-};
+pub const FAST_BLINK: Pattern = Pattern::Blink { on_ms: 100, period_ms: 200 };
 
 impl Health {
     /// The blink pattern that shows this health.
@@ -68,10 +62,7 @@ impl Pattern {
         match self {
             Pattern::Off => false,
             Pattern::On => true,
-            Pattern::Blink {
-                on_ms,
-                period_ms: 0,
-            } => on_ms > 0,
+            Pattern::Blink { on_ms, period_ms: 0 } => on_ms > 0,
             Pattern::Blink { on_ms, period_ms } => elapsed_ms % (period_ms as u64) < (on_ms as u64),
         }
     }
@@ -91,12 +82,7 @@ pub struct StatusLed<P> {
 impl<P: OutputPin> StatusLed<P> {
     /// Takes the pin; health starts as [`Health::Off`]. Nothing is written until the first tick.
     pub fn new(pin: P) -> Self {
-        Self {
-            pin,
-            health: Health::Off,
-            started_ms: None,
-            written: None,
-        }
+        Self { pin, health: Health::Off, started_ms: None, written: None }
     }
 
     /// The health currently shown.
@@ -144,25 +130,15 @@ mod tests {
         assert!(Health::Ok.pattern().is_lit(123_456));
 
         let slow = Health::Degraded.pattern();
-        let lit: Vec<bool> = [0, 499, 500, 999, 1000, 1499, 1500]
-            .map(|t| slow.is_lit(t))
-            .to_vec();
+        let lit: Vec<bool> = [0, 499, 500, 999, 1000, 1499, 1500].map(|t| slow.is_lit(t)).to_vec();
         assert_eq!(lit, [true, true, false, false, true, true, false]);
 
         let fast = Health::Fault.pattern();
         let lit: Vec<bool> = [0, 99, 100, 199, 200, 300].map(|t| fast.is_lit(t)).to_vec();
         assert_eq!(lit, [true, true, false, false, true, false]);
 
-        assert!(Pattern::Blink {
-            on_ms: 1,
-            period_ms: 0
-        }
-        .is_lit(7));
-        assert!(!Pattern::Blink {
-            on_ms: 0,
-            period_ms: 0
-        }
-        .is_lit(7));
+        assert!(Pattern::Blink { on_ms: 1, period_ms: 0 }.is_lit(7));
+        assert!(!Pattern::Blink { on_ms: 0, period_ms: 0 }.is_lit(7));
     }
 
     #[test]

@@ -53,7 +53,12 @@ fn oru_with_results(n: usize) -> Vec<u8> {
         "{MSH}ORU^R01^ORU_R01|C2|P|2.5.1\rPID|1||7700123^^^HOSP^MR||DOE^JANE||19800101|F\rOBR|1|P1|F1|24323-8^Metabolic panel^LN|||20260316070000-0500||||||||||||||||||F\r"
     );
     for i in 1..=n {
-        m.push_str(&format!("OBX|{i}|NM|{}-{}^Test {i}^LN|{i}|{}|mmol/L^^UCUM|1-9|N|||F\r", 1000 + i % 9000, i % 10, i % 97));
+        m.push_str(&format!(
+            "OBX|{i}|NM|{}-{}^Test {i}^LN|{i}|{}|mmol/L^^UCUM|1-9|N|||F\r",
+            1000 + i % 9000,
+            i % 10,
+            i % 97
+        ));
     }
     m.into_bytes()
 }
@@ -76,13 +81,24 @@ fn measure(raw: &[u8], site: &SiteMaps) -> (Duration, usize) {
 
 fn series(name: &str, unit: &str, sizes: &[usize], make: fn(usize) -> Vec<u8>, site: &SiteMaps) {
     println!("\n{name}");
-    println!("{:>8} {unit:<6} {:>10} {:>12} {:>14} {:>12} {:>12}", "n", "bytes", "time", "time/unit", "peak heap", "heap/unit");
+    println!(
+        "{:>8} {unit:<6} {:>10} {:>12} {:>14} {:>12} {:>12}",
+        "n", "bytes", "time", "time/unit", "peak heap", "heap/unit"
+    );
     let mut previous: Option<(usize, Duration)> = None;
     for &n in sizes {
         let raw = make(n);
         let (time, peak) = measure(&raw, site);
         let per_unit = time.as_secs_f64() * 1e6 / n as f64;
-        print!("{n:>8} {:<6} {:>10} {:>10.2} ms {:>11.2} µs {:>10.1} MB {:>9.0} B", "", raw.len(), time.as_secs_f64() * 1e3, per_unit, peak as f64 / 1e6, peak as f64 / n as f64);
+        print!(
+            "{n:>8} {:<6} {:>10} {:>10.2} ms {:>11.2} µs {:>10.1} MB {:>9.0} B",
+            "",
+            raw.len(),
+            time.as_secs_f64() * 1e3,
+            per_unit,
+            peak as f64 / 1e6,
+            peak as f64 / n as f64
+        );
         if let Some((m, t)) = previous {
             // Linear: time grows by the size ratio (a ratio well above it means superlinear).
             print!("   x{:.1} size -> x{:.1} time", n as f64 / m as f64, time.as_secs_f64() / t.as_secs_f64());
@@ -97,8 +113,11 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let mut site = SiteMaps::empty(jiff::tz::TimeZone::get("America/Chicago").unwrap());
     site.budget = Budget::unlimited();
-    let (reps, obx): (&[usize], &[usize]) =
-        if quick { (&[1, 10], &[10, 100]) } else { (&[1, 10, 100, 1_000, 4_000, 16_000], &[10, 100, 1_000, 10_000, 50_000]) };
+    let (reps, obx): (&[usize], &[usize]) = if quick {
+        (&[1, 10], &[10, 100])
+    } else {
+        (&[1, 10, 100, 1_000, 4_000, 16_000], &[10, 100, 1_000, 10_000, 50_000])
+    };
     series("ADT^A08, PID-3 repetitions", "reps", reps, adt_with_identifiers, &site);
     series("ORU^R01, OBX segments", "OBX", obx, oru_with_results, &site);
 }

@@ -24,7 +24,11 @@ fn outbox() -> (tempfile_dir::Dir, rusqlite::Connection) {
             .prepare("INSERT INTO outbox (journal_seq, part, lane, created_at, state, bundle) VALUES (?1, 0, ?2, 0, ?3, x'00')")
             .unwrap();
         for seq in 1..=DELIVERED + PENDING {
-            let (lane, state) = if seq <= DELIVERED { (format!("lane{}", seq % 5000), "delivered") } else { (format!("lane{}", seq % 500), "pending") };
+            let (lane, state) = if seq <= DELIVERED {
+                (format!("lane{}", seq % 5000), "delivered")
+            } else {
+                (format!("lane{}", seq % 500), "pending")
+            };
             let journal_state = if state == "delivered" { "delivered" } else { "converted" };
             journal.execute(params![seq, lane, journal_state]).unwrap();
             outbox.execute(params![seq, lane, state]).unwrap();

@@ -62,7 +62,11 @@ pub fn load_site(config: Option<&Path>) -> anyhow::Result<SiteMaps> {
         anyhow::anyhow!("{}:{line}: {}", path.display(), e.message().trim_end())
     })?;
     let mapping = section.mapping.unwrap_or_default();
-    let base = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
     SiteMaps::load(&mapping, &base).with_context(|| format!("{}: [mapping]", path.display()))
 }
 
@@ -78,7 +82,9 @@ fn describe_batch_warning(w: &BatchWarning) -> String {
         BatchWarning::MessageCountMismatch { batch, declared, found } => {
             format!("batch {}: BTS-1 declares {declared} messages, found {found}", batch + 1)
         }
-        BatchWarning::BatchCountMismatch { declared, found } => format!("FTS-1 declares {declared} batches, found {found}"),
+        BatchWarning::BatchCountMismatch { declared, found } => {
+            format!("FTS-1 declares {declared} batches, found {found}")
+        }
         BatchWarning::UnreadableCount { batch: Some(b) } => format!("batch {}: BTS-1 is not a number", b + 1),
         BatchWarning::UnreadableCount { batch: None } => "FTS-1 is not a number".into(),
         BatchWarning::MissingBatchTrailer { batch } => format!("batch {}: no BTS", batch + 1),
@@ -162,7 +168,12 @@ pub fn convert_command(
         let entries: usize = bundles.iter().map(|b| b["entry"].as_array().map_or(0, Vec::len)).sum();
         let r = &conv.report;
         writeln!(err, "{label} (MSH-10 {}): structure {}", conv.control_id, r.structure)?;
-        writeln!(err, "  {} resources in {} {profile} bundle(s), {entries} entries", conv.resources.len(), bundles.len())?;
+        writeln!(
+            err,
+            "  {} resources in {} {profile} bundle(s), {entries} entries",
+            conv.resources.len(),
+            bundles.len()
+        )?;
         let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
         writeln!(err, "  unconsumed segments: {}", list(&r.unconsumed))?;
         writeln!(err, "  unmapped codes: {}", list(&r.unmapped_codes))?;
@@ -194,7 +205,13 @@ const MAX_SHOWN: usize = 200;
 pub fn render_tree(msg: &Message) -> String {
     let mut out = String::new();
     let msh9 = msg.msh().field(9);
-    let msg_type = [1, 2, 3].map(|i| msh9.component(i).value().into_owned()).iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join("^");
+    let msg_type = [1, 2, 3]
+        .map(|i| msh9.component(i).value().into_owned())
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("^");
     match structure::group(msg) {
         Ok(grouped) => {
             let _ = writeln!(
@@ -934,8 +951,14 @@ const RXA: &[&str] = &[
     "Pharmacy Order Type",
 ];
 
-const RXR: &[&str] =
-    &["Route", "Administration Site", "Administration Device", "Administration Method", "Routing Instruction", "Administration Site Modifier"];
+const RXR: &[&str] = &[
+    "Route",
+    "Administration Site",
+    "Administration Device",
+    "Administration Method",
+    "Routing Instruction",
+    "Administration Site Modifier",
+];
 
 const MRG: &[&str] = &[
     "Prior Patient Identifier List",
@@ -998,7 +1021,10 @@ QAK|stray\r";
             "  QAK (segment 5)",
         ];
         for line in expected_lines {
-            assert!(tree.lines().any(|l| l == line || (line.ends_with(": ") && l.starts_with(line))), "missing {line:?} in\n{tree}");
+            assert!(
+                tree.lines().any(|l| l == line || (line.ends_with(": ") && l.starts_with(line))),
+                "missing {line:?} in\n{tree}"
+            );
         }
         assert!(!tree.contains("PID-4"), "empty fields are skipped\n{tree}");
     }
@@ -1036,7 +1062,11 @@ QAK|stray\r";
         std::fs::create_dir_all(dir.join("maps")).unwrap();
         std::fs::write(dir.join("maps/lab.csv"), "source_system,source_code,target_system,target_code,target_display\nL,GLU,http://loinc.org,2345-7,Glucose\n").unwrap();
         let cfg = dir.join("site.toml");
-        std::fs::write(&cfg, "[store]\npath = \"x\"\n\n[mapping]\ntime_zone = \"America/Chicago\"\ncode_maps = [\"maps/lab.csv\"]\n").unwrap();
+        std::fs::write(
+            &cfg,
+            "[store]\npath = \"x\"\n\n[mapping]\ntime_zone = \"America/Chicago\"\ncode_maps = [\"maps/lab.csv\"]\n",
+        )
+        .unwrap();
         let site = load_site(Some(&cfg)).unwrap();
         assert_eq!(site.code("L", "GLU").unwrap().code, "2345-7");
         // No [mapping] section: defaults.

@@ -234,7 +234,10 @@ pub struct Ops {
 
 impl Default for Ops {
     fn default() -> Self {
-        Ops { admin_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8575))), admin_max_connections: defaults::admin_max_connections() }
+        Ops {
+            admin_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8575))),
+            admin_max_connections: defaults::admin_max_connections(),
+        }
     }
 }
 
@@ -420,7 +423,11 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, l) in config.listeners.iter_mut().enumerate() {
             if !names.insert(l.name.clone()) {
-                return Err(error_at(None, Some(format!("listener[{i}].name")), format!("duplicate listener name {:?}", l.name)));
+                return Err(error_at(
+                    None,
+                    Some(format!("listener[{i}].name")),
+                    format!("duplicate listener name {:?}", l.name),
+                ));
             }
             if config.limits.inflight_frame_bytes.get() / 2 < l.max_frame_bytes.get() {
                 return Err(error_at(
@@ -459,7 +466,8 @@ fn validate_cloud(
     base: &Path,
     error_at: &dyn Fn(Option<std::ops::Range<usize>>, Option<String>, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
-    for p in [&mut cloud.sink, &mut cloud.ca_file, &mut cloud.client_cert, &mut cloud.client_key].into_iter().flatten() {
+    for p in [&mut cloud.sink, &mut cloud.ca_file, &mut cloud.client_cert, &mut cloud.client_key].into_iter().flatten()
+    {
         if p.get_ref().is_relative() {
             *p.get_mut() = base.join(p.get_ref());
         }
@@ -478,7 +486,11 @@ fn validate_cloud(
             return Err(error_at(Some(url.span()), Some("cloud.url".into()), format!("{u:?} is not an http(s) URL")));
         }
         if let Some(sink) = &cloud.sink {
-            return Err(error_at(Some(sink.span()), Some("cloud.sink".into()), "set either `url` (a FHIR server) or `sink` (a local folder), not both".into()));
+            return Err(error_at(
+                Some(sink.span()),
+                Some("cloud.sink".into()),
+                "set either `url` (a FHIR server) or `sink` (a local folder), not both".into(),
+            ));
         }
     }
     if let Some(proxy) = &cloud.proxy {
@@ -487,15 +499,31 @@ fn validate_cloud(
         }
     }
     match (&cloud.client_cert, &cloud.client_key) {
-        (Some(c), None) => return Err(error_at(Some(c.span()), Some("cloud.client_key".into()), "client_cert needs client_key".into())),
-        (None, Some(k)) => return Err(error_at(Some(k.span()), Some("cloud.client_cert".into()), "client_key needs client_cert".into())),
+        (Some(c), None) => {
+            return Err(error_at(
+                Some(c.span()),
+                Some("cloud.client_key".into()),
+                "client_cert needs client_key".into(),
+            ))
+        }
+        (None, Some(k)) => {
+            return Err(error_at(
+                Some(k.span()),
+                Some("cloud.client_cert".into()),
+                "client_key needs client_cert".into(),
+            ))
+        }
         _ => {}
     }
     let files = [("ca_file", &cloud.ca_file), ("client_cert", &cloud.client_cert), ("client_key", &cloud.client_key)];
     for (name, file) in files {
         if let Some(file) = file {
             if let Err(e) = std::fs::metadata(file.get_ref()) {
-                return Err(error_at(Some(file.span()), Some(format!("cloud.{name}")), format!("cannot read {}: {e}", file.get_ref().display())));
+                return Err(error_at(
+                    Some(file.span()),
+                    Some(format!("cloud.{name}")),
+                    format!("cannot read {}: {e}", file.get_ref().display()),
+                ));
             }
         }
     }

@@ -13,17 +13,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::fhir::site::SiteMaps;
+use crate::forward::{ForwardOptions, Forwarder};
+use crate::mllp::budget::FrameBudget;
 use crate::mllp::connection::Limits;
 use crate::mllp::handler::{AckIds, Handler};
 use crate::mllp::policy::Policy;
-use crate::mllp::budget::FrameBudget;
 use crate::mllp::slots::Slots;
 use crate::mllp::{server, tls};
 use crate::ops::{admin, metrics::Metrics};
-use crate::store::maintenance::{Maintenance, MaintenanceOptions};
-use crate::fhir::site::SiteMaps;
-use crate::forward::{ForwardOptions, Forwarder};
 use crate::pipeline::convert::{ConvertOptions, ConvertStage};
+use crate::store::maintenance::{Maintenance, MaintenanceOptions};
 use crate::store::{Doorbell, Keys, Synchronous, WriteGate, Writer, WriterOptions};
 
 /// Journal queue in front of the writer (messages); senders wait when it is full.
@@ -79,7 +79,8 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
         gate: gate.clone(),
     })?;
     let (target, destination) = crate::forward::target(&config.cloud, &config.dir)?;
-    let mut forward_options = ForwardOptions::new(store.path.get_ref().clone(), keys.clone(), forward_bell, metrics.clone());
+    let mut forward_options =
+        ForwardOptions::new(store.path.get_ref().clone(), keys.clone(), forward_bell, metrics.clone());
     crate::forward::apply_config(&mut forward_options, &config.cloud);
     forward_options.gate = gate;
     let forwarder = Forwarder::start(forward_options, target)?;
@@ -94,7 +95,8 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
     // Bind everything first so a bad address fails start-up before anything is served.
     let mut listeners = Vec::new();
     for l in &config.listeners {
-        let socket = TcpListener::bind(l.bind).await.with_context(|| format!("listener {:?}: bind {}", l.name, l.bind))?;
+        let socket =
+            TcpListener::bind(l.bind).await.with_context(|| format!("listener {:?}: bind {}", l.name, l.bind))?;
         let tls = l.tls.as_ref().map(tls::acceptor).transpose().with_context(|| format!("listener {:?}", l.name))?;
         let addr = socket.local_addr()?;
         tracing::info!(listener = %l.name, %addr, tls = tls.is_some(), mtls = l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()), "mllp listening");
@@ -110,7 +112,12 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
             socket,
             tls,
             allow: l.allow.clone(),
-            slots: Slots::new(Arc::from(l.name.as_str()), l.max_connections.get(), l.max_connections_per_source.get(), metrics.clone()),
+            slots: Slots::new(
+                Arc::from(l.name.as_str()),
+                l.max_connections.get(),
+                l.max_connections_per_source.get(),
+                metrics.clone(),
+            ),
             limits: Limits {
                 max_frame: l.max_frame_bytes.get(),
                 idle_timeout: Duration::from_secs(l.idle_timeout_secs),
@@ -123,7 +130,13 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
     if let Some(bind) = config.ops.admin_bind {
         let socket = TcpListener::bind(bind).await.with_context(|| format!("[ops] admin_bind {bind}"))?;
         tracing::info!(addr = %socket.local_addr()?, "admin listening");
-        tracker.spawn(admin::serve(socket, config.ops.admin_max_connections.get(), metrics.clone(), appender.clone(), shutdown.clone()));
+        tracker.spawn(admin::serve(
+            socket,
+            config.ops.admin_max_connections.get(),
+            metrics.clone(),
+            appender.clone(),
+            shutdown.clone(),
+        ));
     }
     for l in listeners {
         tracker.spawn(l.run(tracker.clone(), shutdown.clone()));
@@ -152,7 +165,9 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
     .await?;
     tracing::info!("stopped");
     match gone {
-        Some(stage) => anyhow::bail!("the {stage} stage stopped after an internal error (see the log); restart the gateway"),
+        Some(stage) => {
+            anyhow::bail!("the {stage} stage stopped after an internal error (see the log); restart the gateway")
+        }
         None => Ok(()),
     }
 }
@@ -177,7 +192,9 @@ fn open_keys(store: &crate::config::Store, discard: bool, metrics: &Metrics) -> 
     let mut conn = crate::store::db::open(path, None, Synchronous::Full)?;
     crate::store::db::migrate(&mut conn, path)?;
     // The claimed name for the audit trail; the OS identity is recorded with it.
-    let actor = discard.then(|| crate::deadletter::resolve_actor(None, |k| std::env::var(k).ok()).unwrap_or_else(|_| "gateway".into()));
+    let actor = discard.then(|| {
+        crate::deadletter::resolve_actor(None, |k| std::env::var(k).ok()).unwrap_or_else(|_| "gateway".into())
+    });
     let guarded = crate::store::key_guard::open_keys(&mut conn, store.key_file.get_ref(), path, actor.as_deref())?;
     metrics.dead_letters.add(guarded.discarded as u64);
     metrics.lost_key_dead_letters.set(guarded.discarded as i64);

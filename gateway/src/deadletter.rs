@@ -145,7 +145,11 @@ pub fn get(conn: &Connection, id: i64) -> anyhow::Result<DeadLetter> {
 /// Prints the dead letters; returns how many.
 pub fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
     let rows = all(conn)?;
-    writeln!(out, "{:>6}  {:>8}  {:<7}  {:<20}  {:<20}  {:<8}  REASON", "ID", "SEQ", "STAGE", "CREATED", "CONTROL_ID", "TYPE")?;
+    writeln!(
+        out,
+        "{:>6}  {:>8}  {:<7}  {:<20}  {:<20}  {:<8}  REASON",
+        "ID", "SEQ", "STAGE", "CREATED", "CONTROL_ID", "TYPE"
+    )?;
     for d in &rows {
         writeln!(
             out,
@@ -210,7 +214,10 @@ impl std::fmt::Display for Replayed {
                 write!(f, "dead letter {id}: journal seq {journal_seq} re-queued for conversion")
             }
             Replayed::Deliver { id, journal_seq, outbox_rows, also } => {
-                write!(f, "dead letter {id}: journal seq {journal_seq}, {outbox_rows} bundle(s) re-queued for delivery")?;
+                write!(
+                    f,
+                    "dead letter {id}: journal seq {journal_seq}, {outbox_rows} bundle(s) re-queued for delivery"
+                )?;
                 if !also.is_empty() {
                     let ids: Vec<String> = also.iter().map(i64::to_string).collect();
                     write!(f, " (also covers dead letter(s) {})", ids.join(", "))?;
@@ -248,7 +255,8 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
     let seq = d.journal_seq;
-    let state: Option<String> = tx.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).optional()?;
+    let state: Option<String> =
+        tx.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).optional()?;
     let Some(state) = state else { bail!("dead letter {id}: journal row {seq} is gone; purge it instead") };
     let done = match d.stage.as_str() {
         "convert" => {
@@ -256,7 +264,8 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
                 bail!("dead letter {id}: journal row {seq} is {state}, not dead; not replayed");
             }
             // The convert stage inserts the bundles anew; leftovers would collide with them.
-            let leftovers: i64 = tx.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1", [seq], |r| r.get(0))?;
+            let leftovers: i64 =
+                tx.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1", [seq], |r| r.get(0))?;
             if leftovers > 0 {
                 bail!("dead letter {id}: journal row {seq} already has {leftovers} outbox row(s); not replayed");
             }
@@ -342,7 +351,10 @@ pub fn purge(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<i64>
     let d = get(&tx, id)?;
     audit_and_delete(&tx, actor, Action::Purge, &of_message(&tx, d.journal_seq, None)?, d.journal_seq)?;
     tx.execute("DELETE FROM outbox WHERE journal_seq = ?1", [d.journal_seq])?;
-    tx.execute("UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state IN ('received', 'converted')", [d.journal_seq])?;
+    tx.execute(
+        "UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state IN ('received', 'converted')",
+        [d.journal_seq],
+    )?;
     tx.commit()?;
     Ok(d.journal_seq)
 }
@@ -382,7 +394,8 @@ mod tests {
         }
     }
 
-    const MSG: &[u8] = b"MSH|^~\\&|LAB|HOSP|GW|HOSP|20240101120000||ORU^R01|CTRL1|P|2.5\rPID|1||MRN123^^^HOSP||DOE^JANE\r";
+    const MSG: &[u8] =
+        b"MSH|^~\\&|LAB|HOSP|GW|HOSP|20240101120000||ORU^R01|CTRL1|P|2.5\rPID|1||MRN123^^^HOSP||DOE^JANE\r";
 
     fn db(name: &str) -> Db {
         let dir = std::env::temp_dir().join(format!("gw-dl-{}-{name}", std::process::id()));
@@ -466,9 +479,15 @@ mod tests {
         assert!(out.contains("PID|1||MRN123^^^HOSP||DOE^JANE\n"), "segments on lines: {out}");
         let ev = d.audit();
         assert_eq!(ev.len(), 1);
-        assert_eq!((ev[0].actor.as_str(), ev[0].action.as_str(), ev[0].dead_letter_id, ev[0].journal_seq), ("alice", "show", id, seq));
+        assert_eq!(
+            (ev[0].actor.as_str(), ev[0].action.as_str(), ev[0].dead_letter_id, ev[0].journal_seq),
+            ("alice", "show", id, seq)
+        );
         assert_eq!(d.count("dead_letter"), 1, "show changes nothing else");
-        assert!(show(&mut d.conn, &keys, "alice", 999, &mut Vec::new()).unwrap_err().to_string().contains("no dead letter 999"));
+        assert!(show(&mut d.conn, &keys, "alice", 999, &mut Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("no dead letter 999"));
     }
 
     #[test]
@@ -477,7 +496,9 @@ mod tests {
         let seq = d.journal("CTRL1", "dead");
         let id = d.dead(seq, "convert", "PID-3 missing");
         d.conn
-            .execute_batch("CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+            .execute_batch(
+                "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
             .unwrap();
         let mut out = Vec::new();
         let keys = Keys::from_master(&[7; 32]);
@@ -515,7 +536,10 @@ mod tests {
         let later = d.journal("CTRL2", "converted");
         let o3 = d.outbox(later, 0, "pending", 2);
         let id = d.dead(seq, "deliver", "HTTP 422");
-        assert_eq!(replay(&mut d.conn, "bob", id).unwrap(), Replayed::Deliver { id, journal_seq: seq, outbox_rows: 1, also: vec![] });
+        assert_eq!(
+            replay(&mut d.conn, "bob", id).unwrap(),
+            Replayed::Deliver { id, journal_seq: seq, outbox_rows: 1, also: vec![] }
+        );
         let rows: Vec<(i64, String, i64)> = d
             .conn
             .prepare("SELECT id, state, attempts FROM outbox WHERE lane = 'lane1' ORDER BY id")
@@ -666,7 +690,9 @@ mod tests {
         let (config, _, id) = config_with_a_dead_letter(&d);
         let verify = || {
             let mut out = Vec::new();
-            run(&config, None, Command::AuditVerify, &mut out).map(|_| String::from_utf8(out).unwrap()).map_err(|e| format!("{e:#}"))
+            run(&config, None, Command::AuditVerify, &mut out)
+                .map(|_| String::from_utf8(out).unwrap())
+                .map_err(|e| format!("{e:#}"))
         };
         assert_eq!(verify().unwrap(), "ok, 0 events\n");
         run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap();
@@ -677,7 +703,12 @@ mod tests {
         assert!(e.contains("audit trail broken") && e.contains("audit event 1 does not match"), "{e}");
 
         // The store is bound to the [7; 32] key; another one is refused before anything is audited.
-        crate::store::settings::put(&d.conn, crate::store::settings::KEY_CHECK, &Keys::from_master(&[7; 32]).check_value()).unwrap();
+        crate::store::settings::put(
+            &d.conn,
+            crate::store::settings::KEY_CHECK,
+            &Keys::from_master(&[7; 32]).check_value(),
+        )
+        .unwrap();
         std::fs::write(d.dir.join("j.key"), [8u8; 32]).unwrap();
         let e = run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("is not the key"), "{e}");

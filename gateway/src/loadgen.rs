@@ -119,7 +119,13 @@ impl std::fmt::Display for Report {
 /// connection's messages are about one patient, or with `patients` set, every message is
 /// about the next of that many patients (many patient lanes).
 /// Fails if any ACK is not AA/CA for the message's own control ID.
-pub async fn run(addr: SocketAddr, connections: usize, per_connection: usize, patients: Option<u64>, run_id: &str) -> anyhow::Result<Report> {
+pub async fn run(
+    addr: SocketAddr,
+    connections: usize,
+    per_connection: usize,
+    patients: Option<u64>,
+    run_id: &str,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..connections {
@@ -148,8 +154,17 @@ pub async fn run(addr: SocketAddr, connections: usize, per_connection: usize, pa
     }
     let elapsed = started.elapsed();
     all.sort_unstable();
-    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
-    Ok(Report { connections, messages: all.len(), elapsed, p50: pick(0.50), p99: pick(0.99), max: all.last().copied().unwrap_or_default() })
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
+    Ok(Report {
+        connections,
+        messages: all.len(),
+        elapsed,
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: all.last().copied().unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

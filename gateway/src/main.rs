@@ -106,7 +106,9 @@ fn main() -> ExitCode {
         Command::Run { config, discard_undecryptable } => Config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(gateway::daemon::run(c, discard_undecryptable))),
-        Command::CheckConfig { config } => Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into),
+        Command::CheckConfig { config } => {
+            Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
+        }
         Command::Loadgen { addr, connections, messages, run_id, patients } => runtime().and_then(|rt| {
             let report = rt.block_on(gateway::loadgen::run(addr, connections, messages, patients, &run_id))?;
             println!("{report}");
@@ -117,7 +119,9 @@ fn main() -> ExitCode {
                 println!("batch={batch} messages={messages} rows_per_s={rate:.0}");
             })
         }
-        Command::Parse { file } => gateway::cli_tools::parse_command(&file, &mut std::io::stdout().lock(), &mut std::io::stderr()),
+        Command::Parse { file } => {
+            gateway::cli_tools::parse_command(&file, &mut std::io::stdout().lock(), &mut std::io::stderr())
+        }
         Command::Convert { config, profile, file } => gateway::cli_tools::convert_command(
             config.as_deref(),
             profile,

@@ -20,7 +20,11 @@ struct Counts {
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let port = args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map_or(0, |p| p.parse().expect("--port N"));
+    let port = args
+        .iter()
+        .position(|a| a == "--port")
+        .and_then(|i| args.get(i + 1))
+        .map_or(0, |p| p.parse().expect("--port N"));
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     println!("listening http://127.0.0.1:{}", listener.local_addr()?.port());
     let counts = Arc::new(Counts::default());
@@ -72,7 +76,10 @@ fn serve(stream: TcpStream, counts: &Counts) -> std::io::Result<()> {
                     let entries = vec![r#"{"response":{"status":"200 OK"}}"#; n].join(",");
                     ("200 OK", format!(r#"{{"resourceType":"Bundle","type":"{kind}","entry":[{entries}]}}"#))
                 }
-                Err(_) => ("400 Bad Request", r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"structure"}]}"#.into()),
+                Err(_) => (
+                    "400 Bad Request",
+                    r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"structure"}]}"#.into(),
+                ),
             }
         };
         // Head and body in one write: no delayed-ACK stalls.

@@ -38,7 +38,12 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(listeners: &str) -> Setup {
-        Setup { dir: tempfile::tempdir().unwrap(), store_extra: String::new(), listeners: listeners.to_string(), extra: String::new() }
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            store_extra: String::new(),
+            listeners: listeners.to_string(),
+            extra: String::new(),
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -100,7 +105,8 @@ impl Setup {
         let deadline = Instant::now() + WAIT;
         while gw.mllp.len() < expected || gw.admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = gw.log.recv_timeout(left).unwrap_or_else(|_| panic!("gateway did not start; log: {:#?}", gw.lines));
+            let line =
+                gw.log.recv_timeout(left).unwrap_or_else(|_| panic!("gateway did not start; log: {:#?}", gw.lines));
             if line.contains("mllp listening") {
                 gw.mllp.push(field(&line, "addr=").parse().unwrap());
             } else if line.contains("admin listening") {
@@ -388,7 +394,8 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("no HTTP status in {text:?}")).parse().unwrap();
+    let status =
+        text.split_whitespace().nth(1).unwrap_or_else(|| panic!("no HTTP status in {text:?}")).parse().unwrap();
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
@@ -459,7 +466,9 @@ impl FhirServer {
                         break (addr, addr, "http");
                     }
                     if let Some(rest) = line.strip_prefix("listening https://") {
-                        let (url, control) = rest.split_once(" control http://").unwrap_or_else(|| panic!("no control address in {line:?}"));
+                        let (url, control) = rest
+                            .split_once(" control http://")
+                            .unwrap_or_else(|| panic!("no control address in {line:?}"));
                         let parse = |u: &str| u.trim().trim_end_matches('/').parse::<SocketAddr>().unwrap();
                         break (parse(url), parse(control), "https");
                     }
@@ -687,8 +696,11 @@ impl Pki {
         let sans = if client { Vec::new() } else { names.iter().map(|n| n.to_string()).collect() };
         let mut params = rcgen::CertificateParams::new(sans).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
-        params.extended_key_usages =
-            vec![if client { rcgen::ExtendedKeyUsagePurpose::ClientAuth } else { rcgen::ExtendedKeyUsagePurpose::ServerAuth }];
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         (cert.pem(), key.serialize_pem())

@@ -40,10 +40,7 @@ pub enum Error {
 
 impl Error {
     fn io(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-        move |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        }
+        move |source| Error::Io { path: path.to_owned(), source }
     }
 }
 
@@ -52,11 +49,7 @@ impl fmt::Display for Error {
         match self {
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::BadValue { path, content } => {
-                write!(
-                    f,
-                    "{}: expected a number, found {content:?}",
-                    path.display()
-                )
+                write!(f, "{}: expected a number, found {content:?}", path.display())
             }
         }
     }

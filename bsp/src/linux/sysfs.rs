@@ -27,10 +27,7 @@ impl SysfsLed {
     /// Checks that `brightness_path` is writable and reads `max_brightness` beside it.
     pub fn open(brightness_path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = brightness_path.into();
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(Error::io(&path))?;
+        OpenOptions::new().write(true).open(&path).map_err(Error::io(&path))?;
         let on = path
             .parent()
             .and_then(|dir| fs::read_to_string(dir.join("max_brightness")).ok())
@@ -99,10 +96,7 @@ impl FileInput {
         let text = text.trim();
         match text.parse::<u64>() {
             Ok(n) => Ok(n != 0),
-            Err(_) => Err(Error::BadValue {
-                path: self.path.clone(),
-                content: text.to_owned(),
-            }),
+            Err(_) => Err(Error::BadValue { path: self.path.clone(), content: text.to_owned() }),
         }
     }
 }

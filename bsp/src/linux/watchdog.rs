@@ -33,10 +33,7 @@ impl DeviceWatchdog {
     /// Opens (and so arms) the watchdog device at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = path.into();
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(Error::io(&path))?;
+        let file = OpenOptions::new().write(true).open(&path).map_err(Error::io(&path))?;
         Ok(Self { path, file })
     }
 
@@ -96,10 +93,7 @@ impl SystemdWatchdog {
     /// Sends one notification, e.g. `"READY=1"`, `"STOPPING=1"` or
     /// `"STATUS=forwarding"`; several may be separated by newlines.
     pub fn notify(&self, state: &str) -> Result<(), Error> {
-        self.socket
-            .send_to_addr(state.as_bytes(), &self.addr)
-            .map(drop)
-            .map_err(Error::io(&self.name))
+        self.socket.send_to_addr(state.as_bytes(), &self.addr).map(drop).map_err(Error::io(&self.name))
     }
 }
 
@@ -115,10 +109,9 @@ fn notify_addr(name: &OsStr) -> io::Result<SocketAddr> {
     match name.as_bytes() {
         [b'@', abstract_name @ ..] => abstract_addr(abstract_name),
         [b'/', ..] => SocketAddr::from_pathname(name),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "NOTIFY_SOCKET must be an absolute path or start with '@'",
-        )),
+        _ => {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, "NOTIFY_SOCKET must be an absolute path or start with '@'"))
+        }
     }
 }
 
@@ -130,10 +123,7 @@ fn abstract_addr(name: &[u8]) -> io::Result<SocketAddr> {
 
 #[cfg(not(target_os = "linux"))]
 fn abstract_addr(_: &[u8]) -> io::Result<SocketAddr> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "abstract socket names are Linux-only",
-    ))
+    Err(io::Error::new(io::ErrorKind::Unsupported, "abstract socket names are Linux-only"))
 }
 
 /// The service watchdog timeout systemd expects us to honour
@@ -155,9 +145,7 @@ mod tests {
     use crate::linux::TempDir;
 
     fn recv(socket: &UnixDatagram) -> String {
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 64];
         let n = socket.recv(&mut buf).unwrap();
         String::from_utf8(buf[..n].to_vec()).unwrap()

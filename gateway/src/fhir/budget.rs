@@ -51,7 +51,12 @@ pub enum OverBudget {
 impl Budget {
     /// No limits (benchmarks that measure how cost grows with size).
     pub fn unlimited() -> Budget {
-        Budget { max_segments: usize::MAX, max_repetitions: usize::MAX, max_convert_ms: u64::MAX, max_convert_mib: usize::MAX >> 20 }
+        Budget {
+            max_segments: usize::MAX,
+            max_repetitions: usize::MAX,
+            max_convert_ms: u64::MAX,
+            max_convert_mib: usize::MAX >> 20,
+        }
     }
 
     pub fn max_time(&self) -> Duration {
@@ -73,7 +78,12 @@ impl Budget {
             for field in 1..=seg.field_count() {
                 let found = seg.field(field).reps().count();
                 if found > self.max_repetitions {
-                    return Err(OverBudget::Repetitions { segment: seg.index(), field, found, limit: self.max_repetitions });
+                    return Err(OverBudget::Repetitions {
+                        segment: seg.index(),
+                        field,
+                        found,
+                        limit: self.max_repetitions,
+                    });
                 }
             }
         }

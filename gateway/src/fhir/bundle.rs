@@ -120,7 +120,9 @@ pub enum BundleError {
     DuplicateKey(String),
     #[error("resources {first} and {second} are the same {kind} (same business identifier)")]
     DuplicateResource { kind: String, first: String, second: String },
-    #[error("{size} resources reference each other in a cycle (first: {first}); a batch holds at most {BATCH_MAX_ENTRIES}")]
+    #[error(
+        "{size} resources reference each other in a cycle (first: {first}); a batch holds at most {BATCH_MAX_ENTRIES}"
+    )]
     CycleTooLarge { size: usize, first: String },
 }
 
@@ -185,7 +187,10 @@ fn percent_encode_into(c: char, out: &mut String) {
 }
 
 /// Calls `f` on every `local:` reference key in `fields`, without copying anything.
-fn visit_references(fields: &Map<String, Value>, f: &mut dyn FnMut(&str) -> Result<(), BundleError>) -> Result<(), BundleError> {
+fn visit_references(
+    fields: &Map<String, Value>,
+    f: &mut dyn FnMut(&str) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
     fn walk(v: &Value, f: &mut dyn FnMut(&str) -> Result<(), BundleError>) -> Result<(), BundleError> {
         match v {
             Value::Object(map) => visit_references(map, f),
@@ -207,7 +212,10 @@ fn visit_references(fields: &Map<String, Value>, f: &mut dyn FnMut(&str) -> Resu
 }
 
 /// Calls `f` on every `local:` reference in `value`, replacing it with what `f` returns.
-fn rewrite_references(value: &mut Value, f: &mut dyn FnMut(&str) -> Result<String, BundleError>) -> Result<(), BundleError> {
+fn rewrite_references(
+    value: &mut Value,
+    f: &mut dyn FnMut(&str) -> Result<String, BundleError>,
+) -> Result<(), BundleError> {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
@@ -281,7 +289,8 @@ impl<'c> Plan<'c> {
     fn resource_json(&self, i: usize, with_id: bool, target: &dyn Fn(usize) -> String) -> Value {
         let r = &self.conv.resources[i];
         let mut body = r.body.clone().value();
-        rewrite_references(&mut body, &mut |key| Ok(target(self.by_key[key]))).expect("references were checked in Plan::new");
+        rewrite_references(&mut body, &mut |key| Ok(target(self.by_key[key])))
+            .expect("references were checked in Plan::new");
         let map: &mut Map<String, Value> = match &mut body {
             Value::Object(m) => m,
             _ => unreachable!("Obj is an object"),
@@ -601,7 +610,10 @@ mod tests {
         let c = conv(vec![res("Observation", "Observation/1", None, &["Patient/missing"])]);
         for profile in [Profile::Generic, Profile::Salesforce] {
             let e = bundles(&c, profile).unwrap_err();
-            assert_eq!(e, BundleError::UnknownReference { from: "Observation/1".into(), target: "Patient/missing".into() });
+            assert_eq!(
+                e,
+                BundleError::UnknownReference { from: "Observation/1".into(), target: "Patient/missing".into() }
+            );
         }
     }
 
@@ -616,7 +628,10 @@ mod tests {
     #[test]
     fn empty_conversion() {
         let c = conv(vec![]);
-        assert_eq!(bundles(&c, Profile::Generic).unwrap(), vec![json!({"resourceType": "Bundle", "type": "transaction"})]);
+        assert_eq!(
+            bundles(&c, Profile::Generic).unwrap(),
+            vec![json!({"resourceType": "Bundle", "type": "transaction"})]
+        );
         assert!(bundles(&c, Profile::Salesforce).unwrap().is_empty());
     }
 
@@ -646,10 +661,8 @@ mod tests {
         assert_ne!(entries(&ba[0])[1]["fullUrl"], entries(&bo[0])[1]["fullUrl"]);
         assert_ne!(entries(&ba[0])[2]["fullUrl"], entries(&bo[0])[2]["fullUrl"]);
         // Same kind, same identity, different type → different ids.
-        let c = conv(vec![
-            res("Patient", "P", Some(("s", "v")), &[]),
-            res("RelatedPerson", "R", Some(("s", "v")), &[]),
-        ]);
+        let c =
+            conv(vec![res("Patient", "P", Some(("s", "v")), &[]), res("RelatedPerson", "R", Some(("s", "v")), &[])]);
         let bc = bundles(&c, Profile::Generic).unwrap();
         assert_ne!(entries(&bc[0])[0]["fullUrl"], entries(&bc[0])[1]["fullUrl"]);
     }

@@ -149,9 +149,12 @@ static V2_TABLES: &[&str] = &[
 /// mapped?" decisions).
 pub fn is_standard_system(system: &str) -> bool {
     system.starts_with("http://terminology.hl7.org/CodeSystem/")
-        || ["LN", "SCT", "I10", "I10C", "I10P", "I9C", "CPT", "HCPCS", "RXNORM", "NDC", "CVX", "UCUM", "NUCC", "CDCREC", "NPI"]
-            .iter()
-            .any(|n| coding_system_uri(n) == Some(system))
+        || [
+            "LN", "SCT", "I10", "I10C", "I10P", "I9C", "CPT", "HCPCS", "RXNORM", "NDC", "CVX", "UCUM", "NUCC",
+            "CDCREC", "NPI",
+        ]
+        .iter()
+        .any(|n| coding_system_uri(n) == Some(system))
 }
 
 /// `"0203"` (also `"203"`, `"HL70203"`) → `http://terminology.hl7.org/CodeSystem/v2-0203`.
@@ -611,7 +614,10 @@ mod tests {
     #[test]
     fn codings_and_identifier_types() {
         let m = marital_status("S").unwrap();
-        assert_eq!(m.concept(), serde_json::json!({"coding":[{"system":V3_MARITAL,"code":"S","display":"Never Married"}]}));
+        assert_eq!(
+            m.concept(),
+            serde_json::json!({"coding":[{"system":V3_MARITAL,"code":"S","display":"Never Married"}]})
+        );
         assert_eq!(identifier_type("MR"), serde_json::json!({"coding":[{"system":V2_0203,"code":"MR"}]}));
         assert_eq!(identifier_type(""), Value::Null);
     }

@@ -176,7 +176,8 @@ fn map_z_segments(ctx: &mut Ctx) {
         let fields: Vec<serde_json::Value> = (1..=seg.field_count())
             .filter_map(|n| {
                 let value = seg.field(n).value();
-                (!value.trim().is_empty()).then(|| serde_json::json!({ "url": format!("{}-{n}", seg.id()), "valueString": value }))
+                (!value.trim().is_empty())
+                    .then(|| serde_json::json!({ "url": format!("{}-{n}", seg.id()), "valueString": value }))
             })
             .collect();
         if fields.is_empty() {
@@ -326,7 +327,8 @@ DG1|1||R07.9^Chest pain^I10|||A\r";
     fn resend_under_new_control_id_and_time_yields_the_same_bundles() {
         let first = run(ADT);
         // The sample is meaningful: these kinds are keyed by the message, not an identifier.
-        let by_id: Vec<String> = entries(&first).into_iter().filter(|(_, _, url)| !url.contains('?')).map(|(k, _, _)| k).collect();
+        let by_id: Vec<String> =
+            entries(&first).into_iter().filter(|(_, _, url)| !url.contains('?')).map(|(k, _, _)| k).collect();
         for kind in ["Encounter", "RelatedPerson", "Observation", "AllergyIntolerance", "Condition", "Provenance"] {
             assert!(by_id.iter().any(|k| k == kind), "{kind} is identifier-less in the sample: {by_id:?}");
         }
@@ -372,7 +374,8 @@ DG1|1||R07.9^Chest pain^I10|||A\r";
         let first = entries(&run(ADT));
         let changed = entries(&run(&ADT.replace("||172|cm", "||173|cm")));
         assert_eq!(first.len(), changed.len());
-        let find = |es: &[(String, String, String)], kind: &str| es.iter().find(|(k, _, _)| k == kind).cloned().unwrap();
+        let find =
+            |es: &[(String, String, String)], kind: &str| es.iter().find(|(k, _, _)| k == kind).cloned().unwrap();
         // The identified Patient: same fullUrl, same conditional URL.
         assert_eq!(find(&first, "Patient"), find(&changed, "Patient"));
         // The identifier-less Observation (and every other such resource): a new id.
@@ -430,7 +433,12 @@ DG1|1||R07.9^Chest pain^I10|||A\r";
         site.z_segments.insert("ZPD".into(), "http://example.org/fhir/StructureDefinition/zpd".into());
         let c = convert(raw, &site).unwrap();
         let patient = c.resources.iter().find(|r| r.kind == "Patient").unwrap().body.clone().value();
-        let ext = patient["extension"].as_array().unwrap().iter().find(|e| e["url"] == "http://example.org/fhir/StructureDefinition/zpd").unwrap();
+        let ext = patient["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == "http://example.org/fhir/StructureDefinition/zpd")
+            .unwrap();
         assert_eq!(ext["extension"][1], serde_json::json!({"url": "ZPD-2", "valueString": "Y"}));
         assert_eq!(ext["extension"][2], serde_json::json!({"url": "ZPD-3", "valueString": "MYCHART_ACTIVE"}));
         assert!(c.report.unconsumed.iter().any(|u| u.ends_with(":ZXX")), "{:?}", c.report);

@@ -201,7 +201,10 @@ pub fn identifier(cx: Rep, site: &SiteMaps) -> Option<(Value, Option<Identity>)>
     identifier_parts(&value, system, &type_code, &ns, |o| {
         o.set("period", period(start, end)).list(
             "extension",
-            [string_ext(EXT_CHECK_DIGIT, &check), if check.is_empty() { Value::Null } else { string_ext(EXT_CHECK_DIGIT_SCHEME, &scheme) }],
+            [
+                string_ext(EXT_CHECK_DIGIT, &check),
+                if check.is_empty() { Value::Null } else { string_ext(EXT_CHECK_DIGIT_SCHEME, &scheme) },
+            ],
         )
     })
 }
@@ -245,7 +248,10 @@ pub fn address(xad: Rep) -> Value {
     let kind = c(7);
     or_null(
         Obj::new()
-            .list("line", [sub(street, 1).into(), sub(street, 2).into(), sub(street, 3).into(), c(2).into(), c(19).into()])
+            .list(
+                "line",
+                [sub(street, 1).into(), sub(street, 2).into(), sub(street, 3).into(), c(2).into(), c(19).into()],
+            )
             .set("city", c(3))
             .set("state", c(4))
             .set("postalCode", c(5))
@@ -267,11 +273,18 @@ pub fn contact_point(xtn: Rep) -> Value {
     let c = |i| text(xtn.component(i));
     let equipment = c(3);
     let email_addr = c(4);
-    let system = codes::telecom_system(&equipment).or((equipment.is_empty() && !email_addr.is_empty()).then_some("email"));
-    let is_email = equipment.eq_ignore_ascii_case("Internet") || equipment.eq_ignore_ascii_case("X.400") || system == Some("email");
+    let system =
+        codes::telecom_system(&equipment).or((equipment.is_empty() && !email_addr.is_empty()).then_some("email"));
+    let is_email = equipment.eq_ignore_ascii_case("Internet")
+        || equipment.eq_ignore_ascii_case("X.400")
+        || system == Some("email");
     let (country, area, local, ext) = (c(5), c(6), c(7), c(8));
     let value = if is_email {
-        if email_addr.is_empty() { c(1) } else { email_addr }
+        if email_addr.is_empty() {
+            c(1)
+        } else {
+            email_addr
+        }
     } else if !c(12).is_empty() {
         c(12)
     } else if !local.is_empty() {
@@ -307,7 +320,12 @@ pub fn contact_point(xtn: Rep) -> Value {
     if !is_email {
         o.push_all(
             "extension",
-            [string_ext(EXT_CP_COUNTRY, &country), string_ext(EXT_CP_AREA, &area), string_ext(EXT_CP_LOCAL, &local), string_ext(EXT_CP_EXTENSION, &ext)],
+            [
+                string_ext(EXT_CP_COUNTRY, &country),
+                string_ext(EXT_CP_AREA, &area),
+                string_ext(EXT_CP_LOCAL, &local),
+                string_ext(EXT_CP_EXTENSION, &ext),
+            ],
         );
     }
     o.value()
@@ -355,7 +373,13 @@ pub fn codeable_concept(cwe: Rep, site: &SiteMaps, report: &mut Report) -> Value
             .value();
         codings.push((system, code, coding));
         if let Some(m) = site_map {
-            mapped.push(Obj::new().set("system", m.system.as_str()).set("code", m.code.as_str()).set("display", m.display.as_str()).value());
+            mapped.push(
+                Obj::new()
+                    .set("system", m.system.as_str())
+                    .set("code", m.code.as_str())
+                    .set("display", m.display.as_str())
+                    .value(),
+            );
         }
     }
     let mut all: Vec<Value> = Vec::new();
@@ -404,7 +428,9 @@ pub fn practitioner(xcn: Rep, site: &SiteMaps) -> Option<Resource> {
     let qualification = if degree.is_empty() || degree.contains(char::is_whitespace) {
         Value::Null
     } else {
-        Obj::new().set("code", Obj::new().list("coding", [Obj::new().set("system", V2_0360).set("code", degree).value()])).value()
+        Obj::new()
+            .set("code", Obj::new().list("coding", [Obj::new().set("system", V2_0360).set("code", degree).value()]))
+            .value()
     };
     let key = if id_value.is_empty() { key_part(&[&family, &c(3)]) } else { key_part(&[&id_value, &ns]) };
     let (identifier, identity) = ident.map_or((Value::Null, None), |(v, i)| (v, i));
@@ -414,9 +440,12 @@ pub fn practitioner(xcn: Rep, site: &SiteMaps) -> Option<Resource> {
 
 /// Table 0301 universal id types: a component 3 from this list marks an HD (not an XON).
 fn is_universal_id_type(s: &str) -> bool {
-    ["ISO", "UUID", "DNS", "URI", "CLIA", "CLIP", "GUID", "HCD", "HL7", "EUI64", "L", "M", "N", "RANDOM", "X400", "X500"]
-        .iter()
-        .any(|t| t.eq_ignore_ascii_case(s))
+    [
+        "ISO", "UUID", "DNS", "URI", "CLIA", "CLIP", "GUID", "HCD", "HL7", "EUI64", "L", "M", "N", "RANDOM", "X400",
+        "X500",
+    ]
+    .iter()
+    .any(|t| t.eq_ignore_ascii_case(s))
 }
 
 /// XON or HD → Organization. An HD is recognised by at most 3 components with a table 0301
@@ -434,7 +463,8 @@ fn is_universal_id_type(s: &str) -> bool {
 pub fn organization(xon_or_hd: Rep, site: &SiteMaps) -> Option<Resource> {
     let n = xon_or_hd.component_count();
     let c = |i| text(xon_or_hd.component(i));
-    let hd = n <= 3 && (is_universal_id_type(&c(3)) || (n == 2 && (looks_like_oid(&c(2)) || looks_like_uri(&c(2)))) || n == 1);
+    let hd = n <= 3
+        && (is_universal_id_type(&c(3)) || (n == 2 && (looks_like_oid(&c(2)) || looks_like_uri(&c(2)))) || n == 1);
     if hd {
         organization_hd(xon_or_hd)
     } else {
@@ -448,7 +478,9 @@ fn organization_hd(hd: Rep) -> Option<Resource> {
     if ns.is_empty() && uid.is_empty() {
         return None;
     }
-    let typed = uid_type.eq_ignore_ascii_case("ISO") || uid_type.eq_ignore_ascii_case("UUID") || (uid_type.is_empty() && looks_like_oid(&uid));
+    let typed = uid_type.eq_ignore_ascii_case("ISO")
+        || uid_type.eq_ignore_ascii_case("UUID")
+        || (uid_type.is_empty() && looks_like_oid(&uid));
     let uid_value = if uid.is_empty() || uid.starts_with("urn:") {
         uid.clone()
     } else if uid_type.eq_ignore_ascii_case("UUID") {
@@ -464,8 +496,13 @@ fn organization_hd(hd: Rep) -> Option<Resource> {
     } else {
         Obj::new().list("coding", [Obj::new().set("system", V2_0301).set("code", uid_type.as_str()).value()]).value()
     };
-    let id2 = if uid.is_empty() { Value::Null } else { Obj::new().set("value", uid_value.as_str()).set("system", uid_system).set("type", type_cc).value() };
-    let body = Obj::new().list("identifier", [Obj::new().set("value", ns.as_str()).value(), id2]).set("name", ns.as_str());
+    let id2 = if uid.is_empty() {
+        Value::Null
+    } else {
+        Obj::new().set("value", uid_value.as_str()).set("system", uid_system).set("type", type_cc).value()
+    };
+    let body =
+        Obj::new().list("identifier", [Obj::new().set("value", ns.as_str()).value(), id2]).set("name", ns.as_str());
     let identity = uid_system.map(|s| Identity { system: s.to_string(), value: uid_value.clone() });
     let key = if uid.is_empty() { key_part(&[&ns]) } else { key_part(&[&uid]) };
     Some(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body })
@@ -480,7 +517,13 @@ fn organization_xon(xon: Rep, site: &SiteMaps) -> Option<Resource> {
     let system = hd_system(&ns, &uid, &uid_type, site);
     let (check, scheme) = (c(4), c(5));
     let ident = identifier_parts(&id_value, system, &c(7), &ns, |o| {
-        o.list("extension", [string_ext(EXT_CHECK_DIGIT, &check), if check.is_empty() { Value::Null } else { string_ext(EXT_CHECK_DIGIT_SCHEME, &scheme) }])
+        o.list(
+            "extension",
+            [
+                string_ext(EXT_CHECK_DIGIT, &check),
+                if check.is_empty() { Value::Null } else { string_ext(EXT_CHECK_DIGIT_SCHEME, &scheme) },
+            ],
+        )
     });
     if ident.is_none() && name.is_empty() {
         return None;
@@ -512,7 +555,9 @@ pub fn location(pl: Rep, site: &SiteMaps) -> Option<Resource> {
     ];
     let (value, physical) = levels.iter().find(|(v, _)| !v.is_empty())?.clone();
     let physical_type = physical.map(|code| {
-        Obj::new().list("coding", [Obj::new().set("system", codes::LOCATION_PHYSICAL_TYPE).set("code", code).value()]).value()
+        Obj::new()
+            .list("coding", [Obj::new().set("system", codes::LOCATION_PHYSICAL_TYPE).set("code", code).value()])
+            .value()
     });
     let body = Obj::new()
         .list("identifier", [Obj::new().set("value", value.as_str()).value()])
@@ -539,7 +584,10 @@ pub fn decimal(number: &str) -> Option<Number> {
         _ => (false, s),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if (int.is_empty() && frac.is_empty()) || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let int = int.trim_start_matches('0');
@@ -564,10 +612,63 @@ pub fn decimal(number: &str) -> Option<Number> {
 
 /// UCUM codes commonly sent without a coding system in OBX-6 (accepted as UCUM codes).
 const COMMON_UCUM: &[&str] = &[
-    "%", "/min", "/uL", "10*3/uL", "10*6/uL", "10*9/L", "10*12/L", "[IU]/L", "[IU]/mL", "[in_i]", "[lb_av]", "[degF]", "Cel", "U/L", "a",
-    "cm", "d", "fL", "g", "g/L", "g/dL", "h", "kg", "kg/m2", "L", "m", "mL", "mL/min", "mL/min/{1.73_m2}", "mU/L", "meq/L", "mg", "mg/L",
-    "mg/dL", "mg/g", "min", "mm", "mm/h", "mm[Hg]", "mmol/L", "mo", "mol/L", "ng/L", "ng/dL", "ng/mL", "nmol/L", "pg", "pg/mL", "pmol/L",
-    "s", "ug", "ug/L", "ug/dL", "ug/mL", "umol/L", "uU/mL", "wk",
+    "%",
+    "/min",
+    "/uL",
+    "10*3/uL",
+    "10*6/uL",
+    "10*9/L",
+    "10*12/L",
+    "[IU]/L",
+    "[IU]/mL",
+    "[in_i]",
+    "[lb_av]",
+    "[degF]",
+    "Cel",
+    "U/L",
+    "a",
+    "cm",
+    "d",
+    "fL",
+    "g",
+    "g/L",
+    "g/dL",
+    "h",
+    "kg",
+    "kg/m2",
+    "L",
+    "m",
+    "mL",
+    "mL/min",
+    "mL/min/{1.73_m2}",
+    "mU/L",
+    "meq/L",
+    "mg",
+    "mg/L",
+    "mg/dL",
+    "mg/g",
+    "min",
+    "mm",
+    "mm/h",
+    "mm[Hg]",
+    "mmol/L",
+    "mo",
+    "mol/L",
+    "ng/L",
+    "ng/dL",
+    "ng/mL",
+    "nmol/L",
+    "pg",
+    "pg/mL",
+    "pmol/L",
+    "s",
+    "ug",
+    "ug/L",
+    "ug/dL",
+    "ug/mL",
+    "umol/L",
+    "uU/mL",
+    "wk",
 ];
 
 /// NM + CWE units → Quantity (IG NM[Quantity] + CWE[Quantity]): value; unit CWE.2 (else
@@ -631,7 +732,8 @@ fn structured_numeric(rep: Rep, units: Rep, site: &SiteMaps, report: &mut Report
     if cmp.is_empty() && n1.is_empty() && sep.is_empty() && n2.is_empty() {
         return None;
     }
-    let q = |n: &str, report: &mut Report| decimal(n).map(|v| unit_fields(Obj::new().set("value", v), units, site, report));
+    let q =
+        |n: &str, report: &mut Report| decimal(n).map(|v| unit_fields(Obj::new().set("value", v), units, site, report));
     let structured = match (comparator(&cmp), sep.as_str()) {
         (Ok(cmp), "") if n2.is_empty() => q(&n1, report).map(|o| ("valueQuantity", o.set("comparator", cmp).value())),
         (Ok(None), "-") => match (q(&n1, report), q(&n2, report)) {
@@ -641,12 +743,17 @@ fn structured_numeric(rep: Rep, units: Rep, site: &SiteMaps, report: &mut Report
         (Ok(cmp), ":" | "/") => match (decimal(&n1), decimal(&n2)) {
             (Some(a), Some(b)) => Some((
                 "valueRatio",
-                Obj::new().set("numerator", Obj::new().set("value", a).set("comparator", cmp)).set("denominator", Obj::new().set("value", b)).value(),
+                Obj::new()
+                    .set("numerator", Obj::new().set("value", a).set("comparator", cmp))
+                    .set("denominator", Obj::new().set("value", b))
+                    .value(),
             )),
             _ => None,
         },
         (Ok(cmp), ".") => q(&format!("{n1}.{n2}"), report).map(|o| ("valueQuantity", o.set("comparator", cmp).value())),
-        (Ok(None), "+") if n2.is_empty() && decimal(&n1).is_some() => Some(("valueString", Value::String(format!("{n1}+")))),
+        (Ok(None), "+") if n2.is_empty() && decimal(&n1).is_some() => {
+            Some(("valueString", Value::String(format!("{n1}+"))))
+        }
         _ => None,
     };
     structured.or_else(|| {
@@ -658,7 +765,8 @@ fn structured_numeric(rep: Rep, units: Rep, site: &SiteMaps, report: &mut Report
 /// The text of a repetition: components joined with `^` (subcomponents with `&`), so text
 /// that carried unescaped delimiters is not cut at the first one.
 fn rep_text(rep: Rep) -> String {
-    let parts: Vec<String> = rep.components().map(|c| c.subs().map(|s| s.value().into_owned()).collect::<Vec<_>>().join("&")).collect();
+    let parts: Vec<String> =
+        rep.components().map(|c| c.subs().map(|s| s.value().into_owned()).collect::<Vec<_>>().join("&")).collect();
     let joined = parts.join("^");
     joined.trim_end_matches(['^', '&']).to_string()
 }
@@ -669,7 +777,10 @@ pub fn fhir_time(value: &str) -> Option<String> {
     let v = value.trim();
     let body = v.split(['+', '-']).next().unwrap_or("");
     let (main, frac) = body.split_once('.').unwrap_or((body, ""));
-    if !matches!(main.len(), 2 | 4 | 6) || !main.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if !matches!(main.len(), 2 | 4 | 6)
+        || !main.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     if !frac.is_empty() && main.len() != 6 {
@@ -697,7 +808,13 @@ pub fn fhir_time(value: &str) -> Option<String> {
 ///   `DiagnosticReport.presentedForm`).
 ///
 /// Empty or `""` → no entries.
-pub fn observation_value(value_type: &str, obx5: Field, units: Rep, site: &SiteMaps, report: &mut Report) -> Vec<(&'static str, Value)> {
+pub fn observation_value(
+    value_type: &str,
+    obx5: Field,
+    units: Rep,
+    site: &SiteMaps,
+    report: &mut Report,
+) -> Vec<(&'static str, Value)> {
     if obx5.is_empty() || obx5.is_null() {
         return Vec::new();
     }
@@ -721,9 +838,10 @@ pub fn observation_value(value_type: &str, obx5: Field, units: Rep, site: &SiteM
             .map(|r| ("valueCodeableConcept", codeable_concept(r, site, report)))
             .filter(|(_, v)| !v.is_null())
             .collect(),
-        "DT" | "DTM" | "TS" => {
-            reps().map(|r| ("valueDateTime", datetime(&r.value(), site, report))).filter(|(_, v)| !v.is_null()).collect()
-        }
+        "DT" | "DTM" | "TS" => reps()
+            .map(|r| ("valueDateTime", datetime(&r.value(), site, report)))
+            .filter(|(_, v)| !v.is_null())
+            .collect(),
         "TM" => reps()
             .filter_map(|r| match fhir_time(&r.value()) {
                 Some(t) => Some(("valueTime", Value::String(t))),
@@ -900,7 +1018,11 @@ mod tests {
         s.insert_code(
             "L",
             "GLU",
-            MappedCode { system: "http://loinc.org".into(), code: "2345-7".into(), display: "Glucose [Mass/volume] in Serum or Plasma".into() },
+            MappedCode {
+                system: "http://loinc.org".into(),
+                code: "2345-7".into(),
+                display: "Glucose [Mass/volume] in Serum or Plasma".into(),
+            },
         );
         s
     }
@@ -916,7 +1038,10 @@ mod tests {
         let s = site();
         let f = field(&m, "PID", 3);
         let (v, id) = identifier(f.rep(1), &s).unwrap();
-        assert_eq!(v, json!({"value":"MRN123","system":"urn:oid:1.2.840.114350.1.13.1","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]}}));
+        assert_eq!(
+            v,
+            json!({"value":"MRN123","system":"urn:oid:1.2.840.114350.1.13.1","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]}})
+        );
         assert_eq!(id, Some(Identity { system: "urn:oid:1.2.840.114350.1.13.1".into(), value: "MRN123".into() }));
         let (v, id) = identifier(f.rep(2), &s).unwrap();
         assert_eq!(v["system"], "http://hl7.org/fhir/sid/us-ssn");
@@ -970,7 +1095,10 @@ mod tests {
             address(addrs.rep(1)),
             json!({"line":["123 Main St","Apt 4"],"city":"Springfield","state":"IL","postalCode":"62701","country":"USA","use":"home","district":"Sangamon"})
         );
-        assert_eq!(address(addrs.rep(2)), json!({"line":["PO Box 9"],"city":"Town","state":"ST","postalCode":"11111","type":"postal"}));
+        assert_eq!(
+            address(addrs.rep(2)),
+            json!({"line":["PO Box 9"],"city":"Town","state":"ST","postalCode":"11111","type":"postal"})
+        );
         let phones = field(&m, "PID", 13);
         assert_eq!(contact_point(phones.rep(1)), json!({"value":"555-1234"}));
         let v = contact_point(phones.rep(2));
@@ -1016,7 +1144,10 @@ mod tests {
         let mut r = Report::default();
         let v = codeable_concept(field(&m, "OBX", 3).rep(1), &s, &mut r);
         assert_eq!(v["coding"][0], json!({"code":"GLU","display":"Glucose"}));
-        assert_eq!(v["coding"][1], json!({"system":"http://loinc.org","code":"2345-7","display":"Glucose [Mass/volume] in Serum or Plasma"}));
+        assert_eq!(
+            v["coding"][1],
+            json!({"system":"http://loinc.org","code":"2345-7","display":"Glucose [Mass/volume] in Serum or Plasma"})
+        );
         assert!(r.unmapped_codes.is_empty());
     }
 
@@ -1032,7 +1163,10 @@ mod tests {
         let id = p.identity.clone().unwrap();
         assert_eq!(id.system, "urn:oid:2.16.840.1.113883.4.6");
         let body = p.body.value();
-        assert_eq!(body["name"], json!([{"family":"SMITH","given":["JOHN","Q"],"suffix":["JR"],"prefix":["DR"],"use":"official"}]));
+        assert_eq!(
+            body["name"],
+            json!([{"family":"SMITH","given":["JOHN","Q"],"suffix":["JR"],"prefix":["DR"],"use":"official"}])
+        );
         assert_eq!(body["qualification"][0]["code"]["coding"][0]["code"], "MD");
         let p = practitioner(field(&m, "PV1", 8).rep(1), &s).unwrap();
         assert_eq!(p.key, "Practitioner/JONES-ANN");
@@ -1094,8 +1228,14 @@ OBX|5|NM|X^X^L||POSITIVE");
         assert_eq!(
             v,
             vec![
-                ("valueQuantity", json!({"value":98.5,"unit":"milligrams per deciliter","system":"http://unitsofmeasure.org","code":"mg/dL"})),
-                ("valueQuantity", json!({"value":101,"unit":"milligrams per deciliter","system":"http://unitsofmeasure.org","code":"mg/dL"})),
+                (
+                    "valueQuantity",
+                    json!({"value":98.5,"unit":"milligrams per deciliter","system":"http://unitsofmeasure.org","code":"mg/dL"})
+                ),
+                (
+                    "valueQuantity",
+                    json!({"value":101,"unit":"milligrams per deciliter","system":"http://unitsofmeasure.org","code":"mg/dL"})
+                ),
             ]
         );
         let v = observation_value("NM", obx[1].field(5), obx[1].field(6).rep(1), &s, &mut r);
@@ -1199,7 +1339,10 @@ OBX|7|TX|X^X^L||a^b&c");
         let mut site = SiteMaps::empty(jiff::tz::TimeZone::UTC);
         site.identifier_systems.insert("UHMC^MR".into(), "urn:oid:1.2.3.1".into());
         site.identifier_systems.insert("UHMC".into(), "urn:oid:1.2.3".into());
-        let m = crate::hl7::parser::parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rPID|1||M1^^^UHMC^MR~V1^^^UHMC^VN\r").unwrap();
+        let m = crate::hl7::parser::parse(
+            b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rPID|1||M1^^^UHMC^MR~V1^^^UHMC^VN\r",
+        )
+        .unwrap();
         let pid = m.segment("PID").unwrap();
         let (_, mr) = identifier(pid.field(3).rep(1), &site).unwrap();
         let (_, vn) = identifier(pid.field(3).rep(2), &site).unwrap();

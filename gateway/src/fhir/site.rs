@@ -39,7 +39,13 @@ fn default_zone() -> String {
 
 impl Default for MappingConfig {
     fn default() -> Self {
-        MappingConfig { time_zone: default_zone(), identifier_systems: HashMap::new(), code_maps: Vec::new(), z_segments: BTreeMap::new(), budget: Budget::default() }
+        MappingConfig {
+            time_zone: default_zone(),
+            identifier_systems: HashMap::new(),
+            code_maps: Vec::new(),
+            z_segments: BTreeMap::new(),
+            budget: Budget::default(),
+        }
     }
 }
 
@@ -78,12 +84,24 @@ impl SiteMaps {
             let path = base.join(file);
             load_code_map(&path, &mut codes)?;
         }
-        Ok(SiteMaps { zone, identifier_systems: config.identifier_systems.clone(), codes, z_segments: config.z_segments.clone(), budget: config.budget })
+        Ok(SiteMaps {
+            zone,
+            identifier_systems: config.identifier_systems.clone(),
+            codes,
+            z_segments: config.z_segments.clone(),
+            budget: config.budget,
+        })
     }
 
     /// Maps with no entries, in the given zone (tests, CLI without a config).
     pub fn empty(zone: TimeZone) -> SiteMaps {
-        SiteMaps { zone, identifier_systems: HashMap::new(), codes: HashMap::new(), z_segments: BTreeMap::new(), budget: Budget::default() }
+        SiteMaps {
+            zone,
+            identifier_systems: HashMap::new(),
+            codes: HashMap::new(),
+            z_segments: BTreeMap::new(),
+            budget: Budget::default(),
+        }
     }
 
     /// The standard coding for a local `(coding system name, code)`, if the site maps it.
@@ -98,14 +116,28 @@ impl SiteMaps {
 
 fn load_code_map(path: &Path, into: &mut HashMap<(String, String), MappedCode>) -> Result<(), SiteError> {
     let err = |line: u64, message: String| SiteError::CodeMap { path: path.display().to_string(), line, message };
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_path(path).map_err(|e| err(0, e.to_string()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| err(0, e.to_string()))?;
     for record in reader.records() {
         let record = record.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = record.position().map_or(0, |p| p.line());
         if record.len() < 4 {
-            return Err(err(line, format!("expected 5 columns (source_system,source_code,target_system,target_code,target_display), found {}", record.len())));
+            return Err(err(
+                line,
+                format!(
+                    "expected 5 columns (source_system,source_code,target_system,target_code,target_display), found {}",
+                    record.len()
+                ),
+            ));
         }
-        let target = MappedCode { system: record[2].to_string(), code: record[3].to_string(), display: record.get(4).unwrap_or("").to_string() };
+        let target = MappedCode {
+            system: record[2].to_string(),
+            code: record[3].to_string(),
+            display: record.get(4).unwrap_or("").to_string(),
+        };
         if target.system.is_empty() || target.code.is_empty() {
             return Err(err(line, "target_system and target_code must not be empty".into()));
         }
@@ -124,7 +156,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("lab.csv"), "source_system,source_code,target_system,target_code,target_display\nL,GLU,http://loinc.org,2345-7,\"Glucose [Mass/volume] in Serum or Plasma\"\n").unwrap();
         std::fs::write(dir.join("bad.csv"), "a,b,c,d,e\nL,X,,1,y\n").unwrap();
-        let config = MappingConfig { time_zone: "America/New_York".into(), code_maps: vec!["lab.csv".into()], ..Default::default() };
+        let config = MappingConfig {
+            time_zone: "America/New_York".into(),
+            code_maps: vec!["lab.csv".into()],
+            ..Default::default()
+        };
         let maps = SiteMaps::load(&config, &dir).unwrap();
         assert_eq!(maps.code("L", "GLU").unwrap().code, "2345-7");
         assert_eq!(maps.code("L", "GLU").unwrap().display, "Glucose [Mass/volume] in Serum or Plasma");

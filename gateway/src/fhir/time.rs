@@ -19,7 +19,12 @@ pub enum V2Time {
     Month(i16, i8),
     Date(i16, i8, i8),
     /// A time of day (hours at least); `offset_seconds` when the sender gave one.
-    DateTime { at: DateTime, fraction: String, offset_seconds: Option<i32>, had_seconds: bool },
+    DateTime {
+        at: DateTime,
+        fraction: String,
+        offset_seconds: Option<i32>,
+        had_seconds: bool,
+    },
 }
 
 fn digits(s: &str, at: usize, len: usize) -> Result<i32, TimeError> {
@@ -60,7 +65,8 @@ pub fn parse(value: &str) -> Result<V2Time, TimeError> {
         ),
         _ => return Err(TimeError),
     };
-    let at = DateTime::new(year, month()?, day()?, time.0 as i8, time.1 as i8, time.2 as i8, 0).map_err(|_| TimeError)?;
+    let at =
+        DateTime::new(year, month()?, day()?, time.0 as i8, time.1 as i8, time.2 as i8, 0).map_err(|_| TimeError)?;
     Ok(V2Time::DateTime { at, fraction: fraction.to_string(), offset_seconds, had_seconds: main.len() == 14 })
 }
 
@@ -179,7 +185,19 @@ mod tests {
     #[test]
     fn invalid_values_are_errors() {
         let z = chicago();
-        for bad in ["", "20", "2026131", "20261301", "20260230", "2026031525", "20260315083000.12345", "20260315+5", "2026-03-15", "abcd", "20260315083000-9900"] {
+        for bad in [
+            "",
+            "20",
+            "2026131",
+            "20261301",
+            "20260230",
+            "2026031525",
+            "20260315083000.12345",
+            "20260315+5",
+            "2026-03-15",
+            "abcd",
+            "20260315083000-9900",
+        ] {
             assert!(to_fhir_datetime(bad, &z).is_err(), "{bad}");
         }
     }

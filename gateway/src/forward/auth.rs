@@ -135,9 +135,25 @@ pub struct Auth {
 
 enum Method {
     None,
-    Bearer { path: PathBuf },
-    Smart { token_url: String, client_id: String, scope: String, kid: String, alg: JwtAlg, signer: Signer },
-    Salesforce { login_url: String, token_url: String, consumer_key: String, user: String, lifetime: Duration, signer: Signer },
+    Bearer {
+        path: PathBuf,
+    },
+    Smart {
+        token_url: String,
+        client_id: String,
+        scope: String,
+        kid: String,
+        alg: JwtAlg,
+        signer: Signer,
+    },
+    Salesforce {
+        login_url: String,
+        token_url: String,
+        consumer_key: String,
+        user: String,
+        lifetime: Duration,
+        signer: Signer,
+    },
 }
 
 #[derive(Default)]
@@ -361,11 +377,8 @@ impl Auth {
             ),
             Method::None | Method::Bearer { .. } => unreachable!("no assertion for this kind"),
         };
-        let mut jwt = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let mut jwt =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let sig = signer.sign(alg, jwt.as_bytes(), &self.rng)?;
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
@@ -413,7 +426,8 @@ impl Signer {
         let failed = || AuthError::Config(format!("signing the {} assertion failed", alg.name()));
         match (self, alg) {
             (Signer::Rsa(kp), JwtAlg::RS256 | JwtAlg::RS384) => {
-                let padding = if alg == JwtAlg::RS256 { &signature::RSA_PKCS1_SHA256 } else { &signature::RSA_PKCS1_SHA384 };
+                let padding =
+                    if alg == JwtAlg::RS256 { &signature::RSA_PKCS1_SHA256 } else { &signature::RSA_PKCS1_SHA384 };
                 let mut sig = vec![0u8; kp.public().modulus_len()];
                 kp.sign(padding, rng, msg, &mut sig).map_err(|_| failed())?;
                 Ok(sig)
@@ -478,9 +492,9 @@ fn load_signer(path: &Path, want: KeyKind) -> Result<Signer, AuthError> {
     let (label, mut der) = block.map_err(err)?;
     let rng = SystemRandom::new();
     let signer = match (label.as_str(), want) {
-        ("PRIVATE KEY", KeyKind::Rsa) => RsaKeyPair::from_pkcs8(&der)
-            .map(Signer::Rsa)
-            .map_err(|e| err(format!("not a usable RSA PKCS#8 key ({e})"))),
+        ("PRIVATE KEY", KeyKind::Rsa) => {
+            RsaKeyPair::from_pkcs8(&der).map(Signer::Rsa).map_err(|e| err(format!("not a usable RSA PKCS#8 key ({e})")))
+        }
         ("PRIVATE KEY", KeyKind::EcP384) => {
             EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, &der, &rng)
                 .map(Signer::Ec)
@@ -491,9 +505,12 @@ fn load_signer(path: &Path, want: KeyKind) -> Result<Signer, AuthError> {
         }
         ("RSA PRIVATE KEY", KeyKind::EcP384) => Err(err("alg ES384 needs an EC P-384 key; this is an RSA key".into())),
         ("EC PRIVATE KEY", _) => Err(err(
-            "SEC1 `EC PRIVATE KEY` is not supported; convert it: openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8".into(),
+            "SEC1 `EC PRIVATE KEY` is not supported; convert it: openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8"
+                .into(),
         )),
-        ("ENCRYPTED PRIVATE KEY", _) => Err(err("encrypted private keys are not supported; protect it with mode 0600".into())),
+        ("ENCRYPTED PRIVATE KEY", _) => {
+            Err(err("encrypted private keys are not supported; protect it with mode 0600".into()))
+        }
         (other, _) => Err(err(format!("unsupported PEM block `{other}`"))),
     };
     wipe(&mut der);
@@ -545,9 +562,9 @@ fn check_url(field: &str, url: &str) -> Result<(), AuthError> {
             return Ok(());
         }
     } else if let Some(rest) = url.strip_prefix("http://") {
-        let loopback = ["localhost", "127.0.0.1", "[::1]"].iter().any(|h| {
-            rest.strip_prefix(h).is_some_and(|after| after.is_empty() || after.starts_with([':', '/']))
-        });
+        let loopback = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .any(|h| rest.strip_prefix(h).is_some_and(|after| after.is_empty() || after.starts_with([':', '/'])));
         if loopback {
             return Ok(());
         }
@@ -588,7 +605,8 @@ fn post_token(agent: &ureq::Agent, url: &str, form: &[(&str, &str)]) -> Result<T
     }
     let bad = |reason: &str| AuthError::Response { url: url.into(), reason: reason.into() };
     let json = json.ok_or_else(|| bad("response is not JSON"))?;
-    let access_token = json.get("access_token").and_then(|t| t.as_str()).ok_or_else(|| bad("response has no access_token"))?;
+    let access_token =
+        json.get("access_token").and_then(|t| t.as_str()).ok_or_else(|| bad("response has no access_token"))?;
     if access_token.is_empty() || !access_token.chars().all(|c| c.is_ascii_graphic()) {
         return Err(bad("access_token is empty or holds characters not allowed in a header"));
     }
@@ -668,7 +686,11 @@ mod tests {
     }
 
     /// Splits and verifies a JWT; returns header and claims.
-    fn verify(jwt: &str, alg: &'static dyn signature::VerificationAlgorithm, public: &[u8]) -> (serde_json::Value, serde_json::Value) {
+    fn verify(
+        jwt: &str,
+        alg: &'static dyn signature::VerificationAlgorithm,
+        public: &[u8],
+    ) -> (serde_json::Value, serde_json::Value) {
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
         let signed = format!("{}.{}", parts[0], parts[1]);
@@ -778,7 +800,9 @@ mod tests {
             "[auth]\nkind = \"smart\"\ntoken_url = \"https://a/t\"\nclient_id = \"c\"\nkey_file = \"k\"\nalg = \"ES384\"\nkid = \"1\"",
         )
         .unwrap();
-        assert!(matches!(smart, AuthConfig::Smart { alg: SmartAlg::ES384, ref scope, .. } if scope == "system/*.write"));
+        assert!(
+            matches!(smart, AuthConfig::Smart { alg: SmartAlg::ES384, ref scope, .. } if scope == "system/*.write")
+        );
         let sf = parse(
             "[auth]\nkind = \"salesforce\"\nlogin_url = \"https://login.salesforce.com\"\nconsumer_key = \"c\"\nuser = \"u\"\nkey_file = \"k\"",
         )
@@ -805,7 +829,8 @@ mod tests {
         let dir = temp_dir("es384");
         let (pem, public) = ec_key();
         let key = write_secret(&dir, "ec.pem", &pem, 0o600);
-        let auth = Auth::from_config(&smart_config("https://fhir.example.org/auth/token", &key, SmartAlg::ES384), &dir).unwrap();
+        let auth = Auth::from_config(&smart_config("https://fhir.example.org/auth/token", &key, SmartAlg::ES384), &dir)
+            .unwrap();
         let now = unix_now();
         let jwt = auth.assertion(now).unwrap();
         let (header, claims) = verify(&jwt, &signature::ECDSA_P384_SHA384_FIXED, &public);
@@ -857,8 +882,11 @@ mod tests {
         };
         let auth = Auth::from_config(&config, &dir).unwrap();
         let now = unix_now();
-        let (header, claims) =
-            verify(&auth.assertion(now).unwrap(), &signature::RSA_PKCS1_2048_8192_SHA256, &rsa_public("rsa2048-pkcs8.pem"));
+        let (header, claims) = verify(
+            &auth.assertion(now).unwrap(),
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            &rsa_public("rsa2048-pkcs8.pem"),
+        );
         assert_eq!(header["alg"], "RS256");
         assert_eq!(claims["iss"], "3MVG9ck");
         assert_eq!(claims["sub"], "integration@example.org");
@@ -903,10 +931,20 @@ mod tests {
         let bad = write_secret(&dir, "bad", b"two words\n", 0o600);
         let e = Auth::from_config(&AuthConfig::Bearer { token_file: bad }, &dir).unwrap_err();
         assert!(!e.to_string().contains("two words"), "{e}");
-        let garbage = write_secret(&dir, "garbage.pem", b"-----BEGIN PRIVATE KEY-----\nMIIBsecret\n-----END PRIVATE KEY-----\n", 0o600);
+        let garbage = write_secret(
+            &dir,
+            "garbage.pem",
+            b"-----BEGIN PRIVATE KEY-----\nMIIBsecret\n-----END PRIVATE KEY-----\n",
+            0o600,
+        );
         let e = Auth::from_config(&smart_config("https://a.example/t", &garbage, SmartAlg::RS384), &dir).unwrap_err();
         assert!(!e.to_string().contains("MIIBsecret"), "{e}");
-        let sec1 = write_secret(&dir, "sec1.pem", b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n", 0o600);
+        let sec1 = write_secret(
+            &dir,
+            "sec1.pem",
+            b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+            0o600,
+        );
         let e = Auth::from_config(&smart_config("https://a.example/t", &sec1, SmartAlg::ES384), &dir).unwrap_err();
         assert!(e.to_string().contains("pkcs8 -topk8"), "{e}");
         assert_eq!(Auth::from_config(&AuthConfig::None, &dir).unwrap().authorization(&agent).unwrap(), None);
@@ -987,7 +1025,8 @@ mod tests {
         assert_eq!(seen[0].0, "POST /services/oauth2/token HTTP/1.1");
         let f = form(&seen[0].1);
         assert_eq!(f["grant_type"], JWT_BEARER_GRANT);
-        let (_, claims) = verify(&f["assertion"], &signature::RSA_PKCS1_2048_8192_SHA256, &rsa_public("rsa2048-pkcs8.pem"));
+        let (_, claims) =
+            verify(&f["assertion"], &signature::RSA_PKCS1_2048_8192_SHA256, &rsa_public("rsa2048-pkcs8.pem"));
         assert_eq!(claims["aud"], login_url.as_str());
         assert_eq!(f.len(), 2);
         std::fs::remove_dir_all(dir).unwrap();
@@ -1005,7 +1044,10 @@ mod tests {
         let auth = Auth::from_config(&smart_config(&url, &key, SmartAlg::ES384), &dir).unwrap();
         let agent = ureq::Agent::new_with_defaults();
         let e = auth.authorization(&agent).unwrap_err();
-        assert!(matches!(&e, AuthError::Endpoint { status: 400, error: Some(c), .. } if c == "invalid_client"), "{e:?}");
+        assert!(
+            matches!(&e, AuthError::Endpoint { status: 400, error: Some(c), .. } if c == "invalid_client"),
+            "{e:?}"
+        );
         assert!(!e.to_string().contains("Jane") && e.to_string().contains("HTTP 400 (invalid_client)"), "{e}");
         assert!(!e.is_transient());
         let e = auth.authorization(&agent).unwrap_err();

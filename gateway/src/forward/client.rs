@@ -272,7 +272,10 @@ mod tests {
         let spanned = |p: &Path| Some(toml::Spanned::new(0..0, p.to_path_buf()));
         let open = Cloud { client_cert: spanned(&empty), client_key: spanned(&key), ..Cloud::default() };
         let e = agent_err(&open);
-        assert!(matches!(&e, ClientError::File { field: "client_key", message, .. } if message.contains("chmod 600")), "{e}");
+        assert!(
+            matches!(&e, ClientError::File { field: "client_key", message, .. } if message.contains("chmod 600")),
+            "{e}"
+        );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         // With 0600 the key is read, and the next problem is the (bogus) certificate.
         let e = agent_err(&open);

@@ -25,8 +25,14 @@ pub enum FailClass {
 }
 
 impl FailClass {
-    pub const ALL: [FailClass; 6] =
-        [FailClass::Client, FailClass::Auth, FailClass::Throttled, FailClass::Server, FailClass::Timeout, FailClass::Connect];
+    pub const ALL: [FailClass; 6] = [
+        FailClass::Client,
+        FailClass::Auth,
+        FailClass::Throttled,
+        FailClass::Server,
+        FailClass::Timeout,
+        FailClass::Connect,
+    ];
     pub fn label(self) -> &'static str {
         match self {
             FailClass::Client => "4xx",
@@ -163,7 +169,8 @@ pub fn judge_pack(parts: &[Vec<(usize, usize)>], resp: &Response, now: SystemTim
         .map(|part| match &entries {
             Some(entries) => {
                 let sent: Vec<usize> = part.iter().map(|&(index, _)| index).collect();
-                let answers: Vec<Value> = part.iter().map(|&(_, pos)| entries.get(pos).cloned().unwrap_or_default()).collect();
+                let answers: Vec<Value> =
+                    part.iter().map(|&(_, pos)| entries.get(pos).cloned().unwrap_or_default()).collect();
                 judge_entries(&sent, &answers, after)
             }
             None => Verdict::Retry { class: FailClass::Server, after, ok: vec![], dead: vec![] },
@@ -178,7 +185,8 @@ fn judge_status(resp: &Response, after: Option<Duration>) -> Option<Verdict> {
         FailClass::Auth => Some(Verdict::AuthFailed),
         FailClass::Client => {
             let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
-            let outcome = body.as_ref().filter(|b| b.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome"));
+            let outcome =
+                body.as_ref().filter(|b| b.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome"));
             Some(Verdict::Dead { class: FailClass::Client, reason: reason(resp.status, &issue_codes(outcome)) })
         }
         FailClass::Server if resp.status == 503 && after.is_some() => {
@@ -270,7 +278,10 @@ mod tests {
         assert_eq!(kept, [1]);
         assert_eq!(sub["entry"], json!([{"n": 1}]));
         let body = json!({"type": "batch-response", "entry": [{"response": {"status": "200"}}]});
-        assert_eq!(judge("batch", &kept, &resp(200, body), SystemTime::now()), Verdict::Settled { ok: vec![1], dead: vec![] });
+        assert_eq!(
+            judge("batch", &kept, &resp(200, body), SystemTime::now()),
+            Verdict::Settled { ok: vec![1], dead: vec![] }
+        );
     }
 
     #[test]
@@ -298,7 +309,10 @@ mod tests {
         let v = judge_pack(&parts, &resp(500, json!({})), SystemTime::now()).unwrap();
         assert!(v.iter().all(|v| matches!(v, Verdict::Retry { class: FailClass::Server, .. })));
         assert_eq!(judge_pack(&parts, &resp(400, json!({})), SystemTime::now()), None);
-        assert_eq!(judge_pack(&parts, &resp(401, json!({})), SystemTime::now()).unwrap(), [Verdict::AuthFailed, Verdict::AuthFailed]);
+        assert_eq!(
+            judge_pack(&parts, &resp(401, json!({})), SystemTime::now()).unwrap(),
+            [Verdict::AuthFailed, Verdict::AuthFailed]
+        );
     }
 
     #[test]
@@ -309,9 +323,15 @@ mod tests {
             {"code": "required", "diagnostics": "MRN 12345 missing"}, {"code": "processing", "details": {"text": "Smith"}},
             {"code": "Not A Code <script>"}]});
         let v = judge("transaction", &[0, 1], &resp(400, oo), SystemTime::now());
-        assert_eq!(v, Verdict::Dead { class: FailClass::Client, reason: "HTTP 400; issue codes: required,processing".into() });
+        assert_eq!(
+            v,
+            Verdict::Dead { class: FailClass::Client, reason: "HTTP 400; issue codes: required,processing".into() }
+        );
         for s in [404, 409, 412, 422] {
-            assert!(matches!(judge("transaction", &[0], &resp(s, json!("x")), SystemTime::now()), Verdict::Dead { .. }), "{s}");
+            assert!(
+                matches!(judge("transaction", &[0], &resp(s, json!("x")), SystemTime::now()), Verdict::Dead { .. }),
+                "{s}"
+            );
         }
         assert_eq!(judge("transaction", &[0], &resp(401, json!({})), SystemTime::now()), Verdict::AuthFailed);
         assert_eq!(judge("transaction", &[0], &resp(403, json!({})), SystemTime::now()), Verdict::AuthFailed);
@@ -322,16 +342,36 @@ mod tests {
         let mut r = resp(429, json!({}));
         r.retry_after = Some("7".into());
         let v = judge("transaction", &[0], &r, SystemTime::now());
-        assert_eq!(v, Verdict::Retry { class: FailClass::Throttled, after: Some(Duration::from_secs(7)), ok: vec![], dead: vec![] });
+        assert_eq!(
+            v,
+            Verdict::Retry {
+                class: FailClass::Throttled,
+                after: Some(Duration::from_secs(7)),
+                ok: vec![],
+                dead: vec![]
+            }
+        );
         r.status = 503;
-        assert!(matches!(judge("transaction", &[0], &r, SystemTime::now()), Verdict::Retry { class: FailClass::Throttled, .. }));
+        assert!(matches!(
+            judge("transaction", &[0], &r, SystemTime::now()),
+            Verdict::Retry { class: FailClass::Throttled, .. }
+        ));
         r.retry_after = None;
-        assert!(matches!(judge("transaction", &[0], &r, SystemTime::now()), Verdict::Retry { class: FailClass::Server, after: None, .. }));
+        assert!(matches!(
+            judge("transaction", &[0], &r, SystemTime::now()),
+            Verdict::Retry { class: FailClass::Server, after: None, .. }
+        ));
         r.status = 500;
         r.retry_after = Some("garbage".into());
-        assert!(matches!(judge("transaction", &[0], &r, SystemTime::now()), Verdict::Retry { class: FailClass::Server, after: None, .. }));
+        assert!(matches!(
+            judge("transaction", &[0], &r, SystemTime::now()),
+            Verdict::Retry { class: FailClass::Server, after: None, .. }
+        ));
         assert!(matches!(judge_error(&SendError::Timeout), Verdict::Retry { class: FailClass::Timeout, .. }));
-        assert!(matches!(judge_error(&SendError::Connect("x".into())), Verdict::Retry { class: FailClass::Connect, .. }));
+        assert!(matches!(
+            judge_error(&SendError::Connect("x".into())),
+            Verdict::Retry { class: FailClass::Connect, .. }
+        ));
         // Only a 5xx's Retry-After speaks for the whole server; a 429's for its request.
         let now = SystemTime::now();
         let mut r = resp(503, json!({}));

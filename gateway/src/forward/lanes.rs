@@ -206,7 +206,8 @@ struct Scheduler {
 
 impl Scheduler {
     fn new(conn: Connection, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
-        let breaker = Breaker::new(opts.breaker_threshold, opts.breaker_cooldown, opts.backoff.max.max(opts.breaker_cooldown));
+        let breaker =
+            Breaker::new(opts.breaker_threshold, opts.breaker_cooldown, opts.backoff.max.max(opts.breaker_cooldown));
         Scheduler {
             conn,
             opts,
@@ -384,7 +385,8 @@ impl Scheduler {
     fn discover(&mut self) -> rusqlite::Result<()> {
         if self.last_audit_poll.elapsed() >= AUDIT_POLL {
             self.last_audit_poll = Instant::now();
-            let audit: i64 = self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))?;
+            let audit: i64 =
+                self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))?;
             if audit != self.audit_seen {
                 self.audit_seen = audit;
                 self.requeued_by_operator()?;
@@ -432,7 +434,8 @@ impl Scheduler {
     /// The lane's lowest pending row that is not settled already (awaiting the recorder).
     fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
         let seq = key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok());
-        let mut stmt = self.conn.prepare_cached(if seq.is_some() { queries::MESSAGE_PENDING } else { queries::LANE_PENDING })?;
+        let mut stmt =
+            self.conn.prepare_cached(if seq.is_some() { queries::MESSAGE_PENDING } else { queries::LANE_PENDING })?;
         let mut rows = match seq {
             Some(seq) => stmt.query([seq])?,
             None => stmt.query([key])?,
@@ -599,7 +602,8 @@ impl Scheduler {
                 let due = *due;
                 self.requeue(&sent.lane, due);
             }
-            let record = Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
+            let record =
+                Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
             if records.send(record).is_err() {
                 tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
             }
@@ -655,7 +659,9 @@ impl Scheduler {
         }
         if !throttled.is_empty() {
             if let Some(d) = self.throttle.throttled(throttled, throttled_after, &self.opts.backoff) {
-                if self.throttle.pauses() == 1 && self.throttle_warned.is_none_or(|t| t.elapsed() >= THROTTLE_WARN_EVERY) {
+                if self.throttle.pauses() == 1
+                    && self.throttle_warned.is_none_or(|t| t.elapsed() >= THROTTLE_WARN_EVERY)
+                {
                     self.throttle_warned = Some(now);
                     self.throttle_reported = true;
                     tracing::warn!("forwarder: the FHIR server throttles requests on several lanes in a row; pausing all sending for {d:?}");
@@ -680,7 +686,10 @@ impl Scheduler {
         }
         if auth_failed {
             if metrics.forward_auth_failing.get() == 0 {
-                tracing::error!("forwarder: the FHIR server refuses the gateway's credentials; retrying every {:?}", self.opts.auth_retry);
+                tracing::error!(
+                    "forwarder: the FHIR server refuses the gateway's credentials; retrying every {:?}",
+                    self.opts.auth_retry
+                );
             }
             metrics.forward_auth_failing.set(1);
             pause = pause.max(Some(self.opts.auth_retry));
@@ -713,7 +722,8 @@ impl Scheduler {
         let Some((due, _, _)) = self.queue.first() else { return MAX };
         let now = Instant::now();
         let mut at = now + Duration::from_millis((due - now_ms()).max(0) as u64);
-        for t in [self.pause_until, self.breaker.open_until(), self.slow.map(|_| self.next_send)].into_iter().flatten() {
+        for t in [self.pause_until, self.breaker.open_until(), self.slow.map(|_| self.next_send)].into_iter().flatten()
+        {
             at = at.max(t);
         }
         at.saturating_duration_since(now).clamp(Duration::from_millis(1), MAX)
@@ -739,8 +749,8 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::worker::{Sent, Signals};
+    use super::*;
     use crate::forward::client::{Response, SendError};
     use rusqlite::params;
     use serde_json::{json, Value};
@@ -822,7 +832,9 @@ mod tests {
     }
 
     impl Fake {
-        fn new(script: impl Fn(&str, usize, &Value) -> Result<Response, SendError> + Send + Sync + 'static) -> Arc<Fake> {
+        fn new(
+            script: impl Fn(&str, usize, &Value) -> Result<Response, SendError> + Send + Sync + 'static,
+        ) -> Arc<Fake> {
             Arc::new(Fake { log: Mutex::new(Vec::new()), script: Box::new(script) })
         }
         fn tags(&self) -> Vec<String> {
@@ -844,7 +856,11 @@ mod tests {
     }
 
     fn ok() -> Result<Response, SendError> {
-        Ok(Response { status: 200, body: br#"{"resourceType":"Bundle","type":"transaction-response"}"#.to_vec(), ..Response::default() })
+        Ok(Response {
+            status: 200,
+            body: br#"{"resourceType":"Bundle","type":"transaction-response"}"#.to_vec(),
+            ..Response::default()
+        })
     }
 
     fn status(code: u16, body: Value) -> Result<Response, SendError> {
@@ -912,9 +928,12 @@ mod tests {
         let fake = Fake::new(|_, n, b| {
             let entries = b["entry"].as_array().unwrap().len();
             match n {
-                1 => status(200, json!({"type": "batch-response", "entry": [
+                1 => status(
+                    200,
+                    json!({"type": "batch-response", "entry": [
                     {"response": {"status": "201 Created"}}, {"response": {"status": "424 Failed Dependency"}},
-                    {"response": {"status": "200 OK"}}]})),
+                    {"response": {"status": "200 OK"}}]}),
+                ),
                 _ => {
                     assert_eq!(entries, 1, "only the unsettled entry is sent again");
                     assert_eq!(b["entry"][0]["request"]["url"], "Encounter/e");
@@ -938,9 +957,12 @@ mod tests {
         db.message(Some("L"), &[tx("bad")]);
         db.message(Some("L"), &[tx("good")]);
         let fake = Fake::new(|tag, _, _| match tag {
-            "bad" => status(422, json!({"resourceType": "OperationOutcome", "issue": [
+            "bad" => status(
+                422,
+                json!({"resourceType": "OperationOutcome", "issue": [
                 {"severity": "error", "code": "invariant", "diagnostics": "Patient SMITH^JOHN MRN 4711 invalid"},
-                {"severity": "error", "code": "required", "details": {"text": "DOB 1970-01-01"}}]})),
+                {"severity": "error", "code": "required", "details": {"text": "DOB 1970-01-01"}}]}),
+            ),
             _ => ok(),
         });
         let metrics = Arc::new(Metrics::default());
@@ -994,8 +1016,10 @@ mod tests {
     /// A batch bundle of `n` Observations `<tag>.<i>`.
     fn batch(tag: &str, n: usize) -> Value {
         let entry: Vec<Value> = (0..n)
-            .map(|i| json!({"resource": {"resourceType": "Observation", "id": format!("{tag}.{i}")},
-                            "request": {"method": "PUT", "url": format!("Observation/{tag}.{i}")}}))
+            .map(|i| {
+                json!({"resource": {"resourceType": "Observation", "id": format!("{tag}.{i}")},
+                            "request": {"method": "PUT", "url": format!("Observation/{tag}.{i}")}})
+            })
             .collect();
         json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": entry})
     }
@@ -1019,10 +1043,18 @@ mod tests {
         fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
             let b: Value = serde_json::from_slice(bundle).unwrap();
             assert_eq!(b["type"], "batch");
-            let urls: Vec<String> = b["entry"].as_array().unwrap().iter().map(|e| e["request"]["url"].as_str().unwrap().to_string()).collect();
+            let urls: Vec<String> = b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["request"]["url"].as_str().unwrap().to_string())
+                .collect();
             self.log.lock().unwrap().push(urls.clone());
             if urls.iter().any(|u| u.contains("bad")) {
-                return status(422, json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}));
+                return status(
+                    422,
+                    json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}),
+                );
             }
             let answers: Vec<Value> = urls.iter().map(|_| json!({"response": {"status": "200 OK"}})).collect();
             status(200, json!({"resourceType": "Bundle", "type": "batch-response", "entry": answers}))
@@ -1052,7 +1084,10 @@ mod tests {
         f.stop();
         let requests = target.requests();
         assert!(requests.iter().all(|r| r.len() <= 30), "{requests:?}");
-        assert!(requests.iter().any(|r| r.iter().map(|u| lane_of(u)).collect::<BTreeSet<_>>().len() >= 2), "packed: {requests:?}");
+        assert!(
+            requests.iter().any(|r| r.iter().map(|u| lane_of(u)).collect::<BTreeSet<_>>().len() >= 2),
+            "packed: {requests:?}"
+        );
         assert!(requests.len() < 13, "fewer requests than bundles: {}", requests.len());
         let legacy: Vec<&Vec<String>> = requests.iter().filter(|r| r.iter().any(|u| u.contains("legacy"))).collect();
         assert_eq!(legacy.len(), 1);
@@ -1060,7 +1095,8 @@ mod tests {
         let sent: Vec<String> = requests.concat();
         assert_eq!(sent.len(), 12 * 12 + 5, "every entry exactly once");
         for lane in ["A", "B", "C", "D", "E", "F"] {
-            let request_of = |tag: &str| requests.iter().position(|r| r.iter().any(|u| u.contains(&format!("/{tag}.")))).unwrap();
+            let request_of =
+                |tag: &str| requests.iter().position(|r| r.iter().any(|u| u.contains(&format!("/{tag}.")))).unwrap();
             assert!(request_of(&format!("{lane}1")) < request_of(&format!("{lane}2")), "lane {lane} in order");
         }
         assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
@@ -1090,8 +1126,11 @@ mod tests {
         let db = Db::new("pack-shared");
         let with_practitioner = |tag: &str, name: &str| {
             let mut b = batch(tag, 1);
-            b["entry"].as_array_mut().unwrap().insert(0, json!({"resource": {"resourceType": "Practitioner", "id": "p", "name": [{"family": name}]},
-                "request": {"method": "PUT", "url": "Practitioner/p"}}));
+            b["entry"].as_array_mut().unwrap().insert(
+                0,
+                json!({"resource": {"resourceType": "Practitioner", "id": "p", "name": [{"family": name}]},
+                "request": {"method": "PUT", "url": "Practitioner/p"}}),
+            );
             b
         };
         db.message(Some("A"), &[with_practitioner("A1", "Lee")]);
@@ -1117,7 +1156,8 @@ mod tests {
         db.message(Some("L"), &[tx("m")]);
         let refuse = Arc::new(AtomicBool::new(true));
         let refusing = refuse.clone();
-        let fake = Fake::new(move |_, _, _| if refusing.load(Ordering::Relaxed) { status(422, json!({})) } else { ok() });
+        let fake =
+            Fake::new(move |_, _, _| if refusing.load(Ordering::Relaxed) { status(422, json!({})) } else { ok() });
         let metrics = Arc::new(Metrics::default());
         let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), fake.clone()).unwrap();
         wait_until("dead letter", || metrics.dead_letters.get() == 1);
@@ -1125,7 +1165,12 @@ mod tests {
         // What `gateway deadletter replay` does: the row back to pending, an audit event.
         db.conn.execute("UPDATE outbox SET state = 'pending', entries_dead = 0, attempts = 0", []).unwrap();
         db.conn.execute("UPDATE journal SET state = 'converted'", []).unwrap();
-        db.conn.execute("INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, 'op', 'replay', 1, 1)", []).unwrap();
+        db.conn
+            .execute(
+                "INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, 'op', 'replay', 1, 1)",
+                [],
+            )
+            .unwrap();
         wait_until("delivered", || metrics.forward_delivered.get() == 1);
         f.stop();
         assert_eq!(fake.tags(), ["m", "m"]);
@@ -1155,7 +1200,11 @@ mod tests {
     /// Answers every part of `job` with `verdict`.
     fn answer(s: &mut Scheduler, job: Job, verdict: Verdict, signals: Signals, records: &SyncSender<Record>) {
         s.in_flight -= 1;
-        let parts = job.parts.into_iter().map(|p| Sent { lane: p.lane, head: p.head, verdict: Some(verdict.clone()) }).collect();
+        let parts = job
+            .parts
+            .into_iter()
+            .map(|p| Sent { lane: p.lane, head: p.head, verdict: Some(verdict.clone()) })
+            .collect();
         s.settle(Done { parts, signals }, records);
     }
 

@@ -69,7 +69,8 @@ mod tests {
 
     use crate::config::Config;
 
-    const BASE: &str = "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n\n[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:2575\"\n\n";
+    const BASE: &str =
+        "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n\n[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:2575\"\n\n";
 
     #[test]
     fn cloud_defaults_to_the_local_sink() {
@@ -77,11 +78,15 @@ mod tests {
         assert_eq!(c.cloud.sink_dir(&c.dir).unwrap(), Path::new("/etc/gw/var/fhir-sink"));
         assert_eq!(c.cloud.concurrency.get(), 4);
         assert_eq!(c.cloud.batch_max_entries.get(), 30);
-        assert_eq!((c.cloud.connect_timeout_secs.get(), c.cloud.read_timeout_secs.get(), c.cloud.timeout_secs.get()), (5, 30, 60));
+        assert_eq!(
+            (c.cloud.connect_timeout_secs.get(), c.cloud.read_timeout_secs.get(), c.cloud.timeout_secs.get()),
+            (5, 30, 60)
+        );
         assert_eq!((c.cloud.backoff_base_ms.get(), c.cloud.backoff_max_secs.get()), (500, 300));
         let c = Config::parse(&format!("{BASE}[cloud]\nsink = \"out\"\n"), Path::new("/etc/gw/gateway.toml")).unwrap();
         assert_eq!(c.cloud.sink_dir(&c.dir).unwrap(), Path::new("/etc/gw/out"));
-        let text = format!("{BASE}[cloud]\nurl = \"https://fhir.example/r4\"\nconcurrency = 8\nprofile = \"salesforce\"\n");
+        let text =
+            format!("{BASE}[cloud]\nurl = \"https://fhir.example/r4\"\nconcurrency = 8\nprofile = \"salesforce\"\n");
         let c = Config::parse(&text, Path::new("/etc/gw/gateway.toml")).unwrap();
         assert!(c.cloud.sink_dir(&c.dir).is_none());
         assert_eq!(c.cloud.concurrency.get(), 8);

@@ -23,5 +23,6 @@ pub const MESSAGE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, ent
 
 /// A message's bundles still pending and dead (the recorder, to settle the journal row); a
 /// seek on the `(journal_seq, part)` unique index.
-pub const MESSAGE_PARTS_LEFT: &str = "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')
+pub const MESSAGE_PARTS_LEFT: &str =
+    "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')
      FROM outbox WHERE journal_seq = ?1";

@@ -46,7 +46,13 @@ const ATTEMPTS: u32 = 10;
 
 /// Writes records until the channel closes. After each commit it sends back the ids of the
 /// rows it settled for good, so the scheduler can stop skipping them.
-pub(super) fn run(mut conn: Connection, records: Receiver<Record>, recorded: Sender<Vec<i64>>, metrics: Arc<Metrics>, gate: &WriteGate) {
+pub(super) fn run(
+    mut conn: Connection,
+    records: Receiver<Record>,
+    recorded: Sender<Vec<i64>>,
+    metrics: Arc<Metrics>,
+    gate: &WriteGate,
+) {
     while let Ok(first) = records.recv() {
         let mut batch = vec![first];
         batch.extend(records.try_iter().take(MAX_BATCH - 1));
@@ -99,8 +105,10 @@ fn write(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusqlite:
         if !dead.is_empty() {
             let mut reason = dead.join("; ");
             truncate_at_char(&mut reason, 500);
-            tx.prepare_cached("INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'deliver', ?2, ?3)")?
-                .execute(params![r.journal_seq, reason, now])?;
+            tx.prepare_cached(
+                "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'deliver', ?2, ?3)",
+            )?
+            .execute(params![r.journal_seq, reason, now])?;
             counts.dead_letters += 1;
         }
         match &r.outcome {

@@ -24,7 +24,13 @@ pub struct CachingResolver {
 impl Resolver for CachingResolver {
     fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let key = format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |a| a.as_str()));
-        let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).filter(|(at, _)| at.elapsed() < TTL).map(|(_, a)| a.clone());
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < TTL)
+            .map(|(_, a)| a.clone());
         if let Some(addrs) = cached {
             return Ok(addrs);
         }
@@ -43,7 +49,11 @@ mod tests {
     fn a_lookup_is_reused_per_scheme_and_authority() {
         let r = CachingResolver::default();
         let config = Config::default();
-        let timeout = || NextTimeout { after: UreqDuration::from_secs(5), reason: ureq::Timeout::Resolve, ..NextTimeout::default() };
+        let timeout = || NextTimeout {
+            after: UreqDuration::from_secs(5),
+            reason: ureq::Timeout::Resolve,
+            ..NextTimeout::default()
+        };
         let a: Uri = "http://127.0.0.1:8080/fhir".parse().unwrap();
         let b: Uri = "http://127.0.0.1:9090/fhir".parse().unwrap();
         let first = r.resolve(&a, &config, timeout()).unwrap();

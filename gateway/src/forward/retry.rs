@@ -187,7 +187,12 @@ impl ThrottleWatch {
 
     /// A request for `lanes` was throttled (with the server's `Retry-After`, if any); returns
     /// how long everything should pause if the streak says the limit is global.
-    pub fn throttled<'a>(&mut self, lanes: impl IntoIterator<Item = &'a str>, after: Option<Duration>, backoff: &Backoff) -> Option<Duration> {
+    pub fn throttled<'a>(
+        &mut self,
+        lanes: impl IntoIterator<Item = &'a str>,
+        after: Option<Duration>,
+        backoff: &Backoff,
+    ) -> Option<Duration> {
         self.streak += 1;
         for lane in lanes {
             match &self.first_lane {
@@ -263,7 +268,11 @@ mod tests {
         assert_eq!(retry_after("99999999999999999999999", now), Some(Duration::from_secs(86_400)));
         assert_eq!(retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now), Some(Duration::from_secs(30)));
         assert_eq!(retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO), "past date");
-        assert_eq!(retry_after("Mon, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)), "wrong weekday tolerated");
+        assert_eq!(
+            retry_after("Mon, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10)),
+            "wrong weekday tolerated"
+        );
         for junk in ["", "soon", "-5", "1.5", "12s", "Sun, 99 Nov 1994 08:49:37 GMT"] {
             assert_eq!(retry_after(junk, now), None, "{junk:?}");
         }

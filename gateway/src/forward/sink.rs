@@ -39,7 +39,9 @@ impl SinkTarget {
         let mut lines: BTreeMap<String, String> = BTreeMap::new();
         if let Ok(text) = std::fs::read_to_string(&path) {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let id = serde_json::from_str::<Value>(line).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string));
+                let id = serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string));
                 let id = id.unwrap_or_else(|| format!("line-{}", order.len()));
                 if lines.insert(id.clone(), line.to_string()).is_none() {
                     order.push(id);
@@ -82,7 +84,8 @@ fn outcome(code: &str) -> Value {
 
 impl Target for SinkTarget {
     fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
-        let bad = |code: &str| Response { status: 400, body: outcome(code).to_string().into_bytes(), ..Response::default() };
+        let bad =
+            |code: &str| Response { status: 400, body: outcome(code).to_string().into_bytes(), ..Response::default() };
         let Ok(bundle) = serde_json::from_slice::<Value>(bundle) else { return Ok(bad("structure")) };
         let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("transaction").to_string();
         let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -106,7 +109,8 @@ impl Target for SinkTarget {
         }
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         for (rtype, resources) in by_type {
-            self.upsert(&rtype, resources).map_err(|e| SendError::Connect(format!("sink write failed: {:?}", e.kind())))?;
+            self.upsert(&rtype, resources)
+                .map_err(|e| SendError::Connect(format!("sink write failed: {:?}", e.kind())))?;
         }
         let body = json!({"resourceType": "Bundle", "type": format!("{kind}-response"), "entry": statuses});
         Ok(Response { status: 200, body: body.to_string().into_bytes(), ..Response::default() })

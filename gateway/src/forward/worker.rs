@@ -75,12 +75,22 @@ impl Signals {
 
     /// Adds a later answer's signals.
     fn and(self, later: Signals) -> Signals {
-        Signals { limit_info: later.limit_info.or(self.limit_info), unavailable: self.unavailable.max(later.unavailable) }
+        Signals {
+            limit_info: later.limit_info.or(self.limit_info),
+            unavailable: self.unavailable.max(later.unavailable),
+        }
     }
 }
 
 /// Takes jobs until the channel closes; rings the bell after each result.
-pub(super) fn run(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, target: &dyn Target, keys: &Keys, metrics: &Metrics, bell: &Doorbell) {
+pub(super) fn run(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &Sender<Done>,
+    target: &dyn Target,
+    keys: &Keys,
+    metrics: &Metrics,
+    bell: &Doorbell,
+) {
     loop {
         let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
             Ok(job) => job,
@@ -114,7 +124,9 @@ fn send_alone(part: &Part, target: &dyn Target, keys: &Keys, metrics: &Metrics) 
     let Ok(plain) = keys.open(&part.sealed) else { return (undecryptable(), Signals::default()) };
     // The common case needs no parsing: the stored shape says what is sent.
     let (kind, body, sent) = match part.head.shape {
-        Some(shape) if part.settled.is_empty() => (if shape.batch { "batch" } else { "transaction" }, plain, (0..shape.entries).collect()),
+        Some(shape) if part.settled.is_empty() => {
+            (if shape.batch { "batch" } else { "transaction" }, plain, (0..shape.entries).collect())
+        }
         _ => {
             let Ok(bundle) = serde_json::from_slice::<Value>(&plain) else { return (not_json(), Signals::default()) };
             let kind = if deliver::bundle_type(&bundle) == "batch" { "batch" } else { "transaction" };
@@ -182,7 +194,9 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
             .filter(|(n, _)| !part.settled.contains(n))
             .map(|(n, e)| (n, e.get(), entry_url(e)))
             .collect();
-        let conflicts = own.iter().any(|(_, text, url)| url.as_ref().and_then(|u| by_url.get(u)).is_some_and(|(_, seen)| seen != text));
+        let conflicts = own
+            .iter()
+            .any(|(_, text, url)| url.as_ref().and_then(|u| by_url.get(u)).is_some_and(|(_, seen)| seen != text));
         if conflicts {
             continue;
         }
@@ -234,7 +248,8 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
             }
         }
     }
-    let parts = parts.into_iter().zip(verdicts).map(|(p, verdict)| Sent { lane: p.lane, head: p.head, verdict }).collect();
+    let parts =
+        parts.into_iter().zip(verdicts).map(|(p, verdict)| Sent { lane: p.lane, head: p.head, verdict }).collect();
     Done { parts, signals }
 }
 

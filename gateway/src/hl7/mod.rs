@@ -19,6 +19,6 @@ pub use batch::{split as split_batch, Batch, BatchWarning};
 pub use error::{ErrorCode, Hl7Error, Location};
 pub use escape::Codec;
 pub use msh::{AckCondition, Delimiters, Header};
-pub use parser::{parse, Charset, Component, Field, Message, Presence, Rep, SubComponent, Segment};
+pub use parser::{parse, Charset, Component, Field, Message, Presence, Rep, Segment, SubComponent};
 pub use path::{Element, Path, PathError};
 pub use structure::{group, Group, Grouped, Node, Structure};

@@ -168,7 +168,8 @@ pub fn parse(msg: &[u8]) -> Result<Header<'_>, HeaderError<'_>> {
     let msg = trim_start(msg);
     let seg = first_segment(msg);
     if seg.len() < 4 || &seg[..3] != b"MSH" {
-        let error = Hl7Error::new(ErrorCode::SegmentSequenceError, Location::segment("MSH"), "message does not start with MSH");
+        let error =
+            Hl7Error::new(ErrorCode::SegmentSequenceError, Location::segment("MSH"), "message does not start with MSH");
         return Err(HeaderError { error, echo: Box::default() });
     }
     let delimiters = parse_delimiters(seg).map_err(|error| HeaderError { error, echo: Box::default() })?;
@@ -177,7 +178,13 @@ pub fn parse(msg: &[u8]) -> Result<Header<'_>, HeaderError<'_>> {
     for f in seg.split(|&b| b == delimiters.field).take(21) {
         let _ = fields.push(f);
     }
-    let field = |n: usize| -> &[u8] { if n == 1 { &[] } else { fields.get(n - 1).copied().unwrap_or(&[]) } };
+    let field = |n: usize| -> &[u8] {
+        if n == 1 {
+            &[]
+        } else {
+            fields.get(n - 1).copied().unwrap_or(&[])
+        }
+    };
     let (c, r) = (delimiters.component, delimiters.repetition);
     let msh9 = first_repetition(field(9), r);
     let echo = Echo {
@@ -209,7 +216,12 @@ pub fn parse(msg: &[u8]) -> Result<Header<'_>, HeaderError<'_>> {
             return fail(Hl7Error::at(ErrorCode::TableValueNotFound, Location::field("MSH", n as u16)));
         }
     }
-    Ok(Header { message_code, message_structure: component(msh9, c, 2), application_ack: AckCondition::parse(field(16)), echo })
+    Ok(Header {
+        message_code,
+        message_structure: component(msh9, c, 2),
+        application_ack: AckCondition::parse(field(16)),
+        echo,
+    })
 }
 
 impl Header<'_> {

@@ -395,8 +395,11 @@ impl Structure {
             ("ORU", "R01") => Structure::OruR01,
             ("ORM", "O01") => Structure::OrmO01,
             ("OML", "O21") => Structure::OmlO21,
-            ("SIU", "S12" | "S13" | "S14" | "S15" | "S16" | "S17" | "S18" | "S19" | "S20" | "S21" | "S22" | "S23"
-            | "S24" | "S26") => Structure::SiuS12,
+            (
+                "SIU",
+                "S12" | "S13" | "S14" | "S15" | "S16" | "S17" | "S18" | "S19" | "S20" | "S21" | "S22" | "S23" | "S24"
+                | "S26",
+            ) => Structure::SiuS12,
             ("MDM", "T02" | "T04" | "T06" | "T08" | "T10") => Structure::MdmT02,
             ("VXU", "V04") => Structure::VxuV04,
             _ => return None,
@@ -769,10 +772,8 @@ mod tests {
 
     #[test]
     fn oru_multi_order_with_specimen_observations() {
-        let o = outline(
-            "ORU^R01^ORU_R01",
-            "PID PD1 NTE PV1 ORC OBR NTE TQ1 OBX NTE OBX SPM OBX OBX OBR OBX SPM OBX SPM",
-        );
+        let o =
+            outline("ORU^R01^ORU_R01", "PID PD1 NTE PV1 ORC OBR NTE TQ1 OBX NTE OBX SPM OBX OBX OBR OBX SPM OBX SPM");
         assert_eq!(
             o,
             "MSH PATIENT_RESULT{PATIENT{PID PD1 NTE VISIT{PV1}} \

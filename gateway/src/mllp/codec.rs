@@ -251,10 +251,7 @@ mod tests {
     fn end_block_without_cr_is_an_error_and_resyncs() {
         let mut d = Decoder::new(100);
         let got = decode_all(&mut d, b"\x0bA\x1cX\x0bB\x1c\x0d");
-        assert_eq!(
-            got,
-            vec![Decoded::Error(FrameError::BadEndBlock { content: b"A".to_vec() }), frame(b"B")]
-        );
+        assert_eq!(got, vec![Decoded::Error(FrameError::BadEndBlock { content: b"A".to_vec() }), frame(b"B")]);
         assert_eq!(d.take_discarded(), 1, "the stray X");
     }
 
@@ -262,10 +259,7 @@ mod tests {
     fn end_block_followed_by_start_keeps_next_frame() {
         let mut d = Decoder::new(100);
         let got = decode_all(&mut d, b"\x0bA\x1c\x0bB\x1c\x0d");
-        assert_eq!(
-            got,
-            vec![Decoded::Error(FrameError::BadEndBlock { content: b"A".to_vec() }), frame(b"B")]
-        );
+        assert_eq!(got, vec![Decoded::Error(FrameError::BadEndBlock { content: b"A".to_vec() }), frame(b"B")]);
     }
 
     #[test]

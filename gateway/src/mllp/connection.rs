@@ -40,7 +40,14 @@ pub enum Closed {
 /// Serves one connection until it closes, times out, gives way to a newcomer, or shutdown is
 /// requested. The idle timeout runs from the last complete frame (or the start): bytes outside
 /// frames do not keep a connection open. Frame bytes are held only as far as `budget` covers.
-pub async fn serve<S>(mut stream: S, handler: Arc<Handler>, limits: Limits, budget: Arc<FrameBudget>, slot: &Slot, shutdown: CancellationToken) -> Closed
+pub async fn serve<S>(
+    mut stream: S,
+    handler: Arc<Handler>,
+    limits: Limits,
+    budget: Arc<FrameBudget>,
+    slot: &Slot,
+    shutdown: CancellationToken,
+) -> Closed
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

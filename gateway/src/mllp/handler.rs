@@ -97,7 +97,8 @@ impl Handler {
     pub fn too_large(&self, head: &[u8], started: Instant) -> Reply {
         self.metrics.frames_received.inc();
         let echo = echo_of(head);
-        let e = Hl7Error::new(ErrorCode::ApplicationInternalError, Location::NONE, "Message exceeds the frame size limit");
+        let e =
+            Hl7Error::new(ErrorCode::ApplicationInternalError, Location::NONE, "Message exceeds the frame size limit");
         self.nak(&echo, Outcome::Rejected(e), NakReason::FrameTooLarge, started)
     }
 

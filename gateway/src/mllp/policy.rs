@@ -44,7 +44,11 @@ impl Policy {
             return Err(Hl7Error::at(ErrorCode::UnsupportedEventCode, Location::component("MSH", 9, 2)));
         }
         if !CHARSETS.contains(&h.echo.charset) {
-            return Err(Hl7Error::new(ErrorCode::DataTypeError, Location::field("MSH", 18), "Unsupported character set"));
+            return Err(Hl7Error::new(
+                ErrorCode::DataTypeError,
+                Location::field("MSH", 18),
+                "Unsupported character set",
+            ));
         }
         Ok(())
     }

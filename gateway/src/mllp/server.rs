@@ -65,7 +65,8 @@ impl Listener {
             // Counted and logged (rate-limited) by the slots when refused.
             let Ok(slot) = self.slots.admit(peer.ip()) else { continue };
             let _ = socket.set_nodelay(true);
-            let (handler, tls, limits, budget, stop) = (self.handler.clone(), self.tls.clone(), self.limits, self.budget.clone(), shutdown.clone());
+            let (handler, tls, limits, budget, stop) =
+                (self.handler.clone(), self.tls.clone(), self.limits, self.budget.clone(), shutdown.clone());
             tracker.spawn(async move {
                 let metrics = handler.metrics.clone();
                 metrics.connections_open.add(1);

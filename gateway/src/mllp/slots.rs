@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::ops::metrics::Metrics;
 use crate::log_limit::{self, Repeats};
+use crate::ops::metrics::Metrics;
 
 pub struct Slots {
     listener: Arc<str>,
@@ -92,7 +92,8 @@ impl Slots {
                 let id = open.next_id;
                 open.next_id += 1;
                 let close = CancellationToken::new();
-                let entry = Entry { source, last_active: Instant::now(), busy: false, leaving: false, close: close.clone() };
+                let entry =
+                    Entry { source, last_active: Instant::now(), busy: false, leaving: false, close: close.clone() };
                 open.entries.insert(id, entry);
                 drop(open);
                 if closed_one {

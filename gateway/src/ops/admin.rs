@@ -33,12 +33,22 @@ async fn healthz(State(s): State<Admin>) -> impl IntoResponse {
     let mut problems = s.metrics.stages.problems();
     problems.extend(s.journal.health().problem().map(|p| p.to_string()));
     let (status, mut body) = if problems.is_empty() {
-        (StatusCode::OK, String::from("ok
-"))
+        (
+            StatusCode::OK,
+            String::from(
+                "ok
+",
+            ),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, problems.join("
-") + "
-")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            problems.join(
+                "
+",
+            ) + "
+",
+        )
     };
     // Delivery trouble is reported but does not fail the check: ingest still takes custody.
     if s.metrics.forward_auth_failing.get() == 1 {
@@ -64,7 +74,13 @@ pub const MAX_HEAD_BYTES: usize = 8192;
 const MAX_HEADERS: usize = 32;
 
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(socket: TcpListener, max_connections: usize, metrics: Arc<Metrics>, journal: Appender, shutdown: CancellationToken) {
+pub async fn serve(
+    socket: TcpListener,
+    max_connections: usize,
+    metrics: Arc<Metrics>,
+    journal: Appender,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -98,7 +114,11 @@ pub async fn serve(socket: TcpListener, max_connections: usize, metrics: Arc<Met
             // Dropping the stream closes it: a flood holds no more than the cap.
             metrics.refused_admin.inc();
             if let Some(more) = warn_full.hit("") {
-                tracing::warn!(max_connections, refused_not_logged = more.left_out, "admin connection limit reached; connection closed");
+                tracing::warn!(
+                    max_connections,
+                    refused_not_logged = more.left_out,
+                    "admin connection limit reached; connection closed"
+                );
             }
             continue;
         };

@@ -29,7 +29,13 @@ pub struct Stage {
 
 impl Stage {
     const fn new(name: &'static str) -> Stage {
-        Stage { name, last_beat_ms: AtomicI64::new(0), waiting: AtomicBool::new(false), exited: AtomicBool::new(false), restarts: AtomicU64::new(0) }
+        Stage {
+            name,
+            last_beat_ms: AtomicI64::new(0),
+            waiting: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
+        }
     }
 
     /// Progress: called on every pass of the stage's loop.
@@ -93,7 +99,12 @@ pub struct Stages {
 
 impl Default for Stages {
     fn default() -> Self {
-        Stages { writer: Stage::new("journal writer"), convert: Stage::new("convert"), forward: Stage::new("forward"), maintenance: Stage::new("maintenance") }
+        Stages {
+            writer: Stage::new("journal writer"),
+            convert: Stage::new("convert"),
+            forward: Stage::new("forward"),
+            maintenance: Stage::new("maintenance"),
+        }
     }
 }
 

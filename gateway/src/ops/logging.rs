@@ -105,7 +105,8 @@ mod tests {
         for target in ["gateway", "gateway::forward::lanes", "gateway::mllp"] {
             assert!(within_cap(&meta(target, Level::TRACE)), "{target}");
         }
-        for target in ["ureq_proto::util", "ureq", "rustls::client::hs", "tokio", "gateway_other", "gatewayx::y", "log"] {
+        for target in ["ureq_proto::util", "ureq", "rustls::client::hs", "tokio", "gateway_other", "gatewayx::y", "log"]
+        {
             assert!(!within_cap(&meta(target, Level::TRACE)), "{target}");
             assert!(!within_cap(&meta(target, Level::DEBUG)), "{target}");
             assert!(within_cap(&meta(target, Level::INFO)), "{target}");

@@ -249,38 +249,78 @@ impl Metrics {
         let counters = [
             ("gateway_frames_received_total", "MLLP frames received", &self.frames_received),
             ("gateway_bytes_received_total", "Bytes of MLLP frame content received", &self.bytes_received),
-            ("gateway_discarded_bytes_total", "Bytes outside frames discarded (garbage, truncated frames)", &self.discarded_bytes),
+            (
+                "gateway_discarded_bytes_total",
+                "Bytes outside frames discarded (garbage, truncated frames)",
+                &self.discarded_bytes,
+            ),
             ("gateway_duplicates_total", "Re-sent messages acknowledged without a second copy", &self.duplicates),
             ("gateway_messages_stored_total", "Messages durably stored", &self.stored),
             ("gateway_messages_converted_total", "Messages converted to FHIR bundles in the outbox", &self.converted),
             ("gateway_dead_letters_total", "Messages moved to dead letters", &self.dead_letters),
             ("gateway_frame_timeouts_total", "Connections closed because a frame stalled", &self.frame_timeouts),
             ("gateway_idle_timeouts_total", "Connections closed for idleness", &self.idle_timeouts),
-            ("gateway_tls_handshake_failures_total", "TLS handshakes that failed (incl. rejected client certificates)", &self.tls_failures),
-            ("gateway_connections_evicted_total", "Idle connections closed to admit a new one to a full listener", &self.connections_evicted),
-            ("gateway_inflight_frame_waits_total", "Times a connection stopped reading until the in-flight frame budget had room", &self.inflight_frame_waits),
+            (
+                "gateway_tls_handshake_failures_total",
+                "TLS handshakes that failed (incl. rejected client certificates)",
+                &self.tls_failures,
+            ),
+            (
+                "gateway_connections_evicted_total",
+                "Idle connections closed to admit a new one to a full listener",
+                &self.connections_evicted,
+            ),
+            (
+                "gateway_inflight_frame_waits_total",
+                "Times a connection stopped reading until the in-flight frame budget had room",
+                &self.inflight_frame_waits,
+            ),
             ("gateway_forward_delivered_total", "Outbox bundles delivered to the FHIR target", &self.forward_delivered),
-            ("gateway_forward_retries_total", "Delivery attempts scheduled again after a failure", &self.forward_retries),
-            ("gateway_journal_budget_full_total", "Group commits that refused messages: the disk budget was reached", &self.journal_budget_full),
-            ("gateway_journal_disk_full_total", "Journal commits that failed: the filesystem was full", &self.journal_disk_full),
+            (
+                "gateway_forward_retries_total",
+                "Delivery attempts scheduled again after a failure",
+                &self.forward_retries,
+            ),
+            (
+                "gateway_journal_budget_full_total",
+                "Group commits that refused messages: the disk budget was reached",
+                &self.journal_budget_full,
+            ),
+            (
+                "gateway_journal_disk_full_total",
+                "Journal commits that failed: the filesystem was full",
+                &self.journal_disk_full,
+            ),
             ("gateway_wal_truncations_total", "Checkpoints that emptied the WAL file", &self.wal_truncations),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
         }
-        let _ = writeln!(out, "# HELP gateway_acks_total Acknowledgments sent, by MSA-1 code\n# TYPE gateway_acks_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP gateway_acks_total Acknowledgments sent, by MSA-1 code\n# TYPE gateway_acks_total counter"
+        );
         for (code, c) in ACK_CODES.iter().zip(&self.acks) {
             let _ = writeln!(out, "gateway_acks_total{{code=\"{code}\"}} {}", c.get());
         }
-        let _ = writeln!(out, "# HELP gateway_naks_total Negative acknowledgments, by reason\n# TYPE gateway_naks_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP gateway_naks_total Negative acknowledgments, by reason\n# TYPE gateway_naks_total counter"
+        );
         for reason in NakReason::ALL {
             let _ = writeln!(out, "gateway_naks_total{{reason=\"{}\"}} {}", reason.label(), self.naks(reason));
         }
         let _ = writeln!(out, "# HELP gateway_connections_refused_total Connections closed before reading, by reason\n# TYPE gateway_connections_refused_total counter");
-        let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"allowlist\"}} {}", self.refused_allowlist.get());
+        let _ =
+            writeln!(out, "gateway_connections_refused_total{{reason=\"allowlist\"}} {}", self.refused_allowlist.get());
         let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"limit\"}} {}", self.refused_limit.get());
-        let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"per_source\"}} {}", self.refused_per_source.get());
-        let _ = writeln!(out, "gateway_connections_refused_total{{reason=\"admin_limit\"}} {}", self.refused_admin.get());
+        let _ = writeln!(
+            out,
+            "gateway_connections_refused_total{{reason=\"per_source\"}} {}",
+            self.refused_per_source.get()
+        );
+        let _ =
+            writeln!(out, "gateway_connections_refused_total{{reason=\"admin_limit\"}} {}", self.refused_admin.get());
         let _ = writeln!(out, "# HELP gateway_forward_failures_total Failed delivery attempts, by class\n# TYPE gateway_forward_failures_total counter");
         for (class, c) in FORWARD_FAIL_CLASSES.iter().zip(&self.forward_failures) {
             let _ = writeln!(out, "gateway_forward_failures_total{{class=\"{class}\"}} {}", c.get());

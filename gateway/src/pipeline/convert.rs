@@ -3,9 +3,9 @@
 //! lanes), so a crash leaves each row either untouched or fully converted. A message that
 //! cannot be converted goes to dead letters with a PHI-free reason; the others go on.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -100,7 +100,10 @@ fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
             }
             Err(_) => {
                 stage.restarted();
-                tracing::warn!(restarts = stage.restarts(), "convert stage: internal error in a step; restarting the loop");
+                tracing::warn!(
+                    restarts = stage.restarts(),
+                    "convert stage: internal error in a step; restarting the loop"
+                );
             }
         }
         if opts.bell.wait(IDLE) && !stop.load(Ordering::Relaxed) {
@@ -146,7 +149,8 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
             Outcome::Bundles(_) => "converted",
             Outcome::Dead(_) => "dead",
         };
-        let changed = tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'received'", params![seq, state])?;
+        let changed =
+            tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'received'", params![seq, state])?;
         if changed == 0 {
             continue;
         }
@@ -161,7 +165,15 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
                         "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle, kind, entries)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?
-                    .execute(params![seq, part as i64, lane, now, sealed.bytes, sealed.kind, sealed.entries as i64])?;
+                    .execute(params![
+                        seq,
+                        part as i64,
+                        lane,
+                        now,
+                        sealed.bytes,
+                        sealed.kind,
+                        sealed.entries as i64
+                    ])?;
                 }
                 converted += 1;
             }
@@ -284,9 +296,12 @@ mod tests {
         let adt = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C1|P|2.5.1\rEVN|A08|20260101120000-0500\rPID|1||M1^^^H^MR||DOE^JO\r";
         let empty = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C2|P|2.5.1\rEVN|A08|20260101120000-0500\r";
         let poison = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A99|C3|P|2.5.1\rPID|1||M1\r";
-        let seqs = [journal(&conn, &opts, "C1", adt), journal(&conn, &opts, "C2", empty), journal(&conn, &opts, "C3", poison)];
+        let seqs =
+            [journal(&conn, &opts, "C1", adt), journal(&conn, &opts, "C2", empty), journal(&conn, &opts, "C3", poison)];
         assert_eq!(step(&mut conn, &opts).unwrap(), 3);
-        let state = |seq: i64| -> String { conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap() };
+        let state = |seq: i64| -> String {
+            conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
+        };
         assert_eq!([state(seqs[0]), state(seqs[1]), state(seqs[2])], ["converted", "delivered", "dead"]);
         type Row = (i64, Option<String>, Vec<u8>, String, i64);
         let outbox: Vec<Row> = conn
@@ -302,7 +317,8 @@ mod tests {
         assert_eq!(bundle["type"], "batch");
         assert_eq!(outbox[0].3, "batch", "the type is stored beside the sealed bundle");
         assert_eq!(outbox[0].4 as usize, bundle["entry"].as_array().unwrap().len());
-        let reason: String = conn.query_row("SELECT reason FROM dead_letter WHERE journal_seq = ?1", [seqs[2]], |r| r.get(0)).unwrap();
+        let reason: String =
+            conn.query_row("SELECT reason FROM dead_letter WHERE journal_seq = ?1", [seqs[2]], |r| r.get(0)).unwrap();
         assert!(reason.contains("201"), "{reason}");
         assert_eq!(step(&mut conn, &opts).unwrap(), 0, "nothing left to convert");
         drop(conn);
@@ -323,7 +339,8 @@ mod tests {
         let siu = b"MSH|^~\\&|A|B|C|D|20261115080000-0500||SIU^S12^SIU_S12|S1|P|2.5.1\rSCH|1|F1|||||||30|MIN\rPID|1||M1^^^H^MR||DOE^JO\rRGS|1\rAIS|1||CONSULT^Consult|202611150900-0500|||99999999999|MIN\r";
         let bundles = convert_message(siu, &site, Profile::Generic).expect("converted without the impossible end time");
         assert_eq!(bundles.len(), 1);
-        let mut pid = b"MSH|^~\\&|A|B|C|D|20260101120000||ADT^A08^ADT_A01|C1|P|2.5.1\rEVN|A08|20260101120000\rPID|1||".to_vec();
+        let mut pid =
+            b"MSH|^~\\&|A|B|C|D|20260101120000||ADT^A08^ADT_A01|C1|P|2.5.1\rEVN|A08|20260101120000\rPID|1||".to_vec();
         for i in 0..=site.budget.max_repetitions {
             pid.extend_from_slice(format!("{i}^^^H^MR~").as_bytes());
         }

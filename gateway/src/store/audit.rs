@@ -121,7 +121,13 @@ pub fn chain_hash(prev: &[u8], e: &Event) -> Vec<u8> {
 
 /// Appends an event in the caller's transaction (or autocommit), with this process's OS
 /// identity; returns its id. The action it records must not happen if this fails.
-pub fn record(conn: &Connection, actor: &str, action: Action, dead_letter_id: i64, journal_seq: i64) -> rusqlite::Result<i64> {
+pub fn record(
+    conn: &Connection,
+    actor: &str,
+    action: Action,
+    dead_letter_id: i64,
+    journal_seq: i64,
+) -> rusqlite::Result<i64> {
     record_as(conn, Identity::current(), actor, action, dead_letter_id, journal_seq)
 }
 
@@ -129,9 +135,17 @@ pub fn record(conn: &Connection, actor: &str, action: Action, dead_letter_id: i6
 /// both the last event and the table's AUTOINCREMENT sequence, so events deleted from the
 /// end leave a gap [`verify`] reports; two writers racing for one id get a constraint error,
 /// never a forked chain.
-pub fn record_as(conn: &Connection, who: Identity, actor: &str, action: Action, dead_letter_id: i64, journal_seq: i64) -> rusqlite::Result<i64> {
-    let last: Option<(i64, Option<Vec<u8>>)> =
-        conn.query_row("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+pub fn record_as(
+    conn: &Connection,
+    who: Identity,
+    actor: &str,
+    action: Action,
+    dead_letter_id: i64,
+    journal_seq: i64,
+) -> rusqlite::Result<i64> {
+    let last: Option<(i64, Option<Vec<u8>>)> = conn
+        .query_row("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     let (last_id, prev) = last.unwrap_or((0, None));
     let id = last_id.max(sequence(conn)?) + 1;
     let mut e = Event {
@@ -172,7 +186,10 @@ pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Event>> {
 /// Migration 6: gives the events written before it their chain hashes, in id order. Runs
 /// while the append-only triggers are dropped (the migration recreates them).
 pub fn chain_existing(conn: &Connection) -> rusqlite::Result<usize> {
-    let events: Vec<Event> = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY id"))?.query_map([], event)?.collect::<Result<_, _>>()?;
+    let events: Vec<Event> = conn
+        .prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY id"))?
+        .query_map([], event)?
+        .collect::<Result<_, _>>()?;
     let mut prev = Vec::new();
     for e in &events {
         let hash = chain_hash(&prev, e);
@@ -221,7 +238,11 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, Break>> {
         return Ok(Err(Break::Truncated { last: expected - 1, sequence }));
     }
     for trigger in ["audit_no_update", "audit_no_delete"] {
-        let found: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?1", [trigger], |r| r.get(0))?;
+        let found: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+            [trigger],
+            |r| r.get(0),
+        )?;
         if found == 0 {
             return Ok(Err(Break::Trigger(trigger)));
         }
@@ -266,7 +287,10 @@ mod tests {
         let c = &d.conn;
         let id = record_as(c, ALICE, "alice", Action::Show, 7, 42).unwrap();
         let e = &recent(c, 10).unwrap()[0];
-        assert_eq!((e.id, e.actor.as_str(), e.action.as_str(), e.dead_letter_id, e.journal_seq), (id, "alice", "show", 7, 42));
+        assert_eq!(
+            (e.id, e.actor.as_str(), e.action.as_str(), e.dead_letter_id, e.journal_seq),
+            (id, "alice", "show", 7, 42)
+        );
         assert_eq!((e.uid, e.euid, e.login_uid), (Some(1000), Some(0), Some(1000)));
         assert!(e.at > 0);
         let err = c.execute("UPDATE audit SET actor = 'mallory'", []).unwrap_err();
@@ -329,7 +353,12 @@ mod tests {
     fn verify_finds_a_foreign_insert_and_a_dropped_trigger() {
         let d = db("foreign");
         three_events(&d);
-        d.conn.execute("INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, 'x', 'show', 1, 1)", []).unwrap();
+        d.conn
+            .execute(
+                "INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, 'x', 'show', 1, 1)",
+                [],
+            )
+            .unwrap();
         assert_eq!(verify(&d.conn).unwrap(), Err(Break::Unhashed { id: 4 }));
         let d = db("trigger");
         three_events(&d);

@@ -218,7 +218,8 @@ mod tests {
     use super::*;
 
     fn temp_dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("gw-crypto-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d =
+            std::env::temp_dir().join(format!("gw-crypto-{}-{:?}", std::process::id(), std::thread::current().id()));
         let _ = std::fs::remove_dir_all(&d);
         d
     }

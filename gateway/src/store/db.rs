@@ -32,9 +32,13 @@ pub enum OpenError {
     Sqlite { path: String, source: rusqlite::Error },
     #[error("journal {path}: cannot create its folder: {source}")]
     Folder { path: String, source: std::io::Error },
-    #[error("journal {path}: PRAGMA {pragma} is {actual}, expected {expected}; refusing to ACK on a non-durable store")]
+    #[error(
+        "journal {path}: PRAGMA {pragma} is {actual}, expected {expected}; refusing to ACK on a non-durable store"
+    )]
     Pragma { path: String, pragma: &'static str, actual: String, expected: String },
-    #[error("journal {path}: schema version {found} is newer than this gateway knows ({known}); refusing to downgrade")]
+    #[error(
+        "journal {path}: schema version {found} is newer than this gateway knows ({known}); refusing to downgrade"
+    )]
     TooNew { path: String, found: i64, known: i64 },
 }
 
@@ -223,7 +227,11 @@ mod tests {
             c.pragma_update(None, "user_version", i as i64 + 1).unwrap();
         }
         for actor in ["alice", "bob"] {
-            c.execute("INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, ?1, 'show', 1, 1)", [actor]).unwrap();
+            c.execute(
+                "INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, ?1, 'show', 1, 1)",
+                [actor],
+            )
+            .unwrap();
         }
         migrate(&mut c, &path).unwrap();
         assert_eq!(crate::store::audit::verify(&c).unwrap(), Ok(2));

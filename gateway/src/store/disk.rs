@@ -115,7 +115,9 @@ pub fn checkpoint(conn: &Connection, mode: Checkpoint, wait: Duration) -> rusqli
         // Another connection's checkpoint (maintenance's PASSIVE, the writer's own) makes
         // SQLite answer busy at once, without its busy handler: try again until `wait`.
         match row {
-            Ok((1, _, _)) if mode == Checkpoint::Truncate && started.elapsed() < wait => std::thread::sleep(Duration::from_millis(2)),
+            Ok((1, _, _)) if mode == Checkpoint::Truncate && started.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
             other => break other,
         }
     };

@@ -90,7 +90,12 @@ pub struct Guarded {
 /// Loads (or, for a store without sealed rows, creates) the key file and binds it to the
 /// store. `discard` is the claimed operator name when `--discard-undecryptable` was given.
 /// The schema must be migrated.
-pub fn open_keys(conn: &mut Connection, key_file: &Path, journal: &Path, discard: Option<&str>) -> Result<Guarded, GuardError> {
+pub fn open_keys(
+    conn: &mut Connection,
+    key_file: &Path,
+    journal: &Path,
+    discard: Option<&str>,
+) -> Result<Guarded, GuardError> {
     let sql = |source| GuardError::Sqlite { path: journal.display().to_string(), source };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
     let stored = settings::get(&tx, settings::KEY_CHECK).map_err(sql)?;
@@ -145,7 +150,8 @@ pub fn fits_store(conn: &Connection, keys: &Keys) -> rusqlite::Result<bool> {
 }
 
 fn newest_row_opens(conn: &Connection, keys: &Keys) -> rusqlite::Result<bool> {
-    let payload: Option<Vec<u8>> = conn.query_row("SELECT payload FROM journal ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?;
+    let payload: Option<Vec<u8>> =
+        conn.query_row("SELECT payload FROM journal ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?;
     Ok(payload.is_none_or(|p| keys.open(&p).is_ok()))
 }
 
@@ -190,7 +196,10 @@ fn discard_undecryptable(tx: &Connection, keys: &Keys, actor: &str) -> rusqlite:
             tx.execute("UPDATE outbox SET state = 'dead' WHERE id = ?1", [id])?;
         }
         // As the forwarder settles a message: dead once none of its bundles is pending.
-        let pending: i64 = tx.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'", [seq], |r| r.get(0))?;
+        let pending: i64 =
+            tx.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'", [seq], |r| {
+                r.get(0)
+            })?;
         if pending == 0 {
             tx.execute("UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state = 'converted'", [seq])?;
         }
@@ -286,8 +295,17 @@ mod tests {
         let before = s.rows();
         let e = s.open(None).err().expect("refused");
         let text = e.to_string();
-        assert!(matches!(e, GuardError::Missing { sealed: Sealed { journal: 2, undelivered: 2, outbox: 1, dead_letters: 0 }, .. }), "{text}");
-        assert!(text.contains("j.key") && text.contains("3 sealed rows") && text.contains("--discard-undecryptable"), "{text}");
+        assert!(
+            matches!(
+                e,
+                GuardError::Missing { sealed: Sealed { journal: 2, undelivered: 2, outbox: 1, dead_letters: 0 }, .. }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("j.key") && text.contains("3 sealed rows") && text.contains("--discard-undecryptable"),
+            "{text}"
+        );
         assert!(text.contains("Restore the key file from backup"), "{text}");
         assert!(!s.key_file.exists(), "no new key");
         assert_eq!(s.rows(), before);
@@ -313,7 +331,10 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(dead, vec![(1, "convert".into(), LOST_KEY_REASON.into()), (2, "deliver".into(), LOST_KEY_REASON.into())]);
+        assert_eq!(
+            dead,
+            vec![(1, "convert".into(), LOST_KEY_REASON.into()), (2, "deliver".into(), LOST_KEY_REASON.into())]
+        );
         let events = audit::recent(&s.conn, 10).unwrap();
         assert_eq!(events.len(), 2);
         assert!(events.iter().all(|e| e.action == "discard-undecryptable" && e.actor == "ops" && e.euid.is_some()));

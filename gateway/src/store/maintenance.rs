@@ -93,7 +93,9 @@ fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<(
             }
         }
         if let Err(e) = keep_wal_bounded(&conn, &opts) {
-            if let Some(repeated) = ERRORS.hit(if disk::is_disk_full(&e) { "checkpoint: disk full" } else { "checkpoint" }) {
+            if let Some(repeated) =
+                ERRORS.hit(if disk::is_disk_full(&e) { "checkpoint: disk full" } else { "checkpoint" })
+            {
                 tracing::warn!(error = %e, "WAL checkpoint failed; will retry{repeated}");
             }
         }
@@ -117,7 +119,10 @@ fn keep_wal_bounded(conn: &Connection, opts: &MaintenanceOptions) -> rusqlite::R
     if !disk::room_to_checkpoint(conn, &opts.path)? {
         // Leave the free space to ingest; the checkpoint runs once there is room for all of it.
         if let Some(repeated) = ERRORS.hit("no room to checkpoint") {
-            tracing::warn!(wal = files.wal, "WAL checkpoint postponed: the filesystem has no room to copy the WAL into the database{repeated}");
+            tracing::warn!(
+                wal = files.wal,
+                "WAL checkpoint postponed: the filesystem has no room to copy the WAL into the database{repeated}"
+            );
         }
         return Ok(());
     }
@@ -153,7 +158,9 @@ pub fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate
         let _pass = gate.background();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // The delivered outbox rows (bundles) go with their journal row.
-        tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS purge_seq (seq INTEGER PRIMARY KEY); DELETE FROM temp.purge_seq;")?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS purge_seq (seq INTEGER PRIMARY KEY); DELETE FROM temp.purge_seq;",
+        )?;
         tx.execute(
             "INSERT INTO temp.purge_seq SELECT seq FROM journal INDEXED BY journal_delivered
              WHERE state = 'delivered' AND received_at < ?1 LIMIT ?2",
@@ -226,7 +233,11 @@ mod tests {
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-        let rows = [("old-delivered", now - 10_000, "delivered"), ("new-delivered", now, "delivered"), ("old-received", now - 10_000, "received")];
+        let rows = [
+            ("old-delivered", now - 10_000, "delivered"),
+            ("new-delivered", now, "delivered"),
+            ("old-received", now - 10_000, "received"),
+        ];
         for (id, at, state) in rows {
             conn.execute(
                 "INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, state, payload)
@@ -241,8 +252,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(purge(&mut conn, Duration::from_secs(5), &Default::default()).unwrap(), 1);
-        let left: Vec<String> =
-            conn.prepare("SELECT control_id FROM journal ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let left: Vec<String> = conn
+            .prepare("SELECT control_id FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(left, ["new-delivered", "old-received"]);
         let bundles: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
         assert_eq!(bundles, 2, "the purged message's bundle went with it");

@@ -218,7 +218,10 @@ impl WriterLoop {
                 if refused {
                     self.metrics.journal_budget_full.inc();
                     if let Some(repeated) = COMMIT_ERRORS.hit("budget") {
-                        tracing::warn!(max_bytes = self.opts.max_bytes, "journal: disk budget reached; new messages refused with AR \"Storage full\"{repeated}");
+                        tracing::warn!(
+                            max_bytes = self.opts.max_bytes,
+                            "journal: disk budget reached; new messages refused with AR \"Storage full\"{repeated}"
+                        );
                     }
                 }
                 self.set_health(if refused && stored == 0 { Health::BudgetFull } else { Health::Ok });

@@ -53,7 +53,9 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     for nk1 in root.groups("NEXT_OF_KIN").filter_map(|g| g.segment(msg, "NK1")) {
         related_person::related_person(ctx, nk1, &patient);
     }
-    let encounter = pv1.and_then(|pv1| encounter::encounter_for_event(ctx, pv1, root.segment(msg, "PV2"), &patient, &trigger, &event_time));
+    let encounter = pv1.and_then(|pv1| {
+        encounter::encounter_for_event(ctx, pv1, root.segment(msg, "PV2"), &patient, &trigger, &event_time)
+    });
     if let Some(enc) = &encounter {
         for rol in root.segments(msg, "ROL").filter(|r| r.index() > pv1_at) {
             encounter::role_participant(ctx, rol, enc);
@@ -105,7 +107,8 @@ mod tests {
     use crate::fhir::site::SiteMaps;
 
     /// The resource types the ADT walk produces and expected.json asserts.
-    const TYPES: [&str; 7] = ["Patient", "Encounter", "RelatedPerson", "AllergyIntolerance", "Condition", "Coverage", "Observation"];
+    const TYPES: [&str; 7] =
+        ["Patient", "Encounter", "RelatedPerson", "AllergyIntolerance", "Condition", "Coverage", "Observation"];
 
     fn site() -> SiteMaps {
         SiteMaps::empty(jiff::tz::TimeZone::UTC)
@@ -151,7 +154,8 @@ mod tests {
     #[test]
     fn corpus_counts_match_expected() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
         let mut checked = 0;
         for (file, exp) in expected.as_object().unwrap() {
             if !file.contains("_adt_") {
@@ -183,7 +187,9 @@ mod tests {
         let c = run(include_bytes!("../../../../tests/corpus/hl7/cerner_adt_a40_01.hl7"));
         let patients = of(&c, "Patient");
         assert_eq!(patients.len(), 4);
-        for (survivor, old, mrn) in [("Patient/pid-2", "Patient/mrg-3", "7709001"), ("Patient/pid-4", "Patient/mrg-5", "7709002")] {
+        for (survivor, old, mrn) in
+            [("Patient/pid-2", "Patient/mrg-3", "7709001"), ("Patient/pid-4", "Patient/mrg-5", "7709002")]
+        {
             let s = body(patients.iter().find(|p| p.key == survivor).unwrap());
             let o = body(patients.iter().find(|p| p.key == old).unwrap());
             assert_eq!(s["link"], json!([{"other": r(old), "type": "replaces"}]));
@@ -254,7 +260,12 @@ mod tests {
         let contacts = p["contact"].as_array().unwrap();
         assert_eq!(contacts.len(), 1);
         assert_eq!(contacts[0]["name"]["family"], "Acme Widgets (FAKE)");
-        let codes: Vec<&str> = contacts[0]["relationship"].as_array().unwrap().iter().map(|r| r["coding"][0]["code"].as_str().unwrap()).collect();
+        let codes: Vec<&str> = contacts[0]["relationship"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["coding"][0]["code"].as_str().unwrap())
+            .collect();
         assert_eq!(codes, ["E"]);
         assert_eq!(contacts[0]["telecom"][0]["value"], "(207)555-0900");
         // PID-19 repeats the PID-3 SSN: emitted once.

@@ -23,7 +23,13 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     };
     let mut related = None;
     for g in root.groups("COMMON_ORDER") {
-        let sr = service_request::service_request(ctx, g.segment(msg, "ORC"), g.segment(msg, "OBR"), patient.as_deref(), encounter.as_deref());
+        let sr = service_request::service_request(
+            ctx,
+            g.segment(msg, "ORC"),
+            g.segment(msg, "OBR"),
+            patient.as_deref(),
+            encounter.as_deref(),
+        );
         if let Some(sr) = &sr {
             for t in g.groups("TIMING") {
                 if let Some(tq1) = t.segment(msg, "TQ1") {
@@ -41,7 +47,15 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         obx.extend(g.segments(msg, "OBX"));
         notes.extend(g.segments(msg, "NTE"));
     }
-    document_reference::document_reference(ctx, txa, &obx, &notes, patient.as_deref(), encounter.as_deref(), related.as_deref());
+    document_reference::document_reference(
+        ctx,
+        txa,
+        &obx,
+        &notes,
+        patient.as_deref(),
+        encounter.as_deref(),
+        related.as_deref(),
+    );
 }
 
 #[cfg(test)]
@@ -83,7 +97,9 @@ mod tests {
         assert_eq!(d["masterIdentifier"]["value"], "ATHDOC-3002");
         assert_eq!(d["status"], "current");
         assert_eq!(d["docStatus"], "final");
-        assert!(decode(d["content"][0]["attachment"]["data"].as_str().unwrap()).contains("Left (not right) knee effusion."));
+        assert!(
+            decode(d["content"][0]["attachment"]["data"].as_str().unwrap()).contains("Left (not right) knee effusion.")
+        );
         assert!(c.report.unconsumed.is_empty(), "{:?}", c.report.unconsumed);
         let (d, _) = doc(include_bytes!("../../../../tests/corpus/hl7/meditech_mdm_t06_01.hl7"));
         assert_eq!(d["relatesTo"][0]["code"], "appends");

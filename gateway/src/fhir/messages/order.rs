@@ -14,7 +14,9 @@
 
 use crate::fhir::convert::Ctx;
 use crate::fhir::resources::observation::{self, link};
-use crate::fhir::resources::{allergy, condition, coverage, encounter, patient, related_person, service_request, specimen};
+use crate::fhir::resources::{
+    allergy, condition, coverage, encounter, patient, related_person, service_request, specimen,
+};
 use crate::hl7::structure::{Group, Grouped};
 
 pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {

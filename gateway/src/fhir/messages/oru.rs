@@ -91,7 +91,14 @@ fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter
         }
         specimens.extend(spec);
     }
-    let links = ReportLinks { patient, encounter, observations: &observations, specimens: &specimens, based_on: based_on.as_deref(), presented_form };
+    let links = ReportLinks {
+        patient,
+        encounter,
+        observations: &observations,
+        specimens: &specimens,
+        based_on: based_on.as_deref(),
+        presented_form,
+    };
     diagnostic_report::diagnostic_report(ctx, obr, orc, links);
 }
 

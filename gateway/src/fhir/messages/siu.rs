@@ -37,7 +37,12 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         if let Some(rgs) = r.segment(msg, "RGS") {
             ctx.consume(rgs.index());
         }
-        for (group, id) in [("SERVICE", "AIS"), ("GENERAL_RESOURCE", "AIG"), ("LOCATION_RESOURCE", "AIL"), ("PERSONNEL_RESOURCE", "AIP")] {
+        for (group, id) in [
+            ("SERVICE", "AIS"),
+            ("GENERAL_RESOURCE", "AIG"),
+            ("LOCATION_RESOURCE", "AIL"),
+            ("PERSONNEL_RESOURCE", "AIP"),
+        ] {
             for g in r.groups(group) {
                 let Some(seg) = g.segment(msg, id) else { continue };
                 match id {

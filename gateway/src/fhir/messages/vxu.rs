@@ -33,7 +33,8 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         let Some(rxa) = order.segment(msg, "RXA") else { continue };
         let groups: Vec<_> = order.groups("OBSERVATION").collect();
         let obx: Vec<_> = groups.iter().filter_map(|g| g.segment(msg, "OBX")).collect();
-        let imm = immunization::immunization(ctx, rxa, order.segment(msg, "RXR"), order.segment(msg, "ORC"), &obx, &patient);
+        let imm =
+            immunization::immunization(ctx, rxa, order.segment(msg, "RXR"), order.segment(msg, "ORC"), &obx, &patient);
         if let (Some(imm), Some(enc)) = (&imm, &encounter) {
             link(ctx, imm, "encounter", enc, false);
         }
@@ -44,7 +45,9 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
                 continue;
             }
             let notes: Vec<_> = g.segments(msg, "NTE").collect();
-            if let (Some(k), Some(imm)) = (observation::observation(ctx, o, Some(&patient), encounter.as_deref(), &notes), &imm) {
+            if let (Some(k), Some(imm)) =
+                (observation::observation(ctx, o, Some(&patient), encounter.as_deref(), &notes), &imm)
+            {
                 link(ctx, &k, "partOf", imm, true);
             }
         }
@@ -87,7 +90,10 @@ mod tests {
         // The contraindication OBX is an Observation that is part of the Immunization.
         let obs: Vec<_> = c.resources.iter().filter(|r| r.kind == "Observation").collect();
         assert_eq!(obs.len(), 1);
-        assert!(obs[0].body.clone().value()["partOf"][0]["reference"].as_str().unwrap().starts_with("local:Immunization/"));
+        assert!(obs[0].body.clone().value()["partOf"][0]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("local:Immunization/"));
         assert!(c.report.unconsumed.is_empty(), "{:?}", c.report.unconsumed);
     }
 

@@ -59,7 +59,8 @@ fn plus_minutes(v2: &str, mins: i64) -> Option<String> {
     let V2Time::DateTime { at, offset_seconds, .. } = time::parse(v2).ok()? else { return None };
     // `try_minutes`: a duration from the message may be out of any span's range (it panicked).
     let at = at.checked_add(jiff::Span::new().try_minutes(mins).ok()?).ok()?;
-    let mut out = format!("{:04}{:02}{:02}{:02}{:02}{:02}", at.year(), at.month(), at.day(), at.hour(), at.minute(), at.second());
+    let mut out =
+        format!("{:04}{:02}{:02}{:02}{:02}{:02}", at.year(), at.month(), at.day(), at.hour(), at.minute(), at.second());
     if let Some(o) = offset_seconds {
         let sign = if o < 0 { '-' } else { '+' };
         out.push_str(&format!("{sign}{:02}{:02}", o.abs() / 3600, (o.abs() % 3600) / 60));
@@ -75,7 +76,8 @@ fn period(seg: &Segment, start: usize, duration: usize, units: usize) -> (String
 }
 
 fn participant(ctx: &mut Ctx, actor: Value, ty: Value, start: &str, end: Option<&str>, filler_status: &str) -> Value {
-    let p = Obj::new().set("start", instant(ctx, start)).set("end", end.map(|e| instant(ctx, e)).unwrap_or(Value::Null));
+    let p =
+        Obj::new().set("start", instant(ctx, start)).set("end", end.map(|e| instant(ctx, e)).unwrap_or(Value::Null));
     let status = if filler_status.trim().eq_ignore_ascii_case("cancelled") { "declined" } else { "accepted" };
     Obj::new().set("actor", actor).list("type", [ty]).set("period", p).set("status", status).value()
 }
@@ -86,7 +88,13 @@ fn participant(ctx: &mut Ctx, actor: Value, ty: Value, start: &str, end: Option<
 /// the placer id, when its system is known; minutesDuration SCH-9 (SCH-10 minutes);
 /// serviceType AIS-3; basedOn SCH-26/SCH-27 (logical, by identifier). Key
 /// `Appointment/sch-<segment index>`.
-pub fn appointment(ctx: &mut Ctx, sch: Segment, tq1: Option<Segment>, res: &Schedule, patients: &[String]) -> Option<String> {
+pub fn appointment(
+    ctx: &mut Ctx,
+    sch: Segment,
+    tq1: Option<Segment>,
+    res: &Schedule,
+    patients: &[String],
+) -> Option<String> {
     ctx.consume(sch.index());
     let trigger = ctx.msg.msh().field(9).component(2).value().trim().to_ascii_uppercase();
     let status = match trigger.as_str() {
@@ -99,7 +107,10 @@ pub fn appointment(ctx: &mut Ctx, sch: Segment, tq1: Option<Segment>, res: &Sche
     let filler = super::observation::ei_typed(ctx, sch.field(2).rep(1), "FILL");
     let identity = filler.as_ref().and_then(|f| f.1.clone()).or_else(|| placer.as_ref().and_then(|p| p.1.clone()));
     let mut body = Obj::new().set("status", status);
-    body.push_all("identifier", [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)]);
+    body.push_all(
+        "identifier",
+        [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
+    );
 
     if matches!(status, "cancelled" | "noshow") {
         body.put("cancelationReason", concept(ctx, sch.field(6).rep(1)));
@@ -110,7 +121,10 @@ pub fn appointment(ctx: &mut Ctx, sch: Segment, tq1: Option<Segment>, res: &Sche
         body.put("appointmentType", reason_cc);
     } else {
         body.push_all("reasonCode", [reason_cc]);
-        let text = [reason.component(9).value(), reason.component(2).value()].into_iter().map(|t| t.trim().to_string()).find(|t| !t.is_empty());
+        let text = [reason.component(9).value(), reason.component(2).value()]
+            .into_iter()
+            .map(|t| t.trim().to_string())
+            .find(|t| !t.is_empty());
         body.put("description", text);
     }
     if body.get("appointmentType").is_none() {

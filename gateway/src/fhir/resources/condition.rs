@@ -33,7 +33,8 @@ pub fn condition(ctx: &mut Ctx, dg1: Segment, patient: &str, encounter: Option<&
         }
         code["text"] = json!(description);
     }
-    let (id, identity) = datatypes::ei_identifier(dg1.field(20).rep(1), ctx.site).map_or((Value::Null, None), |(v, i)| (v, i));
+    let (id, identity) =
+        datatypes::ei_identifier(dg1.field(20).rep(1), ctx.site).map_or((Value::Null, None), |(v, i)| (v, i));
     let asserter = datatypes::practitioner(dg1.field(16).rep(1), ctx.site).map(|p| reference(&ctx.add(p)));
     let entered_in_error = val(dg1.field(21)).eq_ignore_ascii_case("D");
     let body = Obj::new()

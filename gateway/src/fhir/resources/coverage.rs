@@ -35,11 +35,14 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
     payor_ids.push_cx(ctx, in1.field(3));
     let name = in1.field(4).rep(1).component(1).value().trim().to_string();
     let payor = if payor_ids.values().is_empty() && name.is_empty() {
-        ctx.report.warnings.push(format!("{}:IN1 without insurance company (IN1-3/IN1-4): Coverage has no payor", in1.index()));
+        ctx.report
+            .warnings
+            .push(format!("{}:IN1 without insurance company (IN1-3/IN1-4): Coverage has no payor", in1.index()));
         Value::Null
     } else {
         let id_value = val(in1.field(3));
-        let org_key = format!("Organization/payor-{}", key_fragment(if id_value.is_empty() { &name } else { &id_value }));
+        let org_key =
+            format!("Organization/payor-{}", key_fragment(if id_value.is_empty() { &name } else { &id_value }));
         let body = Obj::new()
             .set("name", name.as_str())
             .list("identifier", payor_ids.values())
@@ -52,7 +55,11 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
     let is_self = relationship.component(1).value().trim().eq_ignore_ascii_case("SEL");
     let subscriber_id = {
         let id = in1.field(49).rep(1).component(1).value().trim().to_string();
-        if id.is_empty() { val(in1.field(36)) } else { id }
+        if id.is_empty() {
+            val(in1.field(36))
+        } else {
+            id
+        }
     };
     let body = Obj::new()
         .list("identifier", [Obj::new().set("value", plan).value()])
@@ -64,7 +71,9 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
         .set("relationship", table_concept(ctx, relationship, "0063", true))
         .set(
             "period",
-            Obj::new().set("start", datatypes::date(&val(in1.field(12)), &mut ctx.report)).set("end", datatypes::date(&val(in1.field(13)), &mut ctx.report)),
+            Obj::new()
+                .set("start", datatypes::date(&val(in1.field(12)), &mut ctx.report))
+                .set("end", datatypes::date(&val(in1.field(13)), &mut ctx.report)),
         )
         .list("payor", [payor]);
     let key = format!("Coverage/in1-{}", in1.index());

@@ -41,10 +41,15 @@ fn ndl_practitioner(ctx: &mut Ctx, ndl: Rep) -> Option<String> {
     if id.is_empty() && family.is_empty() {
         return None;
     }
-    let name = Obj::new().set("family", family.as_str()).list("given", [Value::from(given.as_str()), Value::from(s(4))]);
-    let body = Obj::new().list("identifier", [Obj::new().set("value", id.as_str()).value()]).list("name", [name.value()]);
+    let name =
+        Obj::new().set("family", family.as_str()).list("given", [Value::from(given.as_str()), Value::from(s(4))]);
+    let body =
+        Obj::new().list("identifier", [Obj::new().set("value", id.as_str()).value()]).list("name", [name.value()]);
     let key_src = if id.is_empty() { format!("{family}-{given}") } else { id };
-    let key: String = key_src.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '-' }).collect();
+    let key: String = key_src
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '-' })
+        .collect();
     Some(ctx.add(Resource { kind: "Practitioner", key: format!("Practitioner/{key}"), identity: None, body }))
 }
 
@@ -74,7 +79,10 @@ pub fn diagnostic_report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, link
     let filler = ei_typed(ctx, pick(3, 3), "FILL");
     let identity = filler.as_ref().and_then(|f| f.1.clone()).or_else(|| placer.as_ref().and_then(|p| p.1.clone()));
     let mut body = Obj::new();
-    body.push_all("identifier", [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)]);
+    body.push_all(
+        "identifier",
+        [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
+    );
     body.push_all("basedOn", links.based_on.map(reference));
     let status = codes::result_status(&obr.field(25).value()).unwrap_or("unknown");
     body.put("status", status);
@@ -94,7 +102,8 @@ pub fn diagnostic_report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, link
         body.put("effectivePeriod", Obj::new().set("start", start).set("end", end));
     }
     body.put("issued", instant(ctx, &obr.field(22).value()));
-    let interpreters: Vec<Value> = obr.field(32).reps().filter_map(|r| ndl_practitioner(ctx, r)).map(|k| reference(&k)).collect();
+    let interpreters: Vec<Value> =
+        obr.field(32).reps().filter_map(|r| ndl_practitioner(ctx, r)).map(|k| reference(&k)).collect();
     body.push_all("resultsInterpreter", interpreters);
     body.push_all("specimen", links.specimens.iter().map(|k| reference(k)));
     body.push_all("result", links.observations.iter().map(|k| reference(k)));

@@ -27,7 +27,12 @@ use crate::fhir::model::{reference, Resource};
 use crate::hl7::parser::Segment;
 
 fn text_content(text: &str) -> Value {
-    Obj::new().set("attachment", Obj::new().set("contentType", "text/plain").set("data", datatypes::base64_encode(text.as_bytes()))).value()
+    Obj::new()
+        .set(
+            "attachment",
+            Obj::new().set("contentType", "text/plain").set("data", datatypes::base64_encode(text.as_bytes())),
+        )
+        .value()
 }
 
 /// Maps TXA with its OBX (and their NTEs) to a DocumentReference, adds it and returns its key.
@@ -49,7 +54,13 @@ pub fn document_reference(
     for o in obx {
         let ty = o.field(2).value().trim().to_ascii_uppercase();
         if ty == "ED" {
-            content.extend(o.field(5).reps().map(datatypes::attachment).filter(|v| !v.is_null()).map(|a| Obj::new().set("attachment", a).value()));
+            content.extend(
+                o.field(5)
+                    .reps()
+                    .map(datatypes::attachment)
+                    .filter(|v| !v.is_null())
+                    .map(|a| Obj::new().set("attachment", a).value()),
+            );
         } else {
             let v = datatypes::observation_value(&ty, o.field(5), no_rep(o), site, &mut ctx.report);
             for (_, value) in v {
@@ -91,7 +102,8 @@ pub fn document_reference(
     body.put("type", concept(ctx, txa.field(2).rep(1)));
     body.put("subject", patient.map(reference));
     let origination = txa.field(6).value().trim().to_string();
-    let date = if crate::fhir::time::has_time(&origination) { origination } else { txa.field(4).value().trim().to_string() };
+    let date =
+        if crate::fhir::time::has_time(&origination) { origination } else { txa.field(4).value().trim().to_string() };
     body.put("date", instant(ctx, &date));
     let mut authors: Vec<Value> = Vec::new();
     for xcn in txa.field(9).reps().chain(txa.field(5).reps()) {
@@ -103,7 +115,8 @@ pub fn document_reference(
         }
     }
     body.push_all("author", authors);
-    let authenticator = practitioner_ref(ctx, txa.field(10).rep(1)).or_else(|| practitioner_ref(ctx, txa.field(22).rep(1)));
+    let authenticator =
+        practitioner_ref(ctx, txa.field(10).rep(1)).or_else(|| practitioner_ref(ctx, txa.field(22).rep(1)));
     body.put("authenticator", authenticator.map(|k| reference(&k)));
     body.put("description", txa.field(25).value().trim());
 
@@ -114,7 +127,10 @@ pub fn document_reference(
         _ => None,
     };
     if let (Some(code), Some((parent, _))) = (relation, datatypes::ei_identifier(txa.field(13).rep(1), site)) {
-        body.push_all("relatesTo", [Obj::new().set("code", code).set("target", Obj::new().set("identifier", parent)).value()]);
+        body.push_all(
+            "relatesTo",
+            [Obj::new().set("code", code).set("target", Obj::new().set("identifier", parent)).value()],
+        );
     }
     body.push_all("content", content);
     let context = Obj::new().list("encounter", encounter.map(reference)).list("related", related.map(reference));

@@ -37,10 +37,11 @@ pub fn encounter(ctx: &mut Ctx, pv1: Segment, pv2: Option<Segment>, patient: &st
 /// other field after PV1-2 valued (e.g. the pseudo `PV1|1|N` of A28/A31).
 pub fn is_empty_visit(pv1: Segment) -> bool {
     let class = val(pv1.field(2)).to_ascii_uppercase();
-    (class.is_empty() || class == "N") && (3..=pv1.field_count().max(3)).all(|n| {
-        let f = pv1.field(n);
-        f.is_empty() || f.is_null()
-    })
+    (class.is_empty() || class == "N")
+        && (3..=pv1.field_count().max(3)).all(|n| {
+            let f = pv1.field(n);
+            f.is_empty() || f.is_null()
+        })
 }
 
 /// [`encounter`] in the context of an ADT event: `trigger` is MSH-9.2 (EVN-1), `event_time`
@@ -74,7 +75,11 @@ pub fn encounter_for_event(
             Obj::new().set("system", codes::v2_table_system("0004")).set("code", class_code.as_str()).value()
         }
     };
-    let class = if class.get("code").is_none() { codes::encounter_class("U").map(|c| c.coding()).unwrap_or(Value::Null) } else { class };
+    let class = if class.get("code").is_none() {
+        codes::encounter_class("U").map(|c| c.coding()).unwrap_or(Value::Null)
+    } else {
+        class
+    };
     body.put("class", class);
 
     // Period (PV1-44/45) and status.
@@ -132,7 +137,13 @@ pub fn encounter_for_event(
     // Participants: PV1-7 attender, PV1-8 referrer, PV1-9 consultant, PV1-17 admitter,
     // PV1-52 participation, PV2-13 referral source.
     let mut participants = Vec::new();
-    for (field, code, display) in [(7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"), (52, "PART", "Participation")] {
+    for (field, code, display) in [
+        (7, "ATND", "attender"),
+        (8, "REF", "referrer"),
+        (9, "CON", "consultant"),
+        (17, "ADM", "admitter"),
+        (52, "PART", "Participation"),
+    ] {
         participants.extend(practitioner_participants(ctx, pv1.field(field), code, display));
     }
 
@@ -140,7 +151,12 @@ pub fn encounter_for_event(
     // temporary (active), PV1-42 pending (reserved), PV2-1 prior pending (planned).
     let current_status = if class_code == "P" { "planned" } else { "active" };
     let mut locations = Vec::new();
-    for (field, status) in [(pv1.field(3), current_status), (pv1.field(6), "completed"), (pv1.field(11), "active"), (pv1.field(42), "reserved")] {
+    for (field, status) in [
+        (pv1.field(3), current_status),
+        (pv1.field(6), "completed"),
+        (pv1.field(11), "active"),
+        (pv1.field(42), "reserved"),
+    ] {
         locations.extend(location_entry(ctx, field, status));
     }
 
@@ -151,7 +167,8 @@ pub fn encounter_for_event(
     }
     hosp.put("reAdmission", datatypes::codeable_concept(pv1.field(13).rep(1), ctx.site, &mut ctx.report));
     hosp.put("admitSource", table_concept(ctx, pv1.field(14).rep(1), "0023", false));
-    let arrangements: Vec<Value> = pv1.field(15).reps().map(|r| datatypes::codeable_concept(r, ctx.site, &mut ctx.report)).collect();
+    let arrangements: Vec<Value> =
+        pv1.field(15).reps().map(|r| datatypes::codeable_concept(r, ctx.site, &mut ctx.report)).collect();
     hosp.push_all("specialArrangement", arrangements);
     hosp.put("specialCourtesy", datatypes::codeable_concept(pv1.field(16).rep(1), ctx.site, &mut ctx.report));
     hosp.put("dischargeDisposition", table_concept(ctx, pv1.field(36).rep(1), "0112", false));

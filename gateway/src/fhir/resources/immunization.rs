@@ -70,10 +70,15 @@ fn manufacturer(ctx: &mut Ctx, cwe: Rep) -> Option<String> {
     }
     let system = codes::coding_system_uri(&system_name);
     let identifier = Obj::new().set("value", code.as_str()).set("system", system);
-    let body = Obj::new().set("name", if name.is_empty() { code.clone() } else { name.clone() }).list("identifier", [identifier.value()]);
+    let body = Obj::new()
+        .set("name", if name.is_empty() { code.clone() } else { name.clone() })
+        .list("identifier", [identifier.value()]);
     let identity = system.filter(|_| !code.is_empty()).map(|s| Identity { system: s.to_string(), value: code.clone() });
     let key_src = if code.is_empty() { name } else { format!("{code}-{system_name}") };
-    let key: String = key_src.chars().map(|ch| if ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_') { ch } else { '-' }).collect();
+    let key: String = key_src
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_') { ch } else { '-' })
+        .collect();
     Some(ctx.add(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body }))
 }
 
@@ -84,7 +89,14 @@ fn manufacturer(ctx: &mut Ctx, cwe: Rep) -> Option<String> {
 /// when its system is known; vaccineCode RXA-5; occurrenceDateTime RXA-3; recorded RXA-22
 /// (RXA-21 `A`), else ORC-9; doseQuantity RXA-6/RXA-7; lotNumber RXA-15; expirationDate
 /// RXA-16; reasonCode RXA-19; route RXR-1; site RXR-2. Key `Immunization/rxa-<segment index>`.
-pub fn immunization(ctx: &mut Ctx, rxa: Segment, rxr: Option<Segment>, orc: Option<Segment>, obx: &[Segment], patient: &str) -> Option<String> {
+pub fn immunization(
+    ctx: &mut Ctx,
+    rxa: Segment,
+    rxr: Option<Segment>,
+    orc: Option<Segment>,
+    obx: &[Segment],
+    patient: &str,
+) -> Option<String> {
     let vaccine = concept(ctx, rxa.field(5).rep(1));
     let occurrence = datetime(ctx, &rxa.field(3).value());
     if vaccine.is_null() || occurrence.is_null() {
@@ -93,8 +105,16 @@ pub fn immunization(ctx: &mut Ctx, rxa: Segment, rxr: Option<Segment>, orc: Opti
     }
     ctx.consume(rxa.index());
     let action = rxa.field(21).value().trim().to_ascii_uppercase();
-    let status = if action == "D" { "entered-in-error" } else { codes::immunization_status(&rxa.field(20).value()).unwrap_or("completed") };
-    let mut body = Obj::new().set("status", status).set("vaccineCode", vaccine).set("patient", reference(patient)).set("occurrenceDateTime", occurrence);
+    let status = if action == "D" {
+        "entered-in-error"
+    } else {
+        codes::immunization_status(&rxa.field(20).value()).unwrap_or("completed")
+    };
+    let mut body = Obj::new()
+        .set("status", status)
+        .set("vaccineCode", vaccine)
+        .set("patient", reference(patient))
+        .set("occurrenceDateTime", occurrence);
     if status == "not-done" {
         body.put("statusReason", concept(ctx, rxa.field(18).rep(1)));
     }
@@ -104,7 +124,10 @@ pub fn immunization(ctx: &mut Ctx, rxa: Segment, rxr: Option<Segment>, orc: Opti
         let placer = ei_typed(ctx, orc.field(2).rep(1), "PLAC");
         let filler = ei_typed(ctx, orc.field(3).rep(1), "FILL");
         identity = filler.as_ref().and_then(|f| f.1.clone()).or_else(|| placer.as_ref().and_then(|p| p.1.clone()));
-        body.push_all("identifier", [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)]);
+        body.push_all(
+            "identifier",
+            [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
+        );
     }
     let recorded = if action == "A" { datetime(ctx, &rxa.field(22).value()) } else { Value::Null };
     let recorded = match (recorded, orc) {

@@ -172,7 +172,13 @@ fn interpretations(ctx: &mut Ctx, obx: &Segment) -> Vec<Value> {
 ///
 /// Consumes the OBX and the NTEs. `None` (OBX left unconsumed, a warning reported) when OBX-3
 /// is empty: `Observation.code` is required.
-pub fn observation(ctx: &mut Ctx, obx: Segment, patient: Option<&str>, encounter: Option<&str>, notes: &[Segment]) -> Option<String> {
+pub fn observation(
+    ctx: &mut Ctx,
+    obx: Segment,
+    patient: Option<&str>,
+    encounter: Option<&str>,
+    notes: &[Segment],
+) -> Option<String> {
     let code = concept(ctx, obx.field(3).rep(1));
     if code.is_null() {
         ctx.report.warnings.push("OBX without OBX-3 observation identifier not mapped".into());
@@ -205,7 +211,9 @@ pub fn observation(ctx: &mut Ctx, obx: Segment, patient: Option<&str>, encounter
         _ => {
             let components: Vec<Value> = values
                 .into_iter()
-                .map(|(k, v)| Obj::new().set("code", code.clone()).set(k, v).list("referenceRange", [range.clone()]).value())
+                .map(|(k, v)| {
+                    Obj::new().set("code", code.clone()).set(k, v).list("referenceRange", [range.clone()]).value()
+                })
                 .collect();
             body.push_all("component", components);
         }
@@ -269,7 +277,8 @@ mod tests {
 
     #[test]
     fn repeating_nm_becomes_components() {
-        let c = conv("PID|1||1^^^H^MR\rOBR|1||F1|X^X^L\rOBX|1|NM|8480-6^Systolic^LN||120~118|mm[Hg]^^UCUM|90-120|N|||F");
+        let c =
+            conv("PID|1||1^^^H^MR\rOBR|1||F1|X^X^L\rOBX|1|NM|8480-6^Systolic^LN||120~118|mm[Hg]^^UCUM|90-120|N|||F");
         let o = &obs(&c)[0];
         assert!(o.get("valueQuantity").is_none());
         let comps = o["component"].as_array().unwrap();
@@ -287,7 +296,10 @@ mod tests {
         );
         let o = obs(&c);
         assert_eq!(o[0]["valueQuantity"]["comparator"], ">");
-        assert_eq!(o[0]["referenceRange"][0], json!({"text":"<5","high":{"value":5,"unit":"mg/L","system":"http://unitsofmeasure.org","code":"mg/L"}}));
+        assert_eq!(
+            o[0]["referenceRange"][0],
+            json!({"text":"<5","high":{"value":5,"unit":"mg/L","system":"http://unitsofmeasure.org","code":"mg/L"}})
+        );
         assert_eq!(o[0]["interpretation"][0]["coding"][0]["code"], "H");
         assert_eq!(o[1]["valueRange"]["low"]["value"], 10);
         assert_eq!(o[1]["valueRange"]["high"]["value"], 20);

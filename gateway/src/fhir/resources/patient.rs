@@ -57,12 +57,18 @@ pub(crate) fn yes_no(v: &str) -> Option<bool> {
 pub(crate) fn table_concept(ctx: &mut Ctx, rep: Rep, table: &str, assume_table: bool) -> Value {
     let code = rep.component(1).value().trim().to_string();
     let name = rep.component(3).value().trim().to_string();
-    let names_table = !name.is_empty() && codes::v2_table_system(&name) == codes::v2_table_system(table) && name.to_ascii_uppercase().starts_with("HL7");
+    let names_table = !name.is_empty()
+        && codes::v2_table_system(&name) == codes::v2_table_system(table)
+        && name.to_ascii_uppercase().starts_with("HL7");
     if !code.is_empty() && (names_table || (assume_table && name.is_empty())) && !code.contains(char::is_whitespace) {
         let display = rep.component(2).value().trim().to_string();
-        let coding = Obj::new().set("system", codes::v2_table_system(table)).set("code", code).set("display", display.as_str());
+        let coding =
+            Obj::new().set("system", codes::v2_table_system(table)).set("code", code).set("display", display.as_str());
         let text = rep.component(9).value().trim().to_string();
-        return Obj::new().list("coding", [coding.value()]).set("text", if text.is_empty() { display } else { text }).value();
+        return Obj::new()
+            .list("coding", [coding.value()])
+            .set("text", if text.is_empty() { display } else { text })
+            .value();
     }
     datatypes::codeable_concept(rep, ctx.site, &mut ctx.report)
 }
@@ -202,8 +208,16 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
         "extension",
         [
             Obj::new().set("url", EXT_MOTHERS_MAIDEN).set("valueString", maiden.as_str()).value(),
-            if religion.is_null() { Value::Null } else { json!({"url": EXT_RELIGION, "valueCodeableConcept": religion}) },
-            if birth_place.is_empty() { Value::Null } else { json!({"url": EXT_BIRTH_PLACE, "valueAddress": {"text": birth_place}}) },
+            if religion.is_null() {
+                Value::Null
+            } else {
+                json!({"url": EXT_RELIGION, "valueCodeableConcept": religion})
+            },
+            if birth_place.is_empty() {
+                Value::Null
+            } else {
+                json!({"url": EXT_BIRTH_PLACE, "valueAddress": {"text": birth_place}})
+            },
         ]
         .into_iter()
         .filter(|e| e.get("url").is_some() && e.as_object().is_some_and(|o| o.len() > 1)),

@@ -24,7 +24,8 @@ const PARTICIPANT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/provenance
 /// Adds the message's Provenance (key `Provenance/message`). Call once, after all other maps.
 pub fn provenance(ctx: &mut Ctx) {
     let msg = ctx.msg;
-    let targets: Vec<Value> = ctx.resources().iter().filter(|r| r.kind != "Provenance").map(|r| reference(&r.key)).collect();
+    let targets: Vec<Value> =
+        ctx.resources().iter().filter(|r| r.kind != "Provenance").map(|r| reference(&r.key)).collect();
     if targets.is_empty() {
         return;
     }
@@ -37,7 +38,8 @@ pub fn provenance(ctx: &mut Ctx) {
         ctx.report.warnings.push("no MSH-7/EVN-2 with a time of day: Provenance not created".into());
         return;
     };
-    let org = datatypes::organization(msh.field(4).rep(1), ctx.site).or_else(|| datatypes::organization(msh.field(3).rep(1), ctx.site));
+    let org = datatypes::organization(msh.field(4).rep(1), ctx.site)
+        .or_else(|| datatypes::organization(msh.field(3).rep(1), ctx.site));
     let Some(org) = org else {
         ctx.report.warnings.push("no MSH-4/MSH-3 sender: Provenance not created".into());
         return;
@@ -49,7 +51,8 @@ pub fn provenance(ctx: &mut Ctx) {
     } else {
         json!({"coding": [{"system": V2_0003, "code": trigger}]})
     };
-    let occurred = evn.map(|e| datatypes::datetime(&e.field(6).value(), ctx.site, &mut ctx.report)).unwrap_or(Value::Null);
+    let occurred =
+        evn.map(|e| datatypes::datetime(&e.field(6).value(), ctx.site, &mut ctx.report)).unwrap_or(Value::Null);
     let agent = json!({
         "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]},
         "who": reference(&org_key),

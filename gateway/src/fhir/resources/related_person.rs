@@ -56,9 +56,15 @@ pub fn related_person(ctx: &mut Ctx, nk1: Segment, patient: &str) -> Option<Stri
     let mut body = Obj::new()
         .set("patient", reference(patient))
         .list("identifier", ids.values())
-        .list("name", nk1.field(2).reps().map(datatypes::human_name).chain(nk1.field(30).reps().map(datatypes::human_name)))
+        .list(
+            "name",
+            nk1.field(2).reps().map(datatypes::human_name).chain(nk1.field(30).reps().map(datatypes::human_name)),
+        )
         .list("relationship", [rel, role])
-        .list("address", nk1.field(4).reps().map(datatypes::address).chain(nk1.field(32).reps().map(datatypes::address)));
+        .list(
+            "address",
+            nk1.field(4).reps().map(datatypes::address).chain(nk1.field(32).reps().map(datatypes::address)),
+        );
     body.push_all("telecom", nk1.field(5).reps().map(datatypes::contact_point));
     body.push_all("telecom", nk1.field(6).reps().map(|r| with_default_use(datatypes::contact_point(r), "work")));
     for n in [31, 40, 41] {

@@ -45,7 +45,13 @@ fn valued<'a>(seg: Option<Segment<'_, 'a>>, n: usize) -> Option<Rep<'a>> {
 /// ORC-7.6 / OBR-27.6; occurrence ORC-7.4 / OBR-27.4 / OBR-6; authoredOn ORC-9; requester
 /// ORC-12, else OBR-16 (XCN → Practitioner); reasonCode OBR-31. Key
 /// `ServiceRequest/orc-<index>` (or `obr-<index>` without ORC). `None` without both.
-pub fn service_request(ctx: &mut Ctx, orc: Option<Segment>, obr: Option<Segment>, patient: Option<&str>, encounter: Option<&str>) -> Option<String> {
+pub fn service_request(
+    ctx: &mut Ctx,
+    orc: Option<Segment>,
+    obr: Option<Segment>,
+    patient: Option<&str>,
+    encounter: Option<&str>,
+) -> Option<String> {
     let anchor = orc.or(obr)?;
     for s in [orc, obr].into_iter().flatten() {
         ctx.consume(s.index());
@@ -65,7 +71,10 @@ pub fn service_request(ctx: &mut Ctx, orc: Option<Segment>, obr: Option<Segment>
     let filler = filler_rep.and_then(|r| ei_typed(ctx, r, "FILL"));
     let identity = placer.as_ref().and_then(|p| p.1.clone()).or_else(|| filler.as_ref().and_then(|f| f.1.clone()));
     let mut body = Obj::new().set("status", status).set("intent", intent);
-    body.push_all("identifier", [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)]);
+    body.push_all(
+        "identifier",
+        [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
+    );
     if let Some((pgn, _)) = valued(orc, 4).and_then(|r| ei_typed(ctx, r, "PGN")) {
         body.put("requisition", pgn);
     }
@@ -76,9 +85,8 @@ pub fn service_request(ctx: &mut Ctx, orc: Option<Segment>, obr: Option<Segment>
     body.put("encounter", encounter.map(reference));
 
     let tq = valued(orc, 7).or_else(|| valued(obr, 27));
-    let prio = obr
-        .and_then(|o| priority(&o.field(5).value()))
-        .or_else(|| tq.and_then(|t| priority(&t.component(6).value())));
+    let prio =
+        obr.and_then(|o| priority(&o.field(5).value())).or_else(|| tq.and_then(|t| priority(&t.component(6).value())));
     body.put("priority", prio);
     let tq_start = tq.map(|t| datetime(ctx, &t.component(4).value())).unwrap_or(Value::Null);
     let tq_end = tq.map(|t| datetime(ctx, &t.component(5).value())).unwrap_or(Value::Null);

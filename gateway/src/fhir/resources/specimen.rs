@@ -33,7 +33,10 @@ fn ei_component(ctx: &Ctx, c: Component, type_code: &str) -> Option<(Value, Opti
         .iter()
         .filter(|k| !k.is_empty())
         .find_map(|k| ctx.site.identifier_systems.get(*k).filter(|s| !s.is_empty()).cloned())
-        .or_else(|| (looks_like_oid(&uid) && (uid_type.is_empty() || uid_type.eq_ignore_ascii_case("ISO"))).then(|| format!("urn:oid:{uid}")));
+        .or_else(|| {
+            (looks_like_oid(&uid) && (uid_type.is_empty() || uid_type.eq_ignore_ascii_case("ISO")))
+                .then(|| format!("urn:oid:{uid}"))
+        });
     let mut o = Obj::new().set("value", value.as_str()).set("system", system.clone());
     if system.is_none() && !ns.is_empty() {
         o.put("assigner", Obj::new().set("display", ns.as_str()));
@@ -57,8 +60,12 @@ pub fn specimen(ctx: &mut Ctx, spm: Segment, patient: Option<&str>) -> Option<St
     let eip = spm.field(2).rep(1);
     let placer = ei_component(ctx, eip.component(1), "PLAC");
     let filler = ei_component(ctx, eip.component(2), "FILL");
-    let identity = filler.as_ref().and_then(|(_, i)| i.clone()).or_else(|| placer.as_ref().and_then(|(_, i)| i.clone()));
-    body.push_all("identifier", [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)]);
+    let identity =
+        filler.as_ref().and_then(|(_, i)| i.clone()).or_else(|| placer.as_ref().and_then(|(_, i)| i.clone()));
+    body.push_all(
+        "identifier",
+        [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
+    );
     let parents: Vec<Value> = spm
         .field(3)
         .reps()
