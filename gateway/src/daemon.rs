@@ -31,7 +31,7 @@ const WRITER_QUEUE: usize = 4096;
 /// Checkpoint and purge cadence.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 
-/// `discard_undecryptable`: `gateway run --discard-undecryptable` (see [`open_keys`]).
+/// `discard_undecryptable`: `gateway run --discard-undecryptable` (see `open_keys`).
 pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<()> {
     // First of all: a SIGTERM during start-up must mean an orderly stop, not the default death.
     let mut term = signal(SignalKind::terminate())?;

@@ -17,7 +17,7 @@
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
 //! [`heap`] is the allocator that lets a conversion be held to a memory budget;
-//! [`cli_tools`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`bench`]
+//! [`cli_tools`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`mod@bench`]
 //! measure the ingest path.
 
 pub mod bench;

@@ -298,7 +298,7 @@ impl Mllp {
 }
 
 /// Senders that keep one message outstanding each, like EHR interfaces, until the gateway
-/// stops answering or [`Senders::stop`] is called.
+/// stops answering or `Senders::stop` is called.
 pub struct Senders {
     stop: Arc<AtomicBool>,
     acks: Arc<AtomicUsize>,

@@ -194,7 +194,7 @@ pub fn name_use(v2: &str) -> Option<&'static str> {
     })
 }
 
-/// Table 0190 → `Address.use` (IG AddressType[Use]).
+/// Table 0190 → `Address.use` (IG AddressType\[Use\]).
 pub fn address_use(v2: &str) -> Option<&'static str> {
     Some(match v2.trim().to_ascii_uppercase().as_str() {
         "BA" => "old",
@@ -206,7 +206,7 @@ pub fn address_use(v2: &str) -> Option<&'static str> {
     })
 }
 
-/// Table 0190 → `Address.type` (IG AddressType[Type]).
+/// Table 0190 → `Address.type` (IG AddressType\[Type\]).
 pub fn address_type(v2: &str) -> Option<&'static str> {
     match v2.trim().to_ascii_uppercase().as_str() {
         "M" | "SH" => Some("postal"),
@@ -383,7 +383,7 @@ pub fn reaction_severity(v2: &str) -> Option<&'static str> {
     })
 }
 
-/// Table 0004 → `Encounter.class` (IG PatientClass[EncounterClass]): I/O/E/P → v3-ActCode
+/// Table 0004 → `Encounter.class` (IG PatientClass\[EncounterClass\]): I/O/E/P → v3-ActCode
 /// IMP/AMB/EMER/PRENC; R, B, C, N, U keep their code in the v2-0004 system.
 pub fn encounter_class(v2: &str) -> Option<Code> {
     Some(match v2.trim().to_ascii_uppercase().as_str() {
@@ -447,7 +447,7 @@ pub fn appointment_status(v2: &str) -> Option<&'static str> {
 }
 
 /// Table 0271 (TXA-17) → `DocumentReference.docStatus` / `Composition.status`. The IG copies
-/// the code (ID[code]), which is not a FHIR code; we map: AU, LA → final; DI, DO, IN, IP,
+/// the code (ID\[code\]), which is not a FHIR code; we map: AU, LA → final; DI, DO, IN, IP,
 /// PA → preliminary; CA (canceled, v2.6+) → entered-in-error.
 pub fn document_status(v2: &str) -> Option<&'static str> {
     Some(match v2.trim().to_ascii_uppercase().as_str() {

@@ -181,7 +181,7 @@ fn identifier_parts(
     Some((o.value(), identity))
 }
 
-/// CX → Identifier (IG CX[Identifier]): value CX.1, check digit extensions CX.2/CX.3,
+/// CX → Identifier (IG CX\[Identifier\]): value CX.1, check digit extensions CX.2/CX.3,
 /// system from CX.4 (see `hd_system`; with no authority system, SS/NPI types take the
 /// registry systems), type CX.5 (v2-0203), period CX.7/CX.8, assigner display CX.4.1 when no
 /// system is known. `None` when CX.1 is empty. The [`Identity`] only with system and value.
@@ -222,7 +222,7 @@ pub fn ei_identifier(ei: Rep, site: &SiteMaps) -> Option<(Value, Option<Identity
 // Names, addresses, telecoms
 // ---------------------------------------------------------------------------------------
 
-/// XPN → HumanName (IG XPN[HumanName]): family XPN.1.1, given [XPN.2, XPN.3] (XPN.3 kept as
+/// XPN → HumanName (IG XPN\[HumanName\]): family XPN.1.1, given [XPN.2, XPN.3] (XPN.3 kept as
 /// one item, as FHIR-Converter), prefix XPN.5, suffix [XPN.4, XPN.6, XPN.14], use XPN.7
 /// (table 0200), period XPN.12/XPN.13 as dates. No `text` (the IG sets none). `Null` when
 /// empty.
@@ -239,7 +239,7 @@ pub fn human_name(xpn: Rep) -> Value {
     )
 }
 
-/// XAD → Address (IG XAD[Address]): line [XAD.1.1–3 (SAD), XAD.2, XAD.19], city, state,
+/// XAD → Address (IG XAD\[Address\]): line [XAD.1.1–3 (SAD), XAD.2, XAD.19], city, state,
 /// postalCode, country (XAD.3–6), XAD.7 → use (BA, BI, C, B, H, O) or type (M, SH), district
 /// XAD.9, period XAD.13/XAD.14 as dates. `Null` when empty.
 pub fn address(xad: Rep) -> Value {
@@ -263,7 +263,7 @@ pub fn address(xad: Rep) -> Value {
     )
 }
 
-/// XTN → ContactPoint (IG XTN[ContactPoint]). system: XTN.3 (table 0202; `CP` → phone with
+/// XTN → ContactPoint (IG XTN\[ContactPoint\]). system: XTN.3 (table 0202; `CP` → phone with
 /// use mobile, as FHIR-Converter), or email when XTN.3 is empty and XTN.4 valued. use: XTN.2
 /// (table 0201). value: e-mail types → XTN.4 (else XTN.1); phones → XTN.12 (unformatted)
 /// when valued, else `[+XTN.5 ][XTN.6 ]XTN.7[ XXTN.8]` when XTN.7 is valued, else XTN.1
@@ -335,7 +335,7 @@ pub fn contact_point(xtn: Rep) -> Value {
 // Coded values
 // ---------------------------------------------------------------------------------------
 
-/// CWE/CE/CNE/CF → CodeableConcept (IG CWE[CodeableConcept]): codings for triplets CWE.1–3
+/// CWE/CE/CNE/CF → CodeableConcept (IG CWE\[CodeableConcept\]): codings for triplets CWE.1–3
 /// (+version CWE.7), CWE.4–6 (+CWE.8) and CWE.10–12 (+CWE.13); text CWE.9, else CWE.2.
 ///
 /// - system: table 0396 via [`coding_system_uri`], or a URI/OID sent as the system name. An
@@ -399,7 +399,7 @@ pub fn codeable_concept(cwe: Rep, site: &SiteMaps, report: &mut Report) -> Value
 // Resources from datatypes
 // ---------------------------------------------------------------------------------------
 
-/// XCN → Practitioner (IG XCN[Practitioner]): identifier XCN.1 with system from XCN.9 (see
+/// XCN → Practitioner (IG XCN\[Practitioner\]): identifier XCN.1 with system from XCN.9 (see
 /// `hd_system`; NPI by XCN.13 or an `NPI` authority), type XCN.13; name family XCN.2, given
 /// [XCN.3, XCN.4], suffix [XCN.5, XCN.21], prefix XCN.6, use XCN.10; qualification XCN.7
 /// (v2-0360). Key `Practitioner/<id[-authority]>` (or `<family-given>` without an id);
@@ -452,10 +452,10 @@ fn is_universal_id_type(s: &str) -> bool {
 /// type in component 3 (or 1–2 components whose second looks like an OID/URI); anything else
 /// is read as an XON.
 ///
-/// - HD (IG HD[Organization]): identifier [HD.1; HD.2 typed HD.3 (v2-0301), system
+/// - HD (IG HD\[Organization\]): identifier [HD.1; HD.2 typed HD.3 (v2-0301), system
 ///   `urn:ietf:rfc:3986` for ISO/UUID with the value as `urn:oid:`/`urn:uuid:`]; name HD.1 (as
 ///   FHIR-Converter). Identity: the universal id when ISO/UUID.
-/// - XON (IG XON[Organization]): name XON.1; identifier XON.10 (else XON.3) with system from
+/// - XON (IG XON\[Organization\]): name XON.1; identifier XON.10 (else XON.3) with system from
 ///   XON.6 (`hd_system`), type XON.7 (v2-0203), check digits XON.4/5. Identity when the
 ///   system is known.
 ///
@@ -534,7 +534,7 @@ fn organization_xon(xon: Rep, site: &SiteMaps) -> Option<Resource> {
     Some(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body })
 }
 
-/// PL → one Location for the most specific level sent (IG PL[Location] builds one per level
+/// PL → one Location for the most specific level sent (IG PL\[Location\] builds one per level
 /// linked by `partOf`; one is enough for the gateway). Levels, most specific first, with the
 /// IG physical types: bed PL.3 (`bd`), room PL.2 (`ro`), point of care PL.1 (no IG code →
 /// none), floor PL.8 (`lvl`), building PL.7 (`bu`), facility PL.4.1 (`si`).
@@ -671,7 +671,7 @@ const COMMON_UCUM: &[&str] = &[
     "wk",
 ];
 
-/// NM + CWE units → Quantity (IG NM[Quantity] + CWE[Quantity]): value; unit CWE.2 (else
+/// NM + CWE units → Quantity (IG NM\[Quantity\] + CWE\[Quantity\]): value; unit CWE.2 (else
 /// CWE.1); code CWE.1 with system when the units' system is known (UCUM, table 0396, a site
 /// map) — or, with no system sent, when CWE.1 is a common UCUM code. A code with a sent but
 /// unknown system is reported unmapped. `Null` when the number is empty or not numeric
@@ -795,7 +795,7 @@ pub fn fhir_time(value: &str) -> Option<String> {
     Some(format!("{h:02}:{m:02}:{s:02}{frac}"))
 }
 
-/// OBX-5 by OBX-2 → `(value[x] key, value)`s (IG OBX[Observation]):
+/// OBX-5 by OBX-2 → `(value[x] key, value)`s (IG OBX\[Observation\]):
 ///
 /// - NM → valueQuantity (units from OBX-6); a non-numeric NM is kept as valueString with a
 ///   warning. SN → see `structured_numeric` (valueQuantity with comparator / valueRange /
@@ -804,7 +804,7 @@ pub fn fhir_time(value: &str) -> Option<String> {
 /// - ST/TX/FT (and any other type: ID, IS, NA, …) → one valueString, repetitions joined with
 ///   `"\n"`.
 /// - ED: R4 `Observation.value[x]` has no Attachment; returns `("attachment", Attachment)`
-///   per repetition for the caller to place (IG OBX[DocumentReference] /
+///   per repetition for the caller to place (IG OBX\[DocumentReference\] /
 ///   `DiagnosticReport.presentedForm`).
 ///
 /// Empty or `""` → no entries.
@@ -922,7 +922,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     s.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()).collect()
 }
 
-/// ED → Attachment (IG ED[Attachment]): contentType from ED.3 (a MIME type as sent, or
+/// ED → Attachment (IG ED\[Attachment\]): contentType from ED.3 (a MIME type as sent, or
 /// mapped with ED.2, e.g. `AP^PDF` → `application/pdf`); data from ED.5 by ED.4 encoding:
 /// `Base64` kept (whitespace removed), `Hex` decoded and base64-encoded, `A` (or empty) the
 /// text base64-encoded as UTF-8. Invalid data for its encoding is left out. `Null` when

@@ -1,6 +1,6 @@
 //! The delivery loop: per-patient lanes over the outbox, a scheduler thread that decides
-//! what to send, worker threads that send ([`worker`](super::worker)) and a recorder thread
-//! that writes the outcomes ([`record`](super::record)).
+//! what to send, worker threads that send (`worker`) and a recorder thread
+//! that writes the outcomes (`record`).
 //!
 //! # Lanes
 //! A lane is the journal's lane key (keyed hash of PID-3) or, for a message without one,

@@ -4,15 +4,15 @@
 //! # Layout
 //! - [`lanes`]: the delivery loop — lanes over the outbox and the scheduler thread that
 //!   decides what is sent next.
-//! - [`worker`]: worker threads that open, pack, send and judge.
-//! - [`record`]: the recorder thread that writes outcomes in group commits.
+//! - `worker`: worker threads that open, pack, send and judge.
+//! - `record`: the recorder thread that writes outcomes in group commits.
 //! - [`queries`]: the outbox reads, pinned to the pending indexes.
 //! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
 //! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
-//! - [`client`]: the [`Target`](client::Target) trait and the HTTP target (one ureq Agent,
+//! - [`client`]: the [`client::Target`] trait and the HTTP target (one ureq Agent,
 //!   rustls with the ring provider, custom CA, mTLS, proxy, timeouts).
-//! - [`resolve`]: a name cache, so ureq does not spawn a lookup thread per request.
+//! - `resolve`: a name cache, so ureq does not spawn a lookup thread per request.
 //! - [`sink`]: the embedded default target, a local folder of NDJSON files.
 //! - [`auth`]: credentials for the cloud.
 

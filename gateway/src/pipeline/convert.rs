@@ -125,7 +125,7 @@ struct Sealed {
     entries: usize,
 }
 
-/// Converts up to [`BATCH`] received rows; returns how many rows it took.
+/// Converts up to `BATCH` received rows; returns how many rows it took.
 pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<usize> {
     let rows: Vec<(i64, Option<String>, Vec<u8>)> = conn
         .prepare_cached(

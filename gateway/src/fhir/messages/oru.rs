@@ -11,7 +11,7 @@
 //!   - OBSERVATION: OBX (+ its NTEs) → Observation (subject, encounter); ED values become the
 //!     report's presentedForm.
 //!   - SPECIMEN: SPM → Specimen; the OBX after SPM → Observations with `specimen` (they are
-//!     also results of the report, as in the IG's Observation[3] under the report).
+//!     also results of the report, as in the IG's Observation\[3\] under the report).
 //!   - OBR (+ ORC) → DiagnosticReport with result, specimen, basedOn, presentedForm.
 //! - Left unconsumed: PRT, TQ1/TQ2, CTD, FT1, CTI, DSC, SFT, UAC.
 

@@ -6,7 +6,7 @@
 //! - SCH + TQ1 + NTE + RESOURCES (RGS consumed as a group marker; SERVICE AIS, GENERAL_RESOURCE
 //!   AIG, LOCATION_RESOURCE AIL, PERSONNEL_RESOURCE AIP, each with its NTEs) → one Appointment
 //!   (see `resources::appointment` for status by trigger and SCH-25).
-//! - AIS → ServiceRequest (IG AIS[ServiceRequest]) is not produced: the service is the
+//! - AIS → ServiceRequest (IG AIS\[ServiceRequest\]) is not produced: the service is the
 //!   Appointment's serviceType. AIS/AIG/AIL/AIP that the grouper could not place (sent out of
 //!   the grammar's order) are still mapped. Left unconsumed: ARV, UAC, SFT.
 

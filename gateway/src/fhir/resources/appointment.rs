@@ -1,11 +1,11 @@
-//! SCH (+ TQ1, NTE, AIS, AIG, AIL, AIP) → Appointment (IG SCH[Appointment], TQ[Appointment],
-//! AIS/AIG/AIL/AIP[Appointment], NTE[Appointment-Comment]).
+//! SCH (+ TQ1, NTE, AIS, AIG, AIL, AIP) → Appointment (IG SCH\[Appointment\], TQ\[Appointment\],
+//! AIS/AIG/AIL/AIP\[Appointment\], NTE[Appointment-Comment]).
 //!
 //! Choices:
 //! - status: the trigger decides for S15 (cancelled), S17 (deleted → entered-in-error) and S26
 //!   (noshow); otherwise SCH-25 (FillerStatusCodes), else `booked` (S12 new, S13 reschedule,
 //!   S14 modification, … all describe a booked appointment).
-//! - start/end (instants): TQ1-7/TQ1-8, else SCH-11.4/SCH-11.5 (TQ[Appointment]), else the
+//! - start/end (instants): TQ1-7/TQ1-8, else SCH-11.4/SCH-11.5 (TQ\[Appointment\]), else the
 //!   earliest AIS/AIL/AIP/AIG start and its start + duration; `end` = `start` +
 //!   minutesDuration when only a start is known. Durations add to the wall-clock time.
 //! - SCH-7 → reasonCode (IG; with CWE.3 `HL70277` → appointmentType instead) and its text →

@@ -5,7 +5,7 @@
 //!   IN1-3 unmapped; FHIR-Converter uses it as the payor identifier), address IN1-5. Key
 //!   `Organization/payor-<IN1-3.1 or name>`, identity when IN1-3 has a known system. Without
 //!   any insurer data the Coverage has no payor and a warning is reported.
-//! - identifier IN1-2 (plan ID, CWE[Identifier]: CWE.1 as value); type IN1-15; period
+//! - identifier IN1-2 (plan ID, CWE\[Identifier\]: CWE.1 as value); type IN1-15; period
 //!   IN1-12/13 (dates); relationship IN1-17; subscriber the patient when IN1-17 is `SEL`
 //!   (a non-self subscriber RelatedPerson from IN1-16 is not created); subscriberId IN1-49.1
 //!   (the IG's R5 subscriberId extension target), else IN1-36 policy number.

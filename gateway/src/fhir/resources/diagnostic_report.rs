@@ -1,4 +1,4 @@
-//! OBR (+ ORC) → DiagnosticReport (IG OBR[DiagnosticReport], ORC[DiagnosticReport]).
+//! OBR (+ ORC) → DiagnosticReport (IG OBR\[DiagnosticReport\], ORC\[DiagnosticReport\]).
 //!
 //! Choices:
 //! - status: OBR-25 by ResultStatus; empty or without a target → `unknown` (R4 requires one).

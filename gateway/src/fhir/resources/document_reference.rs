@@ -1,12 +1,12 @@
-//! TXA + OBX (+ NTE) → DocumentReference (IG TXA[DocumentReference], OBX[DocumentReference],
-//! NTE[DocumentReference]).
+//! TXA + OBX (+ NTE) → DocumentReference (IG TXA\[DocumentReference\], OBX\[DocumentReference\],
+//! NTE\[DocumentReference\]).
 //!
 //! Choices:
 //! - content: ED OBX-5 → one content per repetition (the ED's attachment). Every other type
 //!   (TX, FT, ST, …) → the OBX-5 texts of all OBX joined with line feeds into one content,
 //!   `text/plain` with the UTF-8 text base64-encoded. The IG's `application/text` (TX) and
 //!   `text/hl7v2` (FT) are not used: the text is already unescaped (FT formatting resolved),
-//!   so it is plain text. NTE-3 → one more `text/plain` content (IG NTE[DocumentReference]).
+//!   so it is plain text. NTE-3 → one more `text/plain` content (IG NTE\[DocumentReference\]).
 //! - status: TXA-19 (availability; see `codes::document_availability`), else `current`.
 //! - date (an instant): TXA-6 origination when it has a time, else TXA-4 activity time.
 //! - author: TXA-9 originator and TXA-5 primary activity provider (XCN → Practitioner);

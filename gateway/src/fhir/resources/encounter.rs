@@ -1,12 +1,12 @@
 //! PV1 (+ PV2) → Encounter (IG `PV1[Encounter]`, `PV2[Encounter]`); ROL after PV1 →
 //! `Encounter.participant` (IG `ROL[Encounter-PractitionerRole]`, kept as a participant).
 //!
-//! Status (IG: PV1-45 valued → finished, else PV1-2 by PatientClass[EncounterStatus]; the
-//! A11 message map adds Event[EncounterStatus]). Events that change the visit's state win
+//! Status (IG: PV1-45 valued → finished, else PV1-2 by PatientClass\[EncounterStatus\]; the
+//! A11 message map adds Event\[EncounterStatus\]). Events that change the visit's state win
 //! over PV1: A03 → finished, A11/A27/A38 (cancels) → cancelled, A13 (cancel discharge) →
 //! in-progress with no end, A05/A14 (pre-admit, pending admit) → planned. Otherwise PV1-45 →
 //! finished, else the patient class (P → planned, U → unknown, other known classes →
-//! in-progress), else Event[EncounterStatus] (A04 planned, A08 unknown, A01/A02 in-progress),
+//! in-progress), else Event\[EncounterStatus\] (A04 planned, A08 unknown, A01/A02 in-progress),
 //! else unknown. A03 without PV1-45 takes the period end from EVN-6, else EVN-2.
 //!
 //! Not mapped: PV1-11 location classification extension, PV1-37 (DLD), PV1-40 (bed status on

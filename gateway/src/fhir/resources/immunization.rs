@@ -1,5 +1,5 @@
-//! RXA (+ RXR, ORC, OBX) → Immunization (IG RXA[Immunization], RXR[Immunization],
-//! ORC[Immunization]; the VXU map's note that some OBX map into the Immunization).
+//! RXA (+ RXR, ORC, OBX) → Immunization (IG RXA\[Immunization\], RXR\[Immunization\],
+//! ORC\[Immunization\]; the VXU map's note that some OBX map into the Immunization).
 //!
 //! Choices:
 //! - status: RXA-21 `D` → entered-in-error; else RXA-20 (CompletionStatus: CP/PA completed,
@@ -7,7 +7,7 @@
 //! - RXA-6 `999` (IIS "amount unknown") gives no doseQuantity.
 //! - RXA-9 (NIP001, as FHIR-Converter): `00` → primarySource true; any other code →
 //!   primarySource false and reportOrigin = RXA-9.
-//! - manufacturer RXA-17 (CWE[Organization]): identifier CWE.1 in the CWE.3 system (MVX),
+//! - manufacturer RXA-17 (CWE\[Organization\]): identifier CWE.1 in the CWE.3 system (MVX),
 //!   name CWE.2; the identity when the system is known.
 //! - location RXA-27 (v2.6+), else RXA-11 (PL, v2.5).
 //! - performer: RXA-10 function AP, ORC-12 function OP (v2-0443).

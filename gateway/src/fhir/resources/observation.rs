@@ -1,4 +1,4 @@
-//! OBX (+ NTE) → Observation (IG OBX[Observation], OBX[Observation-Component], NTE[Observation]),
+//! OBX (+ NTE) → Observation (IG OBX\[Observation\], OBX[Observation-Component], NTE\[Observation\]),
 //! plus small helpers the other order/result maps share (NTE → Annotation, XCN → Practitioner
 //! reference, typed identifiers).
 //!
@@ -95,7 +95,7 @@ pub(crate) fn ei_typed(ctx: &Ctx, ei: Rep, type_code: &str) -> Option<(Value, Op
     datatypes::ei_identifier(ei, ctx.site).map(|(v, id)| (with_type(v, type_code), id))
 }
 
-/// NTE → Annotation (IG NTE[Observation]/NTE[ServiceRequest]): text NTE-3 (repetitions joined
+/// NTE → Annotation (IG NTE\[Observation\]/NTE\[ServiceRequest\]): text NTE-3 (repetitions joined
 /// with a line feed), authorReference NTE-5 (XCN → Practitioner), time NTE-6. Consumes the
 /// NTE. `Null` when NTE-3 is empty (an Annotation needs text).
 pub fn annotation(ctx: &mut Ctx, nte: Segment) -> Value {
@@ -164,7 +164,7 @@ fn interpretations(ctx: &mut Ctx, obx: &Segment) -> Vec<Value> {
 
 /// Maps one OBX (with the NTEs that follow it) to an Observation, adds it and returns its key.
 ///
-/// IG OBX[Observation]: code OBX-3; value OBX-5 by OBX-2 (see module notes for repetitions and
+/// IG OBX\[Observation\]: code OBX-3; value OBX-5 by OBX-2 (see module notes for repetitions and
 /// ED); referenceRange OBX-7; interpretation OBX-8; status OBX-11; effectiveDateTime OBX-14;
 /// performer OBX-16 (XCN → Practitioner) and OBX-23 (XON → Organization); method OBX-17;
 /// analysis date-time extension OBX-19; identifier OBX-21 (type FILL, the

@@ -1,5 +1,5 @@
-//! ORC and/or OBR (+ TQ1, NTE, DG1) → ServiceRequest (IG ORC[ServiceRequest],
-//! OBR[ServiceRequest], TQ1[ServiceRequest], NTE[ServiceRequest]).
+//! ORC and/or OBR (+ TQ1, NTE, DG1) → ServiceRequest (IG ORC\[ServiceRequest\],
+//! OBR\[ServiceRequest\], TQ1\[ServiceRequest\], NTE\[ServiceRequest\]).
 //!
 //! Choices:
 //! - status: ORC-5 (OrderStatus); when ORC-5 is empty, ORC-1 (OrderControlCode) — except that
@@ -144,7 +144,7 @@ pub(crate) fn without(obj: &Obj, keys: &[&str]) -> Obj {
     out
 }
 
-/// NTEs → `note` of the resource `key` (IG NTE[ServiceRequest]). Consumes them.
+/// NTEs → `note` of the resource `key` (IG NTE\[ServiceRequest\]). Consumes them.
 pub fn add_notes(ctx: &mut Ctx, key: &str, notes: &[Segment]) {
     let values: Vec<Value> = notes.iter().map(|n| annotation(ctx, *n)).collect();
     if let Some(r) = ctx.resource_mut(key) {

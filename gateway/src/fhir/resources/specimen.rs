@@ -1,11 +1,11 @@
-//! SPM (+ SAC) → Specimen (IG SPM[Specimen]).
+//! SPM (+ SAC) → Specimen (IG SPM\[Specimen\]).
 //!
 //! Choices:
 //! - SPM-2/SPM-3 are EIP (two EIs as components, their parts as subcomponents), which
 //!   `datatypes::ei_identifier` (a repetition-level EI) cannot read. The identifier system is
 //!   taken from the site's `identifier_systems` by namespace (EI.2) or an ISO OID universal id
 //!   (EI.3); otherwise the namespace becomes the assigner's display, as `ei_identifier` does.
-//! - OBR[Specimen] (the IG's Specimen from OBR-15 etc. in ORU/OML) is not produced: SPM is the
+//! - OBR\[Specimen\] (the IG's Specimen from OBR-15 etc. in ORU/OML) is not produced: SPM is the
 //!   specimen segment of v2.5+ and the corpus senders use it.
 //! - SAC (OML CONTAINER): container identifier SAC-3, capacity SAC-21/SAC-22 (v2.5 numbering).
 
