@@ -12,7 +12,7 @@ use gateway::fhir::site::SiteMaps;
 
 // Same allocator as the gateway binary.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: gateway_heap::Counted = gateway_heap::Counted;
 
 fn corpus() -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/hl7");

@@ -7,8 +7,6 @@
 //! The budget is lifted here (the default dead-letters the largest of these messages) so the
 //! converter's own cost is what is measured.
 
-use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use gateway::fhir::budget::Budget;
@@ -16,29 +14,9 @@ use gateway::fhir::bundle::Profile;
 use gateway::fhir::site::SiteMaps;
 use gateway::pipeline::convert::convert_message;
 
-/// The gateway's allocator, counting live and peak bytes.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-            PEAK.fetch_max(live, Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Relaxed);
-    }
-}
-
+// The gateway's allocator: it also keeps each thread's peak.
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: gateway_heap::Counted = gateway_heap::Counted;
 
 const MSH: &str = "MSH|^~\\&|LAB|HOSP|GW|CLOUD|20260316081500-0500||";
 
@@ -65,11 +43,11 @@ fn oru_with_results(n: usize) -> Vec<u8> {
 
 /// Mean time and peak heap (bytes above what was live before) of one conversion.
 fn measure(raw: &[u8], site: &SiteMaps) -> (Duration, usize) {
-    let base = LIVE.load(Relaxed);
-    PEAK.store(base, Relaxed);
+    let base = gateway_heap::thread_net();
+    gateway_heap::reset_thread_peak();
     let bundles = convert_message(raw, site, Profile::Generic).expect("converts");
     std::hint::black_box(bundles);
-    let peak = PEAK.load(Relaxed) - base;
+    let peak = (gateway_heap::thread_peak() - base) as usize;
     let mut runs = 0u32;
     let started = Instant::now();
     while runs < 3 || started.elapsed() < Duration::from_millis(300) {

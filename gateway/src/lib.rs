@@ -16,7 +16,6 @@
 //! [`log_limit`] keeps repeated error lines to one per minute with a count (any layer uses it).
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
-//! [`heap`] is the allocator that lets a conversion be held to a memory budget;
 //! [`cli_tools`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`mod@bench`]
 //! measure the ingest path.
 
@@ -27,7 +26,6 @@ pub mod daemon;
 pub mod deadletter;
 pub mod fhir;
 pub mod forward;
-pub mod heap;
 pub mod hl7;
 pub mod loadgen;
 pub mod log_limit;

@@ -11,7 +11,7 @@ use gateway::config::Config;
 // The converter and the JSON it builds allocate many small objects; mimalloc handles that
 // workload markedly better than the system allocator (see the convert benchmark).
 #[global_allocator]
-static ALLOC: gateway::heap::Counted = gateway::heap::Counted;
+static ALLOC: gateway_heap::Counted = gateway_heap::Counted;
 
 #[derive(Parser)]
 #[command(name = "gateway", version, about = "HL7 v2 MLLP edge gateway")]

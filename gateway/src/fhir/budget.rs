@@ -19,7 +19,7 @@ pub struct Budget {
     pub max_repetitions: usize,
     /// Longest one message's conversion may take, in milliseconds.
     pub max_convert_ms: u64,
-    /// Most heap one message's conversion may hold, in MiB (counted by [`crate::heap`];
+    /// Most heap one message's conversion may hold, in MiB (counted by [`gateway_heap`];
     /// bundling and serializing the result take up to about twice as much again).
     pub max_convert_mib: usize,
 }
@@ -63,7 +63,7 @@ impl Budget {
         Duration::from_millis(self.max_convert_ms)
     }
 
-    /// Heap bytes allowed, as [`crate::heap::thread_net`] counts them.
+    /// Heap bytes allowed, as [`gateway_heap::thread_net`] counts them.
     pub fn max_heap(&self) -> isize {
         isize::try_from(self.max_convert_mib.saturating_mul(1 << 20)).unwrap_or(isize::MAX)
     }

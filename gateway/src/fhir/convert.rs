@@ -74,7 +74,7 @@ impl<'m, 'a> Ctx<'m, 'a> {
             lists_indexed: HashSet::new(),
             consumed: vec![false; msg.segment_count()],
             deadline: Instant::now().checked_add(site.budget.max_time()),
-            heap_limit: crate::heap::thread_net().saturating_add(site.budget.max_heap()),
+            heap_limit: gateway_heap::thread_net().saturating_add(site.budget.max_heap()),
             over: None,
         }
     }
@@ -94,7 +94,7 @@ impl<'m, 'a> Ctx<'m, 'a> {
             let budget = &self.site.budget;
             if self.deadline.is_some_and(|d| Instant::now() > d) {
                 self.over = Some(OverBudget::Time { limit_ms: budget.max_convert_ms });
-            } else if crate::heap::thread_net() > self.heap_limit {
+            } else if gateway_heap::thread_net() > self.heap_limit {
                 self.over = Some(OverBudget::Memory { limit_mib: budget.max_convert_mib });
             }
         }
