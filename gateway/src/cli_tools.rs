@@ -31,6 +31,22 @@ use crate::hl7::batch::{self, BatchWarning};
 use crate::hl7::parser::{self, Field, Message, Presence, Segment};
 use crate::hl7::structure::{self, Group, Node};
 
+/// An error and its causes for the operator, each said once: many errors already quote their
+/// cause (`journal x.db: No such file or directory`), and `{:#}` would print it again.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 /// Reads `path`, or standard input for `-`.
 pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path.as_os_str() == "-" {
@@ -984,6 +1000,20 @@ const NTE: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("journal {path}: {source}")]
+        struct Open {
+            path: String,
+            source: std::io::Error,
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(Open { path: "j.db".into(), source: io }).context("start-up");
+        assert_eq!(format!("{e:#}"), "start-up: journal j.db: No such file or directory: No such file or directory");
+        assert_eq!(error_chain(&e), "start-up: journal j.db: No such file or directory");
+    }
 
     const ADT: &[u8] = b"MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||ADT^A01^ADT_A01|CTRL1|P|2.5.1\r\
 EVN|A01|20260101120000\r\

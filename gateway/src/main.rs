@@ -136,7 +136,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gateway: {e:#}");
+            eprintln!("gateway: {}", gateway::cli_tools::error_chain(&e));
             ExitCode::FAILURE
         }
     }

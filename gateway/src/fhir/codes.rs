@@ -1,5 +1,5 @@
 //! Code systems and HL7 v2 tables → FHIR codes, per the HL7 V2-to-FHIR IG concept maps
-//! (`/work/shared/reference/v2-to-fhir/codesystems`). Every function is a pure lookup:
+//! (the IG's published code system maps). Every function is a pure lookup:
 //! unknown input → `None`; no output string is made up (codes, displays and system URIs
 //! come from the IG tables, HL7 table 0396 and the FHIR specification).
 //!

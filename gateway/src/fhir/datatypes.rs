@@ -1,5 +1,4 @@
-//! HL7 v2 datatypes → FHIR R4 datatypes, per the HL7 V2-to-FHIR IG datatype maps
-//! (`/work/shared/reference/v2-to-fhir/datatypes`).
+//! HL7 v2 datatypes → FHIR R4 datatypes, per the HL7 V2-to-FHIR IG's published datatype maps.
 //!
 //! Output is built with [`Obj`], so empty strings, arrays and objects are never emitted, and
 //! every string comes from the message, from a code table ([`super::codes`]) or from the

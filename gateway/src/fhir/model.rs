@@ -36,8 +36,8 @@ pub fn reference(key: &str) -> Value {
     json!({ "reference": format!("{LOCAL_REF}{key}") })
 }
 
-/// What the conversion saw but did not map; printed by `gateway convert` and stored with the
-/// outbox row. Holds segment IDs, code systems and codes, never patient data.
+/// What the conversion saw but did not map; printed by `gateway convert` (the daemon does not
+/// keep it yet). Holds segment IDs, code systems and codes, never patient data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     /// The message structure used (e.g. `ADT_A01`).

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -51,7 +51,7 @@ use super::worker::{self, Done, Head, Job, Part, Shape};
 use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
-use crate::store::{Doorbell, Keys, WriteGate};
+use crate::store::{now_ms, Doorbell, Keys, WriteGate};
 
 /// Database errors of the scheduler, logged once a minute per kind with a count.
 static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
@@ -140,10 +140,6 @@ const RECORD_QUEUE: usize = 8192;
 const THROTTLE_WARN_EVERY: Duration = Duration::from_secs(300);
 /// How often the scheduler looks for operator actions (a new audit event).
 const AUDIT_POLL: Duration = Duration::from_secs(1);
-
-pub(super) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
 
 #[derive(Debug)]
 struct Lane {

@@ -95,7 +95,7 @@ struct Counts {
 /// One transaction for the whole batch.
 fn write(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusqlite::Result<Counts> {
     let mut counts = Counts::default();
-    let now = super::lanes::now_ms();
+    let now = crate::store::now_ms();
     let _pass = gate.background();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for r in batch {

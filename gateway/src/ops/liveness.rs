@@ -5,7 +5,9 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::store::now_ms;
 
 /// A stage with no beat for this long while it is not waiting for work is wedged. Every
 /// stage's loop passes at least once a second when it has work, and no single step of it
@@ -138,10 +140,6 @@ impl Stages {
             let _ = writeln!(out, "gateway_stage_restarts_total{{stage=\"{}\"}} {}", label(s), s.restarts());
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
@@ -136,7 +136,7 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
         .collect::<Result<_, _>>()?;
     // Conversion is CPU work: done before taking the write lock.
     let outcomes: Vec<Outcome> = rows.iter().map(|(_, _, sealed)| convert_one(sealed, opts)).collect();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let now = crate::store::now_ms();
     let _pass = opts.gate.background();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut wrote = false;

@@ -150,7 +150,7 @@ pub fn record_as(
     let id = last_id.max(sequence(conn)?) + 1;
     let mut e = Event {
         id,
-        at: now_ms(),
+        at: super::now_ms(),
         actor: actor.to_string(),
         action: action.as_str().to_string(),
         dead_letter_id,
@@ -248,10 +248,6 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, Break>> {
         }
     }
     Ok(Ok(n))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -140,7 +140,7 @@ fn keep_wal_bounded(conn: &Connection, opts: &MaintenanceOptions) -> rusqlite::R
 
 /// Deletes delivered rows older than `retention`; returns how many.
 pub fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate) -> rusqlite::Result<usize> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let now = crate::store::now_ms();
     let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut total = 0;
     loop {
@@ -232,7 +232,7 @@ mod tests {
         let path = dir.join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = crate::store::now_ms();
         let rows = [
             ("old-delivered", now - 10_000, "delivered"),
             ("new-delivered", now, "delivered"),

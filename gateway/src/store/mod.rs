@@ -13,6 +13,11 @@ pub mod maintenance;
 pub mod settings;
 pub mod writer;
 
+/// Wall-clock time as the journal stores it: Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 pub use crypto::Keys;
 pub use db::Synchronous;
 pub use doorbell::Doorbell;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
@@ -288,7 +288,7 @@ impl WriterLoop {
     }
 
     fn try_commit(&mut self, batch: &[Request]) -> rusqlite::Result<Vec<Result<Appended, AppendError>>> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        let now = crate::store::now_ms();
         let cutoff = now - self.opts.dedup_window.as_millis() as i64;
         let wanted = batch.iter().map(|(m, _)| Budget::cost(m.sealed.len())).sum();
         let smallest = batch.iter().map(|(m, _)| Budget::cost(m.sealed.len())).min().unwrap_or(0);
