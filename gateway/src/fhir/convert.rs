@@ -2,17 +2,16 @@
 //! mapped. Dispatches on the message structure; each structure's walk over its segment groups
 //! lives in `fhir::messages`, each segment's map in `fhir::resources`.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::time::Instant;
 
 use crate::hl7::parser::{self, Message};
-use crate::hl7::structure::{self, Grouped, Structure};
+use crate::hl7::structure::{self, Structure};
 use crate::hl7::Hl7Error;
 
 use super::budget::OverBudget;
+use super::ctx::Ctx;
 use super::messages;
-use super::model::{Identity, Report, Resource};
+use super::model::{Report, Resource};
 use super::site::SiteMaps;
 
 /// The result of converting one message.
@@ -39,137 +38,13 @@ pub enum ConvertError {
     OverBudget(#[from] OverBudget),
 }
 
-/// Conversion state shared by the maps of one message.
-pub struct Ctx<'m, 'a> {
-    pub msg: &'m Message<'a>,
-    pub site: &'m SiteMaps,
-    pub report: Report,
-    resources: Vec<Resource>,
-    /// Indexes into `resources`, so adding and finding stay O(1) however many resources a
-    /// message makes (a linear scan per add was quadratic: 50,000 OBX took 13.7 s).
-    by_key: HashMap<String, usize>,
-    by_identity: HashMap<(&'static str, Identity), usize>,
-    /// Values in a resource's list (resource index, list, canonical JSON), for
-    /// [`Ctx::append_unique`], and the lists indexed so far.
-    appended: HashSet<(usize, &'static str, String)>,
-    lists_indexed: HashSet<(usize, &'static str)>,
-    consumed: Vec<bool>,
-    /// Past this instant, or this much heap held by the thread, resources are no longer
-    /// added and the conversion fails ([`Budget`](super::budget::Budget)).
-    deadline: Option<Instant>,
-    heap_limit: isize,
-    over: Option<OverBudget>,
-}
-
-impl<'m, 'a> Ctx<'m, 'a> {
-    pub fn new(msg: &'m Message<'a>, site: &'m SiteMaps) -> Self {
-        Ctx {
-            msg,
-            site,
-            report: Report::default(),
-            resources: Vec::new(),
-            by_key: HashMap::new(),
-            by_identity: HashMap::new(),
-            appended: HashSet::new(),
-            lists_indexed: HashSet::new(),
-            consumed: vec![false; msg.segment_count()],
-            deadline: Instant::now().checked_add(site.budget.max_time()),
-            heap_limit: gateway_heap::thread_net().saturating_add(site.budget.max_heap()),
-            over: None,
-        }
-    }
-
-    /// Marks a segment as mapped (so it is not reported as unconsumed).
-    pub fn consume(&mut self, segment_index: usize) {
-        if let Some(c) = self.consumed.get_mut(segment_index) {
-            *c = true;
-        }
-    }
-
-    /// Adds a resource and returns its key. A resource of the same kind and business
-    /// identifier, or with the same key (keys are derived from content, e.g. the same location
-    /// in PV1-3 and PV1-6), already added is not added twice: the first one's key is returned.
-    pub fn add(&mut self, resource: Resource) -> String {
-        if self.over.is_none() {
-            let budget = &self.site.budget;
-            if self.deadline.is_some_and(|d| Instant::now() > d) {
-                self.over = Some(OverBudget::Time { limit_ms: budget.max_convert_ms });
-            } else if gateway_heap::thread_net() > self.heap_limit {
-                self.over = Some(OverBudget::Memory { limit_mib: budget.max_convert_mib });
-            }
-        }
-        if self.over.is_some() {
-            // The conversion fails anyway: stop growing the result.
-            return resource.key;
-        }
-        if let Some(id) = &resource.identity {
-            if let Some(existing) = self.find(resource.kind, id) {
-                return existing.key.clone();
-            }
-        }
-        if self.by_key.contains_key(&resource.key) {
-            return resource.key;
-        }
-        let index = self.resources.len();
-        if let Some(id) = &resource.identity {
-            self.by_identity.insert((resource.kind, id.clone()), index);
-        }
-        self.by_key.insert(resource.key.clone(), index);
-        let key = resource.key.clone();
-        self.resources.push(resource);
-        key
-    }
-
-    pub fn find(&self, kind: &'static str, identity: &Identity) -> Option<&Resource> {
-        self.by_identity.get(&(kind, identity.clone())).map(|&i| &self.resources[i])
-    }
-
-    pub fn resources(&self) -> &[Resource] {
-        &self.resources
-    }
-
-    /// Appends `value` to list `list` of the added resource `key` unless the list already
-    /// holds an equal value; O(1) per value (maps that merge repeated segments into one list).
-    pub fn append_unique(&mut self, key: &str, list: &'static str, value: serde_json::Value) {
-        let Some(&i) = self.by_key.get(key) else { return };
-        if self.lists_indexed.insert((i, list)) {
-            if let Some(serde_json::Value::Array(existing)) = self.resources[i].body.get(list) {
-                self.appended.extend(existing.iter().map(|v| (i, list, v.to_string())));
-            }
-        }
-        // The maps build equal values with their keys in the same order: equal text.
-        if self.appended.insert((i, list, value.to_string())) {
-            self.resources[i].body.push_all(list, [value]);
-        }
-    }
-
-    /// Mutable access to an added resource by key (maps that enrich an earlier resource,
-    /// e.g. NK1 adding `Patient.contact`).
-    pub fn resource_mut(&mut self, key: &str) -> Option<&mut Resource> {
-        let &i = self.by_key.get(key)?;
-        self.resources.get_mut(i)
-    }
-
-    fn finish(mut self, grouped: &Grouped) -> (Vec<Resource>, Report) {
-        let msg = self.msg;
-        for (i, seg) in msg.segments().enumerate() {
-            let id = seg.id();
-            if !self.consumed[i] {
-                self.report.unconsumed.push(format!("{i}:{id}"));
-            }
-        }
-        self.report.structure = grouped.structure.id().to_string();
-        (self.resources, self.report)
-    }
-}
-
 /// Z-segments the site maps (`[mapping.z_segments]`) become extensions on the message's
 /// first Patient: `{url: <site url>, extension: [{url: "ZPD-2", valueString: "…"}, …]}`.
 fn map_z_segments(ctx: &mut Ctx) {
     if ctx.site.z_segments.is_empty() {
         return;
     }
-    let Some(patient) = ctx.resources.iter().position(|r| r.kind == "Patient") else { return };
+    let Some(patient) = ctx.resources().iter().find(|r| r.kind == "Patient").map(|r| r.key.clone()) else { return };
     let msg = ctx.msg;
     for seg in msg.segments() {
         let Some(url) = ctx.site.z_segments.get(seg.id()) else { continue };
@@ -184,7 +59,9 @@ fn map_z_segments(ctx: &mut Ctx) {
             continue;
         }
         let ext = super::json::Obj::new().set("url", url.as_str()).list("extension", fields);
-        ctx.resources[patient].body.push_all("extension", [ext.value()]);
+        if let Some(p) = ctx.resource_mut(&patient) {
+            p.body.push_all("extension", [ext.value()]);
+        }
         ctx.consume(seg.index());
     }
 }
@@ -217,7 +94,7 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
     map_z_segments(&mut ctx);
     // Who sent what, when: one Provenance over everything this message produced.
     super::resources::provenance::provenance(&mut ctx);
-    if let Some(over) = ctx.over.take() {
+    if let Some(over) = ctx.over_budget() {
         return Err(over.into());
     }
     let (resources, report) = ctx.finish(&grouped);

@@ -16,7 +16,7 @@
 //!   Patient (`active: false`, link `replaced-by`), and the survivor gets link `replaces`;
 //!   an optional PV1 → Encounter. For A41/A42 (account/visit merges) MRG is left unconsumed.
 
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::{allergy, condition, coverage, encounter, observation, patient, related_person};
 use crate::hl7::parser::Message;
 use crate::hl7::structure::{Group, Grouped, Structure};
@@ -360,7 +360,7 @@ mod tests {
         let msg = crate::hl7::parser::parse(raw).unwrap();
         let grouped = crate::hl7::structure::group(&msg).unwrap();
         let s = site();
-        let mut ctx = crate::fhir::convert::Ctx::new(&msg, &s);
+        let mut ctx = crate::fhir::ctx::Ctx::new(&msg, &s);
         super::convert(&mut ctx, &grouped);
         let n = ctx.resources().len();
         provenance(&mut ctx);
@@ -377,7 +377,7 @@ mod tests {
         let raw = include_bytes!("../../../../tests/corpus/hl7/openemr_adt_a01_01.hl7");
         let msg = crate::hl7::parser::parse(raw).unwrap();
         let grouped = crate::hl7::structure::group(&msg).unwrap();
-        let mut ctx = crate::fhir::convert::Ctx::new(&msg, &s);
+        let mut ctx = crate::fhir::ctx::Ctx::new(&msg, &s);
         super::convert(&mut ctx, &grouped);
         provenance(&mut ctx);
         assert!(ctx.resources().iter().all(|r| r.kind != "Provenance"));

@@ -6,7 +6,7 @@
 //! - TXA + every OBSERVATION OBX (+ NTE) → one DocumentReference (the OBX are its content, not
 //!   Observations). Left unconsumed: CON, SFT, UAC, TQ2.
 
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::{document_reference, encounter, patient, service_request};
 use crate::hl7::structure::Grouped;
 

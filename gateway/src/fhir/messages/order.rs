@@ -12,7 +12,7 @@
 //! - Left unconsumed: message-level NTE, patient NTE, GT1, IN3, PRT, TQ2, TCD, CTD, FT1, CTI,
 //!   BLG, SGH/SGT.
 
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::observation::{self, link};
 use crate::fhir::resources::{
     allergy, condition, coverage, encounter, patient, related_person, service_request, specimen,

@@ -16,7 +16,7 @@
 //! - Left unconsumed: PRT, TQ1/TQ2, CTD, FT1, CTI, DSC, SFT, UAC.
 
 use super::order::patient_and_visit;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::diagnostic_report::{self, ReportLinks};
 use crate::fhir::resources::observation::{self, attachments, link};
 use crate::fhir::resources::{service_request, specimen};

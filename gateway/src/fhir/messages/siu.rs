@@ -10,7 +10,7 @@
 //!   Appointment's serviceType. AIS/AIG/AIL/AIP that the grouper could not place (sent out of
 //!   the grammar's order) are still mapped. Left unconsumed: ARV, UAC, SFT.
 
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::appointment::{self, Schedule};
 use crate::fhir::resources::{condition, encounter, observation, patient};
 use crate::hl7::structure::Grouped;

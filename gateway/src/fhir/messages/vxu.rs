@@ -11,7 +11,7 @@
 //! - Left unconsumed: GT1, IN3, PRT, TQ1/TQ2, ARV, SFT, UAC.
 
 use super::order::patient_and_visit;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::immunization;
 use crate::fhir::resources::observation::{self, link};
 use crate::hl7::structure::Grouped;

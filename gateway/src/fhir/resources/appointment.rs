@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::observation::{concept, field_text, instant, location_ref, practitioner_ref, with_type};
 use crate::fhir::codes;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::observation::{concept, datetime, ei_typed, instant};
 use crate::fhir::codes;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};
 use crate::hl7::parser::{Rep, Segment};

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::observation::{concept, field_text, instant, no_rep, practitioner_ref};
 use crate::fhir::codes;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};

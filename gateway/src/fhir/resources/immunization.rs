@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::observation::{concept, datetime, ei_typed, location_ref, practitioner_ref};
 use crate::fhir::codes;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Identity, Resource};

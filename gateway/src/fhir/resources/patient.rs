@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use crate::fhir::codes;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Identity, Resource};

@@ -12,7 +12,7 @@
 
 use serde_json::{json, Value};
 
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use crate::fhir::codes;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::observation::{annotation, concept, datetime, ei_typed, practitioner_ref};
 use crate::fhir::codes;
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Resource};
 use crate::hl7::parser::{Rep, Segment};

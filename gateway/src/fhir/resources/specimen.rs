@@ -12,7 +12,7 @@
 use serde_json::Value;
 
 use super::observation::{concept, datetime, no_rep, with_type};
-use crate::fhir::convert::Ctx;
+use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Identity, Resource};
