@@ -78,7 +78,7 @@ fn with_control_id(raw: &[u8], id: &str) -> Vec<u8> {
 
 /// The site maps the gateway is configured with (see [`mapping`]).
 fn site() -> SiteMaps {
-    gateway::cli_tools::load_site(Some(&site_toml())).unwrap()
+    gateway::cli::load_site(Some(&site_toml())).unwrap()
 }
 
 /// The generic transaction Bundle the gateway builds for a message.

@@ -171,7 +171,7 @@ impl Converted {
 }
 
 fn site() -> SiteMaps {
-    gateway::cli_tools::load_site(Some(&config_path())).expect("config/gateway.toml [mapping] loads")
+    gateway::cli::load_site(Some(&config_path())).expect("config/gateway.toml [mapping] loads")
 }
 
 fn convert_one(raw: &[u8], site: &SiteMaps) -> Result<Converted, String> {

@@ -11,7 +11,7 @@ use gateway::fhir::convert;
 fn main_message_types_match_their_reviewed_bundles() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let golden = root.join("golden");
-    let site = gateway::cli_tools::load_site(Some(&golden.join("site.toml"))).unwrap();
+    let site = gateway::cli::load_site(Some(&golden.join("site.toml"))).unwrap();
     let mut checked = 0;
     let mut names: Vec<_> = std::fs::read_dir(&golden).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();

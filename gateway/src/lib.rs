@@ -16,11 +16,11 @@
 //! [`log_limit`] keeps repeated error lines to one per minute with a count (any layer uses it).
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
-//! [`cli_tools`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`mod@bench`]
+//! [`cli`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`mod@bench`]
 //! measure the ingest path.
 
 pub mod bench;
-pub mod cli_tools;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deadletter;

@@ -120,9 +120,9 @@ fn main() -> ExitCode {
             })
         }
         Command::Parse { file } => {
-            gateway::cli_tools::parse_command(&file, &mut std::io::stdout().lock(), &mut std::io::stderr())
+            gateway::cli::parse_command(&file, &mut std::io::stdout().lock(), &mut std::io::stderr())
         }
-        Command::Convert { config, profile, file } => gateway::cli_tools::convert_command(
+        Command::Convert { config, profile, file } => gateway::cli::convert_command(
             config.as_deref(),
             profile,
             &file,
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gateway: {}", gateway::cli_tools::error_chain(&e));
+            eprintln!("gateway: {}", gateway::cli::error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -5,11 +5,13 @@
 //! - [`escape`]: escape sequences and character sets ([`Codec`]).
 //! - [`path`]: `PID-3[2].4.1` style paths ([`Message::get`]).
 //! - [`batch`]: split FHS/BHS batch files into messages.
+//! - [`field_names`]: the v2 names of the common segments' fields, for people reading a message.
 //! - [`structure`]: message structures and their segment groups ([`group`]).
 
 pub mod batch;
 pub mod error;
 pub mod escape;
+pub mod field_names;
 pub mod msh;
 pub mod parser;
 pub mod path;
