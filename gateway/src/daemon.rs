@@ -1,8 +1,9 @@
-//! `gateway run`: wires the stages together, runs until SIGTERM/SIGINT, then shuts down
-//! in order — stop accepting, let connections finish and ACK what they are committing,
-//! drain the journal writer, finish the convert batch in hand, finish the deliveries in
-//! flight, final checkpoint.
+//! `gateway run`: wires the stages together, runs until its shutdown signal (SIGTERM/SIGINT
+//! for the binary, see [`signals`]) or a stage's death, then shuts down in order — stop
+//! accepting, let connections finish and ACK what they are committing, drain the journal
+//! writer, finish the convert batch in hand, finish the deliveries in flight, final checkpoint.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +32,27 @@ const WRITER_QUEUE: usize = 4096;
 /// Checkpoint and purge cadence.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 
-/// `discard_undecryptable`: `gateway run --discard-undecryptable` (see `open_keys`).
-pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<()> {
-    // First of all: a SIGTERM during start-up must mean an orderly stop, not the default death.
+/// Resolves at the first SIGTERM or SIGINT (logging which). Register it before [`run`]: from
+/// then on a SIGTERM during start-up means an orderly stop, not the default death.
+pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}
+
+/// Runs the gateway until `shutdown_signal` resolves (then stops in order and returns `Ok`) or a
+/// stage's thread dies (an error). `discard_undecryptable`: `gateway run
+/// --discard-undecryptable` (see `open_keys`).
+pub async fn run(
+    config: Config,
+    discard_undecryptable: bool,
+    shutdown_signal: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = &config.store;
     let keys = Arc::new(open_keys(store, discard_undecryptable, &metrics)?);
@@ -144,8 +161,7 @@ pub async fn run(config: Config, discard_undecryptable: bool) -> anyhow::Result<
     drop(appender);
 
     let gone = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
-        _ = int.recv() => { tracing::info!("SIGINT: shutting down"); None }
+        _ = shutdown_signal => None,
         stage = stage_gone(&metrics) => {
             tracing::error!(stage, "a stage's thread stopped after an internal error; shutting down to be restarted");
             Some(stage)
@@ -199,4 +215,32 @@ fn open_keys(store: &crate::config::Store, discard: bool, metrics: &Metrics) -> 
     metrics.dead_letters.add(guarded.discarded as u64);
     metrics.lost_key_dead_letters.set(guarded.discarded as i64);
     Ok(guarded.keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_stops_through_its_shutdown_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        let text = "[store]\npath = \"var/journal.db\"\nkey_file = \"var/journal.key\"\n\n\
+                    [[listener]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\n";
+        let config = Config::parse(text, &path).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // `run` polls its signal once start-up is done: that poll says the daemon is up.
+        let up = Arc::new(tokio::sync::Notify::new());
+        let waiting = up.clone();
+        let daemon = tokio::spawn(run(config, false, async move {
+            waiting.notify_one();
+            let _ = stopped.await;
+        }));
+        tokio::time::timeout(Duration::from_secs(60), up.notified()).await.expect("start-up completes");
+        assert!(dir.path().join("var/journal.db").is_file());
+        assert!(!daemon.is_finished(), "run waits for its signal");
+        stop.send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(60), daemon).await.expect("run returns").unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
 }

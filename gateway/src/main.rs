@@ -103,9 +103,15 @@ fn main() -> ExitCode {
     gateway::ops::logging::init();
     gateway::ops::logging::install_panic_hook();
     let result = match cli.command {
-        Command::Run { config, discard_undecryptable } => Config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| runtime()?.block_on(gateway::daemon::run(c, discard_undecryptable))),
+        Command::Run { config, discard_undecryptable } => {
+            Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
+                runtime()?.block_on(async {
+                    // First of all: a SIGTERM during start-up must mean an orderly stop, not the default death.
+                    let signals = gateway::daemon::signals()?;
+                    gateway::daemon::run(c, discard_undecryptable, signals).await
+                })
+            })
+        }
         Command::CheckConfig { config } => {
             Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
         }
