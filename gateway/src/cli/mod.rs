@@ -139,7 +139,8 @@ mod tests {
 
     #[test]
     fn site_maps_from_a_config_file() {
-        let dir = std::env::temp_dir().join(format!("gw-cli-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("maps")).unwrap();
         std::fs::write(dir.join("maps/lab.csv"), "source_system,source_code,target_system,target_code,target_display\nL,GLU,http://loinc.org,2345-7,Glucose\n").unwrap();
         let cfg = dir.join("site.toml");
@@ -157,6 +158,5 @@ mod tests {
         std::fs::write(&cfg, "[mapping]\ntime_zone = 3\n").unwrap();
         let e = format!("{:#}", load_site(Some(&cfg)).unwrap_err());
         assert!(e.contains("site.toml"), "{e}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -152,8 +152,8 @@ mod tests {
 
     #[test]
     fn loads_code_maps_and_reports_bad_lines() {
-        let dir = std::env::temp_dir().join(format!("gw-site-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::write(dir.join("lab.csv"), "source_system,source_code,target_system,target_code,target_display\nL,GLU,http://loinc.org,2345-7,\"Glucose [Mass/volume] in Serum or Plasma\"\n").unwrap();
         std::fs::write(dir.join("bad.csv"), "a,b,c,d,e\nL,X,,1,y\n").unwrap();
         let config = MappingConfig {
@@ -161,15 +161,14 @@ mod tests {
             code_maps: vec!["lab.csv".into()],
             ..Default::default()
         };
-        let maps = SiteMaps::load(&config, &dir).unwrap();
+        let maps = SiteMaps::load(&config, dir).unwrap();
         assert_eq!(maps.code("L", "GLU").unwrap().code, "2345-7");
         assert_eq!(maps.code("L", "GLU").unwrap().display, "Glucose [Mass/volume] in Serum or Plasma");
         assert!(maps.code("L", "NA").is_none());
         let bad = MappingConfig { code_maps: vec!["bad.csv".into()], ..Default::default() };
-        let e = SiteMaps::load(&bad, &dir).unwrap_err().to_string();
+        let e = SiteMaps::load(&bad, dir).unwrap_err().to_string();
         assert!(e.contains("bad.csv:2"), "{e}");
         let zone = MappingConfig { time_zone: "Mars/Olympus".into(), ..Default::default() };
-        assert!(SiteMaps::load(&zone, &dir).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
+        assert!(SiteMaps::load(&zone, dir).is_err());
     }
 }

@@ -217,13 +217,6 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn temp_dir() -> std::path::PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("gw-crypto-{}-{:?}", std::process::id(), std::thread::current().id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
     #[test]
     fn seal_open_round_trip_and_tamper_detection() {
         let k = Keys::from_master(&[7; 32]);
@@ -250,7 +243,8 @@ mod tests {
 
     #[test]
     fn key_file_created_0600_in_a_0700_folder_and_reused() {
-        let dir = temp_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("sub/k.key");
         let k1 = Keys::load_or_create(&path).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
@@ -261,7 +255,6 @@ mod tests {
         assert!(matches!(Keys::create(&path), Err(KeyError::Io { .. })), "create never overwrites");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(Keys::load_or_create(&path), Err(KeyError::Permissions { .. })));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -275,8 +268,8 @@ mod tests {
 
     #[test]
     fn symlinked_key_file_is_refused() {
-        let dir = temp_dir();
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let real = dir.join("real.key");
         Keys::create(&real).unwrap();
         let link = dir.join("k.key");
@@ -288,7 +281,6 @@ mod tests {
         std::os::unix::fs::symlink(dir.join("nowhere.key"), &dangling).unwrap();
         assert!(Keys::load_or_create(&dangling).is_err());
         assert!(!dir.join("nowhere.key").exists());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -297,7 +289,8 @@ mod tests {
             eprintln!("skipped: chown to another uid needs root");
             return;
         }
-        let dir = temp_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("k.key");
         Keys::create(&path).unwrap();
         std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
@@ -306,6 +299,5 @@ mod tests {
         assert!(e.to_string().contains("k.key") && e.to_string().contains("uid 65534"), "{e}");
         // The operator's CLI under sudo reads the service user's key.
         assert!(Keys::load_for_operator(&path).is_ok());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

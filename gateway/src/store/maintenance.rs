@@ -183,8 +183,8 @@ mod tests {
 
     #[test]
     fn a_wal_over_its_bound_is_emptied_once_readers_let_go_and_a_stuck_reader_does_not_hang_it() {
-        let dir = std::env::temp_dir().join(format!("gw-wal-bound-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
@@ -223,12 +223,12 @@ mod tests {
         assert_eq!(opts.metrics.wal_truncations.get(), 1);
         assert!(opts.metrics.journal_wal_bytes.get() as u64 >= wal, "the gauge shows the WAL it found");
         drop((conn, maintenance, reader));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn purge_deletes_only_delivered_rows_past_retention() {
-        let dir = std::env::temp_dir().join(format!("gw-purge-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
@@ -264,6 +264,5 @@ mod tests {
         assert_eq!(bundles, 2, "the purged message's bundle went with it");
         assert_eq!(purge(&mut conn, Duration::from_secs(5), &Default::default()).unwrap(), 0);
         drop(conn);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
