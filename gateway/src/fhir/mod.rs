@@ -19,6 +19,4 @@ pub mod messages;
 pub mod model;
 pub mod resources;
 pub mod site;
-#[cfg(test)]
-mod test_corpus;
 pub mod time;

@@ -105,8 +105,8 @@ fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter
 #[cfg(test)]
 mod tests {
     use crate::fhir::convert::convert;
+    use crate::fhir::messages::test_corpus::check_corpus;
     use crate::fhir::site::SiteMaps;
-    use crate::fhir::test_corpus::check_corpus;
     use serde_json::Value;
 
     #[test]

@@ -57,8 +57,8 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
 #[cfg(test)]
 mod tests {
     use crate::fhir::convert::convert;
+    use crate::fhir::messages::test_corpus::check_corpus;
     use crate::fhir::site::SiteMaps;
-    use crate::fhir::test_corpus::check_corpus;
     use serde_json::Value;
 
     #[test]
