@@ -10,10 +10,13 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::config::Config;
 use crate::store::audit::{self, Action};
+use crate::store::dead_letters;
+pub use crate::store::dead_letters::DeadLetter;
+use crate::store::state::JournalState;
 use crate::store::{db, key_guard, Keys};
 
 /// `gateway deadletter <command>`.
@@ -99,47 +102,14 @@ pub fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<Stri
     Ok(actor)
 }
 
-/// A dead letter and the PHI-free columns of its journal row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub journal_seq: i64,
-    pub stage: String,
-    pub reason: String,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// `None` when the journal row is gone.
-    pub control_id: Option<String>,
-    pub message_type: Option<String>,
-}
-
-const SELECT: &str = "SELECT d.id, d.journal_seq, d.stage, d.reason, d.created_at, j.control_id, j.message_type
-     FROM dead_letter d LEFT JOIN journal j ON j.seq = d.journal_seq";
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
-    Ok(DeadLetter {
-        id: r.get(0)?,
-        journal_seq: r.get(1)?,
-        stage: r.get(2)?,
-        reason: r.get(3)?,
-        created_at: r.get(4)?,
-        control_id: r.get(5)?,
-        message_type: r.get(6)?,
-    })
-}
-
 /// All dead letters, oldest first.
 pub fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
-    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY d.id"))?;
-    let rows = stmt.query_map([], row)?;
-    rows.collect()
+    dead_letters::all(conn)
 }
 
 /// One dead letter, or an error naming the id.
 pub fn get(conn: &Connection, id: i64) -> anyhow::Result<DeadLetter> {
-    conn.query_row(&format!("{SELECT} WHERE d.id = ?1"), [id], row)
-        .optional()?
-        .ok_or_else(|| anyhow!("no dead letter {id}"))
+    dead_letters::get(conn, id)?.ok_or_else(|| anyhow!("no dead letter {id}"))
 }
 
 /// Prints the dead letters; returns how many.
@@ -171,9 +141,7 @@ pub fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
 /// message. If the event cannot be written, nothing is shown.
 pub fn show(conn: &mut Connection, keys: &Keys, actor: &str, id: i64, out: &mut dyn Write) -> anyhow::Result<()> {
     let d = get(conn, id)?;
-    let sealed: Vec<u8> = conn
-        .query_row("SELECT payload FROM journal WHERE seq = ?1", [d.journal_seq], |r| r.get(0))
-        .optional()?
+    let sealed = dead_letters::sealed_message(conn, d.journal_seq)?
         .ok_or_else(|| anyhow!("dead letter {id}: journal row {} is gone", d.journal_seq))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     audit::record(&tx, actor, Action::Show, d.id, d.journal_seq)
@@ -228,22 +196,13 @@ impl std::fmt::Display for Replayed {
     }
 }
 
-/// Ids of the dead letters of journal row `seq` (a message whose bundles failed several
-/// times has several), `stage` only if given.
-fn of_message(conn: &Connection, seq: i64, stage: Option<&str>) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt =
-        conn.prepare("SELECT id FROM dead_letter WHERE journal_seq = ?1 AND (?2 IS NULL OR stage = ?2) ORDER BY id")?;
-    let rows = stmt.query_map(params![seq, stage], |r| r.get(0))?;
-    rows.collect()
-}
-
 /// Records `action` for each of `ids` and deletes them; the caller's transaction does the
 /// rest, so a failed audit write undoes everything.
 fn audit_and_delete(tx: &Connection, actor: &str, action: Action, ids: &[i64], seq: i64) -> anyhow::Result<()> {
     for &id in ids {
         audit::record(tx, actor, action, id, seq)
             .with_context(|| format!("cannot write the audit event; dead letter {id} left as is"))?;
-        tx.execute("DELETE FROM dead_letter WHERE id = ?1", [id])?;
+        dead_letters::delete(tx, id)?;
     }
     Ok(())
 }
@@ -255,53 +214,34 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
     let seq = d.journal_seq;
-    let state: Option<String> =
-        tx.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).optional()?;
-    let Some(state) = state else { bail!("dead letter {id}: journal row {seq} is gone; purge it instead") };
+    let Some(state) = dead_letters::journal_state(&tx, seq)? else {
+        bail!("dead letter {id}: journal row {seq} is gone; purge it instead")
+    };
     let done = match d.stage.as_str() {
         "convert" => {
-            if state != "dead" {
+            if state != JournalState::Dead {
                 bail!("dead letter {id}: journal row {seq} is {state}, not dead; not replayed");
             }
             // The convert stage inserts the bundles anew; leftovers would collide with them.
-            let leftovers: i64 =
-                tx.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1", [seq], |r| r.get(0))?;
+            let leftovers = dead_letters::bundles(&tx, seq)?;
             if leftovers > 0 {
                 bail!("dead letter {id}: journal row {seq} already has {leftovers} outbox row(s); not replayed");
             }
-            audit_and_delete(&tx, actor, Action::Replay, &of_message(&tx, seq, Some("convert"))?, seq)?;
-            tx.execute("UPDATE journal SET state = 'received' WHERE seq = ?1", [seq])?;
+            audit_and_delete(&tx, actor, Action::Replay, &dead_letters::of_message(&tx, seq, Some("convert"))?, seq)?;
+            dead_letters::requeue_for_conversion(&tx, seq)?;
             Replayed::Convert { id, journal_seq: seq }
         }
         "deliver" => {
-            // Same outbox ids: the forwarder orders a lane by id, so they keep their place.
-            // Per-entry progress (batch bundles) is reset where the schema has it.
-            let mut set = String::from("state = 'pending', attempts = 0");
-            let columns: Vec<String> = tx
-                .prepare("SELECT name FROM pragma_table_info('outbox')")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            if columns.iter().any(|c| c == "entries_dead") {
-                set.push_str(", entries_dead = 0");
-            }
-            if columns.iter().any(|c| c == "entries_done") {
-                set.push_str(", entries_done = NULL");
-            }
-            let ids = of_message(&tx, seq, Some("deliver"))?;
+            let ids = dead_letters::of_message(&tx, seq, Some("deliver"))?;
             audit_and_delete(&tx, actor, Action::Replay, &ids, seq)?;
-            let n = tx.execute(&format!("UPDATE outbox SET {set} WHERE journal_seq = ?1 AND state = 'dead'"), [seq])?;
+            let n = dead_letters::requeue_dead_bundles(&tx, seq)?;
             if n == 0 {
-                let pending: i64 = tx.query_row(
-                    "SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'",
-                    [seq],
-                    |r| r.get(0),
-                )?;
-                if pending > 0 {
+                if dead_letters::pending_bundles(&tx, seq)? > 0 {
                     bail!("dead letter {id}: journal seq {seq} is still being delivered; try again once it settles");
                 }
                 bail!("dead letter {id}: journal seq {seq} has no dead outbox rows; not replayed");
             }
-            tx.execute("UPDATE journal SET state = 'converted' WHERE seq = ?1 AND state = 'dead'", [seq])?;
+            dead_letters::reopen_for_delivery(&tx, seq)?;
             let also = ids.into_iter().filter(|&i| i != id).collect();
             Replayed::Deliver { id, journal_seq: seq, outbox_rows: n, also }
         }
@@ -349,12 +289,10 @@ pub fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> an
 pub fn purge(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<i64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
-    audit_and_delete(&tx, actor, Action::Purge, &of_message(&tx, d.journal_seq, None)?, d.journal_seq)?;
-    tx.execute("DELETE FROM outbox WHERE journal_seq = ?1", [d.journal_seq])?;
-    tx.execute(
-        "UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state IN ('received', 'converted')",
-        [d.journal_seq],
-    )?;
+    let ids = dead_letters::of_message(&tx, d.journal_seq, None)?;
+    audit_and_delete(&tx, actor, Action::Purge, &ids, d.journal_seq)?;
+    dead_letters::delete_bundles(&tx, d.journal_seq)?;
+    dead_letters::mark_dead(&tx, d.journal_seq)?;
     tx.commit()?;
     Ok(d.journal_seq)
 }
@@ -380,6 +318,7 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::params;
     use std::path::PathBuf;
 
     struct Db {
