@@ -1,5 +1,7 @@
 //! Durable storage: the SQLite journal, its group-commit writer, encryption at rest and
 //! background upkeep.
+//! It owns the tables and the states their rows move through ([`state`]); the other stages
+//! call its typed methods rather than writing SQL.
 
 pub mod audit;
 pub mod budget;
