@@ -287,10 +287,13 @@ mod tests {
         let seqs =
             [journal(&conn, &opts, "C1", adt), journal(&conn, &opts, "C2", empty), journal(&conn, &opts, "C3", poison)];
         assert_eq!(step(&mut conn, &opts).unwrap(), 3);
-        let state = |seq: i64| -> String {
+        let state = |seq: i64| -> JournalState {
             conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
         };
-        assert_eq!([state(seqs[0]), state(seqs[1]), state(seqs[2])], ["converted", "delivered", "dead"]);
+        assert_eq!(
+            [state(seqs[0]), state(seqs[1]), state(seqs[2])],
+            [JournalState::Converted, JournalState::Delivered, JournalState::Dead]
+        );
         type Row = (i64, Option<String>, Vec<u8>, String, i64);
         let outbox: Vec<Row> = conn
             .prepare("SELECT journal_seq, lane, bundle, kind, entries FROM outbox ORDER BY id")
