@@ -6,9 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::params;
-
 use crate::store::db::{self, Synchronous};
+use crate::store::journal::{self, NewRow};
 use crate::store::maintenance::{Maintenance, MaintenanceOptions};
 
 /// Inserts `messages` rows of `payload_len` bytes in transactions of `batch`; returns rows/s.
@@ -34,14 +33,20 @@ pub fn sqlite_ceiling(path: &Path, batch: usize, messages: usize, payload_len: u
     while done < messages {
         let n = batch.min(messages - done);
         let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, payload)
-                 VALUES (?1, 'bench', 'EPIC|HOSP', ?2, 'ADT^A01', 'lane', ?3, ?4)",
+        for i in done..done + n {
+            journal::insert(
+                &tx,
+                &NewRow {
+                    received_at: i as i64,
+                    listener: "bench",
+                    sender: "EPIC|HOSP",
+                    control_id: &format!("C{i}"),
+                    message_type: "ADT^A01",
+                    lane: Some("lane"),
+                    payload_hash: &[0u8; 32],
+                    payload: &payload,
+                },
             )?;
-            for i in done..done + n {
-                insert.execute(params![i as i64, format!("C{i}"), &[0u8; 32][..], payload])?;
-            }
         }
         tx.commit()?;
         done += n;

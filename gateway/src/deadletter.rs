@@ -10,10 +10,13 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::config::Config;
 use crate::store::audit::{self, Action};
+use crate::store::dead_letters;
+pub use crate::store::dead_letters::DeadLetter;
+use crate::store::state::JournalState;
 use crate::store::{db, key_guard, Keys};
 
 /// `gateway deadletter <command>`.
@@ -99,47 +102,14 @@ pub fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<Stri
     Ok(actor)
 }
 
-/// A dead letter and the PHI-free columns of its journal row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub journal_seq: i64,
-    pub stage: String,
-    pub reason: String,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// `None` when the journal row is gone.
-    pub control_id: Option<String>,
-    pub message_type: Option<String>,
-}
-
-const SELECT: &str = "SELECT d.id, d.journal_seq, d.stage, d.reason, d.created_at, j.control_id, j.message_type
-     FROM dead_letter d LEFT JOIN journal j ON j.seq = d.journal_seq";
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
-    Ok(DeadLetter {
-        id: r.get(0)?,
-        journal_seq: r.get(1)?,
-        stage: r.get(2)?,
-        reason: r.get(3)?,
-        created_at: r.get(4)?,
-        control_id: r.get(5)?,
-        message_type: r.get(6)?,
-    })
-}
-
 /// All dead letters, oldest first.
 pub fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
-    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY d.id"))?;
-    let rows = stmt.query_map([], row)?;
-    rows.collect()
+    dead_letters::all(conn)
 }
 
 /// One dead letter, or an error naming the id.
 pub fn get(conn: &Connection, id: i64) -> anyhow::Result<DeadLetter> {
-    conn.query_row(&format!("{SELECT} WHERE d.id = ?1"), [id], row)
-        .optional()?
-        .ok_or_else(|| anyhow!("no dead letter {id}"))
+    dead_letters::get(conn, id)?.ok_or_else(|| anyhow!("no dead letter {id}"))
 }
 
 /// Prints the dead letters; returns how many.
@@ -171,9 +141,7 @@ pub fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
 /// message. If the event cannot be written, nothing is shown.
 pub fn show(conn: &mut Connection, keys: &Keys, actor: &str, id: i64, out: &mut dyn Write) -> anyhow::Result<()> {
     let d = get(conn, id)?;
-    let sealed: Vec<u8> = conn
-        .query_row("SELECT payload FROM journal WHERE seq = ?1", [d.journal_seq], |r| r.get(0))
-        .optional()?
+    let sealed = dead_letters::sealed_message(conn, d.journal_seq)?
         .ok_or_else(|| anyhow!("dead letter {id}: journal row {} is gone", d.journal_seq))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     audit::record(&tx, actor, Action::Show, d.id, d.journal_seq)
@@ -228,22 +196,13 @@ impl std::fmt::Display for Replayed {
     }
 }
 
-/// Ids of the dead letters of journal row `seq` (a message whose bundles failed several
-/// times has several), `stage` only if given.
-fn of_message(conn: &Connection, seq: i64, stage: Option<&str>) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt =
-        conn.prepare("SELECT id FROM dead_letter WHERE journal_seq = ?1 AND (?2 IS NULL OR stage = ?2) ORDER BY id")?;
-    let rows = stmt.query_map(params![seq, stage], |r| r.get(0))?;
-    rows.collect()
-}
-
 /// Records `action` for each of `ids` and deletes them; the caller's transaction does the
 /// rest, so a failed audit write undoes everything.
 fn audit_and_delete(tx: &Connection, actor: &str, action: Action, ids: &[i64], seq: i64) -> anyhow::Result<()> {
     for &id in ids {
         audit::record(tx, actor, action, id, seq)
             .with_context(|| format!("cannot write the audit event; dead letter {id} left as is"))?;
-        tx.execute("DELETE FROM dead_letter WHERE id = ?1", [id])?;
+        dead_letters::delete(tx, id)?;
     }
     Ok(())
 }
@@ -255,53 +214,34 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
     let seq = d.journal_seq;
-    let state: Option<String> =
-        tx.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).optional()?;
-    let Some(state) = state else { bail!("dead letter {id}: journal row {seq} is gone; purge it instead") };
+    let Some(state) = dead_letters::journal_state(&tx, seq)? else {
+        bail!("dead letter {id}: journal row {seq} is gone; purge it instead")
+    };
     let done = match d.stage.as_str() {
         "convert" => {
-            if state != "dead" {
+            if state != JournalState::Dead {
                 bail!("dead letter {id}: journal row {seq} is {state}, not dead; not replayed");
             }
             // The convert stage inserts the bundles anew; leftovers would collide with them.
-            let leftovers: i64 =
-                tx.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1", [seq], |r| r.get(0))?;
+            let leftovers = dead_letters::bundles(&tx, seq)?;
             if leftovers > 0 {
                 bail!("dead letter {id}: journal row {seq} already has {leftovers} outbox row(s); not replayed");
             }
-            audit_and_delete(&tx, actor, Action::Replay, &of_message(&tx, seq, Some("convert"))?, seq)?;
-            tx.execute("UPDATE journal SET state = 'received' WHERE seq = ?1", [seq])?;
+            audit_and_delete(&tx, actor, Action::Replay, &dead_letters::of_message(&tx, seq, Some("convert"))?, seq)?;
+            dead_letters::requeue_for_conversion(&tx, seq)?;
             Replayed::Convert { id, journal_seq: seq }
         }
         "deliver" => {
-            // Same outbox ids: the forwarder orders a lane by id, so they keep their place.
-            // Per-entry progress (batch bundles) is reset where the schema has it.
-            let mut set = String::from("state = 'pending', attempts = 0");
-            let columns: Vec<String> = tx
-                .prepare("SELECT name FROM pragma_table_info('outbox')")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            if columns.iter().any(|c| c == "entries_dead") {
-                set.push_str(", entries_dead = 0");
-            }
-            if columns.iter().any(|c| c == "entries_done") {
-                set.push_str(", entries_done = NULL");
-            }
-            let ids = of_message(&tx, seq, Some("deliver"))?;
+            let ids = dead_letters::of_message(&tx, seq, Some("deliver"))?;
             audit_and_delete(&tx, actor, Action::Replay, &ids, seq)?;
-            let n = tx.execute(&format!("UPDATE outbox SET {set} WHERE journal_seq = ?1 AND state = 'dead'"), [seq])?;
+            let n = dead_letters::requeue_dead_bundles(&tx, seq)?;
             if n == 0 {
-                let pending: i64 = tx.query_row(
-                    "SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'",
-                    [seq],
-                    |r| r.get(0),
-                )?;
-                if pending > 0 {
+                if dead_letters::pending_bundles(&tx, seq)? > 0 {
                     bail!("dead letter {id}: journal seq {seq} is still being delivered; try again once it settles");
                 }
                 bail!("dead letter {id}: journal seq {seq} has no dead outbox rows; not replayed");
             }
-            tx.execute("UPDATE journal SET state = 'converted' WHERE seq = ?1 AND state = 'dead'", [seq])?;
+            dead_letters::reopen_for_delivery(&tx, seq)?;
             let also = ids.into_iter().filter(|&i| i != id).collect();
             Replayed::Deliver { id, journal_seq: seq, outbox_rows: n, also }
         }
@@ -349,12 +289,10 @@ pub fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> an
 pub fn purge(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<i64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
-    audit_and_delete(&tx, actor, Action::Purge, &of_message(&tx, d.journal_seq, None)?, d.journal_seq)?;
-    tx.execute("DELETE FROM outbox WHERE journal_seq = ?1", [d.journal_seq])?;
-    tx.execute(
-        "UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state IN ('received', 'converted')",
-        [d.journal_seq],
-    )?;
+    let ids = dead_letters::of_message(&tx, d.journal_seq, None)?;
+    audit_and_delete(&tx, actor, Action::Purge, &ids, d.journal_seq)?;
+    dead_letters::delete_bundles(&tx, d.journal_seq)?;
+    dead_letters::mark_dead(&tx, d.journal_seq)?;
     tx.commit()?;
     Ok(d.journal_seq)
 }
@@ -380,6 +318,8 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::state::OutboxState;
+    use rusqlite::params;
     use std::path::PathBuf;
 
     struct Db {
@@ -407,7 +347,7 @@ mod tests {
     }
 
     impl Db {
-        fn journal(&self, control_id: &str, state: &str) -> i64 {
+        fn journal(&self, control_id: &str, state: JournalState) -> i64 {
             self.conn
                 .execute(
                     "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, state, payload)
@@ -417,7 +357,7 @@ mod tests {
                 .unwrap();
             self.conn.last_insert_rowid()
         }
-        fn outbox(&self, seq: i64, part: i64, state: &str, attempts: i64) -> i64 {
+        fn outbox(&self, seq: i64, part: i64, state: OutboxState, attempts: i64) -> i64 {
             self.conn
                 .execute(
                     "INSERT INTO outbox (journal_seq, part, lane, created_at, state, attempts, bundle)
@@ -441,7 +381,7 @@ mod tests {
             v.reverse();
             v
         }
-        fn state(&self, seq: i64) -> String {
+        fn state(&self, seq: i64) -> JournalState {
             self.conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
         }
         fn count(&self, table: &str) -> i64 {
@@ -452,9 +392,9 @@ mod tests {
     #[test]
     fn list_shows_ids_stage_reason_and_header_fields_without_phi() {
         let d = db("list");
-        let s1 = d.journal("CTRL1", "dead");
+        let s1 = d.journal("CTRL1", JournalState::Dead);
         d.dead(s1, "convert", "PID-3 missing");
-        let s2 = d.journal("CTRL\x1b[2J", "converted");
+        let s2 = d.journal("CTRL\x1b[2J", JournalState::Converted);
         d.dead(s2, "deliver", "HTTP 422 OperationOutcome invalid");
         let mut out = Vec::new();
         assert_eq!(list(&d.conn, &mut out).unwrap(), 2);
@@ -469,7 +409,7 @@ mod tests {
     #[test]
     fn show_audits_first_then_prints_the_message() {
         let mut d = db("show");
-        let seq = d.journal("CTRL1", "dead");
+        let seq = d.journal("CTRL1", JournalState::Dead);
         let id = d.dead(seq, "convert", "PID-3 missing");
         let mut out = Vec::new();
         let keys = Keys::from_master(&[7; 32]);
@@ -493,7 +433,7 @@ mod tests {
     #[test]
     fn show_prints_nothing_when_the_audit_write_fails() {
         let mut d = db("show-fail");
-        let seq = d.journal("CTRL1", "dead");
+        let seq = d.journal("CTRL1", JournalState::Dead);
         let id = d.dead(seq, "convert", "PID-3 missing");
         d.conn
             .execute_batch(
@@ -509,17 +449,17 @@ mod tests {
         // Replay and purge refuse too, and change nothing.
         assert!(replay(&mut d.conn, "alice", id).is_err());
         assert!(purge(&mut d.conn, "alice", id).is_err());
-        assert_eq!(d.state(seq), "dead");
+        assert_eq!(d.state(seq), JournalState::Dead);
         assert_eq!(d.count("dead_letter"), 1);
     }
 
     #[test]
     fn replay_convert_requeues_the_journal_row() {
         let mut d = db("replay-convert");
-        let seq = d.journal("CTRL1", "dead");
+        let seq = d.journal("CTRL1", JournalState::Dead);
         let id = d.dead(seq, "convert", "PID-3 missing");
         assert_eq!(replay(&mut d.conn, "bob", id).unwrap(), Replayed::Convert { id, journal_seq: seq });
-        assert_eq!(d.state(seq), "received");
+        assert_eq!(d.state(seq), JournalState::Received);
         assert_eq!(d.count("dead_letter"), 0);
         let ev = d.audit();
         assert_eq!((ev[0].actor.as_str(), ev[0].action.as_str(), ev[0].journal_seq), ("bob", "replay", seq));
@@ -530,17 +470,17 @@ mod tests {
     #[test]
     fn replay_deliver_keeps_outbox_ids_and_resets_attempts() {
         let mut d = db("replay-deliver");
-        let seq = d.journal("CTRL1", "dead");
-        let o1 = d.outbox(seq, 0, "delivered", 1);
-        let o2 = d.outbox(seq, 1, "dead", 9);
-        let later = d.journal("CTRL2", "converted");
-        let o3 = d.outbox(later, 0, "pending", 2);
+        let seq = d.journal("CTRL1", JournalState::Dead);
+        let o1 = d.outbox(seq, 0, OutboxState::Delivered, 1);
+        let o2 = d.outbox(seq, 1, OutboxState::Dead, 9);
+        let later = d.journal("CTRL2", JournalState::Converted);
+        let o3 = d.outbox(later, 0, OutboxState::Pending, 2);
         let id = d.dead(seq, "deliver", "HTTP 422");
         assert_eq!(
             replay(&mut d.conn, "bob", id).unwrap(),
             Replayed::Deliver { id, journal_seq: seq, outbox_rows: 1, also: vec![] }
         );
-        let rows: Vec<(i64, String, i64)> = d
+        let rows: Vec<(i64, OutboxState, i64)> = d
             .conn
             .prepare("SELECT id, state, attempts FROM outbox WHERE lane = 'lane1' ORDER BY id")
             .unwrap()
@@ -548,8 +488,11 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(rows, vec![(o1, "delivered".into(), 1), (o2, "pending".into(), 0), (o3, "pending".into(), 2)]);
-        assert_eq!(d.state(seq), "converted");
+        assert_eq!(
+            rows,
+            vec![(o1, OutboxState::Delivered, 1), (o2, OutboxState::Pending, 0), (o3, OutboxState::Pending, 2)]
+        );
+        assert_eq!(d.state(seq), JournalState::Converted);
         assert_eq!(d.count("dead_letter"), 0);
         assert_eq!(d.audit()[0].action, "replay");
     }
@@ -557,16 +500,16 @@ mod tests {
     #[test]
     fn replay_covers_all_dead_bundles_of_the_message_and_resets_entry_progress() {
         let mut d = db("replay-multi");
-        let seq = d.journal("CTRL1", "dead");
-        let o0 = d.outbox(seq, 0, "dead", 4);
-        let o1 = d.outbox(seq, 1, "dead", 2);
+        let seq = d.journal("CTRL1", JournalState::Dead);
+        let o0 = d.outbox(seq, 0, OutboxState::Dead, 4);
+        let o1 = d.outbox(seq, 1, OutboxState::Dead, 2);
         d.conn.execute("UPDATE outbox SET entries_dead = 3, entries_done = '[0,1]'", []).unwrap();
         let a = d.dead(seq, "deliver", "HTTP 400");
         let b = d.dead(seq, "deliver", "entry 3: invalid");
         let r = replay(&mut d.conn, "bob", b).unwrap();
         assert_eq!(r, Replayed::Deliver { id: b, journal_seq: seq, outbox_rows: 2, also: vec![a] });
         assert!(r.to_string().contains(&format!("also covers dead letter(s) {a}")), "{r}");
-        let rows: Vec<(i64, String, i64, i64, Option<String>)> = d
+        let rows: Vec<(i64, OutboxState, i64, i64, Option<String>)> = d
             .conn
             .prepare("SELECT id, state, attempts, entries_dead, entries_done FROM outbox ORDER BY id")
             .unwrap()
@@ -574,7 +517,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(rows, vec![(o0, "pending".into(), 0, 0, None), (o1, "pending".into(), 0, 0, None)]);
+        assert_eq!(rows, vec![(o0, OutboxState::Pending, 0, 0, None), (o1, OutboxState::Pending, 0, 0, None)]);
         assert_eq!(d.count("dead_letter"), 0);
         let ev: Vec<(i64, String)> = d.audit().into_iter().map(|e| (e.dead_letter_id, e.action)).collect();
         assert_eq!(ev, vec![(a, "replay".into()), (b, "replay".into())]);
@@ -588,19 +531,19 @@ mod tests {
         d.dead(seq, "deliver", "again");
         purge(&mut d.conn, "dave", c).unwrap();
         assert_eq!((d.count("dead_letter"), d.count("outbox")), (0, 0));
-        assert_eq!(d.state(seq), "dead");
+        assert_eq!(d.state(seq), JournalState::Dead);
         assert_eq!(d.audit().iter().filter(|e| e.action == "purge").count(), 2);
     }
 
     #[test]
     fn replay_all_goes_on_past_failures() {
         let mut d = db("replay-all");
-        let s1 = d.journal("A", "dead");
+        let s1 = d.journal("A", JournalState::Dead);
         let a = d.dead(s1, "convert", "x");
-        let s2 = d.journal("B", "delivered"); // not dead: refused
+        let s2 = d.journal("B", JournalState::Delivered); // not dead: refused
         let b = d.dead(s2, "convert", "y");
-        let s3 = d.journal("C", "dead");
-        d.outbox(s3, 0, "dead", 3);
+        let s3 = d.journal("C", JournalState::Dead);
+        d.outbox(s3, 0, OutboxState::Dead, 3);
         let c = d.dead(s3, "deliver", "z");
         let mut out = Vec::new();
         assert!(replay_all(&mut d.conn, "carol", &mut out).is_err());
@@ -609,21 +552,21 @@ mod tests {
         let ev: Vec<i64> = d.audit().iter().map(|e| e.dead_letter_id).collect();
         assert_eq!(ev, vec![a, c]);
         assert_eq!(all(&d.conn).unwrap().iter().map(|d| d.id).collect::<Vec<_>>(), vec![b]);
-        assert_eq!((d.state(s1), d.state(s3)), ("received".into(), "converted".into()));
+        assert_eq!((d.state(s1), d.state(s3)), (JournalState::Received, JournalState::Converted));
     }
 
     #[test]
     fn purge_deletes_the_dead_letter_and_its_outbox_rows() {
         let mut d = db("purge");
-        let seq = d.journal("CTRL1", "dead");
-        d.outbox(seq, 0, "dead", 5);
-        let other = d.journal("CTRL2", "converted");
-        d.outbox(other, 0, "pending", 0);
+        let seq = d.journal("CTRL1", JournalState::Dead);
+        d.outbox(seq, 0, OutboxState::Dead, 5);
+        let other = d.journal("CTRL2", JournalState::Converted);
+        d.outbox(other, 0, OutboxState::Pending, 0);
         let id = d.dead(seq, "deliver", "HTTP 400");
         assert_eq!(purge(&mut d.conn, "dave", id).unwrap(), seq);
         assert_eq!(d.count("dead_letter"), 0);
         assert_eq!(d.count("outbox"), 1, "other messages' rows stay");
-        assert_eq!(d.state(seq), "dead");
+        assert_eq!(d.state(seq), JournalState::Dead);
         let ev = d.audit();
         assert_eq!((ev[0].action.as_str(), ev[0].dead_letter_id, ev[0].journal_seq), ("purge", id, seq));
         assert!(purge(&mut d.conn, "dave", id).is_err());
@@ -632,7 +575,7 @@ mod tests {
     #[test]
     fn audit_rows_cannot_be_changed() {
         let mut d = db("audit");
-        let seq = d.journal("CTRL1", "dead");
+        let seq = d.journal("CTRL1", JournalState::Dead);
         let id = d.dead(seq, "convert", "x");
         purge(&mut d.conn, "erin", id).unwrap();
         assert!(d.conn.execute("UPDATE audit SET actor = 'x'", []).unwrap_err().to_string().contains("append-only"));
@@ -658,7 +601,7 @@ mod tests {
         let key_file = d.dir.join("j.key");
         std::fs::write(&key_file, [7u8; 32]).unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let seq = d.journal("CTRL1", "dead");
+        let seq = d.journal("CTRL1", JournalState::Dead);
         let id = d.dead(seq, "convert", "PID-3 missing");
         let config = d.dir.join("gateway.toml");
         std::fs::write(
@@ -680,7 +623,7 @@ mod tests {
         run(&config, Some("frank".into()), Command::Show { id }, &mut out).unwrap();
         assert!(String::from_utf8_lossy(&out).contains("DOE^JANE"));
         run(&config, Some("frank".into()), Command::Replay { id: None, all: true }, &mut Vec::new()).unwrap();
-        assert_eq!(d.state(seq), "received");
+        assert_eq!(d.state(seq), JournalState::Received);
         assert_eq!(d.audit().iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["show", "replay"]);
     }
 

@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
 use crate::fhir::site::SiteMaps;
 use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
+use crate::store::conversion::{self, ConvertBatch, NewBundle};
 use crate::store::db::{self, OpenError, Synchronous};
+use crate::store::state::JournalState;
 use crate::store::{Doorbell, Keys, WriteGate};
 
 /// Rows converted per transaction: small enough that the ingest writer never waits long
@@ -127,67 +129,52 @@ struct Sealed {
 
 /// Converts up to `BATCH` received rows; returns how many rows it took.
 pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<usize> {
-    let rows: Vec<(i64, Option<String>, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT seq, lane, payload FROM journal INDEXED BY journal_received
-             WHERE state = 'received' ORDER BY seq LIMIT ?1",
-        )?
-        .query_map([BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows = conversion::received(conn, BATCH)?;
     // Conversion is CPU work: done before taking the write lock.
-    let outcomes: Vec<Outcome> = rows.iter().map(|(_, _, sealed)| convert_one(sealed, opts)).collect();
+    let outcomes: Vec<Outcome> = rows.iter().map(|row| convert_one(&row.payload, opts)).collect();
     let now = crate::store::now_ms();
     let _pass = opts.gate.background();
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let batch = ConvertBatch::begin(conn, now)?;
     let mut wrote = false;
     // Counted after the commit: a rolled-back batch converted nothing.
     let (mut converted, mut dead, mut done) = (0, 0, 0);
-    for ((seq, lane, _), outcome) in rows.iter().zip(outcomes) {
+    for (row, outcome) in rows.iter().zip(outcomes) {
+        let seq = row.seq;
         let state = match &outcome {
             // Nothing to send (e.g. a message with no resources in batch form): done.
-            Outcome::Bundles(parts) if parts.is_empty() => "delivered",
-            Outcome::Bundles(_) => "converted",
-            Outcome::Dead(_) => "dead",
+            Outcome::Bundles(parts) if parts.is_empty() => JournalState::Delivered,
+            Outcome::Bundles(_) => JournalState::Converted,
+            Outcome::Dead(_) => JournalState::Dead,
         };
-        let changed =
-            tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'received'", params![seq, state])?;
-        if changed == 0 {
+        if !batch.leave_received(seq, state)? {
             continue;
         }
-        if state == "delivered" {
+        if state == JournalState::Delivered {
             done += 1;
         }
         match outcome {
             Outcome::Bundles(parts) => {
                 wrote |= !parts.is_empty();
                 for (part, sealed) in parts.iter().enumerate() {
-                    tx.prepare_cached(
-                        "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle, kind, entries)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        seq,
-                        part as i64,
-                        lane,
-                        now,
-                        sealed.bytes,
-                        sealed.kind,
-                        sealed.entries as i64
-                    ])?;
+                    batch.add_bundle(&NewBundle {
+                        journal_seq: seq,
+                        part,
+                        lane: row.lane.as_deref(),
+                        sealed: &sealed.bytes,
+                        kind: &sealed.kind,
+                        entries: sealed.entries,
+                    })?;
                 }
                 converted += 1;
             }
             Outcome::Dead(reason) => {
                 tracing::warn!(seq, %reason, "conversion failed; message moved to dead letters");
-                tx.execute(
-                    "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'convert', ?2, ?3)",
-                    params![seq, reason, now],
-                )?;
+                batch.add_dead_letter(seq, &reason)?;
                 dead += 1;
             }
         }
     }
-    tx.commit()?;
+    batch.commit()?;
     opts.metrics.converted.add(converted);
     opts.metrics.dead_letters.add(dead);
     opts.metrics.journal_depth.add(-done);
@@ -258,6 +245,7 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::params;
 
     fn stage(dir: &std::path::Path, profile: Profile) -> (Connection, ConvertOptions) {
         let path = dir.join("j.db");
@@ -299,10 +287,13 @@ mod tests {
         let seqs =
             [journal(&conn, &opts, "C1", adt), journal(&conn, &opts, "C2", empty), journal(&conn, &opts, "C3", poison)];
         assert_eq!(step(&mut conn, &opts).unwrap(), 3);
-        let state = |seq: i64| -> String {
+        let state = |seq: i64| -> JournalState {
             conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
         };
-        assert_eq!([state(seqs[0]), state(seqs[1]), state(seqs[2])], ["converted", "delivered", "dead"]);
+        assert_eq!(
+            [state(seqs[0]), state(seqs[1]), state(seqs[2])],
+            [JournalState::Converted, JournalState::Delivered, JournalState::Dead]
+        );
         type Row = (i64, Option<String>, Vec<u8>, String, i64);
         let outbox: Vec<Row> = conn
             .prepare("SELECT journal_seq, lane, bundle, kind, entries FROM outbox ORDER BY id")

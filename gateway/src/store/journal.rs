@@ -1,0 +1,40 @@
+//! The journal's rows as ingest writes them.
+
+use rusqlite::{params, Connection};
+
+/// A new journal row (state `received`): metadata in clear, payload sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRow<'a> {
+    /// Unix milliseconds.
+    pub received_at: i64,
+    pub listener: &'a str,
+    /// MSH-3|MSH-4.
+    pub sender: &'a str,
+    /// MSH-10.
+    pub control_id: &'a str,
+    pub message_type: &'a str,
+    /// Keyed hash of PID-3, never the identifier.
+    pub lane: Option<&'a str>,
+    /// Keyed hash of the payload, for duplicates.
+    pub payload_hash: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+/// Inserts a row in the caller's transaction; returns its sequence.
+pub fn insert(conn: &Connection, row: &NewRow<'_>) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        row.received_at,
+        row.listener,
+        row.sender,
+        row.control_id,
+        row.message_type,
+        row.lane,
+        row.payload_hash,
+        row.payload
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
