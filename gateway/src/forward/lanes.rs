@@ -617,10 +617,7 @@ impl Scheduler {
     /// auth failure or the API-usage limit.
     fn observe(&mut self, done: &Done, now: Instant) {
         let metrics = &self.opts.metrics;
-        let fail = |class: FailClass| {
-            let i = FailClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
-            metrics.forward_failures[i].inc();
-        };
+        let fail = |class: FailClass| metrics.forward_failures[class].inc();
         let mut pause: Option<Duration> = done.signals.unavailable;
         let (mut answered, mut tripped, mut auth_failed) = (false, false, false);
         let mut throttled: Vec<&str> = Vec::new();
@@ -907,8 +904,8 @@ mod tests {
         assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
         assert_eq!(metrics.journal_depth.get(), 0, "every journal row delivered");
         assert_eq!(metrics.forward_retries.get(), 4);
-        assert_eq!(metrics.forward_failures[3].get(), 3, "5xx");
-        assert_eq!(metrics.forward_failures[4].get(), 1, "timeout");
+        assert_eq!(metrics.forward_failures[FailClass::Server].get(), 3, "5xx");
+        assert_eq!(metrics.forward_failures[FailClass::Timeout].get(), 1, "timeout");
         assert_eq!(db.states("SELECT lane FROM lane_state"), Vec::<String>::new(), "backoff state cleared");
         assert_eq!(metrics.forward_lanes.get(), 0);
     }
@@ -971,7 +968,7 @@ mod tests {
         assert_eq!(db.states("SELECT state FROM outbox ORDER BY id"), ["dead", "delivered"]);
         assert_eq!(db.states("SELECT state FROM journal ORDER BY seq"), ["dead", "delivered"]);
         assert_eq!(metrics.dead_letters.get(), 1);
-        assert_eq!(metrics.forward_failures[0].get(), 1, "4xx");
+        assert_eq!(metrics.forward_failures[FailClass::Client].get(), 1, "4xx");
     }
 
     #[test]
@@ -987,7 +984,7 @@ mod tests {
         wait_until("delivered", || metrics.forward_delivered.get() == 1);
         f.stop();
         assert_eq!(metrics.forward_auth_failing.get(), 0);
-        assert_eq!(metrics.forward_failures[1].get(), 2);
+        assert_eq!(metrics.forward_failures[FailClass::Auth].get(), 2);
     }
 
     #[test]
