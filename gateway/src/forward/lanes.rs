@@ -38,15 +38,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::client::Target;
 use super::deliver::{FailClass, Verdict};
+use super::pacing::Pacing;
 use super::queries;
 use super::record::{self, Outcome, Record};
-use super::retry::{self, Backoff, Breaker, Throttle, ThrottleWatch};
+use super::retry::Backoff;
 use super::worker::{self, Done, Head, Job, Part, Shape};
 use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
@@ -136,8 +137,6 @@ impl Forwarder {
 
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
-/// Least time between two WARN lines about a global rate limit.
-const THROTTLE_WARN_EVERY: Duration = Duration::from_secs(300);
 /// How often the scheduler looks for operator actions (a new audit event).
 const AUDIT_POLL: Duration = Duration::from_secs(1);
 
@@ -183,27 +182,15 @@ struct Scheduler {
     audit_seen: i64,
     last_audit_poll: Instant,
     in_flight: usize,
-    breaker: Breaker,
-    /// Tells a 429 for one request (that lane backs off) from a limit on the whole sender.
-    throttle: ThrottleWatch,
-    /// When a global rate limit was last logged (one WARN line per episode, at most every
-    /// [`THROTTLE_WARN_EVERY`]).
-    throttle_warned: Option<Instant>,
-    /// A WARN line about a global rate limit awaits its all-clear.
-    throttle_reported: bool,
-    /// Nothing is sent before this (server unavailable, global rate limit, auth failure, API
-    /// limit).
-    pause_until: Option<Instant>,
-    /// Near the API limit: one request at a time, spaced.
-    slow: Option<Duration>,
-    next_send: Instant,
+    /// Breaker, global pauses, throttling, lane backoff.
+    pacing: Pacing,
     last_gauges: Option<Instant>,
 }
 
 impl Scheduler {
     fn new(conn: Connection, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
-        let breaker =
-            Breaker::new(opts.breaker_threshold, opts.breaker_cooldown, opts.backoff.max.max(opts.breaker_cooldown));
+        let pacing =
+            Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
         Scheduler {
             conn,
             opts,
@@ -216,13 +203,7 @@ impl Scheduler {
             audit_seen: 0,
             last_audit_poll: Instant::now(),
             in_flight: 0,
-            breaker,
-            throttle: ThrottleWatch::default(),
-            throttle_warned: None,
-            throttle_reported: false,
-            pause_until: None,
-            slow: None,
-            next_send: Instant::now(),
+            pacing,
             last_gauges: None,
         }
     }
@@ -445,10 +426,6 @@ impl Scheduler {
         Ok(None)
     }
 
-    fn paused(&self, now: Instant) -> bool {
-        self.pause_until.is_some_and(|t| now < t) || (self.slow.is_some() && now < self.next_send)
-    }
-
     /// The next due lane, taken out of the queue.
     fn pop_due(&mut self) -> Option<String> {
         let (due, _, _) = self.queue.first()?;
@@ -461,10 +438,9 @@ impl Scheduler {
     /// Hands due lane heads to the workers, up to the concurrency; batch heads of several
     /// lanes go together, up to `pack_entries` entries.
     fn dispatch(&mut self, jobs: &Sender<Job>) {
-        let cap = if self.slow.is_some() { 1 } else { self.opts.concurrency.max(1) };
-        while self.in_flight < cap {
+        while self.in_flight < self.pacing.cap() {
             let now = Instant::now();
-            if self.paused(now) || !self.breaker.allow(now) {
+            if !self.pacing.may_send(now) {
                 return;
             }
             let Some(key) = self.pop_due() else { return };
@@ -483,9 +459,7 @@ impl Scheduler {
                 parts.push(part);
             }
             self.in_flight += 1;
-            if let Some(interval) = self.slow {
-                self.next_send = now + interval;
-            }
+            self.pacing.sent(now);
             if jobs.send(Job { parts }).is_err() {
                 return;
             }
@@ -560,7 +534,7 @@ impl Scheduler {
     /// Applies one request's outcome: lanes move on or back off at once, the recorder writes
     /// it down.
     fn settle(&mut self, done: Done, records: &SyncSender<Record>) {
-        self.observe(&done, Instant::now());
+        self.pacing.observe(&done, Instant::now(), &self.opts.metrics);
         let now = now_ms();
         for sent in done.parts {
             let Some(verdict) = sent.verdict else {
@@ -578,14 +552,13 @@ impl Scheduler {
                     settled.sort_unstable();
                     settled.dedup();
                     let failures = failures.saturating_add(1);
-                    let backoff = self.opts.backoff.delay(failures);
-                    let delay = after.map_or(backoff, |a| a.max(backoff));
+                    let delay = self.pacing.retry_delay(failures, after);
                     let dead = dead.into_iter().map(|(_, r)| r).collect();
                     Outcome::Retry { settled, dead, due: now + delay.as_millis() as i64, failures, class }
                 }
                 Verdict::AuthFailed => {
                     let failures = failures.saturating_add(1);
-                    let due = now + self.opts.auth_retry.as_millis() as i64;
+                    let due = now + self.pacing.auth_retry().as_millis() as i64;
                     Outcome::Retry { settled: settled_before(), dead: vec![], due, failures, class: FailClass::Auth }
                 }
             };
@@ -611,112 +584,17 @@ impl Scheduler {
         }
     }
 
-    /// Breaker, pauses, throttling and failure metrics from one request's outcome. A 429
-    /// backs off only its own lanes ([`settle`](Self::settle) honours its `Retry-After`);
-    /// everything pauses only for a 5xx with `Retry-After`, a [`ThrottleWatch`] streak, an
-    /// auth failure or the API-usage limit.
-    fn observe(&mut self, done: &Done, now: Instant) {
-        let metrics = &self.opts.metrics;
-        let fail = |class: FailClass| metrics.forward_failures[class].inc();
-        let mut pause: Option<Duration> = done.signals.unavailable;
-        let (mut answered, mut tripped, mut auth_failed) = (false, false, false);
-        let mut throttled: Vec<&str> = Vec::new();
-        let mut throttled_after: Option<Duration> = None;
-        for (lane, verdict) in done.parts.iter().filter_map(|p| Some((p.lane.as_str(), p.verdict.as_ref()?))) {
-            match verdict {
-                Verdict::Settled { dead, .. } => {
-                    answered = true;
-                    if !dead.is_empty() {
-                        fail(FailClass::Client);
-                    }
-                }
-                Verdict::Dead { class, .. } => {
-                    answered = true;
-                    fail(*class);
-                }
-                Verdict::Retry { class, after, .. } => {
-                    fail(*class);
-                    metrics.forward_retries.inc();
-                    tripped |= class.trips_breaker();
-                    if *class == FailClass::Throttled {
-                        throttled.push(lane);
-                        throttled_after = throttled_after.max(*after);
-                    }
-                }
-                Verdict::AuthFailed => {
-                    fail(FailClass::Auth);
-                    metrics.forward_retries.inc();
-                    auth_failed = true;
-                }
-            }
-        }
-        if !throttled.is_empty() {
-            if let Some(d) = self.throttle.throttled(throttled, throttled_after, &self.opts.backoff) {
-                if self.throttle.pauses() == 1
-                    && self.throttle_warned.is_none_or(|t| t.elapsed() >= THROTTLE_WARN_EVERY)
-                {
-                    self.throttle_warned = Some(now);
-                    self.throttle_reported = true;
-                    tracing::warn!("forwarder: the FHIR server throttles requests on several lanes in a row; pausing all sending for {d:?}");
-                }
-                pause = pause.max(Some(d));
-            }
-        } else if answered {
-            if std::mem::take(&mut self.throttle_reported) {
-                tracing::info!("forwarder: the FHIR server accepts requests again after throttling");
-            }
-            self.throttle.success();
-        }
-        if tripped {
-            self.breaker.failure(now);
-        } else if answered {
-            self.breaker.success();
-        } else {
-            self.breaker.neutral();
-        }
-        if answered && !auth_failed {
-            metrics.forward_auth_failing.set(0);
-        }
-        if auth_failed {
-            if metrics.forward_auth_failing.get() == 0 {
-                tracing::error!(
-                    "forwarder: the FHIR server refuses the gateway's credentials; retrying every {:?}",
-                    self.opts.auth_retry
-                );
-            }
-            metrics.forward_auth_failing.set(1);
-            pause = pause.max(Some(self.opts.auth_retry));
-        }
-        if let Some((used, max)) = done.signals.limit_info.as_deref().and_then(retry::parse_limit_info) {
-            metrics.forward_api_usage_permille.set((used.saturating_mul(1000) / max) as i64);
-            match retry::throttle(used, max, SystemTime::now()) {
-                Throttle::Normal => self.slow = None,
-                Throttle::Slow(interval) => self.slow = Some(interval),
-                Throttle::Pause(d) => {
-                    tracing::warn!(used, max, "forwarder: API usage near the daily limit; pausing for {d:?}");
-                    pause = pause.max(Some(d));
-                }
-            }
-        }
-        if let Some(d) = pause {
-            let until = now + d;
-            self.pause_until = Some(self.pause_until.map_or(until, |p| p.max(until)));
-        }
-    }
-
     /// How long the scheduler may sleep: until the next lane is due and sending is allowed
     /// again, at most a second. Results and new rows ring the bell and wake it earlier.
     fn next_wake(&self) -> Duration {
         const MAX: Duration = Duration::from_secs(1);
-        let cap = if self.slow.is_some() { 1 } else { self.opts.concurrency.max(1) };
-        if self.in_flight >= cap || self.breaker.state() == retry::BreakerState::HalfOpen {
+        if self.pacing.awaits_answer(self.in_flight) {
             return MAX; // a finishing request rings the bell
         }
         let Some((due, _, _)) = self.queue.first() else { return MAX };
         let now = Instant::now();
         let mut at = now + Duration::from_millis((due - now_ms()).max(0) as u64);
-        for t in [self.pause_until, self.breaker.open_until(), self.slow.map(|_| self.next_send)].into_iter().flatten()
-        {
+        if let Some(t) = self.pacing.resume_at() {
             at = at.max(t);
         }
         at.saturating_duration_since(now).clamp(Duration::from_millis(1), MAX)
@@ -735,7 +613,7 @@ impl Scheduler {
         m.forward_lanes.set(self.lanes.len() as i64);
         let oldest = self.lanes.values().map(|l| l.head.created_at).min();
         m.forward_oldest_pending_secs.set(oldest.map_or(0, |t| ((now_ms() - t) / 1000).max(0)));
-        m.forward_circuit_state.set(self.breaker.state() as i64);
+        m.forward_circuit_state.set(self.pacing.breaker_state() as i64);
         m.forward_token_refreshes.set(self.target.token_refreshes() as i64);
     }
 }
@@ -1226,12 +1104,12 @@ mod tests {
         // A is not sent before its Retry-After.
         assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "A waits");
         assert!(s.lanes["A"].due >= refused_at + 30_000, "A due after its Retry-After");
-        assert!(!s.paused(Instant::now()), "no global pause");
+        assert!(!s.pacing.paused(Instant::now()), "no global pause");
         assert!(s.next_wake() <= Duration::from_secs(1), "the scheduler keeps looking");
     }
 
     #[test]
-    fn a_server_wide_limit_pauses_every_lane() {
+    fn a_server_wide_limit_holds_every_due_lane() {
         let db = Db::new("global-429");
         for lane in ["A", "B", "C", "D", "E"] {
             db.message(Some(lane), &[tx(lane)]);
@@ -1239,21 +1117,14 @@ mod tests {
         let (mut s, jobs_rx, jobs_tx, records, _recorded) = by_hand(&db);
         // Throttled requests in a row on several lanes: the limit is the server's.
         for lane in ["A", "B", "C"] {
-            assert!(!s.paused(Instant::now()));
+            assert!(!s.pacing.paused(Instant::now()));
             let (lanes, job) = next_job(&mut s, &jobs_tx, &jobs_rx).unwrap();
             assert_eq!(lanes, [lane]);
             answer(&mut s, job, throttled(Some(Duration::from_secs(20))), Signals::default(), &records);
         }
-        assert!(s.paused(Instant::now()), "a streak of 429s on several lanes pauses everything");
+        assert!(s.pacing.paused(Instant::now()), "a streak of 429s on several lanes pauses everything");
         assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "D waits although it is due");
-        // A 503 with Retry-After pauses everything at once.
-        s.pause_until = None;
-        let (lanes, job) = next_job(&mut s, &jobs_tx, &jobs_rx).unwrap();
-        assert_eq!(lanes, ["D"]);
-        let unavailable = Signals { limit_info: None, unavailable: Some(Duration::from_secs(20)) };
-        answer(&mut s, job, throttled(Some(Duration::from_secs(20))), unavailable, &records);
-        assert!(s.paused(Instant::now()));
-        assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "E waits");
+        assert!(s.next_wake() >= Duration::from_millis(900), "nothing to do before the pause ends");
     }
 
     fn held(s: &Scheduler) -> Vec<String> {

@@ -5,6 +5,8 @@
 //! - [`lanes`]: the delivery loop — lanes over the outbox and the scheduler thread that
 //!   decides what is sent next.
 //! - `worker`: worker threads that open, pack, send and judge.
+//! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
+//!   pauses, throttling, backoff); plain state, no database.
 //! - `record`: the recorder thread that writes outcomes in group commits.
 //! - [`queries`]: the outbox reads, pinned to the pending indexes.
 //! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod client;
 pub mod deliver;
 pub mod lanes;
+mod pacing;
 pub mod queries;
 mod record;
 mod resolve;
