@@ -40,18 +40,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use super::client::Target;
 use super::deliver::{FailClass, Verdict};
 use super::pacing::Pacing;
-use super::queries;
-use super::record::{self, Outcome, Record};
+use super::record;
 use super::retry::Backoff;
-use super::worker::{self, Done, Head, Job, Part, Shape};
+use super::worker::{self, Done, Head, Job, Part};
 use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
+use crate::store::delivery::{LaneRows, Outbox, Outcome, Record, NEW_ROWS_PAGE};
 use crate::store::{now_ms, Doorbell, Keys, WriteGate};
 
 /// Database errors of the scheduler, logged once a minute per kind with a count.
@@ -121,7 +121,7 @@ impl Forwarder {
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("forward".into())
-            .spawn(move || Scheduler::new(conn, opts, target).run(recorder_conn, &stopping))
+            .spawn(move || Scheduler::new(Outbox::new(conn), opts, target).run(recorder_conn, &stopping))
             .expect("spawn forwarder");
         Ok(Forwarder { stop, bell, thread })
     }
@@ -154,18 +154,8 @@ fn lane_key(lane: Option<String>, journal_seq: i64) -> String {
     lane.unwrap_or_else(|| format!("seq:{journal_seq}"))
 }
 
-/// The head columns (see [`queries`]) starting at column `at`.
-fn head_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<(Head, Vec<usize>)> {
-    let kind: Option<String> = r.get(at + 3)?;
-    let entries: Option<i64> = r.get(at + 4)?;
-    let shape = kind.zip(entries).map(|(k, n)| Shape { batch: k == "batch", entries: n.max(0) as usize });
-    let done: Option<String> = r.get(at + 5)?;
-    let settled = done.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
-    Ok((Head { id: r.get(at)?, journal_seq: r.get(at + 1)?, created_at: r.get(at + 2)?, shape }, settled))
-}
-
 struct Scheduler {
-    conn: Connection,
+    outbox: Outbox,
     opts: ForwardOptions,
     target: Arc<dyn Target>,
     lanes: HashMap<String, Lane>,
@@ -188,11 +178,11 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(conn: Connection, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
+    fn new(outbox: Outbox, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
         let pacing =
             Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
         Scheduler {
-            conn,
+            outbox,
             opts,
             target,
             lanes: HashMap::new(),
@@ -282,8 +272,8 @@ impl Scheduler {
     /// Start-up: where the outbox ends and which operator action was seen last; the lanes
     /// come from [`fill`](Self::fill).
     fn start(&mut self) -> rusqlite::Result<()> {
-        self.max_seen = self.conn.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))?;
-        self.audit_seen = self.conn.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?;
+        self.max_seen = self.outbox.last_id()?;
+        self.audit_seen = self.outbox.last_audit_id()?;
         self.scan_after = Some(0);
         self.fill()?;
         tracing::info!(lanes = self.lanes.len(), all = self.scan_after.is_none(), "forwarder: outbox loaded");
@@ -297,15 +287,12 @@ impl Scheduler {
     fn fill(&mut self) -> rusqlite::Result<()> {
         const PAGE: usize = 1000;
         while let Some(after) = self.scan_after {
-            let mut rows: Vec<(String, i64)> = Vec::with_capacity(PAGE);
-            {
-                let mut stmt = self.conn.prepare_cached(queries::PENDING_AFTER)?;
-                let mut cursor = stmt.query(params![after, PAGE as i64])?;
-                while let Some(r) = cursor.next()? {
-                    let seq: i64 = r.get(1)?;
-                    rows.push((lane_key(r.get(0)?, seq), seq));
-                }
-            }
+            let rows: Vec<(String, i64)> = self
+                .outbox
+                .pending_after(after, PAGE)?
+                .into_iter()
+                .map(|(lane, seq)| (lane_key(lane, seq), seq))
+                .collect();
             for (key, seq) in &rows {
                 if self.lanes.contains_key(key) {
                     self.scan_after = Some(*seq);
@@ -329,11 +316,7 @@ impl Scheduler {
     /// Holds a lane: its head and its persisted backoff.
     fn take_lane(&mut self, key: &str) -> rusqlite::Result<()> {
         let Some((head, settled)) = self.next_head(key)? else { return Ok(()) };
-        let backoff: Option<(i64, i64)> = self
-            .conn
-            .prepare_cached("SELECT next_attempt_at, failures FROM lane_state WHERE lane = ?1")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let backoff = self.outbox.lane_backoff(key)?;
         let (due, failures) = backoff.map_or((now_ms(), 0), |(due, f)| (due, f.clamp(0, u32::MAX as i64) as u32));
         self.queue.insert((due, head.id, key.to_string()));
         self.lanes.insert(key.to_string(), Lane { head, settled, failures, due });
@@ -362,8 +345,7 @@ impl Scheduler {
     fn discover(&mut self) -> rusqlite::Result<()> {
         if self.last_audit_poll.elapsed() >= AUDIT_POLL {
             self.last_audit_poll = Instant::now();
-            let audit: i64 =
-                self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))?;
+            let audit = self.outbox.last_audit_id()?;
             if audit != self.audit_seen {
                 self.audit_seen = audit;
                 self.requeued_by_operator()?;
@@ -371,17 +353,12 @@ impl Scheduler {
         }
         loop {
             let mut found: Vec<(String, Head)> = Vec::new();
-            let mut rows = 0;
-            {
-                let mut stmt = self.conn.prepare_cached(queries::NEW_ROWS)?;
-                let mut cursor = stmt.query([self.max_seen])?;
-                while let Some(r) = cursor.next()? {
-                    rows += 1;
-                    let (head, _) = head_row(r, 2)?;
-                    self.max_seen = self.max_seen.max(head.id);
-                    if r.get_ref(1)?.as_str() == Ok("pending") {
-                        found.push((lane_key(r.get(0)?, head.journal_seq), head));
-                    }
+            let new_rows = self.outbox.new_rows(self.max_seen)?;
+            let rows = new_rows.len();
+            for row in new_rows {
+                self.max_seen = self.max_seen.max(row.head.id);
+                if row.pending {
+                    found.push((lane_key(row.lane, row.head.journal_seq), row.head));
                 }
             }
             let now = now_ms();
@@ -397,7 +374,7 @@ impl Scheduler {
                 self.queue.insert((now, head.id, key.clone()));
                 self.lanes.insert(key, Lane { head, settled: Vec::new(), failures: 0, due: now });
             }
-            if rows < 1000 {
+            if rows < NEW_ROWS_PAGE {
                 break;
             }
         }
@@ -410,20 +387,11 @@ impl Scheduler {
 
     /// The lane's lowest pending row that is not settled already (awaiting the recorder).
     fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
-        let seq = key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok());
-        let mut stmt =
-            self.conn.prepare_cached(if seq.is_some() { queries::MESSAGE_PENDING } else { queries::LANE_PENDING })?;
-        let mut rows = match seq {
-            Some(seq) => stmt.query([seq])?,
-            None => stmt.query([key])?,
+        let rows = match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
+            Some(seq) => LaneRows::Message(seq),
+            None => LaneRows::Patient(key),
         };
-        while let Some(r) = rows.next()? {
-            let found = head_row(r, 0)?;
-            if !self.recording.contains(&found.0.id) {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
+        self.outbox.first_pending(rows, |id| self.recording.contains(&id))
     }
 
     /// The next due lane, taken out of the queue.
@@ -477,17 +445,13 @@ impl Scheduler {
     /// when it cannot be sent now.
     fn part(&mut self, key: String) -> Option<Part> {
         let head = self.lanes.get(&key)?.head;
-        let row: rusqlite::Result<Option<(Vec<u8>, String)>> = self
-            .conn
-            .prepare_cached("SELECT bundle, state FROM outbox WHERE id = ?1")
-            .and_then(|mut s| s.query_row([head.id], |r| Ok((r.get(0)?, r.get(1)?))).optional());
-        match row {
-            Ok(Some((sealed, state))) if state == "pending" => {
+        match self.outbox.pending_bundle(head.id) {
+            Ok(Some(sealed)) => {
                 let settled = self.lanes[&key].settled.clone();
                 Some(Part { lane: key, head, sealed, settled })
             }
             // Settled behind our back (an operator purged it): move the lane on.
-            Ok(_) => {
+            Ok(None) => {
                 self.advance(&key);
                 None
             }
@@ -554,12 +518,14 @@ impl Scheduler {
                     let failures = failures.saturating_add(1);
                     let delay = self.pacing.retry_delay(failures, after);
                     let dead = dead.into_iter().map(|(_, r)| r).collect();
-                    Outcome::Retry { settled, dead, due: now + delay.as_millis() as i64, failures, class }
+                    let (due, last_error) = (now + delay.as_millis() as i64, class.label());
+                    Outcome::Retry { settled, dead, due, failures, last_error }
                 }
                 Verdict::AuthFailed => {
                     let failures = failures.saturating_add(1);
                     let due = now + self.pacing.auth_retry().as_millis() as i64;
-                    Outcome::Retry { settled: settled_before(), dead: vec![], due, failures, class: FailClass::Auth }
+                    let last_error = FailClass::Auth.label();
+                    Outcome::Retry { settled: settled_before(), dead: vec![], due, failures, last_error }
                 }
             };
             let is_final = matches!(outcome, Outcome::Final { .. });
@@ -1054,7 +1020,7 @@ mod tests {
         let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
         opts.concurrency = 1;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
-        let mut s = Scheduler::new(conn, opts, Fake::new(|_, _, _| ok()));
+        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
         s.start().unwrap();
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let (record_tx, record_rx) = mpsc::sync_channel(64);
@@ -1142,7 +1108,7 @@ mod tests {
         let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
         opts.max_lanes = 2;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
-        let mut s = Scheduler::new(conn, opts, Fake::new(|_, _, _| ok()));
+        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
         s.start().unwrap();
         assert_eq!(held(&s), ["A", "B"]);
         // A new patient's message while lanes wait for room is not taken ahead of them.

@@ -8,7 +8,6 @@
 //! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
 //!   pauses, throttling, backoff); plain state, no database.
 //! - `record`: the recorder thread that writes outcomes in group commits.
-//! - [`queries`]: the outbox reads, pinned to the pending indexes.
 //! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
 //! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
@@ -23,7 +22,6 @@ pub mod client;
 pub mod deliver;
 pub mod lanes;
 mod pacing;
-pub mod queries;
 mod record;
 mod resolve;
 pub mod retry;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod budget;
 pub mod crypto;
 pub mod db;
+pub mod delivery;
 pub mod disk;
 pub mod doorbell;
 pub mod gate;
