@@ -1,6 +1,7 @@
 //! The delivery loop: per-patient lanes over the outbox, a scheduler thread that decides
 //! what to send, worker threads that send (`worker`) and a recorder thread
-//! that writes the outcomes (`record`).
+//! that writes the outcomes (`record`). The scheduler joins a `LaneSet` (the lanes held, the
+//! ready queue, finding them in the outbox) with `Pacing` (whether anything may be sent now).
 //!
 //! # Lanes
 //! A lane is the journal's lane key (keyed hash of PID-3) or, for a message without one,
@@ -154,13 +155,14 @@ fn lane_key(lane: Option<String>, journal_seq: i64) -> String {
     lane.unwrap_or_else(|| format!("seq:{journal_seq}"))
 }
 
-struct Scheduler {
+/// The lanes held in memory, the queue of ready ones, and how they are found in the outbox.
+struct LaneSet {
     outbox: Outbox,
-    opts: ForwardOptions,
-    target: Arc<dyn Target>,
-    lanes: HashMap<String, Lane>,
+    /// Most lanes held at once.
+    max_lanes: usize,
+    held: HashMap<String, Lane>,
     /// Lanes ready to send, by (due, head id): the first is the next to send. A lane in
-    /// flight is in `lanes` but not here.
+    /// flight is held but not here.
     queue: BTreeSet<(i64, i64, String)>,
     /// Rows settled for good whose outcome the recorder has not committed yet.
     recording: HashSet<i64>,
@@ -171,35 +173,286 @@ struct Scheduler {
     /// Last audit event seen (operator actions may re-queue rows).
     audit_seen: i64,
     last_audit_poll: Instant,
+}
+
+/// The scheduler thread: hands due lanes to the workers when pacing allows, and settles
+/// their answers.
+struct Scheduler {
+    lanes: LaneSet,
+    opts: ForwardOptions,
+    target: Arc<dyn Target>,
     in_flight: usize,
     /// Breaker, global pauses, throttling, lane backoff.
     pacing: Pacing,
     last_gauges: Option<Instant>,
 }
 
-impl Scheduler {
-    fn new(outbox: Outbox, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
-        let pacing =
-            Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
-        Scheduler {
+impl LaneSet {
+    fn new(outbox: Outbox, max_lanes: usize) -> LaneSet {
+        LaneSet {
             outbox,
-            opts,
-            target,
-            lanes: HashMap::new(),
+            max_lanes,
+            held: HashMap::new(),
             queue: BTreeSet::new(),
             recording: HashSet::new(),
             max_seen: 0,
             scan_after: None,
             audit_seen: 0,
             last_audit_poll: Instant::now(),
-            in_flight: 0,
-            pacing,
-            last_gauges: None,
         }
     }
 
+    fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    fn get(&self, key: &str) -> Option<&Lane> {
+        self.held.get(key)
+    }
+
+    /// When the first queued lane is due (unix ms).
+    fn first_due(&self) -> Option<i64> {
+        self.queue.first().map(|(due, _, _)| *due)
+    }
+
+    /// Entries the first queued lane's head would add to a pack.
+    fn first_pack_size(&self) -> Option<usize> {
+        self.queue.first().and_then(|(_, _, key)| self.pack_size(key))
+    }
+
+    /// When the oldest held head was written (unix ms).
+    fn oldest_created_at(&self) -> Option<i64> {
+        self.held.values().map(|l| l.head.created_at).min()
+    }
+
+    /// The recorder committed these rows' final outcomes.
+    fn recorded(&mut self, ids: Vec<i64>) {
+        for id in ids {
+            self.recording.remove(&id);
+        }
+    }
+
+    /// The lane's head `id` was settled for good: the lane moves on.
+    fn finished(&mut self, key: &str, id: i64) {
+        // Skipped by `next_head` until the recorder has committed it.
+        self.recording.insert(id);
+        self.advance(key);
+    }
+
+    /// The lane's head goes again at `due`, with `settled` entries left out.
+    fn retry_later(&mut self, key: &str, settled: &[usize], failures: u32, due: i64) {
+        if let Some(lane) = self.held.get_mut(key) {
+            lane.settled = settled.to_vec();
+            lane.failures = failures;
+        }
+        self.requeue(key, due);
+    }
+
+    /// Start-up: where the outbox ends and which operator action was seen last; the lanes
+    /// come from [`fill`](Self::fill).
+    fn start(&mut self) -> rusqlite::Result<()> {
+        self.max_seen = self.outbox.last_id()?;
+        self.audit_seen = self.outbox.last_audit_id()?;
+        self.scan_after = Some(0);
+        self.fill()?;
+        tracing::info!(lanes = self.held.len(), all = self.scan_after.is_none(), "forwarder: outbox loaded");
+        Ok(())
+    }
+
+    /// Takes on lanes with pending rows, in journal order from `scan_after`, until
+    /// `max_lanes` are held or the scan reaches the end (then every lane with pending rows
+    /// is held, and new ones are taken as [`discover`](Self::discover) finds them). The scan
+    /// never goes back: a row it passes belongs to a lane held then, which delivers it.
+    fn fill(&mut self) -> rusqlite::Result<()> {
+        const PAGE: usize = 1000;
+        while let Some(after) = self.scan_after {
+            let rows: Vec<(String, i64)> = self
+                .outbox
+                .pending_after(after, PAGE)?
+                .into_iter()
+                .map(|(lane, seq)| (lane_key(lane, seq), seq))
+                .collect();
+            for (key, seq) in &rows {
+                if self.held.contains_key(key) {
+                    self.scan_after = Some(*seq);
+                    continue;
+                }
+                if self.held.len() >= self.max_lanes {
+                    // This message's lane waits for room; the next fill starts here.
+                    self.scan_after = Some(seq - 1);
+                    return Ok(());
+                }
+                self.take_lane(key)?;
+                self.scan_after = Some(*seq);
+            }
+            if rows.len() < PAGE {
+                self.scan_after = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a lane: its head and its persisted backoff.
+    fn take_lane(&mut self, key: &str) -> rusqlite::Result<()> {
+        let Some((head, settled)) = self.next_head(key)? else { return Ok(()) };
+        let backoff = self.outbox.lane_backoff(key)?;
+        let (due, failures) = backoff.map_or((now_ms(), 0), |(due, f)| (due, f.clamp(0, u32::MAX as i64) as u32));
+        self.queue.insert((due, head.id, key.to_string()));
+        self.held.insert(key.to_string(), Lane { head, settled, failures, due });
+        Ok(())
+    }
+
+    /// After an operator re-queued rows: a queued lane whose lowest pending row is now below
+    /// its head takes it as head, and the scan for lanes starts over.
+    fn requeued_by_operator(&mut self) -> rusqlite::Result<()> {
+        let queued: Vec<(i64, i64, String)> = self.queue.iter().cloned().collect();
+        for (due, id, key) in queued {
+            if let Some((head, settled)) = self.next_head(&key)?.filter(|(h, _)| h.id < id) {
+                self.queue.remove(&(due, id, key.clone()));
+                self.queue.insert((due, head.id, key.clone()));
+                let lane = self.held.get_mut(&key).expect("a queued lane is held");
+                lane.head = head;
+                lane.settled = settled;
+            }
+        }
+        self.scan_after = Some(0);
+        self.fill()
+    }
+
+    /// Rows the convert stage added since the last look; rows an operator re-queued; lanes
+    /// that waited for room.
+    fn discover(&mut self) -> rusqlite::Result<()> {
+        if self.last_audit_poll.elapsed() >= AUDIT_POLL {
+            self.last_audit_poll = Instant::now();
+            let audit = self.outbox.last_audit_id()?;
+            if audit != self.audit_seen {
+                self.audit_seen = audit;
+                self.requeued_by_operator()?;
+            }
+        }
+        loop {
+            let mut found: Vec<(String, Head)> = Vec::new();
+            let new_rows = self.outbox.new_rows(self.max_seen)?;
+            let rows = new_rows.len();
+            for row in new_rows {
+                self.max_seen = self.max_seen.max(row.head.id);
+                if row.pending {
+                    found.push((lane_key(row.lane, row.head.journal_seq), row.head));
+                }
+            }
+            let now = now_ms();
+            for (key, head) in found {
+                // While lanes wait for room, the scan takes new ones in journal order.
+                if self.scan_after.is_some() || self.held.contains_key(&key) {
+                    continue;
+                }
+                if self.held.len() >= self.max_lanes {
+                    self.scan_after = Some(head.journal_seq - 1);
+                    continue;
+                }
+                self.queue.insert((now, head.id, key.clone()));
+                self.held.insert(key, Lane { head, settled: Vec::new(), failures: 0, due: now });
+            }
+            if rows < NEW_ROWS_PAGE {
+                break;
+            }
+        }
+        // Refilled in bulk: each pass reads a page of rows, worth it for many lanes at once.
+        if self.scan_after.is_some() && self.held.len() <= self.max_lanes * 3 / 4 {
+            self.fill()?;
+        }
+        Ok(())
+    }
+
+    /// The lane's lowest pending row that is not settled already (awaiting the recorder).
+    fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
+        let rows = match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
+            Some(seq) => LaneRows::Message(seq),
+            None => LaneRows::Patient(key),
+        };
+        self.outbox.first_pending(rows, |id| self.recording.contains(&id))
+    }
+
+    /// The next due lane, taken out of the queue.
+    fn pop_due(&mut self) -> Option<String> {
+        let (due, _, _) = self.queue.first()?;
+        if *due > now_ms() {
+            return None;
+        }
+        self.queue.pop_first().map(|(_, _, key)| key)
+    }
+
+    /// Entries a lane's head would add to a pack; `None` if it is not packable.
+    fn pack_size(&self, key: &str) -> Option<usize> {
+        let lane = self.held.get(key)?;
+        let shape = lane.head.shape.filter(|s| s.batch)?;
+        Some(shape.entries.saturating_sub(lane.settled.len()).max(1))
+    }
+
+    /// Reads a lane's head bundle for sending; `None` (and the lane moved on or requeued)
+    /// when it cannot be sent now.
+    fn part(&mut self, key: String) -> Option<Part> {
+        let head = self.held.get(&key)?.head;
+        match self.outbox.pending_bundle(head.id) {
+            Ok(Some(sealed)) => {
+                let settled = self.held[&key].settled.clone();
+                Some(Part { lane: key, head, sealed, settled })
+            }
+            // Settled behind our back (an operator purged it): move the lane on.
+            Ok(None) => {
+                self.advance(&key);
+                None
+            }
+            Err(e) => {
+                if let Some(r) = DB_ERRORS.hit("read bundle") {
+                    tracing::error!(error = %e, "forwarder: cannot read a bundle; will retry{r}");
+                }
+                self.requeue(&key, now_ms() + 1000);
+                None
+            }
+        }
+    }
+
+    fn requeue(&mut self, key: &str, due: i64) {
+        if let Some(lane) = self.held.get_mut(key) {
+            lane.due = due;
+            self.queue.insert((due, lane.head.id, key.to_string()));
+        }
+    }
+
+    /// The lane's head is settled: queue its next head, or forget the lane.
+    fn advance(&mut self, key: &str) {
+        match self.next_head(key) {
+            Ok(Some((head, settled))) => {
+                if let Some(lane) = self.held.get_mut(key) {
+                    lane.head = head;
+                    lane.settled = settled;
+                    lane.failures = 0;
+                }
+                self.requeue(key, now_ms());
+            }
+            Ok(None) => {
+                self.held.remove(key);
+            }
+            Err(e) => {
+                if let Some(r) = DB_ERRORS.hit("next bundle") {
+                    tracing::error!(error = %e, "forwarder: cannot find a lane's next bundle; will retry{r}");
+                }
+                self.requeue(key, now_ms() + 1000);
+            }
+        }
+    }
+}
+
+impl Scheduler {
+    fn new(outbox: Outbox, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
+        let pacing =
+            Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
+        Scheduler { lanes: LaneSet::new(outbox, opts.max_lanes), opts, target, in_flight: 0, pacing, last_gauges: None }
+    }
+
     fn run(mut self, recorder_conn: Connection, stop: &AtomicBool) {
-        while let Err(e) = self.start() {
+        while let Err(e) = self.lanes.start() {
             if let Some(r) = DB_ERRORS.hit("read outbox") {
                 tracing::error!(error = %e, "forwarder: cannot read the outbox; will retry{r}");
             }
@@ -235,9 +488,7 @@ impl Scheduler {
         loop {
             metrics.stages.forward.beat();
             for ids in recorded_rx.try_iter() {
-                for id in ids {
-                    self.recording.remove(&id);
-                }
+                self.lanes.recorded(ids);
             }
             for done in done_rx.try_iter() {
                 self.in_flight -= 1;
@@ -250,7 +501,7 @@ impl Scheduler {
                 self.opts.bell.wait(Duration::from_millis(50));
                 continue;
             }
-            if let Err(e) = self.discover() {
+            if let Err(e) = self.lanes.discover() {
                 if let Some(r) = DB_ERRORS.hit("read new rows") {
                     tracing::error!(error = %e, "forwarder: cannot read new outbox rows; will retry{r}");
                 }
@@ -269,140 +520,6 @@ impl Scheduler {
         self.gauges_now();
     }
 
-    /// Start-up: where the outbox ends and which operator action was seen last; the lanes
-    /// come from [`fill`](Self::fill).
-    fn start(&mut self) -> rusqlite::Result<()> {
-        self.max_seen = self.outbox.last_id()?;
-        self.audit_seen = self.outbox.last_audit_id()?;
-        self.scan_after = Some(0);
-        self.fill()?;
-        tracing::info!(lanes = self.lanes.len(), all = self.scan_after.is_none(), "forwarder: outbox loaded");
-        Ok(())
-    }
-
-    /// Takes on lanes with pending rows, in journal order from `scan_after`, until
-    /// `max_lanes` are held or the scan reaches the end (then every lane with pending rows
-    /// is held, and new ones are taken as [`discover`](Self::discover) finds them). The scan
-    /// never goes back: a row it passes belongs to a lane held then, which delivers it.
-    fn fill(&mut self) -> rusqlite::Result<()> {
-        const PAGE: usize = 1000;
-        while let Some(after) = self.scan_after {
-            let rows: Vec<(String, i64)> = self
-                .outbox
-                .pending_after(after, PAGE)?
-                .into_iter()
-                .map(|(lane, seq)| (lane_key(lane, seq), seq))
-                .collect();
-            for (key, seq) in &rows {
-                if self.lanes.contains_key(key) {
-                    self.scan_after = Some(*seq);
-                    continue;
-                }
-                if self.lanes.len() >= self.opts.max_lanes {
-                    // This message's lane waits for room; the next fill starts here.
-                    self.scan_after = Some(seq - 1);
-                    return Ok(());
-                }
-                self.take_lane(key)?;
-                self.scan_after = Some(*seq);
-            }
-            if rows.len() < PAGE {
-                self.scan_after = None;
-            }
-        }
-        Ok(())
-    }
-
-    /// Holds a lane: its head and its persisted backoff.
-    fn take_lane(&mut self, key: &str) -> rusqlite::Result<()> {
-        let Some((head, settled)) = self.next_head(key)? else { return Ok(()) };
-        let backoff = self.outbox.lane_backoff(key)?;
-        let (due, failures) = backoff.map_or((now_ms(), 0), |(due, f)| (due, f.clamp(0, u32::MAX as i64) as u32));
-        self.queue.insert((due, head.id, key.to_string()));
-        self.lanes.insert(key.to_string(), Lane { head, settled, failures, due });
-        Ok(())
-    }
-
-    /// After an operator re-queued rows: a queued lane whose lowest pending row is now below
-    /// its head takes it as head, and the scan for lanes starts over.
-    fn requeued_by_operator(&mut self) -> rusqlite::Result<()> {
-        let queued: Vec<(i64, i64, String)> = self.queue.iter().cloned().collect();
-        for (due, id, key) in queued {
-            if let Some((head, settled)) = self.next_head(&key)?.filter(|(h, _)| h.id < id) {
-                self.queue.remove(&(due, id, key.clone()));
-                self.queue.insert((due, head.id, key.clone()));
-                let lane = self.lanes.get_mut(&key).expect("a queued lane is held");
-                lane.head = head;
-                lane.settled = settled;
-            }
-        }
-        self.scan_after = Some(0);
-        self.fill()
-    }
-
-    /// Rows the convert stage added since the last look; rows an operator re-queued; lanes
-    /// that waited for room.
-    fn discover(&mut self) -> rusqlite::Result<()> {
-        if self.last_audit_poll.elapsed() >= AUDIT_POLL {
-            self.last_audit_poll = Instant::now();
-            let audit = self.outbox.last_audit_id()?;
-            if audit != self.audit_seen {
-                self.audit_seen = audit;
-                self.requeued_by_operator()?;
-            }
-        }
-        loop {
-            let mut found: Vec<(String, Head)> = Vec::new();
-            let new_rows = self.outbox.new_rows(self.max_seen)?;
-            let rows = new_rows.len();
-            for row in new_rows {
-                self.max_seen = self.max_seen.max(row.head.id);
-                if row.pending {
-                    found.push((lane_key(row.lane, row.head.journal_seq), row.head));
-                }
-            }
-            let now = now_ms();
-            for (key, head) in found {
-                // While lanes wait for room, the scan takes new ones in journal order.
-                if self.scan_after.is_some() || self.lanes.contains_key(&key) {
-                    continue;
-                }
-                if self.lanes.len() >= self.opts.max_lanes {
-                    self.scan_after = Some(head.journal_seq - 1);
-                    continue;
-                }
-                self.queue.insert((now, head.id, key.clone()));
-                self.lanes.insert(key, Lane { head, settled: Vec::new(), failures: 0, due: now });
-            }
-            if rows < NEW_ROWS_PAGE {
-                break;
-            }
-        }
-        // Refilled in bulk: each pass reads a page of rows, worth it for many lanes at once.
-        if self.scan_after.is_some() && self.lanes.len() <= self.opts.max_lanes * 3 / 4 {
-            self.fill()?;
-        }
-        Ok(())
-    }
-
-    /// The lane's lowest pending row that is not settled already (awaiting the recorder).
-    fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
-        let rows = match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
-            Some(seq) => LaneRows::Message(seq),
-            None => LaneRows::Patient(key),
-        };
-        self.outbox.first_pending(rows, |id| self.recording.contains(&id))
-    }
-
-    /// The next due lane, taken out of the queue.
-    fn pop_due(&mut self) -> Option<String> {
-        let (due, _, _) = self.queue.first()?;
-        if *due > now_ms() {
-            return None;
-        }
-        self.queue.pop_first().map(|(_, _, key)| key)
-    }
-
     /// Hands due lane heads to the workers, up to the concurrency; batch heads of several
     /// lanes go together, up to `pack_entries` entries.
     fn dispatch(&mut self, jobs: &Sender<Job>) {
@@ -411,86 +528,25 @@ impl Scheduler {
             if !self.pacing.may_send(now) {
                 return;
             }
-            let Some(key) = self.pop_due() else { return };
-            let Some(first) = self.part(key) else { continue };
-            let mut size = self.pack_size(&first.lane);
+            let Some(key) = self.lanes.pop_due() else { return };
+            let Some(first) = self.lanes.part(key) else { continue };
+            let mut size = self.lanes.pack_size(&first.lane);
             let mut parts = vec![first];
             // More due batch heads join while they fit.
             while let Some(n) = size {
-                let next = self.queue.first().and_then(|(_, _, key)| self.pack_size(key));
+                let next = self.lanes.first_pack_size();
                 if next.is_none_or(|m| n + m > self.opts.pack_entries) {
                     break;
                 }
-                let Some(key) = self.pop_due() else { break };
-                let Some(part) = self.part(key) else { continue };
-                size = self.pack_size(&part.lane).map(|m| n + m);
+                let Some(key) = self.lanes.pop_due() else { break };
+                let Some(part) = self.lanes.part(key) else { continue };
+                size = self.lanes.pack_size(&part.lane).map(|m| n + m);
                 parts.push(part);
             }
             self.in_flight += 1;
             self.pacing.sent(now);
             if jobs.send(Job { parts }).is_err() {
                 return;
-            }
-        }
-    }
-
-    /// Entries a lane's head would add to a pack; `None` if it is not packable.
-    fn pack_size(&self, key: &str) -> Option<usize> {
-        let lane = self.lanes.get(key)?;
-        let shape = lane.head.shape.filter(|s| s.batch)?;
-        Some(shape.entries.saturating_sub(lane.settled.len()).max(1))
-    }
-
-    /// Reads a lane's head bundle for sending; `None` (and the lane moved on or requeued)
-    /// when it cannot be sent now.
-    fn part(&mut self, key: String) -> Option<Part> {
-        let head = self.lanes.get(&key)?.head;
-        match self.outbox.pending_bundle(head.id) {
-            Ok(Some(sealed)) => {
-                let settled = self.lanes[&key].settled.clone();
-                Some(Part { lane: key, head, sealed, settled })
-            }
-            // Settled behind our back (an operator purged it): move the lane on.
-            Ok(None) => {
-                self.advance(&key);
-                None
-            }
-            Err(e) => {
-                if let Some(r) = DB_ERRORS.hit("read bundle") {
-                    tracing::error!(error = %e, "forwarder: cannot read a bundle; will retry{r}");
-                }
-                self.requeue(&key, now_ms() + 1000);
-                None
-            }
-        }
-    }
-
-    fn requeue(&mut self, key: &str, due: i64) {
-        if let Some(lane) = self.lanes.get_mut(key) {
-            lane.due = due;
-            self.queue.insert((due, lane.head.id, key.to_string()));
-        }
-    }
-
-    /// The lane's head is settled: queue its next head, or forget the lane.
-    fn advance(&mut self, key: &str) {
-        match self.next_head(key) {
-            Ok(Some((head, settled))) => {
-                if let Some(lane) = self.lanes.get_mut(key) {
-                    lane.head = head;
-                    lane.settled = settled;
-                    lane.failures = 0;
-                }
-                self.requeue(key, now_ms());
-            }
-            Ok(None) => {
-                self.lanes.remove(key);
-            }
-            Err(e) => {
-                if let Some(r) = DB_ERRORS.hit("next bundle") {
-                    tracing::error!(error = %e, "forwarder: cannot find a lane's next bundle; will retry{r}");
-                }
-                self.requeue(key, now_ms() + 1000);
             }
         }
     }
@@ -502,7 +558,7 @@ impl Scheduler {
         let now = now_ms();
         for sent in done.parts {
             let Some(verdict) = sent.verdict else {
-                self.requeue(&sent.lane, now);
+                self.lanes.requeue(&sent.lane, now);
                 continue;
             };
             let failures = self.lanes.get(&sent.lane).map_or(0, |l| l.failures);
@@ -530,12 +586,7 @@ impl Scheduler {
             };
             let is_final = matches!(outcome, Outcome::Final { .. });
             if let Outcome::Retry { settled, due, failures, .. } = &outcome {
-                if let Some(lane) = self.lanes.get_mut(&sent.lane) {
-                    lane.settled.clone_from(settled);
-                    lane.failures = *failures;
-                }
-                let due = *due;
-                self.requeue(&sent.lane, due);
+                self.lanes.retry_later(&sent.lane, settled, *failures, *due);
             }
             let record =
                 Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
@@ -543,9 +594,7 @@ impl Scheduler {
                 tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
             }
             if is_final {
-                // Skipped by `next_head` until the recorder has committed it.
-                self.recording.insert(sent.head.id);
-                self.advance(&sent.lane);
+                self.lanes.finished(&sent.lane, sent.head.id);
             }
         }
     }
@@ -557,7 +606,7 @@ impl Scheduler {
         if self.pacing.awaits_answer(self.in_flight) {
             return MAX; // a finishing request rings the bell
         }
-        let Some((due, _, _)) = self.queue.first() else { return MAX };
+        let Some(due) = self.lanes.first_due() else { return MAX };
         let now = Instant::now();
         let mut at = now + Duration::from_millis((due - now_ms()).max(0) as u64);
         if let Some(t) = self.pacing.resume_at() {
@@ -577,7 +626,7 @@ impl Scheduler {
         self.last_gauges = Some(Instant::now());
         let m = &self.opts.metrics;
         m.forward_lanes.set(self.lanes.len() as i64);
-        let oldest = self.lanes.values().map(|l| l.head.created_at).min();
+        let oldest = self.lanes.oldest_created_at();
         m.forward_oldest_pending_secs.set(oldest.map_or(0, |t| ((now_ms() - t) / 1000).max(0)));
         m.forward_circuit_state.set(self.pacing.breaker_state() as i64);
         m.forward_token_refreshes.set(self.target.token_refreshes() as i64);
@@ -1021,7 +1070,7 @@ mod tests {
         opts.concurrency = 1;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
         let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
-        s.start().unwrap();
+        s.lanes.start().unwrap();
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let (record_tx, record_rx) = mpsc::sync_channel(64);
         (s, jobs_rx, jobs_tx, record_tx, record_rx)
@@ -1069,7 +1118,7 @@ mod tests {
         answer(&mut s, b2, Verdict::Settled { ok: vec![0], dead: vec![] }, Signals::default(), &records);
         // A is not sent before its Retry-After.
         assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "A waits");
-        assert!(s.lanes["A"].due >= refused_at + 30_000, "A due after its Retry-After");
+        assert!(s.lanes.held["A"].due >= refused_at + 30_000, "A due after its Retry-After");
         assert!(!s.pacing.paused(Instant::now()), "no global pause");
         assert!(s.next_wake() <= Duration::from_secs(1), "the scheduler keeps looking");
     }
@@ -1094,7 +1143,7 @@ mod tests {
     }
 
     fn held(s: &Scheduler) -> Vec<String> {
-        let mut keys: Vec<String> = s.lanes.keys().cloned().collect();
+        let mut keys: Vec<String> = s.lanes.held.keys().cloned().collect();
         keys.sort();
         keys
     }
@@ -1109,17 +1158,17 @@ mod tests {
         opts.max_lanes = 2;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
         let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
-        s.start().unwrap();
+        s.lanes.start().unwrap();
         assert_eq!(held(&s), ["A", "B"]);
         // A new patient's message while lanes wait for room is not taken ahead of them.
         db.message(Some("F"), &[tx("F")]);
-        s.discover().unwrap();
+        s.lanes.discover().unwrap();
         assert_eq!(held(&s), ["A", "B"]);
         // As lanes finish, the waiting ones are taken in journal order.
         let finish = |s: &mut Scheduler, lane: &str| {
             db.conn.execute("UPDATE outbox SET state = 'delivered' WHERE lane = ?1", [lane]).unwrap();
-            s.advance(lane);
-            s.discover().unwrap();
+            s.lanes.advance(lane);
+            s.lanes.discover().unwrap();
         };
         finish(&mut s, "A");
         assert_eq!(held(&s), ["B", "C"]);
@@ -1130,10 +1179,10 @@ mod tests {
         assert_eq!(held(&s), ["E", "F"]);
         finish(&mut s, "E");
         finish(&mut s, "F");
-        assert!(held(&s).is_empty() && s.scan_after.is_none(), "every lane seen, nothing waits");
+        assert!(held(&s).is_empty() && s.lanes.scan_after.is_none(), "every lane seen, nothing waits");
         // With room again, new lanes are taken as they come.
         db.message(Some("G"), &[tx("G")]);
-        s.discover().unwrap();
+        s.lanes.discover().unwrap();
         assert_eq!(held(&s), ["G"]);
     }
 
