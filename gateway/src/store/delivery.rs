@@ -274,3 +274,110 @@ fn truncate_at_char(s: &mut String, max: usize) {
         s.truncate(end);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::{self, Synchronous};
+
+    /// A migrated journal in a temp folder, removed on drop.
+    struct Journal {
+        dir: std::path::PathBuf,
+        conn: Connection,
+    }
+
+    impl Journal {
+        fn new(name: &str) -> Journal {
+            let dir = std::env::temp_dir().join(format!("gw-delivery-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let path = dir.join("j.db");
+            let mut conn = db::open(&path, None, Synchronous::Normal).unwrap();
+            db::migrate(&mut conn, &path).unwrap();
+            Journal { dir, conn }
+        }
+
+        /// A converted message on `lane` with `parts` bundles (`done`: entries_done of each).
+        fn message(&self, lane: Option<&str>, parts: &[Option<&str>]) -> i64 {
+            self.conn
+                .execute(
+                    "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, state, payload)
+                     VALUES (1, 'l', 's', 'c', 'ADT^A01', ?1, x'00', 'converted', x'00')",
+                    [lane],
+                )
+                .unwrap();
+            let seq = self.conn.last_insert_rowid();
+            for (i, done) in parts.iter().enumerate() {
+                self.conn
+                    .execute(
+                        "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle, kind, entries, entries_done)
+                         VALUES (?1, ?2, ?3, 7, x'0102', 'batch', 3, ?4)",
+                        params![seq, i as i64, lane, done],
+                    )
+                    .unwrap();
+            }
+            seq
+        }
+
+        fn column(&self, sql: &str) -> Vec<String> {
+            self.conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        }
+
+        fn reader(&self) -> Outbox {
+            Outbox::new(db::open(&self.dir.join("j.db"), None, Synchronous::Normal).unwrap())
+        }
+    }
+
+    impl Drop for Journal {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn a_lanes_first_pending_row_skips_rows_awaiting_the_recorder_and_keeps_settled_entries() {
+        let j = Journal::new("heads");
+        j.message(Some("A"), &[Some("[0,2]")]);
+        let seq = j.message(None, &[None, None]);
+        j.message(Some("A"), &[None]);
+        let outbox = j.reader();
+        let (head, settled) = outbox.first_pending(LaneRows::Patient("A"), |_| false).unwrap().unwrap();
+        assert_eq!((head.id, head.created_at, settled), (1, 7, vec![0, 2]));
+        assert_eq!(head.shape, Some(Shape { batch: true, entries: 3 }));
+        let (head, _) = outbox.first_pending(LaneRows::Patient("A"), |id| id == 1).unwrap().unwrap();
+        assert_eq!(head.id, 4, "row 1 awaits the recorder");
+        let (head, _) = outbox.first_pending(LaneRows::Message(seq), |_| false).unwrap().unwrap();
+        assert_eq!((head.id, head.journal_seq), (2, seq));
+        assert!(outbox.first_pending(LaneRows::Patient("B"), |_| false).unwrap().is_none());
+        let found: Vec<(Option<String>, i64)> = outbox.pending_after(1, 10).unwrap();
+        assert_eq!(found, [(None, 2), (None, 2), (Some("A".into()), 3)], "journal order after seq 1");
+        let new: Vec<(i64, bool)> = outbox.new_rows(2).unwrap().iter().map(|r| (r.head.id, r.pending)).collect();
+        assert_eq!(new, [(3, true), (4, true)]);
+        assert_eq!(outbox.last_id().unwrap(), 4);
+    }
+
+    #[test]
+    fn recording_settles_rows_then_the_message_and_keeps_retry_state_per_lane() {
+        let j = Journal::new("record");
+        let seq = j.message(Some("A"), &[None, None]);
+        let (mut conn, gate) =
+            (db::open(&j.dir.join("j.db"), None, Synchronous::Normal).unwrap(), WriteGate::default());
+        let retry = Outcome::Retry { settled: vec![1], dead: vec![], due: 99, failures: 2, last_error: "5xx" };
+        record(&mut conn, &[Record { lane: "A".into(), id: 1, journal_seq: seq, outcome: retry }], &gate).unwrap();
+        let outbox = j.reader();
+        assert_eq!(outbox.lane_backoff("A").unwrap(), Some((99, 2)));
+        assert_eq!(outbox.first_pending(LaneRows::Patient("A"), |_| false).unwrap().unwrap().1, [1]);
+        let first = Record { lane: "A".into(), id: 1, journal_seq: seq, outcome: Outcome::Final { dead: vec![] } };
+        let counts = record(&mut conn, &[first], &gate).unwrap();
+        assert_eq!((counts.delivered, counts.journal_done), (1, 0), "one part still pending");
+        assert!(outbox.pending_bundle(1).unwrap().is_none(), "delivered: not sent again");
+        assert_eq!(outbox.pending_bundle(2).unwrap(), Some(vec![1, 2]));
+        assert_eq!(outbox.lane_backoff("A").unwrap(), None, "backoff cleared");
+        let dead = Outcome::Final { dead: vec!["HTTP 422".into()] };
+        let counts =
+            record(&mut conn, &[Record { lane: "A".into(), id: 2, journal_seq: seq, outcome: dead }], &gate).unwrap();
+        assert_eq!((counts.delivered, counts.dead_letters, counts.journal_done), (0, 1, 0));
+        assert_eq!(j.column("SELECT state FROM outbox ORDER BY id"), ["delivered", "dead"]);
+        assert_eq!(j.column("SELECT state FROM journal"), ["dead"]);
+        assert_eq!(j.column("SELECT stage || ': ' || reason FROM dead_letter"), ["deliver: HTTP 422"]);
+    }
+}
