@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`lanes`]: the delivery loop — lanes over the outbox and the scheduler thread that
 //!   decides what is sent next.
+//! - `lane_set`: the lanes held in memory, the ready queue, finding them in the outbox.
 //! - `worker`: worker threads that open, pack, send and judge.
 //! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
 //!   pauses, throttling, backoff); plain state, no database.
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod client;
 pub mod deliver;
+mod lane_set;
 pub mod lanes;
 mod pacing;
 mod record;
