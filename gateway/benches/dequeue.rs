@@ -3,8 +3,8 @@
 //! journal. `cargo bench -p gateway --bench dequeue`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gateway::forward::queries;
 use gateway::store::db::{self, Synchronous};
+use gateway::store::delivery;
 use rusqlite::params;
 
 const DELIVERED: i64 = 1_000_000;
@@ -60,23 +60,23 @@ fn bench(c: &mut Criterion) {
     let (_dir, conn) = outbox();
     let mut lane = 0;
     c.bench_function("head of a lane (1M delivered rows)", |b| {
-        let mut stmt = conn.prepare(queries::LANE_PENDING).unwrap();
+        let mut stmt = conn.prepare(delivery::LANE_PENDING).unwrap();
         b.iter(|| {
             lane = (lane + 1) % 500;
             stmt.query([format!("lane{lane}")]).unwrap().next().unwrap().unwrap().get::<_, i64>(0).unwrap()
         })
     });
     c.bench_function("a page of 1000 pending rows in journal order (1M delivered rows)", |b| {
-        let mut stmt = conn.prepare(queries::PENDING_AFTER).unwrap();
+        let mut stmt = conn.prepare(delivery::PENDING_AFTER).unwrap();
         b.iter(|| stmt.query_map([0, 1000], |r| r.get::<_, i64>(1)).unwrap().count())
     });
     c.bench_function("new rows after an id (1M delivered rows)", |b| {
-        let mut stmt = conn.prepare(queries::NEW_ROWS).unwrap();
+        let mut stmt = conn.prepare(delivery::NEW_ROWS).unwrap();
         b.iter(|| stmt.query_map([DELIVERED + PENDING - 10], |r| r.get::<_, i64>(2)).unwrap().count())
     });
     let mut seq = 0;
     c.bench_function("parts of a message left (1M delivered rows)", |b| {
-        let mut stmt = conn.prepare(queries::MESSAGE_PARTS_LEFT).unwrap();
+        let mut stmt = conn.prepare(delivery::MESSAGE_PARTS_LEFT).unwrap();
         b.iter(|| {
             seq = (seq + 7919) % (DELIVERED + PENDING) + 1;
             stmt.query_row([seq], |r| r.get::<_, i64>(0)).unwrap()

@@ -1,6 +1,7 @@
 //! The delivery loop: per-patient lanes over the outbox, a scheduler thread that decides
 //! what to send, worker threads that send (`worker`) and a recorder thread
-//! that writes the outcomes (`record`).
+//! that writes the outcomes (`record`). The scheduler joins a `LaneSet` (the lanes held, the
+//! ready queue, finding them in the outbox) with `Pacing` (whether anything may be sent now).
 //!
 //! # Lanes
 //! A lane is the journal's lane key (keyed hash of PID-3) or, for a message without one,
@@ -32,29 +33,30 @@
 //! (`entries_done` remembers them across attempts and restarts). When no part of a message
 //! is pending any more, its journal row becomes `delivered` (or `dead`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use super::client::Target;
 use super::deliver::{FailClass, Verdict};
-use super::queries;
-use super::record::{self, Outcome, Record};
-use super::retry::{self, Backoff, Breaker, Throttle, ThrottleWatch};
-use super::worker::{self, Done, Head, Job, Part, Shape};
+use super::lane_set::LaneSet;
+use super::pacing::Pacing;
+use super::record;
+use super::retry::Backoff;
+use super::worker::{self, Done, Job};
 use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 use crate::store::db::{self, OpenError, Synchronous};
+use crate::store::delivery::{Outbox, Outcome, Record};
 use crate::store::{now_ms, Doorbell, Keys, WriteGate};
 
 /// Database errors of the scheduler, logged once a minute per kind with a count.
-static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
+pub(super) static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Everything the forwarder needs.
 pub struct ForwardOptions {
@@ -120,7 +122,7 @@ impl Forwarder {
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("forward".into())
-            .spawn(move || Scheduler::new(conn, opts, target).run(recorder_conn, &stopping))
+            .spawn(move || Scheduler::new(Outbox::new(conn), opts, target).run(recorder_conn, &stopping))
             .expect("spawn forwarder");
         Ok(Forwarder { stop, bell, thread })
     }
@@ -136,99 +138,28 @@ impl Forwarder {
 
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
-/// Least time between two WARN lines about a global rate limit.
-const THROTTLE_WARN_EVERY: Duration = Duration::from_secs(300);
-/// How often the scheduler looks for operator actions (a new audit event).
-const AUDIT_POLL: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
-struct Lane {
-    head: Head,
-    /// Entries of the head settled by earlier attempts.
-    settled: Vec<usize>,
-    failures: u32,
-    /// Not before (unix ms).
-    due: i64,
-}
-
-fn lane_key(lane: Option<String>, journal_seq: i64) -> String {
-    lane.unwrap_or_else(|| format!("seq:{journal_seq}"))
-}
-
-/// The head columns (see [`queries`]) starting at column `at`.
-fn head_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<(Head, Vec<usize>)> {
-    let kind: Option<String> = r.get(at + 3)?;
-    let entries: Option<i64> = r.get(at + 4)?;
-    let shape = kind.zip(entries).map(|(k, n)| Shape { batch: k == "batch", entries: n.max(0) as usize });
-    let done: Option<String> = r.get(at + 5)?;
-    let settled = done.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
-    Ok((Head { id: r.get(at)?, journal_seq: r.get(at + 1)?, created_at: r.get(at + 2)?, shape }, settled))
-}
-
+/// The scheduler thread: hands due lanes to the workers when pacing allows, and settles
+/// their answers.
 struct Scheduler {
-    conn: Connection,
+    lanes: LaneSet,
     opts: ForwardOptions,
     target: Arc<dyn Target>,
-    lanes: HashMap<String, Lane>,
-    /// Lanes ready to send, by (due, head id): the first is the next to send. A lane in
-    /// flight is in `lanes` but not here.
-    queue: BTreeSet<(i64, i64, String)>,
-    /// Rows settled for good whose outcome the recorder has not committed yet.
-    recording: HashSet<i64>,
-    max_seen: i64,
-    /// Set while lanes with pending rows wait for room (`max_lanes`): the journal sequence
-    /// after which [`fill`](Self::fill) looks for them.
-    scan_after: Option<i64>,
-    /// Last audit event seen (operator actions may re-queue rows).
-    audit_seen: i64,
-    last_audit_poll: Instant,
     in_flight: usize,
-    breaker: Breaker,
-    /// Tells a 429 for one request (that lane backs off) from a limit on the whole sender.
-    throttle: ThrottleWatch,
-    /// When a global rate limit was last logged (one WARN line per episode, at most every
-    /// [`THROTTLE_WARN_EVERY`]).
-    throttle_warned: Option<Instant>,
-    /// A WARN line about a global rate limit awaits its all-clear.
-    throttle_reported: bool,
-    /// Nothing is sent before this (server unavailable, global rate limit, auth failure, API
-    /// limit).
-    pause_until: Option<Instant>,
-    /// Near the API limit: one request at a time, spaced.
-    slow: Option<Duration>,
-    next_send: Instant,
+    /// Breaker, global pauses, throttling, lane backoff.
+    pacing: Pacing,
     last_gauges: Option<Instant>,
 }
 
 impl Scheduler {
-    fn new(conn: Connection, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
-        let breaker =
-            Breaker::new(opts.breaker_threshold, opts.breaker_cooldown, opts.backoff.max.max(opts.breaker_cooldown));
-        Scheduler {
-            conn,
-            opts,
-            target,
-            lanes: HashMap::new(),
-            queue: BTreeSet::new(),
-            recording: HashSet::new(),
-            max_seen: 0,
-            scan_after: None,
-            audit_seen: 0,
-            last_audit_poll: Instant::now(),
-            in_flight: 0,
-            breaker,
-            throttle: ThrottleWatch::default(),
-            throttle_warned: None,
-            throttle_reported: false,
-            pause_until: None,
-            slow: None,
-            next_send: Instant::now(),
-            last_gauges: None,
-        }
+    fn new(outbox: Outbox, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
+        let pacing =
+            Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
+        Scheduler { lanes: LaneSet::new(outbox, opts.max_lanes), opts, target, in_flight: 0, pacing, last_gauges: None }
     }
 
     fn run(mut self, recorder_conn: Connection, stop: &AtomicBool) {
-        while let Err(e) = self.start() {
+        while let Err(e) = self.lanes.start() {
             if let Some(r) = DB_ERRORS.hit("read outbox") {
                 tracing::error!(error = %e, "forwarder: cannot read the outbox; will retry{r}");
             }
@@ -264,9 +195,7 @@ impl Scheduler {
         loop {
             metrics.stages.forward.beat();
             for ids in recorded_rx.try_iter() {
-                for id in ids {
-                    self.recording.remove(&id);
-                }
+                self.lanes.recorded(ids);
             }
             for done in done_rx.try_iter() {
                 self.in_flight -= 1;
@@ -279,7 +208,7 @@ impl Scheduler {
                 self.opts.bell.wait(Duration::from_millis(50));
                 continue;
             }
-            if let Err(e) = self.discover() {
+            if let Err(e) = self.lanes.discover() {
                 if let Some(r) = DB_ERRORS.hit("read new rows") {
                     tracing::error!(error = %e, "forwarder: cannot read new outbox rows; will retry{r}");
                 }
@@ -298,261 +227,33 @@ impl Scheduler {
         self.gauges_now();
     }
 
-    /// Start-up: where the outbox ends and which operator action was seen last; the lanes
-    /// come from [`fill`](Self::fill).
-    fn start(&mut self) -> rusqlite::Result<()> {
-        self.max_seen = self.conn.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))?;
-        self.audit_seen = self.conn.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?;
-        self.scan_after = Some(0);
-        self.fill()?;
-        tracing::info!(lanes = self.lanes.len(), all = self.scan_after.is_none(), "forwarder: outbox loaded");
-        Ok(())
-    }
-
-    /// Takes on lanes with pending rows, in journal order from `scan_after`, until
-    /// `max_lanes` are held or the scan reaches the end (then every lane with pending rows
-    /// is held, and new ones are taken as [`discover`](Self::discover) finds them). The scan
-    /// never goes back: a row it passes belongs to a lane held then, which delivers it.
-    fn fill(&mut self) -> rusqlite::Result<()> {
-        const PAGE: usize = 1000;
-        while let Some(after) = self.scan_after {
-            let mut rows: Vec<(String, i64)> = Vec::with_capacity(PAGE);
-            {
-                let mut stmt = self.conn.prepare_cached(queries::PENDING_AFTER)?;
-                let mut cursor = stmt.query(params![after, PAGE as i64])?;
-                while let Some(r) = cursor.next()? {
-                    let seq: i64 = r.get(1)?;
-                    rows.push((lane_key(r.get(0)?, seq), seq));
-                }
-            }
-            for (key, seq) in &rows {
-                if self.lanes.contains_key(key) {
-                    self.scan_after = Some(*seq);
-                    continue;
-                }
-                if self.lanes.len() >= self.opts.max_lanes {
-                    // This message's lane waits for room; the next fill starts here.
-                    self.scan_after = Some(seq - 1);
-                    return Ok(());
-                }
-                self.take_lane(key)?;
-                self.scan_after = Some(*seq);
-            }
-            if rows.len() < PAGE {
-                self.scan_after = None;
-            }
-        }
-        Ok(())
-    }
-
-    /// Holds a lane: its head and its persisted backoff.
-    fn take_lane(&mut self, key: &str) -> rusqlite::Result<()> {
-        let Some((head, settled)) = self.next_head(key)? else { return Ok(()) };
-        let backoff: Option<(i64, i64)> = self
-            .conn
-            .prepare_cached("SELECT next_attempt_at, failures FROM lane_state WHERE lane = ?1")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (due, failures) = backoff.map_or((now_ms(), 0), |(due, f)| (due, f.clamp(0, u32::MAX as i64) as u32));
-        self.queue.insert((due, head.id, key.to_string()));
-        self.lanes.insert(key.to_string(), Lane { head, settled, failures, due });
-        Ok(())
-    }
-
-    /// After an operator re-queued rows: a queued lane whose lowest pending row is now below
-    /// its head takes it as head, and the scan for lanes starts over.
-    fn requeued_by_operator(&mut self) -> rusqlite::Result<()> {
-        let queued: Vec<(i64, i64, String)> = self.queue.iter().cloned().collect();
-        for (due, id, key) in queued {
-            if let Some((head, settled)) = self.next_head(&key)?.filter(|(h, _)| h.id < id) {
-                self.queue.remove(&(due, id, key.clone()));
-                self.queue.insert((due, head.id, key.clone()));
-                let lane = self.lanes.get_mut(&key).expect("a queued lane is held");
-                lane.head = head;
-                lane.settled = settled;
-            }
-        }
-        self.scan_after = Some(0);
-        self.fill()
-    }
-
-    /// Rows the convert stage added since the last look; rows an operator re-queued; lanes
-    /// that waited for room.
-    fn discover(&mut self) -> rusqlite::Result<()> {
-        if self.last_audit_poll.elapsed() >= AUDIT_POLL {
-            self.last_audit_poll = Instant::now();
-            let audit: i64 =
-                self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))?;
-            if audit != self.audit_seen {
-                self.audit_seen = audit;
-                self.requeued_by_operator()?;
-            }
-        }
-        loop {
-            let mut found: Vec<(String, Head)> = Vec::new();
-            let mut rows = 0;
-            {
-                let mut stmt = self.conn.prepare_cached(queries::NEW_ROWS)?;
-                let mut cursor = stmt.query([self.max_seen])?;
-                while let Some(r) = cursor.next()? {
-                    rows += 1;
-                    let (head, _) = head_row(r, 2)?;
-                    self.max_seen = self.max_seen.max(head.id);
-                    if r.get_ref(1)?.as_str() == Ok("pending") {
-                        found.push((lane_key(r.get(0)?, head.journal_seq), head));
-                    }
-                }
-            }
-            let now = now_ms();
-            for (key, head) in found {
-                // While lanes wait for room, the scan takes new ones in journal order.
-                if self.scan_after.is_some() || self.lanes.contains_key(&key) {
-                    continue;
-                }
-                if self.lanes.len() >= self.opts.max_lanes {
-                    self.scan_after = Some(head.journal_seq - 1);
-                    continue;
-                }
-                self.queue.insert((now, head.id, key.clone()));
-                self.lanes.insert(key, Lane { head, settled: Vec::new(), failures: 0, due: now });
-            }
-            if rows < 1000 {
-                break;
-            }
-        }
-        // Refilled in bulk: each pass reads a page of rows, worth it for many lanes at once.
-        if self.scan_after.is_some() && self.lanes.len() <= self.opts.max_lanes * 3 / 4 {
-            self.fill()?;
-        }
-        Ok(())
-    }
-
-    /// The lane's lowest pending row that is not settled already (awaiting the recorder).
-    fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
-        let seq = key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok());
-        let mut stmt =
-            self.conn.prepare_cached(if seq.is_some() { queries::MESSAGE_PENDING } else { queries::LANE_PENDING })?;
-        let mut rows = match seq {
-            Some(seq) => stmt.query([seq])?,
-            None => stmt.query([key])?,
-        };
-        while let Some(r) = rows.next()? {
-            let found = head_row(r, 0)?;
-            if !self.recording.contains(&found.0.id) {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
-    }
-
-    fn paused(&self, now: Instant) -> bool {
-        self.pause_until.is_some_and(|t| now < t) || (self.slow.is_some() && now < self.next_send)
-    }
-
-    /// The next due lane, taken out of the queue.
-    fn pop_due(&mut self) -> Option<String> {
-        let (due, _, _) = self.queue.first()?;
-        if *due > now_ms() {
-            return None;
-        }
-        self.queue.pop_first().map(|(_, _, key)| key)
-    }
-
     /// Hands due lane heads to the workers, up to the concurrency; batch heads of several
     /// lanes go together, up to `pack_entries` entries.
     fn dispatch(&mut self, jobs: &Sender<Job>) {
-        let cap = if self.slow.is_some() { 1 } else { self.opts.concurrency.max(1) };
-        while self.in_flight < cap {
+        while self.in_flight < self.pacing.cap() {
             let now = Instant::now();
-            if self.paused(now) || !self.breaker.allow(now) {
+            if !self.pacing.may_send(now) {
                 return;
             }
-            let Some(key) = self.pop_due() else { return };
-            let Some(first) = self.part(key) else { continue };
-            let mut size = self.pack_size(&first.lane);
+            let Some(key) = self.lanes.pop_due() else { return };
+            let Some(first) = self.lanes.part(key) else { continue };
+            let mut size = self.lanes.pack_size(&first.lane);
             let mut parts = vec![first];
             // More due batch heads join while they fit.
             while let Some(n) = size {
-                let next = self.queue.first().and_then(|(_, _, key)| self.pack_size(key));
+                let next = self.lanes.first_pack_size();
                 if next.is_none_or(|m| n + m > self.opts.pack_entries) {
                     break;
                 }
-                let Some(key) = self.pop_due() else { break };
-                let Some(part) = self.part(key) else { continue };
-                size = self.pack_size(&part.lane).map(|m| n + m);
+                let Some(key) = self.lanes.pop_due() else { break };
+                let Some(part) = self.lanes.part(key) else { continue };
+                size = self.lanes.pack_size(&part.lane).map(|m| n + m);
                 parts.push(part);
             }
             self.in_flight += 1;
-            if let Some(interval) = self.slow {
-                self.next_send = now + interval;
-            }
+            self.pacing.sent(now);
             if jobs.send(Job { parts }).is_err() {
                 return;
-            }
-        }
-    }
-
-    /// Entries a lane's head would add to a pack; `None` if it is not packable.
-    fn pack_size(&self, key: &str) -> Option<usize> {
-        let lane = self.lanes.get(key)?;
-        let shape = lane.head.shape.filter(|s| s.batch)?;
-        Some(shape.entries.saturating_sub(lane.settled.len()).max(1))
-    }
-
-    /// Reads a lane's head bundle for sending; `None` (and the lane moved on or requeued)
-    /// when it cannot be sent now.
-    fn part(&mut self, key: String) -> Option<Part> {
-        let head = self.lanes.get(&key)?.head;
-        let row: rusqlite::Result<Option<(Vec<u8>, String)>> = self
-            .conn
-            .prepare_cached("SELECT bundle, state FROM outbox WHERE id = ?1")
-            .and_then(|mut s| s.query_row([head.id], |r| Ok((r.get(0)?, r.get(1)?))).optional());
-        match row {
-            Ok(Some((sealed, state))) if state == "pending" => {
-                let settled = self.lanes[&key].settled.clone();
-                Some(Part { lane: key, head, sealed, settled })
-            }
-            // Settled behind our back (an operator purged it): move the lane on.
-            Ok(_) => {
-                self.advance(&key);
-                None
-            }
-            Err(e) => {
-                if let Some(r) = DB_ERRORS.hit("read bundle") {
-                    tracing::error!(error = %e, "forwarder: cannot read a bundle; will retry{r}");
-                }
-                self.requeue(&key, now_ms() + 1000);
-                None
-            }
-        }
-    }
-
-    fn requeue(&mut self, key: &str, due: i64) {
-        if let Some(lane) = self.lanes.get_mut(key) {
-            lane.due = due;
-            self.queue.insert((due, lane.head.id, key.to_string()));
-        }
-    }
-
-    /// The lane's head is settled: queue its next head, or forget the lane.
-    fn advance(&mut self, key: &str) {
-        match self.next_head(key) {
-            Ok(Some((head, settled))) => {
-                if let Some(lane) = self.lanes.get_mut(key) {
-                    lane.head = head;
-                    lane.settled = settled;
-                    lane.failures = 0;
-                }
-                self.requeue(key, now_ms());
-            }
-            Ok(None) => {
-                self.lanes.remove(key);
-            }
-            Err(e) => {
-                if let Some(r) = DB_ERRORS.hit("next bundle") {
-                    tracing::error!(error = %e, "forwarder: cannot find a lane's next bundle; will retry{r}");
-                }
-                self.requeue(key, now_ms() + 1000);
             }
         }
     }
@@ -560,11 +261,11 @@ impl Scheduler {
     /// Applies one request's outcome: lanes move on or back off at once, the recorder writes
     /// it down.
     fn settle(&mut self, done: Done, records: &SyncSender<Record>) {
-        self.observe(&done, Instant::now());
+        self.pacing.observe(&done, Instant::now(), &self.opts.metrics);
         let now = now_ms();
         for sent in done.parts {
             let Some(verdict) = sent.verdict else {
-                self.requeue(&sent.lane, now);
+                self.lanes.requeue(&sent.lane, now);
                 continue;
             };
             let failures = self.lanes.get(&sent.lane).map_or(0, |l| l.failures);
@@ -578,25 +279,21 @@ impl Scheduler {
                     settled.sort_unstable();
                     settled.dedup();
                     let failures = failures.saturating_add(1);
-                    let backoff = self.opts.backoff.delay(failures);
-                    let delay = after.map_or(backoff, |a| a.max(backoff));
+                    let delay = self.pacing.retry_delay(failures, after);
                     let dead = dead.into_iter().map(|(_, r)| r).collect();
-                    Outcome::Retry { settled, dead, due: now + delay.as_millis() as i64, failures, class }
+                    let (due, last_error) = (now + delay.as_millis() as i64, class.label());
+                    Outcome::Retry { settled, dead, due, failures, last_error }
                 }
                 Verdict::AuthFailed => {
                     let failures = failures.saturating_add(1);
-                    let due = now + self.opts.auth_retry.as_millis() as i64;
-                    Outcome::Retry { settled: settled_before(), dead: vec![], due, failures, class: FailClass::Auth }
+                    let due = now + self.pacing.auth_retry().as_millis() as i64;
+                    let last_error = FailClass::Auth.label();
+                    Outcome::Retry { settled: settled_before(), dead: vec![], due, failures, last_error }
                 }
             };
             let is_final = matches!(outcome, Outcome::Final { .. });
             if let Outcome::Retry { settled, due, failures, .. } = &outcome {
-                if let Some(lane) = self.lanes.get_mut(&sent.lane) {
-                    lane.settled.clone_from(settled);
-                    lane.failures = *failures;
-                }
-                let due = *due;
-                self.requeue(&sent.lane, due);
+                self.lanes.retry_later(&sent.lane, settled, *failures, *due);
             }
             let record =
                 Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
@@ -604,106 +301,8 @@ impl Scheduler {
                 tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
             }
             if is_final {
-                // Skipped by `next_head` until the recorder has committed it.
-                self.recording.insert(sent.head.id);
-                self.advance(&sent.lane);
+                self.lanes.finished(&sent.lane, sent.head.id);
             }
-        }
-    }
-
-    /// Breaker, pauses, throttling and failure metrics from one request's outcome. A 429
-    /// backs off only its own lanes ([`settle`](Self::settle) honours its `Retry-After`);
-    /// everything pauses only for a 5xx with `Retry-After`, a [`ThrottleWatch`] streak, an
-    /// auth failure or the API-usage limit.
-    fn observe(&mut self, done: &Done, now: Instant) {
-        let metrics = &self.opts.metrics;
-        let fail = |class: FailClass| {
-            let i = FailClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
-            metrics.forward_failures[i].inc();
-        };
-        let mut pause: Option<Duration> = done.signals.unavailable;
-        let (mut answered, mut tripped, mut auth_failed) = (false, false, false);
-        let mut throttled: Vec<&str> = Vec::new();
-        let mut throttled_after: Option<Duration> = None;
-        for (lane, verdict) in done.parts.iter().filter_map(|p| Some((p.lane.as_str(), p.verdict.as_ref()?))) {
-            match verdict {
-                Verdict::Settled { dead, .. } => {
-                    answered = true;
-                    if !dead.is_empty() {
-                        fail(FailClass::Client);
-                    }
-                }
-                Verdict::Dead { class, .. } => {
-                    answered = true;
-                    fail(*class);
-                }
-                Verdict::Retry { class, after, .. } => {
-                    fail(*class);
-                    metrics.forward_retries.inc();
-                    tripped |= class.trips_breaker();
-                    if *class == FailClass::Throttled {
-                        throttled.push(lane);
-                        throttled_after = throttled_after.max(*after);
-                    }
-                }
-                Verdict::AuthFailed => {
-                    fail(FailClass::Auth);
-                    metrics.forward_retries.inc();
-                    auth_failed = true;
-                }
-            }
-        }
-        if !throttled.is_empty() {
-            if let Some(d) = self.throttle.throttled(throttled, throttled_after, &self.opts.backoff) {
-                if self.throttle.pauses() == 1
-                    && self.throttle_warned.is_none_or(|t| t.elapsed() >= THROTTLE_WARN_EVERY)
-                {
-                    self.throttle_warned = Some(now);
-                    self.throttle_reported = true;
-                    tracing::warn!("forwarder: the FHIR server throttles requests on several lanes in a row; pausing all sending for {d:?}");
-                }
-                pause = pause.max(Some(d));
-            }
-        } else if answered {
-            if std::mem::take(&mut self.throttle_reported) {
-                tracing::info!("forwarder: the FHIR server accepts requests again after throttling");
-            }
-            self.throttle.success();
-        }
-        if tripped {
-            self.breaker.failure(now);
-        } else if answered {
-            self.breaker.success();
-        } else {
-            self.breaker.neutral();
-        }
-        if answered && !auth_failed {
-            metrics.forward_auth_failing.set(0);
-        }
-        if auth_failed {
-            if metrics.forward_auth_failing.get() == 0 {
-                tracing::error!(
-                    "forwarder: the FHIR server refuses the gateway's credentials; retrying every {:?}",
-                    self.opts.auth_retry
-                );
-            }
-            metrics.forward_auth_failing.set(1);
-            pause = pause.max(Some(self.opts.auth_retry));
-        }
-        if let Some((used, max)) = done.signals.limit_info.as_deref().and_then(retry::parse_limit_info) {
-            metrics.forward_api_usage_permille.set((used.saturating_mul(1000) / max) as i64);
-            match retry::throttle(used, max, SystemTime::now()) {
-                Throttle::Normal => self.slow = None,
-                Throttle::Slow(interval) => self.slow = Some(interval),
-                Throttle::Pause(d) => {
-                    tracing::warn!(used, max, "forwarder: API usage near the daily limit; pausing for {d:?}");
-                    pause = pause.max(Some(d));
-                }
-            }
-        }
-        if let Some(d) = pause {
-            let until = now + d;
-            self.pause_until = Some(self.pause_until.map_or(until, |p| p.max(until)));
         }
     }
 
@@ -711,15 +310,13 @@ impl Scheduler {
     /// again, at most a second. Results and new rows ring the bell and wake it earlier.
     fn next_wake(&self) -> Duration {
         const MAX: Duration = Duration::from_secs(1);
-        let cap = if self.slow.is_some() { 1 } else { self.opts.concurrency.max(1) };
-        if self.in_flight >= cap || self.breaker.state() == retry::BreakerState::HalfOpen {
+        if self.pacing.awaits_answer(self.in_flight) {
             return MAX; // a finishing request rings the bell
         }
-        let Some((due, _, _)) = self.queue.first() else { return MAX };
+        let Some(due) = self.lanes.first_due() else { return MAX };
         let now = Instant::now();
         let mut at = now + Duration::from_millis((due - now_ms()).max(0) as u64);
-        for t in [self.pause_until, self.breaker.open_until(), self.slow.map(|_| self.next_send)].into_iter().flatten()
-        {
+        if let Some(t) = self.pacing.resume_at() {
             at = at.max(t);
         }
         at.saturating_duration_since(now).clamp(Duration::from_millis(1), MAX)
@@ -736,15 +333,17 @@ impl Scheduler {
         self.last_gauges = Some(Instant::now());
         let m = &self.opts.metrics;
         m.forward_lanes.set(self.lanes.len() as i64);
-        let oldest = self.lanes.values().map(|l| l.head.created_at).min();
+        let oldest = self.lanes.oldest_created_at();
         m.forward_oldest_pending_secs.set(oldest.map_or(0, |t| ((now_ms() - t) / 1000).max(0)));
-        m.forward_circuit_state.set(self.breaker.state() as i64);
+        m.forward_circuit_state.set(self.pacing.breaker_state() as i64);
         m.forward_token_refreshes.set(self.target.token_refreshes() as i64);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::super::worker::{Sent, Signals};
     use super::*;
     use crate::forward::client::{Response, SendError};
@@ -907,8 +506,8 @@ mod tests {
         assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
         assert_eq!(metrics.journal_depth.get(), 0, "every journal row delivered");
         assert_eq!(metrics.forward_retries.get(), 4);
-        assert_eq!(metrics.forward_failures[3].get(), 3, "5xx");
-        assert_eq!(metrics.forward_failures[4].get(), 1, "timeout");
+        assert_eq!(metrics.forward_failures[FailClass::Server].get(), 3, "5xx");
+        assert_eq!(metrics.forward_failures[FailClass::Timeout].get(), 1, "timeout");
         assert_eq!(db.states("SELECT lane FROM lane_state"), Vec::<String>::new(), "backoff state cleared");
         assert_eq!(metrics.forward_lanes.get(), 0);
     }
@@ -971,7 +570,7 @@ mod tests {
         assert_eq!(db.states("SELECT state FROM outbox ORDER BY id"), ["dead", "delivered"]);
         assert_eq!(db.states("SELECT state FROM journal ORDER BY seq"), ["dead", "delivered"]);
         assert_eq!(metrics.dead_letters.get(), 1);
-        assert_eq!(metrics.forward_failures[0].get(), 1, "4xx");
+        assert_eq!(metrics.forward_failures[FailClass::Client].get(), 1, "4xx");
     }
 
     #[test]
@@ -987,7 +586,7 @@ mod tests {
         wait_until("delivered", || metrics.forward_delivered.get() == 1);
         f.stop();
         assert_eq!(metrics.forward_auth_failing.get(), 0);
-        assert_eq!(metrics.forward_failures[1].get(), 2);
+        assert_eq!(metrics.forward_failures[FailClass::Auth].get(), 2);
     }
 
     #[test]
@@ -1179,8 +778,8 @@ mod tests {
         let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
         opts.concurrency = 1;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
-        let mut s = Scheduler::new(conn, opts, Fake::new(|_, _, _| ok()));
-        s.start().unwrap();
+        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
+        s.lanes.start().unwrap();
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let (record_tx, record_rx) = mpsc::sync_channel(64);
         (s, jobs_rx, jobs_tx, record_tx, record_rx)
@@ -1228,13 +827,13 @@ mod tests {
         answer(&mut s, b2, Verdict::Settled { ok: vec![0], dead: vec![] }, Signals::default(), &records);
         // A is not sent before its Retry-After.
         assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "A waits");
-        assert!(s.lanes["A"].due >= refused_at + 30_000, "A due after its Retry-After");
-        assert!(!s.paused(Instant::now()), "no global pause");
+        assert!(s.lanes.held["A"].due >= refused_at + 30_000, "A due after its Retry-After");
+        assert!(!s.pacing.paused(Instant::now()), "no global pause");
         assert!(s.next_wake() <= Duration::from_secs(1), "the scheduler keeps looking");
     }
 
     #[test]
-    fn a_server_wide_limit_pauses_every_lane() {
+    fn a_server_wide_limit_holds_every_due_lane() {
         let db = Db::new("global-429");
         for lane in ["A", "B", "C", "D", "E"] {
             db.message(Some(lane), &[tx(lane)]);
@@ -1242,25 +841,18 @@ mod tests {
         let (mut s, jobs_rx, jobs_tx, records, _recorded) = by_hand(&db);
         // Throttled requests in a row on several lanes: the limit is the server's.
         for lane in ["A", "B", "C"] {
-            assert!(!s.paused(Instant::now()));
+            assert!(!s.pacing.paused(Instant::now()));
             let (lanes, job) = next_job(&mut s, &jobs_tx, &jobs_rx).unwrap();
             assert_eq!(lanes, [lane]);
             answer(&mut s, job, throttled(Some(Duration::from_secs(20))), Signals::default(), &records);
         }
-        assert!(s.paused(Instant::now()), "a streak of 429s on several lanes pauses everything");
+        assert!(s.pacing.paused(Instant::now()), "a streak of 429s on several lanes pauses everything");
         assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "D waits although it is due");
-        // A 503 with Retry-After pauses everything at once.
-        s.pause_until = None;
-        let (lanes, job) = next_job(&mut s, &jobs_tx, &jobs_rx).unwrap();
-        assert_eq!(lanes, ["D"]);
-        let unavailable = Signals { limit_info: None, unavailable: Some(Duration::from_secs(20)) };
-        answer(&mut s, job, throttled(Some(Duration::from_secs(20))), unavailable, &records);
-        assert!(s.paused(Instant::now()));
-        assert!(next_job(&mut s, &jobs_tx, &jobs_rx).is_none(), "E waits");
+        assert!(s.next_wake() >= Duration::from_millis(900), "nothing to do before the pause ends");
     }
 
     fn held(s: &Scheduler) -> Vec<String> {
-        let mut keys: Vec<String> = s.lanes.keys().cloned().collect();
+        let mut keys: Vec<String> = s.lanes.held.keys().cloned().collect();
         keys.sort();
         keys
     }
@@ -1274,18 +866,18 @@ mod tests {
         let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
         opts.max_lanes = 2;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
-        let mut s = Scheduler::new(conn, opts, Fake::new(|_, _, _| ok()));
-        s.start().unwrap();
+        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
+        s.lanes.start().unwrap();
         assert_eq!(held(&s), ["A", "B"]);
         // A new patient's message while lanes wait for room is not taken ahead of them.
         db.message(Some("F"), &[tx("F")]);
-        s.discover().unwrap();
+        s.lanes.discover().unwrap();
         assert_eq!(held(&s), ["A", "B"]);
         // As lanes finish, the waiting ones are taken in journal order.
         let finish = |s: &mut Scheduler, lane: &str| {
             db.conn.execute("UPDATE outbox SET state = 'delivered' WHERE lane = ?1", [lane]).unwrap();
-            s.advance(lane);
-            s.discover().unwrap();
+            s.lanes.advance(lane);
+            s.lanes.discover().unwrap();
         };
         finish(&mut s, "A");
         assert_eq!(held(&s), ["B", "C"]);
@@ -1296,10 +888,10 @@ mod tests {
         assert_eq!(held(&s), ["E", "F"]);
         finish(&mut s, "E");
         finish(&mut s, "F");
-        assert!(held(&s).is_empty() && s.scan_after.is_none(), "every lane seen, nothing waits");
+        assert!(held(&s).is_empty() && s.lanes.scan_after.is_none(), "every lane seen, nothing waits");
         // With room again, new lanes are taken as they come.
         db.message(Some("G"), &[tx("G")]);
-        s.discover().unwrap();
+        s.lanes.discover().unwrap();
         assert_eq!(held(&s), ["G"]);
     }
 

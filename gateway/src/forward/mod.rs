@@ -4,9 +4,11 @@
 //! # Layout
 //! - [`lanes`]: the delivery loop — lanes over the outbox and the scheduler thread that
 //!   decides what is sent next.
+//! - `lane_set`: the lanes held in memory, the ready queue, finding them in the outbox.
 //! - `worker`: worker threads that open, pack, send and judge.
+//! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
+//!   pauses, throttling, backoff); plain state, no database.
 //! - `record`: the recorder thread that writes outcomes in group commits.
-//! - [`queries`]: the outbox reads, pinned to the pending indexes.
 //! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
 //! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
@@ -19,8 +21,9 @@
 pub mod auth;
 pub mod client;
 pub mod deliver;
+mod lane_set;
 pub mod lanes;
-pub mod queries;
+mod pacing;
 mod record;
 mod resolve;
 pub mod retry;

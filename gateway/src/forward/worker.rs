@@ -16,21 +16,7 @@ use crate::ops::metrics::Metrics;
 use crate::store::{Doorbell, Keys};
 
 /// A lane's oldest pending outbox row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Head {
-    pub id: i64,
-    pub journal_seq: i64,
-    pub created_at: i64,
-    /// Bundle type and entry count, stored beside the sealed bundle (`None` for rows written
-    /// before the outbox kept them: those are opened to find out and never packed).
-    pub shape: Option<Shape>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Shape {
-    pub batch: bool,
-    pub entries: usize,
-}
+pub(super) use crate::store::delivery::Head;
 
 /// One lane's head in a job.
 pub(super) struct Part {

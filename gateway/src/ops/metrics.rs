@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use crate::forward::deliver::FailClass;
+
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
@@ -138,8 +140,8 @@ pub struct Metrics {
     pub inflight_frame_waits: Counter,
     /// Outbox bundles delivered (2xx for every entry, or settled entry by entry).
     pub forward_delivered: Counter,
-    /// Failed delivery attempts by class, indexed like [`FORWARD_FAIL_CLASSES`].
-    pub forward_failures: [Counter; 6],
+    /// Failed delivery attempts by class.
+    pub forward_failures: FailCounters,
     /// Attempts scheduled again after a failure.
     pub forward_retries: Counter,
     /// Patient lanes with undelivered bundles.
@@ -172,8 +174,17 @@ pub struct Metrics {
     pub wal_truncations: Counter,
 }
 
-/// The `class` labels of `gateway_forward_failures_total`, in index order.
-pub const FORWARD_FAIL_CLASSES: [&str; 6] = ["4xx", "401", "429", "5xx", "timeout", "connect"];
+/// One counter per [`FailClass`] (the `class` label of `gateway_forward_failures_total`).
+#[derive(Debug, Default)]
+pub struct FailCounters([Counter; FailClass::ALL.len()]);
+
+impl std::ops::Index<FailClass> for FailCounters {
+    type Output = Counter;
+    fn index(&self, class: FailClass) -> &Counter {
+        &self.0[class as usize]
+    }
+}
+
 const FORWARD_LATENCY_BOUNDS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 impl Default for Metrics {
@@ -322,8 +333,9 @@ impl Metrics {
         let _ =
             writeln!(out, "gateway_connections_refused_total{{reason=\"admin_limit\"}} {}", self.refused_admin.get());
         let _ = writeln!(out, "# HELP gateway_forward_failures_total Failed delivery attempts, by class\n# TYPE gateway_forward_failures_total counter");
-        for (class, c) in FORWARD_FAIL_CLASSES.iter().zip(&self.forward_failures) {
-            let _ = writeln!(out, "gateway_forward_failures_total{{class=\"{class}\"}} {}", c.get());
+        for class in FailClass::ALL {
+            let (label, n) = (class.label(), self.forward_failures[class].get());
+            let _ = writeln!(out, "gateway_forward_failures_total{{class=\"{label}\"}} {n}");
         }
         let _ = writeln!(
             out,
@@ -378,6 +390,27 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_failures_render_one_line_per_class_in_a_fixed_order() {
+        let m = Metrics::default();
+        for (n, class) in FailClass::ALL.into_iter().enumerate() {
+            m.forward_failures[class].add(n as u64 + 1);
+        }
+        let text = m.render();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("gateway_forward_failures_total{")).collect();
+        assert_eq!(
+            lines,
+            [
+                "gateway_forward_failures_total{class=\"4xx\"} 1",
+                "gateway_forward_failures_total{class=\"401\"} 2",
+                "gateway_forward_failures_total{class=\"429\"} 3",
+                "gateway_forward_failures_total{class=\"5xx\"} 4",
+                "gateway_forward_failures_total{class=\"timeout\"} 5",
+                "gateway_forward_failures_total{class=\"connect\"} 6",
+            ]
+        );
+    }
 
     #[test]
     fn renders_counters_labels_and_cumulative_buckets() {

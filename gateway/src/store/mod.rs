@@ -9,6 +9,7 @@ pub mod conversion;
 pub mod crypto;
 pub mod db;
 pub mod dead_letters;
+pub mod delivery;
 pub mod disk;
 pub mod doorbell;
 pub mod gate;
