@@ -99,24 +99,14 @@ mod tests {
     use super::*;
     use crate::store::db;
 
-    /// A migrated store in its own folder, removed on drop.
-    struct Dir(std::path::PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn state(conn: &Connection, seq: i64) -> JournalState {
         conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
     }
 
     #[test]
     fn a_batch_moves_only_rows_still_received_and_stores_nothing_until_committed() {
-        let dir = Dir(std::env::temp_dir().join(format!("gw-conversion-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&dir.0);
-        let path = dir.0.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, db::Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         for (control_id, lane) in [("C1", Some("lane1")), ("C2", None)] {

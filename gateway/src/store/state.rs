@@ -116,18 +116,9 @@ mod tests {
     use crate::store::db;
 
     /// A migrated store in its own folder, removed on drop.
-    struct Dir(std::path::PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn store(name: &str) -> (Dir, rusqlite::Connection) {
-        let dir = Dir(std::env::temp_dir().join(format!("gw-state-{}-{name}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&dir.0);
-        let path = dir.0.join("j.db");
+    fn store() -> (tempfile::TempDir, rusqlite::Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, db::Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         (dir, conn)
@@ -135,7 +126,7 @@ mod tests {
 
     #[test]
     fn every_state_is_one_the_schema_accepts_and_reads_back_as_itself() {
-        let (_dir, conn) = store("schema");
+        let (_dir, conn) = store();
         for state in JournalState::ALL {
             conn.execute(
                 "INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, state, payload)
@@ -163,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_state_none_of_ours_spells_is_an_error_naming_it() {
-        let (_dir, conn) = store("unknown");
+        let (_dir, conn) = store();
         let read = |text: &str| conn.query_row("SELECT ?1", [text], |r| r.get::<_, JournalState>(0));
         assert_eq!(read("dead").unwrap(), JournalState::Dead);
         let e = read("Dead").unwrap_err().to_string();
