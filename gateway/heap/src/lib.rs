@@ -24,7 +24,10 @@ fn add(delta: isize) {
     let _ = NET.try_with(|n| {
         let net = n.get().wrapping_add(delta);
         n.set(net);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(net)));
+        // Only growth can set a new peak: frees skip the second thread-local.
+        if delta > 0 {
+            let _ = PEAK.try_with(|p| p.set(p.get().max(net)));
+        }
     });
 }
 
