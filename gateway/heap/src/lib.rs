@@ -13,37 +13,34 @@ use std::cell::Cell;
 pub struct Counted;
 
 thread_local! {
-    /// Bytes allocated minus bytes freed by this thread, and the highest that reached since
-    /// [`reset_thread_peak`]. `const` and without a destructor, so safe to touch from inside
-    /// the allocator.
-    static NET: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
+    /// (bytes allocated minus bytes freed by this thread, the highest that reached since
+    /// [`reset_thread_peak`]): one thread-local, so each allocation touches it once. `const`
+    /// and without a destructor, so safe to touch from inside the allocator.
+    static HEAP: Cell<(isize, isize)> = const { Cell::new((0, 0)) };
 }
 
+#[inline]
 fn add(delta: isize) {
-    let _ = NET.try_with(|n| {
-        let net = n.get().wrapping_add(delta);
-        n.set(net);
-        // Only growth can set a new peak: frees skip the second thread-local.
-        if delta > 0 {
-            let _ = PEAK.try_with(|p| p.set(p.get().max(net)));
-        }
+    let _ = HEAP.try_with(|h| {
+        let (net, peak) = h.get();
+        let net = net.wrapping_add(delta);
+        h.set((net, peak.max(net)));
     });
 }
 
 /// Net bytes this thread has allocated so far (0 when [`Counted`] is not the allocator).
 pub fn thread_net() -> isize {
-    NET.try_with(Cell::get).unwrap_or(0)
+    HEAP.try_with(|h| h.get().0).unwrap_or(0)
 }
 
 /// Starts a new peak for this thread at what it holds now.
 pub fn reset_thread_peak() {
-    let _ = PEAK.try_with(|p| p.set(thread_net()));
+    let _ = HEAP.try_with(|h| h.set((h.get().0, h.get().0)));
 }
 
 /// The most this thread held since [`reset_thread_peak`].
 pub fn thread_peak() -> isize {
-    PEAK.try_with(Cell::get).unwrap_or(0)
+    HEAP.try_with(|h| h.get().1).unwrap_or(0)
 }
 
 // SAFETY: every call is forwarded to mimalloc unchanged; the counting touches only a
