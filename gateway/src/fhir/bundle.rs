@@ -55,7 +55,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::convert::Conversion;
-use super::model::{Identity, Resource, LOCAL_REF};
+use super::memory::{Forgetful, Memory};
+use super::model::{Identity, Resource, Write, LOCAL_REF};
 
 /// Most entries in one batch Bundle of the Salesforce profile.
 pub const BATCH_MAX_ENTRIES: usize = 30;
@@ -132,10 +133,23 @@ pub enum BundleError {
 /// Salesforce: one batch Bundle per ≤ [`BATCH_MAX_ENTRIES`] resources (none when there are
 /// no resources).
 pub fn bundles(conv: &Conversion, profile: Profile) -> Result<Vec<Value>, BundleError> {
+    bundles_with(conv, profile, &Forgetful)
+}
+
+/// [`bundles`], leaving out of the Salesforce profile's batches a create-if-absent resource
+/// that `memory` says was already sent: `PUT <Kind>/<id>` cannot create without replacing,
+/// and references to it stay valid because its id is derived from its key.
+pub fn bundles_with(conv: &Conversion, profile: Profile, memory: &dyn Memory) -> Result<Vec<Value>, BundleError> {
     let plan = Plan::new(conv)?;
     match profile {
         Profile::Generic => Ok(vec![plan.transaction()?]),
-        Profile::Salesforce => plan.batches(),
+        Profile::Salesforce => {
+            let sent = |r: &Resource| {
+                r.write == Write::CreateIfAbsent && usable_identity(r).is_some_and(|id| memory.sent(r.kind, id))
+            };
+            let skip: Vec<bool> = conv.resources.iter().map(sent).collect();
+            plan.batches(&skip)
+        }
     }
 }
 
@@ -159,7 +173,12 @@ fn resource_id(conv: &Conversion, r: &Resource) -> Uuid {
 /// `<Kind>?identifier=<system>|<value>`, each part escaped for FHIR search (`\`, `|`, `,`, `$`
 /// get a backslash) and then percent-encoded; the separating `|` is literal.
 pub fn conditional_url(kind: &str, identity: &Identity) -> String {
-    format!("{kind}?identifier={}|{}", encode_search_part(&identity.system), encode_search_part(&identity.value))
+    format!("{kind}?{}", identifier_search(identity))
+}
+
+/// `identifier=<system>|<value>`, escaped as in [`conditional_url`] (an `ifNoneExist`).
+fn identifier_search(identity: &Identity) -> String {
+    format!("identifier={}|{}", encode_search_part(&identity.system), encode_search_part(&identity.value))
 }
 
 fn encode_search_part(part: &str) -> String {
@@ -316,25 +335,32 @@ impl<'c> Plan<'c> {
         let entries: Vec<Value> = (0..self.conv.resources.len())
             .map(|i| {
                 let r = &self.conv.resources[i];
-                let (with_id, url) = match usable_identity(r) {
-                    Some(identity) => (false, conditional_url(r.kind, identity)),
-                    None => (true, self.type_id(i)),
+                let request = match (usable_identity(r), r.write) {
+                    (Some(identity), Write::Upsert) => {
+                        json!({ "method": "PUT", "url": conditional_url(r.kind, identity) })
+                    }
+                    (Some(identity), Write::CreateIfAbsent) => {
+                        json!({ "method": "POST", "url": r.kind, "ifNoneExist": identifier_search(identity) })
+                    }
+                    (None, _) => json!({ "method": "PUT", "url": self.type_id(i) }),
                 };
+                let with_id = usable_identity(r).is_none();
                 json!({
                     "fullUrl": self.full_url(i),
                     "resource": self.resource_json(i, with_id, &|j| self.full_url(j)),
-                    "request": { "method": "PUT", "url": url },
+                    "request": request,
                 })
             })
             .collect();
         Ok(bundle("transaction", entries))
     }
 
-    fn batches(&self) -> Result<Vec<Value>, BundleError> {
+    fn batches(&self, skip: &[bool]) -> Result<Vec<Value>, BundleError> {
         let mut out = Vec::new();
         for group in self.split()? {
-            let entries = group
+            let entries: Vec<Value> = group
                 .into_iter()
+                .filter(|&i| !skip[i])
                 .map(|i| {
                     json!({
                         "resource": self.resource_json(i, true, &|j| self.type_id(j)),
@@ -342,7 +368,9 @@ impl<'c> Plan<'c> {
                     })
                 })
                 .collect();
-            out.push(bundle("batch", entries));
+            if !entries.is_empty() {
+                out.push(bundle("batch", entries));
+            }
         }
         Ok(out)
     }
@@ -492,6 +520,7 @@ mod tests {
             key: key.to_string(),
             identity: identity.map(|(s, v)| Identity { system: s.into(), value: v.into() }),
             body,
+            write: Write::Upsert,
         }
     }
 
@@ -502,6 +531,7 @@ mod tests {
             sender: "EPIC|HOSP".into(),
             control_id: "CTRL1".into(),
             content_key: "0".repeat(64),
+            merges: Vec::new(),
         }
     }
 

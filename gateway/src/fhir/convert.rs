@@ -11,7 +11,10 @@ use crate::hl7::Hl7Error;
 use super::budget::OverBudget;
 use super::ctx::Ctx;
 use super::messages;
-use super::model::{Report, Resource};
+use serde_json::json;
+
+use super::memory::{Forgetful, Memory, Relation};
+use super::model::{reference, Identity, Report, Resource, Write, SOURCE_KEY_SYSTEM};
 use super::site::SiteMaps;
 
 /// The result of converting one message.
@@ -28,6 +31,8 @@ pub struct Conversion {
     /// [`content_key`] of the message: SHA-256 (lowercase hex) of its segments with MSH-7 and
     /// MSH-10 blanked.
     pub content_key: String,
+    /// (surviving, replaced) record keys of the merges the message makes, for the memory.
+    pub merges: Vec<(Identity, Identity)>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,6 +42,11 @@ pub enum ConvertError {
     #[error("{0}")]
     OverBudget(#[from] OverBudget),
 }
+
+/// What ADT messages own: a lab, order, document, scheduling or immunization message creates
+/// these when the server has none and otherwise leaves them as the last ADT set them.
+pub const ADT_OWNED: [&str; 6] =
+    ["Patient", "Encounter", "RelatedPerson", "Coverage", "AllergyIntolerance", "Condition"];
 
 /// Z-segments the site maps (`[mapping.z_segments]`) become extensions on the message's
 /// first Patient: `{url: <site url>, extension: [{url: "ZPD-2", valueString: "…"}, …]}`.
@@ -66,8 +76,52 @@ fn map_z_segments(ctx: &mut Ctx) {
     }
 }
 
-/// Converts one message with the site's maps.
+/// Writes again, on every Patient this message writes in full, the links earlier merges made
+/// from it (an ADT replaces the whole Patient, links included). The other record is referred
+/// to through a create-if-absent Patient holding only its key, unless this message writes it.
+fn carry_links(ctx: &mut Ctx) {
+    let patients: Vec<(String, Identity)> = ctx
+        .resources()
+        .iter()
+        .filter(|r| r.kind == "Patient" && r.write == Write::Upsert)
+        .filter_map(|r| Some((r.key.clone(), r.identity.clone()?)))
+        .collect();
+    for (key, identity) in patients {
+        for link in ctx.memory.links(&identity) {
+            let other = match ctx.find("Patient", &link.other) {
+                Some(r) => r.key.clone(),
+                None => {
+                    let mut body = super::json::Obj::new();
+                    if link.other.system != SOURCE_KEY_SYSTEM {
+                        body.push_all("identifier", [json!({"system": link.other.system, "value": link.other.value})]);
+                    }
+                    if link.relation == Relation::Replaces {
+                        body.put("active", false);
+                        body.push_all("link", [json!({"other": reference(&key), "type": Relation::ReplacedBy.code()})]);
+                    }
+                    let local = format!("Patient/link-{}", ctx.resources().len());
+                    let stub = Resource {
+                        kind: "Patient",
+                        key: local,
+                        identity: Some(link.other.clone()),
+                        body,
+                        write: Write::CreateIfAbsent,
+                    };
+                    ctx.add(stub)
+                }
+            };
+            ctx.append_unique(&key, "link", json!({"other": reference(&other), "type": link.relation.code()}));
+        }
+    }
+}
+
+/// Converts one message with the site's maps, on its own (no memory of earlier messages).
 pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> {
+    convert_with(raw, site, &Forgetful)
+}
+
+/// Converts one message with the site's maps and what earlier messages left in `memory`.
+pub fn convert_with(raw: &[u8], site: &SiteMaps, memory: &dyn Memory) -> Result<Conversion, ConvertError> {
     let msg = parser::parse(raw)?;
     site.budget.check(&msg)?;
     let grouped = structure::group(&msg)?;
@@ -75,7 +129,7 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
     let sender = format!("{}|{}", msh.field(3).value(), msh.field(4).value());
     let control_id = msh.field(10).value().into_owned();
     let content_key = content_key(&msg);
-    let mut ctx = Ctx::new(&msg, site);
+    let mut ctx = Ctx::with_memory(&msg, site, memory);
     ctx.consume(msh.index());
     match grouped.structure {
         Structure::AdtA01
@@ -92,13 +146,21 @@ pub fn convert(raw: &[u8], site: &SiteMaps) -> Result<Conversion, ConvertError> 
         Structure::VxuV04 => messages::vxu::convert(&mut ctx, &grouped),
     }
     map_z_segments(&mut ctx);
+    carry_links(&mut ctx);
     // Who sent what, when: one Provenance over everything this message produced.
     super::resources::provenance::provenance(&mut ctx);
     if let Some(over) = ctx.over_budget() {
         return Err(over.into());
     }
-    let (resources, report) = ctx.finish(&grouped);
-    Ok(Conversion { resources, report, sender, control_id, content_key })
+    let merges = std::mem::take(&mut ctx.merges);
+    let (mut resources, report) = ctx.finish(&grouped);
+    if !grouped.structure.id().starts_with("ADT") {
+        // Only ADT messages carry demographics and visit state; the others only refer to them.
+        for r in resources.iter_mut().filter(|r| ADT_OWNED.contains(&r.kind)) {
+            r.write = Write::CreateIfAbsent;
+        }
+    }
+    Ok(Conversion { resources, report, sender, control_id, content_key, merges })
 }
 
 /// MSH fields a resend regenerates, left out of [`content_key`]: MSH-7 (date/time of message)
@@ -203,12 +265,12 @@ DG1|1||R07.9^Chest pain^I10|||A\r";
     #[test]
     fn resend_under_new_control_id_and_time_yields_the_same_bundles() {
         let first = run(ADT);
-        // The sample is meaningful: these kinds are keyed by the message, not an identifier.
+        // The sample is meaningful: its visit has neither number nor admit time, so the
+        // Encounter (like the Provenance) is keyed by the message; everything else by its key.
         let by_id: Vec<String> =
             entries(&first).into_iter().filter(|(_, _, url)| !url.contains('?')).map(|(k, _, _)| k).collect();
-        for kind in ["Encounter", "RelatedPerson", "Observation", "AllergyIntolerance", "Condition", "Provenance"] {
-            assert!(by_id.iter().any(|k| k == kind), "{kind} is identifier-less in the sample: {by_id:?}");
-        }
+        assert_eq!(by_id, ["Encounter", "Provenance"]);
+        assert_eq!(first.report.keyless, ["Encounter"]);
         assert!(entries(&first).iter().any(|(k, _, url)| k == "Patient" && url.starts_with("Patient?identifier=")));
 
         // A resend tool's copy: new MSH-10, other line endings, a trailing blank line.
@@ -247,19 +309,18 @@ DG1|1||R07.9^Chest pain^I10|||A\r";
     }
 
     #[test]
-    fn changed_content_changes_identifier_less_ids_only() {
+    fn a_changed_value_updates_the_same_resources() {
         let first = entries(&run(ADT));
         let changed = entries(&run(&ADT.replace("||172|cm", "||173|cm")));
         assert_eq!(first.len(), changed.len());
-        let find =
-            |es: &[(String, String, String)], kind: &str| es.iter().find(|(k, _, _)| k == kind).cloned().unwrap();
-        // The identified Patient: same fullUrl, same conditional URL.
-        assert_eq!(find(&first, "Patient"), find(&changed, "Patient"));
-        // The identifier-less Observation (and every other such resource): a new id.
-        for kind in ["Observation", "Encounter", "Provenance"] {
-            let (a, b) = (find(&first, kind), find(&changed, kind));
-            assert_ne!(a.1, b.1, "{kind}");
-            assert_ne!(a.2, b.2, "{kind}");
+        for (a, b) in first.iter().zip(&changed) {
+            if matches!(a.0.as_str(), "Provenance" | "Encounter") {
+                // Keyed by the message (see above): a new message, a new one.
+                assert_ne!(a.1, b.1, "{}", a.0);
+            } else {
+                // The Observation whose value changed included: same key, same request.
+                assert_eq!(a, b);
+            }
         }
     }
 

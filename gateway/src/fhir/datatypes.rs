@@ -11,7 +11,7 @@ use serde_json::{Number, Value};
 
 use super::codes::{self, coding_system_uri};
 use super::json::Obj;
-use super::model::{Identity, Report, Resource};
+use super::model::{Identity, Report, Resource, Write};
 use super::site::SiteMaps;
 use super::time;
 use crate::hl7::parser::{Component, Field, Rep};
@@ -117,6 +117,13 @@ fn hd_system(ns: &str, uid: &str, uid_type: &str, site: &SiteMaps) -> Option<Str
     looks_like_uri(ns).then(|| ns.to_string())
 }
 
+/// The site's default system for an authority it has not mapped (namespace, else universal
+/// id); `None` when the identifier names no authority.
+fn unmapped_authority_system(ns: &str, uid: &str, site: &SiteMaps) -> Option<String> {
+    let authority = if ns.is_empty() { uid } else { ns };
+    (!authority.is_empty()).then(|| site.default_system(authority))
+}
+
 /// Systems from the FHIR identifier registry implied by the identifier type (table 0203)
 /// when the assigning authority gives none: SS → US SSN, NPI → US NPI.
 fn registry_system(type_code: &str, ns: &str) -> Option<String> {
@@ -192,7 +199,10 @@ pub fn identifier(cx: Rep, site: &SiteMaps) -> Option<(Value, Option<Identity>)>
     // A site may give one authority different systems per identifier type ("UHMC^MR" for
     // medical record numbers, "UHMC^VN" for visits); the plain authority is the fallback.
     let typed = site.identifier_systems.get(&format!("{ns}^{type_code}")).filter(|s| !s.is_empty()).cloned();
-    let system = typed.or_else(|| hd_system(&ns, &uid, &uid_type, site)).or_else(|| registry_system(&type_code, &ns));
+    let system = typed
+        .or_else(|| hd_system(&ns, &uid, &uid_type, site))
+        .or_else(|| registry_system(&type_code, &ns))
+        .or_else(|| unmapped_authority_system(&ns, &uid, site));
     let check = text(cx.component(2));
     let scheme = text(cx.component(3));
     let start = period_date(&cx.component(7).value());
@@ -213,7 +223,7 @@ pub fn identifier(cx: Rep, site: &SiteMaps) -> Option<(Value, Option<Identity>)>
 pub fn ei_identifier(ei: Rep, site: &SiteMaps) -> Option<(Value, Option<Identity>)> {
     let value = text(ei.component(1));
     let (ns, uid, uid_type) = (text(ei.component(2)), text(ei.component(3)), text(ei.component(4)));
-    let system = hd_system(&ns, &uid, &uid_type, site);
+    let system = hd_system(&ns, &uid, &uid_type, site).or_else(|| unmapped_authority_system(&ns, &uid, site));
     identifier_parts(&value, system, "", &ns, |o| o)
 }
 
@@ -408,7 +418,9 @@ pub fn practitioner(xcn: Rep, site: &SiteMaps) -> Option<Resource> {
     let auth = xcn.component(9);
     let (ns, uid, uid_type) = (sub(auth, 1), sub(auth, 2), sub(auth, 3));
     let type_code = c(13);
-    let system = hd_system(&ns, &uid, &uid_type, site).or_else(|| registry_system(&type_code, &ns));
+    let system = hd_system(&ns, &uid, &uid_type, site)
+        .or_else(|| registry_system(&type_code, &ns))
+        .or_else(|| unmapped_authority_system(&ns, &uid, site));
     let id_value = c(1);
     let ident = identifier_parts(&id_value, system, &type_code, &ns, |o| o);
     let family = sub(xcn.component(2), 1);
@@ -434,7 +446,7 @@ pub fn practitioner(xcn: Rep, site: &SiteMaps) -> Option<Resource> {
     let key = if id_value.is_empty() { key_part(&[&family, &c(3)]) } else { key_part(&[&id_value, &ns]) };
     let (identifier, identity) = ident.map_or((Value::Null, None), |(v, i)| (v, i));
     let body = Obj::new().list("identifier", [identifier]).list("name", [name]).list("qualification", [qualification]);
-    Some(Resource { kind: "Practitioner", key: format!("Practitioner/{key}"), identity, body })
+    Some(Resource { kind: "Practitioner", key: format!("Practitioner/{key}"), identity, body, write: Write::Upsert })
 }
 
 /// Table 0301 universal id types: a component 3 from this list marks an HD (not an XON).
@@ -504,7 +516,7 @@ fn organization_hd(hd: Rep) -> Option<Resource> {
         Obj::new().list("identifier", [Obj::new().set("value", ns.as_str()).value(), id2]).set("name", ns.as_str());
     let identity = uid_system.map(|s| Identity { system: s.to_string(), value: uid_value.clone() });
     let key = if uid.is_empty() { key_part(&[&ns]) } else { key_part(&[&uid]) };
-    Some(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body })
+    Some(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body, write: Write::Upsert })
 }
 
 fn organization_xon(xon: Rep, site: &SiteMaps) -> Option<Resource> {
@@ -513,7 +525,7 @@ fn organization_xon(xon: Rep, site: &SiteMaps) -> Option<Resource> {
     let id_value = if c(10).is_empty() { c(3) } else { c(10) };
     let auth = xon.component(6);
     let (ns, uid, uid_type) = (sub(auth, 1), sub(auth, 2), sub(auth, 3));
-    let system = hd_system(&ns, &uid, &uid_type, site);
+    let system = hd_system(&ns, &uid, &uid_type, site).or_else(|| unmapped_authority_system(&ns, &uid, site));
     let (check, scheme) = (c(4), c(5));
     let ident = identifier_parts(&id_value, system, &c(7), &ns, |o| {
         o.list(
@@ -530,7 +542,7 @@ fn organization_xon(xon: Rep, site: &SiteMaps) -> Option<Resource> {
     let key = if id_value.is_empty() { key_part(&[&name]) } else { key_part(&[&id_value, &ns]) };
     let (identifier, identity) = ident.map_or((Value::Null, None), |(v, i)| (v, i));
     let body = Obj::new().set("name", name).list("identifier", [identifier]);
-    Some(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body })
+    Some(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body, write: Write::Upsert })
 }
 
 /// PL → one Location for the most specific level sent (IG PL\[Location\] builds one per level
@@ -565,7 +577,7 @@ pub fn location(pl: Rep, site: &SiteMaps) -> Option<Resource> {
         .set("mode", "instance")
         .set("physicalType", physical_type);
     let key = key_part(&[&facility, &c(7), &c(8), &c(1), &c(2), &c(3)]);
-    Some(Resource { kind: "Location", key: format!("Location/{key}"), identity: None, body })
+    Some(Resource { kind: "Location", key: format!("Location/{key}"), identity: None, body, write: Write::Upsert })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1045,12 +1057,16 @@ mod tests {
         let (v, id) = identifier(f.rep(2), &s).unwrap();
         assert_eq!(v["system"], "http://hl7.org/fhir/sid/us-ssn");
         assert!(id.is_some());
-        // Unknown authority: no system, no identity, assigner display; period from CX.7/8.
+        // An authority the site has not mapped: the default system; period from CX.7/8.
         let (v, id) = identifier(f.rep(3), &s).unwrap();
-        assert_eq!(id, None);
-        assert_eq!(v["assigner"], json!({"display":"X"}));
+        assert_eq!(id, Some(Identity { system: "urn:hl7v2-gateway:authority:X".into(), value: "A1".into() }));
+        assert_eq!(v["system"], "urn:hl7v2-gateway:authority:X");
         assert_eq!(v["period"], json!({"start":"2020-01-01","end":"2030-12-31"}));
-        assert!(v.get("system").is_none());
+        // No authority at all: no system, no identity.
+        let raw = msg("PID|1||B2^^^^MR");
+        let m = parse(&raw).unwrap();
+        let (v, id) = identifier(field(&m, "PID", 3).rep(1), &s).unwrap();
+        assert_eq!((v.get("system"), id), (None, None));
         // ISO universal id, check digit.
         let (v, id) = identifier(f.rep(4), &s).unwrap();
         assert_eq!(v["system"], "urn:oid:2.16.840.1.113883.19.5");
@@ -1073,8 +1089,8 @@ mod tests {
         let (v, _) = ei_identifier(field(&m, "ORC", 3).rep(1), &s).unwrap();
         assert_eq!(v["system"], "urn:oid:1.2.3.4");
         let (v, id) = ei_identifier(field(&m, "ORC", 4).rep(1), &s).unwrap();
-        assert_eq!(v, json!({"value":"G1","assigner":{"display":"ELSE"}}));
-        assert!(id.is_none());
+        assert_eq!(v, json!({"value":"G1","system":"urn:hl7v2-gateway:authority:ELSE"}));
+        assert!(id.is_some());
         assert!(ei_identifier(field(&m, "ORC", 5).rep(1), &s).is_none());
     }
 

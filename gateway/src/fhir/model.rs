@@ -14,6 +14,50 @@ pub struct Identity {
     pub value: String,
 }
 
+/// System of the keys the gateway derives from a resource's business-key parts when the
+/// resource has no identifier of its own (see docs/CONVERSION.md). The value is a name-based
+/// UUID of the parts, so it says nothing about them; the identifier is written on the
+/// resource, so any later message can find and update it.
+pub const SOURCE_KEY_SYSTEM: &str = "urn:hl7v2-gateway:source-key";
+
+/// Namespace of source keys: UUID v5 of the URL `urn:hl7v2-gateway:source-key` in the URL
+/// namespace. Never change it: keys already on servers are derived from it.
+const SOURCE_KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x3c4b_0a5e_9d61_5f2a_8b7e_41d2_6c90_e317);
+
+impl Identity {
+    /// The key of a `kind` resource from its business-key parts; `None` when a part is empty
+    /// (a key with a missing part would join unrelated resources). Parts are separated by NUL,
+    /// which occurs in none of them, so distinct parts never collide by concatenation.
+    pub fn source_key(kind: &str, parts: &[&str]) -> Option<Identity> {
+        if parts.iter().any(|p| p.trim().is_empty()) {
+            return None;
+        }
+        let mut name = kind.to_string();
+        for p in parts {
+            name.push('\0');
+            name.push_str(p.trim());
+        }
+        let value = uuid::Uuid::new_v5(&SOURCE_KEY_NAMESPACE, name.as_bytes()).to_string();
+        Some(Identity { system: SOURCE_KEY_SYSTEM.into(), value })
+    }
+
+    /// `system|value`, the form a key part takes when another resource's key includes it.
+    pub fn token(&self) -> String {
+        format!("{}|{}", self.system, self.value)
+    }
+}
+
+/// How a resource is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Write {
+    /// The message carries the resource's full current state: create or replace it.
+    #[default]
+    Upsert,
+    /// The message only refers to it: create it when the server has none, never change it
+    /// (a lab result must not undo what an ADT set).
+    CreateIfAbsent,
+}
+
 /// One converted resource.
 #[derive(Debug, Clone)]
 pub struct Resource {
@@ -26,6 +70,8 @@ pub struct Resource {
     pub identity: Option<Identity>,
     /// The resource without `resourceType` and `id`.
     pub body: Obj,
+    /// Set by the converter from the message type (see `fhir::convert`).
+    pub write: Write,
 }
 
 /// Prefix of references between resources of one conversion, rewritten by the bundle builder.
@@ -48,6 +94,12 @@ pub struct Report {
     pub unmapped_codes: Vec<String>,
     /// Anything else worth an integration engineer's attention (PHI-free).
     pub warnings: Vec<String>,
+    /// Assigning authorities not in `[mapping.identifier_systems]` whose identifiers keyed a
+    /// resource, with the system `default_identifier_system` gave them.
+    pub default_systems: Vec<String>,
+    /// Resource types with a resource that has no usable key (written under an id derived
+    /// from the message, so a resend is harmless but another message makes another one).
+    pub keyless: Vec<String>,
     /// The entries of `unmapped_codes`, to keep it free of repeats in O(1) per code.
     #[serde(skip)]
     unmapped_seen: HashSet<String>,

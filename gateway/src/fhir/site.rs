@@ -20,6 +20,16 @@ pub struct MappingConfig {
     /// authority's different identifier types → identifier system URI.
     #[serde(default)]
     pub identifier_systems: HashMap<String, String>,
+    /// The system of an identifier whose assigning authority is not in `identifier_systems`:
+    /// `{authority}` is replaced by the authority (an OID gives `urn:oid:…` without this), so
+    /// a site's records keep one stable key before anyone maps the authority.
+    #[serde(default = "default_identifier_system")]
+    pub default_identifier_system: String,
+    /// PID-3 identifier types (CX.5, table 0203) that may key a Patient, in order of
+    /// preference. An identifier sent without a type comes after them; SSN, driver's licence
+    /// and other types never key a record.
+    #[serde(default = "default_patient_identifier_types")]
+    pub patient_identifier_types: Vec<String>,
     /// CSV files: `source_system,source_code,target_system,target_code,target_display`.
     #[serde(default)]
     pub code_maps: Vec<PathBuf>,
@@ -37,11 +47,24 @@ fn default_zone() -> String {
     "UTC".into()
 }
 
+/// See [`MappingConfig::default_identifier_system`].
+pub const DEFAULT_IDENTIFIER_SYSTEM: &str = "urn:hl7v2-gateway:authority:{authority}";
+
+fn default_identifier_system() -> String {
+    DEFAULT_IDENTIFIER_SYSTEM.into()
+}
+
+fn default_patient_identifier_types() -> Vec<String> {
+    ["MR", "PI", "PT", "PN"].map(String::from).to_vec()
+}
+
 impl Default for MappingConfig {
     fn default() -> Self {
         MappingConfig {
             time_zone: default_zone(),
             identifier_systems: HashMap::new(),
+            default_identifier_system: default_identifier_system(),
+            patient_identifier_types: default_patient_identifier_types(),
             code_maps: Vec::new(),
             z_segments: BTreeMap::new(),
             budget: Budget::default(),
@@ -61,6 +84,8 @@ pub struct MappedCode {
 pub enum SiteError {
     #[error("[mapping] time_zone {0:?} is not an IANA time zone name")]
     Zone(String),
+    #[error("[mapping] default_identifier_system {0:?} must contain {{authority}} once and be a URI (`urn:` or `http(s)://`)")]
+    DefaultSystem(String),
     #[error("code map {path}:{line}: {message}")]
     CodeMap { path: String, line: u64, message: String },
 }
@@ -70,6 +95,10 @@ pub enum SiteError {
 pub struct SiteMaps {
     pub zone: TimeZone,
     pub identifier_systems: HashMap<String, String>,
+    /// `default_identifier_system` split at `{authority}`.
+    default_system: (String, String),
+    /// `patient_identifier_types`, upper case.
+    pub patient_identifier_types: Vec<String>,
     codes: HashMap<(String, String), MappedCode>,
     pub z_segments: BTreeMap<String, String>,
     pub budget: Budget,
@@ -79,6 +108,8 @@ impl SiteMaps {
     /// Loads code map files; relative paths are resolved against `base`.
     pub fn load(config: &MappingConfig, base: &Path) -> Result<SiteMaps, SiteError> {
         let zone = TimeZone::get(&config.time_zone).map_err(|_| SiteError::Zone(config.time_zone.clone()))?;
+        let default_system = split_template(&config.default_identifier_system)
+            .ok_or_else(|| SiteError::DefaultSystem(config.default_identifier_system.clone()))?;
         let mut codes = HashMap::new();
         for file in &config.code_maps {
             let path = base.join(file);
@@ -87,6 +118,12 @@ impl SiteMaps {
         Ok(SiteMaps {
             zone,
             identifier_systems: config.identifier_systems.clone(),
+            default_system,
+            patient_identifier_types: config
+                .patient_identifier_types
+                .iter()
+                .map(|t| t.trim().to_ascii_uppercase())
+                .collect(),
             codes,
             z_segments: config.z_segments.clone(),
             budget: config.budget,
@@ -98,6 +135,8 @@ impl SiteMaps {
         SiteMaps {
             zone,
             identifier_systems: HashMap::new(),
+            default_system: split_template(DEFAULT_IDENTIFIER_SYSTEM).expect("the default template is valid"),
+            patient_identifier_types: default_patient_identifier_types(),
             codes: HashMap::new(),
             z_segments: BTreeMap::new(),
             budget: Budget::default(),
@@ -109,9 +148,42 @@ impl SiteMaps {
         self.codes.get(&(system.to_string(), code.to_string()))
     }
 
+    /// The system for an assigning authority the site has not mapped, from
+    /// `default_identifier_system`. Characters outside RFC 3986's unreserved set are
+    /// percent-encoded, so any authority name gives a valid URI.
+    pub fn default_system(&self, authority: &str) -> String {
+        let (head, tail) = &self.default_system;
+        let mut out = String::with_capacity(head.len() + authority.len() + tail.len());
+        out.push_str(head);
+        for b in authority.trim().bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out.push_str(tail);
+        out
+    }
+
+    /// The authority a [`default_system`](Self::default_system) was made from, if `system` is one.
+    pub fn default_system_authority<'s>(&self, system: &'s str) -> Option<&'s str> {
+        let (head, tail) = &self.default_system;
+        system.strip_prefix(head.as_str())?.strip_suffix(tail.as_str())
+    }
+
     pub fn insert_code(&mut self, system: &str, code: &str, target: MappedCode) {
         self.codes.insert((system.to_string(), code.to_string()), target);
     }
+}
+
+/// `urn:…{authority}…` → the parts before and after the placeholder; `None` unless it occurs
+/// exactly once in a `urn:` or `http(s)://` URI.
+fn split_template(template: &str) -> Option<(String, String)> {
+    let (head, tail) = template.split_once("{authority}")?;
+    let uri = ["urn:", "http://", "https://"].iter().any(|p| head.starts_with(p));
+    (uri && !tail.contains("{authority}") && !template.contains(char::is_whitespace))
+        .then(|| (head.to_string(), tail.to_string()))
 }
 
 fn load_code_map(path: &Path, into: &mut HashMap<(String, String), MappedCode>) -> Result<(), SiteError> {

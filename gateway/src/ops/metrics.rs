@@ -115,6 +115,10 @@ pub struct Metrics {
     pub duplicates: Counter,
     pub stored: Counter,
     pub converted: Counter,
+    /// Messages with a resource keyed under `default_identifier_system` (authority unmapped).
+    pub identifier_default_system: Counter,
+    /// Messages with a resource that has no usable key.
+    pub keyless_resources: Counter,
     pub dead_letters: Counter,
     pub ack_latency: Histogram,
     pub batch_size: Histogram,
@@ -198,6 +202,8 @@ impl Default for Metrics {
             duplicates: Counter::default(),
             stored: Counter::default(),
             converted: Counter::default(),
+            identifier_default_system: Counter::default(),
+            keyless_resources: Counter::default(),
             dead_letters: Counter::default(),
             ack_latency: Histogram::new(LATENCY_BOUNDS),
             batch_size: Histogram::new(BATCH_BOUNDS),
@@ -268,6 +274,16 @@ impl Metrics {
             ("gateway_duplicates_total", "Re-sent messages acknowledged without a second copy", &self.duplicates),
             ("gateway_messages_stored_total", "Messages durably stored", &self.stored),
             ("gateway_messages_converted_total", "Messages converted to FHIR bundles in the outbox", &self.converted),
+            (
+                "gateway_convert_default_identifier_system_total",
+                "Messages with a resource keyed by an assigning authority not in [mapping.identifier_systems]",
+                &self.identifier_default_system,
+            ),
+            (
+                "gateway_convert_keyless_resources_total",
+                "Messages with a resource that has no usable key (see the conversion report)",
+                &self.keyless_resources,
+            ),
             ("gateway_dead_letters_total", "Messages moved to dead letters", &self.dead_letters),
             ("gateway_frame_timeouts_total", "Connections closed because a frame stalled", &self.frame_timeouts),
             ("gateway_idle_timeouts_total", "Connections closed for idleness", &self.idle_timeouts),

@@ -14,9 +14,12 @@ use rusqlite::Connection;
 
 use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
+use crate::fhir::memory::{Forgetful, Memory};
+use crate::fhir::model::Identity;
 use crate::fhir::site::SiteMaps;
 use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
+use crate::pipeline::memory::JournalMemory;
 use crate::store::conversion::{self, ConvertBatch, NewBundle};
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::state::JournalState;
@@ -114,6 +117,20 @@ fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
     }
 }
 
+/// Logs each assigning authority keyed under the default system once (authority codes are
+/// configuration, not patient data): the site should map it.
+fn warn_unmapped_authorities(found: &[String]) {
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(Default::default);
+    for authority in found {
+        // Bounded: a feed of random authorities must not grow memory.
+        if seen.len() < 1000 && seen.insert(authority.clone()) {
+            tracing::warn!(%authority, "assigning authority not in [mapping.identifier_systems]: records keyed under default_identifier_system; map it");
+        }
+    }
+}
+
 /// What became of one journal row.
 enum Outcome {
     Bundles(Vec<Sealed>),
@@ -130,11 +147,15 @@ struct Sealed {
 /// Converts up to `BATCH` received rows; returns how many rows it took.
 pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<usize> {
     let rows = conversion::received(conn, BATCH)?;
-    // Conversion is CPU work: done before taking the write lock.
-    let outcomes: Vec<Outcome> = rows.iter().map(|row| convert_one(&row.payload, opts)).collect();
+    // Conversion is CPU work: done before taking the write lock, in journal order, each
+    // message seeing what the ones before it taught the memory.
+    let mut memory = JournalMemory::new(conn, &opts.keys);
+    let outcomes: Vec<Outcome> = rows.iter().map(|row| convert_one(&row.payload, opts, &mut memory)).collect();
+    let learned = memory.finish()?;
     let now = crate::store::now_ms();
     let _pass = opts.gate.background();
     let batch = ConvertBatch::begin(conn, now)?;
+    learned.write(&batch)?;
     let mut wrote = false;
     // Counted after the commit: a rolled-back batch converted nothing.
     let (mut converted, mut dead, mut done) = (0, 0, 0);
@@ -187,17 +208,33 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
 }
 
 /// Decrypts, converts and bundles one message; errors become PHI-free reasons.
-fn convert_one(sealed: &[u8], opts: &ConvertOptions) -> Outcome {
+fn convert_one(sealed: &[u8], opts: &ConvertOptions, memory: &mut JournalMemory<'_>) -> Outcome {
     let Ok(raw) = opts.keys.open(sealed) else {
         return Outcome::Dead("payload does not decrypt under the key file".into());
     };
-    match convert_message(&raw, &opts.site, opts.profile) {
-        Ok(bundles) => Outcome::Bundles(
-            bundles
-                .into_iter()
-                .map(|b| Sealed { bytes: opts.keys.seal(&b.json), kind: b.kind.to_string(), entries: b.entries })
-                .collect(),
-        ),
+    match convert_message_with(&raw, &opts.site, opts.profile, memory) {
+        Ok(converted) => {
+            for (survivor, replaced) in &converted.merges {
+                memory.merged(survivor, replaced);
+            }
+            for (kind, identity) in &converted.written {
+                memory.sent_now(kind, identity);
+            }
+            if !converted.default_systems.is_empty() {
+                opts.metrics.identifier_default_system.inc();
+                warn_unmapped_authorities(&converted.default_systems);
+            }
+            if !converted.keyless.is_empty() {
+                opts.metrics.keyless_resources.inc();
+            }
+            Outcome::Bundles(
+                converted
+                    .bundles
+                    .into_iter()
+                    .map(|b| Sealed { bytes: opts.keys.seal(&b.json), kind: b.kind.to_string(), entries: b.entries })
+                    .collect(),
+            )
+        }
         Err(reason) => Outcome::Dead(reason),
     }
 }
@@ -216,19 +253,60 @@ pub struct Bundle {
 /// dead-letter reason (the panic hook logs where, never the message), so no input can stop the
 /// stage. `Err` is a PHI-free reason.
 pub fn convert_message(raw: &[u8], site: &SiteMaps, profile: Profile) -> Result<Vec<Bundle>, String> {
-    let work = || -> Result<Vec<Bundle>, String> {
+    convert_message_with(raw, site, profile, &Forgetful).map(|c| c.bundles)
+}
+
+/// A message's bundles and what the memory should learn from it.
+#[derive(Debug)]
+pub struct Converted {
+    pub bundles: Vec<Bundle>,
+    /// (surviving, replaced) record keys of the merges it makes.
+    pub merges: Vec<(Identity, Identity)>,
+    /// The resources of the types ADT messages own that it sends with a key (Salesforce
+    /// profile only: there a later create-if-absent must leave them out).
+    pub written: Vec<(&'static str, Identity)>,
+    /// From the conversion report: authorities keyed under the default system, keyless types.
+    pub default_systems: Vec<String>,
+    pub keyless: Vec<String>,
+}
+
+/// [`convert_message`] with what earlier messages left in `memory`.
+pub fn convert_message_with(
+    raw: &[u8],
+    site: &SiteMaps,
+    profile: Profile,
+    memory: &dyn Memory,
+) -> Result<Converted, String> {
+    let work = || -> Result<Converted, String> {
         // Parse and budget errors carry codes, counts and locations, never content.
-        let conversion = convert::convert(raw, site).map_err(|e| e.to_string())?;
-        let bundles = bundle::bundles(&conversion, profile)
+        let conversion = convert::convert_with(raw, site, memory).map_err(|e| e.to_string())?;
+        let bundles = bundle::bundles_with(&conversion, profile, memory)
             .map_err(|_| format!("bundle could not be built ({})", conversion.report.structure))?;
-        bundles
+        let bundles = bundles
             .iter()
             .map(|b| {
                 let json = serde_json::to_vec(b).map_err(|_| "bundle could not be serialized".to_string())?;
                 let kind = if b["type"] == "batch" { "batch" } else { "transaction" };
                 Ok(Bundle { json, kind, entries: b["entry"].as_array().map_or(0, Vec::len) })
             })
-            .collect()
+            .collect::<Result<Vec<_>, String>>()?;
+        let written = match profile {
+            Profile::Generic => Vec::new(),
+            Profile::Salesforce => conversion
+                .resources
+                .iter()
+                .filter(|r| convert::ADT_OWNED.contains(&r.kind))
+                .filter_map(|r| Some((r.kind, r.identity.clone()?)))
+                .collect(),
+        };
+        let report = conversion.report;
+        Ok(Converted {
+            bundles,
+            merges: conversion.merges,
+            written,
+            default_systems: report.default_systems,
+            keyless: report.keyless,
+        })
     };
     guarded(work)
 }

@@ -49,6 +49,11 @@ pub struct ConvertBatch<'c> {
 }
 
 impl<'c> ConvertBatch<'c> {
+    /// The batch's transaction, for the stage's other tables (`store::memory`).
+    pub(super) fn tx(&self) -> &Transaction<'c> {
+        &self.tx
+    }
+
     pub fn begin(conn: &'c mut Connection, now: i64) -> rusqlite::Result<ConvertBatch<'c>> {
         Ok(ConvertBatch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?, now })
     }

@@ -193,6 +193,17 @@ impl Keys {
         hex(&ctx.sign().as_ref()[..16])
     }
 
+    /// Keyed hash of a record's key (`what` names the table it keys), so the convert
+    /// stage's memory can look records up without holding their identifiers.
+    pub fn memory_key(&self, what: &str, key: &str) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.dedup);
+        ctx.update(b"memory\x1f");
+        ctx.update(what.as_bytes());
+        ctx.update(b"\x1f");
+        ctx.update(key.as_bytes());
+        ctx.sign().as_ref().try_into().expect("SHA-256 output")
+    }
+
     /// Keyed hash of a whole payload, for duplicate detection.
     pub fn payload_hash(&self, payload: &[u8]) -> [u8; 32] {
         let tag = hmac::sign(&self.dedup, payload);

@@ -125,6 +125,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN hash BLOB;                -- SHA-256(previous hash, own fields)
     DROP TRIGGER audit_no_update;
     DROP TRIGGER audit_no_delete;",
+    // 7: the convert stage's memory (store/memory.rs): merge links between patient records,
+    // and resources already sent. Keys are keyed hashes; the other record's key is sealed.
+    "CREATE TABLE patient_link (
+        patient      BLOB NOT NULL,
+        other        BLOB NOT NULL,
+        relation     TEXT NOT NULL,
+        other_sealed BLOB NOT NULL,
+        PRIMARY KEY (patient, other, relation)
+    ) WITHOUT ROWID;
+    CREATE TABLE sent_resource (key BLOB PRIMARY KEY) WITHOUT ROWID;",
 ];
 
 /// Work a migration needs beyond SQL, run in its transaction after its SQL.

@@ -16,6 +16,7 @@ pub mod gate;
 pub mod journal;
 pub mod key_guard;
 pub mod maintenance;
+pub mod memory;
 pub mod settings;
 pub mod state;
 pub mod writer;

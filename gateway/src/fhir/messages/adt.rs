@@ -62,7 +62,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         }
     }
     for obx in root.groups("OBSERVATION").filter_map(|g| g.segment(msg, "OBX")) {
-        observation::observation(ctx, obx, Some(&patient), encounter.as_deref(), &[]);
+        observation::observation(ctx, obx, Some(&patient), encounter.as_deref(), "", &[]);
     }
     for al1 in root.segments(msg, "AL1") {
         allergy::allergy(ctx, al1, &patient);

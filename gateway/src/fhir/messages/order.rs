@@ -71,6 +71,7 @@ fn convert_order(ctx: &mut Ctx, order: &Group, patient: Option<&str>, encounter:
         }
     }
     let Some(detail) = detail else { return };
+    let order_no = observation::order_number(Some(orc), obr);
     let notes: Vec<_> = detail.segments(msg, "NTE").collect();
     service_request::add_notes(ctx, &sr, &notes);
     for dg1 in detail.segments(msg, "DG1") {
@@ -85,7 +86,7 @@ fn convert_order(ctx: &mut Ctx, order: &Group, patient: Option<&str>, encounter:
     for g in detail.groups("OBSERVATION") {
         let Some(obx) = g.segment(msg, "OBX") else { continue };
         let notes: Vec<_> = g.segments(msg, "NTE").collect();
-        if let Some(k) = observation::observation(ctx, obx, patient, encounter, &notes) {
+        if let Some(k) = observation::observation(ctx, obx, patient, encounter, &order_no, &notes) {
             link(ctx, &sr, "supportingInfo", &k, true);
         }
     }
@@ -96,7 +97,7 @@ fn convert_order(ctx: &mut Ctx, order: &Group, patient: Option<&str>, encounter:
         let containers: Vec<_> = g.groups("CONTAINER").collect();
         let obxs = g.segments(msg, "OBX").chain(containers.iter().flat_map(|c| c.segments(msg, "OBX")));
         for obx in obxs.collect::<Vec<_>>() {
-            if let Some(k) = observation::observation(ctx, obx, patient, encounter, &[]) {
+            if let Some(k) = observation::observation(ctx, obx, patient, encounter, &order_no, &[]) {
                 link(ctx, &k, "specimen", &spec, false);
                 link(ctx, &sr, "supportingInfo", &k, true);
             }

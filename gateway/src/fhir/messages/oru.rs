@@ -36,7 +36,7 @@ fn patient_result(ctx: &mut Ctx, pr: &Group) {
             if let Some(pat) = &patient {
                 for g in p.groups("PATIENT_OBSERVATION") {
                     if let Some(obx) = g.segment(msg, "OBX") {
-                        observation::observation(ctx, obx, Some(pat), None, &[]);
+                        observation::observation(ctx, obx, Some(pat), None, "", &[]);
                     }
                 }
             }
@@ -66,13 +66,14 @@ fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter
         }
         None => None,
     };
+    let order = observation::order_number(orc, Some(obr));
     let mut observations = Vec::new();
     let mut presented_form = Vec::new();
     for g in oo.groups("OBSERVATION") {
         let Some(obx) = g.segment(msg, "OBX") else { continue };
         let notes: Vec<_> = g.segments(msg, "NTE").collect();
         presented_form.extend(attachments(&obx));
-        if let Some(k) = observation::observation(ctx, obx, patient, encounter, &notes) {
+        if let Some(k) = observation::observation(ctx, obx, patient, encounter, &order, &notes) {
             observations.push(k);
         }
     }
@@ -82,7 +83,7 @@ fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter
         let spec = specimen::specimen(ctx, spm, patient);
         for obx in g.segments(msg, "OBX") {
             presented_form.extend(attachments(&obx));
-            if let Some(k) = observation::observation(ctx, obx, patient, encounter, &[]) {
+            if let Some(k) = observation::observation(ctx, obx, patient, encounter, &order, &[]) {
                 if let Some(s) = &spec {
                     link(ctx, &k, "specimen", s, false);
                 }

@@ -24,7 +24,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         let pat = patient::patient(ctx, pid, g.segment(msg, "PD1"));
         let enc = g.segment(msg, "PV1").and_then(|pv1| encounter::encounter(ctx, pv1, g.segment(msg, "PV2"), &pat));
         for obx in g.segments(msg, "OBX") {
-            observation::observation(ctx, obx, Some(&pat), enc.as_deref(), &[]);
+            observation::observation(ctx, obx, Some(&pat), enc.as_deref(), "", &[]);
         }
         for dg1 in g.segments(msg, "DG1") {
             condition::condition(ctx, dg1, &pat, enc.as_deref());

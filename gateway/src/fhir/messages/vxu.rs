@@ -26,7 +26,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     for g in root.groups("PERSON_OBSERVATION") {
         if let Some(obx) = g.segment(msg, "OBX") {
             let notes: Vec<_> = g.segments(msg, "NTE").collect();
-            observation::observation(ctx, obx, Some(&patient), encounter.as_deref(), &notes);
+            observation::observation(ctx, obx, Some(&patient), encounter.as_deref(), "", &notes);
         }
     }
     for order in root.groups("ORDER") {
@@ -39,6 +39,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
             link(ctx, imm, "encounter", enc, false);
         }
         let mapped = immunization::mapped_obx(&obx);
+        let order_no = observation::order_number(order.segment(msg, "ORC"), None);
         for g in groups {
             let Some(o) = g.segment(msg, "OBX") else { continue };
             if imm.is_some() && mapped.contains(&o.index()) {
@@ -46,7 +47,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
             }
             let notes: Vec<_> = g.segments(msg, "NTE").collect();
             if let (Some(k), Some(imm)) =
-                (observation::observation(ctx, o, Some(&patient), encounter.as_deref(), &notes), &imm)
+                (observation::observation(ctx, o, Some(&patient), encounter.as_deref(), &order_no, &notes), &imm)
             {
                 link(ctx, &k, "partOf", imm, true);
             }

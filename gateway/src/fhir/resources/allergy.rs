@@ -15,8 +15,8 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
-use crate::fhir::resources::patient::val;
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::{coded_key, val};
 use crate::hl7::parser::Segment;
 
 const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
@@ -49,6 +49,9 @@ pub fn allergy(ctx: &mut Ctx, al1: Segment, patient: &str) -> String {
         .set("patient", reference(patient))
         .set("onsetDateTime", datatypes::datetime(&val(al1.field(6)), ctx.site, &mut ctx.report))
         .list("reaction", reactions);
+    // Key: the patient and the allergen (AL1-3 code and coding system, else its text).
+    let allergen = coded_key(al1.field(3).rep(1));
+    let identity = Identity::source_key("AllergyIntolerance", &[&ctx.token_of(patient), &allergen]);
     let key = format!("AllergyIntolerance/al1-{}", al1.index());
-    ctx.add(Resource { kind: "AllergyIntolerance", key, identity: None, body })
+    ctx.add(Resource { kind: "AllergyIntolerance", key, identity, body, write: Write::Upsert })
 }

@@ -27,7 +27,7 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Resource, Write};
 use crate::fhir::time::{self, V2Time};
 use crate::hl7::parser::{Rep, Segment};
 
@@ -105,7 +105,8 @@ pub fn appointment(
     };
     let placer = super::observation::ei_typed(ctx, sch.field(1).rep(1), "PLAC");
     let filler = super::observation::ei_typed(ctx, sch.field(2).rep(1), "FILL");
-    let identity = filler.as_ref().and_then(|f| f.1.clone()).or_else(|| placer.as_ref().and_then(|p| p.1.clone()));
+    // Key: the filler appointment id (SCH-2), else the placer's (SCH-1).
+    let identity = ctx.scoped_identity("Appointment", filler.as_ref().or(placer.as_ref()));
     let mut body = Obj::new().set("status", status);
     body.push_all(
         "identifier",
@@ -218,5 +219,5 @@ pub fn appointment(
     }
     body.put("comment", lines.join("\n"));
     let key = format!("Appointment/sch-{}", sch.index());
-    Some(ctx.add(Resource { kind: "Appointment", key, identity, body }))
+    Some(ctx.add(Resource { kind: "Appointment", key, identity, body, write: Write::Upsert }))
 }

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
-use crate::fhir::resources::patient::{table_concept, val};
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::{coded_key, table_concept, val};
 use crate::hl7::parser::Segment;
 
 const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
@@ -47,8 +47,16 @@ pub fn condition(ctx: &mut Ctx, dg1: Segment, patient: &str, encounter: Option<&
         .set("onsetDateTime", datatypes::datetime(&val(dg1.field(5)), ctx.site, &mut ctx.report))
         .set("recordedDate", datatypes::datetime(&val(dg1.field(19)), ctx.site, &mut ctx.report))
         .set("asserter", asserter);
+    // Key: DG1-20 (diagnosis identifier), else the patient and the diagnosis code.
+    let identity = identity.or_else(|| {
+        let what = match coded_key(dg1.field(3).rep(1)) {
+            c if c.is_empty() => description.clone(),
+            c => c,
+        };
+        Identity::source_key("Condition", &[&ctx.token_of(patient), &what])
+    });
     let key = format!("Condition/dg1-{}", dg1.index());
-    let key = ctx.add(Resource { kind: "Condition", key, identity, body });
+    let key = ctx.add(Resource { kind: "Condition", key, identity, body, write: Write::Upsert });
     if let Some(enc) = encounter {
         let kind = dg1.field(6).rep(1);
         let use_ = if kind.component(1).value().trim().eq_ignore_ascii_case("A") {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
 use crate::fhir::resources::patient::{table_concept, val, Identifiers};
 use crate::hl7::parser::Segment;
 
@@ -47,7 +47,13 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
             .set("name", name.as_str())
             .list("identifier", payor_ids.values())
             .list("address", in1.field(5).reps().map(datatypes::address));
-        reference(&ctx.add(Resource { kind: "Organization", key: org_key, identity: payor_ids.identity(), body }))
+        reference(&ctx.add(Resource {
+            kind: "Organization",
+            key: org_key,
+            identity: payor_ids.identity(),
+            body,
+            write: Write::Upsert,
+        }))
     };
 
     let plan = in1.field(2).rep(1).component(1).value().trim().to_string();
@@ -76,6 +82,10 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
                 .set("end", datatypes::date(&val(in1.field(13)), &mut ctx.report)),
         )
         .list("payor", [payor]);
+    // Key: the patient and the plan, company and policy number (IN1-2, IN1-3, IN1-36).
+    let policy = format!("{}|{}|{}", val(in1.field(2)), val(in1.field(3)), val(in1.field(36)));
+    let identity =
+        (policy != "||").then(|| Identity::source_key("Coverage", &[&ctx.token_of(patient), &policy])).flatten();
     let key = format!("Coverage/in1-{}", in1.index());
-    ctx.add(Resource { kind: "Coverage", key, identity: None, body })
+    ctx.add(Resource { kind: "Coverage", key, identity, body, write: Write::Upsert })
 }

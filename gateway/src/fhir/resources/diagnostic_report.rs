@@ -15,7 +15,8 @@ use super::observation::{concept, datetime, ei_typed, instant};
 use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::coded_key;
 use crate::hl7::parser::{Rep, Segment};
 
 /// What a DiagnosticReport links to, besides its OBR/ORC.
@@ -50,7 +51,13 @@ fn ndl_practitioner(ctx: &mut Ctx, ndl: Rep) -> Option<String> {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '-' })
         .collect();
-    Some(ctx.add(Resource { kind: "Practitioner", key: format!("Practitioner/{key}"), identity: None, body }))
+    Some(ctx.add(Resource {
+        kind: "Practitioner",
+        key: format!("Practitioner/{key}"),
+        identity: None,
+        body,
+        write: Write::Upsert,
+    }))
 }
 
 /// Maps OBR (with its ORC) to a DiagnosticReport, adds it and returns its key. Consumes the OBR
@@ -77,7 +84,12 @@ pub fn diagnostic_report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, link
     };
     let placer = ei_typed(ctx, pick(2, 2), "PLAC");
     let filler = ei_typed(ctx, pick(3, 3), "FILL");
-    let identity = filler.as_ref().and_then(|f| f.1.clone()).or_else(|| placer.as_ref().and_then(|p| p.1.clone()));
+    // Key: the filler order number (the lab's report id), else the placer's, else the patient,
+    // the test (OBR-4) and the observation time (OBR-7).
+    let identity = ctx.scoped_identity("DiagnosticReport", filler.as_ref().or(placer.as_ref())).or_else(|| {
+        let what = format!("{}|{}", coded_key(obr.field(4).rep(1)), obr.field(7).value().trim());
+        Identity::source_key("DiagnosticReport", &[&links.patient.map(|p| ctx.token_of(p)).unwrap_or_default(), &what])
+    });
     let mut body = Obj::new();
     body.push_all(
         "identifier",
@@ -109,5 +121,5 @@ pub fn diagnostic_report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, link
     body.push_all("result", links.observations.iter().map(|k| reference(k)));
     body.push_all("presentedForm", links.presented_form);
     let key = format!("DiagnosticReport/obr-{}", obr.index());
-    Some(ctx.add(Resource { kind: "DiagnosticReport", key, identity, body }))
+    Some(ctx.add(Resource { kind: "DiagnosticReport", key, identity, body, write: Write::Upsert }))
 }

@@ -23,7 +23,8 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::coded_key;
 use crate::hl7::parser::Segment;
 
 fn text_content(text: &str) -> Value {
@@ -91,11 +92,16 @@ pub fn document_reference(
 
     let status = codes::document_availability(&txa.field(19).value()).unwrap_or("current");
     let mut body = Obj::new().set("status", status).set("docStatus", codes::document_status(&txa.field(17).value()));
-    let mut identity = None;
-    if let Some((id, ident)) = datatypes::ei_identifier(txa.field(12).rep(1), site) {
+    // Key: the unique document number (TXA-12), else the patient, the document type (TXA-2)
+    // and the activity time (TXA-4).
+    let number = datatypes::ei_identifier(txa.field(12).rep(1), site);
+    let identity = ctx.scoped_identity("DocumentReference", number.as_ref()).or_else(|| {
+        let what = format!("{}|{}", coded_key(txa.field(2).rep(1)), txa.field(4).value().trim());
+        Identity::source_key("DocumentReference", &[&patient.map(|p| ctx.token_of(p)).unwrap_or_default(), &what])
+    });
+    if let Some((id, _)) = number {
         body.put("masterIdentifier", id.clone());
         body.push_all("identifier", [id]);
-        identity = ident;
     }
     let file = txa.field(16).value().trim().to_string();
     body.push_all("identifier", [Obj::new().set("value", file).value()]);
@@ -136,5 +142,5 @@ pub fn document_reference(
     let context = Obj::new().list("encounter", encounter.map(reference)).list("related", related.map(reference));
     body.put("context", context);
     let key = format!("DocumentReference/txa-{}", txa.index());
-    Some(ctx.add(Resource { kind: "DocumentReference", key, identity, body }))
+    Some(ctx.add(Resource { kind: "DocumentReference", key, identity, body, write: Write::Upsert }))
 }

@@ -19,7 +19,7 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
 use crate::fhir::resources::patient::{table_concept, val, Identifiers};
 use crate::hl7::parser::{Field, Segment};
 
@@ -128,7 +128,11 @@ pub fn encounter_for_event(
     }
     ids.push_cx(ctx, pv1.field(50));
     body.push_all("identifier", ids.values());
-    let identity = ids.identity();
+    // Key: the visit number (PV1-19), else the patient and the admit time (PV1-44).
+    let visit = datatypes::identifier(pv1.field(19).rep(1), ctx.site);
+    let identity = ctx
+        .scoped_identity("Encounter", visit.as_ref())
+        .or_else(|| Identity::source_key("Encounter", &[&ctx.token_of(patient), &val(pv1.field(44))]));
 
     // Type (PV1-4), service type (PV1-10), priority (PV2-25), reason (PV2-3).
     body.push_all("type", [table_concept(ctx, pv1.field(4).rep(1), "0007", true)]);
@@ -202,7 +206,7 @@ pub fn encounter_for_event(
     body.put("hospitalization", hosp);
 
     let key = format!("Encounter/pv1-{}", pv1.index());
-    Some(ctx.add(Resource { kind: "Encounter", key, identity, body }))
+    Some(ctx.add(Resource { kind: "Encounter", key, identity, body, write: Write::Upsert }))
 }
 
 fn practitioner_participants(ctx: &mut Ctx, f: Field, code: &str, display: &str) -> Vec<Value> {

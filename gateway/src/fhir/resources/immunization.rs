@@ -26,7 +26,8 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Identity, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::coded_key;
 use crate::hl7::parser::{Rep, Segment};
 
 const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
@@ -79,7 +80,13 @@ fn manufacturer(ctx: &mut Ctx, cwe: Rep) -> Option<String> {
         .chars()
         .map(|ch| if ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_') { ch } else { '-' })
         .collect();
-    Some(ctx.add(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body }))
+    Some(ctx.add(Resource {
+        kind: "Organization",
+        key: format!("Organization/{key}"),
+        identity,
+        body,
+        write: Write::Upsert,
+    }))
 }
 
 /// Maps RXA (with RXR, ORC and the order's OBX) to an Immunization of `patient`, adds it and
@@ -123,7 +130,7 @@ pub fn immunization(
         ctx.consume(orc.index());
         let placer = ei_typed(ctx, orc.field(2).rep(1), "PLAC");
         let filler = ei_typed(ctx, orc.field(3).rep(1), "FILL");
-        identity = filler.as_ref().and_then(|f| f.1.clone()).or_else(|| placer.as_ref().and_then(|p| p.1.clone()));
+        identity = ctx.scoped_identity("Immunization", filler.as_ref().or(placer.as_ref()));
         body.push_all(
             "identifier",
             [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
@@ -195,6 +202,11 @@ pub fn immunization(
         }
     }
     body.push_all("education", education.into_values().map(Obj::value));
+    // Without an order number: the patient, the vaccine (RXA-5) and the administration time (RXA-3).
+    let identity = identity.or_else(|| {
+        let what = format!("{}|{}", coded_key(rxa.field(5).rep(1)), rxa.field(3).value().trim());
+        Identity::source_key("Immunization", &[&ctx.token_of(patient), &what])
+    });
     let key = format!("Immunization/rxa-{}", rxa.index());
-    Some(ctx.add(Resource { kind: "Immunization", key, identity, body }))
+    Some(ctx.add(Resource { kind: "Immunization", key, identity, body, write: Write::Upsert }))
 }

@@ -27,7 +27,8 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Identity, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::coded_key;
 use crate::hl7::parser::{Field, Rep, Segment};
 
 const DATA_ABSENT_REASON: &str = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
@@ -91,6 +92,24 @@ pub(crate) fn with_type(mut id: Value, code: &str) -> Value {
 }
 
 /// EI repetition → typed Identifier (PLAC, FILL, …) and its identity when the system is known.
+/// The order a result belongs to, as a key part: the filler order number (ORC-3, else OBR-3),
+/// else the placer's (ORC-2, else OBR-2), each `number^namespace`; empty when none is sent.
+pub fn order_number(orc: Option<Segment>, obr: Option<Segment>) -> String {
+    let ei = |seg: Option<Segment>, n: usize| {
+        seg.map(|s| {
+            let rep = s.field(n).rep(1);
+            let number = rep.component(1).value().trim().to_string();
+            if number.is_empty() {
+                number
+            } else {
+                format!("{number}^{}", rep.component(2).value().trim())
+            }
+        })
+        .unwrap_or_default()
+    };
+    [ei(orc, 3), ei(obr, 3), ei(orc, 2), ei(obr, 2)].into_iter().find(|n| !n.is_empty()).unwrap_or_default()
+}
+
 pub(crate) fn ei_typed(ctx: &Ctx, ei: Rep, type_code: &str) -> Option<(Value, Option<Identity>)> {
     datatypes::ei_identifier(ei, ctx.site).map(|(v, id)| (with_type(v, type_code), id))
 }
@@ -177,6 +196,7 @@ pub fn observation(
     obx: Segment,
     patient: Option<&str>,
     encounter: Option<&str>,
+    order: &str,
     notes: &[Segment],
 ) -> Option<String> {
     let code = concept(ctx, obx.field(3).rep(1));
@@ -243,10 +263,18 @@ pub fn observation(
         body.push_all("identifier", [id]);
         identity = ident;
     }
+    // Key: OBX-21, else the patient, the order (`order`; without one, the observation time
+    // OBX-14), OBX-3 and OBX-4 — never the value or status, so a correction (OBX-11 C)
+    // updates the Observation it corrects.
+    let identity = identity.or_else(|| {
+        let context = if order.is_empty() { obx.field(14).value().trim().to_string() } else { order.to_string() };
+        let what = format!("{context}|{}|{}", coded_key(obx.field(3).rep(1)), obx.field(4).value().trim());
+        Identity::source_key("Observation", &[&patient.map(|p| ctx.token_of(p)).unwrap_or_default(), &what])
+    });
     let note: Vec<Value> = notes.iter().map(|n| annotation(ctx, *n)).collect();
     body.push_all("note", note);
     let key = format!("Observation/obx-{}", obx.index());
-    Some(ctx.add(Resource { kind: "Observation", key, identity, body }))
+    Some(ctx.add(Resource { kind: "Observation", key, identity, body, write: Write::Upsert }))
 }
 
 /// Sets a reference (or appends to a reference list) on an added resource.

@@ -2,8 +2,8 @@
 //! a merge (A40); ROL (PP) → `Patient.generalPractitioner`.
 //!
 //! Choices where the IG is silent or leaves the map to local implementation:
-//! - Identity (the upsert key): the first identifier with a known system and type `MR`, else
-//!   the first identifier with a known system (PID-2, PID-3 reps, PID-4, PID-19 in that order).
+//! - Identity (the upsert key, see [`record_identity`]): a PID-3 identifier of a record type
+//!   (`[mapping] patient_identifier_types`), never an SSN or other personal identifier.
 //! - Identifiers with the same system and value are emitted once (PID-19 often repeats the
 //!   PID-3 SSN).
 //! - PID-13/PID-14 default `use` home/work is only added when the datatype map gave no use
@@ -21,7 +21,7 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Identity, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
 use crate::fhir::time;
 use crate::hl7::parser::{Field, Rep, Segment};
 
@@ -112,6 +112,54 @@ impl Identifiers {
     }
 }
 
+/// A patient record's upsert key from its identifier fields (PID-3, PID-2, PID-4; MRG-1,
+/// MRG-4, MRG-2): of the identifiers whose type (CX.5) is in `[mapping]
+/// patient_identifier_types`, the one whose type comes first in that list (then the first
+/// field, then the first repetition); an identifier without a type ranks after those. SSNs,
+/// driver's licences and every other type never key a record: two patients sharing a
+/// placeholder SSN must stay two patients. An identifier that names no assigning authority is
+/// keyed under the sender (reported). `None` (the resource stays keyless) when there is none.
+pub(crate) fn record_identity(ctx: &mut Ctx, segment: &str, fields: &[Field]) -> Option<Identity> {
+    let types = &ctx.site.patient_identifier_types;
+    let mut best: Option<(usize, (Value, Option<Identity>))> = None;
+    for field in fields {
+        for rep in field.reps() {
+            let type_code = rep.component(5).value().trim().to_ascii_uppercase();
+            let rank = match types.iter().position(|t| *t == type_code) {
+                Some(rank) => rank,
+                None if type_code.is_empty() => types.len(),
+                None => continue,
+            };
+            if best.as_ref().is_some_and(|(b, _)| *b <= rank) {
+                continue;
+            }
+            if let Some(id) = datatypes::identifier(rep, ctx.site) {
+                best = Some((rank, id));
+            }
+        }
+    }
+    let (_, id) = best?;
+    if id.1.is_none() {
+        ctx.report
+            .warnings
+            .push(format!("{segment}: record identifier without an assigning authority, keyed under the sender"));
+    }
+    ctx.scoped_identity("Patient", Some(&id))
+}
+
+/// A coded field as a key part: `code|coding system` (CWE.1, CWE.3), else its text (CWE.2);
+/// empty when neither is sent.
+pub(crate) fn coded_key(rep: Rep) -> String {
+    // Whole components, raw: some senders qualify a code by subcomponents (`36643-5&IMP`).
+    let part = |n: usize| String::from_utf8_lossy(rep.component(n).raw()).trim().to_string();
+    let code = part(1);
+    if code.is_empty() {
+        part(2)
+    } else {
+        format!("{code}|{}", part(3))
+    }
+}
+
 /// An SSN sent as a plain string (PID-19, NK1-37) → Identifier (system US SSN, type SS).
 pub(crate) fn ssn_identifier(ssn: &str) -> Option<(Value, Option<Identity>)> {
     let ssn = ssn.trim();
@@ -147,7 +195,7 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     }
     ids.push(ssn_identifier(&val(pid.field(19))), "SS");
     body.push_all("identifier", ids.values());
-    let identity = ids.identity();
+    let identity = record_identity(ctx, "PID", &[pid.field(3), pid.field(2), pid.field(4)]);
 
     // Names: PID-5, then PID-9 aliases.
     body.push_all("name", pid.field(5).reps().map(datatypes::human_name));
@@ -256,7 +304,7 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     }
 
     let key = format!("Patient/pid-{}", pid.index());
-    ctx.add(Resource { kind: "Patient", key, identity, body })
+    ctx.add(Resource { kind: "Patient", key, identity, body, write: Write::Upsert })
 }
 
 /// ROL with role `PP` (table 0443) following PID → `Patient.generalPractitioner` (IG
@@ -290,17 +338,26 @@ pub fn merged_patient(ctx: &mut Ctx, mrg: Segment, surviving: &str) -> Option<St
         return None;
     }
     ctx.consume(mrg.index());
-    let identity = ids.identity();
+    let identity = record_identity(ctx, "MRG", &[mrg.field(1), mrg.field(4), mrg.field(2)]);
     let body = Obj::new()
         .list("identifier", ids.values())
         .list("name", mrg.field(7).reps().map(datatypes::human_name))
         .set("active", false)
         .list("link", [json!({"other": reference(surviving), "type": "replaced-by"})]);
-    let key = ctx.add(Resource { kind: "Patient", key: format!("Patient/mrg-{}", mrg.index()), identity, body });
+    let key = ctx.add(Resource {
+        kind: "Patient",
+        key: format!("Patient/mrg-{}", mrg.index()),
+        identity,
+        body,
+        write: Write::Upsert,
+    });
     if key == surviving {
         ctx.report.warnings.push(format!("{}:MRG names the surviving patient", mrg.index()));
         return None;
     }
     ctx.append_unique(surviving, "link", json!({"other": reference(&key), "type": "replaces"}));
+    if let (Some(survivor), Some(replaced)) = (ctx.identity_of(surviving), ctx.identity_of(&key)) {
+        ctx.merges.push((survivor.clone(), replaced.clone()));
+    }
     Some(key)
 }

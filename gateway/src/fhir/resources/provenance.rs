@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Resource, Write};
 use crate::fhir::time;
 
 const V2_0003: &str = "http://terminology.hl7.org/CodeSystem/v2-0003";
@@ -63,5 +63,11 @@ pub fn provenance(ctx: &mut Ctx) {
         .set("recorded", recorded)
         .set("activity", activity)
         .list("agent", [agent]);
-    ctx.add(Resource { kind: "Provenance", key: "Provenance/message".into(), identity: None, body });
+    ctx.add(Resource {
+        kind: "Provenance",
+        key: "Provenance/message".into(),
+        identity: None,
+        body,
+        write: Write::Upsert,
+    });
 }

@@ -13,7 +13,7 @@ use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
 use crate::fhir::resources::patient::{ssn_identifier, table_concept, val, with_default_use, Identifiers};
 use crate::hl7::parser::{Rep, Segment};
 
@@ -77,9 +77,20 @@ pub fn related_person(ctx: &mut Ctx, nk1: Segment, patient: &str) -> Option<Stri
     body.put("birthDate", datatypes::date(&val(nk1.field(16)), &mut ctx.report));
     let lang = datatypes::codeable_concept(nk1.field(20).rep(1), ctx.site, &mut ctx.report);
     body.push_all("communication", [Obj::new().set("language", lang).value()]);
-    let identity = ids.identity();
+    // Key: the patient, the person's name and the relationship (NK1 identifiers are often an
+    // SSN, which never keys a record).
+    let name = nk1.field(2).rep(1);
+    let who = format!(
+        "{}^{}|{}",
+        name.component(1).sub(1).value().trim(),
+        name.component(2).value().trim(),
+        val(nk1.field(3))
+    );
+    let identity = (!val(nk1.field(2)).is_empty())
+        .then(|| Identity::source_key("RelatedPerson", &[&ctx.token_of(patient), &who]))
+        .flatten();
     let key = format!("RelatedPerson/nk1-{}", nk1.index());
-    Some(ctx.add(Resource { kind: "RelatedPerson", key, identity, body }))
+    Some(ctx.add(Resource { kind: "RelatedPerson", key, identity, body, write: Write::Upsert }))
 }
 
 /// NK1 → one `Patient.contact` on `patient` (IG `NK1[Patient]`): name NK1-2 (first), the

@@ -21,7 +21,8 @@ use super::observation::{annotation, concept, datetime, ei_typed, practitioner_r
 use crate::fhir::codes;
 use crate::fhir::ctx::Ctx;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::coded_key;
 use crate::hl7::parser::{Rep, Segment};
 
 fn priority(code: &str) -> Option<&'static str> {
@@ -69,7 +70,17 @@ pub fn service_request(
     let filler_rep = valued(orc, 3).or_else(|| valued(obr, 3));
     let placer = placer_rep.and_then(|r| ei_typed(ctx, r, "PLAC"));
     let filler = filler_rep.and_then(|r| ei_typed(ctx, r, "FILL"));
-    let identity = placer.as_ref().and_then(|p| p.1.clone()).or_else(|| filler.as_ref().and_then(|f| f.1.clone()));
+    // Key: the placer order number (the order's id where it was placed), else the filler's,
+    // else the patient, the test (OBR-4) and the order time (ORC-9, else OBR-7).
+    let identity = ctx.scoped_identity("ServiceRequest", placer.as_ref().or(filler.as_ref())).or_else(|| {
+        let test = obr.map(|o| coded_key(o.field(4).rep(1))).unwrap_or_default();
+        let time = orc.map(|o| o.field(9).value().trim().to_string()).filter(|t| !t.is_empty());
+        let time = time.or_else(|| obr.map(|o| o.field(7).value().trim().to_string())).unwrap_or_default();
+        Identity::source_key(
+            "ServiceRequest",
+            &[&patient.map(|p| ctx.token_of(p)).unwrap_or_default(), &format!("{test}|{time}")],
+        )
+    });
     let mut body = Obj::new().set("status", status).set("intent", intent);
     body.push_all(
         "identifier",
@@ -109,7 +120,7 @@ pub fn service_request(
         body.push_all("reasonCode", reasons);
     }
     let key = format!("ServiceRequest/{}-{}", anchor.id().to_ascii_lowercase(), anchor.index());
-    Some(ctx.add(Resource { kind: "ServiceRequest", key, identity, body }))
+    Some(ctx.add(Resource { kind: "ServiceRequest", key, identity, body, write: Write::Upsert }))
 }
 
 /// TQ1 → the ServiceRequest's occurrence (TQ1-7 start, TQ1-8 end) and priority (TQ1-9),

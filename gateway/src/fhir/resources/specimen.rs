@@ -15,7 +15,8 @@ use super::observation::{concept, datetime, no_rep, with_type};
 use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
-use crate::fhir::model::{reference, Identity, Resource};
+use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::patient::coded_key;
 use crate::hl7::parser::{Component, Segment};
 
 fn looks_like_oid(s: &str) -> bool {
@@ -60,8 +61,12 @@ pub fn specimen(ctx: &mut Ctx, spm: Segment, patient: Option<&str>) -> Option<St
     let eip = spm.field(2).rep(1);
     let placer = ei_component(ctx, eip.component(1), "PLAC");
     let filler = ei_component(ctx, eip.component(2), "FILL");
-    let identity =
-        filler.as_ref().and_then(|(_, i)| i.clone()).or_else(|| placer.as_ref().and_then(|(_, i)| i.clone()));
+    // Key: the filler's specimen id, else the placer's, else the patient, the specimen type
+    // (SPM-4) and the collection time (SPM-17).
+    let identity = ctx.scoped_identity("Specimen", filler.as_ref().or(placer.as_ref())).or_else(|| {
+        let what = format!("{}|{}", coded_key(spm.field(4).rep(1)), spm.field(17).value().trim());
+        Identity::source_key("Specimen", &[&patient.map(|p| ctx.token_of(p)).unwrap_or_default(), &what])
+    });
     body.push_all(
         "identifier",
         [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
@@ -118,7 +123,7 @@ pub fn specimen(ctx: &mut Ctx, spm: Segment, patient: Option<&str>) -> Option<St
         body.put("accessionIdentifier", acc);
     }
     let key = format!("Specimen/spm-{}", spm.index());
-    Some(ctx.add(Resource { kind: "Specimen", key, identity, body }))
+    Some(ctx.add(Resource { kind: "Specimen", key, identity, body, write: Write::Upsert }))
 }
 
 /// SAC → a `container` of the Specimen `specimen` (identifier SAC-3, capacity SAC-21 with

@@ -1,0 +1,132 @@
+//! The convert stage's [`Memory`]: what earlier messages left in the journal database
+//! (`store::memory`), plus what the batch in hand has learned and not yet committed, so a
+//! merge and the next update of the same patient in one batch see each other.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::Connection;
+
+use crate::fhir::memory::{Memory, PatientLink, Relation};
+use crate::fhir::model::Identity;
+use crate::store::conversion::ConvertBatch;
+use crate::store::{memory, Keys};
+
+const LINK: &str = "patient_link";
+const SENT: &str = "sent_resource";
+
+/// What a batch learned, to be written in its transaction.
+#[derive(Default)]
+pub struct Learned {
+    /// (patient hash, other hash, relation, sealed other key).
+    links: Vec<([u8; 32], [u8; 32], Relation, Vec<u8>)>,
+    sent: Vec<[u8; 32]>,
+}
+
+impl Learned {
+    pub fn write(&self, batch: &ConvertBatch<'_>) -> rusqlite::Result<()> {
+        for (patient, other, relation, sealed) in &self.links {
+            batch.remember_link(patient, other, relation.code(), sealed)?;
+        }
+        self.sent.iter().try_for_each(|key| batch.remember_sent(key))
+    }
+}
+
+/// The journal's memory as one batch sees it.
+pub struct JournalMemory<'c> {
+    conn: &'c Connection,
+    keys: &'c Keys,
+    links: HashMap<[u8; 32], Vec<PatientLink>>,
+    sent: HashSet<[u8; 32]>,
+    learned: Learned,
+    /// The first read error: the batch is then abandoned (it rolls back and is retried).
+    error: RefCell<Option<rusqlite::Error>>,
+}
+
+impl<'c> JournalMemory<'c> {
+    pub fn new(conn: &'c Connection, keys: &'c Keys) -> Self {
+        JournalMemory {
+            conn,
+            keys,
+            links: HashMap::new(),
+            sent: HashSet::new(),
+            learned: Learned::default(),
+            error: RefCell::new(None),
+        }
+    }
+
+    /// Remembers both directions of a merge: `survivor` replaces `replaced`.
+    pub fn merged(&mut self, survivor: &Identity, replaced: &Identity) {
+        for (from, to, relation) in
+            [(survivor, replaced, Relation::Replaces), (replaced, survivor, Relation::ReplacedBy)]
+        {
+            let (from_hash, to_hash) = (self.hash(LINK, from), self.hash(LINK, to));
+            let link = PatientLink { other: to.clone(), relation };
+            let known = self.links.entry(from_hash).or_default();
+            if !known.contains(&link) {
+                known.push(link);
+                let sealed = self.keys.seal(format!("{}\0{}", to.system, to.value).as_bytes());
+                self.learned.links.push((from_hash, to_hash, relation, sealed));
+            }
+        }
+    }
+
+    /// Remembers that a `kind` resource keyed `identity` was sent.
+    pub fn sent_now(&mut self, kind: &str, identity: &Identity) {
+        let key =
+            self.hash(SENT, &Identity { system: format!("{kind}|{}", identity.system), value: identity.value.clone() });
+        if self.sent.insert(key) {
+            self.learned.sent.push(key);
+        }
+    }
+
+    /// What the batch learned, or the first database error met while reading.
+    pub fn finish(self) -> rusqlite::Result<Learned> {
+        match self.error.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(self.learned),
+        }
+    }
+
+    fn hash(&self, what: &str, identity: &Identity) -> [u8; 32] {
+        self.keys.memory_key(what, &identity.token())
+    }
+
+    fn failed(&self, e: rusqlite::Error) {
+        self.error.borrow_mut().get_or_insert(e);
+    }
+}
+
+impl Memory for JournalMemory<'_> {
+    fn links(&self, patient: &Identity) -> Vec<PatientLink> {
+        let hash = self.hash(LINK, patient);
+        let mut out = self.links.get(&hash).cloned().unwrap_or_default();
+        let stored = memory::links(self.conn, &hash).unwrap_or_else(|e| {
+            self.failed(e);
+            Vec::new()
+        });
+        for row in stored {
+            let Some(relation) = Relation::from_code(&row.relation) else { continue };
+            // A row that does not open (another key) cannot be followed; it is skipped.
+            let Ok(token) = self.keys.open(&row.other_sealed) else { continue };
+            let Some((system, value)) = std::str::from_utf8(&token).ok().and_then(|t| t.split_once('\0')) else {
+                continue;
+            };
+            let link = PatientLink { other: Identity { system: system.into(), value: value.into() }, relation };
+            if !out.contains(&link) {
+                out.push(link);
+            }
+        }
+        out
+    }
+
+    fn sent(&self, kind: &str, identity: &Identity) -> bool {
+        let key =
+            self.hash(SENT, &Identity { system: format!("{kind}|{}", identity.system), value: identity.value.clone() });
+        self.sent.contains(&key)
+            || memory::sent(self.conn, &key).unwrap_or_else(|e| {
+                self.failed(e);
+                false
+            })
+    }
+}
