@@ -330,10 +330,24 @@ fn check_requests(profile: Profile, bundles: &[Value]) -> Vec<String> {
             let resource = &e["resource"];
             let kind = resource["resourceType"].as_str().unwrap_or_default();
             let id = resource["id"].as_str();
+            let url = e["request"]["url"].as_str().unwrap_or_default();
+            if e["request"]["method"] == "POST" && profile == Profile::Generic {
+                // Create-if-absent: `POST <Kind>` with `ifNoneExist: identifier=<system>|<value>`.
+                let search = e["request"]["ifNoneExist"].as_str().unwrap_or_default();
+                let ok = url == kind
+                    && id.is_none()
+                    && search
+                        .strip_prefix("identifier=")
+                        .and_then(|q| q.split_once('|'))
+                        .is_some_and(|(s, v)| !s.is_empty() && !v.is_empty() && !v.contains('|'));
+                if !ok {
+                    out.push(format!("{at}/request: POST {url:?} ifNoneExist {search:?} is not a conditional create"));
+                }
+                continue;
+            }
             if e["request"]["method"] != "PUT" {
                 out.push(format!("{at}/request/method: expected PUT"));
             }
-            let url = e["request"]["url"].as_str().unwrap_or_default();
             let conditional = url.split_once("?identifier=");
             match (profile, conditional) {
                 (Profile::Generic, Some((k, query))) => {
@@ -672,15 +686,25 @@ impl<'t> Sources<'t> {
         if let Some(oid) = s.strip_prefix("urn:oid:") {
             return self.input.contains(oid);
         }
+        // `[mapping] default_identifier_system` for an authority of the input, and the
+        // gateway's own key system (its values are UUIDs).
+        if let Some(authority) = s.strip_prefix("urn:hl7v2-gateway:authority:") {
+            return search_decode(authority).is_some_and(|a| self.input.contains(&a));
+        }
+        if s == gateway::fhir::model::SOURCE_KEY_SYSTEM {
+            return true;
+        }
         if let Some(table) = s.strip_prefix("http://terminology.hl7.org/CodeSystem/v2-") {
             return table.len() == 4 && table.bytes().all(|b| b.is_ascii_digit());
         }
         false
     }
 
-    /// `<Kind>?identifier=<system>|<value>` with both parts accounted for.
+    /// `<Kind>?identifier=<system>|<value>` (or an `ifNoneExist` `identifier=<system>|<value>`)
+    /// with both parts accounted for.
     fn conditional_url(&self, s: &str) -> bool {
-        let Some((kind, query)) = s.split_once("?identifier=") else {
+        let Some((kind, query)) = s.split_once("?identifier=").or_else(|| Some(("Patient", s.strip_prefix("identifier=")?)))
+        else {
             return false;
         };
         let Some((system, value)) = query.split_once('|') else {
@@ -1070,7 +1094,7 @@ OBX|1|TX|11506-3^Progress note^LN||Line one\\.br\\Line two||||||F\r";
 /// A well-formed conversion of SAMPLE, as the maps are meant to produce it.
 fn sample_conversion() -> Conversion {
     use gateway::fhir::json::Obj;
-    use gateway::fhir::model::{reference, Identity, Resource};
+    use gateway::fhir::model::{reference, Identity, Resource, Write};
     let patient = Resource {
         kind: "Patient",
         key: "Patient/pid".into(),
@@ -1092,6 +1116,7 @@ fn sample_conversion() -> Conversion {
                 "address",
                 [json!({ "line": ["1200 Elm St"], "city": "Spring&field", "state": "IL", "postalCode": "62704" })],
             ),
+        write: Write::Upsert,
     };
     let encounter = Resource {
         kind: "Encounter",
@@ -1103,6 +1128,7 @@ fn sample_conversion() -> Conversion {
             .set("subject", reference("Patient/pid"))
             .set("period", json!({ "start": "2026-03-15T08:25:00+00:00" }))
             .list("identifier", [json!({ "value": "V100" })]),
+        write: Write::Upsert,
     };
     let observation = Resource {
         kind: "Observation",
@@ -1118,6 +1144,7 @@ fn sample_conversion() -> Conversion {
             .set("encounter", reference("Encounter/pv1"))
             .set("valueString", "Line one\nLine two")
             .set("issued", "2026-03-15T08:30:00-05:00"),
+        write: Write::Upsert,
     };
     Conversion {
         resources: vec![patient, encounter, observation],
@@ -1125,6 +1152,7 @@ fn sample_conversion() -> Conversion {
         sender: "EPIC|UHMC".into(),
         control_id: "C1".into(),
         content_key: convert::content_key(&gateway::hl7::parse(SAMPLE).unwrap()),
+        merges: Vec::new(),
     }
 }
 
