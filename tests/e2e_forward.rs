@@ -138,7 +138,14 @@ fn bundle_keys(bundle: &Value) -> Vec<Key> {
         .iter()
         .map(|e| {
             let url = e["request"]["url"].as_str().unwrap();
-            match url.split_once("?identifier=") {
+            // A conditional create (`POST Kind`, `ifNoneExist: identifier=…`) is keyed like a
+            // conditional update.
+            let create = e["request"]["ifNoneExist"].as_str().and_then(|q| q.strip_prefix("identifier="));
+            let conditional = match create {
+                Some(query) => Some((url, query)),
+                None => url.split_once("?identifier="),
+            };
+            match conditional {
                 Some((kind, query)) => {
                     let (system, value) = query.split_once('|').unwrap();
                     Key::Identity { kind: kind.into(), system: percent_decode(system), value: percent_decode(value) }

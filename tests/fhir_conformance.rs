@@ -703,7 +703,8 @@ impl<'t> Sources<'t> {
     /// `<Kind>?identifier=<system>|<value>` (or an `ifNoneExist` `identifier=<system>|<value>`)
     /// with both parts accounted for.
     fn conditional_url(&self, s: &str) -> bool {
-        let Some((kind, query)) = s.split_once("?identifier=").or_else(|| Some(("Patient", s.strip_prefix("identifier=")?)))
+        let Some((kind, query)) =
+            s.split_once("?identifier=").or_else(|| Some(("Patient", s.strip_prefix("identifier=")?)))
         else {
             return false;
         };

@@ -57,6 +57,8 @@ pub fn convert_command(
         let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
         writeln!(err, "  unconsumed segments: {}", list(&r.unconsumed))?;
         writeln!(err, "  unmapped codes: {}", list(&r.unmapped_codes))?;
+        writeln!(err, "  authorities keyed under default_identifier_system: {}", list(&r.default_systems))?;
+        writeln!(err, "  types with a keyless resource: {}", list(&r.keyless))?;
         if r.warnings.is_empty() {
             writeln!(err, "  warnings: none")?;
         } else {

@@ -7,34 +7,32 @@
 //!
 //! - [`Profile::Generic`]: one `transaction` Bundle. Every entry has `fullUrl`
 //!   `urn:uuid:<id>` and references point at those fullUrls, which the server resolves within
-//!   the transaction. A resource with a business identifier is a *conditional update*
-//!   (`PUT <Kind>?identifier=<system>|<value>`, no `resource.id`), so re-sending a message
-//!   updates the same server resource. A resource without one is `PUT <Kind>/<id>` with
-//!   `resource.id = <id>`.
+//!   the transaction. A keyed resource (see docs/CONVERSION.md, identity table) is a
+//!   *conditional update* (`PUT <Kind>?identifier=<system>|<value>`, no `resource.id`), or,
+//!   when the message only refers to it ([`Write::CreateIfAbsent`]), a *conditional create*
+//!   (`POST <Kind>` with `ifNoneExist`), so the server keeps what an ADT wrote. A keyless
+//!   resource is `PUT <Kind>/<id>` with `resource.id = <id>`.
 //! - [`Profile::Salesforce`]: `batch` Bundles of at most [`BATCH_MAX_ENTRIES`] entries, every
 //!   entry `PUT <Kind>/<id>` with `resource.id = <id>`, references rewritten to `<Kind>/<id>`
 //!   (a batch does not resolve `urn:uuid` fullUrls, so entries carry none). The resources are
 //!   split along their references: every resource lands in the same Bundle as, or a later one
 //!   than, each resource it references, so sending the Bundles in order never creates a
 //!   reference to a resource the server has not been sent yet. Patient, Practitioner,
-//!   Organization and Location go first when the order is otherwise free.
+//!   Organization and Location go first when the order is otherwise free. A create-if-absent
+//!   resource the convert stage's memory says was already sent is left out ([`bundles_with`]).
 //!
 //! # Ids
 //! `<id>` is a name-based UUID (v5, in a namespace of this gateway) over the resource type and
-//! business identifier (`system`, `value`), so the same patient gets the same id from every
-//! message. A resource without a business identifier (or with one whose system or value is
-//! empty or blank, which would make an unsafe conditional URL) gets one over its type, the
-//! sender (MSH-3|MSH-4), the message's content key and its local key. The content key
+//! key (`system`, `value`), so the same patient gets the same id from every message. A
+//! keyless resource (or one whose key's system or value is blank, which would make an unsafe
+//! conditional URL) gets one over its type, the sender (MSH-3|MSH-4), the message's content
+//! key and its local key. The content key
 //! ([`convert::content_key`](super::convert::content_key)) is a SHA-256 of the message with
 //! MSH-7 and MSH-10 blanked, not the control ID: EHR resend tools regenerate both, and a
-//! message re-sent under a new control ID must update what the first send created, never
-//! create it again. Identical content from the same sender therefore always yields the same
-//! ids; any other change of content (a corrected OBX value, another patient) yields new ones
-//! for the identifier-less resources, as a genuinely new message should. The name hashed into
-//! the v5 UUID holds the content key, not message text, and a UUID cannot be turned back into
-//! it in practice (only a guess of the whole message, byte for byte, can be checked against
-//! it). The output is a pure function of the conversion: no clock, no randomness, and JSON
-//! objects come out with sorted keys.
+//! resend must update what the first send created, never create it again. The name hashed
+//! into the v5 UUID holds the content key, not message text. The output is a pure function
+//! of the conversion and the memory: no clock, no randomness, and JSON objects come out with
+//! sorted keys.
 //!
 //! # Reference cycles
 //! References may form cycles (Patient.link both ways in a merge). With `PUT <Kind>/<id>` and

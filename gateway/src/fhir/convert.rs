@@ -76,8 +76,9 @@ fn map_z_segments(ctx: &mut Ctx) {
     }
 }
 
-/// Writes again, on every Patient this message writes in full, the links earlier merges made
-/// from it (an ADT replaces the whole Patient, links included). The other record is referred
+/// Writes again, on every Patient an ADT writes in full, the links earlier merges made from it
+/// (an ADT replaces the whole Patient, links included; other messages only create a Patient
+/// the server does not have, so they leave its links alone). The other record is referred
 /// to through a create-if-absent Patient holding only its key, unless this message writes it.
 fn carry_links(ctx: &mut Ctx) {
     let patients: Vec<(String, Identity)> = ctx
@@ -146,7 +147,10 @@ pub fn convert_with(raw: &[u8], site: &SiteMaps, memory: &dyn Memory) -> Result<
         Structure::VxuV04 => messages::vxu::convert(&mut ctx, &grouped),
     }
     map_z_segments(&mut ctx);
-    carry_links(&mut ctx);
+    let adt = grouped.structure.id().starts_with("ADT");
+    if adt {
+        carry_links(&mut ctx);
+    }
     // Who sent what, when: one Provenance over everything this message produced.
     super::resources::provenance::provenance(&mut ctx);
     if let Some(over) = ctx.over_budget() {
@@ -154,7 +158,7 @@ pub fn convert_with(raw: &[u8], site: &SiteMaps, memory: &dyn Memory) -> Result<
     }
     let merges = std::mem::take(&mut ctx.merges);
     let (mut resources, report) = ctx.finish(&grouped);
-    if !grouped.structure.id().starts_with("ADT") {
+    if !adt {
         // Only ADT messages carry demographics and visit state; the others only refer to them.
         for r in resources.iter_mut().filter(|r| ADT_OWNED.contains(&r.kind)) {
             r.write = Write::CreateIfAbsent;
@@ -337,6 +341,129 @@ DG1|1||R07.9^Chest pain^I10|||A\r";
                 }
             }
         }
+    }
+
+    fn key_of(c: &Conversion, kind: &str) -> Vec<Identity> {
+        c.resources.iter().filter(|r| r.kind == kind).filter_map(|r| r.identity.clone()).collect()
+    }
+
+    #[test]
+    fn a_patient_is_keyed_by_a_record_identifier_never_an_ssn() {
+        let with_pid =
+            |pid: &str| run(&ADT.replace("PID|1||M1^^^HOSP&2.16.840.1.113883.3.1&ISO^MR||DOE^JANE||19800101|F", pid));
+        // Two patients sharing a placeholder SSN, MRNs under an unmapped authority: two keys,
+        // both under the default system, reported.
+        let a = with_pid("PID|1||A100^^^SITEHOSP^MR||DOE^JANE||19800101|F|||||||||||999-99-9999");
+        let b = with_pid("PID|1||B200^^^SITEHOSP^MR||ROE^JOAN||19700101|F|||||||||||999-99-9999");
+        let (ka, kb) = (key_of(&a, "Patient"), key_of(&b, "Patient"));
+        assert_eq!(ka, [Identity { system: "urn:hl7v2-gateway:authority:SITEHOSP".into(), value: "A100".into() }]);
+        assert_ne!(ka, kb);
+        assert_eq!(a.report.default_systems, ["SITEHOSP -> urn:hl7v2-gateway:authority:SITEHOSP"]);
+        // Only an SSN and a driver's licence: keyless (reported), not keyed by the SSN.
+        let c = with_pid("PID|1||123-45-6789^^^SSA^SS~D55^^^DMV^DL||DOE^JANE");
+        assert!(key_of(&c, "Patient").is_empty());
+        assert!(c.report.keyless.contains(&"Patient".to_string()));
+        // The configured order wins over the repetition order; an untyped id comes last.
+        let d = with_pid("PID|1||U1^^^H~P7^^^H^PI~M9^^^H^MR||DOE^JANE");
+        assert_eq!(key_of(&d, "Patient")[0].value, "M9");
+        let e = with_pid("PID|1||U1^^^H~S1^^^SSA^SS||DOE^JANE");
+        assert_eq!(key_of(&e, "Patient")[0].value, "U1");
+        // No authority at all: keyed under the sender, so another facility's 42 is another patient.
+        let f = with_pid("PID|1||42^^^^MR||DOE^JANE");
+        let g = run(&set_msh(&ADT.replace("M1^^^HOSP&2.16.840.1.113883.3.1&ISO^MR", "42^^^^MR"), 4, "OTHER"));
+        assert_eq!(key_of(&f, "Patient")[0].system, crate::fhir::model::SOURCE_KEY_SYSTEM);
+        assert_ne!(key_of(&f, "Patient"), key_of(&g, "Patient"));
+    }
+
+    const ORU: &str = "MSH|^~\\&|LAB|HOSP|GW|CLOUD|20260101120000||ORU^R01^ORU_R01|L1|P|2.5.1\r\
+PID|1||M1^^^HOSP^MR||DOE^JANE\r\
+PV1|1|I|4W^401^A||||||||||||||||V1^^^HOSP^VN\r\
+ORC|RE|P1^EHR|F1^LAB\r\
+OBR|1|P1^EHR|F1^LAB|2951-2^Sodium^LN|||20260101100000|||||||||||||||20260101110000||CH|P\r\
+OBX|1|NM|2951-2^Sodium^LN||182|mmol/L|||||P|||20260101100000\r";
+
+    #[test]
+    fn a_correction_updates_the_result_it_corrects_and_leaves_the_patient_alone() {
+        let prelim = run(ORU);
+        let corrected =
+            run(&ORU.replace("||182|", "||128|").replace("|||||P|||", "|||||C|||").replace("|CH|P", "|CH|C"));
+        for kind in ["Observation", "DiagnosticReport", "ServiceRequest", "Patient", "Encounter"] {
+            assert_eq!(key_of(&prelim, kind), key_of(&corrected, kind), "{kind}");
+            assert_eq!(key_of(&prelim, kind).len(), 1, "{kind}");
+        }
+        let b = bundles(&corrected, Profile::Generic).unwrap().remove(0);
+        for e in b["entry"].as_array().unwrap() {
+            let kind = e["resource"]["resourceType"].as_str().unwrap();
+            let method = e["request"]["method"].as_str().unwrap();
+            if ADT_OWNED.contains(&kind) {
+                // A lab message never replaces what an ADT set: create when absent only.
+                assert_eq!((method, e["request"]["url"].as_str().unwrap()), ("POST", kind));
+                assert!(e["request"]["ifNoneExist"].as_str().unwrap().starts_with("identifier="));
+            } else if kind != "Provenance" {
+                assert_eq!(method, "PUT", "{kind}");
+            }
+        }
+    }
+
+    /// A memory holding one merge and one sent Patient.
+    struct Remembers(Identity, Identity);
+
+    impl Memory for Remembers {
+        fn links(&self, patient: &Identity) -> Vec<crate::fhir::memory::PatientLink> {
+            let link =
+                |other: &Identity, relation| vec![crate::fhir::memory::PatientLink { other: other.clone(), relation }];
+            if *patient == self.0 {
+                link(&self.1, Relation::Replaces)
+            } else if *patient == self.1 {
+                link(&self.0, Relation::ReplacedBy)
+            } else {
+                Vec::new()
+            }
+        }
+
+        fn sent(&self, kind: &str, identity: &Identity) -> bool {
+            kind == "Patient" && *identity == self.0
+        }
+    }
+
+    #[test]
+    fn updates_after_a_merge_keep_its_links_and_salesforce_leaves_sent_records_out() {
+        let merge = "MSH|^~\\&|A|HOSP|R|RF|20260329010000||ADT^A40^ADT_A39|1|P|2.5.1\rEVN|A40|20260329010000\rPID|1||S1^^^HOSP^MR||New^Name\rMRG|O1^^^HOSP^MR||||||Old^Name";
+        let merged = run(merge);
+        let (survivor, replaced) = merged.merges[0].clone();
+        assert_eq!((survivor.value.as_str(), replaced.value.as_str()), ("S1", "O1"));
+
+        let update =
+            ADT.replace("M1^^^HOSP&2.16.840.1.113883.3.1&ISO^MR", "S1^^^HOSP^MR").replace("ADT^A01", "ADT^A08");
+        let memory = Remembers(survivor.clone(), replaced.clone());
+        let c = convert_with(update.as_bytes(), &site(), &memory).unwrap();
+        let patients: Vec<&Resource> = c.resources.iter().filter(|r| r.kind == "Patient").collect();
+        assert_eq!(patients.len(), 2, "the survivor and a create-if-absent stub of the merged record");
+        let (p, stub) = (patients[0], patients[1]);
+        assert_eq!(p.body.get("link").unwrap()[0]["type"], "replaces");
+        assert_eq!((stub.write, stub.identity.as_ref()), (Write::CreateIfAbsent, Some(&replaced)));
+        assert_eq!(stub.body.get("link").unwrap()[0]["type"], "replaced-by");
+        let sf = crate::fhir::bundle::bundles_with(&c, Profile::Salesforce, &memory).unwrap();
+        let kinds: Vec<&str> = sf
+            .iter()
+            .flat_map(|b| b["entry"].as_array().unwrap())
+            .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "Patient").count(), 2, "an ADT writes its patient even when sent");
+
+        // A lab result for the survivor: the Patient it would only create is left out in the
+        // salesforce profile (already sent), and still referenced by its id.
+        let oru = ORU.replace("M1^^^HOSP^MR", "S1^^^HOSP^MR");
+        let c = convert_with(oru.as_bytes(), &site(), &memory).unwrap();
+        let sf = crate::fhir::bundle::bundles_with(&c, Profile::Salesforce, &memory).unwrap();
+        let entries: Vec<&Value> = sf.iter().flat_map(|b| b["entry"].as_array().unwrap()).collect();
+        let patient_id =
+            c.resources.iter().find(|r| r.kind == "Patient" && r.identity.as_ref() == Some(&survivor)).unwrap();
+        assert!(entries
+            .iter()
+            .all(|e| e["resource"]["resourceType"] != "Patient" || e["resource"]["identifier"][0]["value"] != "S1"));
+        let obs = entries.iter().find(|e| e["resource"]["resourceType"] == "Observation").unwrap();
+        assert!(obs["resource"]["subject"]["reference"].as_str().unwrap().starts_with("Patient/"), "{patient_id:?}");
     }
 
     #[test]
