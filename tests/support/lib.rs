@@ -615,6 +615,25 @@ pub fn mapping() -> String {
     text.replace("\"../../config/", &format!("\"{}/../../config/", golden.display()))
 }
 
+/// The `[mapping]` of the shipped `config/gateway.toml` (what a new site runs with), its code
+/// map paths made absolute.
+pub fn shipped_mapping() -> String {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let text = std::fs::read_to_string(config.join("gateway.toml")).unwrap();
+    let start = text.find("\n[mapping]").expect("[mapping] in config/gateway.toml");
+    text[start..].replace("\"maps/", &format!("\"{}/maps/", config.display()))
+}
+
+/// Dead letters in journal order: stage, reason and the journal row's control ID.
+pub fn dead_letters(db: &Path) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(WAIT).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT d.stage, d.reason, j.control_id FROM dead_letter d JOIN journal j ON j.seq = d.journal_seq ORDER BY d.rowid")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
 /// An ADT^A08 for patient `P<patient>` whose given name carries the sequence number
 /// (`S0007` for `seq` 7).
 pub fn a08(patient: usize, seq: usize, control_id: &str) -> Vec<u8> {
