@@ -76,11 +76,14 @@ fn map_z_segments(ctx: &mut Ctx) {
     }
 }
 
-/// Writes again, on every Patient an ADT writes in full, the links earlier merges made from it
-/// (an ADT replaces the whole Patient, links included; other messages only create a Patient
-/// the server does not have, so they leave its links alone). The other record is referred
-/// to through a create-if-absent Patient holding only its key, unless this message writes it.
-fn carry_links(ctx: &mut Ctx) {
+/// Applies earlier merges to the Patients an ADT writes in full (an ADT replaces the whole
+/// Patient, links included; other messages only create a Patient the server does not have):
+/// - a surviving record gets its `replaces` links again; the record it replaced is referred to
+///   through a create-if-absent Patient holding its key (the merge wrote that record);
+/// - a record a merge replaced is left as the merge wrote it (identifiers, name, inactive,
+///   `replaced-by`): a later message under the old identifier only creates it if it is gone,
+///   so the result does not depend on whether it arrives before or after the merge.
+fn apply_merges(ctx: &mut Ctx) {
     let patients: Vec<(String, Identity)> = ctx
         .resources()
         .iter()
@@ -88,7 +91,14 @@ fn carry_links(ctx: &mut Ctx) {
         .filter_map(|r| Some((r.key.clone(), r.identity.clone()?)))
         .collect();
     for (key, identity) in patients {
-        for link in ctx.memory.links(&identity) {
+        let links = ctx.memory.links(&identity);
+        if links.iter().any(|l| l.relation == Relation::ReplacedBy) && !ctx.merges.iter().any(|m| m.1 == identity) {
+            if let Some(r) = ctx.resource_mut(&key) {
+                r.write = Write::CreateIfAbsent;
+            }
+            continue;
+        }
+        for link in links.into_iter().filter(|l| l.relation == Relation::Replaces) {
             let other = match ctx.find("Patient", &link.other) {
                 Some(r) => r.key.clone(),
                 None => {
@@ -96,10 +106,8 @@ fn carry_links(ctx: &mut Ctx) {
                     if link.other.system != SOURCE_KEY_SYSTEM {
                         body.push_all("identifier", [json!({"system": link.other.system, "value": link.other.value})]);
                     }
-                    if link.relation == Relation::Replaces {
-                        body.put("active", false);
-                        body.push_all("link", [json!({"other": reference(&key), "type": Relation::ReplacedBy.code()})]);
-                    }
+                    body.put("active", false);
+                    body.push_all("link", [json!({"other": reference(&key), "type": Relation::ReplacedBy.code()})]);
                     let local = format!("Patient/link-{}", ctx.resources().len());
                     let stub = Resource {
                         kind: "Patient",
@@ -149,7 +157,7 @@ pub fn convert_with(raw: &[u8], site: &SiteMaps, memory: &dyn Memory) -> Result<
     map_z_segments(&mut ctx);
     let adt = grouped.structure.id().starts_with("ADT");
     if adt {
-        carry_links(&mut ctx);
+        apply_merges(&mut ctx);
     }
     // Who sent what, when: one Provenance over everything this message produced.
     super::resources::provenance::provenance(&mut ctx);
@@ -450,6 +458,12 @@ OBX|1|NM|2951-2^Sodium^LN||182|mmol/L|||||P|||20260101100000\r";
             .map(|e| e["resource"]["resourceType"].as_str().unwrap())
             .collect();
         assert_eq!(kinds.iter().filter(|k| **k == "Patient").count(), 2, "an ADT writes its patient even when sent");
+
+        // An update under the merged-away identifier leaves that record as the merge wrote it.
+        let stale = ADT.replace("M1^^^HOSP&2.16.840.1.113883.3.1&ISO^MR", "O1^^^HOSP^MR").replace("ADT^A01", "ADT^A08");
+        let c = convert_with(stale.as_bytes(), &site(), &memory).unwrap();
+        let p = c.resources.iter().find(|r| r.kind == "Patient").unwrap();
+        assert_eq!((p.identity.as_ref(), p.write), (Some(&replaced), Write::CreateIfAbsent));
 
         // A lab result for the survivor: the Patient it would only create is left out in the
         // salesforce profile (already sent), and still referenced by its id.

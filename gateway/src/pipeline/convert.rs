@@ -417,4 +417,74 @@ mod tests {
         let reason = convert_message(&pid, &site, Profile::Generic).unwrap_err();
         assert!(reason.contains("max_repetitions") && reason.contains("1002 repetitions"), "{reason}");
     }
+
+    /// The opened bundles of journal row `seq`, in order.
+    fn bundles_of(conn: &Connection, opts: &ConvertOptions, seq: i64) -> Vec<serde_json::Value> {
+        conn.prepare("SELECT bundle FROM outbox WHERE journal_seq = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([seq], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|b| serde_json::from_slice(&opts.keys.open(&b.unwrap()).unwrap()).unwrap())
+            .collect()
+    }
+
+    fn entries(bundles: &[serde_json::Value]) -> Vec<serde_json::Value> {
+        bundles.iter().flat_map(|b| b["entry"].as_array().cloned().unwrap_or_default()).collect()
+    }
+
+    const MERGE: &[u8] = b"MSH|^~\\&|A|H|C|D|20260301000000||ADT^A40^ADT_A39|M1|P|2.5.1\rEVN|A40|20260301000000\rPID|1||S1^^^H^MR||NEW^NAME\rMRG|O1^^^H^MR||||||OLD^NAME\r";
+    const UPDATE: &[u8] = b"MSH|^~\\&|A|H|C|D|20260302000000||ADT^A08^ADT_A01|U1|P|2.5.1\rEVN|A08|20260302000000\rPID|1||S1^^^H^MR||NEW^NAME||||||^PRN^PH^^^555^1234567\r";
+
+    #[test]
+    fn a_merge_is_remembered_by_later_updates_in_the_same_and_later_batches_and_across_restarts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut conn, opts) = stage(tmp.path(), Profile::Generic);
+        journal(&conn, &opts, "M1", MERGE);
+        let same_batch = journal(&conn, &opts, "U1", UPDATE);
+        assert_eq!(step(&mut conn, &opts).unwrap(), 2);
+        drop(conn);
+        // A restart: the memory is in the journal database, not in the process.
+        let (mut conn, opts) = stage(tmp.path(), Profile::Generic);
+        let later = journal(
+            &conn,
+            &opts,
+            "U2",
+            &UPDATE.to_vec().iter().map(|&b| if b == b'7' { b'8' } else { b }).collect::<Vec<u8>>(),
+        );
+        assert_eq!(step(&mut conn, &opts).unwrap(), 1);
+        for seq in [same_batch, later] {
+            let entries = entries(&bundles_of(&conn, &opts, seq));
+            let patients: Vec<&serde_json::Value> =
+                entries.iter().filter(|e| e["resource"]["resourceType"] == "Patient").collect();
+            assert_eq!(patients.len(), 2, "row {seq}: the survivor and the merged record it links to");
+            let survivor = patients[0];
+            let link = &survivor["resource"]["link"][0];
+            assert_eq!(link["type"], "replaces", "row {seq}");
+            assert_eq!(link["other"]["reference"], patients[1]["fullUrl"]);
+            // The merged record is only created if the server lost it, never overwritten.
+            assert_eq!(patients[1]["request"]["method"], "POST");
+            assert!(patients[1]["request"]["ifNoneExist"].as_str().unwrap().ends_with("|O1"));
+        }
+    }
+
+    #[test]
+    fn salesforce_leaves_out_a_patient_an_adt_already_sent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut conn, opts) = stage(tmp.path(), Profile::Salesforce);
+        let adt = journal(&conn, &opts, "U1", UPDATE);
+        step(&mut conn, &opts).unwrap();
+        let oru = b"MSH|^~\\&|LAB|H|C|D|20260303000000||ORU^R01^ORU_R01|L1|P|2.5.1\rPID|1||S1^^^H^MR||NEW^NAME\rOBR|1|P1^EHR|F1^LAB|2951-2^Sodium^LN\rOBX|1|NM|2951-2^Sodium^LN||140|mmol/L|||||F\r";
+        let lab = journal(&conn, &opts, "L1", oru);
+        step(&mut conn, &opts).unwrap();
+        let adt_entries = entries(&bundles_of(&conn, &opts, adt));
+        let patient_url =
+            adt_entries.iter().find(|e| e["resource"]["resourceType"] == "Patient").unwrap()["request"]["url"].clone();
+        let lab_entries = entries(&bundles_of(&conn, &opts, lab));
+        assert!(
+            lab_entries.iter().all(|e| e["resource"]["resourceType"] != "Patient"),
+            "the ADT's Patient is not replaced"
+        );
+        let obs = lab_entries.iter().find(|e| e["resource"]["resourceType"] == "Observation").unwrap();
+        assert_eq!(obs["resource"]["subject"]["reference"], patient_url, "and is referenced by its id");
+    }
 }
