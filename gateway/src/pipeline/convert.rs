@@ -16,7 +16,7 @@ use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
 use crate::fhir::site::SiteMaps;
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::store::conversion::{self, ConvertBatch, NewBundle};
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::state::JournalState;
