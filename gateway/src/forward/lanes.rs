@@ -582,8 +582,9 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), fake.clone()).unwrap();
         wait_until("auth failure visible", || metrics.forward_auth_failing.get() == 1);
+        // The recorder commits the lane's state on its own thread, after the gauge is set.
+        wait_until("401 recorded", || db.states("SELECT last_error FROM lane_state") == ["401"]);
         assert_eq!(db.states("SELECT state FROM outbox"), ["pending"]);
-        assert_eq!(db.states("SELECT last_error FROM lane_state"), ["401"]);
         wait_until("delivered", || metrics.forward_delivered.get() == 1);
         f.stop();
         assert_eq!(metrics.forward_auth_failing.get(), 0);
