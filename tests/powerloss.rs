@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gateway::ops::metrics::Metrics;
+use gateway::metrics::Metrics;
 use gateway::store::{Appended, NewMessage, Synchronous, Writer, WriterOptions};
 use rusqlite::{Connection, OpenFlags};
 use vfs::{Cut, Machine, VFS_NAME};

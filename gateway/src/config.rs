@@ -145,7 +145,7 @@ pub struct Cloud {
     pub sink: Option<Spanned<PathBuf>>,
     /// `[cloud.auth]`: how requests authenticate.
     #[serde(default)]
-    pub auth: crate::forward::auth::AuthConfig,
+    pub auth: AuthConfig,
     /// PEM bundle of CA certificates that sign the server's certificate.
     pub ca_file: Option<Spanned<PathBuf>>,
     /// Also trust the system's CA bundle; default: only when `ca_file` is not set.
@@ -220,6 +220,60 @@ impl Cloud {
             None => config_dir.join("var/fhir-sink"),
         })
     }
+}
+
+/// `[cloud.auth]`, tagged by `kind`. Relative file paths are resolved against the config
+/// file's folder by `forward::auth::Auth::from_config`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    #[default]
+    None,
+    /// A static token; the file (mode 0600) holds the token, a trailing newline is trimmed.
+    Bearer { token_file: PathBuf },
+    /// SMART Backend Services (client credentials, JWT client assertion).
+    Smart {
+        token_url: String,
+        client_id: String,
+        /// PKCS#8 PEM (RSA or EC P-384) or PKCS#1 `RSA PRIVATE KEY`, mode 0600.
+        key_file: PathBuf,
+        alg: SmartAlg,
+        /// Key id registered with the server (its JWKS).
+        kid: String,
+        #[serde(default = "default_scope")]
+        scope: String,
+    },
+    /// Salesforce OAuth 2.0 JWT bearer flow.
+    Salesforce {
+        /// `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain URL;
+        /// the token URL is `<login_url>/services/oauth2/token`.
+        login_url: String,
+        /// The connected app's consumer key.
+        consumer_key: String,
+        /// The integration user's username.
+        user: String,
+        /// RSA private key (PKCS#8 or PKCS#1 PEM), mode 0600.
+        key_file: PathBuf,
+        /// Salesforce returns no `expires_in`: the session lifetime assumed (the org's
+        /// session timeout). A 401 before then fetches a new token anyway.
+        #[serde(default = "default_salesforce_lifetime")]
+        token_lifetime_secs: u64,
+    },
+}
+
+/// The SMART client assertion's signature algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SmartAlg {
+    RS384,
+    ES384,
+}
+
+fn default_scope() -> String {
+    "system/*.write".into()
+}
+
+fn default_salesforce_lifetime() -> u64 {
+    30 * 60
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -323,8 +377,9 @@ mod defaults {
     pub fn frame_timeout_secs() -> u64 {
         30
     }
+    /// 8 MiB.
     pub fn max_frame_bytes() -> NonZeroUsize {
-        NonZeroUsize::new(crate::mllp::codec::DEFAULT_MAX_FRAME).unwrap()
+        NonZeroUsize::new(8 << 20).unwrap()
     }
     pub fn versions() -> Vec<String> {
         ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"]
@@ -624,5 +679,34 @@ bind = "127.0.0.1:2575"
         let c = Config::load(&path).unwrap();
         assert_eq!(c.listeners[0].bind, "127.0.0.1:2575".parse().unwrap());
         assert_eq!(c.ops.admin_bind, Some("127.0.0.1:8575".parse().unwrap()));
+    }
+
+    #[test]
+    fn cloud_auth_kinds_parse_with_defaults() {
+        #[derive(Deserialize)]
+        struct Wrap {
+            auth: AuthConfig,
+        }
+        let parse = |s: &str| toml::from_str::<Wrap>(s).map(|w| w.auth);
+        assert_eq!(parse("[auth]\nkind = \"none\"").unwrap(), AuthConfig::None);
+        assert_eq!(
+            parse("[auth]\nkind = \"bearer\"\ntoken_file = \"t\"").unwrap(),
+            AuthConfig::Bearer { token_file: "t".into() }
+        );
+        let smart = parse(
+            "[auth]\nkind = \"smart\"\ntoken_url = \"https://a/t\"\nclient_id = \"c\"\nkey_file = \"k\"\nalg = \"ES384\"\nkid = \"1\"",
+        )
+        .unwrap();
+        assert!(
+            matches!(smart, AuthConfig::Smart { alg: SmartAlg::ES384, ref scope, .. } if scope == "system/*.write")
+        );
+        let sf = parse(
+            "[auth]\nkind = \"salesforce\"\nlogin_url = \"https://login.salesforce.com\"\nconsumer_key = \"c\"\nuser = \"u\"\nkey_file = \"k\"",
+        )
+        .unwrap();
+        assert!(matches!(sf, AuthConfig::Salesforce { token_lifetime_secs: 1800, .. }));
+        assert!(parse("[auth]\nkind = \"bearer\"\ntoken_file = \"t\"\nbogus = 1").is_err());
+        assert!(parse("[auth]\nkind = \"smart\"\ntoken_url = \"https://a/t\"\nclient_id = \"c\"\nkey_file = \"k\"\nalg = \"HS256\"\nkid = \"1\"").is_err());
+        assert!(parse("[auth]\nkind = \"basic\"").is_err());
     }
 }

@@ -16,13 +16,14 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::fhir::site::SiteMaps;
 use crate::forward::{ForwardOptions, Forwarder};
+use crate::metrics::Metrics;
 use crate::mllp::budget::FrameBudget;
 use crate::mllp::connection::Limits;
 use crate::mllp::handler::{AckIds, Handler};
 use crate::mllp::policy::Policy;
 use crate::mllp::slots::Slots;
 use crate::mllp::{server, tls};
-use crate::ops::{admin, metrics::Metrics};
+use crate::ops::{admin, logging};
 use crate::pipeline::convert::{ConvertOptions, ConvertStage};
 use crate::store::maintenance::{Maintenance, MaintenanceOptions};
 use crate::store::{Doorbell, Keys, Synchronous, WriteGate, Writer, WriterOptions};
@@ -54,6 +55,7 @@ pub async fn run(
     shutdown_signal: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    metrics.log_unsafe_trace.set(logging::unsafe_trace().into());
     let store = &config.store;
     let keys = Arc::new(open_keys(store, discard_undecryptable, &metrics)?);
     let site = SiteMaps::load(&config.mapping, &config.dir)?;
@@ -188,7 +190,7 @@ pub async fn run(
     }
 }
 
-/// Resolves when a stage's thread has died (see [`crate::ops::liveness::Stages::gone`]).
+/// Resolves when a stage's thread has died (see [`crate::metrics::liveness::Stages::gone`]).
 async fn stage_gone(metrics: &Metrics) -> &'static str {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -11,16 +11,21 @@
 //!   letters.
 //! - [`forward`]: delivers the outbox to the cloud FHIR server (or the local sink) per
 //!   patient lane, with retries, auth and a circuit breaker.
-//! - [`ops`]: metrics, the admin endpoint, logging.
+//! - [`ops`]: the admin endpoint (health, metrics) and logging.
 //!
-//! [`log_limit`] keeps repeated error lines to one per minute with a count (any layer uses it).
+//! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`] and
+//! [`log_limit`] (repeated error lines to one per minute with a count). Which module may use
+//! which is docs/ARCHITECTURE.md's arrow rule, checked by a test.
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
 //! [`cli`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`mod@bench`]
 //! measure the ingest path.
 
+#[cfg(test)]
+mod arrows;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deadletter;
@@ -29,6 +34,7 @@ pub mod forward;
 pub mod hl7;
 pub mod loadgen;
 pub mod log_limit;
+pub mod metrics;
 pub mod mllp;
 pub mod ops;
 pub mod pipeline;

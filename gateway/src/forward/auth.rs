@@ -24,7 +24,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{self, EcdsaKeyPair, RsaKeyPair};
-use serde::Deserialize;
+
+use crate::config::{AuthConfig, SmartAlg};
 
 /// Lifetime of a SMART client assertion (the spec allows at most 5 minutes).
 const SMART_ASSERTION_SECS: u64 = 240;
@@ -38,60 +39,6 @@ const DEFAULT_SMART_LIFETIME_SECS: u64 = 300;
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-
-/// `[cloud.auth]`, tagged by `kind`. Relative file paths are resolved against the config
-/// file's folder by [`Auth::from_config`].
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AuthConfig {
-    #[default]
-    None,
-    /// A static token; the file (mode 0600) holds the token, a trailing newline is trimmed.
-    Bearer { token_file: PathBuf },
-    /// SMART Backend Services (client credentials, JWT client assertion).
-    Smart {
-        token_url: String,
-        client_id: String,
-        /// PKCS#8 PEM (RSA or EC P-384) or PKCS#1 `RSA PRIVATE KEY`, mode 0600.
-        key_file: PathBuf,
-        alg: SmartAlg,
-        /// Key id registered with the server (its JWKS).
-        kid: String,
-        #[serde(default = "default_scope")]
-        scope: String,
-    },
-    /// Salesforce OAuth 2.0 JWT bearer flow.
-    Salesforce {
-        /// `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain URL;
-        /// the token URL is `<login_url>/services/oauth2/token`.
-        login_url: String,
-        /// The connected app's consumer key.
-        consumer_key: String,
-        /// The integration user's username.
-        user: String,
-        /// RSA private key (PKCS#8 or PKCS#1 PEM), mode 0600.
-        key_file: PathBuf,
-        /// Salesforce returns no `expires_in`: the session lifetime assumed (the org's
-        /// session timeout). A 401 before then fetches a new token anyway.
-        #[serde(default = "default_salesforce_lifetime")]
-        token_lifetime_secs: u64,
-    },
-}
-
-/// The SMART client assertion's signature algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum SmartAlg {
-    RS384,
-    ES384,
-}
-
-fn default_scope() -> String {
-    "system/*.write".into()
-}
-
-fn default_salesforce_lifetime() -> u64 {
-    30 * 60
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -706,7 +653,7 @@ mod tests {
             key_file: key_file.into(),
             alg,
             kid: "key-1".into(),
-            scope: default_scope(),
+            scope: "system/*.write".into(),
         }
     }
 
@@ -782,35 +729,6 @@ mod tests {
     fn auth_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Auth>();
-    }
-
-    #[test]
-    fn config_kinds_parse_with_defaults() {
-        #[derive(Deserialize)]
-        struct Wrap {
-            auth: AuthConfig,
-        }
-        let parse = |s: &str| toml::from_str::<Wrap>(s).map(|w| w.auth);
-        assert_eq!(parse("[auth]\nkind = \"none\"").unwrap(), AuthConfig::None);
-        assert_eq!(
-            parse("[auth]\nkind = \"bearer\"\ntoken_file = \"t\"").unwrap(),
-            AuthConfig::Bearer { token_file: "t".into() }
-        );
-        let smart = parse(
-            "[auth]\nkind = \"smart\"\ntoken_url = \"https://a/t\"\nclient_id = \"c\"\nkey_file = \"k\"\nalg = \"ES384\"\nkid = \"1\"",
-        )
-        .unwrap();
-        assert!(
-            matches!(smart, AuthConfig::Smart { alg: SmartAlg::ES384, ref scope, .. } if scope == "system/*.write")
-        );
-        let sf = parse(
-            "[auth]\nkind = \"salesforce\"\nlogin_url = \"https://login.salesforce.com\"\nconsumer_key = \"c\"\nuser = \"u\"\nkey_file = \"k\"",
-        )
-        .unwrap();
-        assert!(matches!(sf, AuthConfig::Salesforce { token_lifetime_secs: 1800, .. }));
-        assert!(parse("[auth]\nkind = \"bearer\"\ntoken_file = \"t\"\nbogus = 1").is_err());
-        assert!(parse("[auth]\nkind = \"smart\"\ntoken_url = \"https://a/t\"\nclient_id = \"c\"\nkey_file = \"k\"\nalg = \"HS256\"\nkid = \"1\"").is_err());
-        assert!(parse("[auth]\nkind = \"basic\"").is_err());
     }
 
     #[test]

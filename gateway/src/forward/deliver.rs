@@ -9,40 +9,10 @@ use serde_json::Value;
 use super::client::{Response, SendError};
 use super::retry;
 
-/// Failure classes, the `class` label of `gateway_forward_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailClass {
-    /// A 4xx other than 401/403/408/429: the bundle is refused (dead letter).
-    Client,
-    /// 401/403 after one credential refresh, or no credentials could be obtained.
-    Auth,
-    /// 429 (and 503 with `Retry-After`).
-    Throttled,
-    /// 5xx, 408, 3xx: the server failed.
-    Server,
-    Timeout,
-    Connect,
-}
+use crate::metrics::FailClass;
 
+/// The forwarder's reading of a class (the class itself is a metrics label).
 impl FailClass {
-    pub const ALL: [FailClass; 6] = [
-        FailClass::Client,
-        FailClass::Auth,
-        FailClass::Throttled,
-        FailClass::Server,
-        FailClass::Timeout,
-        FailClass::Connect,
-    ];
-    pub fn label(self) -> &'static str {
-        match self {
-            FailClass::Client => "4xx",
-            FailClass::Auth => "401",
-            FailClass::Throttled => "429",
-            FailClass::Server => "5xx",
-            FailClass::Timeout => "timeout",
-            FailClass::Connect => "connect",
-        }
-    }
     /// Does this class count against the circuit breaker (the endpoint looks dead)?
     pub fn trips_breaker(self) -> bool {
         matches!(self, FailClass::Server | FailClass::Timeout | FailClass::Connect)

@@ -43,14 +43,14 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 use super::client::Target;
-use super::deliver::{FailClass, Verdict};
+use super::deliver::Verdict;
 use super::lane_set::LaneSet;
 use super::pacing::Pacing;
 use super::record;
 use super::retry::Backoff;
 use super::worker::{self, Done, Job};
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::Metrics;
+use crate::metrics::{FailClass, Metrics};
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::delivery::{Outbox, Outcome, Record};
 use crate::store::{now_ms, Doorbell, Keys, WriteGate};
@@ -93,7 +93,8 @@ impl ForwardOptions {
             bell,
             metrics,
             concurrency: 4,
-            pack_entries: crate::fhir::bundle::BATCH_MAX_ENTRIES,
+            // `[cloud]`'s default, which follows the converter's batch size.
+            pack_entries: crate::config::Cloud::default().batch_max_entries.get(),
             max_lanes: 10_000,
             backoff: Backoff { base: Duration::from_millis(500), max: Duration::from_secs(300), jitter: true },
             auth_retry: Duration::from_secs(60),
@@ -581,8 +582,9 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), fake.clone()).unwrap();
         wait_until("auth failure visible", || metrics.forward_auth_failing.get() == 1);
+        // The recorder commits the lane's state on its own thread, after the gauge is set.
+        wait_until("401 recorded", || db.states("SELECT last_error FROM lane_state") == ["401"]);
         assert_eq!(db.states("SELECT state FROM outbox"), ["pending"]);
-        assert_eq!(db.states("SELECT last_error FROM lane_state"), ["401"]);
         wait_until("delivered", || metrics.forward_delivered.get() == 1);
         f.stop();
         assert_eq!(metrics.forward_auth_failing.get(), 0);

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::deliver::{FailClass, Verdict};
+use super::deliver::Verdict;
 use super::retry::{self, Backoff, Breaker, BreakerState, Throttle, ThrottleWatch};
 use super::worker::Done;
-use crate::ops::metrics::Metrics;
+use crate::metrics::{FailClass, Metrics};
 
 /// Least time between two WARN lines about a global rate limit.
 const THROTTLE_WARN_EVERY: Duration = Duration::from_secs(300);

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::client::{Response, SendError, Target};
-use super::deliver::{self, FailClass, Verdict};
-use crate::ops::metrics::Metrics;
+use super::deliver::{self, Verdict};
+use crate::metrics::{FailClass, Metrics};
 use crate::store::{Doorbell, Keys};
 
 /// A lane's oldest pending outbox row.

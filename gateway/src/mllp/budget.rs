@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Frame bytes a connection may hold without drawing on the budget: one read's worth.
 pub const FREE_PER_CONNECTION: usize = 64 * 1024;

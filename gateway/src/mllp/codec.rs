@@ -12,9 +12,6 @@ pub const END: u8 = 0x1C;
 /// Second byte of the end block (carriage return).
 pub const END_CR: u8 = 0x0D;
 
-/// Default frame limit: 8 MiB.
-pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
-
 /// Why the decoder rejected a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {

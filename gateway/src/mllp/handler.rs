@@ -10,7 +10,7 @@ use super::policy::{self, Policy};
 use crate::hl7::msh::{self, Echo};
 use crate::hl7::{ErrorCode, Hl7Error, Location};
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::{Metrics, NakReason};
+use crate::metrics::{Metrics, NakReason};
 use crate::store::{AppendError, Appended, Appender, Keys, NewMessage};
 
 /// Refusals for a full or failing journal: one line a minute with a count, not one per message.

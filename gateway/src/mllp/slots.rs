@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 pub struct Slots {
     listener: Arc<str>,

@@ -19,8 +19,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::metrics::Metrics;
 use crate::log_limit::{self, Repeats};
+use crate::metrics::Metrics;
 use crate::store::Appender;
 
 #[derive(Clone)]

@@ -1,6 +1,4 @@
-//! Operations surface: metrics, stage liveness, the admin HTTP endpoint, logging.
+//! Operations surface: the admin HTTP endpoint (health, the metrics' exposition) and logging.
 
 pub mod admin;
-pub mod liveness;
 pub mod logging;
-pub mod metrics;

@@ -18,7 +18,7 @@ use crate::fhir::memory::{Forgetful, Memory};
 use crate::fhir::model::Identity;
 use crate::fhir::site::SiteMaps;
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::pipeline::memory::JournalMemory;
 use crate::store::conversion::{self, ConvertBatch, NewBundle};
 use crate::store::db::{self, OpenError, Synchronous};

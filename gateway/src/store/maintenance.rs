@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use super::db::{self, OpenError, Synchronous};
 use super::disk::{self, Checkpoint, Footprint};
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct MaintenanceOptions {

@@ -22,9 +22,7 @@ pub mod state;
 pub mod writer;
 
 /// Wall-clock time as the journal stores it: Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
 pub use crypto::Keys;
 pub use db::Synchronous;

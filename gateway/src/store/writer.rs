@@ -18,7 +18,7 @@ use super::budget::Budget;
 use super::db::{self, OpenError, Synchronous};
 use super::disk::{self, Checkpoint};
 use crate::log_limit::{self, Repeats};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// A message ready to be journaled: metadata in clear, payload sealed.
 #[derive(Debug, Clone)]

@@ -1,10 +1,11 @@
-//! Process metrics as lock-free counters, rendered in the Prometheus text format.
-//! Labels carry codes and reasons only, never message content.
+//! Process metrics as lock-free counters, rendered in the Prometheus text format, and the
+//! stages' liveness ([`liveness`]). Every layer counts into them, so they depend on nothing
+//! in the crate but the clock. Labels carry codes and reasons only, never message content.
+
+pub mod liveness;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-
-use crate::forward::deliver::FailClass;
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -101,6 +102,42 @@ impl NakReason {
     }
 }
 
+/// Failure classes, the `class` label of `gateway_forward_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailClass {
+    /// A 4xx other than 401/403/408/429: the bundle is refused (dead letter).
+    Client,
+    /// 401/403 after one credential refresh, or no credentials could be obtained.
+    Auth,
+    /// 429 (and 503 with `Retry-After`).
+    Throttled,
+    /// 5xx, 408, 3xx: the server failed.
+    Server,
+    Timeout,
+    Connect,
+}
+
+impl FailClass {
+    pub const ALL: [FailClass; 6] = [
+        FailClass::Client,
+        FailClass::Auth,
+        FailClass::Throttled,
+        FailClass::Server,
+        FailClass::Timeout,
+        FailClass::Connect,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            FailClass::Client => "4xx",
+            FailClass::Auth => "401",
+            FailClass::Throttled => "429",
+            FailClass::Server => "5xx",
+            FailClass::Timeout => "timeout",
+            FailClass::Connect => "connect",
+        }
+    }
+}
+
 const ACK_CODES: [&str; 6] = ["AA", "AE", "AR", "CA", "CE", "CR"];
 const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
@@ -163,7 +200,7 @@ pub struct Metrics {
     /// Request duration, send to last body byte.
     pub forward_latency: Histogram,
     /// Liveness of the data path's stages.
-    pub stages: super::liveness::Stages,
+    pub stages: liveness::Stages,
     /// Messages moved to dead letters at start by `--discard-undecryptable` (lost key).
     pub lost_key_dead_letters: Gauge,
     /// On-disk sizes of the journal's files (database, WAL, shared memory), bytes.
@@ -176,6 +213,8 @@ pub struct Metrics {
     pub journal_disk_full: Counter,
     /// Checkpoints that emptied the WAL file (TRUNCATE).
     pub wal_truncations: Counter,
+    /// 1 while `GATEWAY_UNSAFE_TRACE` lifts the log cap (set by the daemon from `ops::logging`).
+    pub log_unsafe_trace: Gauge,
 }
 
 /// One counter per [`FailClass`] (the `class` label of `gateway_forward_failures_total`).
@@ -239,6 +278,7 @@ impl Default for Metrics {
             journal_budget_full: Counter::default(),
             journal_disk_full: Counter::default(),
             wal_truncations: Counter::default(),
+            log_unsafe_trace: Gauge::default(),
         }
     }
 }
@@ -380,7 +420,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP gateway_log_unsafe_trace 1 while GATEWAY_UNSAFE_TRACE lets other crates log request contents (PHI, secrets)\n# TYPE gateway_log_unsafe_trace gauge\ngateway_log_unsafe_trace {}",
-            u8::from(super::logging::unsafe_trace())
+            self.log_unsafe_trace.get()
         );
         histogram(&mut out, "gateway_ack_latency_seconds", "Frame received to ACK written", &self.ack_latency);
         histogram(&mut out, "gateway_commit_batch_size", "Messages per group commit", &self.batch_size);

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::store::now_ms;
+use crate::clock::now_ms;
 
 /// A stage with no beat for this long while it is not waiting for work is wedged. Every
 /// stage's loop passes at least once a second when it has work, and no single step of it
