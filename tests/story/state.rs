@@ -179,7 +179,9 @@ pub fn state_diff(before: &State, after: &State) -> Vec<String> {
                         .collect::<BTreeSet<_>>()
                         .into_iter()
                         .collect();
-                    out.push(format!("{kind}/{id} changed in {fields:?}"));
+                    let show: Vec<String> =
+                        fields.iter().map(|f| format!("{f}: {} -> {}", r[f.as_str()], new[f.as_str()])).collect();
+                    out.push(format!("{kind}/{id} changed in {fields:?} {show:?}"));
                 }
                 Some(_) => {}
             }

@@ -155,12 +155,13 @@ pub fn convert_with(raw: &[u8], site: &SiteMaps, memory: &dyn Memory) -> Result<
         Structure::VxuV04 => messages::vxu::convert(&mut ctx, &grouped),
     }
     map_z_segments(&mut ctx);
+    // Who sent what, when: one Provenance over everything this message produced (not over
+    // what earlier merges add below, so a resend before or after a merge is the same).
+    super::resources::provenance::provenance(&mut ctx);
     let adt = grouped.structure.id().starts_with("ADT");
     if adt {
         apply_merges(&mut ctx);
     }
-    // Who sent what, when: one Provenance over everything this message produced.
-    super::resources::provenance::provenance(&mut ctx);
     if let Some(over) = ctx.over_budget() {
         return Err(over.into());
     }
