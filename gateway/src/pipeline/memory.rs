@@ -15,18 +15,25 @@ use crate::store::{memory, Keys};
 const LINK: &str = "patient_link";
 const SENT: &str = "sent_resource";
 
+/// A link learned by a batch: the two records' hashes, the relation, the other's sealed key.
+struct NewLink {
+    patient: [u8; 32],
+    other: [u8; 32],
+    relation: Relation,
+    other_sealed: Vec<u8>,
+}
+
 /// What a batch learned, to be written in its transaction.
 #[derive(Default)]
 pub struct Learned {
-    /// (patient hash, other hash, relation, sealed other key).
-    links: Vec<([u8; 32], [u8; 32], Relation, Vec<u8>)>,
+    links: Vec<NewLink>,
     sent: Vec<[u8; 32]>,
 }
 
 impl Learned {
     pub fn write(&self, batch: &ConvertBatch<'_>) -> rusqlite::Result<()> {
-        for (patient, other, relation, sealed) in &self.links {
-            batch.remember_link(patient, other, relation.code(), sealed)?;
+        for l in &self.links {
+            batch.remember_link(&l.patient, &l.other, l.relation.code(), &l.other_sealed)?;
         }
         self.sent.iter().try_for_each(|key| batch.remember_sent(key))
     }
@@ -65,8 +72,8 @@ impl<'c> JournalMemory<'c> {
             let known = self.links.entry(from_hash).or_default();
             if !known.contains(&link) {
                 known.push(link);
-                let sealed = self.keys.seal(format!("{}\0{}", to.system, to.value).as_bytes());
-                self.learned.links.push((from_hash, to_hash, relation, sealed));
+                let other_sealed = self.keys.seal(format!("{}\0{}", to.system, to.value).as_bytes());
+                self.learned.links.push(NewLink { patient: from_hash, other: to_hash, relation, other_sealed });
             }
         }
     }

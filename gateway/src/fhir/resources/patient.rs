@@ -2,7 +2,7 @@
 //! a merge (A40); ROL (PP) → `Patient.generalPractitioner`.
 //!
 //! Choices where the IG is silent or leaves the map to local implementation:
-//! - Identity (the upsert key, see [`record_identity`]): a PID-3 identifier of a record type
+//! - Identity (the upsert key, see `record_identity`): a PID-3 identifier of a record type
 //!   (`[mapping] patient_identifier_types`), never an SSN or other personal identifier.
 //! - Identifiers with the same system and value are emitted once (PID-19 often repeats the
 //!   PID-3 SSN).
