@@ -157,6 +157,9 @@ pub fn show(conn: &mut Connection, keys: &Keys, actor: &str, id: i64, out: &mut 
         time(d.created_at)
     )?;
     writeln!(out, "reason: {}", printable(&d.reason))?;
+    if let Some(report) = crate::store::journal::report(conn, d.journal_seq)?.and_then(|r| r.report) {
+        writeln!(out, "conversion report: {report}")?;
+    }
     writeln!(out)?;
     let text = String::from_utf8_lossy(&message);
     for segment in text.split(['\r', '\n']).filter(|s| !s.is_empty()) {

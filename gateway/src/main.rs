@@ -84,6 +84,14 @@ enum Command {
         /// The message file; `-` reads standard input.
         file: PathBuf,
     },
+    /// Print the conversion report the daemon kept for a journal row (no patient data).
+    Report {
+        #[arg(long, default_value = "/etc/gateway/gateway.toml")]
+        config: PathBuf,
+        /// The journal sequence number (`gateway deadletter list` shows it; the INFO log line
+        /// of a conversion with report items names it).
+        seq: i64,
+    },
     /// Dead letters: list, show, replay, purge, audit-verify. Each action on a dead letter is recorded in
     /// the store's append-only audit trail first.
     Deadletter {
@@ -135,6 +143,7 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr(),
         ),
+        Command::Report { config, seq } => gateway::cli::report_command(&config, seq, &mut std::io::stdout().lock()),
         Command::Deadletter { config, actor, command } => {
             gateway::deadletter::run(&config, actor, command, &mut std::io::stdout().lock())
         }

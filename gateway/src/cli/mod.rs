@@ -4,6 +4,7 @@
 //!
 //! - [`parse`]: `gateway parse` prints each message of a file as an indented tree.
 //! - [`convert`]: `gateway convert` prints the FHIR Bundles of each message and its report.
+//! - [`report`]: `gateway report <seq>` prints the conversion report the daemon kept.
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -14,6 +15,7 @@
 
 pub mod convert;
 pub mod parse;
+pub mod report;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use crate::hl7::batch::{self, BatchWarning};
 
 pub use convert::convert_command;
 pub use parse::parse_command;
+pub use report::report_command;
 
 /// An error and its causes for the operator, each said once: many errors already quote their
 /// cause (`journal x.db: No such file or directory`), and `{:#}` would print it again.

@@ -67,6 +67,14 @@ impl<'m, 'a> Ctx<'m, 'a> {
         if let Some(c) = self.consumed.get_mut(segment_index) {
             *c = true;
         }
+        if let Some(seg) = self.msg.segment_at(segment_index) {
+            self.report.locate(format!("{segment_index}:{}", seg.id()));
+        }
+    }
+
+    /// A warning about `segment` (`<index>:<ID>: text`).
+    pub fn warn_at(&mut self, segment: crate::hl7::parser::Segment, text: &str) {
+        self.report.warnings.push(format!("{}:{}: {text}", segment.index(), segment.id()));
     }
 
     /// Who sent the message: MSH-4.1 (sending facility), else MSH-3.1 (application). Scopes

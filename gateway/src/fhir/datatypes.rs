@@ -692,7 +692,7 @@ pub fn quantity(number: &str, units: Rep, site: &SiteMaps, report: &mut Report) 
         return Value::Null;
     }
     let Some(value) = decimal(number) else {
-        report.warnings.push("invalid numeric value".into());
+        report.warn("invalid numeric value");
         return Value::Null;
     };
     unit_fields(Obj::new().set("value", value), units, site, report).value()
@@ -838,7 +838,7 @@ pub fn observation_value(
                 match decimal(&n) {
                     Some(_) => Some(("valueQuantity", quantity(&n, units, site, report))),
                     None => {
-                        report.warnings.push("OBX-5 not numeric for value type NM; kept as valueString".into());
+                        report.warn("OBX-5 not numeric for value type NM; kept as valueString");
                         Some(("valueString", Value::String(rep_text(r)))).filter(|(_, v)| v.as_str() != Some(""))
                     }
                 }
@@ -857,7 +857,7 @@ pub fn observation_value(
             .filter_map(|r| match fhir_time(&r.value()) {
                 Some(t) => Some(("valueTime", Value::String(t))),
                 None => {
-                    report.warnings.push("invalid time".into());
+                    report.warn("invalid time");
                     None
                 }
             })
@@ -972,7 +972,7 @@ pub fn datetime(value: &str, site: &SiteMaps, report: &mut Report) -> Value {
     match time::to_fhir_datetime(value, &site.zone) {
         Ok(s) => Value::String(s),
         Err(_) => {
-            report.warnings.push("invalid date/time".into());
+            report.warn("invalid date/time");
             Value::Null
         }
     }
@@ -986,7 +986,7 @@ pub fn date(value: &str, report: &mut Report) -> Value {
     match time::to_fhir_date(value) {
         Ok(s) => Value::String(s),
         Err(_) => {
-            report.warnings.push("invalid date/time".into());
+            report.warn("invalid date/time");
             Value::Null
         }
     }
@@ -1001,11 +1001,11 @@ pub fn instant(value: &str, site: &SiteMaps, report: &mut Report) -> Value {
     match time::to_fhir_instant(value, &site.zone) {
         Ok(Some(s)) => Value::String(s),
         Ok(None) => {
-            report.warnings.push("date/time too imprecise for an instant".into());
+            report.warn("date/time too imprecise for an instant");
             Value::Null
         }
         Err(_) => {
-            report.warnings.push("invalid date/time".into());
+            report.warn("invalid date/time");
             Value::Null
         }
     }

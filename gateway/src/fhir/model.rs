@@ -103,9 +103,23 @@ pub struct Report {
     /// The entries of `unmapped_codes`, to keep it free of repeats in O(1) per code.
     #[serde(skip)]
     unmapped_seen: HashSet<String>,
+    /// The segment being mapped (`3:PID`), which locates warnings raised below the maps.
+    #[serde(skip)]
+    at: String,
 }
 
 impl Report {
+    /// Sets the location of the warnings that follow (`<segment index>:<segment ID>`).
+    pub fn locate(&mut self, at: String) {
+        self.at = at;
+    }
+
+    /// A warning at the current location.
+    pub fn warn(&mut self, text: &str) {
+        let w = if self.at.is_empty() { text.to_string() } else { format!("{}: {text}", self.at) };
+        self.warnings.push(w);
+    }
+
     pub fn unmapped(&mut self, system: &str, code: &str) {
         let entry = format!("{system}|{code}");
         if self.unmapped_seen.insert(entry.clone()) {

@@ -152,10 +152,8 @@ pub struct Metrics {
     pub duplicates: Counter,
     pub stored: Counter,
     pub converted: Counter,
-    /// Messages with a resource keyed under `default_identifier_system` (authority unmapped).
-    pub identifier_default_system: Counter,
-    /// Messages with a resource that has no usable key.
-    pub keyless_resources: Counter,
+    /// Items of conversion reports, by kind.
+    pub convert_report: ReportCounters,
     pub dead_letters: Counter,
     pub ack_latency: Histogram,
     pub batch_size: Histogram,
@@ -217,6 +215,31 @@ pub struct Metrics {
     pub log_unsafe_trace: Gauge,
 }
 
+/// Items of conversion reports, by kind (the `kind` label of
+/// `gateway_convert_report_items_total`).
+#[derive(Debug, Default)]
+pub struct ReportCounters {
+    pub unconsumed_segment: Counter,
+    pub unmapped_code: Counter,
+    pub warning: Counter,
+    /// Assigning authorities keyed under `default_identifier_system`.
+    pub default_system: Counter,
+    /// Resource types with a keyless resource.
+    pub keyless: Counter,
+}
+
+impl ReportCounters {
+    fn all(&self) -> [(&'static str, &Counter); 5] {
+        [
+            ("unconsumed_segment", &self.unconsumed_segment),
+            ("unmapped_code", &self.unmapped_code),
+            ("warning", &self.warning),
+            ("default_system", &self.default_system),
+            ("keyless", &self.keyless),
+        ]
+    }
+}
+
 /// One counter per [`FailClass`] (the `class` label of `gateway_forward_failures_total`).
 #[derive(Debug, Default)]
 pub struct FailCounters([Counter; FailClass::ALL.len()]);
@@ -241,8 +264,7 @@ impl Default for Metrics {
             duplicates: Counter::default(),
             stored: Counter::default(),
             converted: Counter::default(),
-            identifier_default_system: Counter::default(),
-            keyless_resources: Counter::default(),
+            convert_report: ReportCounters::default(),
             dead_letters: Counter::default(),
             ack_latency: Histogram::new(LATENCY_BOUNDS),
             batch_size: Histogram::new(BATCH_BOUNDS),
@@ -314,16 +336,6 @@ impl Metrics {
             ("gateway_duplicates_total", "Re-sent messages acknowledged without a second copy", &self.duplicates),
             ("gateway_messages_stored_total", "Messages durably stored", &self.stored),
             ("gateway_messages_converted_total", "Messages converted to FHIR bundles in the outbox", &self.converted),
-            (
-                "gateway_convert_default_identifier_system_total",
-                "Messages with a resource keyed by an assigning authority not in [mapping.identifier_systems]",
-                &self.identifier_default_system,
-            ),
-            (
-                "gateway_convert_keyless_resources_total",
-                "Messages with a resource that has no usable key (see the conversion report)",
-                &self.keyless_resources,
-            ),
             ("gateway_dead_letters_total", "Messages moved to dead letters", &self.dead_letters),
             ("gateway_frame_timeouts_total", "Connections closed because a frame stalled", &self.frame_timeouts),
             ("gateway_idle_timeouts_total", "Connections closed for idleness", &self.idle_timeouts),
@@ -388,6 +400,10 @@ impl Metrics {
         );
         let _ =
             writeln!(out, "gateway_connections_refused_total{{reason=\"admin_limit\"}} {}", self.refused_admin.get());
+        let _ = writeln!(out, "# HELP gateway_convert_report_items_total Items of the conversion reports (unconsumed segments, unmapped codes, warnings, unmapped authorities, keyless resources), by kind\n# TYPE gateway_convert_report_items_total counter");
+        for (kind, n) in self.convert_report.all() {
+            let _ = writeln!(out, "gateway_convert_report_items_total{{kind=\"{kind}\"}} {}", n.get());
+        }
         let _ = writeln!(out, "# HELP gateway_forward_failures_total Failed delivery attempts, by class\n# TYPE gateway_forward_failures_total counter");
         for class in FailClass::ALL {
             let (label, n) = (class.label(), self.forward_failures[class].get());

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
 use crate::fhir::memory::{Forgetful, Memory};
-use crate::fhir::model::Identity;
+use crate::fhir::model::{Identity, Report};
 use crate::fhir::site::SiteMaps;
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
@@ -117,6 +117,34 @@ fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
     }
 }
 
+/// Counts a committed message's report in `/metrics` and logs its counts at INFO (a report
+/// holds segment IDs, locations and codes, never patient data; `gateway report <seq>` shows
+/// it); each unmapped authority is also a WARN, once.
+fn count_report(seq: &i64, report: &Report, metrics: &Metrics) {
+    let counts = &metrics.convert_report;
+    let n = |v: &Vec<String>| v.len() as u64;
+    counts.unconsumed_segment.add(n(&report.unconsumed));
+    counts.unmapped_code.add(n(&report.unmapped_codes));
+    counts.warning.add(n(&report.warnings));
+    counts.default_system.add(n(&report.default_systems));
+    counts.keyless.add(n(&report.keyless));
+    warn_unmapped_authorities(&report.default_systems);
+    let items =
+        [&report.unconsumed, &report.unmapped_codes, &report.warnings, &report.default_systems, &report.keyless];
+    if items.iter().any(|v| !v.is_empty()) {
+        tracing::info!(
+            seq,
+            structure = %report.structure,
+            unconsumed_segments = report.unconsumed.len(),
+            unmapped_codes = report.unmapped_codes.len(),
+            warnings = report.warnings.len(),
+            unmapped_authorities = report.default_systems.len(),
+            keyless_types = report.keyless.len(),
+            "conversion report (gateway report {seq})"
+        );
+    }
+}
+
 /// Logs each assigning authority keyed under the default system once (authority codes are
 /// configuration, not patient data): the site should map it.
 fn warn_unmapped_authorities(found: &[String]) {
@@ -133,7 +161,7 @@ fn warn_unmapped_authorities(found: &[String]) {
 
 /// What became of one journal row.
 enum Outcome {
-    Bundles(Vec<Sealed>),
+    Bundles(Vec<Sealed>, Report),
     Dead(String),
 }
 
@@ -159,12 +187,13 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
     let mut wrote = false;
     // Counted after the commit: a rolled-back batch converted nothing.
     let (mut converted, mut dead, mut done) = (0, 0, 0);
+    let mut reports = Vec::new();
     for (row, outcome) in rows.iter().zip(outcomes) {
         let seq = row.seq;
         let state = match &outcome {
             // Nothing to send (e.g. a message with no resources in batch form): done.
-            Outcome::Bundles(parts) if parts.is_empty() => JournalState::Delivered,
-            Outcome::Bundles(_) => JournalState::Converted,
+            Outcome::Bundles(parts, _) if parts.is_empty() => JournalState::Delivered,
+            Outcome::Bundles(..) => JournalState::Converted,
             Outcome::Dead(_) => JournalState::Dead,
         };
         if !batch.leave_received(seq, state)? {
@@ -174,7 +203,10 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
             done += 1;
         }
         match outcome {
-            Outcome::Bundles(parts) => {
+            Outcome::Bundles(parts, report) => {
+                let json = serde_json::to_string(&report).unwrap_or_default();
+                batch.set_report(seq, &json)?;
+                reports.push((seq, report));
                 wrote |= !parts.is_empty();
                 for (part, sealed) in parts.iter().enumerate() {
                     batch.add_bundle(&NewBundle {
@@ -196,6 +228,9 @@ pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<us
         }
     }
     batch.commit()?;
+    for (seq, report) in &reports {
+        count_report(seq, report, &opts.metrics);
+    }
     opts.metrics.converted.add(converted);
     opts.metrics.dead_letters.add(dead);
     opts.metrics.journal_depth.add(-done);
@@ -220,20 +255,12 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions, memory: &mut JournalMemory<
             for (kind, identity) in &converted.written {
                 memory.sent_now(kind, identity);
             }
-            if !converted.default_systems.is_empty() {
-                opts.metrics.identifier_default_system.inc();
-                warn_unmapped_authorities(&converted.default_systems);
-            }
-            if !converted.keyless.is_empty() {
-                opts.metrics.keyless_resources.inc();
-            }
-            Outcome::Bundles(
-                converted
-                    .bundles
-                    .into_iter()
-                    .map(|b| Sealed { bytes: opts.keys.seal(&b.json), kind: b.kind.to_string(), entries: b.entries })
-                    .collect(),
-            )
+            let parts = converted
+                .bundles
+                .into_iter()
+                .map(|b| Sealed { bytes: opts.keys.seal(&b.json), kind: b.kind.to_string(), entries: b.entries })
+                .collect();
+            Outcome::Bundles(parts, converted.report)
         }
         Err(reason) => Outcome::Dead(reason),
     }
@@ -265,9 +292,8 @@ pub struct Converted {
     /// The resources of the types ADT messages own that it sends with a key (Salesforce
     /// profile only: there a later create-if-absent must leave them out).
     pub written: Vec<(&'static str, Identity)>,
-    /// From the conversion report: authorities keyed under the default system, keyless types.
-    pub default_systems: Vec<String>,
-    pub keyless: Vec<String>,
+    /// What the conversion did not map (no patient data).
+    pub report: Report,
 }
 
 /// [`convert_message`] with what earlier messages left in `memory`.
@@ -299,14 +325,7 @@ pub fn convert_message_with(
                 .filter_map(|r| Some((r.kind, r.identity.clone()?)))
                 .collect(),
         };
-        let report = conversion.report;
-        Ok(Converted {
-            bundles,
-            merges: conversion.merges,
-            written,
-            default_systems: report.default_systems,
-            keyless: report.keyless,
-        })
+        Ok(Converted { bundles, merges: conversion.merges, written, report: conversion.report })
     };
     guarded(work)
 }
@@ -486,5 +505,26 @@ mod tests {
         );
         let obs = lab_entries.iter().find(|e| e["resource"]["resourceType"] == "Observation").unwrap();
         assert_eq!(obs["resource"]["subject"]["reference"], patient_url, "and is referenced by its id");
+    }
+
+    #[test]
+    fn the_report_is_kept_with_the_row_and_counted_by_kind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut conn, opts) = stage(tmp.path(), Profile::Generic);
+        let raw = b"MSH|^~\\&|A|H|C|D|20260302000000||ADT^A08^ADT_A01|U1|P|2.5.1\rEVN|A08|20260302000000\rPID|1||S1^^^UNMAPPED^MR||DOE^JO||2026139\rZXX|1|site data\r";
+        let seq = journal(&conn, &opts, "U1", raw);
+        step(&mut conn, &opts).unwrap();
+        let row = crate::store::journal::report(&conn, seq).unwrap().unwrap();
+        let report: serde_json::Value = serde_json::from_str(&row.report.unwrap()).unwrap();
+        assert_eq!(report["structure"], "ADT_A01");
+        assert_eq!(report["unconsumed"], serde_json::json!(["3:ZXX"]));
+        assert_eq!(report["default_systems"], serde_json::json!(["UNMAPPED -> urn:hl7v2-gateway:authority:UNMAPPED"]));
+        // Located: the invalid birth date is reported at the PID, without its value.
+        let warnings = report["warnings"].as_array().unwrap();
+        assert!(warnings.iter().any(|w| w.as_str().unwrap().starts_with("2:PID: invalid")), "{warnings:?}");
+        assert!(!report.to_string().contains("2026139") && !report.to_string().contains("DOE"), "no patient data");
+        let counts = &opts.metrics.convert_report;
+        assert_eq!((counts.unconsumed_segment.get(), counts.default_system.get()), (1, 1));
+        assert_eq!(counts.warning.get(), warnings.len() as u64);
     }
 }

@@ -58,6 +58,11 @@ impl<'c> ConvertBatch<'c> {
         Ok(ConvertBatch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?, now })
     }
 
+    /// Keeps the conversion report (JSON, no patient data) with the journal row.
+    pub fn set_report(&self, seq: i64, report: &str) -> rusqlite::Result<()> {
+        self.tx.prepare_cached("UPDATE journal SET report = ?2 WHERE seq = ?1")?.execute(params![seq, report]).map(drop)
+    }
+
     /// Moves a `received` row to `to`; false when the row is no longer received (an
     /// operator acted on it meanwhile), in which case nothing else must be written for it.
     pub fn leave_received(&self, seq: i64, to: JournalState) -> rusqlite::Result<bool> {

@@ -135,6 +135,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (patient, other, relation)
     ) WITHOUT ROWID;
     CREATE TABLE sent_resource (key BLOB PRIMARY KEY) WITHOUT ROWID;",
+    // 8: the conversion report of a converted message (JSON: segment IDs, locations, codes,
+    // counts; no patient data), kept as long as its journal row.
+    "ALTER TABLE journal ADD COLUMN report TEXT;",
 ];
 
 /// Work a migration needs beyond SQL, run in its transaction after its SQL.

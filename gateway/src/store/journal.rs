@@ -38,3 +38,22 @@ pub fn insert(conn: &Connection, row: &NewRow<'_>) -> rusqlite::Result<i64> {
     ])?;
     Ok(conn.last_insert_rowid())
 }
+
+/// What `gateway report` shows of a journal row: its metadata and conversion report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    pub control_id: String,
+    pub message_type: String,
+    pub state: String,
+    /// The conversion report (JSON); `None` before conversion or when it failed.
+    pub report: Option<String>,
+}
+
+/// The report of journal row `seq`; `None` when there is no such row.
+pub fn report(conn: &Connection, seq: i64) -> rusqlite::Result<Option<ReportRow>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row("SELECT control_id, message_type, state, report FROM journal WHERE seq = ?1", [seq], |r| {
+        Ok(ReportRow { control_id: r.get(0)?, message_type: r.get(1)?, state: r.get(2)?, report: r.get(3)? })
+    })
+    .optional()
+}

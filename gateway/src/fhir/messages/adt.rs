@@ -40,7 +40,8 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         return;
     }
     let Some(pid) = root.segment(msg, "PID") else {
-        ctx.report.warnings.push("ADT message without PID: nothing mapped".into());
+        let msh = ctx.msg.msh();
+        ctx.warn_at(msh, "ADT message without PID: nothing mapped");
         return;
     };
     let patient = patient::patient(ctx, pid, root.segment(msg, "PD1"));

@@ -20,7 +20,8 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     let msg = ctx.msg;
     let root = &grouped.root;
     let (Some(patient), encounter) = patient_and_visit(ctx, root, "PATIENT_VISIT") else {
-        ctx.report.warnings.push("VXU message without PID: nothing mapped".into());
+        let msh = ctx.msg.msh();
+        ctx.warn_at(msh, "VXU message without PID: nothing mapped");
         return;
     };
     for g in root.groups("PERSON_OBSERVATION") {

@@ -71,7 +71,7 @@ fn ndl_practitioner(ctx: &mut Ctx, ndl: Rep) -> Option<String> {
 pub fn diagnostic_report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, links: ReportLinks) -> Option<String> {
     let code = concept(ctx, obr.field(4).rep(1));
     if code.is_null() {
-        ctx.report.warnings.push("OBR without OBR-4 universal service identifier: no DiagnosticReport".into());
+        ctx.warn_at(obr, "OBR without OBR-4 universal service identifier: no DiagnosticReport");
         return None;
     }
     ctx.consume(obr.index());

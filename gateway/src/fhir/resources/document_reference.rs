@@ -82,7 +82,7 @@ pub fn document_reference(
         }
     }
     if content.is_empty() {
-        ctx.report.warnings.push("TXA without document content: no DocumentReference".into());
+        ctx.warn_at(txa, "TXA without document content: no DocumentReference");
         return None;
     }
     ctx.consume(txa.index());

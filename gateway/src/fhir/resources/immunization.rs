@@ -107,7 +107,7 @@ pub fn immunization(
     let vaccine = concept(ctx, rxa.field(5).rep(1));
     let occurrence = datetime(ctx, &rxa.field(3).value());
     if vaccine.is_null() || occurrence.is_null() {
-        ctx.report.warnings.push("RXA without RXA-5 vaccine or RXA-3 date: no Immunization".into());
+        ctx.warn_at(rxa, "RXA without RXA-5 vaccine or RXA-3 date: no Immunization");
         return None;
     }
     ctx.consume(rxa.index());

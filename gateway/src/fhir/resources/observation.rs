@@ -201,7 +201,7 @@ pub fn observation(
 ) -> Option<String> {
     let code = concept(ctx, obx.field(3).rep(1));
     if code.is_null() {
-        ctx.report.warnings.push("OBX without OBX-3 observation identifier not mapped".into());
+        ctx.warn_at(obx, "OBX without OBX-3 observation identifier not mapped");
         return None;
     }
     ctx.consume(obx.index());

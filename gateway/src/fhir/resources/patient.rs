@@ -141,8 +141,7 @@ pub(crate) fn record_identity(ctx: &mut Ctx, segment: &str, fields: &[Field]) ->
     let (_, id) = best?;
     if id.1.is_none() {
         ctx.report
-            .warnings
-            .push(format!("{segment}: record identifier without an assigning authority, keyed under the sender"));
+            .warn(&format!("{segment}: record identifier without an assigning authority, keyed under the sender"));
     }
     ctx.scoped_identity("Patient", Some(&id))
 }
@@ -334,7 +333,7 @@ pub fn merged_patient(ctx: &mut Ctx, mrg: Segment, surviving: &str) -> Option<St
         ids.push_cx(ctx, mrg.field(n));
     }
     if ids.values().is_empty() {
-        ctx.report.warnings.push(format!("{}:MRG without a prior patient identifier", mrg.index()));
+        ctx.warn_at(mrg, "MRG without a prior patient identifier");
         return None;
     }
     ctx.consume(mrg.index());
@@ -352,7 +351,7 @@ pub fn merged_patient(ctx: &mut Ctx, mrg: Segment, surviving: &str) -> Option<St
         write: Write::Upsert,
     });
     if key == surviving {
-        ctx.report.warnings.push(format!("{}:MRG names the surviving patient", mrg.index()));
+        ctx.warn_at(mrg, "MRG names the surviving patient");
         return None;
     }
     ctx.append_unique(surviving, "link", json!({"other": reference(&key), "type": "replaces"}));

@@ -35,13 +35,13 @@ pub fn provenance(ctx: &mut Ctx) {
     let msh7 = msh.field(7).value();
     let evn2 = evn.map(|e| e.field(2).value().into_owned()).unwrap_or_default();
     let Some(recorded) = as_instant(&msh7).or_else(|| as_instant(&evn2)) else {
-        ctx.report.warnings.push("no MSH-7/EVN-2 with a time of day: Provenance not created".into());
+        ctx.warn_at(msh, "no MSH-7/EVN-2 with a time of day: Provenance not created");
         return;
     };
     let org = datatypes::organization(msh.field(4).rep(1), ctx.site)
         .or_else(|| datatypes::organization(msh.field(3).rep(1), ctx.site));
     let Some(org) = org else {
-        ctx.report.warnings.push("no MSH-4/MSH-3 sender: Provenance not created".into());
+        ctx.warn_at(msh, "no MSH-4/MSH-3 sender: Provenance not created");
         return;
     };
     let org_key = ctx.add(org);
