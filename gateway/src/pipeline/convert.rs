@@ -161,7 +161,7 @@ fn warn_unmapped_authorities(found: &[String]) {
 
 /// What became of one journal row.
 enum Outcome {
-    Bundles(Vec<Sealed>, Report),
+    Bundles(Vec<Sealed>, Box<Report>),
     Dead(String),
 }
 
@@ -260,7 +260,7 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions, memory: &mut JournalMemory<
                 .into_iter()
                 .map(|b| Sealed { bytes: opts.keys.seal(&b.json), kind: b.kind.to_string(), entries: b.entries })
                 .collect();
-            Outcome::Bundles(parts, converted.report)
+            Outcome::Bundles(parts, Box::new(converted.report))
         }
         Err(reason) => Outcome::Dead(reason),
     }
