@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::store::audit::{self, Action};
 use crate::store::dead_letters;
 pub use crate::store::dead_letters::DeadLetter;
-use crate::store::state::JournalState;
+use crate::store::state::{DeadLetterStage, JournalState};
 use crate::store::{db, key_guard, Keys};
 
 /// `gateway deadletter <command>`.
@@ -217,8 +217,8 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
     let Some(state) = dead_letters::journal_state(&tx, seq)? else {
         bail!("dead letter {id}: journal row {seq} is gone; purge it instead")
     };
-    let done = match d.stage.as_str() {
-        "convert" => {
+    let done = match d.stage {
+        DeadLetterStage::Convert => {
             if state != JournalState::Dead {
                 bail!("dead letter {id}: journal row {seq} is {state}, not dead; not replayed");
             }
@@ -227,12 +227,18 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
             if leftovers > 0 {
                 bail!("dead letter {id}: journal row {seq} already has {leftovers} outbox row(s); not replayed");
             }
-            audit_and_delete(&tx, actor, Action::Replay, &dead_letters::of_message(&tx, seq, Some("convert"))?, seq)?;
+            audit_and_delete(
+                &tx,
+                actor,
+                Action::Replay,
+                &dead_letters::of_message(&tx, seq, Some(DeadLetterStage::Convert))?,
+                seq,
+            )?;
             dead_letters::requeue_for_conversion(&tx, seq)?;
             Replayed::Convert { id, journal_seq: seq }
         }
-        "deliver" => {
-            let ids = dead_letters::of_message(&tx, seq, Some("deliver"))?;
+        DeadLetterStage::Deliver => {
+            let ids = dead_letters::of_message(&tx, seq, Some(DeadLetterStage::Deliver))?;
             audit_and_delete(&tx, actor, Action::Replay, &ids, seq)?;
             let n = dead_letters::requeue_dead_bundles(&tx, seq)?;
             if n == 0 {
@@ -245,7 +251,6 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
             let also = ids.into_iter().filter(|&i| i != id).collect();
             Replayed::Deliver { id, journal_seq: seq, outbox_rows: n, also }
         }
-        other => bail!("dead letter {id}: unknown stage {other:?}"),
     };
     tx.commit()?;
     Ok(done)
@@ -320,27 +325,19 @@ mod tests {
     use super::*;
     use crate::store::state::OutboxState;
     use rusqlite::params;
-    use std::path::PathBuf;
 
     struct Db {
-        dir: PathBuf,
+        dir: tempfile::TempDir,
         conn: Connection,
         keys: Keys,
-    }
-
-    impl Drop for Db {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 
     const MSG: &[u8] =
         b"MSH|^~\\&|LAB|HOSP|GW|HOSP|20240101120000||ORU^R01|CTRL1|P|2.5\rPID|1||MRN123^^^HOSP||DOE^JANE\r";
 
-    fn db(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("gw-dl-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+    fn db() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, db::Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         Db { dir, conn, keys: Keys::from_master(&[7; 32]) }
@@ -367,7 +364,7 @@ mod tests {
                 .unwrap();
             self.conn.last_insert_rowid()
         }
-        fn dead(&self, seq: i64, stage: &str, reason: &str) -> i64 {
+        fn dead(&self, seq: i64, stage: DeadLetterStage, reason: &str) -> i64 {
             self.conn
                 .execute(
                     "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, 1700000000002)",
@@ -391,11 +388,11 @@ mod tests {
 
     #[test]
     fn list_shows_ids_stage_reason_and_header_fields_without_phi() {
-        let d = db("list");
+        let d = db();
         let s1 = d.journal("CTRL1", JournalState::Dead);
-        d.dead(s1, "convert", "PID-3 missing");
+        d.dead(s1, DeadLetterStage::Convert, "PID-3 missing");
         let s2 = d.journal("CTRL\x1b[2J", JournalState::Converted);
-        d.dead(s2, "deliver", "HTTP 422 OperationOutcome invalid");
+        d.dead(s2, DeadLetterStage::Deliver, "HTTP 422 OperationOutcome invalid");
         let mut out = Vec::new();
         assert_eq!(list(&d.conn, &mut out).unwrap(), 2);
         let out = String::from_utf8(out).unwrap();
@@ -408,9 +405,9 @@ mod tests {
 
     #[test]
     fn show_audits_first_then_prints_the_message() {
-        let mut d = db("show");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
         let mut out = Vec::new();
         let keys = Keys::from_master(&[7; 32]);
         show(&mut d.conn, &keys, "alice", id, &mut out).unwrap();
@@ -432,9 +429,9 @@ mod tests {
 
     #[test]
     fn show_prints_nothing_when_the_audit_write_fails() {
-        let mut d = db("show-fail");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
         d.conn
             .execute_batch(
                 "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
@@ -455,9 +452,9 @@ mod tests {
 
     #[test]
     fn replay_convert_requeues_the_journal_row() {
-        let mut d = db("replay-convert");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
         assert_eq!(replay(&mut d.conn, "bob", id).unwrap(), Replayed::Convert { id, journal_seq: seq });
         assert_eq!(d.state(seq), JournalState::Received);
         assert_eq!(d.count("dead_letter"), 0);
@@ -469,13 +466,13 @@ mod tests {
 
     #[test]
     fn replay_deliver_keeps_outbox_ids_and_resets_attempts() {
-        let mut d = db("replay-deliver");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
         let o1 = d.outbox(seq, 0, OutboxState::Delivered, 1);
         let o2 = d.outbox(seq, 1, OutboxState::Dead, 9);
         let later = d.journal("CTRL2", JournalState::Converted);
         let o3 = d.outbox(later, 0, OutboxState::Pending, 2);
-        let id = d.dead(seq, "deliver", "HTTP 422");
+        let id = d.dead(seq, DeadLetterStage::Deliver, "HTTP 422");
         assert_eq!(
             replay(&mut d.conn, "bob", id).unwrap(),
             Replayed::Deliver { id, journal_seq: seq, outbox_rows: 1, also: vec![] }
@@ -499,13 +496,13 @@ mod tests {
 
     #[test]
     fn replay_covers_all_dead_bundles_of_the_message_and_resets_entry_progress() {
-        let mut d = db("replay-multi");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
         let o0 = d.outbox(seq, 0, OutboxState::Dead, 4);
         let o1 = d.outbox(seq, 1, OutboxState::Dead, 2);
         d.conn.execute("UPDATE outbox SET entries_dead = 3, entries_done = '[0,1]'", []).unwrap();
-        let a = d.dead(seq, "deliver", "HTTP 400");
-        let b = d.dead(seq, "deliver", "entry 3: invalid");
+        let a = d.dead(seq, DeadLetterStage::Deliver, "HTTP 400");
+        let b = d.dead(seq, DeadLetterStage::Deliver, "entry 3: invalid");
         let r = replay(&mut d.conn, "bob", b).unwrap();
         assert_eq!(r, Replayed::Deliver { id: b, journal_seq: seq, outbox_rows: 2, also: vec![a] });
         assert!(r.to_string().contains(&format!("also covers dead letter(s) {a}")), "{r}");
@@ -523,12 +520,12 @@ mod tests {
         assert_eq!(ev, vec![(a, "replay".into()), (b, "replay".into())]);
 
         // Still pending (a batch with a dead entry, not settled yet): refused, nothing changes.
-        let c = d.dead(seq, "deliver", "entry 1: invalid");
+        let c = d.dead(seq, DeadLetterStage::Deliver, "entry 1: invalid");
         let e = replay(&mut d.conn, "bob", c).unwrap_err();
         assert!(e.to_string().contains("still being delivered"), "{e}");
         assert_eq!(d.audit().len(), 2);
         // Purge takes the message's dead letters and bundles.
-        d.dead(seq, "deliver", "again");
+        d.dead(seq, DeadLetterStage::Deliver, "again");
         purge(&mut d.conn, "dave", c).unwrap();
         assert_eq!((d.count("dead_letter"), d.count("outbox")), (0, 0));
         assert_eq!(d.state(seq), JournalState::Dead);
@@ -537,14 +534,14 @@ mod tests {
 
     #[test]
     fn replay_all_goes_on_past_failures() {
-        let mut d = db("replay-all");
+        let mut d = db();
         let s1 = d.journal("A", JournalState::Dead);
-        let a = d.dead(s1, "convert", "x");
+        let a = d.dead(s1, DeadLetterStage::Convert, "x");
         let s2 = d.journal("B", JournalState::Delivered); // not dead: refused
-        let b = d.dead(s2, "convert", "y");
+        let b = d.dead(s2, DeadLetterStage::Convert, "y");
         let s3 = d.journal("C", JournalState::Dead);
         d.outbox(s3, 0, OutboxState::Dead, 3);
-        let c = d.dead(s3, "deliver", "z");
+        let c = d.dead(s3, DeadLetterStage::Deliver, "z");
         let mut out = Vec::new();
         assert!(replay_all(&mut d.conn, "carol", &mut out).is_err());
         let out = String::from_utf8(out).unwrap();
@@ -557,12 +554,12 @@ mod tests {
 
     #[test]
     fn purge_deletes_the_dead_letter_and_its_outbox_rows() {
-        let mut d = db("purge");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
         d.outbox(seq, 0, OutboxState::Dead, 5);
         let other = d.journal("CTRL2", JournalState::Converted);
         d.outbox(other, 0, OutboxState::Pending, 0);
-        let id = d.dead(seq, "deliver", "HTTP 400");
+        let id = d.dead(seq, DeadLetterStage::Deliver, "HTTP 400");
         assert_eq!(purge(&mut d.conn, "dave", id).unwrap(), seq);
         assert_eq!(d.count("dead_letter"), 0);
         assert_eq!(d.count("outbox"), 1, "other messages' rows stay");
@@ -574,9 +571,9 @@ mod tests {
 
     #[test]
     fn audit_rows_cannot_be_changed() {
-        let mut d = db("audit");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "x");
+        let id = d.dead(seq, DeadLetterStage::Convert, "x");
         purge(&mut d.conn, "erin", id).unwrap();
         assert!(d.conn.execute("UPDATE audit SET actor = 'x'", []).unwrap_err().to_string().contains("append-only"));
         assert!(d.conn.execute("DELETE FROM audit", []).unwrap_err().to_string().contains("append-only"));
@@ -598,12 +595,12 @@ mod tests {
     /// A key file, a config file naming it and the journal, and one dead letter.
     fn config_with_a_dead_letter(d: &Db) -> (std::path::PathBuf, i64, i64) {
         use std::os::unix::fs::PermissionsExt;
-        let key_file = d.dir.join("j.key");
+        let key_file = d.dir.path().join("j.key");
         std::fs::write(&key_file, [7u8; 32]).unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
-        let config = d.dir.join("gateway.toml");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
+        let config = d.dir.path().join("gateway.toml");
         std::fs::write(
             &config,
             "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n[[listener]]\nname = \"m\"\nbind = \"127.0.0.1:2575\"\n",
@@ -614,7 +611,7 @@ mod tests {
 
     #[test]
     fn run_uses_the_config_file() {
-        let d = db("run");
+        let d = db();
         let (config, seq, id) = config_with_a_dead_letter(&d);
         let mut out = Vec::new();
         run(&config, None, Command::List, &mut out).unwrap();
@@ -629,7 +626,7 @@ mod tests {
 
     #[test]
     fn audit_verify_reports_the_count_or_the_first_break_and_show_needs_the_bound_key() {
-        let d = db("verify");
+        let d = db();
         let (config, _, id) = config_with_a_dead_letter(&d);
         let verify = || {
             let mut out = Vec::new();
@@ -652,7 +649,7 @@ mod tests {
             &Keys::from_master(&[7; 32]).check_value(),
         )
         .unwrap();
-        std::fs::write(d.dir.join("j.key"), [8u8; 32]).unwrap();
+        std::fs::write(d.dir.path().join("j.key"), [8u8; 32]).unwrap();
         let e = run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("is not the key"), "{e}");
         assert_eq!(d.audit().len(), 2);

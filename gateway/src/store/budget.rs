@@ -111,18 +111,18 @@ pub fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
 mod tests {
     use super::*;
     use crate::store::db::{self, Synchronous};
+    use crate::store::state::JournalState;
 
     #[test]
     fn usage_counts_live_pages_wal_shm_and_the_unconverted_reserve() {
-        let dir = std::env::temp_dir().join(format!("gw-budget-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         let mut budget = Budget::new(path.clone(), 1 << 30);
         let empty = budget.usage(&conn, false).unwrap();
         assert_eq!(empty.reserve, 0);
-        for (i, state) in ["received", "received", "converted"].iter().enumerate() {
+        for (i, state) in [JournalState::Received, JournalState::Received, JournalState::Converted].iter().enumerate() {
             conn.execute(
                 "INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, state, payload)
                  VALUES (0, 'l', 's', ?1, 'ADT^A01', x'00', ?2, zeroblob(3000))",
@@ -137,7 +137,7 @@ mod tests {
         // Near full: another connection wrote since the last sum, so the rows are summed
         // again; only the two received ones count.
         let other = db::open(&path, None, Synchronous::Full).unwrap();
-        other.execute("UPDATE journal SET state = 'received' WHERE control_id = 'C0'", []).unwrap();
+        other.execute("UPDATE journal SET state = ?1 WHERE control_id = 'C0'", [JournalState::Received]).unwrap();
         let u = budget.usage(&conn, true).unwrap();
         assert_eq!(u.reserve, 6000 * CONVERT_FACTOR);
         let files = Footprint::of(&path);
@@ -147,6 +147,5 @@ mod tests {
         assert!(u.live > empty.live);
         assert_eq!(Budget::cost(1000), 2 * (1000 + ROW_OVERHEAD) + 1000 * CONVERT_FACTOR);
         drop((conn, other));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
-use super::state::JournalState;
+use super::state::{DeadLetterStage, JournalState};
 
 /// A journal row waiting for conversion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +56,10 @@ impl<'c> ConvertBatch<'c> {
     /// Moves a `received` row to `to`; false when the row is no longer received (an
     /// operator acted on it meanwhile), in which case nothing else must be written for it.
     pub fn leave_received(&self, seq: i64, to: JournalState) -> rusqlite::Result<bool> {
-        let changed =
-            self.tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'received'", params![seq, to])?;
+        let changed = self.tx.execute(
+            "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3",
+            params![seq, to, JournalState::Received],
+        )?;
         Ok(changed > 0)
     }
 
@@ -83,8 +85,8 @@ impl<'c> ConvertBatch<'c> {
     /// Records why a message could not be converted (`reason` is PHI-free).
     pub fn add_dead_letter(&self, seq: i64, reason: &str) -> rusqlite::Result<()> {
         self.tx.execute(
-            "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'convert', ?2, ?3)",
-            params![seq, reason, self.now],
+            "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![seq, DeadLetterStage::Convert, reason, self.now],
         )?;
         Ok(())
     }
@@ -124,7 +126,7 @@ mod tests {
         );
         assert_eq!(received(&conn, 1).unwrap().len(), 1, "at most the limit");
         // An operator purged the second message after it was read.
-        conn.execute("UPDATE journal SET state = 'dead' WHERE seq = 2", []).unwrap();
+        conn.execute("UPDATE journal SET state = ?1 WHERE seq = 2", [JournalState::Dead]).unwrap();
 
         let batch = ConvertBatch::begin(&mut conn, 7).unwrap();
         assert!(batch.leave_received(1, JournalState::Converted).unwrap());

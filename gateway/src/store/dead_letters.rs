@@ -5,15 +5,14 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::state::JournalState;
+use super::state::{DeadLetterStage, JournalState, OutboxState};
 
 /// A dead letter and the PHI-free columns of its journal row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub id: i64,
     pub journal_seq: i64,
-    /// `convert` or `deliver`.
-    pub stage: String,
+    pub stage: DeadLetterStage,
     pub reason: String,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -51,7 +50,7 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<DeadLetter>> {
 
 /// Ids of the dead letters of journal row `seq` (a message whose bundles failed several
 /// times has several), `stage` only if given.
-pub fn of_message(conn: &Connection, seq: i64, stage: Option<&str>) -> rusqlite::Result<Vec<i64>> {
+pub fn of_message(conn: &Connection, seq: i64, stage: Option<DeadLetterStage>) -> rusqlite::Result<Vec<i64>> {
     let mut stmt =
         conn.prepare("SELECT id FROM dead_letter WHERE journal_seq = ?1 AND (?2 IS NULL OR stage = ?2) ORDER BY id")?;
     let rows = stmt.query_map(params![seq, stage], |r| r.get(0))?;
@@ -80,12 +79,16 @@ pub fn bundles(conn: &Connection, seq: i64) -> rusqlite::Result<i64> {
 
 /// How many of journal row `seq`'s bundles are still pending.
 pub fn pending_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'", [seq], |r| r.get(0))
+    conn.query_row(
+        "SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = ?2",
+        params![seq, OutboxState::Pending],
+        |r| r.get(0),
+    )
 }
 
 /// A conversion failure's replay: the journal row back to `received`, for the convert stage.
 pub fn requeue_for_conversion(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.execute("UPDATE journal SET state = 'received' WHERE seq = ?1", [seq])?;
+    conn.execute("UPDATE journal SET state = ?2 WHERE seq = ?1", params![seq, JournalState::Received])?;
     Ok(())
 }
 
@@ -93,7 +96,7 @@ pub fn requeue_for_conversion(conn: &Connection, seq: i64) -> rusqlite::Result<(
 /// attempts (and no per-entry progress, where the schema has it), under the same outbox ids:
 /// the forwarder orders a lane by id, so they keep their place. Returns how many.
 pub fn requeue_dead_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<usize> {
-    let mut set = String::from("state = 'pending', attempts = 0");
+    let mut set = String::from("state = ?2, attempts = 0");
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('outbox')")?
         .query_map([], |r| r.get(0))?
@@ -104,13 +107,19 @@ pub fn requeue_dead_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<usi
     if columns.iter().any(|c| c == "entries_done") {
         set.push_str(", entries_done = NULL");
     }
-    conn.execute(&format!("UPDATE outbox SET {set} WHERE journal_seq = ?1 AND state = 'dead'"), [seq])
+    conn.execute(
+        &format!("UPDATE outbox SET {set} WHERE journal_seq = ?1 AND state = ?3"),
+        params![seq, OutboxState::Pending, OutboxState::Dead],
+    )
 }
 
 /// After [`requeue_dead_bundles`]: a `dead` journal row back to `converted`, its bundles
 /// being delivered again.
 pub fn reopen_for_delivery(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.execute("UPDATE journal SET state = 'converted' WHERE seq = ?1 AND state = 'dead'", [seq])?;
+    conn.execute(
+        "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3",
+        params![seq, JournalState::Converted, JournalState::Dead],
+    )?;
     Ok(())
 }
 
@@ -122,6 +131,9 @@ pub fn delete_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
 
 /// A purge: journal row `seq` becomes `dead` unless it was delivered (or is already dead).
 pub fn mark_dead(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.execute("UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state IN ('received', 'converted')", [seq])?;
+    conn.execute(
+        "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state IN (?3, ?4)",
+        params![seq, JournalState::Dead, JournalState::Received, JournalState::Converted],
+    )?;
     Ok(())
 }

@@ -180,6 +180,7 @@ pub fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::state::{JournalState, OutboxState};
 
     #[test]
     fn a_wal_over_its_bound_is_emptied_once_readers_let_go_and_a_stuck_reader_does_not_hang_it() {
@@ -215,7 +216,7 @@ mod tests {
         keep_wal_bounded(&maintenance, &opts).unwrap();
         assert!(started.elapsed() < disk::CHECKPOINT_WAIT * 3, "{:?}", started.elapsed());
         assert_eq!(opts.metrics.wal_truncations.get(), 0);
-        conn.execute("UPDATE journal SET state = 'converted' WHERE seq = 1", []).unwrap();
+        conn.execute("UPDATE journal SET state = ?1 WHERE seq = 1", [JournalState::Converted]).unwrap();
         // The reader lets go: the WAL file is emptied, not merely reused.
         reader.execute_batch("COMMIT").unwrap();
         keep_wal_bounded(&maintenance, &opts).unwrap();
@@ -234,9 +235,9 @@ mod tests {
         db::migrate(&mut conn, &path).unwrap();
         let now = crate::store::now_ms();
         let rows = [
-            ("old-delivered", now - 10_000, "delivered"),
-            ("new-delivered", now, "delivered"),
-            ("old-received", now - 10_000, "received"),
+            ("old-delivered", now - 10_000, JournalState::Delivered),
+            ("new-delivered", now, JournalState::Delivered),
+            ("old-received", now - 10_000, JournalState::Received),
         ];
         for (id, at, state) in rows {
             conn.execute(
@@ -246,9 +247,10 @@ mod tests {
             )
             .unwrap();
         }
-        conn.execute_batch(
+        conn.execute(
             "INSERT INTO outbox (journal_seq, part, created_at, state, bundle)
-             SELECT seq, 0, received_at, CASE state WHEN 'delivered' THEN 'delivered' ELSE 'pending' END, x'00' FROM journal",
+             SELECT seq, 0, received_at, CASE state WHEN ?1 THEN ?2 ELSE ?3 END, x'00' FROM journal",
+            rusqlite::params![JournalState::Delivered, OutboxState::Delivered, OutboxState::Pending],
         )
         .unwrap();
         assert_eq!(purge(&mut conn, Duration::from_secs(5), &Default::default()).unwrap(), 1);

@@ -1,6 +1,10 @@
-//! The states a journal row and an outbox row move through, as the schema's `CHECK`
-//! constraints spell them (`db.rs`). Bound and read back through these types, never as bare
-//! strings; SQL that a partial index must match keeps the literal in its text.
+//! The states a journal row and an outbox row move through, and the stage a dead letter
+//! comes from, as the schema's `CHECK` constraints spell them (`db.rs`). Statements bind and
+//! read them through these types, never as bare strings, with two exceptions that keep the
+//! literal in their text: a query pinned to a partial index (`INDEXED BY`; SQLite cannot plan
+//! it with a bound value, and refuses to prepare it if the literal is not the index's), and a
+//! hot statement whose `WHERE` a partial index could serve other than by rowid (a bound state
+//! there makes SQLite plan the statement again at every execution).
 
 use std::fmt;
 
@@ -22,6 +26,13 @@ pub enum OutboxState {
     Pending,
     Delivered,
     Dead,
+}
+
+/// The stage that dead-lettered a message: conversion, or delivery of one of its bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterStage {
+    Convert,
+    Deliver,
 }
 
 impl JournalState {
@@ -60,18 +71,35 @@ impl OutboxState {
     }
 }
 
+impl DeadLetterStage {
+    pub const ALL: [DeadLetterStage; 2] = [DeadLetterStage::Convert, DeadLetterStage::Deliver];
+
+    /// The text the `stage` column holds.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStage::Convert => "convert",
+            DeadLetterStage::Deliver => "deliver",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeadLetterStage> {
+        DeadLetterStage::ALL.into_iter().find(|stage| stage.as_str() == s)
+    }
+}
+
 /// The state a column holds that none of ours spells (a row written outside the gateway).
 #[derive(Debug, thiserror::Error)]
-#[error("unknown {table} state {value:?}")]
+#[error("unknown {column} {value:?}")]
 struct UnknownState {
-    table: &'static str,
+    /// The table and column, e.g. `journal state`.
+    column: &'static str,
     value: String,
 }
 
 /// Reads a state column's text through `parse`.
-fn from_column<T>(value: ValueRef<'_>, table: &'static str, parse: fn(&str) -> Option<T>) -> FromSqlResult<T> {
+fn from_column<T>(value: ValueRef<'_>, column: &'static str, parse: fn(&str) -> Option<T>) -> FromSqlResult<T> {
     let text = value.as_str()?;
-    parse(text).ok_or_else(|| FromSqlError::Other(Box::new(UnknownState { table, value: text.to_string() })))
+    parse(text).ok_or_else(|| FromSqlError::Other(Box::new(UnknownState { column, value: text.to_string() })))
 }
 
 impl ToSql for JournalState {
@@ -82,7 +110,7 @@ impl ToSql for JournalState {
 
 impl FromSql for JournalState {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        from_column(value, "journal", JournalState::parse)
+        from_column(value, "journal state", JournalState::parse)
     }
 }
 
@@ -94,7 +122,19 @@ impl ToSql for OutboxState {
 
 impl FromSql for OutboxState {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        from_column(value, "outbox", OutboxState::parse)
+        from_column(value, "outbox state", OutboxState::parse)
+    }
+}
+
+impl ToSql for DeadLetterStage {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for DeadLetterStage {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        from_column(value, "dead-letter stage", DeadLetterStage::parse)
     }
 }
 
@@ -107,6 +147,13 @@ impl fmt::Display for JournalState {
 impl fmt::Display for OutboxState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for DeadLetterStage {
+    // `pad`: the dead-letter list prints it in a column.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -149,6 +196,17 @@ mod tests {
                     .unwrap();
                 assert_eq!(back, outbox);
             }
+            for stage in DeadLetterStage::ALL {
+                conn.execute(
+                    "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, 'r', 0)",
+                    rusqlite::params![seq, stage],
+                )
+                .unwrap();
+                let back: DeadLetterStage = conn
+                    .query_row("SELECT stage FROM dead_letter WHERE id = ?1", [conn.last_insert_rowid()], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(back, stage);
+            }
         }
     }
 
@@ -162,5 +220,12 @@ mod tests {
         let e = conn.query_row("SELECT 'sent'", [], |r| r.get::<_, OutboxState>(0)).unwrap_err().to_string();
         assert!(e.contains("unknown outbox state \"sent\""), "{e}");
         assert!(conn.query_row("SELECT 1", [], |r| r.get::<_, OutboxState>(0)).is_err(), "not text");
+        let e = conn.query_row("SELECT 'ingest'", [], |r| r.get::<_, DeadLetterStage>(0)).unwrap_err().to_string();
+        assert!(e.contains("unknown dead-letter stage \"ingest\""), "{e}");
+    }
+
+    #[test]
+    fn a_stage_pads_to_the_width_of_its_column() {
+        assert_eq!(format!("[{:<9}]", DeadLetterStage::Convert), "[convert  ]");
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::budget::Budget;
 use super::db::{self, OpenError, Synchronous};
 use super::disk::{self, Checkpoint};
+use super::state::JournalState;
 use crate::log_limit::{self, Repeats};
 use crate::ops::metrics::Metrics;
 
@@ -135,7 +136,7 @@ impl Writer {
         let mut conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
         db::migrate(&mut conn, &opts.path)?;
         let depth: i64 = conn
-            .query_row("SELECT count(*) FROM journal WHERE state <> 'delivered'", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM journal WHERE state <> ?1", [JournalState::Delivered], |r| r.get(0))
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         metrics.journal_depth.set(depth);
         disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
