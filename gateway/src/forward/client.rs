@@ -257,8 +257,8 @@ mod tests {
         assert_eq!(t.global, Some(Duration::from_secs(60)));
         assert_eq!(t.connect, Some(Duration::from_secs(5)));
 
-        let dir = std::env::temp_dir().join(format!("gw-client-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a pem").unwrap();
         let bad = Cloud { ca_file: Some(toml::Spanned::new(0..0, empty.clone())), ..Cloud::default() };
@@ -280,7 +280,6 @@ mod tests {
         // With 0600 the key is read, and the next problem is the (bogus) certificate.
         let e = agent_err(&open);
         assert!(matches!(&e, ClientError::File { field: "client_cert", .. }), "{e}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn agent_err(c: &Cloud) -> ClientError {

@@ -277,10 +277,8 @@ mod tests {
 
     #[test]
     fn rows_become_outbox_bundles_dead_letters_or_done_in_one_step() {
-        let dir = std::env::temp_dir().join(format!("gw-convert-stage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (mut conn, opts) = stage(&dir, Profile::Salesforce);
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, opts) = stage(dir.path(), Profile::Salesforce);
         let adt = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C1|P|2.5.1\rEVN|A08|20260101120000-0500\rPID|1||M1^^^H^MR||DOE^JO\r";
         let empty = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C2|P|2.5.1\rEVN|A08|20260101120000-0500\r";
         let poison = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A99|C3|P|2.5.1\rPID|1||M1\r";
@@ -312,8 +310,6 @@ mod tests {
             conn.query_row("SELECT reason FROM dead_letter WHERE journal_seq = ?1", [seqs[2]], |r| r.get(0)).unwrap();
         assert!(reason.contains("201"), "{reason}");
         assert_eq!(step(&mut conn, &opts).unwrap(), 0, "nothing left to convert");
-        drop(conn);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

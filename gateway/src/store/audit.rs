@@ -256,30 +256,23 @@ mod tests {
     use crate::store::db;
 
     struct Db {
-        dir: std::path::PathBuf,
+        _dir: tempfile::TempDir,
         conn: Connection,
     }
 
-    impl Drop for Db {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn db(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("gw-audit-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+    fn db() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, db::Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
-        Db { dir, conn }
+        Db { _dir: dir, conn }
     }
 
     const ALICE: Identity = Identity { uid: 1000, euid: 0, login_uid: Some(1000) };
 
     #[test]
     fn events_are_append_only_and_carry_the_os_identity() {
-        let d = db("append");
+        let d = db();
         let c = &d.conn;
         let id = record_as(c, ALICE, "alice", Action::Show, 7, 42).unwrap();
         let e = &recent(c, 10).unwrap()[0];
@@ -310,7 +303,7 @@ mod tests {
 
     #[test]
     fn verify_passes_an_intact_chain() {
-        let d = db("intact");
+        let d = db();
         assert_eq!(verify(&d.conn).unwrap(), Ok(0));
         three_events(&d);
         let hashes: Vec<Option<Vec<u8>>> = recent(&d.conn, 10).unwrap().into_iter().map(|e| e.hash).collect();
@@ -319,7 +312,7 @@ mod tests {
 
     #[test]
     fn verify_finds_an_edited_event_even_with_the_trigger_put_back() {
-        let d = db("edited");
+        let d = db();
         three_events(&d);
         d.conn
             .execute_batch(
@@ -334,7 +327,7 @@ mod tests {
 
     #[test]
     fn verify_finds_deleted_events_in_the_middle_and_at_the_end() {
-        let d = db("deleted");
+        let d = db();
         three_events(&d);
         d.conn.execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 3;").unwrap();
         assert_eq!(verify(&d.conn).unwrap(), Err(Break::Truncated { last: 2, sequence: 3 }));
@@ -347,7 +340,7 @@ mod tests {
 
     #[test]
     fn verify_finds_a_foreign_insert_and_a_dropped_trigger() {
-        let d = db("foreign");
+        let d = db();
         three_events(&d);
         d.conn
             .execute(
@@ -356,7 +349,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(verify(&d.conn).unwrap(), Err(Break::Unhashed { id: 4 }));
-        let d = db("trigger");
+        let d = db();
         three_events(&d);
         d.conn.execute_batch("DROP TRIGGER audit_no_delete").unwrap();
         assert_eq!(verify(&d.conn).unwrap(), Err(Break::Trigger("audit_no_delete")));

@@ -199,8 +199,8 @@ mod tests {
 
     #[test]
     fn open_sets_and_asserts_wal_full_and_migrates_once() {
-        let dir = std::env::temp_dir().join(format!("gw-db-{}", std::process::id()));
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut c = open(&path, None, Synchronous::Full).unwrap();
         let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2);
@@ -212,15 +212,12 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut c, &path), Err(OpenError::TooNew { found: 99, .. })));
-        drop(c);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn migration_6_chains_the_audit_events_written_before_it() {
-        let dir = std::env::temp_dir().join(format!("gw-db6-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut c = open(&path, None, Synchronous::Full).unwrap();
         for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
             c.execute_batch(sql).unwrap();
@@ -237,7 +234,5 @@ mod tests {
         assert_eq!(crate::store::audit::verify(&c).unwrap(), Ok(2));
         assert!(c.execute("UPDATE audit SET actor = 'x'", []).unwrap_err().to_string().contains("append-only"));
         assert!(c.execute("DELETE FROM audit", []).unwrap_err().to_string().contains("append-only"));
-        drop(c);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

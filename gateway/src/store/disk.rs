@@ -146,8 +146,8 @@ mod tests {
 
     #[test]
     fn a_checkpoint_waits_until_the_filesystem_has_room_for_the_pages_it_adds() {
-        let dir = tempfile_dir("gw-disk-room");
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         assert!(available(&path).is_some_and(|b| b > 0));
@@ -163,14 +163,12 @@ mod tests {
         assert!(!checkpoint_fits(growth, Some(growth)), "a checkpoint that would fill the disk waits");
         checkpoint(&conn, Checkpoint::Truncate, CHECKPOINT_WAIT).unwrap();
         assert_eq!(checkpoint_growth(&conn, &path).unwrap(), 0);
-        drop(conn);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn truncate_checkpoint_empties_the_wal_and_the_footprint_shows_it() {
-        let dir = tempfile_dir("gw-disk-ckpt");
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         // A reader on another connection, as the convert stage and the forwarder are.
@@ -190,14 +188,5 @@ mod tests {
         assert_eq!(after.wal, 0);
         assert!(after.db > 500_000 && after.shm > 0, "{after:?}");
         assert_eq!(after.total(), after.db + after.shm);
-        drop((conn, reader));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    fn tempfile_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

@@ -361,9 +361,8 @@ mod tests {
 
     #[test]
     fn a_wal_that_alone_passes_the_budget_is_emptied_rather_than_messages_refused() {
-        let dir = std::env::temp_dir().join(format!("gw-writer-wal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let max_bytes = 4 << 20;
         let opts = WriterOptions {
             path: path.clone(),
@@ -397,6 +396,5 @@ mod tests {
         assert!(appender.healthy());
         drop((appender, other));
         writer.join();
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
