@@ -28,8 +28,9 @@ use crate::hl7::batch::{self, BatchWarning};
 pub use convert::convert_command;
 pub use parse::parse_command;
 
-/// An error and its causes for the operator, each said once: many errors already quote their
-/// cause (`journal x.db: No such file or directory`), and `{:#}` would print it again.
+/// An error and its causes for the operator, each said once: the gateway's errors leave their
+/// cause to the chain, but some of other crates' also quote it (rusqlite's failures without a
+/// message), and `{:#}` would print it again.
 pub fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {

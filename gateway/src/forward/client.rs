@@ -50,7 +50,8 @@ pub trait Target: Send + Sync {
     }
 }
 
-/// Errors building the HTTP client; they name the file or key to fix.
+/// Errors building the HTTP client; they name the file or key to fix (an auth error as the
+/// cause, which the error chain prints).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("[cloud] {field} {path}: {message}")]
@@ -59,7 +60,7 @@ pub enum ClientError {
     Url(String),
     #[error("[cloud] proxy: {0}")]
     Proxy(String),
-    #[error("[cloud.auth]: {0}")]
+    #[error("[cloud.auth]")]
     Auth(#[from] AuthError),
 }
 

@@ -12,11 +12,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Tls;
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("TLS file {path}: {message}")]
     File { path: String, message: String },
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     Rustls(#[from] rustls::Error),
 }
 

@@ -24,9 +24,10 @@ pub struct Keys {
     rng: SystemRandom,
 }
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}")]
     Io { path: String, source: std::io::Error },
     #[error("key file {path} is accessible by group or others (mode {mode:o}); run chmod 600 on it")]
     Permissions { path: String, mode: u32 },
@@ -239,6 +240,16 @@ mod tests {
         assert_ne!(a.lane(b"123", b"HOSP"), b.lane(b"123", b"HOSP"));
         assert_eq!(a.lane(b"1", b"").len(), 32);
         assert_ne!(a.payload_hash(b"m"), b.payload_hash(b"m"));
+    }
+
+    #[test]
+    fn a_missing_key_file_says_its_os_error_once_in_the_error_chain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = Keys::load(&tmp.path().join("k.key")).err().expect("no key file");
+        let text = format!("{:#}", anyhow::Error::from(e).context("start-up"));
+        let os = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+        assert!(text.starts_with("start-up: key file ") && text.ends_with(&format!("k.key: {os}")), "{text}");
     }
 
     #[test]

@@ -26,11 +26,12 @@ impl Synchronous {
     }
 }
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}")]
     Sqlite { path: String, source: rusqlite::Error },
-    #[error("journal {path}: cannot create its folder: {source}")]
+    #[error("journal {path}: cannot create its folder")]
     Folder { path: String, source: std::io::Error },
     #[error(
         "journal {path}: PRAGMA {pragma} is {actual}, expected {expected}; refusing to ACK on a non-durable store"
@@ -212,6 +213,18 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut c, &path), Err(OpenError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn a_journal_whose_folder_cannot_be_made_says_the_os_error_once_in_the_error_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data"), b"a file where the folder should be").unwrap();
+        let e = open(&dir.path().join("data/j.db"), None, Synchronous::Full).unwrap_err();
+        let os = std::error::Error::source(&e).expect("the OS error is the cause").to_string();
+        assert!(os.contains("os error"), "{os}");
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+        assert!(text.ends_with(&format!("j.db: cannot create its folder: {os}")), "{text}");
     }
 
     #[test]

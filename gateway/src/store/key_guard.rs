@@ -60,11 +60,12 @@ impl std::fmt::Display for Sealed {
     }
 }
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}")]
     Sqlite { path: String, source: rusqlite::Error },
     #[error(
         "key file {key_file} does not exist, but the journal {journal} holds {sealed} that only that key can open; \
