@@ -1,7 +1,7 @@
 //! `gateway deadletter`: list, show, replay and purge dead letters. Runs beside the daemon
 //! on the same database (WAL, synchronous=FULL), so every transaction is short.
 //!
-//! Every action on a single dead letter writes an [`audit`] event in the store first: `show`
+//! Every action on a single dead letter writes an `audit` event in the store first: `show`
 //! commits its event before decrypting anything (no event, nothing shown); `replay` and
 //! `purge` write theirs in the transaction that does the work. `list` shows no PHI and is
 //! not audited.
@@ -15,7 +15,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::config::Config;
 use crate::store::audit::{self, Action};
 use crate::store::dead_letters;
-pub use crate::store::dead_letters::DeadLetter;
+pub(crate) use crate::store::dead_letters::DeadLetter;
 use crate::store::state::{DeadLetterStage, JournalState};
 use crate::store::{db, key_guard, Keys};
 
@@ -90,7 +90,7 @@ pub fn run(config: &Path, actor: Option<String>, command: Command, out: &mut dyn
 /// The name the operator claims, for the audit trail: `--actor`, else `$SUDO_USER` (the
 /// person behind `sudo`), else `$USER`. The audit event also records the OS identity of the
 /// process (uid, euid, login uid), which the operator cannot choose.
-pub fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+pub(crate) fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     let actor = explicit
         .or_else(|| env("SUDO_USER").filter(|s| !s.trim().is_empty()))
         .or_else(|| env("USER").filter(|s| !s.trim().is_empty()))
@@ -103,17 +103,17 @@ pub fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<Stri
 }
 
 /// All dead letters, oldest first.
-pub fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
+pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
     dead_letters::all(conn)
 }
 
 /// One dead letter, or an error naming the id.
-pub fn get(conn: &Connection, id: i64) -> anyhow::Result<DeadLetter> {
+pub(crate) fn get(conn: &Connection, id: i64) -> anyhow::Result<DeadLetter> {
     dead_letters::get(conn, id)?.ok_or_else(|| anyhow!("no dead letter {id}"))
 }
 
 /// Prints the dead letters; returns how many.
-pub fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
+pub(crate) fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
     let rows = all(conn)?;
     writeln!(
         out,
@@ -139,7 +139,13 @@ pub fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
 
 /// Records a `show` audit event, commits it, then prints the reason and the decrypted HL7
 /// message. If the event cannot be written, nothing is shown.
-pub fn show(conn: &mut Connection, keys: &Keys, actor: &str, id: i64, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn show(
+    conn: &mut Connection,
+    keys: &Keys,
+    actor: &str,
+    id: i64,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let d = get(conn, id)?;
     let sealed = dead_letters::sealed_message(conn, d.journal_seq)?
         .ok_or_else(|| anyhow!("dead letter {id}: journal row {} is gone", d.journal_seq))?;
@@ -167,7 +173,7 @@ pub fn show(conn: &mut Connection, keys: &Keys, actor: &str, id: i64, out: &mut 
 
 /// What [`replay`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Replayed {
+pub(crate) enum Replayed {
     /// The journal row is back to `received`.
     Convert { id: i64, journal_seq: i64 },
     /// This many outbox rows are back to `pending`; `also` lists the message's other dead
@@ -210,7 +216,7 @@ fn audit_and_delete(tx: &Connection, actor: &str, action: Action, ids: &[i64], s
 /// Re-queues one dead letter at its lane's position, deletes it and records a `replay`
 /// event, all in one transaction. A delivery failure re-queues all the message's dead
 /// bundles, so the message's other `deliver` dead letters are replayed (and audited) with it.
-pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Replayed> {
+pub(crate) fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Replayed> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
     let seq = d.journal_seq;
@@ -258,7 +264,7 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
 
 /// Replays every dead letter, oldest first, one short transaction each; reports those that
 /// could not be replayed and fails if any.
-pub fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let ids: Vec<i64> = all(conn)?.into_iter().map(|d| d.id).collect();
     let (mut replayed, mut failed) = (0, 0);
     let mut covered = std::collections::HashSet::new();
@@ -291,7 +297,7 @@ pub fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> an
 /// Deletes a dead letter (with the message's other dead letters) and its outbox rows and
 /// records a `purge` event per dead letter, in one transaction; the journal row stays (or
 /// becomes) `dead`. Returns the journal seq.
-pub fn purge(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<i64> {
+pub(crate) fn purge(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<i64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
     let ids = dead_letters::of_message(&tx, d.journal_seq, None)?;

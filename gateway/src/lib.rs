@@ -13,7 +13,7 @@
 //!   patient lane, with retries, auth and a circuit breaker.
 //! - [`ops`]: metrics, the admin endpoint, logging.
 //!
-//! [`log_limit`] keeps repeated error lines to one per minute with a count (any layer uses it).
+//! `log_limit` keeps repeated error lines to one per minute with a count (any layer uses it).
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
 //! [`cli`] and [`deadletter`] are the operators' commands; [`loadgen`] and [`mod@bench`]
@@ -28,7 +28,7 @@ pub mod fhir;
 pub mod forward;
 pub mod hl7;
 pub mod loadgen;
-pub mod log_limit;
+pub(crate) mod log_limit;
 pub mod mllp;
 pub mod ops;
 pub mod pipeline;

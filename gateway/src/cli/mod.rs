@@ -2,8 +2,8 @@
 //! command, and what they share: reading the input file (batch files split), the site maps of
 //! a configuration file, and the error line an operator sees.
 //!
-//! - [`parse`]: `gateway parse` prints each message of a file as an indented tree.
-//! - [`convert`]: `gateway convert` prints the FHIR Bundles of each message and its report.
+//! - `parse`: `gateway parse` prints each message of a file as an indented tree.
+//! - `convert`: `gateway convert` prints the FHIR Bundles of each message and its report.
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -12,8 +12,8 @@
 //! Both print patient data: they are tools for an integration engineer at the appliance's
 //! console, not for logs.
 
-pub mod convert;
-pub mod parse;
+pub(crate) mod convert;
+pub(crate) mod parse;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 }
 
 /// Reads `path`, or standard input for `-`.
-pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).context("reading standard input")?;

@@ -43,7 +43,7 @@ const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// file's folder by [`Auth::from_config`].
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AuthConfig {
+pub(crate) enum AuthConfig {
     #[default]
     None,
     /// A static token; the file (mode 0600) holds the token, a trailing newline is trimmed.
@@ -80,7 +80,7 @@ pub enum AuthConfig {
 
 /// The SMART client assertion's signature algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum SmartAlg {
+pub(crate) enum SmartAlg {
     RS384,
     ES384,
 }
@@ -94,7 +94,7 @@ fn default_salesforce_lifetime() -> u64 {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// An invalid `[cloud.auth]` setting.
     #[error("{0}")]
     Config(String),
@@ -113,6 +113,7 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    #[cfg(test)]
     /// Whether trying again later may succeed (network trouble, 5xx, 429) as opposed to a
     /// configuration or credential problem an operator has to fix.
     pub fn is_transient(&self) -> bool {
@@ -126,7 +127,7 @@ impl AuthError {
 
 /// Supplies the `Authorization` header for requests to the cloud. `Send + Sync`: one
 /// instance serves all forwarder threads.
-pub struct Auth {
+pub(crate) struct Auth {
     method: Method,
     state: Mutex<State>,
     refreshes: AtomicU64,
@@ -184,7 +185,7 @@ impl fmt::Debug for Auth {
 impl Auth {
     /// Validates the settings and loads the key or token file (relative paths against
     /// `base`, the config file's folder). Fails fast: a bad key is a startup error.
-    pub fn from_config(config: &AuthConfig, base: &Path) -> Result<Auth, AuthError> {
+    pub(crate) fn from_config(config: &AuthConfig, base: &Path) -> Result<Auth, AuthError> {
         let resolve = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
         let mut state = State::default();
         let method = match config {
@@ -238,7 +239,7 @@ impl Auth {
     /// The `Authorization` header value for the next request, if any: the cached token, or
     /// a new one when it is (nearly) expired or was invalidated. Concurrent callers wait for
     /// one fetch rather than each fetching.
-    pub fn authorization(&self, agent: &ureq::Agent) -> Result<Option<String>, AuthError> {
+    pub(crate) fn authorization(&self, agent: &ureq::Agent) -> Result<Option<String>, AuthError> {
         if matches!(self.method, Method::None) {
             return Ok(None);
         }
@@ -278,18 +279,18 @@ impl Auth {
 
     /// Forget the cached token (after a 401), so the next request fetches a new one (for
     /// `bearer`: reads the token file again, which allows rotating it without a restart).
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         self.lock().token = None;
     }
 
     /// Tokens fetched (or token files read again) so far.
-    pub fn refreshes(&self) -> u64 {
+    pub(crate) fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
     }
 
     /// Salesforce's token response names the instance to call; `None` otherwise (and before
     /// the first token).
-    pub fn instance_url(&self) -> Option<String> {
+    pub(crate) fn instance_url(&self) -> Option<String> {
         self.lock().instance_url.clone()
     }
 

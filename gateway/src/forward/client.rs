@@ -18,17 +18,17 @@ const MAX_RESPONSE: u64 = 16 << 20;
 
 /// What came back for one bundle.
 #[derive(Debug, Clone, Default)]
-pub struct Response {
-    pub status: u16,
-    pub retry_after: Option<String>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<String>,
     /// `Sforce-Limit-Info`.
-    pub limit_info: Option<String>,
-    pub body: Vec<u8>,
+    pub(crate) limit_info: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A request that got no HTTP answer. The strings are error kinds, never content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     #[error("timed out")]
     Timeout,
     #[error("connection failed: {0}")]
@@ -39,7 +39,7 @@ pub enum SendError {
 }
 
 /// A destination for bundles: the cloud FHIR server or the local sink.
-pub trait Target: Send + Sync {
+pub(crate) trait Target: Send + Sync {
     /// Sends one Bundle (JSON) and returns the answer. Implementations retry a 401/403 once
     /// after refreshing credentials; the forwarder handles everything else.
     fn send(&self, bundle: &[u8]) -> Result<Response, SendError>;
@@ -53,7 +53,7 @@ pub trait Target: Send + Sync {
 /// Errors building the HTTP client; they name the file or key to fix (an auth error as the
 /// cause, which the error chain prints).
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("[cloud] {field} {path}: {message}")]
     File { field: &'static str, path: PathBuf, message: String },
     #[error("[cloud] url: {0}")]
@@ -65,7 +65,7 @@ pub enum ClientError {
 }
 
 /// The cloud FHIR server.
-pub struct HttpTarget {
+pub(crate) struct HttpTarget {
     agent: Agent,
     url: String,
     auth: Auth,
@@ -131,7 +131,7 @@ fn roots(cloud: &Cloud) -> Result<Vec<Certificate<'static>>, ClientError> {
 }
 
 /// Builds the one Agent all workers share.
-pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
+pub(crate) fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
     let roots = roots(cloud)?;
     let client_cert = match (&cloud.client_cert, &cloud.client_key) {
         (Some(cert), Some(key)) => {
@@ -170,7 +170,7 @@ pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
 
 impl HttpTarget {
     /// The agent, the auth and the URL from `[cloud]` (`url` must be set).
-    pub fn from_config(cloud: &Cloud, config_dir: &Path) -> Result<HttpTarget, ClientError> {
+    pub(crate) fn from_config(cloud: &Cloud, config_dir: &Path) -> Result<HttpTarget, ClientError> {
         let url = cloud.url.as_ref().ok_or_else(|| ClientError::Url("not set".into()))?.get_ref().clone();
         let agent = agent(cloud)?;
         let auth = Auth::from_config(&cloud.auth, config_dir)?;

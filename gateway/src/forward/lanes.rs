@@ -59,33 +59,33 @@ use crate::store::{now_ms, Doorbell, Keys, WriteGate};
 pub(super) static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Everything the forwarder needs.
-pub struct ForwardOptions {
-    pub path: PathBuf,
-    pub synchronous: Synchronous,
-    pub keys: Arc<Keys>,
+pub(crate) struct ForwardOptions {
+    pub(crate) path: PathBuf,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) keys: Arc<Keys>,
     /// Rung by the convert stage after it wrote bundles; also by the workers.
-    pub bell: Doorbell,
-    pub metrics: Arc<Metrics>,
+    pub(crate) bell: Doorbell,
+    pub(crate) metrics: Arc<Metrics>,
     /// Requests in flight at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Most entries in one request packing several lanes' batch bundles (1: no packing).
-    pub pack_entries: usize,
+    pub(crate) pack_entries: usize,
     /// Most lanes held in memory at once; the others wait their turn in the outbox, so
     /// memory does not grow with the number of patients in a backlog.
-    pub max_lanes: usize,
-    pub backoff: Backoff,
+    pub(crate) max_lanes: usize,
+    pub(crate) backoff: Backoff,
     /// Retry interval while the target refuses our credentials.
-    pub auth_retry: Duration,
+    pub(crate) auth_retry: Duration,
     /// Consecutive failures that open the circuit breaker, and its first cooldown.
-    pub breaker_threshold: u32,
-    pub breaker_cooldown: Duration,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
     /// The process's write gate (the recorder writes as a background writer).
-    pub gate: Arc<WriteGate>,
+    pub(crate) gate: Arc<WriteGate>,
 }
 
 impl ForwardOptions {
     /// Defaults for everything but the database, keys and bell.
-    pub fn new(path: PathBuf, keys: Arc<Keys>, bell: Doorbell, metrics: Arc<Metrics>) -> ForwardOptions {
+    pub(crate) fn new(path: PathBuf, keys: Arc<Keys>, bell: Doorbell, metrics: Arc<Metrics>) -> ForwardOptions {
         ForwardOptions {
             path,
             synchronous: Synchronous::Full,
@@ -105,7 +105,7 @@ impl ForwardOptions {
 }
 
 /// The running forwarder.
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     stop: Arc<AtomicBool>,
     bell: Doorbell,
     thread: JoinHandle<()>,
@@ -114,7 +114,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// Opens its connections (the schema must be migrated: the writer does that first) and
     /// starts the scheduler, the recorder and `concurrency` worker threads.
-    pub fn start(opts: ForwardOptions, target: Arc<dyn Target>) -> Result<Forwarder, OpenError> {
+    pub(crate) fn start(opts: ForwardOptions, target: Arc<dyn Target>) -> Result<Forwarder, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
         let recorder_conn = db::open(&opts.path, None, opts.synchronous)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -129,7 +129,7 @@ impl Forwarder {
 
     /// Stops sending, waits for the requests in flight (bounded by the client timeouts),
     /// records every outcome and returns.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.bell.ring();
         let _ = self.thread.join();

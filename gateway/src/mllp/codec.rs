@@ -13,7 +13,7 @@ pub const END: u8 = 0x1C;
 pub const END_CR: u8 = 0x0D;
 
 /// Default frame limit: 8 MiB.
-pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 
 /// Why the decoder rejected a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl Decoder {
     /// `input`, so that its buffer never grows on its own and the caller can account for
     /// every byte it holds; `None` when it has the room. Grows by at least half again (so
     /// copying stays linear in the frame size), never past the frame limit.
-    pub fn room_for(&self, input: &[u8]) -> Option<usize> {
+    pub(crate) fn room_for(&self, input: &[u8]) -> Option<usize> {
         // Between frames only what follows a start block can land in the buffer.
         let incoming = match self.state {
             State::Idle => memchr::memchr(START, input).map_or(0, |i| input.len() - i - 1),
@@ -88,7 +88,7 @@ impl Decoder {
     }
 
     /// Grows the frame buffer to exactly `capacity` bytes (see [`Decoder::room_for`]).
-    pub fn reserve(&mut self, capacity: usize) {
+    pub(crate) fn reserve(&mut self, capacity: usize) {
         self.frame.reserve_exact(capacity.saturating_sub(self.frame.len()));
     }
 

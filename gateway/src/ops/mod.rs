@@ -1,6 +1,6 @@
 //! Operations surface: metrics, stage liveness, the admin HTTP endpoint, logging.
 
-pub mod admin;
-pub mod liveness;
+pub(crate) mod admin;
+pub(crate) mod liveness;
 pub mod logging;
 pub mod metrics;

@@ -33,28 +33,28 @@ const IDLE: Duration = Duration::from_secs(1);
 /// Database errors of the stage (a full disk fails every pass): one line a minute with a count.
 static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
-pub struct ConvertOptions {
-    pub path: PathBuf,
-    pub synchronous: Synchronous,
-    pub site: SiteMaps,
-    pub profile: Profile,
-    pub keys: Arc<Keys>,
-    pub bell: Doorbell,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct ConvertOptions {
+    pub(crate) path: PathBuf,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) site: SiteMaps,
+    pub(crate) profile: Profile,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) bell: Doorbell,
+    pub(crate) metrics: Arc<Metrics>,
     /// Rung after a commit that wrote bundles to the outbox (wakes the forwarder).
-    pub on_convert: Option<Doorbell>,
-    pub gate: Arc<WriteGate>,
+    pub(crate) on_convert: Option<Doorbell>,
+    pub(crate) gate: Arc<WriteGate>,
 }
 
 /// The running stage.
-pub struct ConvertStage {
+pub(crate) struct ConvertStage {
     stop: Arc<AtomicBool>,
     bell: Doorbell,
     thread: JoinHandle<()>,
 }
 
 impl ConvertStage {
-    pub fn start(opts: ConvertOptions) -> Result<ConvertStage, OpenError> {
+    pub(crate) fn start(opts: ConvertOptions) -> Result<ConvertStage, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
         let stop = Arc::new(AtomicBool::new(false));
         let bell = opts.bell.clone();
@@ -67,7 +67,7 @@ impl ConvertStage {
     }
 
     /// Finishes the batch in hand and stops.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.bell.ring();
         let _ = self.thread.join();
@@ -128,7 +128,7 @@ struct Sealed {
 }
 
 /// Converts up to `BATCH` received rows; returns how many rows it took.
-pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<usize> {
+pub(crate) fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<usize> {
     let rows = conversion::received(conn, BATCH)?;
     // Conversion is CPU work: done before taking the write lock.
     let outcomes: Vec<Outcome> = rows.iter().map(|row| convert_one(&row.payload, opts)).collect();
@@ -205,10 +205,10 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions) -> Outcome {
 /// One serialized bundle of a message.
 #[derive(Debug)]
 pub struct Bundle {
-    pub json: Vec<u8>,
+    pub(crate) json: Vec<u8>,
     /// `transaction` or `batch`.
-    pub kind: &'static str,
-    pub entries: usize,
+    pub(crate) kind: &'static str,
+    pub(crate) entries: usize,
 }
 
 /// What the convert stage does with one message's plaintext: convert within the site's

@@ -8,15 +8,15 @@ use super::state::{DeadLetterStage, JournalState};
 
 /// A journal row waiting for conversion.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    pub seq: i64,
-    pub lane: Option<String>,
+pub(crate) struct Received {
+    pub(crate) seq: i64,
+    pub(crate) lane: Option<String>,
     /// The sealed HL7 message.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// The oldest `limit` received rows, in journal order.
-pub fn received(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Received>> {
+pub(crate) fn received(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Received>> {
     // The literal state matches the partial index `journal_received`.
     conn.prepare_cached(
         "SELECT seq, lane, payload FROM journal INDEXED BY journal_received
@@ -29,33 +29,33 @@ pub fn received(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Receive
 /// One bundle of a message, for the outbox: sealed, with what the forwarder needs to pack it
 /// unopened.
 #[derive(Debug, Clone, Copy)]
-pub struct NewBundle<'a> {
-    pub journal_seq: i64,
+pub(crate) struct NewBundle<'a> {
+    pub(crate) journal_seq: i64,
     /// Index of the bundle within the message.
-    pub part: usize,
-    pub lane: Option<&'a str>,
-    pub sealed: &'a [u8],
+    pub(crate) part: usize,
+    pub(crate) lane: Option<&'a str>,
+    pub(crate) sealed: &'a [u8],
     /// `transaction` or `batch`.
-    pub kind: &'a str,
-    pub entries: usize,
+    pub(crate) kind: &'a str,
+    pub(crate) entries: usize,
 }
 
 /// The write transaction (`BEGIN IMMEDIATE`) of one convert batch; nothing of it is stored
 /// until [`ConvertBatch::commit`].
-pub struct ConvertBatch<'c> {
+pub(crate) struct ConvertBatch<'c> {
     tx: Transaction<'c>,
     /// Unix milliseconds stamped on the outbox rows and dead letters.
     now: i64,
 }
 
 impl<'c> ConvertBatch<'c> {
-    pub fn begin(conn: &'c mut Connection, now: i64) -> rusqlite::Result<ConvertBatch<'c>> {
+    pub(crate) fn begin(conn: &'c mut Connection, now: i64) -> rusqlite::Result<ConvertBatch<'c>> {
         Ok(ConvertBatch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?, now })
     }
 
     /// Moves a `received` row to `to`; false when the row is no longer received (an
     /// operator acted on it meanwhile), in which case nothing else must be written for it.
-    pub fn leave_received(&self, seq: i64, to: JournalState) -> rusqlite::Result<bool> {
+    pub(crate) fn leave_received(&self, seq: i64, to: JournalState) -> rusqlite::Result<bool> {
         let changed = self.tx.execute(
             "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3",
             params![seq, to, JournalState::Received],
@@ -64,7 +64,7 @@ impl<'c> ConvertBatch<'c> {
     }
 
     /// Adds a converted message's bundle to the outbox (`pending`).
-    pub fn add_bundle(&self, bundle: &NewBundle<'_>) -> rusqlite::Result<()> {
+    pub(crate) fn add_bundle(&self, bundle: &NewBundle<'_>) -> rusqlite::Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle, kind, entries)
@@ -83,7 +83,7 @@ impl<'c> ConvertBatch<'c> {
     }
 
     /// Records why a message could not be converted (`reason` is PHI-free).
-    pub fn add_dead_letter(&self, seq: i64, reason: &str) -> rusqlite::Result<()> {
+    pub(crate) fn add_dead_letter(&self, seq: i64, reason: &str) -> rusqlite::Result<()> {
         self.tx.execute(
             "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![seq, DeadLetterStage::Convert, reason, self.now],
@@ -91,7 +91,7 @@ impl<'c> ConvertBatch<'c> {
         Ok(())
     }
 
-    pub fn commit(self) -> rusqlite::Result<()> {
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
         self.tx.commit()
     }
 }

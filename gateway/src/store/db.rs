@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 /// How long a connection waits for another one's write lock before failing.
-pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `PRAGMA synchronous` in WAL mode. Only `Full` is offered to operators: `Normal` does not
 /// fsync the WAL at commit and loses ACKed messages on power loss. It exists so the

@@ -22,14 +22,14 @@ pub const NEW_ROWS: &str = "SELECT lane, state, id, journal_seq, created_at, kin
      FROM outbox NOT INDEXED WHERE id > ?1 ORDER BY id LIMIT 1000";
 
 /// Most rows one [`NEW_ROWS`] read returns.
-pub const NEW_ROWS_PAGE: usize = 1000;
+pub(crate) const NEW_ROWS_PAGE: usize = 1000;
 
 /// A lane's pending rows in order (its head is the first not already settled).
 pub const LANE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
      FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 ORDER BY id";
 
 /// The pending parts of a message without a patient lane, in order.
-pub const MESSAGE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
+pub(crate) const MESSAGE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
      FROM outbox INDEXED BY outbox_pending_message WHERE state = 'pending' AND journal_seq = ?1 AND lane IS NULL ORDER BY id";
 
 /// A message's bundles in state ?2 and in state ?3 (the recorder, to settle the journal
@@ -39,62 +39,62 @@ pub const MESSAGE_PARTS_LEFT: &str = "SELECT count(*) FILTER (WHERE state = ?2),
 
 /// An outbox row waiting to be sent (a lane's oldest is its head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    pub id: i64,
-    pub journal_seq: i64,
-    pub created_at: i64,
+pub(crate) struct Head {
+    pub(crate) id: i64,
+    pub(crate) journal_seq: i64,
+    pub(crate) created_at: i64,
     /// Bundle type and entry count, stored beside the sealed bundle (`None` for rows written
     /// before the outbox kept them: those are opened to find out and never packed).
-    pub shape: Option<Shape>,
+    pub(crate) shape: Option<Shape>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    pub batch: bool,
-    pub entries: usize,
+pub(crate) struct Shape {
+    pub(crate) batch: bool,
+    pub(crate) entries: usize,
 }
 
 /// A row [`Outbox::new_rows`] found.
 #[derive(Debug)]
-pub struct NewRow {
+pub(crate) struct NewRow {
     /// The patient lane key, `None` for a message without one.
-    pub lane: Option<String>,
+    pub(crate) lane: Option<String>,
     /// Still to be sent (the convert stage may write rows already settled).
-    pub pending: bool,
-    pub head: Head,
+    pub(crate) pending: bool,
+    pub(crate) head: Head,
 }
 
 /// Where a lane's rows are: a patient lane key, or the parts of one message without a lane.
 #[derive(Debug, Clone, Copy)]
-pub enum LaneRows<'a> {
+pub(crate) enum LaneRows<'a> {
     Patient(&'a str),
     Message(i64),
 }
 
 /// The forwarder's reads of the outbox, on its own connection.
-pub struct Outbox {
+pub(crate) struct Outbox {
     conn: Connection,
 }
 
 impl Outbox {
-    pub fn new(conn: Connection) -> Outbox {
+    pub(crate) fn new(conn: Connection) -> Outbox {
         Outbox { conn }
     }
 
     /// The highest outbox id so far (0 when empty).
-    pub fn last_id(&self) -> rusqlite::Result<i64> {
+    pub(crate) fn last_id(&self) -> rusqlite::Result<i64> {
         self.conn.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))
     }
 
     /// The latest operator action (audit event id, 0 when none): a new one may have
     /// re-queued rows.
-    pub fn last_audit_id(&self) -> rusqlite::Result<i64> {
+    pub(crate) fn last_audit_id(&self) -> rusqlite::Result<i64> {
         self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))
     }
 
     /// Up to `limit` pending rows after journal sequence `after`, in journal order: (lane,
     /// journal_seq) ([`PENDING_AFTER`]).
-    pub fn pending_after(&self, after: i64, limit: usize) -> rusqlite::Result<Vec<(Option<String>, i64)>> {
+    pub(crate) fn pending_after(&self, after: i64, limit: usize) -> rusqlite::Result<Vec<(Option<String>, i64)>> {
         let mut rows = Vec::with_capacity(limit);
         let mut stmt = self.conn.prepare_cached(PENDING_AFTER)?;
         let mut cursor = stmt.query(params![after, limit as i64])?;
@@ -105,7 +105,7 @@ impl Outbox {
     }
 
     /// Up to [`NEW_ROWS_PAGE`] rows with an id above `after`, in id order ([`NEW_ROWS`]).
-    pub fn new_rows(&self, after: i64) -> rusqlite::Result<Vec<NewRow>> {
+    pub(crate) fn new_rows(&self, after: i64) -> rusqlite::Result<Vec<NewRow>> {
         let mut rows = Vec::new();
         let mut stmt = self.conn.prepare_cached(NEW_ROWS)?;
         let mut cursor = stmt.query([after])?;
@@ -119,7 +119,7 @@ impl Outbox {
 
     /// A lane's lowest pending row that `skip` does not rule out, with the entries of it
     /// settled by earlier attempts ([`LANE_PENDING`], [`MESSAGE_PENDING`]).
-    pub fn first_pending(
+    pub(crate) fn first_pending(
         &self,
         lane: LaneRows,
         skip: impl Fn(i64) -> bool,
@@ -143,7 +143,7 @@ impl Outbox {
     }
 
     /// A lane's persisted backoff: (not before, unix ms; failures in a row).
-    pub fn lane_backoff(&self, lane: &str) -> rusqlite::Result<Option<(i64, i64)>> {
+    pub(crate) fn lane_backoff(&self, lane: &str) -> rusqlite::Result<Option<(i64, i64)>> {
         self.conn
             .prepare_cached("SELECT next_attempt_at, failures FROM lane_state WHERE lane = ?1")?
             .query_row([lane], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -151,7 +151,7 @@ impl Outbox {
     }
 
     /// The sealed bundle of row `id`, `None` if the row is gone or no longer pending.
-    pub fn pending_bundle(&self, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+    pub(crate) fn pending_bundle(&self, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
         let row: Option<(Vec<u8>, OutboxState)> = self
             .conn
             .prepare_cached("SELECT bundle, state FROM outbox WHERE id = ?1")
@@ -172,15 +172,15 @@ fn head_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<(Head, Vec<usize>)
 
 /// What to write for one outbox row.
 #[derive(Debug)]
-pub struct Record {
-    pub lane: String,
-    pub id: i64,
-    pub journal_seq: i64,
-    pub outcome: Outcome,
+pub(crate) struct Record {
+    pub(crate) lane: String,
+    pub(crate) id: i64,
+    pub(crate) journal_seq: i64,
+    pub(crate) outcome: Outcome,
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Every entry is settled; the row is `dead` if any entry (now or before) was refused.
     /// `dead` holds the PHI-free reasons of the entries refused this time.
     Final { dead: Vec<String> },
@@ -191,16 +191,16 @@ pub enum Outcome {
 
 /// What one [`record`] transaction changed.
 #[derive(Debug, Default)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// Rows now `delivered`.
-    pub delivered: u64,
-    pub dead_letters: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dead_letters: u64,
     /// Journal rows now `delivered`.
-    pub journal_done: i64,
+    pub(crate) journal_done: i64,
 }
 
 /// Writes a batch of outcomes in one transaction, as a background writer of `gate`.
-pub fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusqlite::Result<Recorded> {
+pub(crate) fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusqlite::Result<Recorded> {
     let mut counts = Recorded::default();
     let now = super::now_ms();
     let _pass = gate.background();

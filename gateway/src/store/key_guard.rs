@@ -17,20 +17,20 @@ use super::settings;
 use super::state::{DeadLetterStage, JournalState, OutboxState};
 
 /// Dead-letter reason for rows that only a lost key could open.
-pub const LOST_KEY_REASON: &str = "sealed under a lost key";
+pub(crate) const LOST_KEY_REASON: &str = "sealed under a lost key";
 
 /// Sealed rows in the store, for the operator's message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sealed {
-    pub journal: i64,
+pub(crate) struct Sealed {
+    pub(crate) journal: i64,
     /// Journal rows not yet delivered (`received`, `converted`).
-    pub undelivered: i64,
-    pub outbox: i64,
-    pub dead_letters: i64,
+    pub(crate) undelivered: i64,
+    pub(crate) outbox: i64,
+    pub(crate) dead_letters: i64,
 }
 
 impl Sealed {
-    pub fn count(conn: &Connection) -> rusqlite::Result<Sealed> {
+    pub(crate) fn count(conn: &Connection) -> rusqlite::Result<Sealed> {
         conn.query_row(
             "SELECT (SELECT count(*) FROM journal),
                     (SELECT count(*) FROM journal WHERE state IN (?1, ?2)),
@@ -41,7 +41,7 @@ impl Sealed {
         )
     }
 
-    pub fn total(&self) -> i64 {
+    pub(crate) fn total(&self) -> i64 {
         self.journal + self.outbox
     }
 }
@@ -62,7 +62,7 @@ impl std::fmt::Display for Sealed {
 
 /// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
-pub enum GuardError {
+pub(crate) enum GuardError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("journal {path}")]
@@ -84,15 +84,15 @@ pub enum GuardError {
 }
 
 /// The keys, and how many messages were dead-lettered because they did not decrypt.
-pub struct Guarded {
-    pub keys: Keys,
-    pub discarded: usize,
+pub(crate) struct Guarded {
+    pub(crate) keys: Keys,
+    pub(crate) discarded: usize,
 }
 
 /// Loads (or, for a store without sealed rows, creates) the key file and binds it to the
 /// store. `discard` is the claimed operator name when `--discard-undecryptable` was given.
 /// The schema must be migrated.
-pub fn open_keys(
+pub(crate) fn open_keys(
     conn: &mut Connection,
     key_file: &Path,
     journal: &Path,
@@ -147,7 +147,7 @@ pub fn open_keys(
 
 /// Whether `keys` is the key the store is bound to (a store without a check value: yes).
 /// For the CLI, which never creates or rebinds a key.
-pub fn fits_store(conn: &Connection, keys: &Keys) -> rusqlite::Result<bool> {
+pub(crate) fn fits_store(conn: &Connection, keys: &Keys) -> rusqlite::Result<bool> {
     Ok(settings::get(conn, settings::KEY_CHECK)?.is_none_or(|check| check == keys.check_value()))
 }
 

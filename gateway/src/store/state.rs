@@ -30,17 +30,17 @@ pub enum OutboxState {
 
 /// The stage that dead-lettered a message: conversion, or delivery of one of its bundles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeadLetterStage {
+pub(crate) enum DeadLetterStage {
     Convert,
     Deliver,
 }
 
 impl JournalState {
-    pub const ALL: [JournalState; 4] =
+    pub(crate) const ALL: [JournalState; 4] =
         [JournalState::Received, JournalState::Converted, JournalState::Delivered, JournalState::Dead];
 
     /// The text the `state` column holds.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             JournalState::Received => "received",
             JournalState::Converted => "converted",
@@ -49,16 +49,16 @@ impl JournalState {
         }
     }
 
-    pub fn parse(s: &str) -> Option<JournalState> {
+    pub(crate) fn parse(s: &str) -> Option<JournalState> {
         JournalState::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 
 impl OutboxState {
-    pub const ALL: [OutboxState; 3] = [OutboxState::Pending, OutboxState::Delivered, OutboxState::Dead];
+    pub(crate) const ALL: [OutboxState; 3] = [OutboxState::Pending, OutboxState::Delivered, OutboxState::Dead];
 
     /// The text the `state` column holds.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             OutboxState::Pending => "pending",
             OutboxState::Delivered => "delivered",
@@ -66,23 +66,23 @@ impl OutboxState {
         }
     }
 
-    pub fn parse(s: &str) -> Option<OutboxState> {
+    pub(crate) fn parse(s: &str) -> Option<OutboxState> {
         OutboxState::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 
 impl DeadLetterStage {
-    pub const ALL: [DeadLetterStage; 2] = [DeadLetterStage::Convert, DeadLetterStage::Deliver];
+    pub(crate) const ALL: [DeadLetterStage; 2] = [DeadLetterStage::Convert, DeadLetterStage::Deliver];
 
     /// The text the `stage` column holds.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             DeadLetterStage::Convert => "convert",
             DeadLetterStage::Deliver => "deliver",
         }
     }
 
-    pub fn parse(s: &str) -> Option<DeadLetterStage> {
+    pub(crate) fn parse(s: &str) -> Option<DeadLetterStage> {
         DeadLetterStage::ALL.into_iter().find(|stage| stage.as_str() == s)
     }
 }

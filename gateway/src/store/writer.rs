@@ -96,7 +96,7 @@ impl Health {
     const ALL: [Health; 4] = [Health::Ok, Health::BudgetFull, Health::DiskFull, Health::Failing];
 
     /// What an operator reads on `/healthz`; `None` when healthy.
-    pub fn problem(self) -> Option<&'static str> {
+    pub(crate) fn problem(self) -> Option<&'static str> {
         match self {
             Health::Ok => None,
             Health::BudgetFull => Some("journal: disk budget ([store] max_bytes) reached; new messages are refused with AR until delivered rows are purged"),
@@ -120,7 +120,7 @@ impl Appender {
         self.health() == Health::Ok
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         Health::ALL[usize::from(self.health.load(Ordering::Relaxed)).min(3)]
     }
 }
@@ -143,7 +143,7 @@ impl Writer {
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let health = Arc::new(AtomicU8::new(Health::Ok as u8));
-        let budget = Budget::new(opts.path.clone(), opts.max_bytes);
+        let budget = Budget::new(opts.path.clone());
         let state = WriterLoop { conn, opts, metrics, health: health.clone(), budget };
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
