@@ -575,8 +575,9 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), fake.clone()).unwrap();
         wait_until("auth failure visible", || metrics.forward_auth_failing.get() == 1);
+        // The recorder writes the lane's retry state on its own thread, after the answer.
+        wait_until("retry state recorded", || db.states("SELECT last_error FROM lane_state") == ["401"]);
         assert_eq!(db.states("SELECT state FROM outbox"), ["pending"]);
-        assert_eq!(db.states("SELECT last_error FROM lane_state"), ["401"]);
         wait_until("delivered", || metrics.forward_delivered.get() == 1);
         f.stop();
         assert_eq!(metrics.forward_auth_failing.get(), 0);

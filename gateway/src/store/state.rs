@@ -1,10 +1,10 @@
 //! The states a journal row and an outbox row move through, and the stage a dead letter
 //! comes from, as the schema's `CHECK` constraints spell them (`db.rs`). Statements bind and
-//! read them through these types, never as bare strings, with two exceptions that keep the
-//! literal in their text: a query pinned to a partial index (`INDEXED BY`; SQLite cannot plan
-//! it with a bound value, and refuses to prepare it if the literal is not the index's), and a
-//! hot statement whose `WHERE` a partial index could serve other than by rowid (a bound state
-//! there makes SQLite plan the statement again at every execution).
+//! read them through these types, never as bare strings, except a query pinned to a partial
+//! index (`INDEXED BY`): SQLite cannot plan it with a bound value, so it keeps the index's
+//! literal (and refuses to prepare it if the literal is not the index's). A state bound where a
+//! partial index could serve the `WHERE` other than by rowid makes SQLite plan the statement
+//! again at every execution: fine for an operator's command, not for a stage's loop.
 
 use std::fmt;
 
