@@ -5,14 +5,15 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use gateway::store::db::{self, Synchronous};
 use gateway::store::delivery;
+use gateway::store::state::{JournalState, OutboxState};
 use rusqlite::params;
 
 const DELIVERED: i64 = 1_000_000;
 const PENDING: i64 = 2_000;
 
-fn outbox() -> (tempfile_dir::Dir, rusqlite::Connection) {
-    let dir = tempfile_dir::Dir::new();
-    let path = dir.0.join("journal.db");
+fn outbox() -> (tempfile::TempDir, rusqlite::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
     let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
     db::migrate(&mut conn, &path).unwrap();
     let tx = conn.transaction().unwrap();
@@ -24,36 +25,17 @@ fn outbox() -> (tempfile_dir::Dir, rusqlite::Connection) {
             .prepare("INSERT INTO outbox (journal_seq, part, lane, created_at, state, bundle) VALUES (?1, 0, ?2, 0, ?3, x'00')")
             .unwrap();
         for seq in 1..=DELIVERED + PENDING {
-            let (lane, state) = if seq <= DELIVERED {
-                (format!("lane{}", seq % 5000), "delivered")
+            let (lane, journal_state, state) = if seq <= DELIVERED {
+                (format!("lane{}", seq % 5000), JournalState::Delivered, OutboxState::Delivered)
             } else {
-                (format!("lane{}", seq % 500), "pending")
+                (format!("lane{}", seq % 500), JournalState::Converted, OutboxState::Pending)
             };
-            let journal_state = if state == "delivered" { "delivered" } else { "converted" };
             journal.execute(params![seq, lane, journal_state]).unwrap();
             outbox.execute(params![seq, lane, state]).unwrap();
         }
     }
     tx.commit().unwrap();
     (dir, conn)
-}
-
-/// A temp folder removed on drop (no extra dev-dependency).
-mod tempfile_dir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!("gw-bench-dequeue-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -79,7 +61,7 @@ fn bench(c: &mut Criterion) {
         let mut stmt = conn.prepare(delivery::MESSAGE_PARTS_LEFT).unwrap();
         b.iter(|| {
             seq = (seq + 7919) % (DELIVERED + PENDING) + 1;
-            stmt.query_row([seq], |r| r.get::<_, i64>(0)).unwrap()
+            stmt.query_row(params![seq, OutboxState::Pending, OutboxState::Dead], |r| r.get::<_, i64>(0)).unwrap()
         })
     });
 }

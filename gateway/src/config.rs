@@ -15,22 +15,22 @@ use toml::Spanned;
 pub struct Config {
     #[serde(default)]
     pub device: Device,
-    pub store: Store,
+    pub(crate) store: Store,
     #[serde(rename = "listener", default)]
-    pub listeners: Vec<Listener>,
+    pub(crate) listeners: Vec<Listener>,
     #[serde(default)]
-    pub ops: Ops,
+    pub(crate) ops: Ops,
     /// Process-wide resource bounds.
     #[serde(default)]
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Site maps for the FHIR conversion.
     #[serde(default)]
-    pub mapping: crate::fhir::site::MappingConfig,
+    pub(crate) mapping: crate::fhir::site::MappingConfig,
     #[serde(default)]
-    pub cloud: Cloud,
+    pub(crate) cloud: Cloud,
     /// The folder of the config file: relative paths in it are resolved against it.
     #[serde(skip)]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,56 +47,56 @@ impl Default for Device {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Store {
+pub(crate) struct Store {
     /// SQLite database file.
-    pub path: Spanned<PathBuf>,
+    pub(crate) path: Spanned<PathBuf>,
     /// Key file for payload encryption; created with mode 0600 on first start, then bound to
     /// the store (`store::key_guard`): never replaced while sealed rows need it.
-    pub key_file: Spanned<PathBuf>,
+    pub(crate) key_file: Spanned<PathBuf>,
     /// Disk budget of the journal's files (database, WAL, shm; see `store/budget.rs`);
     /// beyond it new messages are refused with AR/CR. The WAL is kept under an eighth of it.
     #[serde(default = "defaults::max_bytes")]
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// A re-sent message (same sender, MSH-10 and payload) within this window is ACKed
     /// again but not stored twice.
     #[serde(default = "defaults::dedup_window_secs")]
-    pub dedup_window_secs: u64,
+    pub(crate) dedup_window_secs: u64,
     /// Delivered rows are purged after this long.
     #[serde(default = "defaults::retention_secs")]
-    pub retention_secs: u64,
+    pub(crate) retention_secs: u64,
     /// Most messages committed in one transaction.
     #[serde(default = "defaults::batch_max_messages")]
-    pub batch_max_messages: NonZeroUsize,
+    pub(crate) batch_max_messages: NonZeroUsize,
     /// Most payload bytes committed in one transaction.
     #[serde(default = "defaults::batch_max_bytes")]
-    pub batch_max_bytes: NonZeroUsize,
+    pub(crate) batch_max_bytes: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// Name used in logs, metrics and the journal.
-    pub name: String,
-    pub bind: SocketAddr,
-    pub tls: Option<Tls>,
+    pub(crate) name: String,
+    pub(crate) bind: SocketAddr,
+    pub(crate) tls: Option<Tls>,
     /// Source networks allowed to connect; others are closed before anything is read.
     #[serde(default = "defaults::allow")]
-    pub allow: Vec<IpNet>,
+    pub(crate) allow: Vec<IpNet>,
     /// Connections at once; when all are taken, the one idle the longest is closed for a new one.
     #[serde(default = "defaults::max_connections")]
-    pub max_connections: NonZeroUsize,
+    pub(crate) max_connections: NonZeroUsize,
     /// Connections at once from one source address.
     #[serde(default = "defaults::max_connections_per_source")]
-    pub max_connections_per_source: NonZeroUsize,
+    pub(crate) max_connections_per_source: NonZeroUsize,
     #[serde(default = "defaults::idle_timeout_secs")]
-    pub idle_timeout_secs: u64,
+    pub(crate) idle_timeout_secs: u64,
     /// A frame that is opened and not finished within this time closes the connection.
     #[serde(default = "defaults::frame_timeout_secs")]
-    pub frame_timeout_secs: u64,
+    pub(crate) frame_timeout_secs: u64,
     #[serde(default = "defaults::max_frame_bytes")]
-    pub max_frame_bytes: NonZeroUsize,
+    pub(crate) max_frame_bytes: NonZeroUsize,
     #[serde(default)]
-    pub accept: Accept,
+    pub(crate) accept: Accept,
 }
 
 /// Which messages a listener takes; others get AR/CR with the matching table 0357 code.
@@ -104,12 +104,12 @@ pub struct Listener {
 #[serde(deny_unknown_fields)]
 pub struct Accept {
     #[serde(default = "defaults::versions")]
-    pub versions: Vec<String>,
+    pub(crate) versions: Vec<String>,
     #[serde(default = "defaults::processing_ids")]
-    pub processing_ids: Vec<String>,
+    pub(crate) processing_ids: Vec<String>,
     /// `TYPE` (any trigger) or `TYPE^TRIGGER`.
     #[serde(default = "defaults::message_types")]
-    pub message_types: Vec<String>,
+    pub(crate) message_types: Vec<String>,
 }
 
 impl Default for Accept {
@@ -124,60 +124,60 @@ impl Default for Accept {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Tls {
-    pub cert: Spanned<PathBuf>,
-    pub key: Spanned<PathBuf>,
+pub(crate) struct Tls {
+    pub(crate) cert: Spanned<PathBuf>,
+    pub(crate) key: Spanned<PathBuf>,
     /// When set, clients must present a certificate issued by this CA (mTLS).
-    pub client_ca: Option<Spanned<PathBuf>>,
+    pub(crate) client_ca: Option<Spanned<PathBuf>>,
 }
 
 /// The destination FHIR server: a cloud FHIR base URL, or (no `url`) the local NDJSON sink.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Cloud {
+pub(crate) struct Cloud {
     /// Bundle shape: `generic` (transaction, conditional updates) or `salesforce` (batches of
     /// at most 30 entries with deterministic ids).
-    pub profile: Option<Spanned<String>>,
+    pub(crate) profile: Option<Spanned<String>>,
     /// FHIR base URL (`https://…/fhir`); bundles are POSTed to it. With a Salesforce auth whose
     /// token names an instance, a path (`/services/data/…`) is resolved against that instance.
-    pub url: Option<Spanned<String>>,
+    pub(crate) url: Option<Spanned<String>>,
     /// Local FHIR sink folder (one NDJSON file per resource type), used when `url` is absent.
-    pub sink: Option<Spanned<PathBuf>>,
+    pub(crate) sink: Option<Spanned<PathBuf>>,
     /// `[cloud.auth]`: how requests authenticate.
     #[serde(default)]
     pub auth: AuthConfig,
     /// PEM bundle of CA certificates that sign the server's certificate.
-    pub ca_file: Option<Spanned<PathBuf>>,
+    pub(crate) ca_file: Option<Spanned<PathBuf>>,
     /// Also trust the system's CA bundle; default: only when `ca_file` is not set.
-    pub system_roots: Option<bool>,
+    pub(crate) system_roots: Option<bool>,
     /// PEM client certificate chain and key for mutual TLS (both or neither).
-    pub client_cert: Option<Spanned<PathBuf>>,
-    pub client_key: Option<Spanned<PathBuf>>,
+    pub(crate) client_cert: Option<Spanned<PathBuf>>,
+    pub(crate) client_key: Option<Spanned<PathBuf>>,
     /// HTTP(S) proxy (`http://host:port`); no proxy (not even from the environment) when unset.
-    pub proxy: Option<Spanned<String>>,
+    pub(crate) proxy: Option<Spanned<String>>,
     /// Requests in flight at once (one per patient lane).
     #[serde(default = "defaults::concurrency")]
-    pub concurrency: NonZeroUsize,
+    pub(crate) concurrency: NonZeroUsize,
     /// Most entries in one request that packs several patients' `batch` bundles (the
     /// `salesforce` profile); 1 sends every bundle alone.
     #[serde(default = "defaults::batch_max_entries")]
-    pub batch_max_entries: NonZeroUsize,
+    pub(crate) batch_max_entries: NonZeroUsize,
     #[serde(default = "defaults::connect_timeout_secs")]
-    pub connect_timeout_secs: NonZeroU64,
+    pub(crate) connect_timeout_secs: NonZeroU64,
     /// Longest wait for the response head, and between body reads.
     #[serde(default = "defaults::read_timeout_secs")]
-    pub read_timeout_secs: NonZeroU64,
+    pub(crate) read_timeout_secs: NonZeroU64,
     /// Longest a whole request may take.
     #[serde(default = "defaults::timeout_secs")]
-    pub timeout_secs: NonZeroU64,
+    pub(crate) timeout_secs: NonZeroU64,
     /// First retry delay of a failing lane; doubles per failure up to `backoff_max_secs`.
     #[serde(default = "defaults::backoff_base_ms")]
-    pub backoff_base_ms: NonZeroU64,
+    pub(crate) backoff_base_ms: NonZeroU64,
     #[serde(default = "defaults::backoff_max_secs")]
-    pub backoff_max_secs: NonZeroU64,
+    pub(crate) backoff_max_secs: NonZeroU64,
     /// Randomise retry delays (within [d/2, d]); tests turn it off.
     #[serde(default = "defaults::yes")]
-    pub retry_jitter: bool,
+    pub(crate) retry_jitter: bool,
 }
 
 impl Default for Cloud {
@@ -206,12 +206,12 @@ impl Default for Cloud {
 
 impl Cloud {
     /// The configured profile (validated at load), `generic` when unset.
-    pub fn profile(&self) -> crate::fhir::bundle::Profile {
+    pub(crate) fn profile(&self) -> crate::fhir::bundle::Profile {
         self.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
     }
 
     /// The sink folder when no `url` is set (resolved at load; `var/fhir-sink` by default).
-    pub fn sink_dir(&self, config_dir: &Path) -> Option<PathBuf> {
+    pub(crate) fn sink_dir(&self, config_dir: &Path) -> Option<PathBuf> {
         if self.url.is_some() {
             return None;
         }
@@ -278,12 +278,12 @@ fn default_salesforce_lifetime() -> u64 {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Ops {
+pub(crate) struct Ops {
     /// Admin HTTP endpoint (health, metrics); keep it on loopback.
-    pub admin_bind: Option<SocketAddr>,
+    pub(crate) admin_bind: Option<SocketAddr>,
     /// Admin connections at once; more are closed at once.
     #[serde(default = "defaults::admin_max_connections")]
-    pub admin_max_connections: NonZeroUsize,
+    pub(crate) admin_max_connections: NonZeroUsize,
 }
 
 impl Default for Ops {
@@ -298,13 +298,13 @@ impl Default for Ops {
 /// `[limits]`: bounds that span every listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// In-flight frame budget: bytes held for MLLP frames across all connections (beyond each
     /// connection's free 64 KiB, counted twice while a frame is sealed for its commit). At the
     /// limit, connections with large frames stop reading until there is room or their frame
     /// times out. Must be at least twice every listener's `max_frame_bytes`.
     #[serde(default = "defaults::inflight_frame_bytes")]
-    pub inflight_frame_bytes: NonZeroUsize,
+    pub(crate) inflight_frame_bytes: NonZeroUsize,
 }
 
 impl Default for Limits {
@@ -316,80 +316,80 @@ impl Default for Limits {
 mod defaults {
     use std::num::{NonZeroU64, NonZeroUsize};
 
-    pub fn concurrency() -> NonZeroUsize {
+    pub(crate) fn concurrency() -> NonZeroUsize {
         NonZeroUsize::new(4).unwrap()
     }
-    pub fn batch_max_entries() -> NonZeroUsize {
+    pub(crate) fn batch_max_entries() -> NonZeroUsize {
         NonZeroUsize::new(crate::fhir::bundle::BATCH_MAX_ENTRIES).unwrap()
     }
-    pub fn connect_timeout_secs() -> NonZeroU64 {
+    pub(crate) fn connect_timeout_secs() -> NonZeroU64 {
         NonZeroU64::new(5).unwrap()
     }
-    pub fn read_timeout_secs() -> NonZeroU64 {
+    pub(crate) fn read_timeout_secs() -> NonZeroU64 {
         NonZeroU64::new(30).unwrap()
     }
-    pub fn timeout_secs() -> NonZeroU64 {
+    pub(crate) fn timeout_secs() -> NonZeroU64 {
         NonZeroU64::new(60).unwrap()
     }
-    pub fn backoff_base_ms() -> NonZeroU64 {
+    pub(crate) fn backoff_base_ms() -> NonZeroU64 {
         NonZeroU64::new(500).unwrap()
     }
-    pub fn backoff_max_secs() -> NonZeroU64 {
+    pub(crate) fn backoff_max_secs() -> NonZeroU64 {
         NonZeroU64::new(300).unwrap()
     }
-    pub fn yes() -> bool {
+    pub(crate) fn yes() -> bool {
         true
     }
 
-    pub fn max_bytes() -> u64 {
+    pub(crate) fn max_bytes() -> u64 {
         8 << 30
     }
-    pub fn dedup_window_secs() -> u64 {
+    pub(crate) fn dedup_window_secs() -> u64 {
         7 * 24 * 3600
     }
-    pub fn retention_secs() -> u64 {
+    pub(crate) fn retention_secs() -> u64 {
         7 * 24 * 3600
     }
-    pub fn batch_max_messages() -> NonZeroUsize {
+    pub(crate) fn batch_max_messages() -> NonZeroUsize {
         NonZeroUsize::new(512).unwrap()
     }
-    pub fn batch_max_bytes() -> NonZeroUsize {
+    pub(crate) fn batch_max_bytes() -> NonZeroUsize {
         NonZeroUsize::new(16 << 20).unwrap()
     }
-    pub fn allow() -> Vec<ipnet::IpNet> {
+    pub(crate) fn allow() -> Vec<ipnet::IpNet> {
         vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
     }
-    pub fn max_connections() -> NonZeroUsize {
+    pub(crate) fn max_connections() -> NonZeroUsize {
         NonZeroUsize::new(128).unwrap()
     }
-    pub fn max_connections_per_source() -> NonZeroUsize {
+    pub(crate) fn max_connections_per_source() -> NonZeroUsize {
         NonZeroUsize::new(16).unwrap()
     }
-    pub fn admin_max_connections() -> NonZeroUsize {
+    pub(crate) fn admin_max_connections() -> NonZeroUsize {
         NonZeroUsize::new(16).unwrap()
     }
-    pub fn inflight_frame_bytes() -> NonZeroUsize {
+    pub(crate) fn inflight_frame_bytes() -> NonZeroUsize {
         NonZeroUsize::new(64 << 20).unwrap()
     }
-    pub fn idle_timeout_secs() -> u64 {
+    pub(crate) fn idle_timeout_secs() -> u64 {
         600
     }
-    pub fn frame_timeout_secs() -> u64 {
+    pub(crate) fn frame_timeout_secs() -> u64 {
         30
     }
     /// 8 MiB.
     pub fn max_frame_bytes() -> NonZeroUsize {
         NonZeroUsize::new(8 << 20).unwrap()
     }
-    pub fn versions() -> Vec<String> {
+    pub(crate) fn versions() -> Vec<String> {
         ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"]
             .map(String::from)
             .to_vec()
     }
-    pub fn processing_ids() -> Vec<String> {
+    pub(crate) fn processing_ids() -> Vec<String> {
         vec!["P".into()]
     }
-    pub fn message_types() -> Vec<String> {
+    pub(crate) fn message_types() -> Vec<String> {
         ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU"].map(String::from).to_vec()
     }
 }
@@ -397,11 +397,11 @@ mod defaults {
 /// A configuration error, naming the file and, where known, line, column and field.
 #[derive(Debug)]
 pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub field: Option<String>,
-    pub message: String,
+    pub(crate) file: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) column: Option<usize>,
+    pub(crate) field: Option<String>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -441,7 +441,7 @@ impl Config {
     }
 
     /// Parses `text` as if read from `path`.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let error_at = |span: Option<std::ops::Range<usize>>, field: Option<String>, message: String| {
             let (line, column) = match span {
                 Some(s) => {

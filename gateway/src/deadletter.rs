@@ -1,7 +1,7 @@
 //! `gateway deadletter`: list, show, replay and purge dead letters. Runs beside the daemon
 //! on the same database (WAL, synchronous=FULL), so every transaction is short.
 //!
-//! Every action on a single dead letter writes an [`audit`] event in the store first: `show`
+//! Every action on a single dead letter writes an `audit` event in the store first: `show`
 //! commits its event before decrypting anything (no event, nothing shown); `replay` and
 //! `purge` write theirs in the transaction that does the work. `list` shows no PHI and is
 //! not audited.
@@ -15,8 +15,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::config::Config;
 use crate::store::audit::{self, Action};
 use crate::store::dead_letters;
-pub use crate::store::dead_letters::DeadLetter;
-use crate::store::state::JournalState;
+pub(crate) use crate::store::dead_letters::DeadLetter;
+use crate::store::state::{DeadLetterStage, JournalState};
 use crate::store::{db, key_guard, Keys};
 
 /// `gateway deadletter <command>`.
@@ -90,7 +90,7 @@ pub fn run(config: &Path, actor: Option<String>, command: Command, out: &mut dyn
 /// The name the operator claims, for the audit trail: `--actor`, else `$SUDO_USER` (the
 /// person behind `sudo`), else `$USER`. The audit event also records the OS identity of the
 /// process (uid, euid, login uid), which the operator cannot choose.
-pub fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+pub(crate) fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     let actor = explicit
         .or_else(|| env("SUDO_USER").filter(|s| !s.trim().is_empty()))
         .or_else(|| env("USER").filter(|s| !s.trim().is_empty()))
@@ -103,17 +103,17 @@ pub fn resolve_actor(explicit: Option<String>, env: impl Fn(&str) -> Option<Stri
 }
 
 /// All dead letters, oldest first.
-pub fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
+pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
     dead_letters::all(conn)
 }
 
 /// One dead letter, or an error naming the id.
-pub fn get(conn: &Connection, id: i64) -> anyhow::Result<DeadLetter> {
+pub(crate) fn get(conn: &Connection, id: i64) -> anyhow::Result<DeadLetter> {
     dead_letters::get(conn, id)?.ok_or_else(|| anyhow!("no dead letter {id}"))
 }
 
 /// Prints the dead letters; returns how many.
-pub fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
+pub(crate) fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
     let rows = all(conn)?;
     writeln!(
         out,
@@ -139,7 +139,13 @@ pub fn list(conn: &Connection, out: &mut dyn Write) -> anyhow::Result<usize> {
 
 /// Records a `show` audit event, commits it, then prints the reason and the decrypted HL7
 /// message. If the event cannot be written, nothing is shown.
-pub fn show(conn: &mut Connection, keys: &Keys, actor: &str, id: i64, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn show(
+    conn: &mut Connection,
+    keys: &Keys,
+    actor: &str,
+    id: i64,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let d = get(conn, id)?;
     let sealed = dead_letters::sealed_message(conn, d.journal_seq)?
         .ok_or_else(|| anyhow!("dead letter {id}: journal row {} is gone", d.journal_seq))?;
@@ -170,7 +176,7 @@ pub fn show(conn: &mut Connection, keys: &Keys, actor: &str, id: i64, out: &mut 
 
 /// What [`replay`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Replayed {
+pub(crate) enum Replayed {
     /// The journal row is back to `received`.
     Convert { id: i64, journal_seq: i64 },
     /// This many outbox rows are back to `pending`; `also` lists the message's other dead
@@ -213,15 +219,15 @@ fn audit_and_delete(tx: &Connection, actor: &str, action: Action, ids: &[i64], s
 /// Re-queues one dead letter at its lane's position, deletes it and records a `replay`
 /// event, all in one transaction. A delivery failure re-queues all the message's dead
 /// bundles, so the message's other `deliver` dead letters are replayed (and audited) with it.
-pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Replayed> {
+pub(crate) fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Replayed> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
     let seq = d.journal_seq;
     let Some(state) = dead_letters::journal_state(&tx, seq)? else {
         bail!("dead letter {id}: journal row {seq} is gone; purge it instead")
     };
-    let done = match d.stage.as_str() {
-        "convert" => {
+    let done = match d.stage {
+        DeadLetterStage::Convert => {
             if state != JournalState::Dead {
                 bail!("dead letter {id}: journal row {seq} is {state}, not dead; not replayed");
             }
@@ -230,12 +236,18 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
             if leftovers > 0 {
                 bail!("dead letter {id}: journal row {seq} already has {leftovers} outbox row(s); not replayed");
             }
-            audit_and_delete(&tx, actor, Action::Replay, &dead_letters::of_message(&tx, seq, Some("convert"))?, seq)?;
+            audit_and_delete(
+                &tx,
+                actor,
+                Action::Replay,
+                &dead_letters::of_message(&tx, seq, Some(DeadLetterStage::Convert))?,
+                seq,
+            )?;
             dead_letters::requeue_for_conversion(&tx, seq)?;
             Replayed::Convert { id, journal_seq: seq }
         }
-        "deliver" => {
-            let ids = dead_letters::of_message(&tx, seq, Some("deliver"))?;
+        DeadLetterStage::Deliver => {
+            let ids = dead_letters::of_message(&tx, seq, Some(DeadLetterStage::Deliver))?;
             audit_and_delete(&tx, actor, Action::Replay, &ids, seq)?;
             let n = dead_letters::requeue_dead_bundles(&tx, seq)?;
             if n == 0 {
@@ -248,7 +260,6 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
             let also = ids.into_iter().filter(|&i| i != id).collect();
             Replayed::Deliver { id, journal_seq: seq, outbox_rows: n, also }
         }
-        other => bail!("dead letter {id}: unknown stage {other:?}"),
     };
     tx.commit()?;
     Ok(done)
@@ -256,7 +267,7 @@ pub fn replay(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<Rep
 
 /// Replays every dead letter, oldest first, one short transaction each; reports those that
 /// could not be replayed and fails if any.
-pub fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let ids: Vec<i64> = all(conn)?.into_iter().map(|d| d.id).collect();
     let (mut replayed, mut failed) = (0, 0);
     let mut covered = std::collections::HashSet::new();
@@ -289,7 +300,7 @@ pub fn replay_all(conn: &mut Connection, actor: &str, out: &mut dyn Write) -> an
 /// Deletes a dead letter (with the message's other dead letters) and its outbox rows and
 /// records a `purge` event per dead letter, in one transaction; the journal row stays (or
 /// becomes) `dead`. Returns the journal seq.
-pub fn purge(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<i64> {
+pub(crate) fn purge(conn: &mut Connection, actor: &str, id: i64) -> anyhow::Result<i64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let d = get(&tx, id)?;
     let ids = dead_letters::of_message(&tx, d.journal_seq, None)?;
@@ -323,27 +334,19 @@ mod tests {
     use super::*;
     use crate::store::state::OutboxState;
     use rusqlite::params;
-    use std::path::PathBuf;
 
     struct Db {
-        dir: PathBuf,
+        dir: tempfile::TempDir,
         conn: Connection,
         keys: Keys,
-    }
-
-    impl Drop for Db {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 
     const MSG: &[u8] =
         b"MSH|^~\\&|LAB|HOSP|GW|HOSP|20240101120000||ORU^R01|CTRL1|P|2.5\rPID|1||MRN123^^^HOSP||DOE^JANE\r";
 
-    fn db(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("gw-dl-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+    fn db() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, db::Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         Db { dir, conn, keys: Keys::from_master(&[7; 32]) }
@@ -370,7 +373,7 @@ mod tests {
                 .unwrap();
             self.conn.last_insert_rowid()
         }
-        fn dead(&self, seq: i64, stage: &str, reason: &str) -> i64 {
+        fn dead(&self, seq: i64, stage: DeadLetterStage, reason: &str) -> i64 {
             self.conn
                 .execute(
                     "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, 1700000000002)",
@@ -394,11 +397,11 @@ mod tests {
 
     #[test]
     fn list_shows_ids_stage_reason_and_header_fields_without_phi() {
-        let d = db("list");
+        let d = db();
         let s1 = d.journal("CTRL1", JournalState::Dead);
-        d.dead(s1, "convert", "PID-3 missing");
+        d.dead(s1, DeadLetterStage::Convert, "PID-3 missing");
         let s2 = d.journal("CTRL\x1b[2J", JournalState::Converted);
-        d.dead(s2, "deliver", "HTTP 422 OperationOutcome invalid");
+        d.dead(s2, DeadLetterStage::Deliver, "HTTP 422 OperationOutcome invalid");
         let mut out = Vec::new();
         assert_eq!(list(&d.conn, &mut out).unwrap(), 2);
         let out = String::from_utf8(out).unwrap();
@@ -411,9 +414,9 @@ mod tests {
 
     #[test]
     fn show_audits_first_then_prints_the_message() {
-        let mut d = db("show");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
         let mut out = Vec::new();
         let keys = Keys::from_master(&[7; 32]);
         show(&mut d.conn, &keys, "alice", id, &mut out).unwrap();
@@ -435,9 +438,9 @@ mod tests {
 
     #[test]
     fn show_prints_nothing_when_the_audit_write_fails() {
-        let mut d = db("show-fail");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
         d.conn
             .execute_batch(
                 "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
@@ -458,9 +461,9 @@ mod tests {
 
     #[test]
     fn replay_convert_requeues_the_journal_row() {
-        let mut d = db("replay-convert");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
         assert_eq!(replay(&mut d.conn, "bob", id).unwrap(), Replayed::Convert { id, journal_seq: seq });
         assert_eq!(d.state(seq), JournalState::Received);
         assert_eq!(d.count("dead_letter"), 0);
@@ -472,13 +475,13 @@ mod tests {
 
     #[test]
     fn replay_deliver_keeps_outbox_ids_and_resets_attempts() {
-        let mut d = db("replay-deliver");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
         let o1 = d.outbox(seq, 0, OutboxState::Delivered, 1);
         let o2 = d.outbox(seq, 1, OutboxState::Dead, 9);
         let later = d.journal("CTRL2", JournalState::Converted);
         let o3 = d.outbox(later, 0, OutboxState::Pending, 2);
-        let id = d.dead(seq, "deliver", "HTTP 422");
+        let id = d.dead(seq, DeadLetterStage::Deliver, "HTTP 422");
         assert_eq!(
             replay(&mut d.conn, "bob", id).unwrap(),
             Replayed::Deliver { id, journal_seq: seq, outbox_rows: 1, also: vec![] }
@@ -502,13 +505,13 @@ mod tests {
 
     #[test]
     fn replay_covers_all_dead_bundles_of_the_message_and_resets_entry_progress() {
-        let mut d = db("replay-multi");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
         let o0 = d.outbox(seq, 0, OutboxState::Dead, 4);
         let o1 = d.outbox(seq, 1, OutboxState::Dead, 2);
         d.conn.execute("UPDATE outbox SET entries_dead = 3, entries_done = '[0,1]'", []).unwrap();
-        let a = d.dead(seq, "deliver", "HTTP 400");
-        let b = d.dead(seq, "deliver", "entry 3: invalid");
+        let a = d.dead(seq, DeadLetterStage::Deliver, "HTTP 400");
+        let b = d.dead(seq, DeadLetterStage::Deliver, "entry 3: invalid");
         let r = replay(&mut d.conn, "bob", b).unwrap();
         assert_eq!(r, Replayed::Deliver { id: b, journal_seq: seq, outbox_rows: 2, also: vec![a] });
         assert!(r.to_string().contains(&format!("also covers dead letter(s) {a}")), "{r}");
@@ -526,12 +529,12 @@ mod tests {
         assert_eq!(ev, vec![(a, "replay".into()), (b, "replay".into())]);
 
         // Still pending (a batch with a dead entry, not settled yet): refused, nothing changes.
-        let c = d.dead(seq, "deliver", "entry 1: invalid");
+        let c = d.dead(seq, DeadLetterStage::Deliver, "entry 1: invalid");
         let e = replay(&mut d.conn, "bob", c).unwrap_err();
         assert!(e.to_string().contains("still being delivered"), "{e}");
         assert_eq!(d.audit().len(), 2);
         // Purge takes the message's dead letters and bundles.
-        d.dead(seq, "deliver", "again");
+        d.dead(seq, DeadLetterStage::Deliver, "again");
         purge(&mut d.conn, "dave", c).unwrap();
         assert_eq!((d.count("dead_letter"), d.count("outbox")), (0, 0));
         assert_eq!(d.state(seq), JournalState::Dead);
@@ -540,14 +543,14 @@ mod tests {
 
     #[test]
     fn replay_all_goes_on_past_failures() {
-        let mut d = db("replay-all");
+        let mut d = db();
         let s1 = d.journal("A", JournalState::Dead);
-        let a = d.dead(s1, "convert", "x");
+        let a = d.dead(s1, DeadLetterStage::Convert, "x");
         let s2 = d.journal("B", JournalState::Delivered); // not dead: refused
-        let b = d.dead(s2, "convert", "y");
+        let b = d.dead(s2, DeadLetterStage::Convert, "y");
         let s3 = d.journal("C", JournalState::Dead);
         d.outbox(s3, 0, OutboxState::Dead, 3);
-        let c = d.dead(s3, "deliver", "z");
+        let c = d.dead(s3, DeadLetterStage::Deliver, "z");
         let mut out = Vec::new();
         assert!(replay_all(&mut d.conn, "carol", &mut out).is_err());
         let out = String::from_utf8(out).unwrap();
@@ -560,12 +563,12 @@ mod tests {
 
     #[test]
     fn purge_deletes_the_dead_letter_and_its_outbox_rows() {
-        let mut d = db("purge");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
         d.outbox(seq, 0, OutboxState::Dead, 5);
         let other = d.journal("CTRL2", JournalState::Converted);
         d.outbox(other, 0, OutboxState::Pending, 0);
-        let id = d.dead(seq, "deliver", "HTTP 400");
+        let id = d.dead(seq, DeadLetterStage::Deliver, "HTTP 400");
         assert_eq!(purge(&mut d.conn, "dave", id).unwrap(), seq);
         assert_eq!(d.count("dead_letter"), 0);
         assert_eq!(d.count("outbox"), 1, "other messages' rows stay");
@@ -577,9 +580,9 @@ mod tests {
 
     #[test]
     fn audit_rows_cannot_be_changed() {
-        let mut d = db("audit");
+        let mut d = db();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "x");
+        let id = d.dead(seq, DeadLetterStage::Convert, "x");
         purge(&mut d.conn, "erin", id).unwrap();
         assert!(d.conn.execute("UPDATE audit SET actor = 'x'", []).unwrap_err().to_string().contains("append-only"));
         assert!(d.conn.execute("DELETE FROM audit", []).unwrap_err().to_string().contains("append-only"));
@@ -601,12 +604,12 @@ mod tests {
     /// A key file, a config file naming it and the journal, and one dead letter.
     fn config_with_a_dead_letter(d: &Db) -> (std::path::PathBuf, i64, i64) {
         use std::os::unix::fs::PermissionsExt;
-        let key_file = d.dir.join("j.key");
+        let key_file = d.dir.path().join("j.key");
         std::fs::write(&key_file, [7u8; 32]).unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let seq = d.journal("CTRL1", JournalState::Dead);
-        let id = d.dead(seq, "convert", "PID-3 missing");
-        let config = d.dir.join("gateway.toml");
+        let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
+        let config = d.dir.path().join("gateway.toml");
         std::fs::write(
             &config,
             "[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n[[listener]]\nname = \"m\"\nbind = \"127.0.0.1:2575\"\n",
@@ -617,7 +620,7 @@ mod tests {
 
     #[test]
     fn run_uses_the_config_file() {
-        let d = db("run");
+        let d = db();
         let (config, seq, id) = config_with_a_dead_letter(&d);
         let mut out = Vec::new();
         run(&config, None, Command::List, &mut out).unwrap();
@@ -632,7 +635,7 @@ mod tests {
 
     #[test]
     fn audit_verify_reports_the_count_or_the_first_break_and_show_needs_the_bound_key() {
-        let d = db("verify");
+        let d = db();
         let (config, _, id) = config_with_a_dead_letter(&d);
         let verify = || {
             let mut out = Vec::new();
@@ -655,7 +658,7 @@ mod tests {
             &Keys::from_master(&[7; 32]).check_value(),
         )
         .unwrap();
-        std::fs::write(d.dir.join("j.key"), [8u8; 32]).unwrap();
+        std::fs::write(d.dir.path().join("j.key"), [8u8; 32]).unwrap();
         let e = run(&config, Some("frank".into()), Command::Show { id }, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("is not the key"), "{e}");
         assert_eq!(d.audit().len(), 2);

@@ -14,7 +14,7 @@
 //! - [`ops`]: the admin endpoint (health, metrics) and logging.
 //!
 //! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`] and
-//! [`log_limit`] (repeated error lines to one per minute with a count). Which module may use
+//! `log_limit` (repeated error lines to one per minute with a count). Which module may use
 //! which is docs/ARCHITECTURE.md's arrow rule, checked by a test.
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
@@ -33,7 +33,7 @@ pub mod fhir;
 pub mod forward;
 pub mod hl7;
 pub mod loadgen;
-pub mod log_limit;
+pub(crate) mod log_limit;
 pub mod metrics;
 pub mod mllp;
 pub mod ops;

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use crate::mllp::codec::{self, Decoded, Decoder};
 
 /// A minimal MLLP client: send a message, wait for its ACK.
-pub struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     decoder: Decoder,
     buf: Vec<u8>,
@@ -19,14 +19,14 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+    pub(crate) async fn connect(addr: SocketAddr) -> std::io::Result<Client> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Client { stream, decoder: Decoder::new(1 << 20), buf: Vec::new(), pending: Vec::new() })
     }
 
     /// Sends one message and returns the next frame the peer sends back.
-    pub async fn call(&mut self, message: &[u8]) -> std::io::Result<Vec<u8>> {
+    pub(crate) async fn call(&mut self, message: &[u8]) -> std::io::Result<Vec<u8>> {
         self.buf.clear();
         codec::encode(message, &mut self.buf);
         self.stream.write_all(&self.buf).await?;
@@ -34,7 +34,7 @@ impl Client {
     }
 
     /// Reads the next frame.
-    pub async fn read_frame(&mut self) -> std::io::Result<Vec<u8>> {
+    pub(crate) async fn read_frame(&mut self) -> std::io::Result<Vec<u8>> {
         let mut chunk = [0u8; 4096];
         loop {
             while !self.pending.is_empty() {
@@ -84,16 +84,16 @@ IN1|1|BCBS01^Blue Cross PPO|12345|BLUE CROSS||||GRP001|||||||TESTPATIENT^ALEX|SE
 
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub connections: usize,
-    pub messages: usize,
-    pub elapsed: Duration,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
+    pub(crate) connections: usize,
+    pub(crate) messages: usize,
+    pub(crate) elapsed: Duration,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Report {
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.messages as f64 / self.elapsed.as_secs_f64()
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The interval the gateway's call sites use: at most one line per error kind per minute.
-pub const EVERY: Duration = Duration::from_secs(60);
+pub(crate) const EVERY: Duration = Duration::from_secs(60);
 
 /// Distinct error kinds tracked per call site; beyond it the quietest one is forgotten
 /// (its next occurrence is logged at once, as a first one).
@@ -20,7 +20,7 @@ const KINDS: usize = 16;
 
 /// One call site's limiter; `static` friendly.
 #[derive(Debug)]
-pub struct Repeats {
+pub(crate) struct Repeats {
     every: Duration,
     kinds: Mutex<Vec<Kind>>,
 }
@@ -36,9 +36,9 @@ struct Kind {
 
 /// What a let-through line should add: how many repeats were left out before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Repeated {
-    pub left_out: u64,
-    pub over: Duration,
+pub(crate) struct Repeated {
+    pub(crate) left_out: u64,
+    pub(crate) over: Duration,
 }
 
 impl fmt::Display for Repeated {
@@ -52,18 +52,18 @@ impl fmt::Display for Repeated {
 }
 
 impl Repeats {
-    pub const fn new(every: Duration) -> Repeats {
+    pub(crate) const fn new(every: Duration) -> Repeats {
         Repeats { every, kinds: Mutex::new(Vec::new()) }
     }
 
     /// Records an occurrence of `key` (an error kind: a fixed text, never message content);
     /// `Some` when a line should be logged now.
-    pub fn hit(&self, key: &str) -> Option<Repeated> {
+    pub(crate) fn hit(&self, key: &str) -> Option<Repeated> {
         self.hit_at(key, Instant::now())
     }
 
     /// [`Repeats::hit`] with the clock given (tests).
-    pub fn hit_at(&self, key: &str, now: Instant) -> Option<Repeated> {
+    pub(crate) fn hit_at(&self, key: &str, now: Instant) -> Option<Repeated> {
         let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = kinds.iter_mut().find(|k| k.key == key) {
             let over = now.saturating_duration_since(k.logged_at);
@@ -83,6 +83,7 @@ impl Repeats {
         Some(Repeated { left_out: 0, over: Duration::ZERO })
     }
 
+    #[cfg(test)]
     /// The condition cleared: forgets every kind, so the next occurrence is logged at once.
     /// Returns how many occurrences were left out since the last lines (for a recovery line).
     pub fn clear(&self) -> u64 {

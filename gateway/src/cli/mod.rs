@@ -2,9 +2,9 @@
 //! command, and what they share: reading the input file (batch files split), the site maps of
 //! a configuration file, and the error line an operator sees.
 //!
-//! - [`parse`]: `gateway parse` prints each message of a file as an indented tree.
-//! - [`convert`]: `gateway convert` prints the FHIR Bundles of each message and its report.
-//! - [`report`]: `gateway report <seq>` prints the conversion report the daemon kept.
+//! - `parse`: `gateway parse` prints each message of a file as an indented tree.
+//! - `convert`: `gateway convert` prints the FHIR Bundles of each message and its report.
+//! - `report`: `gateway report <seq>` prints the conversion report the daemon kept.
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -13,9 +13,9 @@
 //! Both print patient data: they are tools for an integration engineer at the appliance's
 //! console, not for logs.
 
-pub mod convert;
-pub mod parse;
-pub mod report;
+pub(crate) mod convert;
+pub(crate) mod parse;
+pub(crate) mod report;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,8 +31,9 @@ pub use convert::convert_command;
 pub use parse::parse_command;
 pub use report::report_command;
 
-/// An error and its causes for the operator, each said once: many errors already quote their
-/// cause (`journal x.db: No such file or directory`), and `{:#}` would print it again.
+/// An error and its causes for the operator, each said once: the gateway's errors leave their
+/// cause to the chain, but some of other crates' also quote it (rusqlite's failures without a
+/// message), and `{:#}` would print it again.
 pub fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
@@ -48,7 +49,7 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 }
 
 /// Reads `path`, or standard input for `-`.
-pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).context("reading standard input")?;

@@ -42,7 +42,7 @@ const MAX_SHOWN: usize = 200;
 /// One message as an indented tree: header line, the groups of its structure with their
 /// segments and fields, then segments the structure did not place and required items that
 /// are missing. A message of an unsupported structure is shown as a flat segment list.
-pub fn render_tree(msg: &Message) -> String {
+pub(crate) fn render_tree(msg: &Message) -> String {
     let mut out = String::new();
     let msh9 = msg.msh().field(9);
     let msg_type = [1, 2, 3]

@@ -41,7 +41,7 @@ const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// An invalid `[cloud.auth]` setting.
     #[error("{0}")]
     Config(String),
@@ -60,6 +60,7 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    #[cfg(test)]
     /// Whether trying again later may succeed (network trouble, 5xx, 429) as opposed to a
     /// configuration or credential problem an operator has to fix.
     pub fn is_transient(&self) -> bool {
@@ -73,7 +74,7 @@ impl AuthError {
 
 /// Supplies the `Authorization` header for requests to the cloud. `Send + Sync`: one
 /// instance serves all forwarder threads.
-pub struct Auth {
+pub(crate) struct Auth {
     method: Method,
     state: Mutex<State>,
     refreshes: AtomicU64,
@@ -131,7 +132,7 @@ impl fmt::Debug for Auth {
 impl Auth {
     /// Validates the settings and loads the key or token file (relative paths against
     /// `base`, the config file's folder). Fails fast: a bad key is a startup error.
-    pub fn from_config(config: &AuthConfig, base: &Path) -> Result<Auth, AuthError> {
+    pub(crate) fn from_config(config: &AuthConfig, base: &Path) -> Result<Auth, AuthError> {
         let resolve = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
         let mut state = State::default();
         let method = match config {
@@ -185,7 +186,7 @@ impl Auth {
     /// The `Authorization` header value for the next request, if any: the cached token, or
     /// a new one when it is (nearly) expired or was invalidated. Concurrent callers wait for
     /// one fetch rather than each fetching.
-    pub fn authorization(&self, agent: &ureq::Agent) -> Result<Option<String>, AuthError> {
+    pub(crate) fn authorization(&self, agent: &ureq::Agent) -> Result<Option<String>, AuthError> {
         if matches!(self.method, Method::None) {
             return Ok(None);
         }
@@ -225,18 +226,18 @@ impl Auth {
 
     /// Forget the cached token (after a 401), so the next request fetches a new one (for
     /// `bearer`: reads the token file again, which allows rotating it without a restart).
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         self.lock().token = None;
     }
 
     /// Tokens fetched (or token files read again) so far.
-    pub fn refreshes(&self) -> u64 {
+    pub(crate) fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
     }
 
     /// Salesforce's token response names the instance to call; `None` otherwise (and before
     /// the first token).
-    pub fn instance_url(&self) -> Option<String> {
+    pub(crate) fn instance_url(&self) -> Option<String> {
         self.lock().instance_url.clone()
     }
 
@@ -588,13 +589,6 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::Arc;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("gw-auth-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     fn write_secret(dir: &Path, name: &str, contents: &[u8], mode: u32) -> PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, contents).unwrap();
@@ -621,8 +615,9 @@ mod tests {
     }
 
     fn rsa_public(pem_name: &str) -> Vec<u8> {
-        let dir = temp_dir(&format!("pub-{pem_name}"));
-        let p = write_secret(&dir, "k.pem", &test_key(pem_name), 0o600);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let p = write_secret(dir, "k.pem", &test_key(pem_name), 0o600);
         let Signer::Rsa(kp) = load_signer(&p, KeyKind::Rsa).unwrap() else { panic!() };
         use ring::signature::KeyPair;
         kp.public_key().as_ref().to_vec()
@@ -744,10 +739,11 @@ mod tests {
 
     #[test]
     fn es384_assertion_verifies_and_has_the_smart_claims() {
-        let dir = temp_dir("es384");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let (pem, public) = ec_key();
-        let key = write_secret(&dir, "ec.pem", &pem, 0o600);
-        let auth = Auth::from_config(&smart_config("https://fhir.example.org/auth/token", &key, SmartAlg::ES384), &dir)
+        let key = write_secret(dir, "ec.pem", &pem, 0o600);
+        let auth = Auth::from_config(&smart_config("https://fhir.example.org/auth/token", &key, SmartAlg::ES384), dir)
             .unwrap();
         let now = unix_now();
         let jwt = auth.assertion(now).unwrap();
@@ -765,14 +761,14 @@ mod tests {
         assert!(jti.chars().all(|c| c.is_ascii_hexdigit()));
         let (_, again) = verify(&auth.assertion(now).unwrap(), &signature::ECDSA_P384_SHA384_FIXED, &public);
         assert_ne!(again["jti"], claims["jti"], "jti unique per assertion");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn rs384_assertion_from_pkcs8_verifies() {
-        let dir = temp_dir("rs384");
-        let key = write_secret(&dir, "rsa.pem", &test_key("rsa2048-pkcs8.pem"), 0o600);
-        let auth = Auth::from_config(&smart_config("https://a.example/token", &key, SmartAlg::RS384), &dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = write_secret(dir, "rsa.pem", &test_key("rsa2048-pkcs8.pem"), 0o600);
+        let auth = Auth::from_config(&smart_config("https://a.example/token", &key, SmartAlg::RS384), dir).unwrap();
         let now = unix_now();
         let (header, claims) = verify(
             &auth.assertion(now).unwrap(),
@@ -782,15 +778,15 @@ mod tests {
         assert_eq!(header["alg"], "RS384");
         assert_eq!(claims["exp"].as_u64().unwrap(), now + 240);
         // The key kind must match alg.
-        let e = Auth::from_config(&smart_config("https://a.example/token", &key, SmartAlg::ES384), &dir).unwrap_err();
+        let e = Auth::from_config(&smart_config("https://a.example/token", &key, SmartAlg::ES384), dir).unwrap_err();
         assert!(e.to_string().contains("EC P-384"), "{e}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn salesforce_assertion_from_pkcs1_verifies() {
-        let dir = temp_dir("sf-jwt");
-        write_secret(&dir, "rsa.pem", &test_key("rsa2048-pkcs1.pem"), 0o600);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write_secret(dir, "rsa.pem", &test_key("rsa2048-pkcs1.pem"), 0o600);
         let config = AuthConfig::Salesforce {
             login_url: "https://login.salesforce.com/".into(),
             consumer_key: "3MVG9ck".into(),
@@ -798,7 +794,7 @@ mod tests {
             key_file: "rsa.pem".into(), // relative: resolved against base
             token_lifetime_secs: 1800,
         };
-        let auth = Auth::from_config(&config, &dir).unwrap();
+        let auth = Auth::from_config(&config, dir).unwrap();
         let now = unix_now();
         let (header, claims) = verify(
             &auth.assertion(now).unwrap(),
@@ -812,73 +808,73 @@ mod tests {
         let exp = claims["exp"].as_u64().unwrap();
         assert!(exp > now && exp <= now + 180, "exp within 3 minutes");
         // An EC key is refused for Salesforce.
-        let ec = write_secret(&dir, "ec.pem", &ec_key().0, 0o600);
+        let ec = write_secret(dir, "ec.pem", &ec_key().0, 0o600);
         let mut config = config;
         if let AuthConfig::Salesforce { key_file, .. } = &mut config {
             *key_file = ec;
         }
-        let e = Auth::from_config(&config, &dir).unwrap_err();
+        let e = Auth::from_config(&config, dir).unwrap_err();
         assert!(e.to_string().contains("RSA"), "{e}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn key_and_token_files_must_be_0600_and_never_leak() {
-        let dir = temp_dir("perms");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let pem = test_key("rsa2048-pkcs8.pem");
-        let key = write_secret(&dir, "rsa.pem", &pem, 0o640);
-        let e = Auth::from_config(&smart_config("https://a.example/t", &key, SmartAlg::RS384), &dir).unwrap_err();
+        let key = write_secret(dir, "rsa.pem", &pem, 0o640);
+        let e = Auth::from_config(&smart_config("https://a.example/t", &key, SmartAlg::RS384), dir).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains(&key.display().to_string()) && msg.contains("chmod 600"), "{msg}");
         assert!(!msg.contains("MII"), "no key material in errors");
 
-        let token = write_secret(&dir, "token", b"s3cr3t-token\n", 0o644);
-        let e = Auth::from_config(&AuthConfig::Bearer { token_file: token.clone() }, &dir).unwrap_err();
+        let token = write_secret(dir, "token", b"s3cr3t-token\n", 0o644);
+        let e = Auth::from_config(&AuthConfig::Bearer { token_file: token.clone() }, dir).unwrap_err();
         assert!(e.to_string().contains("token") && e.to_string().contains("mode 644"), "{e}");
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let auth = Auth::from_config(&AuthConfig::Bearer { token_file: "token".into() }, &dir).unwrap();
+        let auth = Auth::from_config(&AuthConfig::Bearer { token_file: "token".into() }, dir).unwrap();
         let agent = ureq::Agent::new_with_defaults();
         assert_eq!(auth.authorization(&agent).unwrap().as_deref(), Some("Bearer s3cr3t-token"));
         assert!(!format!("{auth:?}").contains("s3cr3t"));
         // Rotation: invalidate re-reads the file.
-        write_secret(&dir, "token", b"rotated", 0o600);
+        write_secret(dir, "token", b"rotated", 0o600);
         assert_eq!(auth.authorization(&agent).unwrap().as_deref(), Some("Bearer s3cr3t-token"));
         auth.invalidate();
         assert_eq!(auth.authorization(&agent).unwrap().as_deref(), Some("Bearer rotated"));
 
-        let bad = write_secret(&dir, "bad", b"two words\n", 0o600);
-        let e = Auth::from_config(&AuthConfig::Bearer { token_file: bad }, &dir).unwrap_err();
+        let bad = write_secret(dir, "bad", b"two words\n", 0o600);
+        let e = Auth::from_config(&AuthConfig::Bearer { token_file: bad }, dir).unwrap_err();
         assert!(!e.to_string().contains("two words"), "{e}");
         let garbage = write_secret(
-            &dir,
+            dir,
             "garbage.pem",
             b"-----BEGIN PRIVATE KEY-----\nMIIBsecret\n-----END PRIVATE KEY-----\n",
             0o600,
         );
-        let e = Auth::from_config(&smart_config("https://a.example/t", &garbage, SmartAlg::RS384), &dir).unwrap_err();
+        let e = Auth::from_config(&smart_config("https://a.example/t", &garbage, SmartAlg::RS384), dir).unwrap_err();
         assert!(!e.to_string().contains("MIIBsecret"), "{e}");
         let sec1 = write_secret(
-            &dir,
+            dir,
             "sec1.pem",
             b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
             0o600,
         );
-        let e = Auth::from_config(&smart_config("https://a.example/t", &sec1, SmartAlg::ES384), &dir).unwrap_err();
+        let e = Auth::from_config(&smart_config("https://a.example/t", &sec1, SmartAlg::ES384), dir).unwrap_err();
         assert!(e.to_string().contains("pkcs8 -topk8"), "{e}");
-        assert_eq!(Auth::from_config(&AuthConfig::None, &dir).unwrap().authorization(&agent).unwrap(), None);
-        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(Auth::from_config(&AuthConfig::None, dir).unwrap().authorization(&agent).unwrap(), None);
     }
 
     #[test]
     fn smart_token_round_trip_caching_and_invalidate() {
-        let dir = temp_dir("smart-rt");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let (pem, public) = ec_key();
-        let key = write_secret(&dir, "ec.pem", &pem, 0o600);
+        let key = write_secret(dir, "ec.pem", &pem, 0o600);
         let (url, seen) = token_server(vec![
             (200, r#"{"access_token":"tok-1","token_type":"bearer","expires_in":300,"scope":"system/*.write"}"#.into()),
             (200, r#"{"access_token":"tok-2","token_type":"Bearer","expires_in":"300"}"#.into()),
         ]);
-        let auth = Auth::from_config(&smart_config(&url, &key, SmartAlg::ES384), &dir).unwrap();
+        let auth = Auth::from_config(&smart_config(&url, &key, SmartAlg::ES384), dir).unwrap();
         let agent = ureq::Agent::new_with_defaults();
         assert_eq!(auth.refreshes(), 0);
         assert_eq!(auth.authorization(&agent).unwrap().as_deref(), Some("Bearer tok-1"));
@@ -900,27 +896,27 @@ mod tests {
         assert_eq!(auth.authorization(&agent).unwrap().as_deref(), Some("Bearer tok-2"));
         assert_eq!(seen.lock().unwrap().len(), 2);
         assert_eq!(auth.refreshes(), 2);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn expiring_token_is_fetched_again() {
-        let dir = temp_dir("smart-exp");
-        let key = write_secret(&dir, "ec.pem", &ec_key().0, 0o600);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = write_secret(dir, "ec.pem", &ec_key().0, 0o600);
         let (url, seen) = token_server(vec![(200, r#"{"access_token":"short","expires_in":0}"#.into())]);
-        let auth = Auth::from_config(&smart_config(&url, &key, SmartAlg::ES384), &dir).unwrap();
+        let auth = Auth::from_config(&smart_config(&url, &key, SmartAlg::ES384), dir).unwrap();
         let agent = ureq::Agent::new_with_defaults();
         auth.authorization(&agent).unwrap();
         auth.authorization(&agent).unwrap();
         assert_eq!(seen.lock().unwrap().len(), 2);
         assert_eq!(auth.refreshes(), 2);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn salesforce_round_trip_exposes_instance_url() {
-        let dir = temp_dir("sf-rt");
-        let key = write_secret(&dir, "rsa.pem", &test_key("rsa2048-pkcs8.pem"), 0o600);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = write_secret(dir, "rsa.pem", &test_key("rsa2048-pkcs8.pem"), 0o600);
         let (url, seen) = token_server(vec![(
             200,
             r#"{"access_token":"00Dxx!AQ","instance_url":"https://acme.my.salesforce.com","id":"x","token_type":"Bearer","issued_at":"1"}"#.into(),
@@ -933,7 +929,7 @@ mod tests {
             key_file: key,
             token_lifetime_secs: 1800,
         };
-        let auth = Auth::from_config(&config, &dir).unwrap();
+        let auth = Auth::from_config(&config, dir).unwrap();
         let agent = ureq::Agent::new_with_defaults();
         assert_eq!(auth.authorization(&agent).unwrap().as_deref(), Some("Bearer 00Dxx!AQ"));
         assert_eq!(auth.instance_url().as_deref(), Some("https://acme.my.salesforce.com"));
@@ -947,19 +943,19 @@ mod tests {
             verify(&f["assertion"], &signature::RSA_PKCS1_2048_8192_SHA256, &rsa_public("rsa2048-pkcs8.pem"));
         assert_eq!(claims["aud"], login_url.as_str());
         assert_eq!(f.len(), 2);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn endpoint_errors_carry_status_and_code_only() {
-        let dir = temp_dir("smart-err");
-        let key = write_secret(&dir, "ec.pem", &ec_key().0, 0o600);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = write_secret(dir, "ec.pem", &ec_key().0, 0o600);
         let (url, _seen) = token_server(vec![
             (400, r#"{"error":"invalid_client","error_description":"patient Jane Doe secret detail"}"#.into()),
             (503, "<html>down</html>".into()),
             (200, r#"{"token_type":"bearer"}"#.into()),
         ]);
-        let auth = Auth::from_config(&smart_config(&url, &key, SmartAlg::ES384), &dir).unwrap();
+        let auth = Auth::from_config(&smart_config(&url, &key, SmartAlg::ES384), dir).unwrap();
         let agent = ureq::Agent::new_with_defaults();
         let e = auth.authorization(&agent).unwrap_err();
         assert!(
@@ -973,6 +969,5 @@ mod tests {
         let e = auth.authorization(&agent).unwrap_err();
         assert!(matches!(e, AuthError::Response { .. }), "{e:?}");
         assert_eq!(auth.refreshes(), 0);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

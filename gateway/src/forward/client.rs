@@ -18,17 +18,17 @@ const MAX_RESPONSE: u64 = 16 << 20;
 
 /// What came back for one bundle.
 #[derive(Debug, Clone, Default)]
-pub struct Response {
-    pub status: u16,
-    pub retry_after: Option<String>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<String>,
     /// `Sforce-Limit-Info`.
-    pub limit_info: Option<String>,
-    pub body: Vec<u8>,
+    pub(crate) limit_info: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A request that got no HTTP answer. The strings are error kinds, never content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     #[error("timed out")]
     Timeout,
     #[error("connection failed: {0}")]
@@ -39,7 +39,7 @@ pub enum SendError {
 }
 
 /// A destination for bundles: the cloud FHIR server or the local sink.
-pub trait Target: Send + Sync {
+pub(crate) trait Target: Send + Sync {
     /// Sends one Bundle (JSON) and returns the answer. Implementations retry a 401/403 once
     /// after refreshing credentials; the forwarder handles everything else.
     fn send(&self, bundle: &[u8]) -> Result<Response, SendError>;
@@ -50,21 +50,22 @@ pub trait Target: Send + Sync {
     }
 }
 
-/// Errors building the HTTP client; they name the file or key to fix.
+/// Errors building the HTTP client; they name the file or key to fix (an auth error as the
+/// cause, which the error chain prints).
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("[cloud] {field} {path}: {message}")]
     File { field: &'static str, path: PathBuf, message: String },
     #[error("[cloud] url: {0}")]
     Url(String),
     #[error("[cloud] proxy: {0}")]
     Proxy(String),
-    #[error("[cloud.auth]: {0}")]
+    #[error("[cloud.auth]")]
     Auth(#[from] AuthError),
 }
 
 /// The cloud FHIR server.
-pub struct HttpTarget {
+pub(crate) struct HttpTarget {
     agent: Agent,
     url: String,
     auth: Auth,
@@ -130,7 +131,7 @@ fn roots(cloud: &Cloud) -> Result<Vec<Certificate<'static>>, ClientError> {
 }
 
 /// Builds the one Agent all workers share.
-pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
+pub(crate) fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
     let roots = roots(cloud)?;
     let client_cert = match (&cloud.client_cert, &cloud.client_key) {
         (Some(cert), Some(key)) => {
@@ -169,7 +170,7 @@ pub fn agent(cloud: &Cloud) -> Result<Agent, ClientError> {
 
 impl HttpTarget {
     /// The agent, the auth and the URL from `[cloud]` (`url` must be set).
-    pub fn from_config(cloud: &Cloud, config_dir: &Path) -> Result<HttpTarget, ClientError> {
+    pub(crate) fn from_config(cloud: &Cloud, config_dir: &Path) -> Result<HttpTarget, ClientError> {
         let url = cloud.url.as_ref().ok_or_else(|| ClientError::Url("not set".into()))?.get_ref().clone();
         let agent = agent(cloud)?;
         let auth = Auth::from_config(&cloud.auth, config_dir)?;
@@ -257,8 +258,8 @@ mod tests {
         assert_eq!(t.global, Some(Duration::from_secs(60)));
         assert_eq!(t.connect, Some(Duration::from_secs(5)));
 
-        let dir = std::env::temp_dir().join(format!("gw-client-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a pem").unwrap();
         let bad = Cloud { ca_file: Some(toml::Spanned::new(0..0, empty.clone())), ..Cloud::default() };
@@ -280,7 +281,6 @@ mod tests {
         // With 0600 the key is read, and the next problem is the (bogus) certificate.
         let e = agent_err(&open);
         assert!(matches!(&e, ClientError::File { field: "client_cert", .. }), "{e}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn agent_err(c: &Cloud) -> ClientError {

@@ -14,14 +14,14 @@ use crate::metrics::FailClass;
 /// The forwarder's reading of a class (the class itself is a metrics label).
 impl FailClass {
     /// Does this class count against the circuit breaker (the endpoint looks dead)?
-    pub fn trips_breaker(self) -> bool {
+    pub(crate) fn trips_breaker(self) -> bool {
         matches!(self, FailClass::Server | FailClass::Timeout | FailClass::Connect)
     }
 }
 
 /// The verdict on one attempt at one outbox row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every entry sent is settled: `dead` lists the entries refused (with PHI-free reasons),
     /// the others are stored at the destination.
     Settled { ok: Vec<usize>, dead: Vec<(usize, String)> },
@@ -35,13 +35,13 @@ pub enum Verdict {
 }
 
 /// The FHIR Bundle type of a sealed bundle's JSON: `batch` or `transaction`.
-pub fn bundle_type(bundle: &Value) -> &str {
+pub(crate) fn bundle_type(bundle: &Value) -> &str {
     bundle.get("type").and_then(Value::as_str).unwrap_or("transaction")
 }
 
 /// A copy of `bundle` holding only the entries not yet settled; returns it with the original
 /// index of each entry it kept.
-pub fn remaining(bundle: &Value, settled: &[usize]) -> (Value, Vec<usize>) {
+pub(crate) fn remaining(bundle: &Value, settled: &[usize]) -> (Value, Vec<usize>) {
     let mut out = bundle.clone();
     let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
     let kept: Vec<usize> = (0..entries.len()).filter(|i| !settled.contains(i)).collect();
@@ -53,7 +53,7 @@ pub fn remaining(bundle: &Value, settled: &[usize]) -> (Value, Vec<usize>) {
 
 /// The `issue[].code` values of an OperationOutcome: tokens only (letters and `-`), never
 /// `diagnostics` or `details` text, which may quote patient data.
-pub fn issue_codes(outcome: Option<&Value>) -> Vec<String> {
+pub(crate) fn issue_codes(outcome: Option<&Value>) -> Vec<String> {
     let Some(issues) = outcome.and_then(|o| o.get("issue")).and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -95,7 +95,7 @@ fn class_of(status: u16) -> Option<FailClass> {
 }
 
 /// Judges a transport failure.
-pub fn judge_error(e: &SendError) -> Verdict {
+pub(crate) fn judge_error(e: &SendError) -> Verdict {
     match e {
         SendError::Timeout => Verdict::Retry { class: FailClass::Timeout, after: None, ok: vec![], dead: vec![] },
         SendError::Connect(_) => Verdict::Retry { class: FailClass::Connect, after: None, ok: vec![], dead: vec![] },
@@ -105,7 +105,7 @@ pub fn judge_error(e: &SendError) -> Verdict {
 
 /// Judges an answer to a bundle whose entries are `sent` (original indexes, in the order
 /// they were in the request).
-pub fn judge(kind: &str, sent: &[usize], resp: &Response, now: SystemTime) -> Verdict {
+pub(crate) fn judge(kind: &str, sent: &[usize], resp: &Response, now: SystemTime) -> Verdict {
     let after = resp.retry_after.as_deref().and_then(|v| retry::retry_after(v, now));
     if let Some(verdict) = judge_status(resp, after) {
         return verdict;
@@ -126,7 +126,7 @@ pub fn judge(kind: &str, sent: &[usize], resp: &Response, now: SystemTime) -> Ve
 /// request); parts may share a position (the same entry, sent once). `None` when the request
 /// was refused as a whole (a 4xx): which part is at fault is unknown, so each must be sent
 /// alone.
-pub fn judge_pack(parts: &[Vec<(usize, usize)>], resp: &Response, now: SystemTime) -> Option<Vec<Verdict>> {
+pub(crate) fn judge_pack(parts: &[Vec<(usize, usize)>], resp: &Response, now: SystemTime) -> Option<Vec<Verdict>> {
     let after = resp.retry_after.as_deref().and_then(|v| retry::retry_after(v, now));
     match judge_status(resp, after) {
         Some(Verdict::Dead { .. }) => return None,
@@ -168,7 +168,7 @@ fn judge_status(resp: &Response, after: Option<Duration>) -> Option<Verdict> {
 
 /// A 5xx answer's `Retry-After`: the server says it is unavailable to every client for that
 /// long (a 429 speaks only of the request it refused).
-pub fn unavailable_for(resp: &Response, now: SystemTime) -> Option<Duration> {
+pub(crate) fn unavailable_for(resp: &Response, now: SystemTime) -> Option<Duration> {
     if !(500..=599).contains(&resp.status) {
         return None;
     }

@@ -17,12 +17,12 @@ const AUDIT_POLL: Duration = Duration::from_secs(1);
 /// A held lane.
 #[derive(Debug)]
 pub(super) struct Lane {
-    pub head: Head,
+    pub(crate) head: Head,
     /// Entries of the head settled by earlier attempts.
-    pub settled: Vec<usize>,
-    pub failures: u32,
+    pub(crate) settled: Vec<usize>,
+    pub(crate) failures: u32,
     /// Not before (unix ms).
-    pub due: i64,
+    pub(crate) due: i64,
 }
 
 fn lane_key(lane: Option<String>, journal_seq: i64) -> String {

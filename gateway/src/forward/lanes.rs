@@ -59,33 +59,33 @@ use crate::store::{now_ms, Doorbell, Keys, WriteGate};
 pub(super) static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Everything the forwarder needs.
-pub struct ForwardOptions {
-    pub path: PathBuf,
-    pub synchronous: Synchronous,
-    pub keys: Arc<Keys>,
+pub(crate) struct ForwardOptions {
+    pub(crate) path: PathBuf,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) keys: Arc<Keys>,
     /// Rung by the convert stage after it wrote bundles; also by the workers.
-    pub bell: Doorbell,
-    pub metrics: Arc<Metrics>,
+    pub(crate) bell: Doorbell,
+    pub(crate) metrics: Arc<Metrics>,
     /// Requests in flight at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Most entries in one request packing several lanes' batch bundles (1: no packing).
-    pub pack_entries: usize,
+    pub(crate) pack_entries: usize,
     /// Most lanes held in memory at once; the others wait their turn in the outbox, so
     /// memory does not grow with the number of patients in a backlog.
-    pub max_lanes: usize,
-    pub backoff: Backoff,
+    pub(crate) max_lanes: usize,
+    pub(crate) backoff: Backoff,
     /// Retry interval while the target refuses our credentials.
-    pub auth_retry: Duration,
+    pub(crate) auth_retry: Duration,
     /// Consecutive failures that open the circuit breaker, and its first cooldown.
-    pub breaker_threshold: u32,
-    pub breaker_cooldown: Duration,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
     /// The process's write gate (the recorder writes as a background writer).
-    pub gate: Arc<WriteGate>,
+    pub(crate) gate: Arc<WriteGate>,
 }
 
 impl ForwardOptions {
     /// Defaults for everything but the database, keys and bell.
-    pub fn new(path: PathBuf, keys: Arc<Keys>, bell: Doorbell, metrics: Arc<Metrics>) -> ForwardOptions {
+    pub(crate) fn new(path: PathBuf, keys: Arc<Keys>, bell: Doorbell, metrics: Arc<Metrics>) -> ForwardOptions {
         ForwardOptions {
             path,
             synchronous: Synchronous::Full,
@@ -106,7 +106,7 @@ impl ForwardOptions {
 }
 
 /// The running forwarder.
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     stop: Arc<AtomicBool>,
     bell: Doorbell,
     thread: JoinHandle<()>,
@@ -115,7 +115,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// Opens its connections (the schema must be migrated: the writer does that first) and
     /// starts the scheduler, the recorder and `concurrency` worker threads.
-    pub fn start(opts: ForwardOptions, target: Arc<dyn Target>) -> Result<Forwarder, OpenError> {
+    pub(crate) fn start(opts: ForwardOptions, target: Arc<dyn Target>) -> Result<Forwarder, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
         let recorder_conn = db::open(&opts.path, None, opts.synchronous)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -130,7 +130,7 @@ impl Forwarder {
 
     /// Stops sending, waits for the requests in flight (bounded by the client timeouts),
     /// records every outcome and returns.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.bell.ring();
         let _ = self.thread.join();
@@ -348,24 +348,24 @@ mod tests {
     use super::super::worker::{Sent, Signals};
     use super::*;
     use crate::forward::client::{Response, SendError};
+    use crate::store::state::{JournalState, OutboxState};
     use rusqlite::params;
     use serde_json::{json, Value};
 
     struct Db {
-        dir: PathBuf,
+        _dir: tempfile::TempDir,
         path: PathBuf,
         conn: Connection,
         keys: Arc<Keys>,
     }
 
     impl Db {
-        fn new(name: &str) -> Db {
-            let dir = std::env::temp_dir().join(format!("gw-fwd-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let path = dir.join("j.db");
+        fn new() -> Db {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j.db");
             let mut conn = db::open(&path, None, Synchronous::Normal).unwrap();
             db::migrate(&mut conn, &path).unwrap();
-            Db { dir, path, conn, keys: Arc::new(Keys::from_master(&[9; 32])) }
+            Db { _dir: dir, path, conn, keys: Arc::new(Keys::from_master(&[9; 32])) }
         }
 
         /// A converted journal row with its bundles (`parts`), each tagged with `tag` names.
@@ -373,8 +373,8 @@ mod tests {
             self.conn
                 .execute(
                     "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, state, payload)
-                     VALUES (1, 'l', 's', 'c', 'ADT^A01', ?1, x'00', 'converted', x'00')",
-                    [lane],
+                     VALUES (1, 'l', 's', 'c', 'ADT^A01', ?1, x'00', ?2, x'00')",
+                    params![lane, JournalState::Converted],
                 )
                 .unwrap();
             let seq = self.conn.last_insert_rowid();
@@ -404,12 +404,6 @@ mod tests {
 
         fn states(&self, sql: &str) -> Vec<String> {
             self.conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-        }
-    }
-
-    impl Drop for Db {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 
@@ -473,7 +467,7 @@ mod tests {
 
     #[test]
     fn lanes_keep_order_and_a_failing_head_blocks_only_its_lane() {
-        let db = Db::new("order");
+        let db = Db::new();
         db.message(Some("A"), &[tx("A1")]);
         db.message(Some("B"), &[tx("B1")]);
         db.message(Some("A"), &[tx("A2")]);
@@ -515,7 +509,7 @@ mod tests {
 
     #[test]
     fn batch_entries_settle_one_by_one_and_a_424_sibling_is_resent_alone() {
-        let db = Db::new("batch");
+        let db = Db::new();
         let batch = json!({"resourceType": "Bundle", "type": "batch", "id": "S1", "entry": [
             {"resource": {"resourceType": "Patient", "id": "p"}, "request": {"method": "PUT", "url": "Patient/p"}},
             {"resource": {"resourceType": "Encounter", "id": "e"}, "request": {"method": "PUT", "url": "Encounter/e"}},
@@ -549,7 +543,7 @@ mod tests {
 
     #[test]
     fn refused_bundle_goes_to_dead_letters_with_codes_only_and_the_lane_moves_on() {
-        let db = Db::new("dead");
+        let db = Db::new();
         db.message(Some("L"), &[tx("bad")]);
         db.message(Some("L"), &[tx("good")]);
         let fake = Fake::new(|tag, _, _| match tag {
@@ -576,7 +570,7 @@ mod tests {
 
     #[test]
     fn auth_failure_is_visible_and_retried_slowly_until_it_clears() {
-        let db = Db::new("auth");
+        let db = Db::new();
         db.message(Some("L"), &[tx("m")]);
         let fake = Fake::new(|_, n, _| if n <= 2 { status(401, json!({})) } else { ok() });
         let metrics = Arc::new(Metrics::default());
@@ -593,7 +587,7 @@ mod tests {
 
     #[test]
     fn restart_resumes_backoff_and_sends_nothing_twice() {
-        let db = Db::new("restart");
+        let db = Db::new();
         db.message(Some("L"), &[tx("m1")]);
         db.message(Some("L"), &[tx("m2")]);
         let fake = Fake::new(|tag, _, _| if tag == "m1" { ok() } else { Err(SendError::Connect("refused".into())) });
@@ -665,7 +659,7 @@ mod tests {
 
     #[test]
     fn batch_heads_of_several_lanes_share_requests_up_to_the_limit_in_lane_order() {
-        let db = Db::new("pack");
+        let db = Db::new();
         for lane in ["A", "B", "C", "D", "E", "F"] {
             db.message(Some(lane), &[batch(&format!("{lane}1"), 12)]);
         }
@@ -702,7 +696,7 @@ mod tests {
 
     #[test]
     fn a_pack_refused_as_a_whole_is_sent_part_by_part_to_find_the_culprit() {
-        let db = Db::new("pack-refused");
+        let db = Db::new();
         db.message(Some("A"), &[batch("Abad", 3)]);
         db.message(Some("B"), &[batch("B1", 3)]);
         let target = Packs::new();
@@ -720,7 +714,7 @@ mod tests {
 
     #[test]
     fn identical_shared_entries_go_once_and_conflicting_ones_wait() {
-        let db = Db::new("pack-shared");
+        let db = Db::new();
         let with_practitioner = |tag: &str, name: &str| {
             let mut b = batch(tag, 1);
             b["entry"].as_array_mut().unwrap().insert(
@@ -749,7 +743,7 @@ mod tests {
 
     #[test]
     fn rows_an_operator_requeues_are_sent_without_a_restart() {
-        let db = Db::new("replay");
+        let db = Db::new();
         db.message(Some("L"), &[tx("m")]);
         let refuse = Arc::new(AtomicBool::new(true));
         let refusing = refuse.clone();
@@ -760,8 +754,10 @@ mod tests {
         wait_until("dead letter", || metrics.dead_letters.get() == 1);
         refuse.store(false, Ordering::Relaxed);
         // What `gateway deadletter replay` does: the row back to pending, an audit event.
-        db.conn.execute("UPDATE outbox SET state = 'pending', entries_dead = 0, attempts = 0", []).unwrap();
-        db.conn.execute("UPDATE journal SET state = 'converted'", []).unwrap();
+        db.conn
+            .execute("UPDATE outbox SET state = ?1, entries_dead = 0, attempts = 0", [OutboxState::Pending])
+            .unwrap();
+        db.conn.execute("UPDATE journal SET state = ?1", [JournalState::Converted]).unwrap();
         db.conn
             .execute(
                 "INSERT INTO audit (at, actor, action, dead_letter_id, journal_seq) VALUES (1, 'op', 'replay', 1, 1)",
@@ -811,7 +807,7 @@ mod tests {
 
     #[test]
     fn a_429_backs_off_only_its_lane_for_its_retry_after_while_other_lanes_go_on() {
-        let db = Db::new("lane-429");
+        let db = Db::new();
         db.message(Some("A"), &[tx("A1")]);
         db.message(Some("B"), &[tx("B1")]);
         db.message(Some("B"), &[tx("B2")]);
@@ -836,7 +832,7 @@ mod tests {
 
     #[test]
     fn a_server_wide_limit_holds_every_due_lane() {
-        let db = Db::new("global-429");
+        let db = Db::new();
         for lane in ["A", "B", "C", "D", "E"] {
             db.message(Some(lane), &[tx(lane)]);
         }
@@ -861,7 +857,7 @@ mod tests {
 
     #[test]
     fn lanes_held_in_memory_are_capped_and_the_others_wait_their_turn_in_journal_order() {
-        let db = Db::new("cap");
+        let db = Db::new();
         for lane in ["A", "B", "C", "D", "E"] {
             db.message(Some(lane), &[tx(lane)]);
         }
@@ -877,7 +873,9 @@ mod tests {
         assert_eq!(held(&s), ["A", "B"]);
         // As lanes finish, the waiting ones are taken in journal order.
         let finish = |s: &mut Scheduler, lane: &str| {
-            db.conn.execute("UPDATE outbox SET state = 'delivered' WHERE lane = ?1", [lane]).unwrap();
+            db.conn
+                .execute("UPDATE outbox SET state = ?2 WHERE lane = ?1", params![lane, OutboxState::Delivered])
+                .unwrap();
             s.lanes.advance(lane);
             s.lanes.discover().unwrap();
         };
@@ -899,7 +897,7 @@ mod tests {
 
     #[test]
     fn a_capped_forwarder_delivers_every_lane_in_order() {
-        let db = Db::new("cap-run");
+        let db = Db::new();
         for round in 1..=3 {
             for lane in ["A", "B", "C", "D", "E", "F"] {
                 db.message(Some(lane), &[tx(&format!("{lane}{round}"))]);

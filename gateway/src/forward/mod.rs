@@ -2,31 +2,31 @@
 //! per-patient lanes in journal order, retries, dead letters.
 //!
 //! # Layout
-//! - [`lanes`]: the delivery loop — lanes over the outbox and the scheduler thread that
+//! - `lanes`: the delivery loop — lanes over the outbox and the scheduler thread that
 //!   decides what is sent next.
 //! - `lane_set`: the lanes held in memory, the ready queue, finding them in the outbox.
 //! - `worker`: worker threads that open, pack, send and judge.
 //! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
 //!   pauses, throttling, backoff); plain state, no database.
 //! - `record`: the recorder thread that writes outcomes in group commits.
-//! - [`deliver`]: what an answer means (delivered, retry, dead letter, auth failure), entry
+//! - `deliver`: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
-//! - [`retry`]: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
-//! - [`client`]: the [`client::Target`] trait and the HTTP target (one ureq Agent,
+//! - `retry`: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
+//! - `client`: the `client::Target` trait and the HTTP target (one ureq Agent,
 //!   rustls with the ring provider, custom CA, mTLS, proxy, timeouts).
 //! - `resolve`: a name cache, so ureq does not spawn a lookup thread per request.
 //! - [`sink`]: the embedded default target, a local folder of NDJSON files.
-//! - [`auth`]: credentials for the cloud.
+//! - `auth`: credentials for the cloud.
 
-pub mod auth;
-pub mod client;
-pub mod deliver;
+pub(crate) mod auth;
+pub(crate) mod client;
+pub(crate) mod deliver;
 mod lane_set;
-pub mod lanes;
+pub(crate) mod lanes;
 mod pacing;
 mod record;
 mod resolve;
-pub mod retry;
+pub(crate) mod retry;
 pub mod sink;
 mod worker;
 
@@ -34,13 +34,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use client::{Response, SendError, Target};
-pub use lanes::{ForwardOptions, Forwarder};
+pub(crate) use client::Target;
+pub(crate) use lanes::{ForwardOptions, Forwarder};
 
 use crate::config::Cloud;
 
 /// The target `[cloud]` names: the HTTP server at `url`, or the local sink folder.
-pub fn target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Target>, String)> {
+pub(crate) fn target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Target>, String)> {
     match cloud.sink_dir(config_dir) {
         Some(dir) => {
             let sink = sink::SinkTarget::new(&dir)
@@ -56,7 +56,7 @@ pub fn target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Targe
 }
 
 /// Delivery settings from `[cloud]`.
-pub fn apply_config(opts: &mut ForwardOptions, cloud: &Cloud) {
+pub(crate) fn apply_config(opts: &mut ForwardOptions, cloud: &Cloud) {
     opts.concurrency = cloud.concurrency.get();
     opts.pack_entries = cloud.batch_max_entries.get();
     opts.backoff = retry::Backoff {

@@ -38,7 +38,7 @@ pub(super) struct Pacing {
 impl Pacing {
     /// `breaker_threshold` consecutive failures open the breaker for `breaker_cooldown`
     /// (doubling up to the longer of it and the backoff's maximum).
-    pub fn new(
+    pub(crate) fn new(
         concurrency: usize,
         backoff: Backoff,
         auth_retry: Duration,
@@ -60,7 +60,7 @@ impl Pacing {
     }
 
     /// Requests allowed in flight now.
-    pub fn cap(&self) -> usize {
+    pub(crate) fn cap(&self) -> usize {
         if self.slow.is_some() {
             1
         } else {
@@ -69,18 +69,18 @@ impl Pacing {
     }
 
     /// Is all sending paused (a global pause, or slow sending between two requests)?
-    pub fn paused(&self, now: Instant) -> bool {
+    pub(crate) fn paused(&self, now: Instant) -> bool {
         self.pause_until.is_some_and(|t| now < t) || (self.slow.is_some() && now < self.next_send)
     }
 
     /// May a request go out now? Takes the breaker's probe slot when half-open, so ask only
     /// when a request will really be sent, then call [`sent`](Self::sent).
-    pub fn may_send(&mut self, now: Instant) -> bool {
+    pub(crate) fn may_send(&mut self, now: Instant) -> bool {
         !self.paused(now) && self.breaker.allow(now)
     }
 
     /// A request went out at `now`.
-    pub fn sent(&mut self, now: Instant) {
+    pub(crate) fn sent(&mut self, now: Instant) {
         if let Some(interval) = self.slow {
             self.next_send = now + interval;
         }
@@ -88,29 +88,29 @@ impl Pacing {
 
     /// Nothing can be sent until an answer comes back (every slot taken, or the breaker's
     /// probe out).
-    pub fn awaits_answer(&self, in_flight: usize) -> bool {
+    pub(crate) fn awaits_answer(&self, in_flight: usize) -> bool {
         in_flight >= self.cap() || self.breaker.state() == BreakerState::HalfOpen
     }
 
     /// The earliest time sending may resume, if a pause, the open breaker or slow sending
     /// holds it back.
-    pub fn resume_at(&self) -> Option<Instant> {
+    pub(crate) fn resume_at(&self) -> Option<Instant> {
         [self.pause_until, self.breaker.open_until(), self.slow.map(|_| self.next_send)].into_iter().flatten().max()
     }
 
-    pub fn breaker_state(&self) -> BreakerState {
+    pub(crate) fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
 
     /// How long a lane waits after its `failures`-th failure in a row: its backoff, or the
     /// server's `Retry-After` if longer.
-    pub fn retry_delay(&self, failures: u32, after: Option<Duration>) -> Duration {
+    pub(crate) fn retry_delay(&self, failures: u32, after: Option<Duration>) -> Duration {
         let backoff = self.backoff.delay(failures);
         after.map_or(backoff, |a| a.max(backoff))
     }
 
     /// How long a lane waits while the target refuses our credentials.
-    pub fn auth_retry(&self) -> Duration {
+    pub(crate) fn auth_retry(&self) -> Duration {
         self.auth_retry
     }
 
@@ -118,7 +118,7 @@ impl Pacing {
     /// backs off only its own lanes (through [`retry_delay`](Self::retry_delay));
     /// everything pauses only for a 5xx with `Retry-After`, a [`ThrottleWatch`] streak, an
     /// auth failure or the API-usage limit.
-    pub fn observe(&mut self, done: &Done, now: Instant, metrics: &Metrics) {
+    pub(crate) fn observe(&mut self, done: &Done, now: Instant, metrics: &Metrics) {
         let fail = |class: FailClass| metrics.forward_failures[class].inc();
         let mut pause: Option<Duration> = done.signals.unavailable;
         let (mut answered, mut tripped, mut auth_failed) = (false, false, false);

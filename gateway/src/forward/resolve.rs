@@ -16,7 +16,7 @@ use ureq::unversioned::transport::NextTimeout;
 const TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
-pub struct CachingResolver {
+pub(crate) struct CachingResolver {
     lookup: DefaultResolver,
     cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
 }

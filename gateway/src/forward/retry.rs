@@ -9,15 +9,15 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// Exponential backoff: `base · 2^(failures-1)`, capped at `max`; with jitter the delay is
 /// drawn uniformly from `[d/2, d]` so lanes that failed together do not retry together.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-    pub jitter: bool,
+pub(crate) struct Backoff {
+    pub(crate) base: Duration,
+    pub(crate) max: Duration,
+    pub(crate) jitter: bool,
 }
 
 impl Backoff {
     /// The delay before attempt `failures + 1` (`failures` ≥ 1).
-    pub fn delay(&self, failures: u32) -> Duration {
+    pub(crate) fn delay(&self, failures: u32) -> Duration {
         let exp = failures.saturating_sub(1).min(31);
         let full = self.base.checked_mul(1u32 << exp).unwrap_or(self.max).min(self.max);
         if !self.jitter || full.is_zero() {
@@ -34,7 +34,7 @@ impl Backoff {
 /// Parses `Retry-After`: delta seconds or an HTTP-date (IMF-fixdate, also RFC 850 and
 /// asctime forms as far as the RFC 2822 parser takes them). A date in the past is zero;
 /// garbage is `None` (the caller falls back to its backoff). Capped at one day.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     const DAY: Duration = Duration::from_secs(86_400);
     let v = value.trim();
     if v.is_empty() {
@@ -51,7 +51,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// State of the [`Breaker`], as exported in metrics (`0` closed, `1` half-open, `2` open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
+pub(crate) enum BreakerState {
     Closed = 0,
     HalfOpen = 1,
     Open = 2,
@@ -62,7 +62,7 @@ pub enum BreakerState {
 /// stays dead, up to `max_cooldown`); then one probe request is let through (half-open).
 /// The probe's success closes it, its failure opens it again.
 #[derive(Debug, Clone)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     threshold: u32,
     base_cooldown: Duration,
     max_cooldown: Duration,
@@ -74,7 +74,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(threshold: u32, cooldown: Duration, max_cooldown: Duration) -> Breaker {
+    pub(crate) fn new(threshold: u32, cooldown: Duration, max_cooldown: Duration) -> Breaker {
         Breaker {
             threshold: threshold.max(1),
             base_cooldown: cooldown,
@@ -87,18 +87,18 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         self.state
     }
 
     /// When an open breaker will let a probe through.
-    pub fn open_until(&self) -> Option<std::time::Instant> {
+    pub(crate) fn open_until(&self) -> Option<std::time::Instant> {
         (self.state == BreakerState::Open).then_some(self.open_until).flatten()
     }
 
     /// May a request go out now? In half-open state only one (the probe) at a time; taking
     /// it is recorded, so call this only when a request will really be sent.
-    pub fn allow(&mut self, now: std::time::Instant) -> bool {
+    pub(crate) fn allow(&mut self, now: std::time::Instant) -> bool {
         match self.state {
             BreakerState::Closed => true,
             BreakerState::Open => {
@@ -122,7 +122,7 @@ impl Breaker {
     }
 
     /// The endpoint answered (any status that shows it is alive and itself).
-    pub fn success(&mut self) {
+    pub(crate) fn success(&mut self) {
         self.state = BreakerState::Closed;
         self.consecutive = 0;
         self.cooldown = self.base_cooldown;
@@ -131,7 +131,7 @@ impl Breaker {
     }
 
     /// A timeout, connection failure or 5xx.
-    pub fn failure(&mut self, now: std::time::Instant) {
+    pub(crate) fn failure(&mut self, now: std::time::Instant) {
         self.consecutive = self.consecutive.saturating_add(1);
         match self.state {
             BreakerState::HalfOpen => {
@@ -144,7 +144,7 @@ impl Breaker {
     }
 
     /// A request let through came back with neither verdict (e.g. 429): frees the probe slot.
-    pub fn neutral(&mut self) {
+    pub(crate) fn neutral(&mut self) {
         self.probe_out = false;
     }
 
@@ -157,7 +157,7 @@ impl Breaker {
 
 /// Throttled requests in a row, on more than one lane, that mean the server limits the
 /// gateway as a whole rather than one request.
-pub const GLOBAL_THROTTLE_STREAK: u32 = 3;
+pub(crate) const GLOBAL_THROTTLE_STREAK: u32 = 3;
 
 /// Tells a rate limit on one request from one on the whole sender. A 429 backs off only the
 /// lanes of the request it refused (the scheduler does that); but when
@@ -165,7 +165,7 @@ pub const GLOBAL_THROTTLE_STREAK: u32 = 3;
 /// success between, the server is refusing everyone, and all sending pauses: for the longest
 /// `Retry-After` of the streak, else for the backoff of the pauses so far.
 #[derive(Debug, Default)]
-pub struct ThrottleWatch {
+pub(crate) struct ThrottleWatch {
     streak: u32,
     first_lane: Option<String>,
     several_lanes: bool,
@@ -176,18 +176,18 @@ pub struct ThrottleWatch {
 
 impl ThrottleWatch {
     /// A request was answered without throttling.
-    pub fn success(&mut self) {
+    pub(crate) fn success(&mut self) {
         *self = ThrottleWatch::default();
     }
 
     /// Global pauses since the last success (0: no global limit seen).
-    pub fn pauses(&self) -> u32 {
+    pub(crate) fn pauses(&self) -> u32 {
         self.pauses
     }
 
     /// A request for `lanes` was throttled (with the server's `Retry-After`, if any); returns
     /// how long everything should pause if the streak says the limit is global.
-    pub fn throttled<'a>(
+    pub(crate) fn throttled<'a>(
         &mut self,
         lanes: impl IntoIterator<Item = &'a str>,
         after: Option<Duration>,
@@ -214,7 +214,7 @@ impl ThrottleWatch {
 }
 
 /// Salesforce's `Sforce-Limit-Info: api-usage=N/M` → `(N, M)`.
-pub fn parse_limit_info(value: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_limit_info(value: &str) -> Option<(u64, u64)> {
     value.split([',', ';']).find_map(|part| {
         let (k, v) = part.trim().split_once('=')?;
         if !k.trim().eq_ignore_ascii_case("api-usage") {
@@ -228,7 +228,7 @@ pub fn parse_limit_info(value: &str) -> Option<(u64, u64)> {
 
 /// What the API usage asks of the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Throttle {
+pub(crate) enum Throttle {
     Normal,
     /// ≥ 90 %: one request at a time, at most one per this interval.
     Slow(Duration),
@@ -238,9 +238,9 @@ pub enum Throttle {
 }
 
 /// The slow-down interval near the limit.
-pub const SLOW_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const SLOW_INTERVAL: Duration = Duration::from_secs(2);
 
-pub fn throttle(used: u64, max: u64, now: SystemTime) -> Throttle {
+pub(crate) fn throttle(used: u64, max: u64, now: SystemTime) -> Throttle {
     if max == 0 {
         return Throttle::Normal;
     }

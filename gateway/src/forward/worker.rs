@@ -20,38 +20,38 @@ pub(super) use crate::store::delivery::Head;
 
 /// One lane's head in a job.
 pub(super) struct Part {
-    pub lane: String,
-    pub head: Head,
-    pub sealed: Vec<u8>,
+    pub(crate) lane: String,
+    pub(crate) head: Head,
+    pub(crate) sealed: Vec<u8>,
     /// Entries of a batch already settled by earlier attempts (not sent again).
-    pub settled: Vec<usize>,
+    pub(crate) settled: Vec<usize>,
 }
 
 /// One request: a single bundle, or several lanes' batch bundles packed together.
 pub(super) struct Job {
-    pub parts: Vec<Part>,
+    pub(crate) parts: Vec<Part>,
 }
 
 /// What became of one part; `verdict` is `None` when it was left out of its pack (it writes
 /// a resource another part of the pack writes differently) and should simply go again.
 pub(super) struct Sent {
-    pub lane: String,
-    pub head: Head,
-    pub verdict: Option<Verdict>,
+    pub(crate) lane: String,
+    pub(crate) head: Head,
+    pub(crate) verdict: Option<Verdict>,
 }
 
 pub(super) struct Done {
-    pub parts: Vec<Sent>,
-    pub signals: Signals,
+    pub(crate) parts: Vec<Sent>,
+    pub(crate) signals: Signals,
 }
 
 /// What the answers said about the server as a whole, beyond the verdicts on the parts.
 #[derive(Debug, Default)]
 pub(super) struct Signals {
     /// `Sforce-Limit-Info` of the last answer.
-    pub limit_info: Option<String>,
+    pub(crate) limit_info: Option<String>,
     /// The longest `Retry-After` of a 5xx answer: the server is unavailable to everyone.
-    pub unavailable: Option<Duration>,
+    pub(crate) unavailable: Option<Duration>,
 }
 
 impl Signals {

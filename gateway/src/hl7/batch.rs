@@ -1,13 +1,13 @@
 //! HL7 batch files: `[FHS] { [BHS] { MSH … } [BTS] } [FTS]`, split into messages.
 //!
-//! This module owns [`split`] and what it reports ([`Batch`], [`BatchInfo`],
-//! [`BatchWarning`]). Splitting borrows: every message is a slice of the input, from its MSH
+//! This module owns [`split`] and what it reports ([`Batch`], `BatchInfo`,
+//! `BatchWarning`). Splitting borrows: every message is a slice of the input, from its MSH
 //! up to the next control segment (MSH, BHS, BTS, FHS, FTS) or the end, terminators included,
 //! ready for [`parse`](super::parser::parse). Segments are found by the parser's line rules
 //! (CR, LF or CRLF). Splitting never fails: a plain message or a run of concatenated messages
 //! without any header splits as well, and every deviation from the batch protocol (a count in
 //! BTS-1 or FTS-1 that does not match, a missing trailer, a segment outside any message) is a
-//! [`BatchWarning`] for the caller to log or act on.
+//! `BatchWarning` for the caller to log or act on.
 
 use std::ops::Range;
 
@@ -18,32 +18,32 @@ use super::parser::{is_segment_id, lines};
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Batch<'a> {
     /// The FHS segment, if any.
-    pub file_header: Option<&'a [u8]>,
+    pub(crate) file_header: Option<&'a [u8]>,
     /// The FTS segment, if any.
-    pub file_trailer: Option<&'a [u8]>,
+    pub(crate) file_trailer: Option<&'a [u8]>,
     /// One entry per batch: each BHS, plus an implicit batch for messages outside any BHS.
-    pub batches: Vec<BatchInfo<'a>>,
+    pub(crate) batches: Vec<BatchInfo<'a>>,
     /// All messages, in order.
     pub messages: Vec<&'a [u8]>,
-    pub warnings: Vec<BatchWarning>,
+    pub(crate) warnings: Vec<BatchWarning>,
 }
 
 /// One batch of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchInfo<'a> {
+pub(crate) struct BatchInfo<'a> {
     /// The BHS segment; `None` for messages that came without one.
-    pub header: Option<&'a [u8]>,
+    pub(crate) header: Option<&'a [u8]>,
     /// The BTS segment, if any.
-    pub trailer: Option<&'a [u8]>,
+    pub(crate) trailer: Option<&'a [u8]>,
     /// This batch's messages, as indexes into [`Batch::messages`].
-    pub messages: Range<usize>,
+    pub(crate) messages: Range<usize>,
     /// BTS-1, the message count the sender declared, when given.
-    pub declared_count: Option<u64>,
+    pub(crate) declared_count: Option<u64>,
 }
 
 /// A deviation from the batch protocol. The messages are split regardless.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchWarning {
+pub(crate) enum BatchWarning {
     /// BTS-1 does not match the messages found in batch `batch` (index into `batches`).
     MessageCountMismatch { batch: usize, declared: u64, found: usize },
     /// FTS-1 does not match the number of batches found.

@@ -17,7 +17,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub fn code(self) -> u16 {
+    pub(crate) fn code(self) -> u16 {
         match self {
             ErrorCode::SegmentSequenceError => 100,
             ErrorCode::RequiredFieldMissing => 101,
@@ -32,7 +32,7 @@ impl ErrorCode {
     }
 
     /// The table's display text.
-    pub fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             ErrorCode::SegmentSequenceError => "Segment sequence error",
             ErrorCode::RequiredFieldMissing => "Required field missing",
@@ -48,7 +48,7 @@ impl ErrorCode {
 
     /// Rejections (AR/CR) are for messages the receiver does not take at all; errors
     /// (AE/CE) for messages it could not process.
-    pub fn is_rejection(self) -> bool {
+    pub(crate) fn is_rejection(self) -> bool {
         matches!(
             self,
             ErrorCode::UnsupportedMessageType
@@ -62,16 +62,16 @@ impl ErrorCode {
 /// Where an error is (HL7 ERL: segment, sequence, field, component); 0 means "not given".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
-    pub segment: &'static str,
-    pub sequence: u16,
-    pub field: u16,
-    pub component: u16,
+    pub(crate) segment: &'static str,
+    pub(crate) sequence: u16,
+    pub(crate) field: u16,
+    pub(crate) component: u16,
 }
 
 impl Location {
     pub const NONE: Location = Location { segment: "", sequence: 0, field: 0, component: 0 };
 
-    pub fn segment(segment: &'static str) -> Self {
+    pub(crate) fn segment(segment: &'static str) -> Self {
         Location { segment, sequence: 1, field: 0, component: 0 }
     }
     pub fn field(segment: &'static str, field: u16) -> Self {
@@ -99,9 +99,9 @@ impl fmt::Display for Location {
 /// A message error: code, location and a PHI-free diagnostic text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hl7Error {
-    pub code: ErrorCode,
-    pub location: Location,
-    pub text: &'static str,
+    pub(crate) code: ErrorCode,
+    pub(crate) location: Location,
+    pub(crate) text: &'static str,
 }
 
 impl Hl7Error {

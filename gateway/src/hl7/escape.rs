@@ -24,7 +24,7 @@ use super::msh::Delimiters;
 
 /// How the bytes of a message become text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     /// UTF-8 (which includes ASCII). The parser has validated the whole message.
     Utf8,
     /// ISO 8859-1: each byte is the Unicode code point of the same value.
@@ -35,9 +35,9 @@ pub enum Encoding {
 ///
 /// Small and `Copy`, so each accessor carries its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Codec {
-    pub delimiters: Delimiters,
-    pub encoding: Encoding,
+pub(crate) struct Codec {
+    pub(crate) delimiters: Delimiters,
+    pub(crate) encoding: Encoding,
 }
 
 impl Default for Codec {
@@ -48,7 +48,7 @@ impl Default for Codec {
 
 impl Codec {
     /// Unescapes `raw` and decodes it to text. Borrows when there is nothing to change.
-    pub fn decode<'a>(&self, raw: &'a [u8]) -> Cow<'a, str> {
+    pub(crate) fn decode<'a>(&self, raw: &'a [u8]) -> Cow<'a, str> {
         match memchr::memchr(self.delimiters.escape, raw) {
             None => self.text(raw),
             Some(first) => Cow::Owned(self.unescape_from(raw, first)),
@@ -56,7 +56,7 @@ impl Codec {
     }
 
     /// Decodes `raw` to text without interpreting escape sequences (for MSH-1 and MSH-2).
-    pub fn text<'a>(&self, raw: &'a [u8]) -> Cow<'a, str> {
+    pub(crate) fn text<'a>(&self, raw: &'a [u8]) -> Cow<'a, str> {
         match self.encoding {
             Encoding::Utf8 => String::from_utf8_lossy(raw),
             Encoding::Latin1 if raw.is_ascii() => Cow::Borrowed(ascii_str(raw)),
@@ -132,6 +132,7 @@ impl Codec {
     }
 }
 
+#[cfg(test)]
 /// Unescapes and decodes one value with `codec` (see the module documentation).
 pub fn unescape<'a>(raw: &'a [u8], codec: &Codec) -> Cow<'a, str> {
     codec.decode(raw)

@@ -3,7 +3,7 @@
 
 /// The HL7 v2 name of field `n` of segment `id` (v2.5.1 names; later fields of v2.7+ where
 /// the corpus uses them), for the common segments.
-pub fn field_name(id: &str, n: usize) -> Option<&'static str> {
+pub(crate) fn field_name(id: &str, n: usize) -> Option<&'static str> {
     let names: &[&str] = match id {
         "MSH" => MSH,
         "EVN" => EVN,

@@ -1,26 +1,22 @@
 //! HL7 v2: the message header and error reporting used at ingest, and the full parser.
 //!
-//! - [`msh`], [`error`]: the header checks and HL7 error codes used at ingest.
+//! - [`msh`], `error`: the header checks and HL7 error codes used at ingest.
 //! - [`parser`]: [`parse`] a message into a zero-copy [`Message`] and navigate it.
-//! - [`escape`]: escape sequences and character sets ([`Codec`]).
-//! - [`path`]: `PID-3[2].4.1` style paths ([`Message::get`]).
+//! - `escape`: escape sequences and character sets (`Codec`).
+//! - `path`: `PID-3[2].4.1` style paths ([`Message::get`]).
 //! - [`batch`]: split FHS/BHS batch files into messages.
-//! - [`field_names`]: the v2 names of the common segments' fields, for people reading a message.
-//! - [`structure`]: message structures and their segment groups ([`group`]).
+//! - `field_names`: the v2 names of the common segments' fields, for people reading a message.
+//! - [`structure`]: message structures and their segment groups (`group`).
 
 pub mod batch;
-pub mod error;
-pub mod escape;
-pub mod field_names;
+pub(crate) mod error;
+pub(crate) mod escape;
+pub(crate) mod field_names;
 pub mod msh;
 pub mod parser;
-pub mod path;
+pub(crate) mod path;
 pub mod structure;
 
-pub use batch::{split as split_batch, Batch, BatchWarning};
 pub use error::{ErrorCode, Hl7Error, Location};
-pub use escape::Codec;
 pub use msh::{AckCondition, Delimiters, Header};
 pub use parser::{parse, Charset, Component, Field, Message, Presence, Rep, Segment, SubComponent};
-pub use path::{Element, Path, PathError};
-pub use structure::{group, Group, Grouped, Node, Structure};

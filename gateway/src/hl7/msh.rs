@@ -14,7 +14,7 @@ pub struct Delimiters {
     pub escape: u8,
     pub subcomponent: u8,
     /// The truncation character of v2.7+ (fifth character of MSH-2), if declared.
-    pub truncation: Option<u8>,
+    pub(crate) truncation: Option<u8>,
 }
 
 impl Default for Delimiters {
@@ -32,7 +32,7 @@ impl Default for Delimiters {
 
 impl Delimiters {
     /// MSH-2 as it appears on the wire.
-    pub fn encoding_characters(&self) -> heapless::Vec<u8, 5> {
+    pub(crate) fn encoding_characters(&self) -> heapless::Vec<u8, 5> {
         let mut out = heapless::Vec::new();
         for b in [self.component, self.repetition, self.escape, self.subcomponent] {
             let _ = out.push(b);
@@ -65,7 +65,7 @@ impl AckCondition {
     }
 
     /// Whether an acknowledgment with this outcome should be sent.
-    pub fn wants(self, success: bool) -> bool {
+    pub(crate) fn wants(self, success: bool) -> bool {
         match self {
             AckCondition::Always => true,
             AckCondition::Never => false,

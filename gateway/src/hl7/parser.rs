@@ -41,7 +41,7 @@ use super::escape::{Codec, Encoding};
 use super::msh::{self, Delimiters};
 
 /// HL7 versions (MSH-12.1) the parser accepts.
-pub const SUPPORTED_VERSIONS: &[&str] =
+pub(crate) const SUPPORTED_VERSIONS: &[&str] =
     &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];
 
 /// The character set a message declares in MSH-18 (HL7 table 0211, supported subset).
@@ -57,7 +57,7 @@ pub enum Charset {
 
 impl Charset {
     /// Reads the first repetition of MSH-18.
-    pub fn from_msh18(value: &[u8]) -> Result<Charset, Hl7Error> {
+    pub(crate) fn from_msh18(value: &[u8]) -> Result<Charset, Hl7Error> {
         match value.trim_ascii() {
             b"" | b"ASCII" => Ok(Charset::Ascii),
             b"8859/1" => Ok(Charset::Latin1),
@@ -281,13 +281,8 @@ impl<'a> Message<'a> {
         self.raw
     }
 
-    pub fn delimiters(&self) -> &Delimiters {
+    pub(crate) fn delimiters(&self) -> &Delimiters {
         &self.codec.delimiters
-    }
-
-    /// Delimiters and text encoding, for decoding values by hand.
-    pub fn codec(&self) -> Codec {
-        self.codec
     }
 
     /// The declared character set (MSH-18).
@@ -296,7 +291,7 @@ impl<'a> Message<'a> {
     }
 
     /// MSH-12.1, one of [`SUPPORTED_VERSIONS`].
-    pub fn version(&self) -> &'static str {
+    pub(crate) fn version(&self) -> &'static str {
         self.version
     }
 
@@ -310,22 +305,25 @@ impl<'a> Message<'a> {
     }
 
     /// The segment at position `index` (0 is the MSH).
-    pub fn segment_at(&self, index: usize) -> Option<Segment<'_, 'a>> {
+    pub(crate) fn segment_at(&self, index: usize) -> Option<Segment<'_, 'a>> {
         (index < self.spans.len()).then(|| self.view(index))
     }
 
     /// The first segment with this ID.
-    pub fn segment(&self, id: &str) -> Option<Segment<'_, 'a>> {
+    pub(crate) fn segment(&self, id: &str) -> Option<Segment<'_, 'a>> {
         self.segments_named(id).next()
     }
 
     /// The segments with this ID, in message order.
-    pub fn segments_named<'s, 'i>(&'s self, id: &'i str) -> impl Iterator<Item = Segment<'s, 'a>> + use<'s, 'i, 'a> {
+    pub(crate) fn segments_named<'s, 'i>(
+        &'s self,
+        id: &'i str,
+    ) -> impl Iterator<Item = Segment<'s, 'a>> + use<'s, 'i, 'a> {
         self.segments().filter(move |s| s.id() == id)
     }
 
     /// The MSH segment (always the first).
-    pub fn msh(&self) -> Segment<'_, 'a> {
+    pub(crate) fn msh(&self) -> Segment<'_, 'a> {
         self.view(0)
     }
 
@@ -371,24 +369,24 @@ pub struct Segment<'m, 'a> {
 
 impl<'m, 'a> Segment<'m, 'a> {
     /// The three-character segment ID.
-    pub fn id(&self) -> &'a str {
+    pub(crate) fn id(&self) -> &'a str {
         let start = self.span.start as usize;
         // Checked to be [A-Z0-9]{3} when indexed.
         std::str::from_utf8(&self.raw[start..start + 3]).unwrap_or_default()
     }
 
     /// Position in the message (0 is the MSH).
-    pub fn index(&self) -> usize {
+    pub(crate) fn index(&self) -> usize {
         self.index
     }
 
     /// The whole segment, without its terminator.
-    pub fn raw(&self) -> &'a [u8] {
+    pub(crate) fn raw(&self) -> &'a [u8] {
         &self.raw[self.span.start as usize..self.span.end as usize]
     }
 
     /// MSH, BHS and FHS: field 1 is the field separator, field 2 the encoding characters.
-    pub fn is_header(&self) -> bool {
+    pub(crate) fn is_header(&self) -> bool {
         let start = self.span.start as usize;
         matches!(&self.raw[start..start + 3], b"MSH" | b"BHS" | b"FHS")
     }
@@ -527,7 +525,7 @@ macro_rules! common_accessors {
             }
 
             /// Absent or zero length (not the same as [`is_null`](Self::is_null)).
-            pub fn is_empty(&self) -> bool {
+            pub(crate) fn is_empty(&self) -> bool {
                 self.0.raw.is_empty()
             }
 
@@ -536,7 +534,7 @@ macro_rules! common_accessors {
                 self.presence() == Presence::Null
             }
 
-            pub fn presence(&self) -> Presence {
+            pub(crate) fn presence(&self) -> Presence {
                 Presence::of(self.0.raw)
             }
         }
@@ -577,7 +575,7 @@ impl<'a> Field<'a> {
     }
 
     /// Repetition `i` (1-based); empty when out of range.
-    pub fn rep(&self, i: usize) -> Rep<'a> {
+    pub(crate) fn rep(&self, i: usize) -> Rep<'a> {
         Rep(self.0.child(self.0.d().repetition, i))
     }
 
@@ -590,23 +588,23 @@ impl<'a> Field<'a> {
     }
 
     /// Component `i` of the first repetition.
-    pub fn component(&self, i: usize) -> Component<'a> {
+    pub(crate) fn component(&self, i: usize) -> Component<'a> {
         self.rep(1).component(i)
     }
 
     /// The first leaf (first repetition, component and subcomponent), unescaped.
-    pub fn value(&self) -> Cow<'a, str> {
+    pub(crate) fn value(&self) -> Cow<'a, str> {
         self.rep(1).value()
     }
 }
 
 impl<'a> Rep<'a> {
     /// Component `i` (1-based); empty when out of range.
-    pub fn component(&self, i: usize) -> Component<'a> {
+    pub(crate) fn component(&self, i: usize) -> Component<'a> {
         Component(self.0.child(self.0.d().component, i))
     }
 
-    pub fn component_count(&self) -> usize {
+    pub(crate) fn component_count(&self) -> usize {
         self.0.child_count(self.0.d().component)
     }
 
@@ -615,18 +613,18 @@ impl<'a> Rep<'a> {
     }
 
     /// The first leaf (first component and subcomponent), unescaped.
-    pub fn value(&self) -> Cow<'a, str> {
+    pub(crate) fn value(&self) -> Cow<'a, str> {
         self.component(1).value()
     }
 }
 
 impl<'a> Component<'a> {
     /// Subcomponent `i` (1-based); empty when out of range.
-    pub fn sub(&self, i: usize) -> SubComponent<'a> {
+    pub(crate) fn sub(&self, i: usize) -> SubComponent<'a> {
         SubComponent(self.0.child(self.0.d().subcomponent, i))
     }
 
-    pub fn sub_count(&self) -> usize {
+    pub(crate) fn sub_count(&self) -> usize {
         self.0.child_count(self.0.d().subcomponent)
     }
 

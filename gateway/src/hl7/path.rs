@@ -20,7 +20,7 @@ use super::parser::{Component, Field, Message, Presence, Rep, SubComponent};
 
 /// A parsed path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Path {
+pub(crate) struct Path {
     segment: [u8; 3],
     occurrence: usize,
     field: usize,
@@ -46,27 +46,32 @@ impl Path {
     }
 
     /// The segment ID.
-    pub fn segment(&self) -> &str {
+    pub(crate) fn segment(&self) -> &str {
         std::str::from_utf8(&self.segment).unwrap_or_default()
     }
 
+    #[cfg(test)]
     /// Which occurrence of the segment (1 unless given as `OBX(2)`).
     pub fn occurrence(&self) -> usize {
         self.occurrence
     }
 
+    #[cfg(test)]
     pub fn field(&self) -> usize {
         self.field
     }
 
+    #[cfg(test)]
     pub fn repetition(&self) -> Option<usize> {
         self.repetition
     }
 
+    #[cfg(test)]
     pub fn component(&self) -> Option<usize> {
         self.component
     }
 
+    #[cfg(test)]
     pub fn subcomponent(&self) -> Option<usize> {
         self.subcomponent
     }
@@ -175,7 +180,7 @@ impl Cursor<'_> {
 
 /// What a path addresses: a field, one repetition, a component or a subcomponent.
 #[derive(Debug, Clone, Copy)]
-pub enum Element<'a> {
+pub(crate) enum Element<'a> {
     Field(Field<'a>),
     Rep(Rep<'a>),
     Component(Component<'a>),
@@ -184,7 +189,7 @@ pub enum Element<'a> {
 
 impl<'a> Element<'a> {
     /// The raw bytes, still escaped and with their delimiters.
-    pub fn raw(&self) -> &'a [u8] {
+    pub(crate) fn raw(&self) -> &'a [u8] {
         match self {
             Element::Field(e) => e.raw(),
             Element::Rep(e) => e.raw(),
@@ -194,7 +199,7 @@ impl<'a> Element<'a> {
     }
 
     /// The first leaf below this element, unescaped (empty for empty and null).
-    pub fn value(&self) -> Cow<'a, str> {
+    pub(crate) fn value(&self) -> Cow<'a, str> {
         match self {
             Element::Field(e) => e.value(),
             Element::Rep(e) => e.value(),
@@ -203,7 +208,7 @@ impl<'a> Element<'a> {
         }
     }
 
-    pub fn presence(&self) -> Presence {
+    pub(crate) fn presence(&self) -> Presence {
         match self.raw() {
             b"" => Presence::Empty,
             b"\"\"" => Presence::Null,
@@ -211,10 +216,12 @@ impl<'a> Element<'a> {
         }
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.raw().is_empty()
     }
 
+    #[cfg(test)]
     pub fn is_null(&self) -> bool {
         self.presence() == Presence::Null
     }
@@ -222,7 +229,7 @@ impl<'a> Element<'a> {
 
 impl<'a> Message<'a> {
     /// The value at `path` (the first leaf below what it addresses), unescaped; `None` when
-    /// the segment is missing or the value is empty or null (`""`; see [`Message::element`]
+    /// the segment is missing or the value is empty or null (`""`; see `Message::element`
     /// to tell those apart). A malformed path is an error.
     pub fn get(&self, path: &str) -> Result<Option<Cow<'a, str>>, PathError> {
         let element = self.element(path)?;
@@ -230,12 +237,12 @@ impl<'a> Message<'a> {
     }
 
     /// The element at `path` (empty when the message does not have it).
-    pub fn element(&self, path: &str) -> Result<Element<'a>, PathError> {
+    pub(crate) fn element(&self, path: &str) -> Result<Element<'a>, PathError> {
         Ok(self.select(&Path::parse(path)?))
     }
 
     /// The element at an already parsed path (empty when the message does not have it).
-    pub fn select(&self, path: &Path) -> Element<'a> {
+    pub(crate) fn select(&self, path: &Path) -> Element<'a> {
         let field = match self.segments_named(path.segment()).nth(path.occurrence - 1) {
             Some(segment) => segment.field(path.field),
             None => self.msh().field(0), // an empty field

@@ -1,8 +1,8 @@
 //! Segment groups: which message structure a message has, and its segments arranged in the
 //! groups of that structure (`PATIENT_RESULT`, `ORDER_OBSERVATION`, …).
 //!
-//! This module owns [`Structure`] (the supported subset of HL7 table 0354 and how a message's
-//! structure is determined), the grammars of those structures ([`GroupDef`]), and the tolerant
+//! This module owns `Structure` (the supported subset of HL7 table 0354 and how a message's
+//! structure is determined), the grammars of those structures (`GroupDef`), and the tolerant
 //! matcher [`group`] that turns a message's flat segment list into a [`Grouped`] tree.
 //!
 //! # Grammars
@@ -25,11 +25,12 @@
 //! segment goes to the first place it may occur at or after the current position of the
 //! innermost open group; failing that, of the enclosing groups, outwards (closing the inner
 //! ones; a repeating group starts a new instance). A segment that fits nowhere is reported in
-//! [`Grouped::unconsumed`] and the position stays where it was. Z-segments are placed in the
+//! `Grouped::unconsumed` and the position stays where it was. Z-segments are placed in the
 //! group open when they occur (a site extension usually follows the segment it extends) and
-//! also listed in [`Grouped::zsegments`]. Required segments and groups that never showed up
-//! are listed in [`Grouped::missing`]; none of this is an error.
+//! also listed in `Grouped::zsegments`. Required segments and groups that never showed up
+//! are listed in `Grouped::missing`; none of this is an error.
 
+#[cfg(test)]
 use std::fmt::Write as _;
 
 use super::error::{ErrorCode, Hl7Error, Location};
@@ -37,7 +38,7 @@ use super::parser::{Message, Segment};
 
 /// How often an item may occur.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Card {
+pub(crate) enum Card {
     /// Exactly once: `PID`.
     One,
     /// At most once: `[PD1]`.
@@ -49,18 +50,18 @@ pub enum Card {
 }
 
 impl Card {
-    pub fn repeats(self) -> bool {
+    pub(crate) fn repeats(self) -> bool {
         matches!(self, Card::OneOrMore | Card::ZeroOrMore)
     }
 
-    pub fn required(self) -> bool {
+    pub(crate) fn required(self) -> bool {
         matches!(self, Card::One | Card::OneOrMore)
     }
 }
 
 /// One entry of a group's grammar.
 #[derive(Debug)]
-pub enum Item {
+pub(crate) enum Item {
     Segment(&'static str, Card),
     /// One of several segments (ORM_O01's `<OBR|RQD|RQ1|RXO|ODS|ODT>`).
     Choice(&'static [&'static str], Card),
@@ -68,14 +69,14 @@ pub enum Item {
 }
 
 impl Item {
-    pub fn card(&self) -> Card {
+    pub(crate) fn card(&self) -> Card {
         match self {
             Item::Segment(_, c) | Item::Choice(_, c) | Item::Group(_, c) => *c,
         }
     }
 
     /// The segment ID, group name, or first alternative.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Item::Segment(id, _) => id,
             Item::Choice(ids, _) => ids.first().copied().unwrap_or_default(),
@@ -95,9 +96,9 @@ impl Item {
 
 /// A group (or a whole message structure): a sequence of items.
 #[derive(Debug)]
-pub struct GroupDef {
-    pub name: &'static str,
-    pub items: &'static [Item],
+pub(crate) struct GroupDef {
+    pub(crate) name: &'static str,
+    pub(crate) items: &'static [Item],
 }
 
 impl GroupDef {
@@ -320,7 +321,7 @@ structure!(VXU_V04 = [
 
 /// The message structures the gateway can group (a subset of HL7 table 0354).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Structure {
+pub(crate) enum Structure {
     AdtA01,
     AdtA02,
     AdtA03,
@@ -337,7 +338,7 @@ pub enum Structure {
 }
 
 impl Structure {
-    pub const ALL: [Structure; 13] = [
+    pub(crate) const ALL: [Structure; 13] = [
         Structure::AdtA01,
         Structure::AdtA02,
         Structure::AdtA03,
@@ -354,7 +355,7 @@ impl Structure {
     ];
 
     /// The grammar of this structure.
-    pub fn grammar(self) -> &'static GroupDef {
+    pub(crate) fn grammar(self) -> &'static GroupDef {
         match self {
             Structure::AdtA01 => &ADT_A01,
             Structure::AdtA02 => &ADT_A02,
@@ -373,17 +374,17 @@ impl Structure {
     }
 
     /// The table 0354 code, e.g. `ADT_A01`.
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         self.grammar().name
     }
 
     /// From a table 0354 code (MSH-9.3).
-    pub fn from_id(id: &str) -> Option<Structure> {
+    pub(crate) fn from_id(id: &str) -> Option<Structure> {
         Structure::ALL.into_iter().find(|s| s.id() == id)
     }
 
     /// From message type and trigger event (MSH-9.1, MSH-9.2), by HL7 table 0354.
-    pub fn for_event(code: &str, trigger: &str) -> Option<Structure> {
+    pub(crate) fn for_event(code: &str, trigger: &str) -> Option<Structure> {
         Some(match (code, trigger) {
             ("ADT", "A01" | "A04" | "A08" | "A13") => Structure::AdtA01,
             ("ADT", "A02") => Structure::AdtA02,
@@ -411,7 +412,7 @@ impl<'a> Message<'a> {
     /// The message structure: MSH-9.3 when it names a supported structure, otherwise derived
     /// from MSH-9.1 and MSH-9.2 by table 0354 (so a missing or misspelt MSH-9.3 still works).
     /// `None` when the structure is not one of [`Structure::ALL`].
-    pub fn structure(&self) -> Option<Structure> {
+    pub(crate) fn structure(&self) -> Option<Structure> {
         let msh9 = self.msh().field(9);
         Structure::from_id(&msh9.component(3).value())
             .or_else(|| Structure::for_event(&msh9.component(1).value(), &msh9.component(2).value()))
@@ -420,7 +421,7 @@ impl<'a> Message<'a> {
 
 /// A node of the grouped tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
+pub(crate) enum Node {
     /// A segment, by its position in the message (see [`Message::segment_at`]).
     Segment(usize),
     Group(Group),
@@ -428,9 +429,9 @@ pub enum Node {
 
 /// One instance of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub name: &'static str,
-    pub children: Vec<Node>,
+pub(crate) struct Group {
+    pub(crate) name: &'static str,
+    pub(crate) children: Vec<Node>,
 }
 
 impl Group {
@@ -439,7 +440,7 @@ impl Group {
     }
 
     /// The child groups named `name`, in order.
-    pub fn groups<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s Group> + use<'s, 'n> {
+    pub(crate) fn groups<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s Group> + use<'s, 'n> {
         self.children.iter().filter_map(move |n| match n {
             Node::Group(g) if g.name == name => Some(g),
             _ => None,
@@ -447,12 +448,12 @@ impl Group {
     }
 
     /// The first child group named `name`.
-    pub fn group(&self, name: &str) -> Option<&Group> {
+    pub(crate) fn group(&self, name: &str) -> Option<&Group> {
         self.groups(name).next()
     }
 
     /// The positions of the segments directly in this group.
-    pub fn segment_indexes(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn segment_indexes(&self) -> impl Iterator<Item = usize> + '_ {
         self.children.iter().filter_map(|n| match n {
             Node::Segment(i) => Some(*i),
             Node::Group(_) => None,
@@ -460,7 +461,7 @@ impl Group {
     }
 
     /// The segments directly in this group with ID `id`.
-    pub fn segments<'s, 'm, 'a, 'i>(
+    pub(crate) fn segments<'s, 'm, 'a, 'i>(
         &'s self,
         msg: &'m Message<'a>,
         id: &'i str,
@@ -469,10 +470,11 @@ impl Group {
     }
 
     /// The first segment directly in this group with ID `id`.
-    pub fn segment<'m, 'a>(&self, msg: &'m Message<'a>, id: &str) -> Option<Segment<'m, 'a>> {
+    pub(crate) fn segment<'m, 'a>(&self, msg: &'m Message<'a>, id: &str) -> Option<Segment<'m, 'a>> {
         self.segments(msg, id).next()
     }
 
+    #[cfg(test)]
     /// The positions of all segments in this group and its subgroups, in message order.
     pub fn all_segment_indexes(&self) -> Vec<usize> {
         let mut out = Vec::new();
@@ -480,6 +482,7 @@ impl Group {
         out
     }
 
+    #[cfg(test)]
     fn collect(&self, out: &mut Vec<usize>) {
         for node in &self.children {
             match node {
@@ -489,6 +492,7 @@ impl Group {
         }
     }
 
+    #[cfg(test)]
     /// A compact rendering such as `MSH PATIENT_RESULT{PATIENT{PID} …}` (segment IDs only, no
     /// content), for logs and tests.
     pub fn outline(&self, msg: &Message) -> String {
@@ -497,6 +501,7 @@ impl Group {
         out
     }
 
+    #[cfg(test)]
     fn outline_into(&self, msg: &Message, out: &mut String) {
         for (k, node) in self.children.iter().enumerate() {
             if k > 0 {
@@ -516,35 +521,35 @@ impl Group {
 
 /// A segment the grammar did not place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unconsumed {
+pub(crate) struct Unconsumed {
     /// Position in the message.
-    pub index: usize,
-    pub id: String,
+    pub(crate) index: usize,
+    pub(crate) id: String,
 }
 
 /// A required segment or group that did not occur.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Missing {
+pub(crate) struct Missing {
     /// The group (or structure) it was required in.
-    pub group: &'static str,
+    pub(crate) group: &'static str,
     /// The segment ID or group name.
-    pub item: &'static str,
+    pub(crate) item: &'static str,
 }
 
 /// A message's segments arranged by its structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grouped {
-    pub structure: Structure,
+    pub(crate) structure: Structure,
     /// The whole message; its name is the structure ID.
-    pub root: Group,
+    pub(crate) root: Group,
     /// Non-Z segments that fit nowhere in the grammar (not in the tree).
-    pub unconsumed: Vec<Unconsumed>,
+    pub(crate) unconsumed: Vec<Unconsumed>,
     /// Z-segments (in the tree, where they occurred, and listed here).
-    pub zsegments: Vec<Unconsumed>,
-    pub missing: Vec<Missing>,
+    pub(crate) zsegments: Vec<Unconsumed>,
+    pub(crate) missing: Vec<Missing>,
 }
 
-/// Groups `msg` by its [structure](Message::structure).
+/// Groups `msg` by its structure.
 ///
 /// Errors only when the structure is not supported: UnsupportedEventCode (MSH-9.2) for a
 /// known message type, UnsupportedMessageType (MSH-9.1) otherwise.
@@ -564,7 +569,7 @@ pub fn group(msg: &Message) -> Result<Grouped, Hl7Error> {
 }
 
 /// Groups `msg` as `structure`, whatever its MSH-9 says.
-pub fn group_as(msg: &Message, structure: Structure) -> Grouped {
+pub(crate) fn group_as(msg: &Message, structure: Structure) -> Grouped {
     let mut matcher = Matcher::new(structure.grammar());
     for segment in msg.segments() {
         matcher.feed(segment.index(), segment.id());

@@ -12,12 +12,12 @@ use crate::clock::now_ms;
 /// A stage with no beat for this long while it is not waiting for work is wedged. Every
 /// stage's loop passes at least once a second when it has work, and no single step of it
 /// (one batch, one commit) may take this long.
-pub const STALL: Duration = Duration::from_secs(60);
+pub(crate) const STALL: Duration = Duration::from_secs(60);
 
 /// One stage's liveness.
 #[derive(Debug)]
-pub struct Stage {
-    pub name: &'static str,
+pub(crate) struct Stage {
+    pub(crate) name: &'static str,
     /// Unix ms of the last beat; 0 before the stage started.
     last_beat_ms: AtomicI64,
     /// Blocked until work arrives (the writer on its queue): quiet is not a stall.
@@ -41,34 +41,34 @@ impl Stage {
     }
 
     /// Progress: called on every pass of the stage's loop.
-    pub fn beat(&self) {
+    pub(crate) fn beat(&self) {
         self.last_beat_ms.store(now_ms(), Relaxed);
     }
 
     /// The stage blocks until work arrives (`true`) or has work again (`false`).
-    pub fn waiting(&self, waiting: bool) {
+    pub(crate) fn waiting(&self, waiting: bool) {
         self.beat();
         self.waiting.store(waiting, Relaxed);
     }
 
     /// The stage caught a panic and goes on with a fresh loop.
-    pub fn restarted(&self) {
+    pub(crate) fn restarted(&self) {
         self.restarts.fetch_add(1, Relaxed);
     }
 
-    pub fn restarts(&self) -> u64 {
+    pub(crate) fn restarts(&self) -> u64 {
         self.restarts.load(Relaxed)
     }
 
     /// Marks the stage gone when the returned guard drops during a panic (the thread unwinds
     /// past the stage's own recovery).
-    pub fn guard(&self) -> ExitGuard<'_> {
+    pub(crate) fn guard(&self) -> ExitGuard<'_> {
         self.beat();
         ExitGuard(self)
     }
 
     /// Why the stage is not healthy at `now_ms`, or `None`.
-    pub fn problem(&self, now_ms: i64) -> Option<String> {
+    pub(crate) fn problem(&self, now_ms: i64) -> Option<String> {
         let last = self.last_beat_ms.load(Relaxed);
         if self.exited.load(Relaxed) {
             return Some(format!("{} stage: thread stopped after an internal error", self.name));
@@ -80,7 +80,7 @@ impl Stage {
 }
 
 /// See [`Stage::guard`].
-pub struct ExitGuard<'a>(&'a Stage);
+pub(crate) struct ExitGuard<'a>(&'a Stage);
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
@@ -92,11 +92,11 @@ impl Drop for ExitGuard<'_> {
 
 /// Every stage of the data path.
 #[derive(Debug)]
-pub struct Stages {
-    pub writer: Stage,
-    pub convert: Stage,
-    pub forward: Stage,
-    pub maintenance: Stage,
+pub(crate) struct Stages {
+    pub(crate) writer: Stage,
+    pub(crate) convert: Stage,
+    pub(crate) forward: Stage,
+    pub(crate) maintenance: Stage,
 }
 
 impl Default for Stages {
@@ -117,18 +117,18 @@ impl Stages {
 
     /// A stage whose thread is gone: the process cannot heal that itself and exits so that its
     /// supervisor (systemd, `Restart=always`) starts it afresh.
-    pub fn gone(&self) -> Option<&'static str> {
+    pub(crate) fn gone(&self) -> Option<&'static str> {
         self.all().iter().find(|s| s.exited.load(Relaxed)).map(|s| s.name)
     }
 
     /// One line per unhealthy stage.
-    pub fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let now = now_ms();
         self.all().iter().filter_map(|s| s.problem(now)).collect()
     }
 
     /// `gateway_stage_up` and `gateway_stage_restarts_total`, by stage.
-    pub fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let now = now_ms();
         let label = |s: &Stage| s.name.replace(' ', "_");
         let _ = writeln!(out, "# HELP gateway_stage_up 1 while the stage makes progress (0: stopped or stalled)\n# TYPE gateway_stage_up gauge");

@@ -8,38 +8,38 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.add(1);
     }
-    pub fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.0.fetch_add(n, Relaxed);
     }
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
 }
 
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+pub(crate) struct Gauge(AtomicI64);
 
 impl Gauge {
-    pub fn add(&self, n: i64) {
+    pub(crate) fn add(&self, n: i64) {
         self.0.fetch_add(n, Relaxed);
     }
-    pub fn set(&self, n: i64) {
+    pub(crate) fn set(&self, n: i64) {
         self.0.store(n, Relaxed);
     }
-    pub fn get(&self) -> i64 {
+    pub(crate) fn get(&self) -> i64 {
         self.0.load(Relaxed)
     }
 }
 
 /// A fixed-bucket histogram.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     buckets: Vec<AtomicU64>,
     count: AtomicU64,
@@ -48,7 +48,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
         Histogram {
             bounds,
             buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -56,21 +56,21 @@ impl Histogram {
             sum_micros: AtomicU64::new(0),
         }
     }
-    pub fn observe(&self, value: f64) {
+    pub(crate) fn observe(&self, value: f64) {
         if let Some(i) = self.bounds.iter().position(|&b| value <= b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
         self.sum_micros.fetch_add((value * 1e6) as u64, Relaxed);
     }
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Relaxed)
     }
 }
 
 /// Why a message was refused; the `reason` label of `gateway_naks_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NakReason {
+pub(crate) enum NakReason {
     /// MSH missing or unusable, or an invalid segment.
     Unparseable,
     /// Message type, event, version or processing ID not accepted by the listener.
@@ -144,88 +144,88 @@ const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.
 
 #[derive(Debug)]
 pub struct Metrics {
-    pub frames_received: Counter,
-    pub bytes_received: Counter,
-    pub discarded_bytes: Counter,
+    pub(crate) frames_received: Counter,
+    pub(crate) bytes_received: Counter,
+    pub(crate) discarded_bytes: Counter,
     acks: [Counter; 6],
     naks: [Counter; 6],
-    pub duplicates: Counter,
-    pub stored: Counter,
-    pub converted: Counter,
+    pub(crate) duplicates: Counter,
+    pub(crate) stored: Counter,
+    pub(crate) converted: Counter,
     /// Items of conversion reports, by kind.
-    pub convert_report: ReportCounters,
-    pub dead_letters: Counter,
-    pub ack_latency: Histogram,
-    pub batch_size: Histogram,
-    pub journal_depth: Gauge,
-    pub connections_open: Gauge,
-    pub refused_allowlist: Counter,
-    pub refused_limit: Counter,
-    pub frame_timeouts: Counter,
-    pub idle_timeouts: Counter,
-    pub tls_failures: Counter,
+    pub(crate) convert_report: ReportCounters,
+    pub(crate) dead_letters: Counter,
+    pub(crate) ack_latency: Histogram,
+    pub(crate) batch_size: Histogram,
+    pub(crate) journal_depth: Gauge,
+    pub(crate) connections_open: Gauge,
+    pub(crate) refused_allowlist: Counter,
+    pub(crate) refused_limit: Counter,
+    pub(crate) frame_timeouts: Counter,
+    pub(crate) idle_timeouts: Counter,
+    pub(crate) tls_failures: Counter,
     /// Connections refused because their source address holds `max_connections_per_source`.
-    pub refused_per_source: Counter,
+    pub(crate) refused_per_source: Counter,
     /// Admin connections refused over the admin connection cap.
-    pub refused_admin: Counter,
+    pub(crate) refused_admin: Counter,
     /// Idle connections closed to admit a new one to a full listener.
-    pub connections_evicted: Counter,
+    pub(crate) connections_evicted: Counter,
     /// MLLP connections in the middle of a frame or its commit (never closed to make room).
-    pub connections_in_frame: Gauge,
+    pub(crate) connections_in_frame: Gauge,
     /// Bytes handed out by the in-flight frame budget, and its size.
-    pub inflight_frame_bytes: Gauge,
-    pub inflight_frame_budget: Gauge,
+    pub(crate) inflight_frame_bytes: Gauge,
+    pub(crate) inflight_frame_budget: Gauge,
     /// Times a connection had to wait (stop reading) for the in-flight frame budget.
-    pub inflight_frame_waits: Counter,
+    pub(crate) inflight_frame_waits: Counter,
     /// Outbox bundles delivered (2xx for every entry, or settled entry by entry).
-    pub forward_delivered: Counter,
+    pub(crate) forward_delivered: Counter,
     /// Failed delivery attempts by class.
-    pub forward_failures: FailCounters,
+    pub(crate) forward_failures: FailCounters,
     /// Attempts scheduled again after a failure.
-    pub forward_retries: Counter,
+    pub(crate) forward_retries: Counter,
     /// Patient lanes with undelivered bundles.
-    pub forward_lanes: Gauge,
+    pub(crate) forward_lanes: Gauge,
     /// Age of the oldest undelivered bundle, seconds.
-    pub forward_oldest_pending_secs: Gauge,
+    pub(crate) forward_oldest_pending_secs: Gauge,
     /// Access tokens fetched (mirrors the auth's own count).
-    pub forward_token_refreshes: Gauge,
+    pub(crate) forward_token_refreshes: Gauge,
     /// Circuit breaker: 0 closed, 1 half-open, 2 open.
-    pub forward_circuit_state: Gauge,
+    pub(crate) forward_circuit_state: Gauge,
     /// 1 while the cloud refuses our credentials even after a refresh.
-    pub forward_auth_failing: Gauge,
+    pub(crate) forward_auth_failing: Gauge,
     /// Salesforce API usage of the daily limit, per mille (0 when unknown).
-    pub forward_api_usage_permille: Gauge,
+    pub(crate) forward_api_usage_permille: Gauge,
     /// Request duration, send to last body byte.
-    pub forward_latency: Histogram,
+    pub(crate) forward_latency: Histogram,
     /// Liveness of the data path's stages.
-    pub stages: liveness::Stages,
+    pub(crate) stages: liveness::Stages,
     /// Messages moved to dead letters at start by `--discard-undecryptable` (lost key).
-    pub lost_key_dead_letters: Gauge,
+    pub(crate) lost_key_dead_letters: Gauge,
     /// On-disk sizes of the journal's files (database, WAL, shared memory), bytes.
-    pub journal_db_bytes: Gauge,
-    pub journal_wal_bytes: Gauge,
-    pub journal_shm_bytes: Gauge,
+    pub(crate) journal_db_bytes: Gauge,
+    pub(crate) journal_wal_bytes: Gauge,
+    pub(crate) journal_shm_bytes: Gauge,
     /// Group commits that refused messages because the disk budget was reached.
-    pub journal_budget_full: Counter,
+    pub(crate) journal_budget_full: Counter,
     /// Journal commits that failed because the filesystem was full (SQLITE_FULL).
-    pub journal_disk_full: Counter,
+    pub(crate) journal_disk_full: Counter,
     /// Checkpoints that emptied the WAL file (TRUNCATE).
-    pub wal_truncations: Counter,
+    pub(crate) wal_truncations: Counter,
     /// 1 while `GATEWAY_UNSAFE_TRACE` lifts the log cap (set by the daemon from `ops::logging`).
-    pub log_unsafe_trace: Gauge,
+    pub(crate) log_unsafe_trace: Gauge,
 }
 
 /// Items of conversion reports, by kind (the `kind` label of
 /// `gateway_convert_report_items_total`).
 #[derive(Debug, Default)]
-pub struct ReportCounters {
-    pub unconsumed_segment: Counter,
-    pub unmapped_code: Counter,
-    pub warning: Counter,
+pub(crate) struct ReportCounters {
+    pub(crate) unconsumed_segment: Counter,
+    pub(crate) unmapped_code: Counter,
+    pub(crate) warning: Counter,
     /// Assigning authorities keyed under `default_identifier_system`.
-    pub default_system: Counter,
+    pub(crate) default_system: Counter,
     /// Resource types with a keyless resource.
-    pub keyless: Counter,
+    pub(crate) keyless: Counter,
 }
 
 impl ReportCounters {
@@ -242,7 +242,7 @@ impl ReportCounters {
 
 /// One counter per [`FailClass`] (the `class` label of `gateway_forward_failures_total`).
 #[derive(Debug, Default)]
-pub struct FailCounters([Counter; FailClass::ALL.len()]);
+pub(crate) struct FailCounters([Counter; FailClass::ALL.len()]);
 
 impl std::ops::Index<FailClass> for FailCounters {
     type Output = Counter;
@@ -307,7 +307,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts an acknowledgment by its MSA-1 code.
-    pub fn ack(&self, code: &str) {
+    pub(crate) fn ack(&self, code: &str) {
         if let Some(i) = ACK_CODES.iter().position(|c| *c == code) {
             self.acks[i].inc();
         }
@@ -315,15 +315,15 @@ impl Metrics {
     pub fn acks(&self, code: &str) -> u64 {
         ACK_CODES.iter().position(|c| *c == code).map_or(0, |i| self.acks[i].get())
     }
-    pub fn nak(&self, reason: NakReason) {
+    pub(crate) fn nak(&self, reason: NakReason) {
         self.naks[reason as usize].inc();
     }
-    pub fn naks(&self, reason: NakReason) -> u64 {
+    pub(crate) fn naks(&self, reason: NakReason) -> u64 {
         self.naks[reason as usize].get()
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counters = [
             ("gateway_frames_received_total", "MLLP frames received", &self.frames_received),

@@ -24,7 +24,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// A rejection or error according to the code's nature.
-    pub fn from_error(error: Hl7Error) -> Self {
+    pub(crate) fn from_error(error: Hl7Error) -> Self {
         if error.code.is_rejection() {
             Outcome::Rejected(error)
         } else {
@@ -58,7 +58,7 @@ pub fn ack_wanted(accept_ack: Option<AckCondition>, outcome: &Outcome) -> bool {
 }
 
 /// A complete ACK message (without MLLP framing).
-pub type Ack = heapless::Vec<u8, ACK_CAPACITY>;
+pub(crate) type Ack = heapless::Vec<u8, ACK_CAPACITY>;
 
 /// Builds the ACK for a message whose header fields are `echo`.
 ///

@@ -21,13 +21,13 @@ use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
 
 /// Frame bytes a connection may hold without drawing on the budget: one read's worth.
-pub const FREE_PER_CONNECTION: usize = 64 * 1024;
+pub(crate) const FREE_PER_CONNECTION: usize = 64 * 1024;
 
 /// Largest single draw on the semaphore (its API counts in `u32`).
 const MAX_DRAW: usize = 1 << 30;
 
 /// The shared budget. Cheap to share: connections hold an `Arc` of it.
-pub struct FrameBudget {
+pub(crate) struct FrameBudget {
     permits: Semaphore,
     total: usize,
     metrics: Arc<Metrics>,
@@ -35,33 +35,29 @@ pub struct FrameBudget {
 }
 
 impl FrameBudget {
-    pub fn new(total: usize, metrics: Arc<Metrics>) -> Arc<FrameBudget> {
+    pub(crate) fn new(total: usize, metrics: Arc<Metrics>) -> Arc<FrameBudget> {
         metrics.inflight_frame_budget.set(total as i64);
         Arc::new(FrameBudget { permits: Semaphore::new(total), total, metrics, warn: Repeats::new(log_limit::EVERY) })
     }
 
-    /// The budget's size in bytes.
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
     /// Bytes a frame buffer of `capacity` bytes draws from the budget.
-    pub fn cost(capacity: usize) -> usize {
+    pub(crate) fn cost(capacity: usize) -> usize {
         2 * capacity.saturating_sub(FREE_PER_CONNECTION)
     }
 }
 
 /// The share of the budget one frame buffer holds; given back when dropped.
-pub struct Reservation {
+pub(crate) struct Reservation {
     budget: Arc<FrameBudget>,
     held: usize,
 }
 
 impl Reservation {
-    pub fn new(budget: Arc<FrameBudget>) -> Reservation {
+    pub(crate) fn new(budget: Arc<FrameBudget>) -> Reservation {
         Reservation { budget, held: 0 }
     }
 
+    #[cfg(test)]
     /// Bytes held from the budget.
     pub fn held(&self) -> usize {
         self.held
@@ -69,7 +65,7 @@ impl Reservation {
 
     /// Grows the share to cover a frame buffer of `capacity` bytes, waiting while the budget
     /// is spent. Cancel-safe: what was already drawn stays held (and is given back on drop).
-    pub async fn cover(&mut self, capacity: usize) {
+    pub(crate) async fn cover(&mut self, capacity: usize) {
         let budget = self.budget.clone();
         let mut waited = false;
         while self.held < FrameBudget::cost(capacity) {
@@ -99,7 +95,7 @@ impl Reservation {
 
     /// Moves the share out (to travel with a finished frame's buffer); this reservation
     /// starts again from nothing, like the decoder's new buffer.
-    pub fn take(&mut self) -> Reservation {
+    pub(crate) fn take(&mut self) -> Reservation {
         Reservation { budget: self.budget.clone(), held: std::mem::take(&mut self.held) }
     }
 }

@@ -70,7 +70,7 @@ impl Decoder {
     /// `input`, so that its buffer never grows on its own and the caller can account for
     /// every byte it holds; `None` when it has the room. Grows by at least half again (so
     /// copying stays linear in the frame size), never past the frame limit.
-    pub fn room_for(&self, input: &[u8]) -> Option<usize> {
+    pub(crate) fn room_for(&self, input: &[u8]) -> Option<usize> {
         // Between frames only what follows a start block can land in the buffer.
         let incoming = match self.state {
             State::Idle => memchr::memchr(START, input).map_or(0, |i| input.len() - i - 1),
@@ -85,7 +85,7 @@ impl Decoder {
     }
 
     /// Grows the frame buffer to exactly `capacity` bytes (see [`Decoder::room_for`]).
-    pub fn reserve(&mut self, capacity: usize) {
+    pub(crate) fn reserve(&mut self, capacity: usize) {
         self.frame.reserve_exact(capacity.saturating_sub(self.frame.len()));
     }
 

@@ -18,15 +18,16 @@ use super::slots::Slot;
 const READ_BUF: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_frame: usize,
-    pub idle_timeout: Duration,
-    pub frame_timeout: Duration,
+pub(crate) struct Limits {
+    pub(crate) max_frame: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) frame_timeout: Duration,
 }
 
 /// Why a connection ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Closed {
+#[allow(clippy::enum_variant_names)] // `PeerClosed` says who closed; the names are in log lines.
+pub(crate) enum Closed {
     PeerClosed,
     Shutdown,
     IdleTimeout,
@@ -40,7 +41,7 @@ pub enum Closed {
 /// Serves one connection until it closes, times out, gives way to a newcomer, or shutdown is
 /// requested. The idle timeout runs from the last complete frame (or the start): bytes outside
 /// frames do not keep a connection open. Frame bytes are held only as far as `budget` covers.
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     mut stream: S,
     handler: Arc<Handler>,
     limits: Limits,

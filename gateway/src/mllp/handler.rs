@@ -17,24 +17,24 @@ use crate::store::{AppendError, Appended, Appender, Keys, NewMessage};
 static STORAGE_REFUSALS: Repeats = Repeats::new(log_limit::EVERY);
 
 /// Shared by every connection of one listener.
-pub struct Handler {
-    pub listener: Arc<str>,
-    pub policy: Policy,
-    pub keys: Arc<Keys>,
-    pub appender: Appender,
-    pub metrics: Arc<Metrics>,
-    pub ack_ids: Arc<AckIds>,
+pub(crate) struct Handler {
+    pub(crate) listener: Arc<str>,
+    pub(crate) policy: Policy,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) appender: Appender,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) ack_ids: Arc<AckIds>,
 }
 
 /// What to do after a frame.
-pub struct Reply {
+pub(crate) struct Reply {
     /// The ACK to send, if the sender asked for one.
-    pub ack: Option<Ack>,
+    pub(crate) ack: Option<Ack>,
 }
 
 impl Handler {
     /// Handles a complete frame.
-    pub async fn frame(&self, frame: &[u8], started: Instant) -> Reply {
+    pub(crate) async fn frame(&self, frame: &[u8], started: Instant) -> Reply {
         self.metrics.frames_received.inc();
         self.metrics.bytes_received.add(frame.len() as u64);
         let header = match msh::parse(frame) {
@@ -94,7 +94,7 @@ impl Handler {
     }
 
     /// NAK for a frame over the size limit; `head` is its beginning, for the MSH.
-    pub fn too_large(&self, head: &[u8], started: Instant) -> Reply {
+    pub(crate) fn too_large(&self, head: &[u8], started: Instant) -> Reply {
         self.metrics.frames_received.inc();
         let echo = echo_of(head);
         let e =
@@ -103,7 +103,7 @@ impl Handler {
     }
 
     /// NAK for a frame whose end block was not `<FS><CR>`.
-    pub fn bad_end_block(&self, content: &[u8], started: Instant) -> Reply {
+    pub(crate) fn bad_end_block(&self, content: &[u8], started: Instant) -> Reply {
         self.metrics.frames_received.inc();
         let echo = echo_of(content);
         let e = Hl7Error::new(ErrorCode::SegmentSequenceError, Location::NONE, "MLLP end block not followed by CR");
@@ -140,7 +140,7 @@ fn echo_of(frame: &[u8]) -> Echo<'_> {
 }
 
 /// Control IDs for the gateway's own ACKs: unique per process start and counter.
-pub struct AckIds {
+pub(crate) struct AckIds {
     prefix: String,
     next: AtomicU64,
 }
@@ -153,7 +153,7 @@ impl Default for AckIds {
 }
 
 impl AckIds {
-    pub fn next(&self) -> String {
+    pub(crate) fn next(&self) -> String {
         format!("{}{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }

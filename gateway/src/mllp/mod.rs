@@ -1,11 +1,11 @@
 //! MLLP ingest: framing, listeners (plain TCP or TLS), per-connection loop, ACKs.
 
 pub mod ack;
-pub mod budget;
+pub(crate) mod budget;
 pub mod codec;
-pub mod connection;
-pub mod handler;
+pub(crate) mod connection;
+pub(crate) mod handler;
 pub mod policy;
-pub mod server;
-pub mod slots;
-pub mod tls;
+pub(crate) mod server;
+pub(crate) mod slots;
+pub(crate) mod tls;

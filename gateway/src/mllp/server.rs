@@ -21,21 +21,21 @@ use crate::log_limit::{self, Repeats};
 /// TLS handshakes that take longer are abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Listener {
-    pub socket: TcpListener,
-    pub tls: Option<TlsAcceptor>,
-    pub allow: Vec<IpNet>,
-    pub slots: Arc<Slots>,
-    pub limits: Limits,
+pub(crate) struct Listener {
+    pub(crate) socket: TcpListener,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) allow: Vec<IpNet>,
+    pub(crate) slots: Arc<Slots>,
+    pub(crate) limits: Limits,
     /// The process-wide in-flight frame budget, shared by every listener.
-    pub budget: Arc<FrameBudget>,
-    pub handler: Arc<Handler>,
+    pub(crate) budget: Arc<FrameBudget>,
+    pub(crate) handler: Arc<Handler>,
 }
 
 impl Listener {
     /// Accepts until shutdown; connection tasks are spawned on `tracker` so shutdown can
     /// wait for them to finish what they are committing.
-    pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
         let name = self.handler.listener.clone();
         // A flood of refused connections must not become a flood of log lines.
         let (warn_accept, warn_allowlist) = (Repeats::new(log_limit::EVERY), Repeats::new(log_limit::EVERY));

@@ -16,7 +16,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
 
-pub struct Slots {
+pub(crate) struct Slots {
     listener: Arc<str>,
     max: usize,
     per_source: usize,
@@ -47,7 +47,7 @@ struct Entry {
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Its address holds `per_source` connections, all busy.
     PerSource,
     /// The listener holds `max` connections, all busy.
@@ -55,7 +55,7 @@ pub enum Refused {
 }
 
 impl Slots {
-    pub fn new(listener: Arc<str>, max: usize, per_source: usize, metrics: Arc<Metrics>) -> Arc<Slots> {
+    pub(crate) fn new(listener: Arc<str>, max: usize, per_source: usize, metrics: Arc<Metrics>) -> Arc<Slots> {
         Arc::new(Slots {
             listener,
             max,
@@ -74,7 +74,7 @@ impl Slots {
 
     /// A slot for a connection from `source`, making room if needed; refusals are counted
     /// and logged (rate-limited).
-    pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Slot, Refused> {
+    pub(crate) fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Slot, Refused> {
         let source = source.to_canonical();
         let mut open = self.lock();
         let staying = || open.entries.values().filter(|e| !e.leaving);
@@ -143,7 +143,7 @@ impl Open {
 }
 
 /// One admitted connection's slot; freed when dropped.
-pub struct Slot {
+pub(crate) struct Slot {
     slots: Arc<Slots>,
     id: u64,
     close: CancellationToken,
@@ -152,7 +152,7 @@ pub struct Slot {
 impl Slot {
     /// Call before acting on received bytes: marks the connection busy so it cannot be chosen
     /// to make room. `false` if it already was chosen: it must close without acting on them.
-    pub fn begin(&self) -> bool {
+    pub(crate) fn begin(&self) -> bool {
         let mut open = self.slots.lock();
         let Some(e) = open.entries.get_mut(&self.id) else { return false };
         if e.leaving {
@@ -167,7 +167,7 @@ impl Slot {
 
     /// Between frames again; `last_frame` is when its last frame was answered (or it
     /// connected): the longest idle gives way first.
-    pub fn rest(&self, last_frame: Instant) {
+    pub(crate) fn rest(&self, last_frame: Instant) {
         let mut open = self.slots.lock();
         if let Some(e) = open.entries.get_mut(&self.id) {
             e.last_active = last_frame;
@@ -179,7 +179,7 @@ impl Slot {
     }
 
     /// Resolves when this connection was chosen to make room (only ever while it rests).
-    pub fn closing(&self) -> WaitForCancellationFuture<'_> {
+    pub(crate) fn closing(&self) -> WaitForCancellationFuture<'_> {
         self.close.cancelled()
     }
 }

@@ -12,11 +12,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Tls;
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("TLS file {path}: {message}")]
     File { path: String, message: String },
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     Rustls(#[from] rustls::Error),
 }
 
@@ -36,7 +37,7 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// Builds the acceptor for a listener's `[listener.tls]` section.
-pub fn acceptor(tls: &Tls) -> Result<TlsAcceptor, TlsError> {
+pub(crate) fn acceptor(tls: &Tls) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certs(tls.cert.get_ref())?;
     let key = PrivateKeyDer::from_pem_file(tls.key.get_ref()).map_err(|e| file_error(tls.key.get_ref(), e))?;

@@ -65,16 +65,16 @@ async fn metrics_text(State(s): State<Admin>) -> impl IntoResponse {
 }
 
 /// A client must send its whole request head within this time.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection is closed after this long, whatever it is doing.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest request head (request line and headers); larger ones get 431. hyper's minimum.
-pub const MAX_HEAD_BYTES: usize = 8192;
+pub(crate) const MAX_HEAD_BYTES: usize = 8192;
 /// Most request headers.
 const MAX_HEADERS: usize = 32;
 
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: TcpListener,
     max_connections: usize,
     metrics: Arc<Metrics>,

@@ -17,7 +17,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// The environment variable that lets dependency crates log below INFO.
-pub const UNSAFE_TRACE_ENV: &str = "GATEWAY_UNSAFE_TRACE";
+pub(crate) const UNSAFE_TRACE_ENV: &str = "GATEWAY_UNSAFE_TRACE";
 
 /// The most verbose level other crates may log at.
 const DEPENDENCY_CAP: LevelFilter = LevelFilter::INFO;
@@ -25,7 +25,7 @@ const DEPENDENCY_CAP: LevelFilter = LevelFilter::INFO;
 static UNSAFE_TRACE: AtomicBool = AtomicBool::new(false);
 
 /// Whether this process was started with the cap lifted (for `/metrics`).
-pub fn unsafe_trace() -> bool {
+pub(crate) fn unsafe_trace() -> bool {
     UNSAFE_TRACE.load(Ordering::Relaxed)
 }
 

@@ -1,4 +1,4 @@
 //! Operations surface: the admin HTTP endpoint (health, the metrics' exposition) and logging.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod logging;

@@ -36,28 +36,28 @@ const IDLE: Duration = Duration::from_secs(1);
 /// Database errors of the stage (a full disk fails every pass): one line a minute with a count.
 static DB_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 
-pub struct ConvertOptions {
-    pub path: PathBuf,
-    pub synchronous: Synchronous,
-    pub site: SiteMaps,
-    pub profile: Profile,
-    pub keys: Arc<Keys>,
-    pub bell: Doorbell,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct ConvertOptions {
+    pub(crate) path: PathBuf,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) site: SiteMaps,
+    pub(crate) profile: Profile,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) bell: Doorbell,
+    pub(crate) metrics: Arc<Metrics>,
     /// Rung after a commit that wrote bundles to the outbox (wakes the forwarder).
-    pub on_convert: Option<Doorbell>,
-    pub gate: Arc<WriteGate>,
+    pub(crate) on_convert: Option<Doorbell>,
+    pub(crate) gate: Arc<WriteGate>,
 }
 
 /// The running stage.
-pub struct ConvertStage {
+pub(crate) struct ConvertStage {
     stop: Arc<AtomicBool>,
     bell: Doorbell,
     thread: JoinHandle<()>,
 }
 
 impl ConvertStage {
-    pub fn start(opts: ConvertOptions) -> Result<ConvertStage, OpenError> {
+    pub(crate) fn start(opts: ConvertOptions) -> Result<ConvertStage, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
         let stop = Arc::new(AtomicBool::new(false));
         let bell = opts.bell.clone();
@@ -70,7 +70,7 @@ impl ConvertStage {
     }
 
     /// Finishes the batch in hand and stops.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.bell.ring();
         let _ = self.thread.join();
@@ -173,7 +173,7 @@ struct Sealed {
 }
 
 /// Converts up to `BATCH` received rows; returns how many rows it took.
-pub fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<usize> {
+pub(crate) fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Result<usize> {
     let rows = conversion::received(conn, BATCH)?;
     // Conversion is CPU work: done before taking the write lock, in journal order, each
     // message seeing what the ones before it taught the memory.
@@ -269,10 +269,10 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions, memory: &mut JournalMemory<
 /// One serialized bundle of a message.
 #[derive(Debug)]
 pub struct Bundle {
-    pub json: Vec<u8>,
+    pub(crate) json: Vec<u8>,
     /// `transaction` or `batch`.
-    pub kind: &'static str,
-    pub entries: usize,
+    pub(crate) kind: &'static str,
+    pub(crate) entries: usize,
 }
 
 /// What the convert stage does with one message's plaintext: convert within the site's
@@ -374,10 +374,8 @@ mod tests {
 
     #[test]
     fn rows_become_outbox_bundles_dead_letters_or_done_in_one_step() {
-        let dir = std::env::temp_dir().join(format!("gw-convert-stage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (mut conn, opts) = stage(&dir, Profile::Salesforce);
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, opts) = stage(dir.path(), Profile::Salesforce);
         let adt = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C1|P|2.5.1\rEVN|A08|20260101120000-0500\rPID|1||M1^^^H^MR||DOE^JO\r";
         let empty = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A08^ADT_A01|C2|P|2.5.1\rEVN|A08|20260101120000-0500\r";
         let poison = b"MSH|^~\\&|A|B|C|D|20260101120000-0500||ADT^A99|C3|P|2.5.1\rPID|1||M1\r";
@@ -409,8 +407,6 @@ mod tests {
             conn.query_row("SELECT reason FROM dead_letter WHERE journal_seq = ?1", [seqs[2]], |r| r.get(0)).unwrap();
         assert!(reason.contains("201"), "{reason}");
         assert_eq!(step(&mut conn, &opts).unwrap(), 0, "nothing left to convert");
-        drop(conn);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -25,13 +25,13 @@ struct NewLink {
 
 /// What a batch learned, to be written in its transaction.
 #[derive(Default)]
-pub struct Learned {
+pub(crate) struct Learned {
     links: Vec<NewLink>,
     sent: Vec<[u8; 32]>,
 }
 
 impl Learned {
-    pub fn write(&self, batch: &ConvertBatch<'_>) -> rusqlite::Result<()> {
+    pub(crate) fn write(&self, batch: &ConvertBatch<'_>) -> rusqlite::Result<()> {
         for l in &self.links {
             batch.remember_link(&l.patient, &l.other, l.relation.code(), &l.other_sealed)?;
         }
@@ -40,7 +40,7 @@ impl Learned {
 }
 
 /// The journal's memory as one batch sees it.
-pub struct JournalMemory<'c> {
+pub(crate) struct JournalMemory<'c> {
     conn: &'c Connection,
     keys: &'c Keys,
     links: HashMap<[u8; 32], Vec<PatientLink>>,
@@ -51,7 +51,7 @@ pub struct JournalMemory<'c> {
 }
 
 impl<'c> JournalMemory<'c> {
-    pub fn new(conn: &'c Connection, keys: &'c Keys) -> Self {
+    pub(crate) fn new(conn: &'c Connection, keys: &'c Keys) -> Self {
         JournalMemory {
             conn,
             keys,
@@ -63,7 +63,7 @@ impl<'c> JournalMemory<'c> {
     }
 
     /// Remembers both directions of a merge: `survivor` replaces `replaced`.
-    pub fn merged(&mut self, survivor: &Identity, replaced: &Identity) {
+    pub(crate) fn merged(&mut self, survivor: &Identity, replaced: &Identity) {
         for (from, to, relation) in
             [(survivor, replaced, Relation::Replaces), (replaced, survivor, Relation::ReplacedBy)]
         {
@@ -79,7 +79,7 @@ impl<'c> JournalMemory<'c> {
     }
 
     /// Remembers that a `kind` resource keyed `identity` was sent.
-    pub fn sent_now(&mut self, kind: &str, identity: &Identity) {
+    pub(crate) fn sent_now(&mut self, kind: &str, identity: &Identity) {
         let key =
             self.hash(SENT, &Identity { system: format!("{kind}|{}", identity.system), value: identity.value.clone() });
         if self.sent.insert(key) {
@@ -88,7 +88,7 @@ impl<'c> JournalMemory<'c> {
     }
 
     /// What the batch learned, or the first database error met while reading.
-    pub fn finish(self) -> rusqlite::Result<Learned> {
+    pub(crate) fn finish(self) -> rusqlite::Result<Learned> {
         match self.error.into_inner() {
             Some(e) => Err(e),
             None => Ok(self.learned),

@@ -2,4 +2,4 @@
 //! the same transaction that advances the message's state.
 
 pub mod convert;
-pub mod memory;
+pub(crate) mod memory;

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// What an operator did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Decrypted and displayed the message.
     Show,
     /// Re-queued it.
@@ -24,7 +24,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Show => "show",
             Action::Replay => "replay",
@@ -36,18 +36,18 @@ impl Action {
 
 /// Who the operating system says is acting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Real uid (`getuid`).
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Effective uid (`geteuid`): whose rights the action used.
-    pub euid: u32,
+    pub(crate) euid: u32,
     /// The audit login uid (`/proc/self/loginuid`): the user who logged in, kept across
     /// `sudo` and `su`; `None` when the session has none (a service, a container).
-    pub login_uid: Option<u32>,
+    pub(crate) login_uid: Option<u32>,
 }
 
 impl Identity {
-    pub fn current() -> Identity {
+    pub(crate) fn current() -> Identity {
         let (uid, euid) = (rustix::process::getuid().as_raw(), rustix::process::geteuid().as_raw());
         let login_uid = std::fs::read_to_string("/proc/self/loginuid")
             .ok()
@@ -59,21 +59,21 @@ impl Identity {
 
 /// One audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub id: i64,
+pub(crate) struct Event {
+    pub(crate) id: i64,
     /// Unix milliseconds.
-    pub at: i64,
+    pub(crate) at: i64,
     /// The claimed name.
-    pub actor: String,
-    pub action: String,
-    pub dead_letter_id: i64,
-    pub journal_seq: i64,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) dead_letter_id: i64,
+    pub(crate) journal_seq: i64,
     /// OS identity of the writer; `None` on events written before migration 6.
-    pub uid: Option<i64>,
-    pub euid: Option<i64>,
-    pub login_uid: Option<i64>,
+    pub(crate) uid: Option<i64>,
+    pub(crate) euid: Option<i64>,
+    pub(crate) login_uid: Option<i64>,
     /// The chain hash; `None` only on a row written outside the gateway.
-    pub hash: Option<Vec<u8>>,
+    pub(crate) hash: Option<Vec<u8>>,
 }
 
 const COLUMNS: &str = "id, at, actor, action, dead_letter_id, journal_seq, uid, euid, login_uid, hash";
@@ -95,7 +95,7 @@ fn event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 
 /// The hash an event must carry: SHA-256 over the previous event's hash and every field,
 /// each length- or presence-prefixed so no two different events encode the same.
-pub fn chain_hash(prev: &[u8], e: &Event) -> Vec<u8> {
+pub(crate) fn chain_hash(prev: &[u8], e: &Event) -> Vec<u8> {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(b"gateway audit chain v1");
     ctx.update(&(prev.len() as u32).to_be_bytes());
@@ -121,7 +121,7 @@ pub fn chain_hash(prev: &[u8], e: &Event) -> Vec<u8> {
 
 /// Appends an event in the caller's transaction (or autocommit), with this process's OS
 /// identity; returns its id. The action it records must not happen if this fails.
-pub fn record(
+pub(crate) fn record(
     conn: &Connection,
     actor: &str,
     action: Action,
@@ -135,7 +135,7 @@ pub fn record(
 /// both the last event and the table's AUTOINCREMENT sequence, so events deleted from the
 /// end leave a gap [`verify`] reports; two writers racing for one id get a constraint error,
 /// never a forked chain.
-pub fn record_as(
+pub(crate) fn record_as(
     conn: &Connection,
     who: Identity,
     actor: &str,
@@ -176,6 +176,7 @@ fn sequence(conn: &Connection) -> rusqlite::Result<i64> {
     Ok(seq.unwrap_or(0))
 }
 
+#[cfg(test)]
 /// The most recent events, newest first.
 pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Event>> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY id DESC LIMIT ?1"))?;
@@ -185,7 +186,7 @@ pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Event>> {
 
 /// Migration 6: gives the events written before it their chain hashes, in id order. Runs
 /// while the append-only triggers are dropped (the migration recreates them).
-pub fn chain_existing(conn: &Connection) -> rusqlite::Result<usize> {
+pub(crate) fn chain_existing(conn: &Connection) -> rusqlite::Result<usize> {
     let events: Vec<Event> = conn
         .prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY id"))?
         .query_map([], event)?
@@ -201,7 +202,7 @@ pub fn chain_existing(conn: &Connection) -> rusqlite::Result<usize> {
 
 /// Where the audit trail stops being trustworthy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Break {
+pub(crate) enum Break {
     #[error("audit event(s) {from} to {to} are missing (deleted)")]
     Missing { from: i64, to: i64 },
     #[error("audit event {id} has no chain hash (written outside the gateway)")]
@@ -216,7 +217,7 @@ pub enum Break {
 
 /// Walks the chain: `Ok(number of events)`, or the first break. A store error is the outer
 /// `Err`.
-pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, Break>> {
+pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, Break>> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY id"))?;
     let mut rows = stmt.query_map([], event)?;
     let (mut prev, mut expected, mut n) = (Vec::new(), 1i64, 0usize);
@@ -256,30 +257,23 @@ mod tests {
     use crate::store::db;
 
     struct Db {
-        dir: std::path::PathBuf,
+        _dir: tempfile::TempDir,
         conn: Connection,
     }
 
-    impl Drop for Db {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn db(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("gw-audit-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+    fn db() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, db::Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
-        Db { dir, conn }
+        Db { _dir: dir, conn }
     }
 
     const ALICE: Identity = Identity { uid: 1000, euid: 0, login_uid: Some(1000) };
 
     #[test]
     fn events_are_append_only_and_carry_the_os_identity() {
-        let d = db("append");
+        let d = db();
         let c = &d.conn;
         let id = record_as(c, ALICE, "alice", Action::Show, 7, 42).unwrap();
         let e = &recent(c, 10).unwrap()[0];
@@ -310,7 +304,7 @@ mod tests {
 
     #[test]
     fn verify_passes_an_intact_chain() {
-        let d = db("intact");
+        let d = db();
         assert_eq!(verify(&d.conn).unwrap(), Ok(0));
         three_events(&d);
         let hashes: Vec<Option<Vec<u8>>> = recent(&d.conn, 10).unwrap().into_iter().map(|e| e.hash).collect();
@@ -319,7 +313,7 @@ mod tests {
 
     #[test]
     fn verify_finds_an_edited_event_even_with_the_trigger_put_back() {
-        let d = db("edited");
+        let d = db();
         three_events(&d);
         d.conn
             .execute_batch(
@@ -334,7 +328,7 @@ mod tests {
 
     #[test]
     fn verify_finds_deleted_events_in_the_middle_and_at_the_end() {
-        let d = db("deleted");
+        let d = db();
         three_events(&d);
         d.conn.execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 3;").unwrap();
         assert_eq!(verify(&d.conn).unwrap(), Err(Break::Truncated { last: 2, sequence: 3 }));
@@ -347,7 +341,7 @@ mod tests {
 
     #[test]
     fn verify_finds_a_foreign_insert_and_a_dropped_trigger() {
-        let d = db("foreign");
+        let d = db();
         three_events(&d);
         d.conn
             .execute(
@@ -356,7 +350,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(verify(&d.conn).unwrap(), Err(Break::Unhashed { id: 4 }));
-        let d = db("trigger");
+        let d = db();
         three_events(&d);
         d.conn.execute_batch("DROP TRIGGER audit_no_delete").unwrap();
         assert_eq!(verify(&d.conn).unwrap(), Err(Break::Trigger("audit_no_delete")));

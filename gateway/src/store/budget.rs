@@ -25,9 +25,9 @@ use rusqlite::Connection;
 use super::disk::Footprint;
 
 /// Per-row cost beyond the payload (metadata, index entries).
-pub const ROW_OVERHEAD: u64 = 256;
+pub(crate) const ROW_OVERHEAD: u64 = 256;
 /// Bundles of a message, WAL copy included, as a multiple of its sealed payload.
-pub const CONVERT_FACTOR: u64 = 18;
+pub(crate) const CONVERT_FACTOR: u64 = 18;
 /// The unconverted rows are summed again this often (in between: the last sum + what was
 /// stored since, which only over-estimates) — and, before a message is refused, whenever
 /// another connection (the convert stage) committed since the last sum.
@@ -35,16 +35,16 @@ const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 /// Bytes counted against the budget at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Live database pages, bytes.
-    pub live: u64,
-    pub files: Footprint,
+    pub(crate) live: u64,
+    pub(crate) files: Footprint,
     /// Held for the bundles of rows not converted yet.
-    pub reserve: u64,
+    pub(crate) reserve: u64,
 }
 
 impl Usage {
-    pub fn used(&self) -> u64 {
+    pub(crate) fn used(&self) -> u64 {
         self.live + self.files.wal + self.files.shm + self.reserve
     }
 }
@@ -52,7 +52,6 @@ impl Usage {
 /// The writer's view of the budget.
 pub struct Budget {
     path: PathBuf,
-    pub max_bytes: u64,
     /// Sealed payload bytes of unconverted rows at the last scan, when it ran, and the
     /// database's `data_version` then (it changes when another connection commits).
     scanned: Option<(u64, Instant, i64)>,
@@ -61,12 +60,12 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(path: PathBuf, max_bytes: u64) -> Budget {
-        Budget { path, max_bytes, scanned: None, stored_since: 0 }
+    pub(crate) fn new(path: PathBuf) -> Budget {
+        Budget { path, scanned: None, stored_since: 0 }
     }
 
     /// What a message with this sealed payload costs when it arrives.
-    pub fn cost(sealed_len: usize) -> u64 {
+    pub(crate) fn cost(sealed_len: usize) -> u64 {
         let sealed = sealed_len as u64;
         2 * (sealed + ROW_OVERHEAD) + sealed * CONVERT_FACTOR
     }
@@ -74,7 +73,7 @@ impl Budget {
     /// Usage now. `near_full`: a message is about to be refused; if another connection
     /// committed since the last sum, sum the unconverted rows again rather than trust the
     /// running over-estimate.
-    pub fn usage(&mut self, conn: &Connection, near_full: bool) -> rusqlite::Result<Usage> {
+    pub(crate) fn usage(&mut self, conn: &Connection, near_full: bool) -> rusqlite::Result<Usage> {
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         let due = match self.scanned {
             None => true,
@@ -94,13 +93,13 @@ impl Budget {
     }
 
     /// Records sealed payload bytes just committed (not converted yet).
-    pub fn stored(&mut self, sealed_bytes: u64) {
+    pub(crate) fn stored(&mut self, sealed_bytes: u64) {
         self.stored_since += sealed_bytes;
     }
 }
 
 /// Bytes the database holds in live pages (free pages are reusable and not counted).
-pub fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+pub(crate) fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
@@ -111,18 +110,18 @@ pub fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
 mod tests {
     use super::*;
     use crate::store::db::{self, Synchronous};
+    use crate::store::state::JournalState;
 
     #[test]
     fn usage_counts_live_pages_wal_shm_and_the_unconverted_reserve() {
-        let dir = std::env::temp_dir().join(format!("gw-budget-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
-        let mut budget = Budget::new(path.clone(), 1 << 30);
+        let mut budget = Budget::new(path.clone());
         let empty = budget.usage(&conn, false).unwrap();
         assert_eq!(empty.reserve, 0);
-        for (i, state) in ["received", "received", "converted"].iter().enumerate() {
+        for (i, state) in [JournalState::Received, JournalState::Received, JournalState::Converted].iter().enumerate() {
             conn.execute(
                 "INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, state, payload)
                  VALUES (0, 'l', 's', ?1, 'ADT^A01', x'00', ?2, zeroblob(3000))",
@@ -137,7 +136,7 @@ mod tests {
         // Near full: another connection wrote since the last sum, so the rows are summed
         // again; only the two received ones count.
         let other = db::open(&path, None, Synchronous::Full).unwrap();
-        other.execute("UPDATE journal SET state = 'received' WHERE control_id = 'C0'", []).unwrap();
+        other.execute("UPDATE journal SET state = ?1 WHERE control_id = 'C0'", [JournalState::Received]).unwrap();
         let u = budget.usage(&conn, true).unwrap();
         assert_eq!(u.reserve, 6000 * CONVERT_FACTOR);
         let files = Footprint::of(&path);
@@ -147,6 +146,5 @@ mod tests {
         assert!(u.live > empty.live);
         assert_eq!(Budget::cost(1000), 2 * (1000 + ROW_OVERHEAD) + 1000 * CONVERT_FACTOR);
         drop((conn, other));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -4,19 +4,19 @@
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
-use super::state::JournalState;
+use super::state::{DeadLetterStage, JournalState};
 
 /// A journal row waiting for conversion.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    pub seq: i64,
-    pub lane: Option<String>,
+pub(crate) struct Received {
+    pub(crate) seq: i64,
+    pub(crate) lane: Option<String>,
     /// The sealed HL7 message.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// The oldest `limit` received rows, in journal order.
-pub fn received(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Received>> {
+pub(crate) fn received(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Received>> {
     // The literal state matches the partial index `journal_received`.
     conn.prepare_cached(
         "SELECT seq, lane, payload FROM journal INDEXED BY journal_received
@@ -29,20 +29,20 @@ pub fn received(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Receive
 /// One bundle of a message, for the outbox: sealed, with what the forwarder needs to pack it
 /// unopened.
 #[derive(Debug, Clone, Copy)]
-pub struct NewBundle<'a> {
-    pub journal_seq: i64,
+pub(crate) struct NewBundle<'a> {
+    pub(crate) journal_seq: i64,
     /// Index of the bundle within the message.
-    pub part: usize,
-    pub lane: Option<&'a str>,
-    pub sealed: &'a [u8],
+    pub(crate) part: usize,
+    pub(crate) lane: Option<&'a str>,
+    pub(crate) sealed: &'a [u8],
     /// `transaction` or `batch`.
-    pub kind: &'a str,
-    pub entries: usize,
+    pub(crate) kind: &'a str,
+    pub(crate) entries: usize,
 }
 
 /// The write transaction (`BEGIN IMMEDIATE`) of one convert batch; nothing of it is stored
 /// until [`ConvertBatch::commit`].
-pub struct ConvertBatch<'c> {
+pub(crate) struct ConvertBatch<'c> {
     tx: Transaction<'c>,
     /// Unix milliseconds stamped on the outbox rows and dead letters.
     now: i64,
@@ -54,7 +54,7 @@ impl<'c> ConvertBatch<'c> {
         &self.tx
     }
 
-    pub fn begin(conn: &'c mut Connection, now: i64) -> rusqlite::Result<ConvertBatch<'c>> {
+    pub(crate) fn begin(conn: &'c mut Connection, now: i64) -> rusqlite::Result<ConvertBatch<'c>> {
         Ok(ConvertBatch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?, now })
     }
 
@@ -65,14 +65,16 @@ impl<'c> ConvertBatch<'c> {
 
     /// Moves a `received` row to `to`; false when the row is no longer received (an
     /// operator acted on it meanwhile), in which case nothing else must be written for it.
-    pub fn leave_received(&self, seq: i64, to: JournalState) -> rusqlite::Result<bool> {
-        let changed =
-            self.tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'received'", params![seq, to])?;
+    pub(crate) fn leave_received(&self, seq: i64, to: JournalState) -> rusqlite::Result<bool> {
+        let changed = self.tx.execute(
+            "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3",
+            params![seq, to, JournalState::Received],
+        )?;
         Ok(changed > 0)
     }
 
     /// Adds a converted message's bundle to the outbox (`pending`).
-    pub fn add_bundle(&self, bundle: &NewBundle<'_>) -> rusqlite::Result<()> {
+    pub(crate) fn add_bundle(&self, bundle: &NewBundle<'_>) -> rusqlite::Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO outbox (journal_seq, part, lane, created_at, bundle, kind, entries)
@@ -91,15 +93,15 @@ impl<'c> ConvertBatch<'c> {
     }
 
     /// Records why a message could not be converted (`reason` is PHI-free).
-    pub fn add_dead_letter(&self, seq: i64, reason: &str) -> rusqlite::Result<()> {
+    pub(crate) fn add_dead_letter(&self, seq: i64, reason: &str) -> rusqlite::Result<()> {
         self.tx.execute(
-            "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'convert', ?2, ?3)",
-            params![seq, reason, self.now],
+            "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![seq, DeadLetterStage::Convert, reason, self.now],
         )?;
         Ok(())
     }
 
-    pub fn commit(self) -> rusqlite::Result<()> {
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
         self.tx.commit()
     }
 }
@@ -134,7 +136,7 @@ mod tests {
         );
         assert_eq!(received(&conn, 1).unwrap().len(), 1, "at most the limit");
         // An operator purged the second message after it was read.
-        conn.execute("UPDATE journal SET state = 'dead' WHERE seq = 2", []).unwrap();
+        conn.execute("UPDATE journal SET state = ?1 WHERE seq = 2", [JournalState::Dead]).unwrap();
 
         let batch = ConvertBatch::begin(&mut conn, 7).unwrap();
         assert!(batch.leave_received(1, JournalState::Converted).unwrap());

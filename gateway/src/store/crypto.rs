@@ -24,9 +24,10 @@ pub struct Keys {
     rng: SystemRandom,
 }
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}")]
     Io { path: String, source: std::io::Error },
     #[error("key file {path} is accessible by group or others (mode {mode:o}); run chmod 600 on it")]
     Permissions { path: String, mode: u32 },
@@ -55,7 +56,7 @@ impl hkdf::KeyType for Len {
 impl Keys {
     /// Reads the key file, creating it (mode 0600, random key) when it does not exist. Only
     /// for callers that know no sealed data depends on an earlier key: the daemon goes
-    /// through [`super::key_guard`], which refuses to replace a key the store still needs.
+    /// through `super::key_guard`, which refuses to replace a key the store still needs.
     pub fn load_or_create(path: &Path) -> Result<Keys, KeyError> {
         match std::fs::symlink_metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Keys::create(path),
@@ -66,14 +67,14 @@ impl Keys {
     /// Reads an existing key file. Refused: a symlink (the link, not its target, is what the
     /// path names), a file not owned by this process's effective uid, a mode that lets group
     /// or others in, a length other than 32 bytes.
-    pub fn load(path: &Path) -> Result<Keys, KeyError> {
+    pub(crate) fn load(path: &Path) -> Result<Keys, KeyError> {
         Keys::read(path, false)
     }
 
     /// [`Keys::load`] for the operator's CLI (`gateway deadletter show`), which runs under
     /// `sudo` while the key belongs to the service user: root may use a key file another uid
     /// owns. The caller still checks it is the store's key (`key_guard::fits_store`).
-    pub fn load_for_operator(path: &Path) -> Result<Keys, KeyError> {
+    pub(crate) fn load_for_operator(path: &Path) -> Result<Keys, KeyError> {
         Keys::read(path, true)
     }
 
@@ -106,7 +107,7 @@ impl Keys {
     /// Creates a new random key file (mode 0600; its folder 0700 if it has to be made) and
     /// fsyncs the file and its folder, so the key is durable before anything is sealed with
     /// it. Fails if the path exists (even as a dangling symlink).
-    pub fn create(path: &Path) -> Result<Keys, KeyError> {
+    pub(crate) fn create(path: &Path) -> Result<Keys, KeyError> {
         let io = |source| KeyError::Io { path: path.display().to_string(), source };
         let dir = Keys::create_folder(path)?;
         let mut key = [0u8; KEY_LEN];
@@ -127,7 +128,7 @@ impl Keys {
     /// Creates the key file's folder (mode 0700) if it does not exist; an existing folder is
     /// left as it is. Returns the folder. The daemon calls it before the journal, which may
     /// share the folder, creates it with the default mode.
-    pub fn create_folder(path: &Path) -> Result<&Path, KeyError> {
+    pub(crate) fn create_folder(path: &Path) -> Result<&Path, KeyError> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -138,7 +139,7 @@ impl Keys {
     }
 
     /// Derives the purpose keys from a master key.
-    pub fn from_master(master: &[u8; KEY_LEN]) -> Keys {
+    pub(crate) fn from_master(master: &[u8; KEY_LEN]) -> Keys {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gateway key file v1").extract(master);
         let derive = |label: &[u8]| {
             let mut out = [0u8; KEY_LEN];
@@ -156,7 +157,7 @@ impl Keys {
     }
 
     /// Encrypts a payload: `nonce || ciphertext || tag`.
-    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).expect("system random source");
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + aead::AES_256_GCM.tag_len());
@@ -170,7 +171,7 @@ impl Keys {
         out
     }
 
-    /// Decrypts what [`Keys::seal`] produced.
+    /// Decrypts what `Keys::seal` produced.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         if sealed.len() < NONCE_LEN {
             return Err(OpenError);
@@ -185,7 +186,7 @@ impl Keys {
 
     /// The per-patient lane key: a keyed hash of PID-3 (id and assigning authority), so the
     /// journal can order by patient without holding the identifier.
-    pub fn lane(&self, id: &[u8], authority: &[u8]) -> String {
+    pub(crate) fn lane(&self, id: &[u8], authority: &[u8]) -> String {
         let mut ctx = hmac::Context::with_key(&self.lane);
         ctx.update(authority);
         ctx.update(b"\x1f");
@@ -205,7 +206,7 @@ impl Keys {
     }
 
     /// Keyed hash of a whole payload, for duplicate detection.
-    pub fn payload_hash(&self, payload: &[u8]) -> [u8; 32] {
+    pub(crate) fn payload_hash(&self, payload: &[u8]) -> [u8; 32] {
         let tag = hmac::sign(&self.dedup, payload);
         tag.as_ref().try_into().expect("SHA-256 output")
     }
@@ -215,7 +216,7 @@ impl Keys {
     /// A fingerprint of the key, stored beside the data it seals, so a start with another
     /// key is detected before anything is lost. A keyed hash of a constant under a key of
     /// its own: it reveals nothing about the other keys.
-    pub fn check_value(&self) -> String {
+    pub(crate) fn check_value(&self) -> String {
         hex(&hmac::sign(&self.check, b"gateway key check v1").as_ref()[..16])
     }
 }
@@ -250,6 +251,16 @@ mod tests {
         assert_ne!(a.lane(b"123", b"HOSP"), b.lane(b"123", b"HOSP"));
         assert_eq!(a.lane(b"1", b"").len(), 32);
         assert_ne!(a.payload_hash(b"m"), b.payload_hash(b"m"));
+    }
+
+    #[test]
+    fn a_missing_key_file_says_its_os_error_once_in_the_error_chain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = Keys::load(&tmp.path().join("k.key")).err().expect("no key file");
+        let text = format!("{:#}", anyhow::Error::from(e).context("start-up"));
+        let os = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+        assert!(text.starts_with("start-up: key file ") && text.ends_with(&format!("k.key: {os}")), "{text}");
     }
 
     #[test]

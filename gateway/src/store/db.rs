@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 /// How long a connection waits for another one's write lock before failing.
-pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `PRAGMA synchronous` in WAL mode. Only `Full` is offered to operators: `Normal` does not
 /// fsync the WAL at commit and loses ACKed messages on power loss. It exists so the
@@ -26,11 +26,12 @@ impl Synchronous {
     }
 }
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}")]
     Sqlite { path: String, source: rusqlite::Error },
-    #[error("journal {path}: cannot create its folder: {source}")]
+    #[error("journal {path}: cannot create its folder")]
     Folder { path: String, source: std::io::Error },
     #[error(
         "journal {path}: PRAGMA {pragma} is {actual}, expected {expected}; refusing to ACK on a non-durable store"
@@ -212,8 +213,8 @@ mod tests {
 
     #[test]
     fn open_sets_and_asserts_wal_full_and_migrates_once() {
-        let dir = std::env::temp_dir().join(format!("gw-db-{}", std::process::id()));
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut c = open(&path, None, Synchronous::Full).unwrap();
         let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2);
@@ -225,15 +226,24 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut c, &path), Err(OpenError::TooNew { found: 99, .. })));
-        drop(c);
-        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_journal_whose_folder_cannot_be_made_says_the_os_error_once_in_the_error_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data"), b"a file where the folder should be").unwrap();
+        let e = open(&dir.path().join("data/j.db"), None, Synchronous::Full).unwrap_err();
+        let os = std::error::Error::source(&e).expect("the OS error is the cause").to_string();
+        assert!(os.contains("os error"), "{os}");
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+        assert!(text.ends_with(&format!("j.db: cannot create its folder: {os}")), "{text}");
     }
 
     #[test]
     fn migration_6_chains_the_audit_events_written_before_it() {
-        let dir = std::env::temp_dir().join(format!("gw-db6-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut c = open(&path, None, Synchronous::Full).unwrap();
         for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
             c.execute_batch(sql).unwrap();
@@ -250,7 +260,5 @@ mod tests {
         assert_eq!(crate::store::audit::verify(&c).unwrap(), Ok(2));
         assert!(c.execute("UPDATE audit SET actor = 'x'", []).unwrap_err().to_string().contains("append-only"));
         assert!(c.execute("DELETE FROM audit", []).unwrap_err().to_string().contains("append-only"));
-        drop(c);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

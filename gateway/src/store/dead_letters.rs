@@ -5,21 +5,20 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::state::JournalState;
+use super::state::{DeadLetterStage, JournalState, OutboxState};
 
 /// A dead letter and the PHI-free columns of its journal row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub journal_seq: i64,
-    /// `convert` or `deliver`.
-    pub stage: String,
-    pub reason: String,
+pub(crate) struct DeadLetter {
+    pub(crate) id: i64,
+    pub(crate) journal_seq: i64,
+    pub(crate) stage: DeadLetterStage,
+    pub(crate) reason: String,
     /// Unix milliseconds.
-    pub created_at: i64,
+    pub(crate) created_at: i64,
     /// `None` when the journal row is gone.
-    pub control_id: Option<String>,
-    pub message_type: Option<String>,
+    pub(crate) control_id: Option<String>,
+    pub(crate) message_type: Option<String>,
 }
 
 const SELECT: &str = "SELECT d.id, d.journal_seq, d.stage, d.reason, d.created_at, j.control_id, j.message_type
@@ -38,62 +37,66 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
 }
 
 /// All dead letters, oldest first.
-pub fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
+pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
     let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY d.id"))?;
     let rows = stmt.query_map([], row)?;
     rows.collect()
 }
 
 /// One dead letter, if there is one with this id.
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<DeadLetter>> {
+pub(crate) fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<DeadLetter>> {
     conn.query_row(&format!("{SELECT} WHERE d.id = ?1"), [id], row).optional()
 }
 
 /// Ids of the dead letters of journal row `seq` (a message whose bundles failed several
 /// times has several), `stage` only if given.
-pub fn of_message(conn: &Connection, seq: i64, stage: Option<&str>) -> rusqlite::Result<Vec<i64>> {
+pub(crate) fn of_message(conn: &Connection, seq: i64, stage: Option<DeadLetterStage>) -> rusqlite::Result<Vec<i64>> {
     let mut stmt =
         conn.prepare("SELECT id FROM dead_letter WHERE journal_seq = ?1 AND (?2 IS NULL OR stage = ?2) ORDER BY id")?;
     let rows = stmt.query_map(params![seq, stage], |r| r.get(0))?;
     rows.collect()
 }
 
-pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+pub(crate) fn delete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM dead_letter WHERE id = ?1", [id])?;
     Ok(())
 }
 
 /// The sealed HL7 message of journal row `seq`; `None` when the row is gone.
-pub fn sealed_message(conn: &Connection, seq: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+pub(crate) fn sealed_message(conn: &Connection, seq: i64) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.query_row("SELECT payload FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).optional()
 }
 
 /// The state of journal row `seq`; `None` when the row is gone.
-pub fn journal_state(conn: &Connection, seq: i64) -> rusqlite::Result<Option<JournalState>> {
+pub(crate) fn journal_state(conn: &Connection, seq: i64) -> rusqlite::Result<Option<JournalState>> {
     conn.query_row("SELECT state FROM journal WHERE seq = ?1", [seq], |r| r.get(0)).optional()
 }
 
 /// How many outbox rows (bundles, in any state) journal row `seq` has.
-pub fn bundles(conn: &Connection, seq: i64) -> rusqlite::Result<i64> {
+pub(crate) fn bundles(conn: &Connection, seq: i64) -> rusqlite::Result<i64> {
     conn.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1", [seq], |r| r.get(0))
 }
 
 /// How many of journal row `seq`'s bundles are still pending.
-pub fn pending_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'", [seq], |r| r.get(0))
+pub(crate) fn pending_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = ?2",
+        params![seq, OutboxState::Pending],
+        |r| r.get(0),
+    )
 }
 
 /// A conversion failure's replay: the journal row back to `received`, for the convert stage.
-pub fn requeue_for_conversion(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.execute("UPDATE journal SET state = 'received' WHERE seq = ?1", [seq])?;
+pub(crate) fn requeue_for_conversion(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE journal SET state = ?2 WHERE seq = ?1", params![seq, JournalState::Received])?;
     Ok(())
 }
 
 /// A delivery failure's replay: journal row `seq`'s dead bundles back to `pending` with no
 /// attempts (and no per-entry progress, where the schema has it), under the same outbox ids:
 /// the forwarder orders a lane by id, so they keep their place. Returns how many.
-pub fn requeue_dead_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<usize> {
-    let mut set = String::from("state = 'pending', attempts = 0");
+pub(crate) fn requeue_dead_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<usize> {
+    let mut set = String::from("state = ?2, attempts = 0");
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('outbox')")?
         .query_map([], |r| r.get(0))?
@@ -104,24 +107,33 @@ pub fn requeue_dead_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<usi
     if columns.iter().any(|c| c == "entries_done") {
         set.push_str(", entries_done = NULL");
     }
-    conn.execute(&format!("UPDATE outbox SET {set} WHERE journal_seq = ?1 AND state = 'dead'"), [seq])
+    conn.execute(
+        &format!("UPDATE outbox SET {set} WHERE journal_seq = ?1 AND state = ?3"),
+        params![seq, OutboxState::Pending, OutboxState::Dead],
+    )
 }
 
 /// After [`requeue_dead_bundles`]: a `dead` journal row back to `converted`, its bundles
 /// being delivered again.
-pub fn reopen_for_delivery(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.execute("UPDATE journal SET state = 'converted' WHERE seq = ?1 AND state = 'dead'", [seq])?;
+pub(crate) fn reopen_for_delivery(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3",
+        params![seq, JournalState::Converted, JournalState::Dead],
+    )?;
     Ok(())
 }
 
 /// A purge: deletes journal row `seq`'s bundles, in any state.
-pub fn delete_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+pub(crate) fn delete_bundles(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM outbox WHERE journal_seq = ?1", [seq])?;
     Ok(())
 }
 
 /// A purge: journal row `seq` becomes `dead` unless it was delivered (or is already dead).
-pub fn mark_dead(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
-    conn.execute("UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state IN ('received', 'converted')", [seq])?;
+pub(crate) fn mark_dead(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state IN (?3, ?4)",
+        params![seq, JournalState::Dead, JournalState::Received, JournalState::Converted],
+    )?;
     Ok(())
 }

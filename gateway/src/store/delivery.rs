@@ -9,6 +9,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::state::{DeadLetterStage, JournalState, OutboxState};
 use super::WriteGate;
 
 /// A page of pending rows in journal order after a journal sequence: lane, journal_seq
@@ -21,80 +22,79 @@ pub const NEW_ROWS: &str = "SELECT lane, state, id, journal_seq, created_at, kin
      FROM outbox NOT INDEXED WHERE id > ?1 ORDER BY id LIMIT 1000";
 
 /// Most rows one [`NEW_ROWS`] read returns.
-pub const NEW_ROWS_PAGE: usize = 1000;
+pub(crate) const NEW_ROWS_PAGE: usize = 1000;
 
 /// A lane's pending rows in order (its head is the first not already settled).
 pub const LANE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
      FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 ORDER BY id";
 
 /// The pending parts of a message without a patient lane, in order.
-pub const MESSAGE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
+pub(crate) const MESSAGE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
      FROM outbox INDEXED BY outbox_pending_message WHERE state = 'pending' AND journal_seq = ?1 AND lane IS NULL ORDER BY id";
 
-/// A message's bundles still pending and dead (the recorder, to settle the journal row); a
-/// seek on the `(journal_seq, part)` unique index.
-pub const MESSAGE_PARTS_LEFT: &str =
-    "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')
+/// A message's bundles in state ?2 and in state ?3 (the recorder, to settle the journal
+/// row: pending and dead); a seek on the `(journal_seq, part)` unique index.
+pub const MESSAGE_PARTS_LEFT: &str = "SELECT count(*) FILTER (WHERE state = ?2), count(*) FILTER (WHERE state = ?3)
      FROM outbox WHERE journal_seq = ?1";
 
 /// An outbox row waiting to be sent (a lane's oldest is its head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    pub id: i64,
-    pub journal_seq: i64,
-    pub created_at: i64,
+pub(crate) struct Head {
+    pub(crate) id: i64,
+    pub(crate) journal_seq: i64,
+    pub(crate) created_at: i64,
     /// Bundle type and entry count, stored beside the sealed bundle (`None` for rows written
     /// before the outbox kept them: those are opened to find out and never packed).
-    pub shape: Option<Shape>,
+    pub(crate) shape: Option<Shape>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    pub batch: bool,
-    pub entries: usize,
+pub(crate) struct Shape {
+    pub(crate) batch: bool,
+    pub(crate) entries: usize,
 }
 
 /// A row [`Outbox::new_rows`] found.
 #[derive(Debug)]
-pub struct NewRow {
+pub(crate) struct NewRow {
     /// The patient lane key, `None` for a message without one.
-    pub lane: Option<String>,
+    pub(crate) lane: Option<String>,
     /// Still to be sent (the convert stage may write rows already settled).
-    pub pending: bool,
-    pub head: Head,
+    pub(crate) pending: bool,
+    pub(crate) head: Head,
 }
 
 /// Where a lane's rows are: a patient lane key, or the parts of one message without a lane.
 #[derive(Debug, Clone, Copy)]
-pub enum LaneRows<'a> {
+pub(crate) enum LaneRows<'a> {
     Patient(&'a str),
     Message(i64),
 }
 
 /// The forwarder's reads of the outbox, on its own connection.
-pub struct Outbox {
+pub(crate) struct Outbox {
     conn: Connection,
 }
 
 impl Outbox {
-    pub fn new(conn: Connection) -> Outbox {
+    pub(crate) fn new(conn: Connection) -> Outbox {
         Outbox { conn }
     }
 
     /// The highest outbox id so far (0 when empty).
-    pub fn last_id(&self) -> rusqlite::Result<i64> {
+    pub(crate) fn last_id(&self) -> rusqlite::Result<i64> {
         self.conn.query_row("SELECT coalesce(max(id), 0) FROM outbox", [], |r| r.get(0))
     }
 
     /// The latest operator action (audit event id, 0 when none): a new one may have
     /// re-queued rows.
-    pub fn last_audit_id(&self) -> rusqlite::Result<i64> {
+    pub(crate) fn last_audit_id(&self) -> rusqlite::Result<i64> {
         self.conn.prepare_cached("SELECT coalesce(max(id), 0) FROM audit")?.query_row([], |r| r.get(0))
     }
 
     /// Up to `limit` pending rows after journal sequence `after`, in journal order: (lane,
     /// journal_seq) ([`PENDING_AFTER`]).
-    pub fn pending_after(&self, after: i64, limit: usize) -> rusqlite::Result<Vec<(Option<String>, i64)>> {
+    pub(crate) fn pending_after(&self, after: i64, limit: usize) -> rusqlite::Result<Vec<(Option<String>, i64)>> {
         let mut rows = Vec::with_capacity(limit);
         let mut stmt = self.conn.prepare_cached(PENDING_AFTER)?;
         let mut cursor = stmt.query(params![after, limit as i64])?;
@@ -105,13 +105,13 @@ impl Outbox {
     }
 
     /// Up to [`NEW_ROWS_PAGE`] rows with an id above `after`, in id order ([`NEW_ROWS`]).
-    pub fn new_rows(&self, after: i64) -> rusqlite::Result<Vec<NewRow>> {
+    pub(crate) fn new_rows(&self, after: i64) -> rusqlite::Result<Vec<NewRow>> {
         let mut rows = Vec::new();
         let mut stmt = self.conn.prepare_cached(NEW_ROWS)?;
         let mut cursor = stmt.query([after])?;
         while let Some(r) = cursor.next()? {
             let (head, _) = head_row(r, 2)?;
-            let pending = r.get_ref(1)?.as_str() == Ok("pending");
+            let pending = r.get::<_, OutboxState>(1)? == OutboxState::Pending;
             rows.push(NewRow { lane: r.get(0)?, pending, head });
         }
         Ok(rows)
@@ -119,7 +119,7 @@ impl Outbox {
 
     /// A lane's lowest pending row that `skip` does not rule out, with the entries of it
     /// settled by earlier attempts ([`LANE_PENDING`], [`MESSAGE_PENDING`]).
-    pub fn first_pending(
+    pub(crate) fn first_pending(
         &self,
         lane: LaneRows,
         skip: impl Fn(i64) -> bool,
@@ -143,7 +143,7 @@ impl Outbox {
     }
 
     /// A lane's persisted backoff: (not before, unix ms; failures in a row).
-    pub fn lane_backoff(&self, lane: &str) -> rusqlite::Result<Option<(i64, i64)>> {
+    pub(crate) fn lane_backoff(&self, lane: &str) -> rusqlite::Result<Option<(i64, i64)>> {
         self.conn
             .prepare_cached("SELECT next_attempt_at, failures FROM lane_state WHERE lane = ?1")?
             .query_row([lane], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -151,12 +151,12 @@ impl Outbox {
     }
 
     /// The sealed bundle of row `id`, `None` if the row is gone or no longer pending.
-    pub fn pending_bundle(&self, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
-        let row: Option<(Vec<u8>, String)> = self
+    pub(crate) fn pending_bundle(&self, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>, OutboxState)> = self
             .conn
             .prepare_cached("SELECT bundle, state FROM outbox WHERE id = ?1")
             .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())?;
-        Ok(row.and_then(|(sealed, state)| (state == "pending").then_some(sealed)))
+        Ok(row.and_then(|(sealed, state)| (state == OutboxState::Pending).then_some(sealed)))
     }
 }
 
@@ -172,15 +172,15 @@ fn head_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<(Head, Vec<usize>)
 
 /// What to write for one outbox row.
 #[derive(Debug)]
-pub struct Record {
-    pub lane: String,
-    pub id: i64,
-    pub journal_seq: i64,
-    pub outcome: Outcome,
+pub(crate) struct Record {
+    pub(crate) lane: String,
+    pub(crate) id: i64,
+    pub(crate) journal_seq: i64,
+    pub(crate) outcome: Outcome,
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Every entry is settled; the row is `dead` if any entry (now or before) was refused.
     /// `dead` holds the PHI-free reasons of the entries refused this time.
     Final { dead: Vec<String> },
@@ -191,16 +191,16 @@ pub enum Outcome {
 
 /// What one [`record`] transaction changed.
 #[derive(Debug, Default)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// Rows now `delivered`.
-    pub delivered: u64,
-    pub dead_letters: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dead_letters: u64,
     /// Journal rows now `delivered`.
-    pub journal_done: i64,
+    pub(crate) journal_done: i64,
 }
 
 /// Writes a batch of outcomes in one transaction, as a background writer of `gate`.
-pub fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusqlite::Result<Recorded> {
+pub(crate) fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusqlite::Result<Recorded> {
     let mut counts = Recorded::default();
     let now = super::now_ms();
     let _pass = gate.background();
@@ -213,34 +213,45 @@ pub fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusq
             let mut reason = dead.join("; ");
             truncate_at_char(&mut reason, 500);
             tx.prepare_cached(
-                "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'deliver', ?2, ?3)",
+                "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![r.journal_seq, reason, now])?;
+            .execute(params![r.journal_seq, DeadLetterStage::Deliver, reason, now])?;
             counts.dead_letters += 1;
         }
         match &r.outcome {
             Outcome::Final { dead } => {
-                let state: Option<String> = tx
+                let state: Option<OutboxState> = tx
                     .prepare_cached(
-                        "UPDATE outbox SET state = CASE WHEN entries_dead + ?2 > 0 THEN 'dead' ELSE 'delivered' END,
+                        "UPDATE outbox SET state = CASE WHEN entries_dead + ?2 > 0 THEN ?3 ELSE ?4 END,
                              entries_dead = entries_dead + ?2, attempts = attempts + 1, entries_done = NULL
-                         WHERE id = ?1 AND state = 'pending' RETURNING state",
+                         WHERE id = ?1 AND state = ?5 RETURNING state",
                     )?
-                    .query_row(params![r.id, dead.len() as i64], |row| row.get(0))
+                    .query_row(
+                        params![
+                            r.id,
+                            dead.len() as i64,
+                            OutboxState::Dead,
+                            OutboxState::Delivered,
+                            OutboxState::Pending
+                        ],
+                        |row| row.get(0),
+                    )
                     .optional()?;
-                if state.as_deref() == Some("delivered") {
+                if state == Some(OutboxState::Delivered) {
                     counts.delivered += 1;
                 }
                 tx.prepare_cached("DELETE FROM lane_state WHERE lane = ?1")?.execute([&r.lane])?;
                 // The journal row is done when none of its bundles is pending any more.
                 let (pending, dead): (i64, i64) = tx
                     .prepare_cached(MESSAGE_PARTS_LEFT)?
-                    .query_row([r.journal_seq], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    .query_row(params![r.journal_seq, OutboxState::Pending, OutboxState::Dead], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
                 if pending == 0 {
-                    let state = if dead > 0 { "dead" } else { "delivered" };
+                    let state = if dead > 0 { JournalState::Dead } else { JournalState::Delivered };
                     let changed = tx
-                        .prepare_cached("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = 'converted'")?
-                        .execute(params![r.journal_seq, state])?;
+                        .prepare_cached("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3")?
+                        .execute(params![r.journal_seq, state, JournalState::Converted])?;
                     if changed > 0 && dead == 0 {
                         counts.journal_done += 1;
                     }
@@ -250,9 +261,9 @@ pub fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) -> rusq
                 let settled = (!settled.is_empty()).then(|| serde_json::to_string(settled).expect("indexes serialize"));
                 tx.prepare_cached(
                     "UPDATE outbox SET attempts = attempts + 1, entries_done = ?2, entries_dead = entries_dead + ?3
-                     WHERE id = ?1 AND state = 'pending'",
+                     WHERE id = ?1 AND state = ?4",
                 )?
-                .execute(params![r.id, settled, dead.len() as i64])?;
+                .execute(params![r.id, settled, dead.len() as i64, OutboxState::Pending])?;
                 tx.prepare_cached(
                     "INSERT INTO lane_state (lane, next_attempt_at, failures, last_error) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (lane) DO UPDATE SET next_attempt_at = ?2, failures = ?3, last_error = ?4",
@@ -282,18 +293,21 @@ mod tests {
 
     /// A migrated journal in a temp folder, removed on drop.
     struct Journal {
-        dir: std::path::PathBuf,
+        dir: tempfile::TempDir,
         conn: Connection,
     }
 
     impl Journal {
-        fn new(name: &str) -> Journal {
-            let dir = std::env::temp_dir().join(format!("gw-delivery-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let path = dir.join("j.db");
+        fn new() -> Journal {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j.db");
             let mut conn = db::open(&path, None, Synchronous::Normal).unwrap();
             db::migrate(&mut conn, &path).unwrap();
             Journal { dir, conn }
+        }
+
+        fn path(&self) -> std::path::PathBuf {
+            self.dir.path().join("j.db")
         }
 
         /// A converted message on `lane` with `parts` bundles (`done`: entries_done of each).
@@ -301,8 +315,8 @@ mod tests {
             self.conn
                 .execute(
                     "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, state, payload)
-                     VALUES (1, 'l', 's', 'c', 'ADT^A01', ?1, x'00', 'converted', x'00')",
-                    [lane],
+                     VALUES (1, 'l', 's', 'c', 'ADT^A01', ?1, x'00', ?2, x'00')",
+                    params![lane, JournalState::Converted],
                 )
                 .unwrap();
             let seq = self.conn.last_insert_rowid();
@@ -323,19 +337,13 @@ mod tests {
         }
 
         fn reader(&self) -> Outbox {
-            Outbox::new(db::open(&self.dir.join("j.db"), None, Synchronous::Normal).unwrap())
-        }
-    }
-
-    impl Drop for Journal {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            Outbox::new(db::open(&self.path(), None, Synchronous::Normal).unwrap())
         }
     }
 
     #[test]
     fn a_lanes_first_pending_row_skips_rows_awaiting_the_recorder_and_keeps_settled_entries() {
-        let j = Journal::new("heads");
+        let j = Journal::new();
         j.message(Some("A"), &[Some("[0,2]")]);
         let seq = j.message(None, &[None, None]);
         j.message(Some("A"), &[None]);
@@ -357,10 +365,9 @@ mod tests {
 
     #[test]
     fn recording_settles_rows_then_the_message_and_keeps_retry_state_per_lane() {
-        let j = Journal::new("record");
+        let j = Journal::new();
         let seq = j.message(Some("A"), &[None, None]);
-        let (mut conn, gate) =
-            (db::open(&j.dir.join("j.db"), None, Synchronous::Normal).unwrap(), WriteGate::default());
+        let (mut conn, gate) = (db::open(&j.path(), None, Synchronous::Normal).unwrap(), WriteGate::default());
         let retry = Outcome::Retry { settled: vec![1], dead: vec![], due: 99, failures: 2, last_error: "5xx" };
         record(&mut conn, &[Record { lane: "A".into(), id: 1, journal_seq: seq, outcome: retry }], &gate).unwrap();
         let outbox = j.reader();

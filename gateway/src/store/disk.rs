@@ -9,15 +9,15 @@ use rusqlite::Connection;
 
 /// On-disk sizes of the journal's three files, bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Footprint {
-    pub db: u64,
-    pub wal: u64,
-    pub shm: u64,
+pub(crate) struct Footprint {
+    pub(crate) db: u64,
+    pub(crate) wal: u64,
+    pub(crate) shm: u64,
 }
 
 impl Footprint {
     /// Sizes as the filesystem reports them now (a missing file counts 0).
-    pub fn of(db: &Path) -> Footprint {
+    pub(crate) fn of(db: &Path) -> Footprint {
         let size = |suffix: &str| {
             let mut name = db.as_os_str().to_owned();
             name.push(suffix);
@@ -26,6 +26,7 @@ impl Footprint {
         Footprint { db: size(""), wal: size("-wal"), shm: size("-shm") }
     }
 
+    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.db + self.wal + self.shm
     }
@@ -39,25 +40,25 @@ const WAL_BOUND_MIN: u64 = 256 << 10;
 /// The WAL size at which it is checkpointed with TRUNCATE: an eighth of the disk budget,
 /// at least 256 KiB, at most 64 MiB. A quarter of it triggers a PASSIVE checkpoint (which
 /// does not block writers) and is the `journal_size_limit`.
-pub fn wal_bound(max_bytes: u64) -> u64 {
+pub(crate) fn wal_bound(max_bytes: u64) -> u64 {
     (max_bytes / 8).clamp(WAL_BOUND_MIN, WAL_BOUND_MAX)
 }
 
 /// The WAL size a restarted WAL is cut back to (`PRAGMA journal_size_limit`) and at which a
 /// PASSIVE checkpoint runs.
-pub fn wal_soft_limit(max_bytes: u64) -> u64 {
+pub(crate) fn wal_soft_limit(max_bytes: u64) -> u64 {
     wal_bound(max_bytes) / 4
 }
 
 /// Sets `journal_size_limit` on a connection: when it restarts the WAL from the beginning it
 /// truncates the file to this size instead of leaving it at its largest.
-pub fn limit_wal(conn: &Connection, bytes: u64) -> rusqlite::Result<()> {
+pub(crate) fn limit_wal(conn: &Connection, bytes: u64) -> rusqlite::Result<()> {
     conn.query_row(&format!("PRAGMA journal_size_limit = {bytes}"), [], |_| Ok(()))
 }
 
 /// Bytes the filesystem holding `db` still gives to an unprivileged process; `None` if it
 /// cannot be asked.
-pub fn available(db: &Path) -> Option<u64> {
+pub(crate) fn available(db: &Path) -> Option<u64> {
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let s = rustix::fs::statvfs(dir).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize))
@@ -71,13 +72,13 @@ const CHECKPOINT_SLACK: u64 = 256 << 10;
 /// SQLITE_FULL having grown the file — taking the space an operator just freed, which ingest
 /// needed to resume (the WAL shrinks only once a checkpoint completes). Unknown free space
 /// counts as room.
-pub fn room_to_checkpoint(conn: &Connection, db: &Path) -> rusqlite::Result<bool> {
+pub(crate) fn room_to_checkpoint(conn: &Connection, db: &Path) -> rusqlite::Result<bool> {
     Ok(checkpoint_fits(checkpoint_growth(conn, db)?, available(db)))
 }
 
 /// Bytes a complete checkpoint adds to the database file: its size with the WAL's pages
 /// (`page_count`) less its size on disk.
-pub fn checkpoint_growth(conn: &Connection, db: &Path) -> rusqlite::Result<u64> {
+pub(crate) fn checkpoint_growth(conn: &Connection, db: &Path) -> rusqlite::Result<u64> {
     let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
     let size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     Ok((pages * size).saturating_sub(Footprint::of(db).db))
@@ -88,12 +89,12 @@ fn checkpoint_fits(growth: u64, available: Option<u64>) -> bool {
 }
 
 /// True for SQLITE_FULL: the filesystem (or a quota) has no room for the write.
-pub fn is_disk_full(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_disk_full(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checkpoint {
+pub(crate) enum Checkpoint {
     /// Copies what it can without waiting for anyone; the WAL file keeps its size.
     Passive,
     /// Waits (at most `wait`) for writers and readers, copies everything and empties the WAL
@@ -103,7 +104,7 @@ pub enum Checkpoint {
 
 /// Runs a checkpoint, waiting at most `wait` for other connections; true when the whole WAL
 /// was copied into the database.
-pub fn checkpoint(conn: &Connection, mode: Checkpoint, wait: Duration) -> rusqlite::Result<bool> {
+pub(crate) fn checkpoint(conn: &Connection, mode: Checkpoint, wait: Duration) -> rusqlite::Result<bool> {
     let sql = match mode {
         Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
         Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
@@ -128,7 +129,7 @@ pub fn checkpoint(conn: &Connection, mode: Checkpoint, wait: Duration) -> rusqli
 
 /// How long a checkpoint waits for the other connections (readers finish in milliseconds;
 /// a TRUNCATE blocks ingest while it waits, so not long).
-pub const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -146,8 +147,8 @@ mod tests {
 
     #[test]
     fn a_checkpoint_waits_until_the_filesystem_has_room_for_the_pages_it_adds() {
-        let dir = tempfile_dir("gw-disk-room");
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         assert!(available(&path).is_some_and(|b| b > 0));
@@ -163,14 +164,12 @@ mod tests {
         assert!(!checkpoint_fits(growth, Some(growth)), "a checkpoint that would fill the disk waits");
         checkpoint(&conn, Checkpoint::Truncate, CHECKPOINT_WAIT).unwrap();
         assert_eq!(checkpoint_growth(&conn, &path).unwrap(), 0);
-        drop(conn);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn truncate_checkpoint_empties_the_wal_and_the_footprint_shows_it() {
-        let dir = tempfile_dir("gw-disk-ckpt");
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
         // A reader on another connection, as the convert stage and the forwarder are.
@@ -190,14 +189,5 @@ mod tests {
         assert_eq!(after.wal, 0);
         assert!(after.db > 500_000 && after.shm > 0, "{after:?}");
         assert_eq!(after.total(), after.db + after.shm);
-        drop((conn, reader));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    fn tempfile_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

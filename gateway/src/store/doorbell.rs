@@ -9,14 +9,14 @@ pub struct Doorbell(Arc<(Mutex<bool>, Condvar)>);
 
 impl Doorbell {
     /// Rings; rings before the next wait coalesce into one.
-    pub fn ring(&self) {
+    pub(crate) fn ring(&self) {
         let (rung, cv) = &*self.0;
         *rung.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cv.notify_all();
     }
 
     /// Waits for a ring or the timeout; true if it rang.
-    pub fn wait(&self, timeout: Duration) -> bool {
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
         let (rung, cv) = &*self.0;
         let guard = rung.lock().unwrap_or_else(|e| e.into_inner());
         let (mut guard, _) = cv.wait_timeout_while(guard, timeout, |r| !*r).unwrap_or_else(|e| e.into_inner());

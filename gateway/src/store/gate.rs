@@ -14,9 +14,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// After an ingest commit, how long background writers leave the lock to the next one.
-pub const QUIET: Duration = Duration::from_millis(2);
+pub(crate) const QUIET: Duration = Duration::from_millis(2);
 /// The longest a background writer defers to a busy ingest writer that is between commits.
-pub const PATIENCE: Duration = Duration::from_millis(100);
+pub(crate) const PATIENCE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 pub struct WriteGate {
@@ -34,7 +34,7 @@ struct State {
 }
 
 /// A writer's turn, until dropped.
-pub struct Pass<'a> {
+pub(crate) struct Pass<'a> {
     gate: &'a WriteGate,
     ingest: bool,
 }
@@ -46,14 +46,14 @@ impl WriteGate {
 
     /// For the ingest writer, around its transaction: background writers wait until it is
     /// done. Returns at once.
-    pub fn ingest(&self) -> Pass<'_> {
+    pub(crate) fn ingest(&self) -> Pass<'_> {
         self.lock().ingest += 1;
         Pass { gate: self, ingest: true }
     }
 
     /// For the convert stage, the forwarder's recorder and maintenance, around a
     /// transaction: waits for the other background writer and for ingest.
-    pub fn background(&self) -> Pass<'_> {
+    pub(crate) fn background(&self) -> Pass<'_> {
         let asked = Instant::now();
         let mut s = self.lock();
         loop {

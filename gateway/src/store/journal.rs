@@ -4,24 +4,24 @@ use rusqlite::{params, Connection};
 
 /// A new journal row (state `received`): metadata in clear, payload sealed.
 #[derive(Debug, Clone, Copy)]
-pub struct NewRow<'a> {
+pub(crate) struct NewRow<'a> {
     /// Unix milliseconds.
-    pub received_at: i64,
-    pub listener: &'a str,
+    pub(crate) received_at: i64,
+    pub(crate) listener: &'a str,
     /// MSH-3|MSH-4.
-    pub sender: &'a str,
+    pub(crate) sender: &'a str,
     /// MSH-10.
-    pub control_id: &'a str,
-    pub message_type: &'a str,
+    pub(crate) control_id: &'a str,
+    pub(crate) message_type: &'a str,
     /// Keyed hash of PID-3, never the identifier.
-    pub lane: Option<&'a str>,
+    pub(crate) lane: Option<&'a str>,
     /// Keyed hash of the payload, for duplicates.
-    pub payload_hash: &'a [u8],
-    pub payload: &'a [u8],
+    pub(crate) payload_hash: &'a [u8],
+    pub(crate) payload: &'a [u8],
 }
 
 /// Inserts a row in the caller's transaction; returns its sequence.
-pub fn insert(conn: &Connection, row: &NewRow<'_>) -> rusqlite::Result<i64> {
+pub(crate) fn insert(conn: &Connection, row: &NewRow<'_>) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

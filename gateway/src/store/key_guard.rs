@@ -9,38 +9,39 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::audit::{self, Action, Identity};
 use super::crypto::{KeyError, Keys};
 use super::settings;
+use super::state::{DeadLetterStage, JournalState, OutboxState};
 
 /// Dead-letter reason for rows that only a lost key could open.
-pub const LOST_KEY_REASON: &str = "sealed under a lost key";
+pub(crate) const LOST_KEY_REASON: &str = "sealed under a lost key";
 
 /// Sealed rows in the store, for the operator's message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sealed {
-    pub journal: i64,
+pub(crate) struct Sealed {
+    pub(crate) journal: i64,
     /// Journal rows not yet delivered (`received`, `converted`).
-    pub undelivered: i64,
-    pub outbox: i64,
-    pub dead_letters: i64,
+    pub(crate) undelivered: i64,
+    pub(crate) outbox: i64,
+    pub(crate) dead_letters: i64,
 }
 
 impl Sealed {
-    pub fn count(conn: &Connection) -> rusqlite::Result<Sealed> {
+    pub(crate) fn count(conn: &Connection) -> rusqlite::Result<Sealed> {
         conn.query_row(
             "SELECT (SELECT count(*) FROM journal),
-                    (SELECT count(*) FROM journal WHERE state IN ('received', 'converted')),
+                    (SELECT count(*) FROM journal WHERE state IN (?1, ?2)),
                     (SELECT count(*) FROM outbox),
                     (SELECT count(*) FROM dead_letter)",
-            [],
+            [JournalState::Received, JournalState::Converted],
             |r| Ok(Sealed { journal: r.get(0)?, undelivered: r.get(1)?, outbox: r.get(2)?, dead_letters: r.get(3)? }),
         )
     }
 
-    pub fn total(&self) -> i64 {
+    pub(crate) fn total(&self) -> i64 {
         self.journal + self.outbox
     }
 }
@@ -59,11 +60,12 @@ impl std::fmt::Display for Sealed {
     }
 }
 
+/// A variant with a cause leaves it to the error chain (`cli::error_chain`, `{:#}`), which prints it.
 #[derive(Debug, thiserror::Error)]
-pub enum GuardError {
+pub(crate) enum GuardError {
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}")]
     Sqlite { path: String, source: rusqlite::Error },
     #[error(
         "key file {key_file} does not exist, but the journal {journal} holds {sealed} that only that key can open; \
@@ -82,15 +84,15 @@ pub enum GuardError {
 }
 
 /// The keys, and how many messages were dead-lettered because they did not decrypt.
-pub struct Guarded {
-    pub keys: Keys,
-    pub discarded: usize,
+pub(crate) struct Guarded {
+    pub(crate) keys: Keys,
+    pub(crate) discarded: usize,
 }
 
 /// Loads (or, for a store without sealed rows, creates) the key file and binds it to the
 /// store. `discard` is the claimed operator name when `--discard-undecryptable` was given.
 /// The schema must be migrated.
-pub fn open_keys(
+pub(crate) fn open_keys(
     conn: &mut Connection,
     key_file: &Path,
     journal: &Path,
@@ -145,7 +147,7 @@ pub fn open_keys(
 
 /// Whether `keys` is the key the store is bound to (a store without a check value: yes).
 /// For the CLI, which never creates or rebinds a key.
-pub fn fits_store(conn: &Connection, keys: &Keys) -> rusqlite::Result<bool> {
+pub(crate) fn fits_store(conn: &Connection, keys: &Keys) -> rusqlite::Result<bool> {
     Ok(settings::get(conn, settings::KEY_CHECK)?.is_none_or(|check| check == keys.check_value()))
 }
 
@@ -159,9 +161,9 @@ fn newest_row_opens(conn: &Connection, keys: &Keys) -> rusqlite::Result<bool> {
 /// an audit event each; returns how many. A `received` row needs its journal payload (the
 /// convert stage's input), a `converted` one its pending bundles (the forwarder's).
 fn discard_undecryptable(tx: &Connection, keys: &Keys, actor: &str) -> rusqlite::Result<usize> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now = super::now_ms();
     let who = Identity::current();
-    let dead_letter = |seq: i64, stage: &str| -> rusqlite::Result<()> {
+    let dead_letter = |seq: i64, stage: DeadLetterStage| -> rusqlite::Result<()> {
         tx.execute(
             "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![seq, stage, LOST_KEY_REASON, now],
@@ -170,8 +172,8 @@ fn discard_undecryptable(tx: &Connection, keys: &Keys, actor: &str) -> rusqlite:
         Ok(())
     };
     let mut received = Vec::new();
-    let mut stmt = tx.prepare("SELECT seq, payload FROM journal WHERE state = 'received' ORDER BY seq")?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = tx.prepare("SELECT seq, payload FROM journal WHERE state = ?1 ORDER BY seq")?;
+    let mut rows = stmt.query([JournalState::Received])?;
     while let Some(r) = rows.next()? {
         if keys.open(r.get_ref(1)?.as_blob()?).is_err() {
             received.push(r.get::<_, i64>(0)?);
@@ -179,12 +181,12 @@ fn discard_undecryptable(tx: &Connection, keys: &Keys, actor: &str) -> rusqlite:
     }
     drop(rows);
     for &seq in &received {
-        tx.execute("UPDATE journal SET state = 'dead' WHERE seq = ?1", [seq])?;
-        dead_letter(seq, "convert")?;
+        tx.execute("UPDATE journal SET state = ?2 WHERE seq = ?1", params![seq, JournalState::Dead])?;
+        dead_letter(seq, DeadLetterStage::Convert)?;
     }
     let mut bundles: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    let mut stmt = tx.prepare("SELECT id, journal_seq, bundle FROM outbox WHERE state = 'pending' ORDER BY id")?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = tx.prepare("SELECT id, journal_seq, bundle FROM outbox WHERE state = ?1 ORDER BY id")?;
+    let mut rows = stmt.query([OutboxState::Pending])?;
     while let Some(r) = rows.next()? {
         if keys.open(r.get_ref(2)?.as_blob()?).is_err() {
             bundles.entry(r.get(1)?).or_default().push(r.get(0)?);
@@ -193,17 +195,21 @@ fn discard_undecryptable(tx: &Connection, keys: &Keys, actor: &str) -> rusqlite:
     drop(rows);
     for (&seq, ids) in &bundles {
         for id in ids {
-            tx.execute("UPDATE outbox SET state = 'dead' WHERE id = ?1", [id])?;
+            tx.execute("UPDATE outbox SET state = ?2 WHERE id = ?1", params![id, OutboxState::Dead])?;
         }
         // As the forwarder settles a message: dead once none of its bundles is pending.
-        let pending: i64 =
-            tx.query_row("SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = 'pending'", [seq], |r| {
-                r.get(0)
-            })?;
+        let pending: i64 = tx.query_row(
+            "SELECT count(*) FROM outbox WHERE journal_seq = ?1 AND state = ?2",
+            params![seq, OutboxState::Pending],
+            |r| r.get(0),
+        )?;
         if pending == 0 {
-            tx.execute("UPDATE journal SET state = 'dead' WHERE seq = ?1 AND state = 'converted'", [seq])?;
+            tx.execute(
+                "UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3",
+                params![seq, JournalState::Dead, JournalState::Converted],
+            )?;
         }
-        dead_letter(seq, "deliver")?;
+        dead_letter(seq, DeadLetterStage::Deliver)?;
     }
     Ok(received.len() + bundles.len())
 }
@@ -212,29 +218,21 @@ fn discard_undecryptable(tx: &Connection, keys: &Keys, actor: &str) -> rusqlite:
 mod tests {
     use super::*;
     use crate::store::db;
-    use rusqlite::params;
     use std::path::PathBuf;
 
     struct Store {
-        dir: PathBuf,
+        _dir: tempfile::TempDir,
         path: PathBuf,
         key_file: PathBuf,
         conn: Connection,
     }
 
-    impl Drop for Store {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn store(name: &str) -> Store {
-        let dir = std::env::temp_dir().join(format!("gw-keyguard-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+    fn store() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let mut conn = db::open(&path, None, db::Synchronous::Full).unwrap();
         db::migrate(&mut conn, &path).unwrap();
-        Store { key_file: dir.join("keys/j.key"), dir, path, conn }
+        Store { key_file: dir.path().join("keys/j.key"), _dir: dir, path, conn }
     }
 
     impl Store {
@@ -243,7 +241,7 @@ mod tests {
         }
         /// A received row and a converted one with a pending bundle, sealed under `keys`.
         fn fill(&self, keys: &Keys) {
-            for (cid, state) in [("C1", "received"), ("C2", "converted")] {
+            for (cid, state) in [("C1", JournalState::Received), ("C2", JournalState::Converted)] {
                 self.conn
                     .execute(
                         "INSERT INTO journal (received_at, listener, sender, control_id, message_type, payload_hash, state, payload)
@@ -278,7 +276,7 @@ mod tests {
 
     #[test]
     fn first_start_creates_the_key_and_binds_it() {
-        let mut s = store("fresh");
+        let mut s = store();
         let g = s.open(None).unwrap();
         assert_eq!(s.check(), Some(g.keys.check_value()));
         let again = s.open(None).unwrap();
@@ -288,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_missing_key_with_sealed_rows_is_refused_and_nothing_changes() {
-        let mut s = store("missing");
+        let mut s = store();
         let keys = s.open(None).unwrap().keys;
         s.fill(&keys);
         std::fs::remove_file(&s.key_file).unwrap();
@@ -314,7 +312,7 @@ mod tests {
 
     #[test]
     fn discard_dead_letters_what_does_not_decrypt_and_audits_it() {
-        let mut s = store("discard");
+        let mut s = store();
         let old = s.open(None).unwrap().keys;
         s.fill(&old);
         std::fs::remove_file(&s.key_file).unwrap();
@@ -323,7 +321,7 @@ mod tests {
         assert_eq!(s.check(), Some(g.keys.check_value()));
         assert_ne!(g.keys.check_value(), old.check_value());
         assert_eq!(s.rows(), vec!["j1dead", "j2dead", "o1dead"]);
-        let dead: Vec<(i64, String, String)> = s
+        let dead: Vec<(i64, DeadLetterStage, String)> = s
             .conn
             .prepare("SELECT journal_seq, stage, reason FROM dead_letter ORDER BY id")
             .unwrap()
@@ -333,7 +331,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             dead,
-            vec![(1, "convert".into(), LOST_KEY_REASON.into()), (2, "deliver".into(), LOST_KEY_REASON.into())]
+            vec![
+                (1, DeadLetterStage::Convert, LOST_KEY_REASON.into()),
+                (2, DeadLetterStage::Deliver, LOST_KEY_REASON.into())
+            ]
         );
         let events = audit::recent(&s.conn, 10).unwrap();
         assert_eq!(events.len(), 2);
@@ -345,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_wrong_key_is_refused_or_its_undecryptable_rows_discarded() {
-        let mut s = store("wrong");
+        let mut s = store();
         let keys = s.open(None).unwrap().keys;
         s.fill(&keys);
         // A new row sealed under the right key, then the key file replaced.
@@ -362,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_store_from_before_the_check_value_is_probed() {
-        let mut s = store("probe");
+        let mut s = store();
         let keys = s.open(None).unwrap().keys;
         s.fill(&keys);
         s.conn.execute("DELETE FROM settings", []).unwrap();
@@ -376,7 +377,7 @@ mod tests {
 
     #[test]
     fn without_sealed_rows_a_new_key_is_bound() {
-        let mut s = store("empty");
+        let mut s = store();
         s.open(None).unwrap();
         std::fs::remove_file(&s.key_file).unwrap();
         let g = s.open(None).unwrap();

@@ -16,19 +16,19 @@ use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
-pub struct MaintenanceOptions {
-    pub path: PathBuf,
-    pub vfs: Option<String>,
-    pub synchronous: Synchronous,
+pub(crate) struct MaintenanceOptions {
+    pub(crate) path: PathBuf,
+    pub(crate) vfs: Option<String>,
+    pub(crate) synchronous: Synchronous,
     /// How often to checkpoint and purge.
-    pub every: Duration,
+    pub(crate) every: Duration,
     /// Delivered rows older than this are deleted.
-    pub retention: Duration,
-    pub gate: Arc<super::WriteGate>,
+    pub(crate) retention: Duration,
+    pub(crate) gate: Arc<super::WriteGate>,
     /// The disk budget: the WAL is kept under [`disk::wal_bound`] of it.
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Where the thread reports its liveness and the journal's footprint.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// How often the WAL's size is looked at (one `stat`); a flood can add megabytes a second.
@@ -41,13 +41,13 @@ static ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 const PURGE_CHUNK: i64 = 5000;
 
 /// The running maintenance thread; stops (after a final checkpoint) when dropped or stopped.
-pub struct Maintenance {
+pub(crate) struct Maintenance {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Maintenance {
-    pub fn start(opts: MaintenanceOptions) -> Result<Maintenance, OpenError> {
+    pub(crate) fn start(opts: MaintenanceOptions) -> Result<Maintenance, OpenError> {
         let conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
         disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
@@ -59,7 +59,7 @@ impl Maintenance {
         Ok(Maintenance { stop: Some(stop), thread: Some(thread) })
     }
 
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.shutdown();
     }
 
@@ -139,7 +139,7 @@ fn keep_wal_bounded(conn: &Connection, opts: &MaintenanceOptions) -> rusqlite::R
 }
 
 /// Deletes delivered rows older than `retention`; returns how many.
-pub fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate) -> rusqlite::Result<usize> {
+pub(crate) fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate) -> rusqlite::Result<usize> {
     let now = crate::store::now_ms();
     let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut total = 0;
@@ -180,6 +180,7 @@ pub fn purge(conn: &mut Connection, retention: Duration, gate: &super::WriteGate
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::state::{JournalState, OutboxState};
 
     #[test]
     fn a_wal_over_its_bound_is_emptied_once_readers_let_go_and_a_stuck_reader_does_not_hang_it() {
@@ -215,7 +216,7 @@ mod tests {
         keep_wal_bounded(&maintenance, &opts).unwrap();
         assert!(started.elapsed() < disk::CHECKPOINT_WAIT * 3, "{:?}", started.elapsed());
         assert_eq!(opts.metrics.wal_truncations.get(), 0);
-        conn.execute("UPDATE journal SET state = 'converted' WHERE seq = 1", []).unwrap();
+        conn.execute("UPDATE journal SET state = ?1 WHERE seq = 1", [JournalState::Converted]).unwrap();
         // The reader lets go: the WAL file is emptied, not merely reused.
         reader.execute_batch("COMMIT").unwrap();
         keep_wal_bounded(&maintenance, &opts).unwrap();
@@ -234,9 +235,9 @@ mod tests {
         db::migrate(&mut conn, &path).unwrap();
         let now = crate::store::now_ms();
         let rows = [
-            ("old-delivered", now - 10_000, "delivered"),
-            ("new-delivered", now, "delivered"),
-            ("old-received", now - 10_000, "received"),
+            ("old-delivered", now - 10_000, JournalState::Delivered),
+            ("new-delivered", now, JournalState::Delivered),
+            ("old-received", now - 10_000, JournalState::Received),
         ];
         for (id, at, state) in rows {
             conn.execute(
@@ -246,9 +247,10 @@ mod tests {
             )
             .unwrap();
         }
-        conn.execute_batch(
+        conn.execute(
             "INSERT INTO outbox (journal_seq, part, created_at, state, bundle)
-             SELECT seq, 0, received_at, CASE state WHEN 'delivered' THEN 'delivered' ELSE 'pending' END, x'00' FROM journal",
+             SELECT seq, 0, received_at, CASE state WHEN ?1 THEN ?2 ELSE ?3 END, x'00' FROM journal",
+            rusqlite::params![JournalState::Delivered, OutboxState::Delivered, OutboxState::Pending],
         )
         .unwrap();
         assert_eq!(purge(&mut conn, Duration::from_secs(5), &Default::default()).unwrap(), 1);

@@ -4,13 +4,13 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// The check value of the key the store's rows are sealed with (`Keys::check_value`).
-pub const KEY_CHECK: &str = "key_check";
+pub(crate) const KEY_CHECK: &str = "key_check";
 
-pub fn get(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+pub(crate) fn get(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| r.get(0)).optional()
 }
 
-pub fn put(conn: &Connection, name: &str, value: &str) -> rusqlite::Result<()> {
+pub(crate) fn put(conn: &Connection, name: &str, value: &str) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
         [name, value],

@@ -1,6 +1,10 @@
-//! The states a journal row and an outbox row move through, as the schema's `CHECK`
-//! constraints spell them (`db.rs`). Bound and read back through these types, never as bare
-//! strings; SQL that a partial index must match keeps the literal in its text.
+//! The states a journal row and an outbox row move through, and the stage a dead letter
+//! comes from, as the schema's `CHECK` constraints spell them (`db.rs`). Statements bind and
+//! read them through these types, never as bare strings, except a query pinned to a partial
+//! index (`INDEXED BY`): SQLite cannot plan it with a bound value, so it keeps the index's
+//! literal (and refuses to prepare it if the literal is not the index's). A state bound where a
+//! partial index could serve the `WHERE` other than by rowid makes SQLite plan the statement
+//! again at every execution: fine for an operator's command, not for a stage's loop.
 
 use std::fmt;
 
@@ -24,12 +28,19 @@ pub enum OutboxState {
     Dead,
 }
 
+/// The stage that dead-lettered a message: conversion, or delivery of one of its bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum DeadLetterStage {
+    Convert,
+    Deliver,
+}
+
 impl JournalState {
-    pub const ALL: [JournalState; 4] =
+    pub(crate) const ALL: [JournalState; 4] =
         [JournalState::Received, JournalState::Converted, JournalState::Delivered, JournalState::Dead];
 
     /// The text the `state` column holds.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             JournalState::Received => "received",
             JournalState::Converted => "converted",
@@ -38,16 +49,16 @@ impl JournalState {
         }
     }
 
-    pub fn parse(s: &str) -> Option<JournalState> {
+    pub(crate) fn parse(s: &str) -> Option<JournalState> {
         JournalState::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 
 impl OutboxState {
-    pub const ALL: [OutboxState; 3] = [OutboxState::Pending, OutboxState::Delivered, OutboxState::Dead];
+    pub(crate) const ALL: [OutboxState; 3] = [OutboxState::Pending, OutboxState::Delivered, OutboxState::Dead];
 
     /// The text the `state` column holds.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             OutboxState::Pending => "pending",
             OutboxState::Delivered => "delivered",
@@ -55,23 +66,40 @@ impl OutboxState {
         }
     }
 
-    pub fn parse(s: &str) -> Option<OutboxState> {
+    pub(crate) fn parse(s: &str) -> Option<OutboxState> {
         OutboxState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+impl DeadLetterStage {
+    pub(crate) const ALL: [DeadLetterStage; 2] = [DeadLetterStage::Convert, DeadLetterStage::Deliver];
+
+    /// The text the `stage` column holds.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStage::Convert => "convert",
+            DeadLetterStage::Deliver => "deliver",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<DeadLetterStage> {
+        DeadLetterStage::ALL.into_iter().find(|stage| stage.as_str() == s)
     }
 }
 
 /// The state a column holds that none of ours spells (a row written outside the gateway).
 #[derive(Debug, thiserror::Error)]
-#[error("unknown {table} state {value:?}")]
+#[error("unknown {column} {value:?}")]
 struct UnknownState {
-    table: &'static str,
+    /// The table and column, e.g. `journal state`.
+    column: &'static str,
     value: String,
 }
 
 /// Reads a state column's text through `parse`.
-fn from_column<T>(value: ValueRef<'_>, table: &'static str, parse: fn(&str) -> Option<T>) -> FromSqlResult<T> {
+fn from_column<T>(value: ValueRef<'_>, column: &'static str, parse: fn(&str) -> Option<T>) -> FromSqlResult<T> {
     let text = value.as_str()?;
-    parse(text).ok_or_else(|| FromSqlError::Other(Box::new(UnknownState { table, value: text.to_string() })))
+    parse(text).ok_or_else(|| FromSqlError::Other(Box::new(UnknownState { column, value: text.to_string() })))
 }
 
 impl ToSql for JournalState {
@@ -82,7 +110,7 @@ impl ToSql for JournalState {
 
 impl FromSql for JournalState {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        from_column(value, "journal", JournalState::parse)
+        from_column(value, "journal state", JournalState::parse)
     }
 }
 
@@ -94,7 +122,19 @@ impl ToSql for OutboxState {
 
 impl FromSql for OutboxState {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        from_column(value, "outbox", OutboxState::parse)
+        from_column(value, "outbox state", OutboxState::parse)
+    }
+}
+
+impl ToSql for DeadLetterStage {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for DeadLetterStage {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        from_column(value, "dead-letter stage", DeadLetterStage::parse)
     }
 }
 
@@ -107,6 +147,13 @@ impl fmt::Display for JournalState {
 impl fmt::Display for OutboxState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for DeadLetterStage {
+    // `pad`: the dead-letter list prints it in a column.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -149,6 +196,17 @@ mod tests {
                     .unwrap();
                 assert_eq!(back, outbox);
             }
+            for stage in DeadLetterStage::ALL {
+                conn.execute(
+                    "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, 'r', 0)",
+                    rusqlite::params![seq, stage],
+                )
+                .unwrap();
+                let back: DeadLetterStage = conn
+                    .query_row("SELECT stage FROM dead_letter WHERE id = ?1", [conn.last_insert_rowid()], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(back, stage);
+            }
         }
     }
 
@@ -162,5 +220,12 @@ mod tests {
         let e = conn.query_row("SELECT 'sent'", [], |r| r.get::<_, OutboxState>(0)).unwrap_err().to_string();
         assert!(e.contains("unknown outbox state \"sent\""), "{e}");
         assert!(conn.query_row("SELECT 1", [], |r| r.get::<_, OutboxState>(0)).is_err(), "not text");
+        let e = conn.query_row("SELECT 'ingest'", [], |r| r.get::<_, DeadLetterStage>(0)).unwrap_err().to_string();
+        assert!(e.contains("unknown dead-letter stage \"ingest\""), "{e}");
+    }
+
+    #[test]
+    fn a_stage_pads_to_the_width_of_its_column() {
+        assert_eq!(format!("[{:<9}]", DeadLetterStage::Convert), "[convert  ]");
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::budget::Budget;
 use super::db::{self, OpenError, Synchronous};
 use super::disk::{self, Checkpoint};
+use super::state::JournalState;
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
 
@@ -95,7 +96,7 @@ impl Health {
     const ALL: [Health; 4] = [Health::Ok, Health::BudgetFull, Health::DiskFull, Health::Failing];
 
     /// What an operator reads on `/healthz`; `None` when healthy.
-    pub fn problem(self) -> Option<&'static str> {
+    pub(crate) fn problem(self) -> Option<&'static str> {
         match self {
             Health::Ok => None,
             Health::BudgetFull => Some("journal: disk budget ([store] max_bytes) reached; new messages are refused with AR until delivered rows are purged"),
@@ -119,7 +120,7 @@ impl Appender {
         self.health() == Health::Ok
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         Health::ALL[usize::from(self.health.load(Ordering::Relaxed)).min(3)]
     }
 }
@@ -135,14 +136,14 @@ impl Writer {
         let mut conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
         db::migrate(&mut conn, &opts.path)?;
         let depth: i64 = conn
-            .query_row("SELECT count(*) FROM journal WHERE state <> 'delivered'", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM journal WHERE state <> ?1", [JournalState::Delivered], |r| r.get(0))
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         metrics.journal_depth.set(depth);
         disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let health = Arc::new(AtomicU8::new(Health::Ok as u8));
-        let budget = Budget::new(opts.path.clone(), opts.max_bytes);
+        let budget = Budget::new(opts.path.clone());
         let state = WriterLoop { conn, opts, metrics, health: health.clone(), budget };
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -360,9 +361,8 @@ mod tests {
 
     #[test]
     fn a_wal_that_alone_passes_the_budget_is_emptied_rather_than_messages_refused() {
-        let dir = std::env::temp_dir().join(format!("gw-writer-wal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("j.db");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
         let max_bytes = 4 << 20;
         let opts = WriterOptions {
             path: path.clone(),
@@ -396,6 +396,5 @@ mod tests {
         assert!(appender.healthy());
         drop((appender, other));
         writer.join();
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
