@@ -913,6 +913,78 @@ fn bundles_validate_against_the_fhir_r4_schema() {
     report("FHIR R4 schema", &problems);
 }
 
+/// Values senders do send, in any field: no-break spaces and control characters pasted from
+/// word processors, impossible dates, blanks, explicit nulls, absurd numbers.
+const NASTY: [&str; 12] = [
+    "Main\u{a0}St\u{a0}",
+    "a\u{1}b\u{7}c",
+    "00000000",
+    "20261399",
+    "20260230",
+    "   ",
+    "\"\"",
+    "99999999999999999999999",
+    "1e999",
+    "-0",
+    "\u{2028}line\u{85}",
+    "x\\.br\\y",
+];
+
+#[test]
+fn mutated_messages_still_give_schema_valid_bundles() {
+    let schema = schema();
+    let site = site();
+    let cases: Vec<&Case> = converted().map(|(c, _)| c).collect();
+    // A fixed xorshift sequence: the same 400 variants every run.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut problems, mut validated) = (Vec::new(), 0);
+    for variant in 0..400 {
+        let case = cases[next(cases.len())];
+        let text = String::from_utf8_lossy(&case.raw).into_owned();
+        let mut segments: Vec<Vec<String>> = text
+            .split(['\r', '\n'])
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split('|').map(String::from).collect())
+            .collect();
+        let mut changed = Vec::new();
+        for _ in 0..1 + next(3) {
+            // Any field but MSH-1/MSH-2 (the delimiters) and segment IDs.
+            let s = next(segments.len());
+            let first = if s == 0 { 3 } else { 1 };
+            if segments[s].len() <= first {
+                continue;
+            }
+            let f = first + next(segments[s].len() - first);
+            let value = NASTY[next(NASTY.len())];
+            changed.push(format!("{}-{f}", segments[s][0]));
+            segments[s][f] = value.to_string();
+        }
+        let raw: String = segments.iter().map(|f| f.join("|") + "\r").collect();
+        // Inputs the parser refuses are refused at ingest; the rest must give valid bundles.
+        let Ok(conv) = convert::convert(raw.as_bytes(), &site) else { continue };
+        for p in PROFILES {
+            let Ok(bundles) = bundle::bundles(&conv, p) else { continue };
+            for b in &bundles {
+                validated += 1;
+                problems.extend(
+                    schema
+                        .check(b)
+                        .into_iter()
+                        .map(|e| format!("variant {variant} of {} ({changed:?}) [{p}]{e}", case.name)),
+                );
+            }
+        }
+    }
+    assert!(validated > 300, "only {validated} bundles were validated");
+    report("FHIR R4 schema of mutated messages", &problems);
+}
+
 /// Runs a per-bundle-set checker over every case and profile.
 fn over_corpus(what: &str, check: impl Fn(&Case, &Converted, Profile, &[Value]) -> Vec<String>) {
     let mut problems = Vec::new();

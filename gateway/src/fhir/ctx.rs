@@ -212,6 +212,9 @@ impl<'m, 'a> Ctx<'m, 'a> {
             }
         }
         self.report.structure = grouped.structure.id().to_string();
+        for r in &mut self.resources {
+            r.body.clean();
+        }
         let mut authorities = std::collections::BTreeSet::new();
         let mut keyless = std::collections::BTreeSet::new();
         for r in &self.resources {

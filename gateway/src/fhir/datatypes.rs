@@ -320,6 +320,9 @@ pub fn contact_point(xtn: Rep) -> Value {
         return Value::Null;
     }
     let rank = c(18).parse::<u64>().ok().filter(|r| *r > 0);
+    // FHIR invariant cpt-2: a value needs a system. Without an equipment type, an address
+    // with `@` is an email, anything else a phone number (the v2 field is a telephone number).
+    let system = system.or(Some(if value.contains('@') { "email" } else { "phone" }));
     let mut o = Obj::new()
         .set("value", value)
         .set("system", system)

@@ -73,6 +73,51 @@ impl Obj {
     pub fn value(self) -> Value {
         Value::Object(self.0)
     }
+
+    /// Makes every string a valid FHIR string ([`clean_string`]), dropping members left empty.
+    pub fn clean(&mut self) {
+        self.0.retain(|_, v| clean(v));
+    }
+}
+
+/// A FHIR string (`^[ \r\n\t\S]+$`, no leading or trailing whitespace): control characters
+/// other than tab, CR and LF removed, any other whitespace (no-break space, …) made a space,
+/// then trimmed. Senders paste such characters from word processors; the server refuses them.
+pub fn clean_string(s: &str) -> std::borrow::Cow<'_, str> {
+    let odd = |c: char| (c.is_control() || c.is_whitespace()) && !matches!(c, ' ' | '\t' | '\r' | '\n');
+    let trimmed = s.trim();
+    if !trimmed.contains(odd) {
+        return std::borrow::Cow::Borrowed(trimmed);
+    }
+    let cleaned: String = trimmed
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
+        .map(|c| if odd(c) { ' ' } else { c })
+        .collect();
+    std::borrow::Cow::Owned(cleaned.trim().to_string())
+}
+
+/// [`clean_string`] over every string under `v`; false when `v` is left empty (to be dropped).
+fn clean(v: &mut Value) -> bool {
+    match v {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(c) = clean_string(s) {
+                *s = c;
+            } else if s.len() != clean_string(s).len() {
+                *s = clean_string(s).into_owned();
+            }
+            !s.is_empty()
+        }
+        Value::Array(items) => {
+            items.retain_mut(clean);
+            !items.is_empty()
+        }
+        Value::Object(map) => {
+            map.retain(|_, v| clean(v));
+            !map.is_empty()
+        }
+        _ => true,
+    }
 }
 
 impl From<Obj> for Value {
@@ -85,6 +130,19 @@ impl From<Obj> for Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn strings_are_made_valid_fhir_strings() {
+        assert_eq!(clean_string("Main\u{a0}St"), "Main St");
+        assert_eq!(clean_string(" a\u{0}b\u{7}c\u{2028}d \n"), "abc d");
+        assert_eq!(clean_string("line one\nline two\tend"), "line one\nline two\tend");
+        let mut o = Obj::new()
+            .set("text", "x\u{a0}y")
+            .set("blank", "\u{a0}\u{a0}")
+            .list("l", [json!({"v": "\u{1}"}), json!("ok")]);
+        o.clean();
+        assert_eq!(o.value(), json!({"text": "x y", "l": ["ok"]}));
+    }
 
     #[test]
     fn empties_are_dropped_and_keys_sorted() {

@@ -4,7 +4,7 @@
 //! - payor: one Organization for the insurer, name IN1-4.1, identifiers IN1-3 (the IG leaves
 //!   IN1-3 unmapped; FHIR-Converter uses it as the payor identifier), address IN1-5. Key
 //!   `Organization/payor-<IN1-3.1 or name>`, identity when IN1-3 has a known system. Without
-//!   any insurer data the Coverage has no payor and a warning is reported.
+//!   any insurer data there is no Coverage (R4 requires a payor) and a warning is reported.
 //! - identifier IN1-2 (plan ID, CWE\[Identifier\]: CWE.1 as value); type IN1-15; period
 //!   IN1-12/13 (dates); relationship IN1-17; subscriber the patient when IN1-17 is `SEL`
 //!   (a non-self subscriber RelatedPerson from IN1-16 is not created); subscriberId IN1-49.1
@@ -26,7 +26,7 @@ fn key_fragment(s: &str) -> String {
 
 /// Maps IN1 to a Coverage for `patient` (key `Coverage/in1-<segment index>`), adds it and
 /// returns its key. Consumes IN1 (not IN2; see the module notes).
-pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str) -> String {
+pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str) -> Option<String> {
     let _ = in2;
     ctx.consume(in1.index());
 
@@ -35,10 +35,9 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
     payor_ids.push_cx(ctx, in1.field(3));
     let name = in1.field(4).rep(1).component(1).value().trim().to_string();
     let payor = if payor_ids.values().is_empty() && name.is_empty() {
-        ctx.report
-            .warnings
-            .push(format!("{}:IN1 without insurance company (IN1-3/IN1-4): Coverage has no payor", in1.index()));
-        Value::Null
+        // R4 requires a payor: without one there is no valid Coverage.
+        ctx.warn_at(in1, "IN1 without insurance company (IN1-3/IN1-4): no Coverage");
+        return None;
     } else {
         let id_value = val(in1.field(3));
         let org_key =
@@ -87,5 +86,5 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
     let identity =
         (policy != "||").then(|| Identity::source_key("Coverage", &[&ctx.token_of(patient), &policy])).flatten();
     let key = format!("Coverage/in1-{}", in1.index());
-    ctx.add(Resource { kind: "Coverage", key, identity, body, write: Write::Upsert })
+    Some(ctx.add(Resource { kind: "Coverage", key, identity, body, write: Write::Upsert }))
 }

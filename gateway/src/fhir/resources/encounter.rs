@@ -174,7 +174,10 @@ pub fn encounter_for_event(
     let arrangements: Vec<Value> =
         pv1.field(15).reps().map(|r| datatypes::codeable_concept(r, ctx.site, &mut ctx.report)).collect();
     hosp.push_all("specialArrangement", arrangements);
-    hosp.put("specialCourtesy", datatypes::codeable_concept(pv1.field(16).rep(1), ctx.site, &mut ctx.report));
+    // R4: a list (0..*), one per repetition.
+    let courtesies: Vec<Value> =
+        pv1.field(16).reps().map(|r| datatypes::codeable_concept(r, ctx.site, &mut ctx.report)).collect();
+    hosp.push_all("specialCourtesy", courtesies);
     hosp.put("dischargeDisposition", table_concept(ctx, pv1.field(36).rep(1), "0112", false));
     hosp.push_all("dietPreference", [datatypes::codeable_concept(pv1.field(38).rep(1), ctx.site, &mut ctx.report)]);
 

@@ -57,6 +57,12 @@ pub fn service_request(
     for s in [orc, obr].into_iter().flatten() {
         ctx.consume(s.index());
     }
+    let Some(patient) = patient else {
+        // R4 requires a subject: an order for no patient is not a valid ServiceRequest.
+        ctx.warn_at(anchor, "order without a patient (PID): no ServiceRequest");
+        return None;
+    };
+    let patient = Some(patient);
     let control = orc.map(|o| o.field(1).value().trim().to_ascii_uppercase()).unwrap_or_default();
     let status = orc
         .and_then(|o| codes::order_status(&o.field(5).value()))
