@@ -11,6 +11,7 @@
 //!   letters.
 //! - [`forward`]: delivers the outbox to the cloud FHIR server (or the local sink) per
 //!   patient lane, with retries, auth and a circuit breaker.
+//! - [`sink`]: the embedded default target, a stand-in FHIR server on its own SQLite file.
 //! - [`ops`]: metrics, the admin endpoint, logging.
 //!
 //! [`log_limit`] keeps repeated error lines to one per minute with a count (any layer uses it).
@@ -32,4 +33,5 @@ pub mod log_limit;
 pub mod mllp;
 pub mod ops;
 pub mod pipeline;
+pub mod sink;
 pub mod store;

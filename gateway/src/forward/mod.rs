@@ -15,7 +15,7 @@
 //! - [`client`]: the [`client::Target`] trait and the HTTP target (one ureq Agent,
 //!   rustls with the ring provider, custom CA, mTLS, proxy, timeouts).
 //! - `resolve`: a name cache, so ureq does not spawn a lookup thread per request.
-//! - [`sink`]: the embedded default target, a local folder of NDJSON files.
+//! - The embedded default target is [`crate::sink`], a FHIR server stand-in on SQLite.
 //! - [`auth`]: credentials for the cloud.
 
 pub mod auth;
@@ -27,7 +27,6 @@ mod pacing;
 mod record;
 mod resolve;
 pub mod retry;
-pub mod sink;
 mod worker;
 
 use std::path::Path;
@@ -43,8 +42,7 @@ use crate::config::Cloud;
 pub fn target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Target>, String)> {
     match cloud.sink_dir(config_dir) {
         Some(dir) => {
-            let sink = sink::SinkTarget::new(&dir)
-                .map_err(|e| anyhow::anyhow!("[cloud] sink {}: cannot create the folder: {e}", dir.display()))?;
+            let sink = crate::sink::Sink::open(&dir).map_err(|e| anyhow::anyhow!("[cloud] sink: {e}"))?;
             Ok((Arc::new(sink), format!("sink {}", dir.display())))
         }
         None => {
