@@ -28,7 +28,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE resource (
          value  TEXT NOT NULL,
          id     TEXT NOT NULL
      );
-     CREATE INDEX identifier_lookup ON identifier (type, value, system);
+     CREATE INDEX identifier_lookup ON identifier (type, value, system, id);
      CREATE INDEX identifier_owner ON identifier (type, id);"];
 
 /// A stored resource: its current version and JSON text.
@@ -96,7 +96,7 @@ pub fn get(conn: &Connection, kind: &str, id: &str) -> rusqlite::Result<Option<S
         .optional()
 }
 
-/// Ids of `kind` resources with an identifier of `value` (any value when `None`) in `system`
+/// Ids of `kind` resources (possibly repeated) with an identifier of `value` (any value when `None`) in `system`
 /// (any system when `None`; `Some("")` is "no system").
 pub fn find_by_identifier(
     conn: &Connection,
@@ -104,12 +104,17 @@ pub fn find_by_identifier(
     system: Option<&str>,
     value: Option<&str>,
 ) -> rusqlite::Result<Vec<String>> {
+    // INDEXED BY: without statistics SQLite may prefer walking identifier_owner in id order
+    // (no sort for a DISTINCT), which reads every identifier of the type: O(n) per lookup.
     let (sql, args): (&str, Vec<&str>) = match (system, value) {
-        (Some(s), Some(v)) => {
-            ("SELECT DISTINCT id FROM identifier WHERE type = ?1 AND value = ?2 AND system = ?3", vec![kind, v, s])
+        (Some(s), Some(v)) => (
+            "SELECT id FROM identifier INDEXED BY identifier_lookup WHERE type = ?1 AND value = ?2 AND system = ?3",
+            vec![kind, v, s],
+        ),
+        (None, Some(v)) => {
+            ("SELECT id FROM identifier INDEXED BY identifier_lookup WHERE type = ?1 AND value = ?2", vec![kind, v])
         }
-        (None, Some(v)) => ("SELECT DISTINCT id FROM identifier WHERE type = ?1 AND value = ?2", vec![kind, v]),
-        (Some(s), None) => ("SELECT DISTINCT id FROM identifier WHERE type = ?1 AND system = ?2", vec![kind, s]),
+        (Some(s), None) => ("SELECT id FROM identifier WHERE type = ?1 AND system = ?2", vec![kind, s]),
         (None, None) => ("SELECT id FROM resource WHERE type = ?1", vec![kind]),
     };
     let mut stmt = conn.prepare_cached(sql)?;
@@ -189,4 +194,35 @@ pub enum ReadError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every statement of a write is an index search on its whole key, never a scan nor a
+    /// search on the type alone (which reads every row of the type): what keeps a Bundle's
+    /// cost flat however much the sink holds. Without INDEXED BY, SQLite searched the
+    /// identifiers by (type) on identifier_owner to spare a sort for DISTINCT.
+    #[test]
+    fn writes_and_lookups_search_indexes_on_their_whole_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), true).unwrap();
+        let statements = [
+            ("SELECT version, json FROM resource WHERE type = 'P' AND id = 'x'", "(type=? AND id=?)"),
+            (
+                "SELECT id FROM identifier INDEXED BY identifier_lookup WHERE type = 'P' AND value = 'v' AND system = 's'",
+                "(type=? AND value=? AND system=?)",
+            ),
+            ("SELECT id FROM identifier INDEXED BY identifier_lookup WHERE type = 'P' AND value = 'v'", "(type=? AND value=?)"),
+            ("DELETE FROM identifier WHERE type = 'P' AND id = 'x'", "(type=? AND id=?)"),
+            ("UPDATE resource SET version = 2, json = '{}' WHERE type = 'P' AND id = 'x'", "(type=? AND id=?)"),
+            ("DELETE FROM resource WHERE type = 'P' AND id = 'x'", "(type=? AND id=?)"),
+        ];
+        for (sql, key) in statements {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt.query_map([], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+            assert!(plan.len() == 1 && plan[0].starts_with("SEARCH ") && plan[0].ends_with(key), "{sql}: {plan:?}");
+        }
+    }
 }

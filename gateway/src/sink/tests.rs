@@ -297,3 +297,49 @@ fn export_writes_one_ndjson_file_per_type() {
         [U1, "33333333-3333-5333-8333-333333333333"]
     );
 }
+
+/// Every bundle the converter makes of the HL7 corpus, in both profiles: stored without a
+/// refused entry, a replay of the whole corpus adds nothing, and both profiles end at the
+/// same resources (a conditional create takes the gateway's id from the fullUrl).
+#[test]
+fn the_corpus_is_stored_once_in_both_profiles() {
+    use crate::fhir::bundle::Profile;
+    use crate::fhir::site::SiteMaps;
+    use crate::pipeline::convert::convert_message;
+
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/hl7");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() > 50);
+    let site = SiteMaps::empty(jiff::tz::TimeZone::UTC);
+    let mut stored = Vec::new();
+    for profile in [Profile::Generic, Profile::Salesforce] {
+        let (_d, sink) = sink();
+        let deliver_all = || {
+            for file in &files {
+                let raw = std::fs::read(file).unwrap();
+                for b in convert_message(&raw, &site, profile).unwrap() {
+                    let r = sink.send(&b.json).unwrap();
+                    let answer: Value = serde_json::from_slice(&r.body).unwrap();
+                    assert_eq!(r.status, 200, "{} {profile}: {answer}", file.display());
+                    for s in statuses(&answer) {
+                        assert!(s.starts_with('2'), "{} {profile}: {s} in {answer}", file.display());
+                    }
+                }
+            }
+            let types = sink.types().unwrap();
+            let ids: Vec<(String, String)> = types
+                .iter()
+                .flat_map(|t| {
+                    sink.resources(t).unwrap().into_iter().map(|r| (t.clone(), r["id"].as_str().unwrap().to_string()))
+                })
+                .collect();
+            ids
+        };
+        let first = deliver_all();
+        assert!(first.len() > 300, "{}", first.len());
+        assert_eq!(deliver_all(), first, "{profile}: a replay adds nothing");
+        stored.push(first.into_iter().collect::<std::collections::BTreeSet<_>>());
+    }
+    assert_eq!(stored[0], stored[1]);
+}
