@@ -177,3 +177,51 @@ fn fuzz_seeds_and_crash_inputs_convert_without_a_panic() {
     }
     assert!(seen > 60, "seeds found: {seen}");
 }
+
+/// Without `[cloud] url` bundles go to the embedded sink: each resource is stored once, a
+/// resend under a new control ID (same content) changes nothing, not even a version, and
+/// `gateway sink export` writes what is stored as NDJSON.
+#[test]
+fn the_embedded_sink_stores_each_resource_once_and_exports_ndjson() {
+    use std::collections::BTreeMap;
+
+    use gateway::sink::Sink;
+    use serde_json::Value;
+
+    let setup = Setup::new(PLAIN);
+    let gw = setup.start();
+    let mut c = gw.connect();
+    let adt = corpus("epic_adt_a01_01.hl7");
+    let delivered = |n: i64| {
+        wait_for(&format!("{n} delivered"), WAIT, || {
+            (journal_states(&setup.db_path()).get("delivered") == Some(&n)).then_some(())
+        })
+    };
+    assert!(matches!(msa(&c.call(&adt)).0.as_str(), "AA" | "CA"));
+    delivered(1);
+    let sink = Sink::open_read(&setup.dir.path().join("var/fhir-sink")).unwrap();
+    let state = |sink: &Sink| -> BTreeMap<String, Vec<Value>> {
+        sink.types().unwrap().into_iter().map(|t| (t.clone(), sink.resources(&t).unwrap())).collect()
+    };
+    let first = state(&sink);
+    assert_eq!(first["Patient"].len(), 1);
+    assert!(first["Encounter"][0]["subject"]["reference"].as_str().unwrap().starts_with("Patient/"));
+    let resent = String::from_utf8(adt).unwrap().replace("EPC2026031508300001", "RESENT0001");
+    assert!(matches!(msa(&c.call(resent.as_bytes())).0.as_str(), "AA" | "CA"));
+    delivered(2);
+    assert_eq!(state(&sink), first, "an unchanged resend is a no-op");
+    assert!(first.values().flatten().all(|r| r["meta"]["versionId"] == "1"));
+    drop(gw);
+
+    let out = std::process::Command::new(gateway_bin())
+        .args(["sink", "export", "--config"])
+        .arg(setup.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (kind, resources) in &first {
+        let text = std::fs::read_to_string(setup.dir.path().join(format!("var/fhir-sink/{kind}.ndjson"))).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(&lines, resources, "{kind}");
+    }
+}

@@ -131,7 +131,7 @@ pub(crate) struct Tls {
     pub(crate) client_ca: Option<Spanned<PathBuf>>,
 }
 
-/// The destination FHIR server: a cloud FHIR base URL, or (no `url`) the local NDJSON sink.
+/// The destination FHIR server: a cloud FHIR base URL, or (no `url`) the embedded sink.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Cloud {
@@ -141,7 +141,7 @@ pub(crate) struct Cloud {
     /// FHIR base URL (`https://…/fhir`); bundles are POSTed to it. With a Salesforce auth whose
     /// token names an instance, a path (`/services/data/…`) is resolved against that instance.
     pub(crate) url: Option<Spanned<String>>,
-    /// Local FHIR sink folder (one NDJSON file per resource type), used when `url` is absent.
+    /// The embedded FHIR sink's folder (its database `fhir.db`), used when `url` is absent.
     pub(crate) sink: Option<Spanned<PathBuf>>,
     /// `[cloud.auth]`: how requests authenticate.
     #[serde(default)]

@@ -33,6 +33,20 @@ const WRITER_QUEUE: usize = 4096;
 /// Checkpoint and purge cadence.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 
+/// The target `[cloud]` names: the HTTP server at `url`, or the embedded sink's folder.
+fn target(
+    cloud: &crate::config::Cloud,
+    config_dir: &std::path::Path,
+) -> anyhow::Result<(Arc<dyn crate::forward::Target>, String)> {
+    match cloud.sink_dir(config_dir) {
+        Some(dir) => {
+            let sink = crate::sink::Sink::open(&dir).map_err(|e| anyhow::anyhow!("[cloud] sink: {e}"))?;
+            Ok((Arc::new(sink), format!("sink {}", dir.display())))
+        }
+        None => crate::forward::http_target(cloud, config_dir),
+    }
+}
+
 /// Resolves at the first SIGTERM or SIGINT (logging which). Register it before [`run`]: from
 /// then on a SIGTERM during start-up means an orderly stop, not the default death.
 pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
@@ -97,7 +111,7 @@ pub async fn run(
         on_convert: Some(forward_bell.clone()),
         gate: gate.clone(),
     })?;
-    let (target, destination) = crate::forward::target(&config.cloud, &config.dir)?;
+    let (target, destination) = target(&config.cloud, &config.dir)?;
     let mut forward_options =
         ForwardOptions::new(store.path.get_ref().clone(), keys.clone(), forward_bell, metrics.clone());
     crate::forward::apply_config(&mut forward_options, &config.cloud);

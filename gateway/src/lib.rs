@@ -11,6 +11,7 @@
 //!   letters.
 //! - [`forward`]: delivers the outbox to the cloud FHIR server (or the local sink) per
 //!   patient lane, with retries, auth and a circuit breaker.
+//! - [`sink`]: the embedded default target, a stand-in FHIR server on its own SQLite file.
 //! - [`ops`]: the admin endpoint (health, metrics) and logging.
 //!
 //! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`] and
@@ -38,4 +39,5 @@ pub mod metrics;
 pub mod mllp;
 pub mod ops;
 pub mod pipeline;
+pub mod sink;
 pub mod store;

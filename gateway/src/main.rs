@@ -104,6 +104,14 @@ enum Command {
         #[command(subcommand)]
         command: gateway::deadletter::Command,
     },
+    /// The embedded FHIR sink (the target when `[cloud] url` is absent): `export` writes its
+    /// resources as NDJSON, one file per resource type.
+    Sink {
+        #[arg(long, default_value = "/etc/gateway/gateway.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: gateway::sink::export::Command,
+    },
 }
 
 fn main() -> ExitCode {
@@ -146,6 +154,9 @@ fn main() -> ExitCode {
         Command::Report { config, seq } => gateway::cli::report_command(&config, seq, &mut std::io::stdout().lock()),
         Command::Deadletter { config, actor, command } => {
             gateway::deadletter::run(&config, actor, command, &mut std::io::stdout().lock())
+        }
+        Command::Sink { config, command } => {
+            gateway::sink::export::run(&config, command, &mut std::io::stdout().lock())
         }
     };
     match result {

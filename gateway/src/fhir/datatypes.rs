@@ -1118,7 +1118,8 @@ mod tests {
             json!({"line":["PO Box 9"],"city":"Town","state":"ST","postalCode":"11111","type":"postal"})
         );
         let phones = field(&m, "PID", 13);
-        assert_eq!(contact_point(phones.rep(1)), json!({"value":"555-1234"}));
+        // No equipment type: a phone number (a value needs a system, cpt-2).
+        assert_eq!(contact_point(phones.rep(1)), json!({"value":"555-1234","system":"phone"}));
         let v = contact_point(phones.rep(2));
         assert_eq!(v["value"], "+1 217 5551234 X22");
         assert_eq!(v["system"], "phone");

@@ -18,17 +18,17 @@ const MAX_RESPONSE: u64 = 16 << 20;
 
 /// What came back for one bundle.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) retry_after: Option<String>,
+pub struct Response {
+    pub status: u16,
+    pub retry_after: Option<String>,
     /// `Sforce-Limit-Info`.
-    pub(crate) limit_info: Option<String>,
-    pub(crate) body: Vec<u8>,
+    pub limit_info: Option<String>,
+    pub body: Vec<u8>,
 }
 
 /// A request that got no HTTP answer. The strings are error kinds, never content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum SendError {
+pub enum SendError {
     #[error("timed out")]
     Timeout,
     #[error("connection failed: {0}")]
@@ -39,7 +39,7 @@ pub(crate) enum SendError {
 }
 
 /// A destination for bundles: the cloud FHIR server or the local sink.
-pub(crate) trait Target: Send + Sync {
+pub trait Target: Send + Sync {
     /// Sends one Bundle (JSON) and returns the answer. Implementations retry a 401/403 once
     /// after refreshing credentials; the forwarder handles everything else.
     fn send(&self, bundle: &[u8]) -> Result<Response, SendError>;

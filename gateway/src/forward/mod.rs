@@ -15,7 +15,7 @@
 //! - `client`: the `client::Target` trait and the HTTP target (one ureq Agent,
 //!   rustls with the ring provider, custom CA, mTLS, proxy, timeouts).
 //! - `resolve`: a name cache, so ureq does not spawn a lookup thread per request.
-//! - [`sink`]: the embedded default target, a local folder of NDJSON files.
+//! - The embedded default target is [`crate::sink`], a FHIR server stand-in on SQLite.
 //! - `auth`: credentials for the cloud.
 
 pub(crate) mod auth;
@@ -27,32 +27,22 @@ mod pacing;
 mod record;
 mod resolve;
 pub(crate) mod retry;
-pub mod sink;
 mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use client::Target;
+pub use client::{Response, SendError, Target};
 pub(crate) use lanes::{ForwardOptions, Forwarder};
 
 use crate::config::Cloud;
 
-/// The target `[cloud]` names: the HTTP server at `url`, or the local sink folder.
-pub(crate) fn target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Target>, String)> {
-    match cloud.sink_dir(config_dir) {
-        Some(dir) => {
-            let sink = sink::SinkTarget::new(&dir)
-                .map_err(|e| anyhow::anyhow!("[cloud] sink {}: cannot create the folder: {e}", dir.display()))?;
-            Ok((Arc::new(sink), format!("sink {}", dir.display())))
-        }
-        None => {
-            let http = client::HttpTarget::from_config(cloud, config_dir)?;
-            let url = cloud.url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default();
-            Ok((Arc::new(http), url))
-        }
-    }
+/// The HTTP FHIR server `[cloud] url` names.
+pub(crate) fn http_target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Target>, String)> {
+    let http = client::HttpTarget::from_config(cloud, config_dir)?;
+    let url = cloud.url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default();
+    Ok((Arc::new(http), url))
 }
 
 /// Delivery settings from `[cloud]`.
