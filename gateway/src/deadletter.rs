@@ -163,8 +163,9 @@ pub(crate) fn show(
         time(d.created_at)
     )?;
     writeln!(out, "reason: {}", printable(&d.reason))?;
-    if let Some(report) = crate::store::journal::report(conn, d.journal_seq)?.and_then(|r| r.report) {
-        writeln!(out, "conversion report: {report}")?;
+    if let Some(sealed) = crate::store::journal::report(conn, d.journal_seq)?.and_then(|r| r.report) {
+        let report = keys.open(&sealed).with_context(|| format!("journal seq {}: report", d.journal_seq))?;
+        writeln!(out, "conversion report: {}", String::from_utf8_lossy(&report))?;
     }
     writeln!(out)?;
     let text = String::from_utf8_lossy(&message);

@@ -204,8 +204,10 @@ pub(crate) fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Re
         }
         match outcome {
             Outcome::Bundles(parts, report) => {
-                let json = serde_json::to_string(&report).unwrap_or_default();
-                batch.set_report(seq, &json)?;
+                // Sealed like the message: an unmapped "code" may be a name a sender put in
+                // a coded field.
+                let json = serde_json::to_vec(&report).unwrap_or_default();
+                batch.set_report(seq, &opts.keys.seal(&json))?;
                 reports.push((seq, report));
                 wrote |= !parts.is_empty();
                 for (part, sealed) in parts.iter().enumerate() {
@@ -511,7 +513,7 @@ mod tests {
         let seq = journal(&conn, &opts, "U1", raw);
         step(&mut conn, &opts).unwrap();
         let row = crate::store::journal::report(&conn, seq).unwrap().unwrap();
-        let report: serde_json::Value = serde_json::from_str(&row.report.unwrap()).unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&opts.keys.open(&row.report.unwrap()).unwrap()).unwrap();
         assert_eq!(report["structure"], "ADT_A01");
         assert_eq!(report["unconsumed"], serde_json::json!(["3:ZXX"]));
         assert_eq!(report["default_systems"], serde_json::json!(["UNMAPPED -> urn:hl7v2-gateway:authority:UNMAPPED"]));

@@ -58,8 +58,8 @@ impl<'c> ConvertBatch<'c> {
         Ok(ConvertBatch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?, now })
     }
 
-    /// Keeps the conversion report (JSON, no patient data) with the journal row.
-    pub fn set_report(&self, seq: i64, report: &str) -> rusqlite::Result<()> {
+    /// Keeps the conversion report (sealed JSON) with the journal row.
+    pub(crate) fn set_report(&self, seq: i64, report: &[u8]) -> rusqlite::Result<()> {
         self.tx.prepare_cached("UPDATE journal SET report = ?2 WHERE seq = ?1")?.execute(params![seq, report]).map(drop)
     }
 

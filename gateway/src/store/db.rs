@@ -137,7 +137,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE TABLE sent_resource (key BLOB PRIMARY KEY) WITHOUT ROWID;",
     // 8: the conversion report of a converted message (JSON: segment IDs, locations, codes,
-    // counts; no patient data), kept as long as its journal row.
+    // counts), sealed like the message (a sender may put a name in a coded field), kept as
+    // long as its journal row.
     "ALTER TABLE journal ADD COLUMN report TEXT;",
 ];
 

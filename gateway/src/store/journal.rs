@@ -45,8 +45,8 @@ pub struct ReportRow {
     pub control_id: String,
     pub message_type: String,
     pub state: String,
-    /// The conversion report (JSON); `None` before conversion or when it failed.
-    pub report: Option<String>,
+    /// The conversion report (sealed JSON); `None` before conversion or when it failed.
+    pub report: Option<Vec<u8>>,
 }
 
 /// The report of journal row `seq`; `None` when there is no such row.
