@@ -13,8 +13,9 @@
 //!   patient lane, with retries, auth and a circuit breaker.
 //! - [`ops`]: the admin endpoint (health, metrics) and logging.
 //!
-//! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`] and
-//! [`log_limit`] (repeated error lines to one per minute with a count). Which module may use
+//! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`],
+//! [`log_limit`] (repeated error lines to one per minute with a count) and [`stage`] (the
+//! handle that starts and stops a background stage's thread). Which module may use
 //! which is docs/ARCHITECTURE.md's arrow rule, checked by a test.
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
@@ -38,4 +39,5 @@ pub mod metrics;
 pub mod mllp;
 pub mod ops;
 pub mod pipeline;
+pub mod stage;
 pub mod store;
