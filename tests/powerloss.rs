@@ -114,7 +114,7 @@ async fn run(synchronous: Synchronous, when: When, cut: Cut) -> Outcome {
     // this test has no checkpointer).
     let (appender, writer) = Writer::start(options(&path, Synchronous::Full), Arc::new(Metrics::default())).unwrap();
     drop(appender);
-    tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+    tokio::task::spawn_blocking(move || writer.stop()).await.unwrap();
     assert_eq!(machine.pending_bytes(), 0, "setup left unsynced data behind");
 
     let (appender, writer) = Writer::start(options(&path, synchronous), Arc::new(Metrics::default())).unwrap();
@@ -166,7 +166,7 @@ async fn run(synchronous: Synchronous, when: When, cut: Cut) -> Outcome {
     // The writer drains, then closes its connection: with WAL that checkpoints and deletes
     // the WAL — on a machine that is off, so none of it reaches the disk.
     drop(appender);
-    tokio::task::spawn_blocking(move || writer.join()).await.unwrap();
+    tokio::task::spawn_blocking(move || writer.stop()).await.unwrap();
     let stats = machine.stats();
 
     // Reboot: the plain unix VFS, no shim. SQLite recovers from what the WAL holds on disk.

@@ -159,9 +159,10 @@ pub(crate) struct Cloud {
     #[serde(default = "defaults::concurrency")]
     pub(crate) concurrency: NonZeroUsize,
     /// Most entries in one request that packs several patients' `batch` bundles (the
-    /// `salesforce` profile); 1 sends every bundle alone.
-    #[serde(default = "defaults::batch_max_entries")]
-    pub(crate) batch_max_entries: NonZeroUsize,
+    /// `salesforce` profile); 1 sends every bundle alone. Read from the deprecated
+    /// `batch_max_entries` too (see [`DEPRECATED_KEYS`]).
+    #[serde(default = "defaults::request_max_entries", alias = "batch_max_entries")]
+    pub(crate) request_max_entries: NonZeroUsize,
     #[serde(default = "defaults::connect_timeout_secs")]
     pub(crate) connect_timeout_secs: NonZeroU64,
     /// Longest wait for the response head, and between body reads.
@@ -193,7 +194,7 @@ impl Default for Cloud {
             client_key: None,
             proxy: None,
             concurrency: defaults::concurrency(),
-            batch_max_entries: defaults::batch_max_entries(),
+            request_max_entries: defaults::request_max_entries(),
             connect_timeout_secs: defaults::connect_timeout_secs(),
             read_timeout_secs: defaults::read_timeout_secs(),
             timeout_secs: defaults::timeout_secs(),
@@ -319,7 +320,7 @@ mod defaults {
     pub(crate) fn concurrency() -> NonZeroUsize {
         NonZeroUsize::new(4).unwrap()
     }
-    pub(crate) fn batch_max_entries() -> NonZeroUsize {
+    pub(crate) fn request_max_entries() -> NonZeroUsize {
         NonZeroUsize::new(crate::fhir::bundle::BATCH_MAX_ENTRIES).unwrap()
     }
     pub(crate) fn connect_timeout_secs() -> NonZeroU64 {
@@ -472,6 +473,9 @@ impl Config {
             }
         }
         validate_cloud(&mut config.cloud, base, &error_at)?;
+        for (old, new) in deprecated_keys(text) {
+            tracing::warn!(file = %path.display(), "config: `{old}` is deprecated, read as `{new}`; rename it");
+        }
         if config.listeners.is_empty() {
             return Err(error_at(None, Some("listener".into()), "at least one [[listener]] is required".into()));
         }
@@ -513,6 +517,23 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Keys read under an old name (serde `alias`) as `(section, old, new)`: each one a config
+/// uses gets one WARN at load naming the new key.
+pub const DEPRECATED_KEYS: &[(&str, &str, &str)] = &[
+    // It limits the entries of one request (several lanes' batch bundles), not of a bundle.
+    ("cloud", "batch_max_entries", "request_max_entries"),
+];
+
+/// The deprecated keys `text` uses, as dotted `(old, new)` names.
+fn deprecated_keys(text: &str) -> Vec<(String, String)> {
+    let Ok(doc) = text.parse::<toml::Table>() else { return Vec::new() };
+    DEPRECATED_KEYS
+        .iter()
+        .filter(|(section, old, _)| doc.get(*section).and_then(|t| t.get(*old)).is_some())
+        .map(|(section, old, new)| (format!("{section}.{old}"), format!("{section}.{new}")))
+        .collect()
 }
 
 /// Checks `[cloud]` and resolves its paths against the config folder.
@@ -679,6 +700,59 @@ bind = "127.0.0.1:2575"
         let c = Config::load(&path).unwrap();
         assert_eq!(c.listeners[0].bind, "127.0.0.1:2575".parse().unwrap());
         assert_eq!(c.ops.admin_bind, Some("127.0.0.1:8575".parse().unwrap()));
+    }
+
+    /// Parses `text` and returns what it logged.
+    fn parse_logged(text: &str) -> (Result<Config, ConfigError>, String) {
+        #[derive(Clone, Default)]
+        struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let result = tracing::subscriber::with_default(subscriber, || Config::parse(text, Path::new("gw.toml")));
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        (result, text)
+    }
+
+    #[test]
+    fn the_old_name_of_request_max_entries_still_loads_with_one_warning() {
+        let (c, log) = parse_logged(&format!(
+            "{MINIMAL}
+[cloud]
+batch_max_entries = 7
+"
+        ));
+        assert_eq!(c.unwrap().cloud.request_max_entries.get(), 7);
+        assert_eq!(log.matches("WARN").count(), 1, "{log}");
+        assert!(log.contains("`cloud.batch_max_entries` is deprecated, read as `cloud.request_max_entries`"), "{log}");
+
+        let (c, log) = parse_logged(&format!(
+            "{MINIMAL}
+[cloud]
+request_max_entries = 7
+"
+        ));
+        assert_eq!(c.unwrap().cloud.request_max_entries.get(), 7);
+        assert!(!log.contains("WARN"), "{log}");
+
+        let both = format!(
+            "{MINIMAL}
+[cloud]
+request_max_entries = 7
+batch_max_entries = 8
+"
+        );
+        let e = Config::parse(&both, Path::new("gw.toml")).unwrap_err();
+        assert!(e.to_string().contains("duplicate"), "{e}");
     }
 
     #[test]

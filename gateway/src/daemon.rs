@@ -112,10 +112,14 @@ pub async fn run(
         gate: gate.clone(),
     })?;
     let (target, destination) = target(&config.cloud, &config.dir)?;
-    let mut forward_options =
-        ForwardOptions::new(store.path.get_ref().clone(), keys.clone(), forward_bell, metrics.clone());
-    crate::forward::apply_config(&mut forward_options, &config.cloud);
-    forward_options.gate = gate;
+    let forward_options = ForwardOptions::from_config(
+        &config.cloud,
+        store.path.get_ref().clone(),
+        keys.clone(),
+        forward_bell,
+        metrics.clone(),
+        gate,
+    );
     let forwarder = Forwarder::start(forward_options, target)?;
     tracing::info!(%destination, concurrency = config.cloud.concurrency.get(), "forwarding");
     tracing::info!(journal = %store.path.get_ref().display(), profile = %config.cloud.profile(), "journal open (WAL, synchronous=FULL)");
@@ -151,11 +155,7 @@ pub async fn run(
                 l.max_connections_per_source.get(),
                 metrics.clone(),
             ),
-            limits: Limits {
-                max_frame: l.max_frame_bytes.get(),
-                idle_timeout: Duration::from_secs(l.idle_timeout_secs),
-                frame_timeout: Duration::from_secs(l.frame_timeout_secs),
-            },
+            limits: Limits::from_config(l),
             budget: budget.clone(),
             handler: Arc::new(handler),
         });
@@ -186,9 +186,10 @@ pub async fn run(
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
-    // Every appender is gone with the connections: the writer drains its queue and stops.
+    // Every appender is gone with the connections: the writer commits what is queued and stops.
+    // Each stage's `stop` finishes the work in hand and joins its thread (`crate::stage`).
     tokio::task::spawn_blocking(move || {
-        writer.join();
+        writer.stop();
         converter.stop();
         // Finishes the requests in flight (bounded by the client timeouts) and records them.
         forwarder.stop();

@@ -14,8 +14,9 @@
 //! - [`sink`]: the embedded default target, a stand-in FHIR server on its own SQLite file.
 //! - [`ops`]: the admin endpoint (health, metrics) and logging.
 //!
-//! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`] and
-//! `log_limit` (repeated error lines to one per minute with a count). Which module may use
+//! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`],
+//! `log_limit` (repeated error lines to one per minute with a count) and [`stage`] (the
+//! handle that starts and stops a background stage's thread). Which module may use
 //! which is docs/ARCHITECTURE.md's arrow rule, checked by a test.
 //!
 //! [`daemon`] wires them together for `gateway run`; [`config`] reads the TOML file;
@@ -40,4 +41,5 @@ pub mod mllp;
 pub mod ops;
 pub mod pipeline;
 pub mod sink;
+pub mod stage;
 pub mod store;

@@ -9,7 +9,7 @@
 //! outbox id) is ever in flight, so a lane's bundles reach the target in journal order; a
 //! failing head waits with backoff while the other lanes go on. A refused bundle goes to
 //! dead letters and the lane moves on. Heads of different lanes that are `batch` bundles are
-//! packed into one request of at most `pack_entries` entries.
+//! packed into one request of at most `request_max_entries` entries.
 //!
 //! # Finding work without scanning the journal
 //! - At start: a pass in journal order over the partial index `outbox_pending_message
@@ -34,7 +34,6 @@
 //! is pending any more, its journal row becomes `delivered` (or `dead`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -46,11 +45,13 @@ use super::client::Target;
 use super::deliver::Verdict;
 use super::lane_set::LaneSet;
 use super::pacing::Pacing;
-use super::record;
+use super::record::{self, Input};
 use super::retry::Backoff;
 use super::worker::{self, Done, Job};
+use crate::config::Cloud;
 use crate::log_limit::{self, Repeats};
 use crate::metrics::{FailClass, Metrics};
+use crate::stage::{Stage, Stopping};
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::delivery::{Outbox, Outcome, Record};
 use crate::store::{now_ms, Doorbell, Keys, WriteGate};
@@ -69,7 +70,7 @@ pub(crate) struct ForwardOptions {
     /// Requests in flight at once.
     pub(crate) concurrency: usize,
     /// Most entries in one request packing several lanes' batch bundles (1: no packing).
-    pub(crate) pack_entries: usize,
+    pub(crate) request_max_entries: usize,
     /// Most lanes held in memory at once; the others wait their turn in the outbox, so
     /// memory does not grow with the number of patients in a backlog.
     pub(crate) max_lanes: usize,
@@ -83,33 +84,50 @@ pub(crate) struct ForwardOptions {
     pub(crate) gate: Arc<WriteGate>,
 }
 
+/// Most lanes held in memory (not configurable: a memory bound, not a site's choice).
+const MAX_LANES: usize = 10_000;
+/// Retry interval while the target refuses our credentials.
+const AUTH_RETRY: Duration = Duration::from_secs(60);
+/// Consecutive failures that open the circuit breaker, and its first cooldown.
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
+
 impl ForwardOptions {
-    /// Defaults for everything but the database, keys and bell.
-    pub(crate) fn new(path: PathBuf, keys: Arc<Keys>, bell: Doorbell, metrics: Arc<Metrics>) -> ForwardOptions {
+    /// The options `[cloud]` sets (its defaults are declared once, in `config`), with the
+    /// process's handles; the rest are this module's constants.
+    pub(crate) fn from_config(
+        cloud: &Cloud,
+        path: PathBuf,
+        keys: Arc<Keys>,
+        bell: Doorbell,
+        metrics: Arc<Metrics>,
+        gate: Arc<WriteGate>,
+    ) -> ForwardOptions {
         ForwardOptions {
             path,
             synchronous: Synchronous::Full,
             keys,
             bell,
             metrics,
-            concurrency: 4,
-            // `[cloud]`'s default, which follows the converter's batch size.
-            pack_entries: crate::config::Cloud::default().batch_max_entries.get(),
-            max_lanes: 10_000,
-            backoff: Backoff { base: Duration::from_millis(500), max: Duration::from_secs(300), jitter: true },
-            auth_retry: Duration::from_secs(60),
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(5),
-            gate: Arc::default(),
+            concurrency: cloud.concurrency.get(),
+            request_max_entries: cloud.request_max_entries.get(),
+            max_lanes: MAX_LANES,
+            backoff: Backoff {
+                base: Duration::from_millis(cloud.backoff_base_ms.get()),
+                max: Duration::from_secs(cloud.backoff_max_secs.get()),
+                jitter: cloud.retry_jitter,
+            },
+            auth_retry: AUTH_RETRY,
+            breaker_threshold: BREAKER_THRESHOLD,
+            breaker_cooldown: BREAKER_COOLDOWN,
+            gate,
         }
     }
 }
 
-/// The running forwarder.
+/// The running forwarder (a [`Stage`]); stops when stopped or dropped.
 pub(crate) struct Forwarder {
-    stop: Arc<AtomicBool>,
-    bell: Doorbell,
-    thread: JoinHandle<()>,
+    stage: Stage,
 }
 
 impl Forwarder {
@@ -118,22 +136,19 @@ impl Forwarder {
     pub(crate) fn start(opts: ForwardOptions, target: Arc<dyn Target>) -> Result<Forwarder, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
         let recorder_conn = db::open(&opts.path, None, opts.synchronous)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let bell = opts.bell.clone();
-        let stopping = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("forward".into())
-            .spawn(move || Scheduler::new(Outbox::new(conn), opts, target).run(recorder_conn, &stopping))
-            .expect("spawn forwarder");
-        Ok(Forwarder { stop, bell, thread })
+        let stage = Stage::spawn(
+            "forward",
+            move || bell.ring(),
+            move |stopping| Scheduler::new(Outbox::new(conn), opts, target).run(recorder_conn, &stopping),
+        );
+        Ok(Forwarder { stage })
     }
 
     /// Stops sending, waits for the requests in flight (bounded by the client timeouts),
     /// records every outcome and returns.
     pub(crate) fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.bell.ring();
-        let _ = self.thread.join();
+        self.stage.stop();
     }
 }
 
@@ -159,23 +174,28 @@ impl Scheduler {
         Scheduler { lanes: LaneSet::new(outbox, opts.max_lanes), opts, target, in_flight: 0, pacing, last_gauges: None }
     }
 
-    fn run(mut self, recorder_conn: Connection, stop: &AtomicBool) {
+    fn run(mut self, recorder_conn: Connection, stop: &Stopping) {
         while let Err(e) = self.lanes.start() {
             if let Some(r) = DB_ERRORS.hit("read outbox") {
                 tracing::error!(error = %e, "forwarder: cannot read the outbox; will retry{r}");
             }
-            if stop.load(Ordering::Relaxed) {
+            if stop.requested() {
                 return;
             }
             self.opts.bell.wait(Duration::from_secs(1));
         }
-        let (record_tx, record_rx) = mpsc::sync_channel::<Record>(RECORD_QUEUE);
+        let (record_tx, record_rx) = mpsc::sync_channel::<Input>(RECORD_QUEUE);
         let (recorded_tx, recorded_rx) = mpsc::channel::<Vec<i64>>();
         let (metrics, gate) = (self.opts.metrics.clone(), self.opts.gate.clone());
-        let recorder = std::thread::Builder::new()
-            .name("forward-record".into())
-            .spawn(move || record::run(recorder_conn, record_rx, recorded_tx, metrics, &gate))
-            .expect("spawn forward recorder");
+        let wake = record_tx.clone();
+        let recorder = Stage::spawn(
+            "forward-record",
+            // A full queue needs no wake-up: the recorder is busy and sees the flag after the batch.
+            move || {
+                let _ = wake.try_send(Input::Wake);
+            },
+            move |stopping| record::run(recorder_conn, record_rx, recorded_tx, metrics, &gate, &stopping),
+        );
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -202,7 +222,7 @@ impl Scheduler {
                 self.in_flight -= 1;
                 self.settle(done, &record_tx);
             }
-            if stop.load(Ordering::Relaxed) {
+            if stop.requested() {
                 if self.in_flight == 0 {
                     break;
                 }
@@ -223,13 +243,14 @@ impl Scheduler {
         for w in workers {
             let _ = w.join();
         }
+        // Every outcome is queued: the recorder writes them all, then stops.
         drop(record_tx);
-        let _ = recorder.join();
+        recorder.stop();
         self.gauges_now();
     }
 
     /// Hands due lane heads to the workers, up to the concurrency; batch heads of several
-    /// lanes go together, up to `pack_entries` entries.
+    /// lanes go together, up to `request_max_entries` entries.
     fn dispatch(&mut self, jobs: &Sender<Job>) {
         while self.in_flight < self.pacing.cap() {
             let now = Instant::now();
@@ -243,7 +264,7 @@ impl Scheduler {
             // More due batch heads join while they fit.
             while let Some(n) = size {
                 let next = self.lanes.first_pack_size();
-                if next.is_none_or(|m| n + m > self.opts.pack_entries) {
+                if next.is_none_or(|m| n + m > self.opts.request_max_entries) {
                     break;
                 }
                 let Some(key) = self.lanes.pop_due() else { break };
@@ -261,7 +282,7 @@ impl Scheduler {
 
     /// Applies one request's outcome: lanes move on or back off at once, the recorder writes
     /// it down.
-    fn settle(&mut self, done: Done, records: &SyncSender<Record>) {
+    fn settle(&mut self, done: Done, records: &SyncSender<Input>) {
         self.pacing.observe(&done, Instant::now(), &self.opts.metrics);
         let now = now_ms();
         for sent in done.parts {
@@ -298,7 +319,7 @@ impl Scheduler {
             }
             let record =
                 Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
-            if records.send(record).is_err() {
+            if records.send(Input::Record(record)).is_err() {
                 tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
             }
             if is_final {
@@ -344,6 +365,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::super::worker::{Sent, Signals};
     use super::*;
@@ -394,7 +416,8 @@ mod tests {
         }
 
         fn options(&self, metrics: Arc<Metrics>, bell: Doorbell) -> ForwardOptions {
-            let mut o = ForwardOptions::new(self.path.clone(), self.keys.clone(), bell, metrics);
+            let (path, keys, gate) = (self.path.clone(), self.keys.clone(), Arc::default());
+            let mut o = ForwardOptions::from_config(&Cloud::default(), path, keys, bell, metrics, gate);
             o.synchronous = Synchronous::Normal;
             o.backoff = Backoff { base: Duration::from_millis(30), max: Duration::from_millis(200), jitter: false };
             o.auth_retry = Duration::from_millis(300);
@@ -772,7 +795,7 @@ mod tests {
 
     /// A scheduler over `db` that sends one request at a time, driven by hand: jobs are read
     /// from the channel it returns, answers given with [`answer`].
-    fn by_hand(db: &Db) -> (Scheduler, mpsc::Receiver<Job>, Sender<Job>, SyncSender<Record>, mpsc::Receiver<Record>) {
+    fn by_hand(db: &Db) -> (Scheduler, mpsc::Receiver<Job>, Sender<Job>, SyncSender<Input>, mpsc::Receiver<Input>) {
         let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
         opts.concurrency = 1;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
@@ -791,7 +814,7 @@ mod tests {
     }
 
     /// Answers every part of `job` with `verdict`.
-    fn answer(s: &mut Scheduler, job: Job, verdict: Verdict, signals: Signals, records: &SyncSender<Record>) {
+    fn answer(s: &mut Scheduler, job: Job, verdict: Verdict, signals: Signals, records: &SyncSender<Input>) {
         s.in_flight -= 1;
         let parts = job
             .parts

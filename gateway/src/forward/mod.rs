@@ -31,7 +31,6 @@ mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use client::{Response, SendError, Target};
 pub(crate) use lanes::{ForwardOptions, Forwarder};
@@ -43,17 +42,6 @@ pub(crate) fn http_target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(A
     let http = client::HttpTarget::from_config(cloud, config_dir)?;
     let url = cloud.url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default();
     Ok((Arc::new(http), url))
-}
-
-/// Delivery settings from `[cloud]`.
-pub(crate) fn apply_config(opts: &mut ForwardOptions, cloud: &Cloud) {
-    opts.concurrency = cloud.concurrency.get();
-    opts.pack_entries = cloud.batch_max_entries.get();
-    opts.backoff = retry::Backoff {
-        base: Duration::from_millis(cloud.backoff_base_ms.get()),
-        max: Duration::from_secs(cloud.backoff_max_secs.get()),
-        jitter: cloud.retry_jitter,
-    };
 }
 
 #[cfg(test)]
@@ -70,7 +58,7 @@ mod tests {
         let c = Config::parse(BASE, Path::new("/etc/gw/gateway.toml")).unwrap();
         assert_eq!(c.cloud.sink_dir(&c.dir).unwrap(), Path::new("/etc/gw/var/fhir-sink"));
         assert_eq!(c.cloud.concurrency.get(), 4);
-        assert_eq!(c.cloud.batch_max_entries.get(), 30);
+        assert_eq!(c.cloud.request_max_entries.get(), 30);
         assert_eq!(
             (c.cloud.connect_timeout_secs.get(), c.cloud.read_timeout_secs.get(), c.cloud.timeout_secs.get()),
             (5, 30, 60)
@@ -95,6 +83,7 @@ mod tests {
             ("proxy = \"::not a url\"", "cloud.proxy"),
             ("timeout_secs = 0", "cloud.timeout_secs"),
             ("concurrency = 0", "cloud.concurrency"),
+            ("request_max_entries = 0", "cloud.request_max_entries"),
             ("batch_max_entries = 0", "cloud.batch_max_entries"),
         ];
         for (body, field) in cases {

@@ -13,6 +13,7 @@ use rusqlite::Connection;
 
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
+use crate::stage::Stopping;
 use crate::store::delivery::{self, Outcome, Record};
 use crate::store::WriteGate;
 
@@ -26,18 +27,40 @@ const MAX_BATCH: usize = 128;
 /// sent again after a restart).
 const ATTEMPTS: u32 = 10;
 
-/// Writes records until the channel closes. After each commit it sends back the ids of the
-/// rows it settled for good, so the scheduler can stop skipping them.
+/// What the recorder's queue carries: outcomes, and the wake-up of its [`crate::stage::Stage`].
+pub(super) enum Input {
+    Record(Record),
+    Wake,
+}
+
+/// Writes records until stopped; once stopped, writes what is queued and returns. After each
+/// commit it sends back the ids of the rows it settled for good, so the scheduler can stop
+/// skipping them.
 pub(super) fn run(
     mut conn: Connection,
-    records: Receiver<Record>,
+    records: Receiver<Input>,
     recorded: Sender<Vec<i64>>,
     metrics: Arc<Metrics>,
     gate: &WriteGate,
+    stopping: &Stopping,
 ) {
-    while let Ok(first) = records.recv() {
+    loop {
+        let next = if stopping.requested() { records.try_recv().ok() } else { records.recv().ok() };
+        let first = match next {
+            Some(Input::Record(r)) => r,
+            Some(Input::Wake) => continue, // look at the flag again
+            None => break,
+        };
         let mut batch = vec![first];
-        batch.extend(records.try_iter().take(MAX_BATCH - 1));
+        batch.extend(
+            records
+                .try_iter()
+                .filter_map(|input| match input {
+                    Input::Record(r) => Some(r),
+                    Input::Wake => None,
+                })
+                .take(MAX_BATCH - 1),
+        );
         let mut attempt = 1;
         loop {
             match delivery::record(&mut conn, &batch, gate) {

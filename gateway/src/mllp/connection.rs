@@ -24,6 +24,17 @@ pub(crate) struct Limits {
     pub(crate) frame_timeout: Duration,
 }
 
+impl Limits {
+    /// The limits a `[[listener]]` section sets.
+    pub fn from_config(listener: &crate::config::Listener) -> Limits {
+        Limits {
+            max_frame: listener.max_frame_bytes.get(),
+            idle_timeout: Duration::from_secs(listener.idle_timeout_secs),
+            frame_timeout: Duration::from_secs(listener.frame_timeout_secs),
+        }
+    }
+}
+
 /// Why a connection ended.
 #[derive(Debug, PartialEq, Eq)]
 #[allow(clippy::enum_variant_names)] // `PeerClosed` says who closed; the names are in log lines.

@@ -5,9 +5,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -20,6 +18,7 @@ use crate::fhir::site::SiteMaps;
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
 use crate::pipeline::memory::JournalMemory;
+use crate::stage::{Stage, Stopping};
 use crate::store::conversion::{self, ConvertBatch, NewBundle};
 use crate::store::db::{self, OpenError, Synchronous};
 use crate::store::state::JournalState;
@@ -49,39 +48,30 @@ pub(crate) struct ConvertOptions {
     pub(crate) gate: Arc<WriteGate>,
 }
 
-/// The running stage.
+/// The running stage (a [`Stage`]); stops when stopped or dropped.
 pub(crate) struct ConvertStage {
-    stop: Arc<AtomicBool>,
-    bell: Doorbell,
-    thread: JoinHandle<()>,
+    stage: Stage,
 }
 
 impl ConvertStage {
     pub(crate) fn start(opts: ConvertOptions) -> Result<ConvertStage, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let bell = opts.bell.clone();
-        let stopping = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("convert".into())
-            .spawn(move || run(conn, opts, stopping))
-            .expect("spawn convert stage");
-        Ok(ConvertStage { stop, bell, thread })
+        let stage = Stage::spawn("convert", move || bell.ring(), move |stopping| run(conn, opts, &stopping));
+        Ok(ConvertStage { stage })
     }
 
     /// Finishes the batch in hand and stops.
     pub(crate) fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.bell.ring();
-        let _ = self.thread.join();
+        self.stage.stop();
     }
 }
 
-fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
+fn run(mut conn: Connection, opts: ConvertOptions, stop: &Stopping) {
     let stage = &opts.metrics.stages.convert;
     let _exit = stage.guard();
     let mut failing = false;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.requested() {
         stage.beat();
         // Conversions run under their own guard (`convert_message`); this one catches a panic
         // anywhere else in a step, so the stage goes on (the step's transaction rolled back).
@@ -111,7 +101,7 @@ fn run(mut conn: Connection, opts: ConvertOptions, stop: Arc<AtomicBool>) {
                 );
             }
         }
-        if opts.bell.wait(IDLE) && !stop.load(Ordering::Relaxed) {
+        if opts.bell.wait(IDLE) && !stop.requested() {
             std::thread::sleep(GATHER);
         }
     }

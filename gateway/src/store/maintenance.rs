@@ -3,17 +3,17 @@
 //! purging delivered rows past retention (journal rows with their outbox bundles).
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use super::db::{self, OpenError, Synchronous};
 use super::disk::{self, Checkpoint, Footprint};
+use super::Doorbell;
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
+use crate::stage::{Stage, Stopping};
 
 #[derive(Debug, Clone)]
 pub(crate) struct MaintenanceOptions {
@@ -40,10 +40,10 @@ static ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 /// Rows deleted per purge transaction, so a purge never holds the write lock for long.
 const PURGE_CHUNK: i64 = 5000;
 
-/// The running maintenance thread; stops (after a final checkpoint) when dropped or stopped.
+/// The running maintenance thread (a [`Stage`]); stops (after a final checkpoint) when
+/// dropped or stopped.
 pub(crate) struct Maintenance {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    stage: Stage,
 }
 
 impl Maintenance {
@@ -51,38 +51,32 @@ impl Maintenance {
         let conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
         disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
-        let (stop, stopped) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("journal-maintenance".into())
-            .spawn(move || run(conn, opts, stopped))
-            .expect("spawn maintenance thread");
-        Ok(Maintenance { stop: Some(stop), thread: Some(thread) })
+        let bell = Doorbell::default();
+        let woken = bell.clone();
+        let stage = Stage::spawn(
+            "journal-maintenance",
+            move || bell.ring(),
+            move |stopping| run(conn, opts, &woken, &stopping),
+        );
+        Ok(Maintenance { stage })
     }
 
-    pub(crate) fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Runs a final `wal_checkpoint(TRUNCATE)` and stops.
+    pub(crate) fn stop(self) {
+        self.stage.stop();
     }
 }
 
-impl Drop for Maintenance {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn run(mut conn: Connection, opts: MaintenanceOptions, stopped: mpsc::Receiver<()>) {
+fn run(mut conn: Connection, opts: MaintenanceOptions, bell: &Doorbell, stopping: &Stopping) {
     let stage = &opts.metrics.stages.maintenance;
     let _exit = stage.guard();
     let mut purged_at = Instant::now();
-    // A message or a hang-up on the channel means stop; a timeout means work.
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(WAL_CHECK_EVERY) {
+    // Only a stop rings the bell; its timeout paces the work.
+    loop {
+        bell.wait(WAL_CHECK_EVERY);
+        if stopping.requested() {
+            break;
+        }
         stage.beat();
         if purged_at.elapsed() >= opts.every {
             purged_at = Instant::now();

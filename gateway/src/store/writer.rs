@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -20,6 +19,7 @@ use super::disk::{self, Checkpoint};
 use super::state::JournalState;
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
+use crate::stage::{Stage, Stopping};
 
 /// A message ready to be journaled: metadata in clear, payload sealed.
 #[derive(Debug, Clone)]
@@ -73,10 +73,16 @@ pub struct WriterOptions {
 
 type Request = (NewMessage, oneshot::Sender<Result<Appended, AppendError>>);
 
+/// What the writer's queue carries: messages, and the wake-up of [`Writer::stop`].
+enum Input {
+    Append(Request),
+    Wake,
+}
+
 /// Handle used by connections to append; cheap to clone.
 #[derive(Clone)]
 pub struct Appender {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Input>,
     health: Arc<AtomicU8>,
 }
 
@@ -110,7 +116,7 @@ impl Appender {
     /// Appends a message and waits until it is durable (or refused).
     pub async fn append(&self, msg: NewMessage) -> Result<Appended, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((msg, reply)).await.map_err(|_| AppendError::Closed)?;
+        self.tx.send(Input::Append((msg, reply))).await.map_err(|_| AppendError::Closed)?;
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -125,9 +131,9 @@ impl Appender {
     }
 }
 
-/// The running writer thread; joins when every [`Appender`] is dropped.
+/// The running writer thread (a [`Stage`]): stops when stopped or dropped.
 pub struct Writer {
-    thread: JoinHandle<()>,
+    stage: Stage,
 }
 
 impl Writer {
@@ -145,16 +151,21 @@ impl Writer {
         let health = Arc::new(AtomicU8::new(Health::Ok as u8));
         let budget = Budget::new(opts.path.clone());
         let state = WriterLoop { conn, opts, metrics, health: health.clone(), budget };
-        let thread = std::thread::Builder::new()
-            .name("journal-writer".into())
-            .spawn(move || state.run(rx))
-            .expect("spawn journal writer");
-        Ok((Appender { tx, health }, Writer { thread }))
+        let wake = tx.clone();
+        let stage = Stage::spawn(
+            "journal-writer",
+            // A full queue needs no wake-up: the writer is busy and sees the flag after the batch.
+            move || {
+                let _ = wake.try_send(Input::Wake);
+            },
+            move |stopping| state.run(rx, &stopping),
+        );
+        Ok((Appender { tx, health }, Writer { stage }))
     }
 
-    /// Waits for the writer to finish what is queued and stop.
-    pub fn join(self) {
-        let _ = self.thread.join();
+    /// Refuses new messages, commits and answers every queued one, and waits for the thread.
+    pub fn stop(self) {
+        self.stage.stop();
     }
 }
 
@@ -173,24 +184,30 @@ static COMMIT_ERRORS: Repeats = Repeats::new(log_limit::EVERY);
 static RECOVERIES: Repeats = Repeats::new(log_limit::EVERY);
 
 impl WriterLoop {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Input>, stopping: &Stopping) {
         let mut batch: Vec<Request> = Vec::with_capacity(self.opts.batch_max_messages);
         let metrics = self.metrics.clone();
         let stage = &metrics.stages.writer;
         let _exit = stage.guard();
         loop {
+            if stopping.requested() {
+                // No new messages; the queued ones are still received, committed and answered.
+                rx.close();
+            }
             // Waiting for messages is not a stall; a commit that never returns is.
             stage.waiting(true);
-            let Some(first) = rx.blocking_recv() else { break };
+            let Some(input) = rx.blocking_recv() else { break };
             stage.waiting(false);
+            let Input::Append(first) = input else { continue };
             let mut bytes = first.0.sealed.len();
             batch.push(first);
             while batch.len() < self.opts.batch_max_messages && bytes < self.opts.batch_max_bytes {
                 match rx.try_recv() {
-                    Ok(req) => {
+                    Ok(Input::Append(req)) => {
                         bytes += req.0.sealed.len();
                         batch.push(req);
                     }
+                    Ok(Input::Wake) => {}
                     Err(_) => break,
                 }
             }
@@ -360,6 +377,28 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_stopped_while_appenders_live_stops_and_refuses_later_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WriterOptions {
+            path: dir.path().join("j.db"),
+            vfs: None,
+            synchronous: Synchronous::Normal,
+            max_bytes: 64 << 20,
+            dedup_window: Duration::from_secs(60),
+            batch_max_messages: 16,
+            batch_max_bytes: 1 << 20,
+            queue: 16,
+            on_commit: None,
+            gate: Default::default(),
+        };
+        let (appender, writer) = Writer::start(opts, Arc::new(Metrics::default())).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert!(matches!(rt.block_on(appender.append(message("C1", 10))), Ok(Appended::Stored(_))));
+        writer.stop();
+        assert_eq!(rt.block_on(appender.append(message("C2", 10))), Err(AppendError::Closed));
+    }
+
+    #[test]
     fn a_wal_that_alone_passes_the_budget_is_emptied_rather_than_messages_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
@@ -395,6 +434,6 @@ mod tests {
         assert_eq!(metrics.wal_truncations.get(), 1);
         assert!(appender.healthy());
         drop((appender, other));
-        writer.join();
+        writer.stop();
     }
 }
