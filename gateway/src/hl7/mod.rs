@@ -2,13 +2,15 @@
 //!
 //! - [`msh`], [`error`]: the header checks and HL7 error codes used at ingest.
 //! - [`parser`]: [`parse`] a message into a zero-copy [`Message`] and navigate it.
-//! - [`escape`]: escape sequences and character sets ([`Codec`]).
+//! - [`escape`]: escape sequences and text encodings ([`Codec`]).
+//! - [`charset`]: MSH-18 character sets ([`Charset`]) and checking a message reads in one.
 //! - [`path`]: `PID-3[2].4.1` style paths ([`Message::get`]).
 //! - [`batch`]: split FHS/BHS batch files into messages.
 //! - [`field_names`]: the v2 names of the common segments' fields, for people reading a message.
 //! - [`structure`]: message structures and their segment groups ([`group`]).
 
 pub mod batch;
+pub mod charset;
 pub mod error;
 pub mod escape;
 pub mod field_names;
@@ -18,9 +20,10 @@ pub mod path;
 pub mod structure;
 
 pub use batch::{split as split_batch, Batch, BatchWarning};
+pub use charset::Charset;
 pub use error::{ErrorCode, Hl7Error, Location};
 pub use escape::Codec;
 pub use msh::{AckCondition, Delimiters, Header};
-pub use parser::{parse, Charset, Component, Field, Message, Presence, Rep, Segment, SubComponent};
+pub use parser::{parse, Component, Field, Message, Presence, Rep, Segment, SubComponent};
 pub use path::{Element, Path, PathError};
 pub use structure::{group, Group, Grouped, Node, Structure};

@@ -1,6 +1,7 @@
 //! MLLP ingest: framing, listeners (plain TCP or TLS), per-connection loop, ACKs.
 
 pub mod ack;
+pub mod batch;
 pub mod budget;
 pub mod codec;
 pub mod connection;
