@@ -19,14 +19,10 @@ fn msg(control_id: &str, msh9: &str, tail: &str) -> String {
 /// Dead-letter reasons by control ID.
 fn dead_letters(db: &std::path::Path) -> Vec<(String, String)> {
     let conn = rusqlite::Connection::open(db).unwrap();
-    conn.prepare(
-        "SELECT j.control_id, d.reason FROM dead_letter d JOIN journal j ON j.seq = d.journal_seq ORDER BY d.id",
-    )
-    .unwrap()
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    let sql = "SELECT j.control_id, d.reason FROM dead_letter d JOIN journal j ON j.seq = d.journal_seq ORDER BY d.id";
+    let mut stmt = conn.prepare(sql).unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    rows
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 /// Distinct labels kept; further types are counted under [`OTHER`].
 const MAX_LABELS: usize = 64;
-/// The label for types past [`MAX_LABELS`].
+/// The label for types past the first 64.
 pub const OTHER: &str = "other";
 /// The label for a type that is not a plain code (`TYPE^TRIGGER` of letters, digits and `_`).
 pub const INVALID: &str = "invalid";

@@ -32,7 +32,7 @@ pub async fn handle(h: &Handler, frame: &[u8], started: Instant) -> Reply {
             let answer = match p {
                 Err(r) => {
                     h.metrics.nak(r.reason);
-                    (r.echo, refusal_outcome(r.error, r.reason))
+                    (*r.echo, refusal_outcome(r.error, r.reason))
                 }
                 Ok(p) => {
                     let e = Hl7Error::with_text(ErrorCode::ApplicationInternalError, Location::NONE, text.clone());

@@ -38,7 +38,7 @@ pub(super) struct Prepared<'f> {
 
 /// A message refused before the journal: what its NAK echoes and says.
 pub(super) struct Refusal<'f> {
-    pub echo: Echo<'f>,
+    pub echo: Box<Echo<'f>>,
     pub error: Hl7Error,
     pub reason: NakReason,
 }
@@ -93,15 +93,15 @@ impl Handler {
     pub(super) fn prepare<'f>(&'f self, raw: &'f [u8]) -> Result<Prepared<'f>, Refusal<'f>> {
         let mut header = match msh::parse(raw) {
             Ok(h) => h,
-            Err(e) => return Err(Refusal { echo: *e.echo, error: e.error, reason: NakReason::Unparseable }),
+            Err(e) => return Err(Refusal { echo: e.echo, error: e.error, reason: NakReason::Unparseable }),
         };
         self.policy.fill_in(&mut header);
         if let Err((error, reason)) = self.check(raw, &header) {
-            return Err(Refusal { echo: header.echo, error, reason });
+            return Err(Refusal { echo: Box::new(header.echo), error, reason });
         }
         let unsupported = self.unsupported(&header);
         if let Some(error) = unsupported.clone().filter(|_| !self.policy.store_unsupported) {
-            return Err(Refusal { echo: header.echo, error, reason: NakReason::Unsupported });
+            return Err(Refusal { echo: Box::new(header.echo), error, reason: NakReason::Unsupported });
         }
         let echo = &header.echo;
         let message_type = header.message_type();
