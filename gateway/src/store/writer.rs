@@ -328,16 +328,24 @@ impl WriterLoop {
         let mut tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
         for (entries, _) in batch {
-            // Several messages go in under a savepoint: if one does not fit, none stays.
-            let mut sp = tx.savepoint()?;
-            let answer = store_request(&sp, entries, now, cutoff, &mut used, self.opts.max_bytes)?;
-            match &answer {
-                Ok(done) => {
-                    stored_bytes += done.bytes;
-                    dead += done.dead;
+            let max = self.opts.max_bytes;
+            let answer = if entries.len() > 1 {
+                // Several messages go in under a savepoint: if one does not fit, none stays.
+                let mut sp = tx.savepoint()?;
+                let answer = store_request(&sp, entries, now, cutoff, &mut used, max)?;
+                if answer.is_ok() {
                     sp.commit()?;
+                } else {
+                    sp.rollback()?;
                 }
-                Err(_) => sp.rollback()?,
+                answer
+            } else {
+                // One message is refused before anything of it is written.
+                store_request(&tx, entries, now, cutoff, &mut used, max)?
+            };
+            if let Ok(done) = &answer {
+                stored_bytes += done.bytes;
+                dead += done.dead;
             }
             results.push(answer.map(|done| done.appended));
         }
@@ -430,6 +438,49 @@ mod tests {
             payload_hash: [id.len() as u8; 32],
             sealed: vec![7; len],
         }
+    }
+
+    #[test]
+    fn several_messages_are_stored_together_or_not_at_all_and_dead_letters_go_in_with_their_row() {
+        let dir = std::env::temp_dir().join(format!("gw-writer-all-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.db");
+        let opts = WriterOptions {
+            path: path.clone(),
+            vfs: None,
+            synchronous: Synchronous::Full,
+            max_bytes: 4 << 20,
+            dedup_window: Duration::from_secs(60),
+            batch_max_messages: 16,
+            batch_max_bytes: 1 << 20,
+            queue: 16,
+            on_commit: None,
+            gate: Default::default(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (appender, writer) = Writer::start(opts, metrics.clone()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        // The second does not fit the budget: the first is not kept either.
+        let both = vec![(message("A1", 1000), None), (message("A22", 8 << 20), None)];
+        assert_eq!(rt.block_on(appender.append_all(both)), Err(AppendError::StorageFull));
+        let all = vec![(message("B1", 1000), None), (message("B22", 1000), Some("unsupported: X".to_string()))];
+        let stored = rt.block_on(appender.append_all(all)).unwrap();
+        assert!(matches!(stored[..], [Appended::Stored(_), Appended::Stored(_)]), "{stored:?}");
+        assert_eq!(metrics.dead_letters.get(), 1);
+        drop(appender);
+        writer.join();
+        let conn = db::open(&path, None, Synchronous::Full).unwrap();
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT control_id, state FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows, [("B1".to_string(), "received".to_string()), ("B22".into(), "dead".into())]);
+        let reason: String = conn.query_row("SELECT reason FROM dead_letter", [], |r| r.get(0)).unwrap();
+        assert_eq!(reason, "unsupported: X");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
