@@ -771,6 +771,19 @@ mod tests {
     }
 
     #[test]
+    fn ingest_and_converter_decide_alike_ignoring_padding() {
+        assert_eq!(Structure::of(" ADT ", "A08 ", ""), Some(Structure::AdtA01));
+        assert_eq!(Structure::of("ADT", "A15", " ADT_A01 "), Some(Structure::AdtA01));
+        for (code, trigger) in [("ADT", "A15"), ("ADT", "A24"), ("ADT", "A60"), ("MDM", "T01"), ("MDM", "T09")] {
+            assert_eq!(Structure::of(code, trigger, ""), None, "{code}^{trigger}");
+            assert_eq!(Structure::unsupported(code).code, ErrorCode::UnsupportedEventCode);
+        }
+        assert_eq!(Structure::unsupported("DFT").code, ErrorCode::UnsupportedMessageType);
+        let m = crate::hl7::parse(b"MSH|^~\\&|A|B|C|D||| ADT ^ A08 |1|P|2.5\r").unwrap();
+        assert_eq!(m.structure(), Some(Structure::AdtA01));
+    }
+
+    #[test]
     fn unsupported_structures_are_errors() {
         let error = |msh9: &str| {
             let raw = message(msh9, "");
