@@ -106,7 +106,6 @@ fn original_mode_ack_rules() {
         ("T1", "DFT^P03", "P|2.5.1", "AR", "|MSH^1^9^1|200^"),
         ("E1", "ORU^R30", "P|2.5.1", "AR", "|MSH^1^9^2|201^"),
         ("", "ADT^A01", "P|2.5.1", "AE", "|MSH^1^10|101^"),
-        ("R1", "ADT^A01", "|2.5.1", "AE", "|MSH^1^11|101^"),
     ];
     for (id, msh9, tail, code, err) in cases {
         let ack = c.call(&msg(id, msh9, tail));
@@ -117,7 +116,8 @@ fn original_mode_ack_rules() {
 
     // v2.3 reports the error in ERR-1.
     let ack = c.call(&msg("OLD", "ADT^A99", "P|2.3"));
-    assert_eq!(msa(&ack).0, "AA", "ADT with any trigger is accepted: {ack}");
+    assert_eq!(msa(&ack).0, "AR", "a trigger the converter does not handle is refused: {ack}");
+    assert!(err_segment(&ack).unwrap().starts_with("ERR|MSH^1^9^201&"), "{ack}");
     let ack = c.call(&msg("OLD2", "BAR^P01", "P|2.3"));
     assert_eq!(err_segment(&ack), Some("ERR|MSH^1^9^200&Unsupported message type&HL70357"));
 
@@ -134,8 +134,8 @@ fn original_mode_ack_rules() {
     assert!(ack.starts_with("MSH#*@!%#GW#CLOUD#EPIC#HOSP#"), "{ack}");
     assert!(ack.contains("\rMSA#AA#CUST\r"), "{ack}");
 
-    assert_eq!(gw.metric("gateway_naks_total{reason=\"unsupported\"}"), 5.0);
-    assert_eq!(gw.metric("gateway_acks_total{code=\"AR\"}"), 5.0);
+    assert_eq!(gw.metric("gateway_naks_total{reason=\"unsupported\"}"), 6.0);
+    assert_eq!(gw.metric("gateway_acks_total{code=\"AR\"}"), 6.0);
 }
 
 #[test]

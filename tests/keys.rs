@@ -248,11 +248,11 @@ fn a_key_file_owned_by_another_uid_is_refused() {
 
 #[test]
 fn audit_verify_passes_an_intact_chain_and_finds_edited_deleted_and_foreign_events() {
-    let setup = Setup::new(PLAIN);
+    let setup = Setup::new(&format!("{PLAIN}[listener.accept]\nstore_unsupported = true\n"));
     let gw = setup.start();
     let mut c = gw.connect();
     for id in ["POISON1", "POISON2"] {
-        // Accepted by the listener, but no structure maps A99: dead-lettered by the convert stage.
+        // No structure maps A99: a listener with store_unsupported keeps it, as a dead letter.
         let poison = format!(
             "MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||ADT^A99|{id}|P|2.5.1\rPID|1||MRN99^^^HOSP^MR||DOE^JO\r"
         );

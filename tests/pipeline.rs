@@ -30,7 +30,7 @@ fn wait_until_processed(gw: &Gateway, n: f64) {
 
 #[test]
 fn acked_messages_become_sealed_bundles_and_poison_goes_to_dead_letters() {
-    let setup = Setup::new(PLAIN);
+    let setup = Setup::new(&format!("{PLAIN}[listener.accept]\nstore_unsupported = true\n"));
     let gw = setup.start();
     let mut c = gw.connect();
     let files = ["epic_adt_a01_01.hl7", "cerner_oru_r01_01.hl7", "athena_siu_s12_01.hl7", "meditech_vxu_v04_01.hl7"];
@@ -38,7 +38,7 @@ fn acked_messages_become_sealed_bundles_and_poison_goes_to_dead_letters() {
     for f in files {
         assert!(accepted(c.call(&corpus(f))), "{f}");
     }
-    // Accepted by the listener (any ADT trigger), but no structure maps A99: a poison message.
+    // No structure maps A99: a listener with store_unsupported keeps it, as a dead letter.
     let poison = b"MSH|^~\\&|EPIC|HOSP|GW|CLOUD|20260101120000||ADT^A99|POISON1|P|2.5.1\rPID|1||MRN99^^^HOSP^MR||SECRETNAME^JO\r";
     assert_eq!(msa(&c.call(poison)).0, "AA", "ACK means custody, not convertibility");
     for f in files.iter().skip(1) {

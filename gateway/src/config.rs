@@ -110,6 +110,14 @@ pub struct Accept {
     /// `TYPE` (any trigger) or `TYPE^TRIGGER`.
     #[serde(default = "defaults::message_types")]
     pub(crate) message_types: Vec<String>,
+    /// What an empty MSH-11 stands for (senders leave it empty); `""`: an empty MSH-11 is
+    /// refused (AE 101).
+    #[serde(default = "defaults::default_processing_id")]
+    pub(crate) default_processing_id: String,
+    /// Store messages with a type/trigger the converter does not handle (ACK AA) as dead
+    /// letters marked "unsupported", instead of refusing them (AR/CR 200/201).
+    #[serde(default)]
+    pub(crate) store_unsupported: bool,
 }
 
 impl Default for Accept {
@@ -118,6 +126,8 @@ impl Default for Accept {
             versions: defaults::versions(),
             processing_ids: defaults::processing_ids(),
             message_types: defaults::message_types(),
+            default_processing_id: defaults::default_processing_id(),
+            store_unsupported: false,
         }
     }
 }
@@ -389,6 +399,9 @@ mod defaults {
     }
     pub(crate) fn processing_ids() -> Vec<String> {
         vec!["P".into()]
+    }
+    pub(crate) fn default_processing_id() -> String {
+        "P".into()
     }
     pub(crate) fn message_types() -> Vec<String> {
         ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU"].map(String::from).to_vec()

@@ -1081,6 +1081,44 @@ add('cerner', 'VXU', 'V04', [
 ], 'v2.3.1-style VXU without ORC (RXA only), RXR with HL70162 route, newborn PID-7 with time, no MSH-9.3')
 
 # ==========================================================================
+# GROUP 5b: leniency -- what real senders send (issue 11)
+# ==========================================================================
+# --- Lab feed: empty MSH-11 (processing id), no MSH-15/16 --------------------
+add('labfeed', 'ADT', 'A01', [
+    msh('LABFEED', 'REGIONAL LAB', '20260318101500-0500', 'ADT^A01', 'LF-0001', '2.5.1', proc='', ack=False),
+    r'EVN|A01|20260318101500-0500',
+    seg('PID', {1: '1', 3: '1042^^^OPENEMR^MR', 5: 'Doe^Johnathan', 7: '19480101', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'I', 3: 'WARD A^^^REGIONAL LAB'}),
+], 'Empty MSH-11 (processing id): taken as P (listener default_processing_id); no MSH-15/16')
+
+# --- Vendor interface engine: padded coded fields -----------------------------
+add('labfeed', 'ADT', 'A08', [
+    msh('LABFEED', 'REGIONAL LAB', '20260318102000-0500', 'ADT^A08', 'LF-0002', '2.5.1 ', proc='P ',
+        extra={15: 'AL ', 16: 'NE ', 18: 'UNICODE UTF-8 '}),
+    r'EVN|A08|20260318102000-0500',
+    seg('PID', {1: '1', 3: '1042^^^OPENEMR^MR', 5: 'Peña^Zoë', 7: '19480101', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O'}),
+], 'Coded MSH fields padded with spaces (MSH-11 `P `, MSH-12 `2.5.1 `, MSH-15 `AL `, MSH-16 `NE `, MSH-18 `UNICODE UTF-8 `): trimmed')
+
+# --- European sender: MSH-18 8859/15 with latin-9 bytes -----------------------
+add('labfeed', 'ADT', 'A04', [
+    msh('LABFEED', 'KLINIKUM', '20260318103000+0100', 'ADT^A04', 'LF-0003', '2.5', charset='8859/15'),
+    r'EVN|A04|20260318103000+0100',
+    seg('PID', {1: '1', 3: '1043^^^OPENEMR^MR', 5: 'Šimon^Žaneta', 7: '19700505', 8: 'F',
+                11: 'Œuvrestraße 5^^Köln^^50667^DEU'}),
+    seg('PV1', {1: '1', 2: 'O'}),
+], 'MSH-18 8859/15 (table 0211) with ISO 8859-15 bytes: Š 0xA6, Ž 0xB4, Œ 0xBC, ß 0xDF, ö 0xF6', encoding='iso8859_15')
+
+# --- Sender declaring the alias UNICODE (table 0211) with UTF-8 bytes ----------
+add('labfeed', 'ADT', 'A31', [
+    msh('LABFEED', 'REGIONAL LAB', '20260318104000-0500', 'ADT^A31', 'LF-0004', '2.5.1', charset='UNICODE',
+        extra={15: ' ', 16: 'XX'}),
+    r'EVN|A31|20260318104000-0500',
+    seg('PID', {1: '1', 3: '1044^^^OPENEMR^MR', 5: 'Nguyễn^Thị', 7: '19900202', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O'}),
+], 'MSH-18 UNICODE (read as UTF-8), MSH-15 a blank, MSH-16 `XX` (not in table 0155): original mode with a warning')
+
+# ==========================================================================
 # GROUP 6: batch/ and invalid/
 # ==========================================================================
 def add_extra(subdir, name, segs, vendor, kind, desc, sep='\r', encoding='utf-8'):
@@ -1132,12 +1170,12 @@ add_extra('invalid', 'bad_msh2.hl7', [
     seg('PID', {1: '1', 3: 'X0002^^^MTHOSP^MR', 5: 'Badenc^Bert', 7: '19900101', 8: 'M'}),
 ], 'meditech', 'invalid', "MSH-2 only 2 characters ('^~') -> reject (no escape/sub-component chars)")
 
-add_extra('invalid', 'charset_iso_ir87.hl7', [
+add_extra('invalid', 'charset_iso_ir159.hl7', [
     msh('ATHENANET', 'ATHENA_JP', '20260330031000+0900', 'ADT^A08^ADT_A01', 'ATH-INVALID-0003', '2.5.1',
-        charset='ISO IR87'),
+        charset='ISO IR159'),
     r'EVN|A08|20260330031000+0900',
     seg('PID', {1: '1', 3: 'JP0003^^^ATHENA_JP^MR', 5: '山田^太郎', 7: '19700101', 8: 'M'}),
-], 'athena', 'invalid', "MSH-18 'ISO IR87' (JIS X 0208, bytes are ISO-2022-JP) -> unsupported charset, reject",
+], 'athena', 'invalid', "MSH-18 'ISO IR159' (JIS X 0212: no decoder in encoding_rs) -> unsupported charset, reject",
     encoding='iso2022_jp')
 
 add_extra('invalid', 'version_22.hl7', [

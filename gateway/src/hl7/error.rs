@@ -1,5 +1,6 @@
 //! Message errors as HL7 reports them: a table 0357 code and the location (ERL).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// HL7 table 0357, message error condition codes.
@@ -101,15 +102,19 @@ impl fmt::Display for Location {
 pub struct Hl7Error {
     pub(crate) code: ErrorCode,
     pub(crate) location: Location,
-    pub(crate) text: &'static str,
+    pub(crate) text: Cow<'static, str>,
 }
 
 impl Hl7Error {
     pub fn new(code: ErrorCode, location: Location, text: &'static str) -> Self {
-        Hl7Error { code, location, text }
+        Hl7Error { code, location, text: Cow::Borrowed(text) }
+    }
+    /// With a text made for this message; it must hold no PHI (counts, codes, segment IDs).
+    pub fn with_text(code: ErrorCode, location: Location, text: String) -> Self {
+        Hl7Error { code, location, text: Cow::Owned(text) }
     }
     pub fn at(code: ErrorCode, location: Location) -> Self {
-        Hl7Error { code, location, text: code.text() }
+        Hl7Error::new(code, location, code.text())
     }
 }
 

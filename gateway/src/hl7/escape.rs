@@ -29,6 +29,9 @@ pub(crate) enum Encoding {
     Utf8,
     /// ISO 8859-1: each byte is the Unicode code point of the same value.
     Latin1,
+    /// Another ASCII-compatible character set (see [`super::charset`]); the parser has
+    /// checked that the message decodes in it, value by value.
+    Other(&'static encoding_rs::Encoding),
 }
 
 /// Everything needed to decode a value of one message: its delimiters and text encoding.
@@ -61,6 +64,7 @@ impl Codec {
             Encoding::Utf8 => String::from_utf8_lossy(raw),
             Encoding::Latin1 if raw.is_ascii() => Cow::Borrowed(ascii_str(raw)),
             Encoding::Latin1 => Cow::Owned(raw.iter().map(|&b| b as char).collect()),
+            Encoding::Other(rs) => rs.decode_without_bom_handling(raw).0,
         }
     }
 
@@ -127,6 +131,10 @@ impl Codec {
                 Err(_) => return false,
             },
             Encoding::Latin1 => out.extend(bytes.iter().map(|&b| b as char)),
+            Encoding::Other(rs) => match rs.decode_without_bom_handling_and_without_replacement(&bytes) {
+                Some(s) => out.push_str(&s),
+                None => return false,
+            },
         }
         true
     }
@@ -223,6 +231,9 @@ mod tests {
         assert_eq!(dec(&utf8(), br"caf\XC3A9\"), "café");
         assert_eq!(dec(&utf8(), br"\X41\\x42\"), r"A\x42\");
         assert_eq!(dec(&latin1(), br"caf\XE9\"), "café");
+        let latin9 = Codec { encoding: Encoding::Other(encoding_rs::ISO_8859_15), ..Codec::default() };
+        assert_eq!(dec(&latin9, br"\XA4\ 5"), "€ 5");
+        assert_eq!(dec(&latin9, b"\xa4 5"), "€ 5");
         // Invalid hex, odd length, empty, or not UTF-8: kept literally.
         assert_eq!(dec(&utf8(), br"\XZZ\"), r"\XZZ\");
         assert_eq!(dec(&utf8(), br"\XABC\"), r"\XABC\");

@@ -1,7 +1,8 @@
 //! The message header (MSH): delimiters, routing fields and acknowledgment options.
 //!
 //! Parsed without copying: every field borrows from the raw message, still encoded in the
-//! sender's delimiters, so it can be echoed in an ACK as is.
+//! sender's delimiters, so it can be echoed in an ACK as is. Coded fields (MSH-9, 11, 12, 15,
+//! 16, 18) are trimmed of surrounding whitespace, which senders pad them with (`"AL "`).
 
 use super::error::{ErrorCode, Hl7Error, Location};
 
@@ -84,8 +85,13 @@ pub struct Header<'a> {
     pub message_code: &'a [u8],
     /// MSH-9.3
     pub message_structure: &'a [u8],
-    /// MSH-16, when valued.
+    /// MSH-16, when valued with a table 0155 code.
     pub application_ack: Option<AckCondition>,
+    /// MSH-18, all repetitions (trimmed), for [`super::Charset::from_msh18`].
+    pub charset_field: &'a [u8],
+    /// MSH-15 / MSH-16 when valued with something outside table 0155: read as not valued
+    /// (original acknowledgment mode), for the caller to warn about.
+    pub unknown_ack_fields: heapless::Vec<u16, 2>,
 }
 
 /// The MSH fields an ACK echoes; also all that is known of a header that failed validation.
@@ -100,7 +106,7 @@ pub struct Echo<'a> {
     pub trigger_event: &'a [u8],
     /// MSH-10
     pub control_id: &'a [u8],
-    /// MSH-11.1
+    /// MSH-11.1; may be empty (the listener's policy decides what that means).
     pub processing_id: &'a [u8],
     /// MSH-12.1
     pub version: &'a [u8],
@@ -132,6 +138,11 @@ fn first_segment(msg: &[u8]) -> &[u8] {
 
 fn component(field: &[u8], sep: u8, index: usize) -> &[u8] {
     field.split(|&b| b == sep).nth(index).unwrap_or(&[])
+}
+
+/// A coded value without the whitespace senders pad it with.
+fn code(value: &[u8]) -> &[u8] {
+    value.trim_ascii()
 }
 
 fn first_repetition(field: &[u8], rep: u8) -> &[u8] {
@@ -187,39 +198,45 @@ pub fn parse(msg: &[u8]) -> Result<Header<'_>, HeaderError<'_>> {
     };
     let (c, r) = (delimiters.component, delimiters.repetition);
     let msh9 = first_repetition(field(9), r);
+    let (msh15, msh16) = (code(field(15)), code(field(16)));
     let echo = Echo {
         delimiters,
         sending_application: field(3),
         sending_facility: field(4),
         receiving_application: field(5),
         receiving_facility: field(6),
-        trigger_event: component(msh9, c, 1),
+        trigger_event: code(component(msh9, c, 1)),
         control_id: field(10),
-        processing_id: component(field(11), c, 0),
-        version: component(first_repetition(field(12), r), c, 0),
-        charset: first_repetition(field(18), r),
-        accept_ack: AckCondition::parse(field(15)),
+        processing_id: code(component(field(11), c, 0)),
+        version: code(component(first_repetition(field(12), r), c, 0)),
+        charset: code(first_repetition(field(18), r)),
+        accept_ack: AckCondition::parse(msh15),
     };
     let fail = |error: Hl7Error| Err(HeaderError { error, echo: Box::new(echo.clone()) });
-    let required = [(9, msh9), (10, echo.control_id), (11, echo.processing_id), (12, echo.version)];
+    // MSH-11 is required by the standard, but senders leave it empty: the listener's policy
+    // supplies a default.
+    let required = [(9, code(msh9)), (10, echo.control_id), (12, echo.version)];
     for (n, value) in required {
         if value.is_empty() {
             return fail(Hl7Error::at(ErrorCode::RequiredFieldMissing, Location::field("MSH", n as u16)));
         }
     }
-    let message_code = component(msh9, c, 0);
+    let message_code = code(component(msh9, c, 0));
     if message_code.is_empty() {
         return fail(Hl7Error::at(ErrorCode::RequiredFieldMissing, Location::component("MSH", 9, 1)));
     }
-    for n in [15, 16] {
-        if !field(n).is_empty() && AckCondition::parse(field(n)).is_none() {
-            return fail(Hl7Error::at(ErrorCode::TableValueNotFound, Location::field("MSH", n as u16)));
+    let mut unknown_ack_fields = heapless::Vec::new();
+    for (n, value) in [(15, msh15), (16, msh16)] {
+        if !value.is_empty() && AckCondition::parse(value).is_none() {
+            let _ = unknown_ack_fields.push(n);
         }
     }
     Ok(Header {
         message_code,
-        message_structure: component(msh9, c, 2),
-        application_ack: AckCondition::parse(field(16)),
+        message_structure: code(component(msh9, c, 2)),
+        application_ack: AckCondition::parse(msh16),
+        charset_field: code(field(18)),
+        unknown_ack_fields,
         echo,
     })
 }
@@ -336,7 +353,7 @@ mod tests {
             (b"MSH|^~\\&|A|B|C|D|||", "MSH-9"),
             (b"MSH|^~\\&|A|B|C|D|||^A01|1|P|2.5", "MSH-9.1"),
             (b"MSH|^~\\&|A|B|C|D|||ADT^A01||P|2.5", "MSH-10"),
-            (b"MSH|^~\\&|A|B|C|D|||ADT^A01|1||2.5", "MSH-11"),
+            (b"MSH|^~\\&|A|B|C|D||| |1|P|2.5", "MSH-9"),
             (b"MSH|^~\\&|A|B|C|D|||ADT^A01|1|P|", "MSH-12"),
         ];
         for (m, loc) in cases {
@@ -345,14 +362,38 @@ mod tests {
             assert_eq!(e.error.location.to_string(), loc);
         }
         // Fields readable before the failure are echoed.
-        assert_eq!(err(cases[3].0).echo.control_id, b"1");
+        assert_eq!(err(cases[4].0).echo.control_id, b"1");
     }
 
     #[test]
-    fn bad_ack_condition_is_table_error() {
-        let e = err(b"MSH|^~\\&|A|B|C|D|||ADT^A01|1|P|2.5|||XX");
-        assert_eq!(e.error.code, ErrorCode::TableValueNotFound);
-        assert_eq!(e.error.location.to_string(), "MSH-15");
+    fn unknown_ack_conditions_mean_original_mode() {
+        let h = parse(b"MSH|^~\\&|A|B|C|D|||ADT^A01|1|P|2.5|||XX|YY").unwrap();
+        assert_eq!(h.echo.accept_ack, None);
+        assert_eq!(h.application_ack, None);
+        assert_eq!(h.unknown_ack_fields, [15, 16]);
+        let h = parse(b"MSH|^~\\&|A|B|C|D|||ADT^A01|1|P|2.5|||AL |NE").unwrap();
+        assert_eq!(h.echo.accept_ack, Some(AckCondition::Always));
+        assert!(h.unknown_ack_fields.is_empty());
+        let h = parse(b"MSH|^~\\&|A|B|C|D|||ADT^A01|1|P|2.5||| | ").unwrap();
+        assert_eq!((h.echo.accept_ack, h.application_ack), (None, None));
+        assert!(h.unknown_ack_fields.is_empty());
+    }
+
+    #[test]
+    fn coded_fields_are_trimmed_and_msh11_may_be_empty() {
+        let m = b"MSH|^~\\&|A|B|C|D||| ADT ^ A01 ^ADT_A01 |1 |P |2.5.1 |||AL |ER ||UNICODE UTF-8 \r";
+        let h = parse(m).unwrap();
+        assert_eq!(h.message_code, b"ADT");
+        assert_eq!(h.echo.trigger_event, b"A01");
+        assert_eq!(h.message_structure, b"ADT_A01");
+        assert_eq!(h.echo.control_id, b"1 ");
+        assert_eq!(h.echo.processing_id, b"P");
+        assert_eq!(h.echo.version, b"2.5.1");
+        assert_eq!(h.echo.accept_ack, Some(AckCondition::Always));
+        assert_eq!(h.application_ack, Some(AckCondition::ErrorOnly));
+        assert_eq!(h.echo.charset, b"UNICODE UTF-8");
+        let h = parse(b"MSH|^~\\&|A|B|C|D|||ADT^A01|1||2.5\r").unwrap();
+        assert!(h.echo.processing_id.is_empty());
     }
 
     #[test]

@@ -28,44 +28,22 @@
 //!   see [`Presence`]. `value()` reads both as empty text.
 //! - `value()` at any level returns the first leaf below it (first repetition, first component,
 //!   first subcomponent), unescaped; `raw()` returns the element with its delimiters.
-//! - Character sets (MSH-18, first repetition): empty or `ASCII`, `8859/1`, `UNICODE UTF-8`.
-//!   `UNICODE UTF-8` messages must be valid UTF-8. An `ASCII` (or undeclared) message holding
-//!   8-bit bytes is read as UTF-8 when it is valid UTF-8 and as ISO 8859-1 otherwise, since
-//!   senders routinely leave MSH-18 empty.
+//! - Character sets (MSH-18): every ASCII-compatible set of HL7 table 0211 and the aliases
+//!   senders use (see `hl7::charset`). A message must be valid in its declared set; an
+//!   `ASCII` (or undeclared) message holding 8-bit bytes is read as UTF-8 when it is valid
+//!   UTF-8 and as ISO 8859-1 otherwise, since senders routinely leave MSH-18 empty.
 
 use std::borrow::Cow;
 use std::fmt;
 
+pub use super::charset::Charset;
 use super::error::{ErrorCode, Hl7Error, Location};
-use super::escape::{Codec, Encoding};
+use super::escape::Codec;
 use super::msh::{self, Delimiters};
 
 /// HL7 versions (MSH-12.1) the parser accepts.
 pub(crate) const SUPPORTED_VERSIONS: &[&str] =
     &["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"];
-
-/// The character set a message declares in MSH-18 (HL7 table 0211, supported subset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charset {
-    /// `ASCII`, or MSH-18 empty.
-    Ascii,
-    /// `8859/1`.
-    Latin1,
-    /// `UNICODE UTF-8`.
-    Utf8,
-}
-
-impl Charset {
-    /// Reads the first repetition of MSH-18.
-    pub(crate) fn from_msh18(value: &[u8]) -> Result<Charset, Hl7Error> {
-        match value.trim_ascii() {
-            b"" | b"ASCII" => Ok(Charset::Ascii),
-            b"8859/1" => Ok(Charset::Latin1),
-            b"UNICODE UTF-8" => Ok(Charset::Utf8),
-            _ => Err(Hl7Error::new(ErrorCode::DataTypeError, Location::field("MSH", 18), "Unsupported character set")),
-        }
-    }
-}
 
 /// Whether an element has a value (HL7 distinguishes "not sent" from "sent as null").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +96,8 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, Hl7Error> {
     }
     let header = msh::parse(raw).map_err(|e| e.error)?;
     let version = supported_version(header.echo.version)?;
-    let charset = Charset::from_msh18(header.echo.charset)?;
-    let encoding = encoding_of(charset, raw)?;
+    let charset = Charset::from_msh18(header.charset_field, header.echo.delimiters.repetition)?;
+    let encoding = charset.encoding(raw, &header.echo.delimiters)?;
     let codec = Codec { delimiters: header.echo.delimiters, encoding };
     let (spans, separators) = index(raw, header.echo.delimiters.field)?;
     Ok(Message { raw, codec, charset, version, spans, separators })
@@ -131,17 +109,6 @@ fn supported_version(v: &[u8]) -> Result<&'static str, Hl7Error> {
         .find(|s| s.as_bytes() == v)
         .copied()
         .ok_or_else(|| Hl7Error::at(ErrorCode::UnsupportedVersionId, Location::field("MSH", 12)))
-}
-
-fn encoding_of(charset: Charset, raw: &[u8]) -> Result<Encoding, Hl7Error> {
-    let utf8 = || std::str::from_utf8(raw).is_ok();
-    match charset {
-        Charset::Latin1 => Ok(Encoding::Latin1),
-        Charset::Ascii if raw.is_ascii() || utf8() => Ok(Encoding::Utf8),
-        Charset::Ascii => Ok(Encoding::Latin1),
-        Charset::Utf8 if utf8() => Ok(Encoding::Utf8),
-        Charset::Utf8 => Err(Hl7Error::new(ErrorCode::DataTypeError, Location::NONE, "Message is not valid UTF-8")),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -837,15 +804,25 @@ PV1|1|I|W^101^1||||\"\"|\r";
 
     #[test]
     fn unsupported_charset_is_an_error() {
-        for cs in ["UNICODE UTF-16", "8859/15", "ISO IR87", "UTF-8"] {
+        for cs in ["UNICODE UTF-16", "ISO IR159", "EBCDIC"] {
             let raw = format!("MSH|^~\\&|A|B|C|D|||ADT^A08|1|P|2.5||||||{cs}\r");
             let e = err(raw.as_bytes());
             assert_eq!(e.code, ErrorCode::DataTypeError);
             assert_eq!(e.location.to_string(), "MSH-18");
-            assert_eq!(e.text, "Unsupported character set");
         }
-        // Only the first repetition counts.
+        // A later repetition only extends the first (ISO 2022 code extension).
         assert!(parse(b"MSH|^~\\&|A|B|C|D|||ADT^A08|1|P|2.5||||||ASCII~ISO IR87\r").is_ok());
+    }
+
+    #[test]
+    fn aliases_and_other_table_0211_sets_decode() {
+        let m = msg(b"MSH|^~\\&|A|B|C|D|||ADT^A08|1|P|2.5||||||8859/15\rPID|1||1||J\xe4ger^\xa4\r");
+        assert_eq!(m.charset(), Charset::Other(encoding_rs::ISO_8859_15));
+        assert_eq!(m.segment("PID").unwrap().field(5).value(), "Jäger");
+        assert_eq!(m.segment("PID").unwrap().field(5).component(2).value(), "€");
+        let m = msg("MSH|^~\\&|A|B|C|D|||ADT^A08|1|P|2.5||||||UTF-8 \rPID|1||1||Zoë\r".as_bytes());
+        assert_eq!(m.charset(), Charset::Utf8);
+        assert_eq!(m.segment("PID").unwrap().field(5).value(), "Zoë");
     }
 
     #[test]

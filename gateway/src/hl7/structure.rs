@@ -319,6 +319,9 @@ structure!(VXU_V04 = [
     ]
 ]);
 
+/// Message types (MSH-9.1) with at least one supported structure.
+const KNOWN_TYPES: [&str; 7] = ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU"];
+
 /// The message structures the gateway can group (a subset of HL7 table 0354).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Structure {
@@ -383,6 +386,22 @@ impl Structure {
         Structure::ALL.into_iter().find(|s| s.id() == id)
     }
 
+    /// MSH-9.3 when it names a supported structure, otherwise from MSH-9.1 and MSH-9.2 by
+    /// table 0354; whitespace around each part does not count.
+    pub fn of(code: &str, trigger: &str, structure: &str) -> Option<Structure> {
+        Structure::from_id(structure.trim()).or_else(|| Structure::for_event(code.trim(), trigger.trim()))
+    }
+
+    /// Why a message of this type cannot be grouped (hence not converted): UnsupportedEventCode
+    /// (MSH-9.2) for a message type the gateway knows, UnsupportedMessageType (MSH-9.1) otherwise.
+    pub fn unsupported(code: &str) -> Hl7Error {
+        if KNOWN_TYPES.contains(&code.trim()) {
+            Hl7Error::at(ErrorCode::UnsupportedEventCode, Location::component("MSH", 9, 2))
+        } else {
+            Hl7Error::at(ErrorCode::UnsupportedMessageType, Location::component("MSH", 9, 1))
+        }
+    }
+
     /// From message type and trigger event (MSH-9.1, MSH-9.2), by HL7 table 0354.
     pub(crate) fn for_event(code: &str, trigger: &str) -> Option<Structure> {
         Some(match (code, trigger) {
@@ -414,8 +433,8 @@ impl<'a> Message<'a> {
     /// `None` when the structure is not one of [`Structure::ALL`].
     pub(crate) fn structure(&self) -> Option<Structure> {
         let msh9 = self.msh().field(9);
-        Structure::from_id(&msh9.component(3).value())
-            .or_else(|| Structure::for_event(&msh9.component(1).value(), &msh9.component(2).value()))
+        let part = |n| msh9.component(n).value();
+        Structure::of(&part(1), &part(2), &part(3))
     }
 }
 
@@ -556,15 +575,7 @@ pub struct Grouped {
 pub fn group(msg: &Message) -> Result<Grouped, Hl7Error> {
     match msg.structure() {
         Some(structure) => Ok(group_as(msg, structure)),
-        None => {
-            let known = ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU"];
-            let error = if known.contains(&&*msg.msh().field(9).component(1).value()) {
-                Hl7Error::at(ErrorCode::UnsupportedEventCode, Location::component("MSH", 9, 2))
-            } else {
-                Hl7Error::at(ErrorCode::UnsupportedMessageType, Location::component("MSH", 9, 1))
-            };
-            Err(error)
-        }
+        None => Err(Structure::unsupported(&msg.msh().field(9).component(1).value())),
     }
 }
 
@@ -762,6 +773,19 @@ mod tests {
         for st in Structure::ALL {
             assert_eq!(Structure::from_id(st.id()), Some(st));
         }
+    }
+
+    #[test]
+    fn ingest_and_converter_decide_alike_ignoring_padding() {
+        assert_eq!(Structure::of(" ADT ", "A08 ", ""), Some(Structure::AdtA01));
+        assert_eq!(Structure::of("ADT", "A15", " ADT_A01 "), Some(Structure::AdtA01));
+        for (code, trigger) in [("ADT", "A15"), ("ADT", "A24"), ("ADT", "A60"), ("MDM", "T01"), ("MDM", "T09")] {
+            assert_eq!(Structure::of(code, trigger, ""), None, "{code}^{trigger}");
+            assert_eq!(Structure::unsupported(code).code, ErrorCode::UnsupportedEventCode);
+        }
+        assert_eq!(Structure::unsupported("DFT").code, ErrorCode::UnsupportedMessageType);
+        let m = crate::hl7::parse(b"MSH|^~\\&|A|B|C|D||| ADT ^ A08 |1|P|2.5\r").unwrap();
+        assert_eq!(m.structure(), Some(Structure::AdtA01));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Process metrics as lock-free counters, rendered in the Prometheus text format, and the
 //! stages' liveness ([`liveness`]). Every layer counts into them, so they depend on nothing
-//! in the crate but the clock. Labels carry codes and reasons only, never message content.
+//! in the crate but the clock. Labels carry codes and reasons only, never message content
+//! (the one label a sender chooses, a message type, is checked and bounded: [`by_type`]).
 
+pub mod by_type;
 pub mod liveness;
 
 use std::fmt::Write;
@@ -79,16 +81,19 @@ pub(crate) enum NakReason {
     StorageError,
     FrameTooLarge,
     BadEndBlock,
+    /// Several messages in one frame without a batch header (FHS/BHS).
+    NoBatchHeader,
 }
 
 impl NakReason {
-    const ALL: [NakReason; 6] = [
+    const ALL: [NakReason; 7] = [
         NakReason::Unparseable,
         NakReason::Unsupported,
         NakReason::StorageFull,
         NakReason::StorageError,
         NakReason::FrameTooLarge,
         NakReason::BadEndBlock,
+        NakReason::NoBatchHeader,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -98,6 +103,7 @@ impl NakReason {
             NakReason::StorageError => "storage_error",
             NakReason::FrameTooLarge => "frame_too_large",
             NakReason::BadEndBlock => "bad_end_block",
+            NakReason::NoBatchHeader => "no_batch_header",
         }
     }
 }
@@ -148,7 +154,9 @@ pub struct Metrics {
     pub(crate) bytes_received: Counter,
     pub(crate) discarded_bytes: Counter,
     acks: [Counter; 6],
-    naks: [Counter; 6],
+    naks: [Counter; NakReason::ALL.len()],
+    /// Messages the converter cannot convert, stored as dead letters (`store_unsupported`).
+    pub(crate) unsupported: by_type::ByType,
     pub(crate) duplicates: Counter,
     pub(crate) stored: Counter,
     pub(crate) converted: Counter,
@@ -261,6 +269,7 @@ impl Default for Metrics {
             discarded_bytes: Counter::default(),
             acks: Default::default(),
             naks: Default::default(),
+            unsupported: Default::default(),
             duplicates: Counter::default(),
             stored: Counter::default(),
             converted: Counter::default(),
@@ -389,6 +398,11 @@ impl Metrics {
         for reason in NakReason::ALL {
             let _ = writeln!(out, "gateway_naks_total{{reason=\"{}\"}} {}", reason.label(), self.naks(reason));
         }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_unsupported_messages_total Messages with a type/trigger the converter does not handle, stored as dead letters (store_unsupported)\n# TYPE gateway_unsupported_messages_total counter"
+        );
+        self.unsupported.render(&mut out, "gateway_unsupported_messages_total");
         let _ = writeln!(out, "# HELP gateway_connections_refused_total Connections closed before reading, by reason\n# TYPE gateway_connections_refused_total counter");
         let _ =
             writeln!(out, "gateway_connections_refused_total{{reason=\"allowlist\"}} {}", self.refused_allowlist.get());

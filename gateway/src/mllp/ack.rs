@@ -157,6 +157,39 @@ fn old_style_err(version: &[u8]) -> bool {
 /// Two kinds of content: fields echoed from the sender are already encoded in its delimiters
 /// and go in as they are (capped); text the gateway writes itself (timestamps, defaults,
 /// error texts) is escaped, since a sender may declare `+` or `.` as a delimiter.
+/// The header of a batch of ACKs (`FHS` or `BHS`, `id` naming which) answering the batch
+/// header `original` (whose delimiters `d` it uses): sender and receiver swapped, our own
+/// control ID in field 11 and the original's in field 12 (the reference batch control ID).
+pub fn batch_header(id: &[u8; 3], original: Option<&[u8]>, d: &Delimiters, control_id: &str, timestamp: &str) -> Ack {
+    let fields: Vec<&[u8]> = original.map(|seg| seg.split(|&b| b == d.field).collect()).unwrap_or_default();
+    // fields[n - 1] is field n (field 1 is the separator itself).
+    let field = |n: usize| fields.get(n - 1).copied().unwrap_or_default();
+    let mut w = Writer { out: Ack::new(), d: *d };
+    w.raw(id);
+    w.sep();
+    w.raw(&d.encoding_characters());
+    for n in [5, 6, 3, 4] {
+        w.field(field(n));
+    }
+    w.text_field(timestamp.as_bytes());
+    for _ in 8..=10 {
+        w.sep();
+    }
+    w.text_field(control_id.as_bytes());
+    w.field(field(11));
+    w.raw(b"\r");
+    w.out
+}
+
+/// The trailer of a batch of ACKs (`FTS` or `BTS`) with its count.
+pub fn batch_trailer(id: &[u8; 3], count: usize, d: &Delimiters) -> Ack {
+    let mut w = Writer { out: Ack::new(), d: *d };
+    w.raw(id);
+    w.text_field(count.to_string().as_bytes());
+    w.raw(b"\r");
+    w.out
+}
+
 struct Writer {
     out: Ack,
     d: Delimiters,

@@ -159,9 +159,13 @@ where
 }
 
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply) -> std::io::Result<()> {
-    let Some(ack) = reply.ack else { return Ok(()) };
-    let mut wire = Vec::with_capacity(ack.len() + 3);
-    codec::encode(&ack, &mut wire);
+    let content: &[u8] = match (&reply.ack, &reply.batch) {
+        (Some(ack), _) => ack,
+        (None, Some(batch)) => batch,
+        (None, None) => return Ok(()),
+    };
+    let mut wire = Vec::with_capacity(content.len() + 3);
+    codec::encode(content, &mut wire);
     stream.write_all(&wire).await?;
     stream.flush().await
 }

@@ -1,6 +1,7 @@
 //! MLLP ingest: framing, listeners (plain TCP or TLS), per-connection loop, ACKs.
 
 pub mod ack;
+pub(crate) mod batch;
 pub(crate) mod budget;
 pub mod codec;
 pub(crate) mod connection;

@@ -71,7 +71,15 @@ pub struct WriterOptions {
     pub gate: Arc<super::WriteGate>,
 }
 
-type Request = (NewMessage, oneshot::Sender<Result<Appended, AppendError>>);
+/// A message and, when it is stored only to be kept (the converter cannot convert it), the
+/// PHI-free reason of its dead letter.
+type Entry = (NewMessage, Option<String>);
+
+/// Messages that are stored together or not at all (one, or the messages of a batch).
+type Request = (Vec<Entry>, oneshot::Sender<Answer>);
+
+/// What became of a request's messages.
+type Answer = Result<Vec<Appended>, AppendError>;
 
 /// What the writer's queue carries: messages, and the wake-up of [`Writer::stop`].
 enum Input {
@@ -115,9 +123,25 @@ impl Health {
 impl Appender {
     /// Appends a message and waits until it is durable (or refused).
     pub async fn append(&self, msg: NewMessage) -> Result<Appended, AppendError> {
+        self.one((msg, None)).await
+    }
+
+    /// Appends a message straight to dead letters (stage `convert`, with `reason`), durably.
+    pub async fn append_dead(&self, msg: NewMessage, reason: String) -> Result<Appended, AppendError> {
+        self.one((msg, Some(reason))).await
+    }
+
+    /// Appends several messages in one transaction: all are stored (or found duplicates), or
+    /// none is.
+    pub async fn append_all(&self, entries: Vec<(NewMessage, Option<String>)>) -> Result<Vec<Appended>, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Input::Append((msg, reply))).await.map_err(|_| AppendError::Closed)?;
+        self.tx.send(Input::Append((entries, reply))).await.map_err(|_| AppendError::Closed)?;
         answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    async fn one(&self, entry: Entry) -> Result<Appended, AppendError> {
+        let stored = self.append_all(vec![entry]).await?;
+        stored.into_iter().next().ok_or(AppendError::Closed)
     }
 
     /// False after the last commit failed or refused messages (cleared by the next commit
@@ -199,12 +223,13 @@ impl WriterLoop {
             let Some(input) = rx.blocking_recv() else { break };
             stage.waiting(false);
             let Input::Append(first) = input else { continue };
-            let mut bytes = first.0.sealed.len();
+            let size = |req: &Request| req.0.iter().map(|(m, _)| m.sealed.len()).sum::<usize>();
+            let mut bytes = size(&first);
             batch.push(first);
             while batch.len() < self.opts.batch_max_messages && bytes < self.opts.batch_max_bytes {
                 match rx.try_recv() {
                     Ok(Input::Append(req)) => {
-                        bytes += req.0.sealed.len();
+                        bytes += size(&req);
                         batch.push(req);
                     }
                     Ok(Input::Wake) => {}
@@ -220,13 +245,14 @@ impl WriterLoop {
         tracing::info!("journal writer stopped");
     }
 
-    /// Stores a batch in one transaction; answers per message.
-    fn commit(&mut self, batch: &[Request]) -> Vec<Result<Appended, AppendError>> {
+    /// Stores a batch in one transaction; answers per request.
+    fn commit(&mut self, batch: &[Request]) -> Vec<Answer> {
         match self.try_commit(batch) {
-            Ok(results) => {
-                let stored = results.iter().filter(|r| matches!(r, Ok(Appended::Stored(_)))).count();
+            Ok((results, dead)) => {
+                let stored = results.iter().flatten().flatten().filter(|r| matches!(r, Appended::Stored(_))).count();
                 let refused = results.iter().any(|r| r.is_err());
                 self.metrics.stored.add(stored as u64);
+                self.metrics.dead_letters.add(dead);
                 self.metrics.journal_depth.add(stored as i64);
                 if stored > 0 {
                     if let Some(bell) = &self.opts.on_commit {
@@ -305,58 +331,113 @@ impl WriterLoop {
         Ok(usage)
     }
 
-    fn try_commit(&mut self, batch: &[Request]) -> rusqlite::Result<Vec<Result<Appended, AppendError>>> {
+    /// The answers per request, and how many messages went straight to dead letters.
+    fn try_commit(&mut self, batch: &[Request]) -> rusqlite::Result<(Vec<Answer>, u64)> {
         let now = crate::store::now_ms();
         let cutoff = now - self.opts.dedup_window.as_millis() as i64;
-        let wanted = batch.iter().map(|(m, _)| Budget::cost(m.sealed.len())).sum();
-        let smallest = batch.iter().map(|(m, _)| Budget::cost(m.sealed.len())).min().unwrap_or(0);
+        let cost = |req: &Request| req.0.iter().map(|(m, _)| Budget::cost(m.sealed.len())).sum::<u64>();
+        let wanted = batch.iter().map(cost).sum();
+        let smallest = batch.iter().map(cost).min().unwrap_or(0);
         let mut used = self.usage_for(wanted, smallest)?.used();
         let mut stored_bytes = 0;
+        let mut dead = 0;
         let _announce = self.opts.gate.ingest();
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
-        {
-            let mut find = tx.prepare_cached(
-                "SELECT seq FROM journal INDEXED BY journal_by_control_id
-                 WHERE sender = ?1 AND control_id = ?2 AND payload_hash = ?3 AND received_at >= ?4
-                 ORDER BY seq LIMIT 1",
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (m, _) in batch {
-                let duplicate: Option<i64> = find
-                    .query_row(params![m.sender, m.control_id, &m.payload_hash[..], cutoff], |r| r.get(0))
-                    .optional()?;
-                if let Some(seq) = duplicate {
-                    results.push(Ok(Appended::Duplicate(seq)));
-                    continue;
+        for (entries, _) in batch {
+            let max = self.opts.max_bytes;
+            let answer = if entries.len() > 1 {
+                // Several messages go in under a savepoint: if one does not fit, none stays.
+                let mut sp = tx.savepoint()?;
+                let answer = store_request(&sp, entries, now, cutoff, &mut used, max)?;
+                if answer.is_ok() {
+                    sp.commit()?;
+                } else {
+                    sp.rollback()?;
                 }
-                let cost = Budget::cost(m.sealed.len());
-                if used + cost > self.opts.max_bytes {
-                    results.push(Err(AppendError::StorageFull));
-                    continue;
-                }
-                used += cost;
-                stored_bytes += m.sealed.len() as u64;
-                insert.execute(params![
-                    now,
-                    &*m.listener,
-                    m.sender,
-                    m.control_id,
-                    m.message_type,
-                    m.lane,
-                    &m.payload_hash[..],
-                    m.sealed
-                ])?;
-                results.push(Ok(Appended::Stored(tx.last_insert_rowid())));
+                answer
+            } else {
+                // One message is refused before anything of it is written.
+                store_request(&tx, entries, now, cutoff, &mut used, max)?
+            };
+            if let Ok(done) = &answer {
+                stored_bytes += done.bytes;
+                dead += done.dead;
             }
+            results.push(answer.map(|done| done.appended));
         }
         tx.commit()?;
         self.budget.stored(stored_bytes);
-        Ok(results)
+        Ok((results, dead))
     }
+}
+
+/// What one request stored.
+struct Done {
+    appended: Vec<Appended>,
+    bytes: u64,
+    dead: u64,
+}
+
+/// Stores one request's messages (the caller's savepoint undoes them when one is refused).
+fn store_request(
+    tx: &rusqlite::Connection,
+    entries: &[Entry],
+    now: i64,
+    cutoff: i64,
+    used: &mut u64,
+    max_bytes: u64,
+) -> rusqlite::Result<Result<Done, AppendError>> {
+    let mut done = Done { appended: Vec::with_capacity(entries.len()), bytes: 0, dead: 0 };
+    let before = *used;
+    {
+        let mut find = tx.prepare_cached(
+            "SELECT seq FROM journal INDEXED BY journal_by_control_id
+                 WHERE sender = ?1 AND control_id = ?2 AND payload_hash = ?3 AND received_at >= ?4
+                 ORDER BY seq LIMIT 1",
+        )?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO journal (received_at, listener, sender, control_id, message_type, lane, payload_hash, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (m, dead_letter) in entries {
+            let duplicate: Option<i64> = find
+                .query_row(params![m.sender, m.control_id, &m.payload_hash[..], cutoff], |r| r.get(0))
+                .optional()?;
+            if let Some(seq) = duplicate {
+                done.appended.push(Appended::Duplicate(seq));
+                continue;
+            }
+            let cost = Budget::cost(m.sealed.len());
+            if *used + cost > max_bytes {
+                *used = before;
+                return Ok(Err(AppendError::StorageFull));
+            }
+            *used += cost;
+            done.bytes += m.sealed.len() as u64;
+            insert.execute(params![
+                now,
+                &*m.listener,
+                m.sender,
+                m.control_id,
+                m.message_type,
+                m.lane,
+                &m.payload_hash[..],
+                m.sealed
+            ])?;
+            let seq = tx.last_insert_rowid();
+            if let Some(reason) = dead_letter {
+                tx.execute("UPDATE journal SET state = ?1 WHERE seq = ?2", params![JournalState::Dead, seq])?;
+                tx.execute(
+                    "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, 'convert', ?2, ?3)",
+                    params![seq, reason, now],
+                )?;
+                done.dead += 1;
+            }
+            done.appended.push(Appended::Stored(seq));
+        }
+    }
+    Ok(Ok(done))
 }
 
 #[cfg(test)]
@@ -396,6 +477,47 @@ mod tests {
         assert!(matches!(rt.block_on(appender.append(message("C1", 10))), Ok(Appended::Stored(_))));
         writer.stop();
         assert_eq!(rt.block_on(appender.append(message("C2", 10))), Err(AppendError::Closed));
+    }
+
+    #[test]
+    fn several_messages_are_stored_together_or_not_at_all_and_dead_letters_go_in_with_their_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let opts = WriterOptions {
+            path: path.clone(),
+            vfs: None,
+            synchronous: Synchronous::Full,
+            max_bytes: 4 << 20,
+            dedup_window: Duration::from_secs(60),
+            batch_max_messages: 16,
+            batch_max_bytes: 1 << 20,
+            queue: 16,
+            on_commit: None,
+            gate: Default::default(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (appender, writer) = Writer::start(opts, metrics.clone()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        // The second does not fit the budget: the first is not kept either.
+        let both = vec![(message("A1", 1000), None), (message("A22", 8 << 20), None)];
+        assert_eq!(rt.block_on(appender.append_all(both)), Err(AppendError::StorageFull));
+        let all = vec![(message("B1", 1000), None), (message("B22", 1000), Some("unsupported: X".to_string()))];
+        let stored = rt.block_on(appender.append_all(all)).unwrap();
+        assert!(matches!(stored[..], [Appended::Stored(_), Appended::Stored(_)]), "{stored:?}");
+        assert_eq!(metrics.dead_letters.get(), 1);
+        drop(appender);
+        writer.stop();
+        let conn = db::open(&path, None, Synchronous::Full).unwrap();
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT control_id, state FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows, [("B1".to_string(), "received".to_string()), ("B22".into(), "dead".into())]);
+        let reason: String = conn.query_row("SELECT reason FROM dead_letter", [], |r| r.get(0)).unwrap();
+        assert_eq!(reason, "unsupported: X");
     }
 
     #[test]

@@ -180,7 +180,7 @@ mod tests {
             }
             checked += 1;
         }
-        assert_eq!(checked, 29);
+        assert_eq!(checked, 33);
     }
 
     #[test]
