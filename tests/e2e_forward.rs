@@ -263,16 +263,6 @@ fn delivered(gw: &Gateway) -> f64 {
     gw.metric("gateway_forward_delivered_total")
 }
 
-/// Dead letters with their stage, reason and the journal row's control ID.
-fn dead_letters(db: &Path) -> Vec<(String, String, String)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.busy_timeout(WAIT).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT d.stage, d.reason, j.control_id FROM dead_letter d JOIN journal j ON j.seq = d.journal_seq ORDER BY d.rowid")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
-}
-
 // ---------------------------------------------------------------- 1. whole corpus
 
 #[test]
