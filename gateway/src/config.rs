@@ -162,6 +162,13 @@ pub struct Cloud {
     /// `salesforce` profile); 1 sends every bundle alone.
     #[serde(default = "defaults::batch_max_entries")]
     pub batch_max_entries: NonZeroUsize,
+    /// Most entries in one `transaction` (the `generic` profile) that holds a conditional
+    /// entry; a larger one is split into several. Medplum's server refuses more than 8.
+    #[serde(default = "defaults::transaction_max_entries")]
+    pub transaction_max_entries: NonZeroUsize,
+    /// Most updates (`PUT`) in one transaction; Medplum's server refuses more than 50.
+    #[serde(default = "defaults::transaction_max_updates")]
+    pub transaction_max_updates: NonZeroUsize,
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: NonZeroU64,
     /// Longest wait for the response head, and between body reads.
@@ -194,6 +201,8 @@ impl Default for Cloud {
             proxy: None,
             concurrency: defaults::concurrency(),
             batch_max_entries: defaults::batch_max_entries(),
+            transaction_max_entries: defaults::transaction_max_entries(),
+            transaction_max_updates: defaults::transaction_max_updates(),
             connect_timeout_secs: defaults::connect_timeout_secs(),
             read_timeout_secs: defaults::read_timeout_secs(),
             timeout_secs: defaults::timeout_secs(),
@@ -208,6 +217,14 @@ impl Cloud {
     /// The configured profile (validated at load), `generic` when unset.
     pub fn profile(&self) -> crate::fhir::bundle::Profile {
         self.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
+    }
+
+    /// The target server's transaction limits, which the generic profile's bundles fit under.
+    pub fn transaction_limits(&self) -> crate::fhir::bundle::TxLimits {
+        crate::fhir::bundle::TxLimits {
+            max_entries: self.transaction_max_entries.get(),
+            max_updates: self.transaction_max_updates.get(),
+        }
     }
 
     /// The sink folder when no `url` is set (resolved at load; `var/fhir-sink` by default).
@@ -321,6 +338,12 @@ mod defaults {
     }
     pub fn batch_max_entries() -> NonZeroUsize {
         NonZeroUsize::new(crate::fhir::bundle::BATCH_MAX_ENTRIES).unwrap()
+    }
+    pub fn transaction_max_entries() -> NonZeroUsize {
+        NonZeroUsize::new(crate::fhir::bundle::TxLimits::MEDPLUM.max_entries).unwrap()
+    }
+    pub fn transaction_max_updates() -> NonZeroUsize {
+        NonZeroUsize::new(crate::fhir::bundle::TxLimits::MEDPLUM.max_updates).unwrap()
     }
     pub fn connect_timeout_secs() -> NonZeroU64 {
         NonZeroU64::new(5).unwrap()
@@ -636,6 +659,17 @@ bind = "127.0.0.1:2575"
         assert_eq!((l.max_connections.get(), l.max_connections_per_source.get()), (128, 16));
         assert_eq!(c.limits.inflight_frame_bytes.get(), 64 << 20);
         assert_eq!(c.ops.admin_max_connections.get(), 16);
+    }
+
+    #[test]
+    fn transaction_limits_default_to_what_medplum_accepts() {
+        let c = Config::parse(MINIMAL, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.cloud.transaction_limits(), crate::fhir::bundle::TxLimits { max_entries: 8, max_updates: 50 });
+        let text = format!("{MINIMAL}\n[cloud]\ntransaction_max_entries = 100\ntransaction_max_updates = 20\n");
+        let c = Config::parse(&text, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.cloud.transaction_limits(), crate::fhir::bundle::TxLimits { max_entries: 100, max_updates: 20 });
+        let text = format!("{MINIMAL}\n[cloud]\ntransaction_max_entries = 0\n");
+        assert!(Config::parse(&text, Path::new("gw.toml")).is_err());
     }
 
     #[test]
