@@ -219,8 +219,13 @@ impl Cloud {
         self.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
     }
 
-    /// The target server's transaction limits, which the generic profile's bundles fit under.
+    /// The target server's transaction limits, which the generic profile's bundles fit under;
+    /// none for the local sink, which takes a transaction of any size (and resolves no
+    /// conditional references, which a split would need).
     pub fn transaction_limits(&self) -> crate::fhir::bundle::TxLimits {
+        if self.url.is_none() {
+            return crate::fhir::bundle::TxLimits::NONE;
+        }
         crate::fhir::bundle::TxLimits {
             max_entries: self.transaction_max_entries.get(),
             max_updates: self.transaction_max_updates.get(),
@@ -663,13 +668,17 @@ bind = "127.0.0.1:2575"
 
     #[test]
     fn transaction_limits_default_to_what_medplum_accepts() {
-        let c = Config::parse(MINIMAL, Path::new("gw.toml")).unwrap();
-        assert_eq!(c.cloud.transaction_limits(), crate::fhir::bundle::TxLimits { max_entries: 8, max_updates: 50 });
-        let text = format!("{MINIMAL}\n[cloud]\ntransaction_max_entries = 100\ntransaction_max_updates = 20\n");
+        use crate::fhir::bundle::TxLimits;
+        let cloud = "\n[cloud]\nurl = \"https://fhir.example/r4\"\n";
+        let c = Config::parse(&format!("{MINIMAL}{cloud}"), Path::new("gw.toml")).unwrap();
+        assert_eq!(c.cloud.transaction_limits(), TxLimits { max_entries: 8, max_updates: 50 });
+        let text = format!("{MINIMAL}{cloud}transaction_max_entries = 100\ntransaction_max_updates = 20\n");
         let c = Config::parse(&text, Path::new("gw.toml")).unwrap();
-        assert_eq!(c.cloud.transaction_limits(), crate::fhir::bundle::TxLimits { max_entries: 100, max_updates: 20 });
-        let text = format!("{MINIMAL}\n[cloud]\ntransaction_max_entries = 0\n");
-        assert!(Config::parse(&text, Path::new("gw.toml")).is_err());
+        assert_eq!(c.cloud.transaction_limits(), TxLimits { max_entries: 100, max_updates: 20 });
+        assert!(Config::parse(&format!("{MINIMAL}{cloud}transaction_max_entries = 0\n"), Path::new("gw.toml")).is_err());
+        // The local sink takes any transaction.
+        let c = Config::parse(MINIMAL, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.cloud.transaction_limits(), TxLimits::NONE);
     }
 
     #[test]
