@@ -342,6 +342,12 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
         started.elapsed()
     );
     assert!(split > 0, "some messages are over Medplum's limits");
+    // The limits are on: the same resources in one transaction are refused.
+    let (name, raw) = files.iter().find(|(_, raw)| expected_parts(raw, &site) > 1).unwrap();
+    let whole = serde_json::to_vec(&expected_bundle(raw, &site)).unwrap();
+    let (status, answer) = http_request(server.control_addr, "POST", "/fhir/R4", Some(&whole));
+    assert_eq!(status, 400, "{name} unsplit: {answer}");
+    assert!(answer.contains("too many entries"), "{answer}");
     assert!(references > resources, "references were found and checked");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
     assert_eq!(gw.metric("gateway_forward_delivered_total"), parts as f64);
