@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gateway::fhir::bundle::{self, Profile};
+use gateway::fhir::bundle::{self, Profile, TxLimits};
 use gateway::fhir::convert;
+use gateway::fhir::memory::Forgetful;
 use gateway::fhir::site::SiteMaps;
 use gateway_tests::*;
 use serde_json::{json, Value};
@@ -81,12 +82,20 @@ fn site() -> SiteMaps {
     gateway::cli::load_site(Some(&site_toml())).unwrap()
 }
 
-/// The generic transaction Bundle the gateway builds for a message.
+/// The generic transaction Bundle for a message, whole (what the gateway sends in one or,
+/// over the server's limits, several transactions).
 fn expected_bundle(raw: &[u8], site: &SiteMaps) -> Value {
     let conv = convert::convert(raw, site).unwrap_or_else(|e| panic!("convert: {e}"));
     let mut b = bundle::bundles(&conv, Profile::Generic).unwrap();
     assert_eq!(b.len(), 1);
     b.remove(0)
+}
+
+/// How many transactions the gateway sends for a message under the default limits (Medplum's,
+/// which the test server keeps with `--medplum-tx-limits`).
+fn expected_parts(raw: &[u8], site: &SiteMaps) -> usize {
+    let conv = convert::convert(raw, site).unwrap_or_else(|e| panic!("convert: {e}"));
+    bundle::bundles_within(&conv, Profile::Generic, TxLimits::default(), &Forgetful).unwrap().len()
 }
 
 /// What a Bundle entry writes: a conditional identity or a client id.
@@ -267,7 +276,8 @@ fn delivered(gw: &Gateway) -> f64 {
 
 #[test]
 fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
-    let server = FhirServer::start(&[]);
+    // Medplum's transaction limits on: a message over them arrives in several transactions.
+    let server = FhirServer::start(&["--medplum-tx-limits"]);
     let setup = setup_for(&server, "");
     let gw = setup.start();
     let site = site();
@@ -280,12 +290,15 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
     let n = expected_json.as_object().unwrap().len();
     assert!(n >= 66 && files.len() == n, "{} files, {n} in expected.json", files.len());
     let started = Instant::now();
-    let (mut references, mut resources) = (0, 0);
-    for (i, (name, raw)) in files.iter().enumerate() {
+    let (mut references, mut resources, mut parts, mut split) = (0, 0, 0, 0);
+    for (name, raw) in &files {
         server.reset();
         send_ok(&mut c, raw, name);
-        // One transaction Bundle per message: delivered or dead-lettered.
-        let done = (i + 1) as f64;
+        // Its transactions, each delivered, or the message dead-lettered.
+        let n = expected_parts(raw, &site);
+        parts += n;
+        split += usize::from(n > 1);
+        let done = parts as f64;
         wait_for(&format!("{name} delivered"), DELIVERY, || {
             let m = gw.metrics();
             (metric_value(&m, "gateway_forward_delivered_total") + metric_value(&m, "gateway_dead_letters_total")
@@ -297,6 +310,10 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
             break;
         }
         let dump = server.dump();
+        let committed = server.status()["counters"]["transactions_committed"].as_u64().unwrap();
+        if committed != n as u64 {
+            problems.push(format!("{name}: {committed} transactions committed, expected {n}"));
+        }
         let keys: BTreeSet<Key> = bundle_keys(&expected_bundle(raw, &site)).into_iter().collect();
         let (bad_refs, checked) = check_references(&dump);
         references += checked;
@@ -312,13 +329,20 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
         }
     }
     eprintln!(
-        "{} messages, {resources} resources, {references} references checked in {:?}",
+        "{} messages ({split} split, {parts} transactions), {resources} resources, {references} references checked in {:?}",
         files.len(),
         started.elapsed()
     );
+    assert!(split > 0, "some messages are over Medplum's limits");
+    // The limits are on: the same resources in one transaction are refused.
+    let (name, raw) = files.iter().find(|(_, raw)| expected_parts(raw, &site) > 1).unwrap();
+    let whole = serde_json::to_vec(&expected_bundle(raw, &site)).unwrap();
+    let (status, answer) = http_request(server.control_addr, "POST", "/fhir/R4", Some(&whole));
+    assert_eq!(status, 400, "{name} unsplit: {answer}");
+    assert!(answer.contains("too many entries"), "{answer}");
     assert!(references > resources, "references were found and checked");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
-    assert_eq!(gw.metric("gateway_forward_delivered_total"), n as f64);
+    assert_eq!(gw.metric("gateway_forward_delivered_total"), parts as f64);
     assert_eq!(journal_states(&setup.db_path()).get("delivered"), Some(&(n as i64)));
 }
 
@@ -326,17 +350,20 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
 
 #[test]
 fn sending_everything_again_creates_no_duplicate_resources() {
-    let server = FhirServer::start(&[]);
+    let server = FhirServer::start(&["--medplum-tx-limits"]);
     let setup = setup_for(&server, "");
     let gw = setup.start();
     let site = site();
     let files = corpus();
     let n = files.len() as f64;
+    // Transactions per pass: a message over Medplum's limits is sent in several.
+    let parts = files.iter().map(|(_, raw)| expected_parts(raw, &site)).sum::<usize>() as f64;
+    assert!(parts > n, "some messages are split");
     let mut c = gw.connect();
     for (name, raw) in &files {
         send_ok(&mut c, raw, name);
     }
-    wait_metric(&gw, "gateway_forward_delivered_total", n, DELIVERY);
+    wait_metric(&gw, "gateway_forward_delivered_total", parts, DELIVERY);
     assert_eq!(gw.metric("gateway_dead_letters_total"), 0.0, "{:?}", dead_letters(&setup.db_path()));
     let first = server.dump();
     let expected: BTreeSet<Key> = files.iter().flat_map(|(_, raw)| bundle_keys(&expected_bundle(raw, &site))).collect();
@@ -357,8 +384,8 @@ fn sending_everything_again_creates_no_duplicate_resources() {
     for (raw, (name, _)) in resent.iter().zip(&files) {
         send_ok(&mut c, raw, name);
     }
-    wait_metric(&gw, "gateway_forward_delivered_total", 2.0 * n, DELIVERY);
-    assert_eq!(gw.metric("gateway_forward_delivered_total"), 2.0 * n, "the duplicates were not sent");
+    wait_metric(&gw, "gateway_forward_delivered_total", 2.0 * parts, DELIVERY);
+    assert_eq!(gw.metric("gateway_forward_delivered_total"), 2.0 * parts, "the duplicates were not sent");
     assert_eq!(gw.metric("gateway_dead_letters_total"), 0.0);
     let second = server.dump();
     // Every resource's id comes from its business identifier or from the message content
@@ -540,7 +567,8 @@ fn expired_tokens_mid_stream_are_refreshed_and_delivery_continues() {
 #[test]
 fn a_bundle_the_server_refuses_goes_to_dead_letters_while_the_rest_flow() {
     let server = FhirServer::start(&[]);
-    let setup = setup_for(&server, "");
+    // No limits: one transaction per message, so the poison is refused as a whole.
+    let setup = setup_for(&server, "transaction_max_entries = 1000\ntransaction_max_updates = 1000");
     let gw = setup.start();
     let files: HashMap<String, Vec<u8>> = corpus().into_iter().collect();
     // OBX-3 code with two spaces inside: a `code` the FHIR regex refuses (400 from the server).
@@ -619,8 +647,10 @@ fn disk_budget_in_an_outage_naks_new_messages_and_drops_nothing_old() {
     assert!(gw.metric("gateway_naks_total{reason=\"storage_full\"}") >= 1.0);
 
     // The cloud comes back: the backlog drains, delivered rows are purged, space frees.
+    // (Delivered messages, not bundles: a sample ADT is over Medplum's limits, two transactions.)
     server.control(json!({"down": false}));
-    wait_metric(&gw, "gateway_forward_delivered_total", acked.len() as f64, DELIVERY);
+    let db = setup.db_path();
+    wait_for("the backlog delivered", DELIVERY, || (undelivered(&db) == 0).then_some(()));
     let message = gateway::loadgen::sample_adt(&refused, (i % 10) as u64);
     let mut attempts = 0;
     wait_for("a new message accepted after the purge", DELIVERY, || {
@@ -636,7 +666,7 @@ fn disk_budget_in_an_outage_naks_new_messages_and_drops_nothing_old() {
         }
     });
     eprintln!("accepted again after {attempts} attempts");
-    wait_metric(&gw, "gateway_forward_delivered_total", acked.len() as f64 + 1.0, DELIVERY);
+    wait_for("the new message delivered", DELIVERY, || (undelivered(&db) == 0).then_some(()));
     assert_eq!(gw.metric("gateway_dead_letters_total"), 0.0);
     // Everything ACKed reached the server: one Patient per patient number, one Encounter…
     let log = server.log("writes=1&type=Patient");

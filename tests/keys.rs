@@ -17,7 +17,8 @@ const PLAIN: &str = "[[listener]]\nname = \"mllp\"\nbind = \"127.0.0.1:0\"\n";
 /// A gateway whose cloud refuses connections: converted bundles stay pending.
 fn offline() -> Setup {
     let mut s = Setup::new(PLAIN);
-    s.extra = cloud("http://127.0.0.1:9/fhir/R4", 1, "");
+    // No transaction limits: one outbox bundle per message, as the counts below assume.
+    s.extra = cloud("http://127.0.0.1:9/fhir/R4", 1, "transaction_max_entries = 1000\ntransaction_max_updates = 1000");
     s
 }
 

@@ -55,7 +55,7 @@ struct Rig {
 impl Rig {
     fn start(backend: Backend) -> Rig {
         let mut setup = Setup::new(PLAIN);
-        let server = (backend != Backend::Sink).then(|| FhirServer::start(&[]));
+        let server = (backend != Backend::Sink).then(|| FhirServer::start(&["--medplum-tx-limits"]));
         setup.extra = match &server {
             Some(s) => {
                 let profile = if backend == Backend::Salesforce {

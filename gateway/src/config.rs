@@ -173,6 +173,13 @@ pub(crate) struct Cloud {
     /// `batch_max_entries` too (see [`DEPRECATED_KEYS`]).
     #[serde(default = "defaults::request_max_entries", alias = "batch_max_entries")]
     pub(crate) request_max_entries: NonZeroUsize,
+    /// Most entries in one `transaction` (the `generic` profile) that holds a conditional
+    /// entry; a larger one is split into several. Medplum's server refuses more than 8.
+    #[serde(default = "defaults::transaction_max_entries")]
+    pub(crate) transaction_max_entries: NonZeroUsize,
+    /// Most updates (`PUT`) in one transaction; Medplum's server refuses more than 50.
+    #[serde(default = "defaults::transaction_max_updates")]
+    pub(crate) transaction_max_updates: NonZeroUsize,
     #[serde(default = "defaults::connect_timeout_secs")]
     pub(crate) connect_timeout_secs: NonZeroU64,
     /// Longest wait for the response head, and between body reads.
@@ -205,6 +212,8 @@ impl Default for Cloud {
             proxy: None,
             concurrency: defaults::concurrency(),
             request_max_entries: defaults::request_max_entries(),
+            transaction_max_entries: defaults::transaction_max_entries(),
+            transaction_max_updates: defaults::transaction_max_updates(),
             connect_timeout_secs: defaults::connect_timeout_secs(),
             read_timeout_secs: defaults::read_timeout_secs(),
             timeout_secs: defaults::timeout_secs(),
@@ -219,6 +228,19 @@ impl Cloud {
     /// The configured profile (validated at load), `generic` when unset.
     pub(crate) fn profile(&self) -> crate::fhir::bundle::Profile {
         self.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
+    }
+
+    /// The target server's transaction limits, which the generic profile's bundles fit under;
+    /// none for the local sink, which takes a transaction of any size (and resolves no
+    /// conditional references, which a split would need).
+    pub fn transaction_limits(&self) -> crate::fhir::bundle::TxLimits {
+        if self.url.is_none() {
+            return crate::fhir::bundle::TxLimits::NONE;
+        }
+        crate::fhir::bundle::TxLimits {
+            max_entries: self.transaction_max_entries.get(),
+            max_updates: self.transaction_max_updates.get(),
+        }
     }
 
     /// The sink folder when no `url` is set (resolved at load; `var/fhir-sink` by default).
@@ -332,6 +354,12 @@ mod defaults {
     }
     pub(crate) fn request_max_entries() -> NonZeroUsize {
         NonZeroUsize::new(crate::fhir::bundle::BATCH_MAX_ENTRIES).unwrap()
+    }
+    pub(crate) fn transaction_max_entries() -> NonZeroUsize {
+        NonZeroUsize::new(crate::fhir::bundle::TxLimits::MEDPLUM.max_entries).unwrap()
+    }
+    pub(crate) fn transaction_max_updates() -> NonZeroUsize {
+        NonZeroUsize::new(crate::fhir::bundle::TxLimits::MEDPLUM.max_updates).unwrap()
     }
     pub(crate) fn connect_timeout_secs() -> NonZeroU64 {
         NonZeroU64::new(5).unwrap()
@@ -670,6 +698,21 @@ bind = "127.0.0.1:2575"
         assert_eq!((l.max_connections.get(), l.max_connections_per_source.get()), (128, 16));
         assert_eq!(c.limits.inflight_frame_bytes.get(), 64 << 20);
         assert_eq!(c.ops.admin_max_connections.get(), 16);
+    }
+
+    #[test]
+    fn transaction_limits_default_to_what_medplum_accepts() {
+        use crate::fhir::bundle::TxLimits;
+        let cloud = "\n[cloud]\nurl = \"https://fhir.example/r4\"\n";
+        let c = Config::parse(&format!("{MINIMAL}{cloud}"), Path::new("gw.toml")).unwrap();
+        assert_eq!(c.cloud.transaction_limits(), TxLimits { max_entries: 8, max_updates: 50 });
+        let text = format!("{MINIMAL}{cloud}transaction_max_entries = 100\ntransaction_max_updates = 20\n");
+        let c = Config::parse(&text, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.cloud.transaction_limits(), TxLimits { max_entries: 100, max_updates: 20 });
+        assert!(Config::parse(&format!("{MINIMAL}{cloud}transaction_max_entries = 0\n"), Path::new("gw.toml")).is_err());
+        // The local sink takes any transaction.
+        let c = Config::parse(MINIMAL, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.cloud.transaction_limits(), TxLimits::NONE);
     }
 
     #[test]

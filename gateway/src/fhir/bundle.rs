@@ -11,7 +11,13 @@
 //!   *conditional update* (`PUT <Kind>?identifier=<system>|<value>`, no `resource.id`), or,
 //!   when the message only refers to it ([`Write::CreateIfAbsent`]), a *conditional create*
 //!   (`POST <Kind>` with `ifNoneExist`), so the server keeps what an ADT wrote. A keyless
-//!   resource is `PUT <Kind>/<id>` with `resource.id = <id>`.
+//!   resource is `PUT <Kind>/<id>` with `resource.id = <id>`. A transaction over the server's
+//!   limits ([`TxLimits`], [`bundles_within`]) is split into several, sent in order and split
+//!   as the Salesforce batches are (below). Each is self-contained: a reference to what an
+//!   earlier one wrote is a *conditional reference* `<Kind>?identifier=<system>|<value>` (keyed;
+//!   the server resolves it by search when it writes) or `<Kind>/<id>` (keyless), so it needs
+//!   no entry — a resource that references many others, like the Provenance of every message,
+//!   fits wherever it lands.
 //! - [`Profile::Salesforce`]: `batch` Bundles of at most [`BATCH_MAX_ENTRIES`] entries, every
 //!   entry `PUT <Kind>/<id>` with `resource.id = <id>`, references rewritten to `<Kind>/<id>`
 //!   (a batch does not resolve `urn:uuid` fullUrls, so entries carry none). The resources are
@@ -39,13 +45,14 @@
 //! ids fixed before sending, a reference to a resource in the same batch is well defined: the
 //! resources of a cycle are always placed in one Bundle (a cycle larger than a Bundle is an
 //! error, [`BundleError::CycleTooLarge`]). In the generic transaction every reference resolves
-//! through its `urn:uuid` fullUrl regardless of order.
+//! through its `urn:uuid` fullUrl regardless of order, and a split keeps a cycle in one
+//! transaction ([`BundleError::OverTransactionLimits`] when it cannot).
 //!
 //! A reference to a local key that is not in the conversion is an error
 //! ([`BundleError::UnknownReference`]): no Bundle ever carries a dangling reference.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -123,11 +130,42 @@ pub enum BundleError {
         "{size} resources reference each other in a cycle (first: {first}); a batch holds at most {BATCH_MAX_ENTRIES}"
     )]
     CycleTooLarge { size: usize, first: String },
+    #[error(
+        "{entries} resources reference each other in a cycle (first: {first}, {updates} updates): over the \
+         server's transaction limits"
+    )]
+    OverTransactionLimits { first: String, entries: usize, updates: usize },
+}
+
+/// The largest transaction the target server accepts (`[cloud] transaction_max_entries`,
+/// `transaction_max_updates`). The generic profile splits a transaction that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxLimits {
+    /// Most entries in a transaction that holds a conditional entry (a conditional update or a
+    /// create with `ifNoneExist`); one without is not limited by this.
+    pub max_entries: usize,
+    /// Most updates (`PUT` entries) in any transaction.
+    pub max_updates: usize,
+}
+
+impl TxLimits {
+    /// What a Medplum server accepts: it runs a transaction with a conditional entry in
+    /// serializable isolation, and refuses one with more than 8 entries, or more than 50 updates.
+    pub const MEDPLUM: TxLimits = TxLimits { max_entries: 8, max_updates: 50 };
+    /// No limit: every conversion is one transaction.
+    pub const NONE: TxLimits = TxLimits { max_entries: usize::MAX, max_updates: usize::MAX };
+}
+
+impl Default for TxLimits {
+    fn default() -> Self {
+        TxLimits::MEDPLUM
+    }
 }
 
 /// The Bundles for one conversion, in the order they must be sent.
 ///
-/// Generic: exactly one transaction Bundle (without `entry` when there are no resources).
+/// Generic: exactly one transaction Bundle (without `entry` when there are no resources),
+/// whatever its size ([`bundles_with`] fits transactions under a server's limits).
 /// Salesforce: one batch Bundle per ≤ [`BATCH_MAX_ENTRIES`] resources (none when there are
 /// no resources).
 pub fn bundles(conv: &Conversion, profile: Profile) -> Result<Vec<Value>, BundleError> {
@@ -138,9 +176,20 @@ pub fn bundles(conv: &Conversion, profile: Profile) -> Result<Vec<Value>, Bundle
 /// that `memory` says was already sent: `PUT <Kind>/<id>` cannot create without replacing,
 /// and references to it stay valid because its id is derived from its key.
 pub fn bundles_with(conv: &Conversion, profile: Profile, memory: &dyn Memory) -> Result<Vec<Value>, BundleError> {
+    bundles_within(conv, profile, TxLimits::NONE, memory)
+}
+
+/// [`bundles_with`], with the generic profile's transactions split to fit under `limits`:
+/// several transactions, to be sent in order, each self-contained (see the module documentation).
+pub fn bundles_within(
+    conv: &Conversion,
+    profile: Profile,
+    limits: TxLimits,
+    memory: &dyn Memory,
+) -> Result<Vec<Value>, BundleError> {
     let plan = Plan::new(conv)?;
     match profile {
-        Profile::Generic => Ok(vec![plan.transaction()?]),
+        Profile::Generic => plan.transactions(limits),
         Profile::Salesforce => {
             let sent = |r: &Resource| {
                 r.write == Write::CreateIfAbsent && usable_identity(r).is_some_and(|id| memory.sent(r.kind, id))
@@ -329,28 +378,79 @@ impl<'c> Plan<'c> {
         format!("{}/{}", self.conv.resources[i].kind, self.ids[i])
     }
 
-    fn transaction(&self) -> Result<Value, BundleError> {
-        let entries: Vec<Value> = (0..self.conv.resources.len())
-            .map(|i| {
-                let r = &self.conv.resources[i];
-                let request = match (usable_identity(r), r.write) {
-                    (Some(identity), Write::Upsert) => {
-                        json!({ "method": "PUT", "url": conditional_url(r.kind, identity) })
-                    }
-                    (Some(identity), Write::CreateIfAbsent) => {
-                        json!({ "method": "POST", "url": r.kind, "ifNoneExist": identifier_search(identity) })
-                    }
-                    (None, _) => json!({ "method": "PUT", "url": self.type_id(i) }),
-                };
-                let with_id = usable_identity(r).is_none();
-                json!({
-                    "fullUrl": self.full_url(i),
-                    "resource": self.resource_json(i, with_id, &|j| self.full_url(j)),
-                    "request": request,
-                })
-            })
-            .collect();
-        Ok(bundle("transaction", entries))
+    /// The entry that writes resource `i` (see the module documentation), its references
+    /// rewritten by `target`.
+    fn write_entry(&self, i: usize, target: &dyn Fn(usize) -> String) -> Value {
+        let r = &self.conv.resources[i];
+        let request = match (usable_identity(r), r.write) {
+            (Some(identity), Write::Upsert) => {
+                json!({ "method": "PUT", "url": conditional_url(r.kind, identity) })
+            }
+            (Some(identity), Write::CreateIfAbsent) => {
+                json!({ "method": "POST", "url": r.kind, "ifNoneExist": identifier_search(identity) })
+            }
+            (None, _) => json!({ "method": "PUT", "url": self.type_id(i) }),
+        };
+        let with_id = usable_identity(r).is_none();
+        json!({
+            "fullUrl": self.full_url(i),
+            "resource": self.resource_json(i, with_id, target),
+            "request": request,
+        })
+    }
+
+    /// One transaction Bundle writing `part`. A reference to a resource of the part points
+    /// at its fullUrl; one to a resource an earlier part wrote is a conditional reference
+    /// (`<Kind>?identifier=…`, which the server resolves by search) when it is keyed, else
+    /// `<Kind>/<id>` (the gateway chose the id).
+    fn transaction(&self, part: &Part) -> Value {
+        let target = |j: usize| {
+            if part.held.contains(&j) {
+                self.full_url(j)
+            } else {
+                match usable_identity(&self.conv.resources[j]) {
+                    Some(identity) => conditional_url(self.conv.resources[j].kind, identity),
+                    None => self.type_id(j),
+                }
+            }
+        };
+        bundle("transaction", part.members.iter().map(|&i| self.write_entry(i, &target)).collect())
+    }
+
+    /// The generic profile's transactions: one when it fits under `limits`, else several in
+    /// dependency order (as [`Plan::ordered_components`], a reference cycle kept in one),
+    /// each filled greedily. Each part is self-contained: its references to what earlier parts
+    /// wrote need no entry (see [`Plan::transaction`]), so a resend of every part changes
+    /// nothing, and none counts against the limits.
+    fn transactions(&self, limits: TxLimits) -> Result<Vec<Value>, BundleError> {
+        let mut everything = Part::default();
+        everything.add(self, (0..self.deps.len()).collect());
+        if everything.fits(limits) {
+            return Ok(vec![self.transaction(&everything)]);
+        }
+        let mut parts = Vec::new();
+        let mut part = Part::default();
+        for members in self.ordered_components() {
+            if !part.members.is_empty() && !part.grown(self, &members).fits(limits) {
+                parts.push(std::mem::take(&mut part));
+            }
+            part.add(self, members);
+            if !part.fits(limits) {
+                return Err(BundleError::OverTransactionLimits {
+                    first: self.conv.resources[part.members[0]].key.clone(),
+                    entries: part.members.len(),
+                    updates: part.updates,
+                });
+            }
+        }
+        parts.push(part);
+        Ok(parts.iter().map(|p| self.transaction(p)).collect())
+    }
+
+    /// `PUT` entries count as updates; a create-if-absent is a `POST`.
+    fn is_update(&self, i: usize) -> bool {
+        let r = &self.conv.resources[i];
+        usable_identity(r).is_none() || r.write == Write::Upsert
     }
 
     fn batches(&self, skip: &[bool]) -> Result<Vec<Value>, BundleError> {
@@ -376,6 +476,29 @@ impl<'c> Plan<'c> {
     /// Resource indexes in groups of at most [`BATCH_MAX_ENTRIES`]: each resource in the same
     /// group as, or a later one than, every resource it references.
     fn split(&self) -> Result<Vec<Vec<usize>>, BundleError> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut current: Vec<usize> = Vec::new();
+        for members in self.ordered_components() {
+            if members.len() > BATCH_MAX_ENTRIES {
+                let first = self.conv.resources[members[0]].key.clone();
+                return Err(BundleError::CycleTooLarge { size: members.len(), first });
+            }
+            if current.len() + members.len() > BATCH_MAX_ENTRIES {
+                groups.push(std::mem::take(&mut current));
+            }
+            current.extend(members);
+        }
+        if !current.is_empty() {
+            groups.push(current);
+        }
+        debug_assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), self.deps.len());
+        Ok(groups)
+    }
+
+    /// The strongly connected components of the references (the resources of a cycle), each
+    /// sorted, in an order where every component comes after the ones it references; Patient,
+    /// Practitioner, Organization and Location first when the order is otherwise free.
+    fn ordered_components(&self) -> Vec<Vec<usize>> {
         let components = strongly_connected(&self.deps);
         let n_comp = components.len();
         let mut comp_of = vec![0; self.deps.len()];
@@ -406,20 +529,11 @@ impl<'c> Plan<'c> {
         };
         let mut ready: BinaryHeap<Reverse<(bool, usize, usize)>> =
             (0..n_comp).filter(|&c| waiting_on[c] == 0).map(priority).collect();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut current: Vec<usize> = Vec::new();
+        let mut out = Vec::with_capacity(n_comp);
         while let Some(Reverse((_, _, c))) = ready.pop() {
-            let members = &components[c];
-            if members.len() > BATCH_MAX_ENTRIES {
-                let first = self.conv.resources[*members.iter().min().unwrap_or(&0)].key.clone();
-                return Err(BundleError::CycleTooLarge { size: members.len(), first });
-            }
-            if current.len() + members.len() > BATCH_MAX_ENTRIES {
-                groups.push(std::mem::take(&mut current));
-            }
-            let mut sorted = members.clone();
+            let mut sorted = components[c].clone();
             sorted.sort_unstable();
-            current.extend(sorted);
+            out.push(sorted);
             for &d in &dependents[c] {
                 waiting_on[d] -= 1;
                 if waiting_on[d] == 0 {
@@ -427,11 +541,55 @@ impl<'c> Plan<'c> {
                 }
             }
         }
-        if !current.is_empty() {
-            groups.push(current);
+        out
+    }
+}
+
+/// One transaction of the generic profile being filled, with the counts the server's limits
+/// apply to.
+#[derive(Default)]
+struct Part {
+    members: Vec<usize>,
+    /// `members`, for looking up: what a reference can point at by fullUrl.
+    held: HashSet<usize>,
+    updates: usize,
+    /// Holds a conditional entry (a conditional update or create).
+    conditional: bool,
+}
+
+/// The counts of a [`Part`], to check the limits before adding to it.
+struct Counts {
+    entries: usize,
+    updates: usize,
+    conditional: bool,
+}
+
+impl Part {
+    fn grown(&self, plan: &Plan<'_>, members: &[usize]) -> Counts {
+        Counts {
+            entries: self.members.len() + members.len(),
+            updates: self.updates + members.iter().filter(|&&i| plan.is_update(i)).count(),
+            conditional: self.conditional
+                || members.iter().any(|&i| usable_identity(&plan.conv.resources[i]).is_some()),
         }
-        debug_assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), self.deps.len());
-        Ok(groups)
+    }
+
+    fn add(&mut self, plan: &Plan<'_>, members: Vec<usize>) {
+        let counts = self.grown(plan, &members);
+        self.updates = counts.updates;
+        self.conditional = counts.conditional;
+        self.held.extend(&members);
+        self.members.extend(members);
+    }
+
+    fn fits(&self, limits: TxLimits) -> bool {
+        Counts { entries: self.members.len(), updates: self.updates, conditional: self.conditional }.fits(limits)
+    }
+}
+
+impl Counts {
+    fn fits(&self, limits: TxLimits) -> bool {
+        self.updates <= limits.max_updates && (!self.conditional || self.entries <= limits.max_entries)
     }
 }
 
@@ -802,6 +960,149 @@ mod tests {
             let b = serde_json::to_vec(&bundles(&c.clone(), profile).unwrap()).unwrap();
             assert_eq!(a, b);
         }
+    }
+
+    /// `v` with every `reference` mapped by `f`.
+    fn map_references(v: &Value, f: &dyn Fn(&str) -> String) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| match x {
+                        Value::String(s) if k == "reference" => (k.clone(), Value::String(f(s))),
+                        _ => (k.clone(), map_references(x, f)),
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(|x| map_references(x, f)).collect()),
+            _ => v.clone(),
+        }
+    }
+
+    /// What a transaction entry writes, as a reference from another transaction would name it:
+    /// `<Kind>?identifier=…` for a conditional entry, else `<Kind>/<id>`.
+    fn outside_name(e: &Value) -> String {
+        let r = &e["request"];
+        match r["ifNoneExist"].as_str() {
+            Some(query) => format!("{}?{query}", r["url"].as_str().unwrap()),
+            None => r["url"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Checks the split transactions of `c` against `limits` and the unsplit transaction:
+    /// every part within the limits; every reference resolves within its part (a fullUrl of
+    /// one of its entries) or names a resource an earlier part wrote (conditionally when it is
+    /// keyed, else by its id); every resource is written exactly once, as in the unsplit bundle
+    /// (references aside). Returns the number of parts.
+    fn check_transactions(c: &Conversion, limits: TxLimits) -> usize {
+        let parts = bundles_within(c, Profile::Generic, limits, &Forgetful).unwrap();
+        let whole = &bundles(c, Profile::Generic).unwrap()[0];
+        let unsplit: HashMap<&str, &Value> =
+            entries(whole).iter().map(|e| (e["fullUrl"].as_str().unwrap(), e)).collect();
+        // What earlier parts wrote: the name a later part uses → its fullUrl.
+        let mut earlier: HashMap<String, String> = HashMap::new();
+        for (n, b) in parts.iter().enumerate() {
+            assert_eq!(b["type"], "transaction");
+            let es = entries(b);
+            let conditional = es.iter().any(|e| outside_name(e).contains('?'));
+            let updates = es.iter().filter(|e| e["request"]["method"] == "PUT").count();
+            assert!(updates <= limits.max_updates, "part {n}: {updates} updates");
+            assert!(!conditional || es.len() <= limits.max_entries, "part {n}: {} entries", es.len());
+            let here: BTreeSet<&str> = es.iter().map(|e| e["fullUrl"].as_str().unwrap()).collect();
+            let resolve = |r: &str| -> String {
+                if here.contains(r) {
+                    return r.to_string();
+                }
+                match earlier.get(r) {
+                    Some(full_url) => full_url.clone(),
+                    None => panic!("part {n}: {r} resolves neither within the part nor to an earlier part"),
+                }
+            };
+            for e in es {
+                let full_url = e["fullUrl"].as_str().unwrap();
+                assert!(!earlier.values().any(|u| u == full_url), "part {n}: {full_url} written twice");
+                let original = unsplit[full_url];
+                assert_eq!(e["request"], original["request"], "part {n}: {full_url}");
+                assert_eq!(map_references(&e["resource"], &|r| resolve(r)), original["resource"], "part {n}");
+            }
+            for e in es {
+                earlier.insert(outside_name(e), e["fullUrl"].as_str().unwrap().to_string());
+            }
+        }
+        let written: BTreeSet<&str> = earlier.values().map(String::as_str).collect();
+        assert_eq!(written, unsplit.keys().copied().collect(), "every resource, once");
+        parts.len()
+    }
+
+    #[test]
+    fn generic_under_the_limits_is_one_transaction() {
+        let c = small();
+        let limited = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap();
+        assert_eq!(limited, bundles(&c, Profile::Generic).unwrap());
+        assert_eq!(check_transactions(&c, TxLimits::MEDPLUM), 1);
+        // No conditional entry: only the updates count.
+        let keyless = conv((0..50).map(|n| res("Observation", &format!("O{n}"), None, &[])).collect());
+        assert_eq!(check_transactions(&keyless, TxLimits::MEDPLUM), 1);
+    }
+
+    #[test]
+    fn generic_over_the_limits_is_split_into_self_contained_parts() {
+        let c = seventy();
+        // Four keyed resources (conditional entries) go first; 66 keyless ones follow, and once
+        // the parts hold no conditional entry only the updates count.
+        for (entries, updates, parts) in [(8, 50, 3), (20, 50, 2), (8, 5, 14), (100, 30, 3), (4, 50, 3), (3, 50, 4)] {
+            let limits = TxLimits { max_entries: entries, max_updates: updates };
+            assert_eq!(check_transactions(&c, limits), parts, "{limits:?}");
+        }
+        // Keyless resources only: no conditional entry, split by updates alone, and later parts
+        // reference earlier ones as `<Kind>/<id>`.
+        let mut rs = vec![res("Patient", "P", None, &[])];
+        rs.extend((0..120).map(|n| res("Observation", &format!("O{n}"), None, &["P"])));
+        assert_eq!(check_transactions(&conv(rs), TxLimits::MEDPLUM), 3);
+        // A merge's cycle stays in one part; what references it gets copies of both patients.
+        let mut rs = vec![
+            res("Patient", "P1", Some(("urn:mrn", "1")), &["P2"]),
+            res("Patient", "P2", Some(("urn:mrn", "2")), &["P1"]),
+        ];
+        rs.extend((0..10).map(|n| res("Observation", &format!("O{n}"), Some(("urn:obs", &n.to_string())), &["P1"])));
+        assert_eq!(check_transactions(&conv(rs), TxLimits::MEDPLUM), 2);
+    }
+
+    #[test]
+    fn references_to_earlier_parts_need_no_entry() {
+        // One resource referencing more keyed resources than a conditional transaction holds
+        // (a Provenance's targets): they go first, it references them conditionally.
+        let mut rs: Vec<Resource> =
+            (0..12).map(|n| res("Practitioner", &format!("Dr{n}"), Some(("urn:npi", &n.to_string())), &[])).collect();
+        let keys: Vec<String> = (0..12).map(|n| format!("Dr{n}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        rs.push(res("Provenance", "Prov", None, &refs));
+        let c = conv(rs);
+        assert_eq!(check_transactions(&c, TxLimits::MEDPLUM), 2);
+        let parts = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap();
+        let prov = entries(&parts[1]).iter().find(|e| e["resource"]["resourceType"] == "Provenance").unwrap();
+        assert_eq!(prov["resource"]["ref"][0]["reference"], "Practitioner?identifier=urn:npi|0");
+    }
+
+    #[test]
+    fn a_cycle_over_the_limits_is_an_error() {
+        let rs: Vec<Resource> = (0..9)
+            .map(|n| {
+                res("Patient", &format!("P{n}"), Some(("urn:mrn", &n.to_string())), &[&format!("P{}", (n + 1) % 9)])
+            })
+            .collect();
+        let c = conv(rs);
+        let e = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap_err();
+        assert_eq!(e, BundleError::OverTransactionLimits { first: "P0".into(), entries: 9, updates: 9 });
+        assert_eq!(check_transactions(&c, TxLimits { max_entries: 9, max_updates: 9 }), 1);
+    }
+
+    #[test]
+    fn split_transactions_are_deterministic() {
+        let c = seventy();
+        let a = serde_json::to_vec(&bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap());
+        let b =
+            serde_json::to_vec(&bundles_within(&c.clone(), Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap());
+        assert_eq!(a.unwrap(), b.unwrap());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::fhir::bundle::{self, Profile};
+use crate::fhir::bundle::{self, Profile, TxLimits};
 use crate::fhir::convert;
 use crate::fhir::memory::{Forgetful, Memory};
 use crate::fhir::model::{Identity, Report};
@@ -43,6 +43,8 @@ pub(crate) struct ConvertOptions {
     pub(crate) keys: Arc<Keys>,
     pub(crate) bell: Doorbell,
     pub(crate) metrics: Arc<Metrics>,
+    /// The target server's transaction limits (generic profile).
+    pub(crate) limits: TxLimits,
     /// Rung after a commit that wrote bundles to the outbox (wakes the forwarder).
     pub(crate) on_convert: Option<Doorbell>,
     pub(crate) gate: Arc<WriteGate>,
@@ -239,7 +241,7 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions, memory: &mut JournalMemory<
     let Ok(raw) = opts.keys.open(sealed) else {
         return Outcome::Dead("payload does not decrypt under the key file".into());
     };
-    match convert_message_with(&raw, &opts.site, opts.profile, memory) {
+    match convert_message_with(&raw, &opts.site, opts.profile, opts.limits, memory) {
         Ok(converted) => {
             for (survivor, replaced) in &converted.merges {
                 memory.merged(survivor, replaced);
@@ -270,9 +272,9 @@ pub struct Bundle {
 /// What the convert stage does with one message's plaintext: convert within the site's
 /// budget and bundle for `profile`. Never panics: a panic anywhere in the converter becomes a
 /// dead-letter reason (the panic hook logs where, never the message), so no input can stop the
-/// stage. `Err` is a PHI-free reason.
+/// stage. `Err` is a PHI-free reason. Transactions fit under the default limits.
 pub fn convert_message(raw: &[u8], site: &SiteMaps, profile: Profile) -> Result<Vec<Bundle>, String> {
-    convert_message_with(raw, site, profile, &Forgetful).map(|c| c.bundles)
+    convert_message_with(raw, site, profile, TxLimits::default(), &Forgetful).map(|c| c.bundles)
 }
 
 /// A message's bundles and what the memory should learn from it.
@@ -293,12 +295,13 @@ pub fn convert_message_with(
     raw: &[u8],
     site: &SiteMaps,
     profile: Profile,
+    limits: TxLimits,
     memory: &dyn Memory,
 ) -> Result<Converted, String> {
     let work = || -> Result<Converted, String> {
         // Parse and budget errors carry codes, counts and locations, never content.
         let conversion = convert::convert_with(raw, site, memory).map_err(|e| e.to_string())?;
-        let bundles = bundle::bundles_with(&conversion, profile, memory)
+        let bundles = bundle::bundles_within(&conversion, profile, limits, memory)
             .map_err(|_| format!("bundle could not be built ({})", conversion.report.structure))?;
         let bundles = bundles
             .iter()
@@ -345,6 +348,7 @@ mod tests {
             synchronous: Synchronous::Full,
             site: SiteMaps::empty(jiff::tz::TimeZone::UTC),
             profile,
+            limits: TxLimits::default(),
             keys: Arc::new(Keys::from_master(&[3; 32])),
             bell: Doorbell::default(),
             on_convert: None,
