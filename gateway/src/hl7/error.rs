@@ -120,7 +120,11 @@ impl Hl7Error {
 
 impl fmt::Display for Hl7Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} at {}", self.code.code(), self.text, self.location)
+        write!(f, "{} {}", self.code.code(), self.text)?;
+        if !self.location.segment.is_empty() {
+            write!(f, " at {}", self.location)?;
+        }
+        Ok(())
     }
 }
 

@@ -232,7 +232,9 @@ fn push_segment(
     let Some(range) = trim_line(raw, range) else { return Ok(()) };
     let line = &raw[range.clone()];
     if !is_segment_id(line.get(..3).unwrap_or(line)) || line.get(3).is_some_and(|&b| b != field) {
-        return Err(Hl7Error::new(ErrorCode::SegmentSequenceError, Location::NONE, "Invalid segment ID"));
+        // No segment ID to name: its position locates it.
+        let text = format!("Invalid segment ID (segment {} of the message)", spans.len() + 1);
+        return Err(Hl7Error::with_text(ErrorCode::SegmentSequenceError, Location::NONE, text));
     }
     // Offsets fit: parse() rejects messages of 4 GiB and more.
     spans.push(Span { start: range.start as u32, end: range.end as u32, first_separator: first as u32 });
@@ -848,7 +850,8 @@ PV1|1|I|W^101^1||||\"\"|\r";
             raw.extend_from_slice(bad);
             let e = err(&raw);
             assert_eq!(e.code, ErrorCode::SegmentSequenceError, "{:?}", String::from_utf8_lossy(bad));
-            assert_eq!(e.text, "Invalid segment ID");
+            assert_eq!(e.text, "Invalid segment ID (segment 2 of the message)");
+            assert_eq!(e.to_string(), "100 Invalid segment ID (segment 2 of the message)", "no empty location");
         }
         // A segment with no fields at all is fine.
         assert_eq!(ids(&msg(b"MSH|^~\\&|A|B|C|D|||ADT^A08|1|P|2.5\rZZ1\r")), ["MSH", "ZZ1"]);
