@@ -8,8 +8,8 @@
 //!   PID-3 SSN).
 //! - PID-13/PID-14 default `use` home/work is only added when the datatype map gave no use
 //!   (so `CP` equipment keeps `mobile`).
-//! - PID-10 race and PID-22 ethnicity are left out (the IG defers to local extensions such as
-//!   US Core); PID-18 (Account), PID-21, PID-26/27/28, PID-31+ are not mapped.
+//! - PID-10 race and PID-22 ethnicity → US Core extensions (`us_core`); PID-18 (Account),
+//!   PID-21, PID-26/27/28, PID-31+ are not mapped.
 //! - PD1-3 and PD1-4 → `generalPractitioner` (Organization first, then Practitioner, as the IG
 //!   orders them); a ROL with role `PP` (table 0443) adds to the same list.
 
@@ -269,6 +269,8 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
         .into_iter()
         .filter(|e| e.get("url").is_some() && e.as_object().is_some_and(|o| o.len() > 1)),
     );
+
+    body.push_all("extension", super::us_core::race_ethnicity(pid));
 
     // PID-24/25 multiple birth (order wins over the indicator).
     match val(pid.field(25)).parse::<i64>() {
