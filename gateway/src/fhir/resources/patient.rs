@@ -235,8 +235,10 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     body.push_all("telecom", pid.field(14).reps().map(|r| with_default_use(datatypes::contact_point(r), "work")));
     body.push_all("telecom", pid.field(40).reps().map(datatypes::contact_point));
 
-    // PID-15 language.
-    let lang = datatypes::codeable_concept(pid.field(15).rep(1), ctx.site, &mut ctx.report);
+    // PID-15 language, with its BCP-47 coding (the binding of `communication.language`).
+    let sent = pid.field(15).rep(1);
+    let lang = datatypes::codeable_concept(sent, ctx.site, &mut ctx.report);
+    let lang = crate::fhir::language::with_bcp47(lang, &sent.component(1).value(), &sent.component(3).value());
     body.push_all("communication", [Obj::new().set("language", lang).value()]);
 
     // PID-16 marital status (IG MaritalStatus; unmapped codes kept as sent).
