@@ -286,7 +286,7 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
     let mut c = gw.connect();
     let mut problems = Vec::new();
     let files = corpus();
-    assert_eq!(files.len(), 66);
+    assert_eq!(files.len(), 76);
     let started = Instant::now();
     let (mut references, mut resources) = (0, 0);
     for (i, (name, raw)) in files.iter().enumerate() {
