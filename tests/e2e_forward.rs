@@ -326,8 +326,8 @@ fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
     );
     assert!(references > resources, "references were found and checked");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
-    assert_eq!(gw.metric("gateway_forward_delivered_total"), 66.0);
-    assert_eq!(journal_states(&setup.db_path()).get("delivered"), Some(&66));
+    assert_eq!(gw.metric("gateway_forward_delivered_total"), 76.0);
+    assert_eq!(journal_states(&setup.db_path()).get("delivered"), Some(&76));
 }
 
 // ---------------------------------------------------------------- 2. twice

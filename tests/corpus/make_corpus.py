@@ -403,10 +403,10 @@ add('epic', 'ADT', 'A45', [
     msh('EPIC', 'UHMC^2.16.840.1.113883.3.9999.1^ISO', '20260324150000-0500',
         'ADT^A45^ADT_A45', 'EPC2026032415000045', '2.5.1'),
     r'EVN|A45|20260324150000-0500',
-    seg('PID', {1: '1', 3: 'E1000001^^^UHMC^MR', 5: 'Carter^Evelyn^Rose', 7: '19780412', 8: 'F'}),
-    seg('MRG', {1: 'E1000099^^^UHMC^MR', 5: 'V2026031500001^^^UHMC^VN'}),
-    seg('PV1', {1: '1', 2: 'I', 3: '4W^401^A^UHMC', 19: 'V2026031500001^^^UHMC^VN',
-                44: '20260315081500-0500'}),
+    seg('PID', {1: '1', 3: 'E1000045^^^UHMC^MR', 5: 'Okafor^Chidi', 7: '19690214', 8: 'M'}),
+    seg('MRG', {1: 'E1000046^^^UHMC^MR', 5: 'V2026032300045^^^UHMC^VN'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '4W^405^B^UHMC', 19: 'V2026032300045^^^UHMC^VN',
+                44: '20260323081500-0500'}),
 ], 'Move visit information: MERGE_INFO (MRG prior patient + visit, PV1) -> the Encounter of the PID patient')
 
 add('meditech', 'ADT', 'A47', [
