@@ -628,6 +628,13 @@ impl<'t> Sources<'t> {
             || self.formatted_number(s)
             || self.literal_prefix(s)
             || (key == "url" && self.field_reference(s))
+            || (key == "end" && self.end_on_an_input_day(s))
+    }
+
+    /// A period end computed as a start of the input plus a duration of the input (PR1-5 +
+    /// PR1-7 minutes): its day is in the message.
+    fn end_on_an_input_day(&self, s: &str) -> bool {
+        s.len() > 10 && fhir_date_digits(&s[..10]).is_some_and(|d| d.iter().any(|d| self.raw.contains(d.as_str())))
     }
 
     /// A v2 field reference naming a segment of the input (`ZPD-2`): the sub-extension urls

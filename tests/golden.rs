@@ -32,5 +32,5 @@ fn main_message_types_match_their_reviewed_bundles() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 6, "ADT, ORU, ORM, SIU, MDM and VXU goldens");
+    assert_eq!(checked, 7, "ADT (admit; discharge with procedures and guarantors), ORU, ORM, SIU, MDM and VXU goldens");
 }

@@ -40,6 +40,10 @@ STRUCTURE = {
     ('ADT', 'A07'): 'ADT_A06', ('ADT', 'A08'): 'ADT_A01', ('ADT', 'A11'): 'ADT_A09',
     ('ADT', 'A13'): 'ADT_A01', ('ADT', 'A14'): 'ADT_A05', ('ADT', 'A28'): 'ADT_A05',
     ('ADT', 'A31'): 'ADT_A05', ('ADT', 'A40'): 'ADT_A39',
+    ('ADT', 'A15'): 'ADT_A15', ('ADT', 'A16'): 'ADT_A16', ('ADT', 'A21'): 'ADT_A21',
+    ('ADT', 'A22'): 'ADT_A21', ('ADT', 'A25'): 'ADT_A21', ('ADT', 'A26'): 'ADT_A21',
+    ('ADT', 'A27'): 'ADT_A21', ('ADT', 'A24'): 'ADT_A24', ('ADT', 'A45'): 'ADT_A45',
+    ('ADT', 'A47'): 'ADT_A30', ('ADT', 'A60'): 'ADT_A60',
     ('ORU', 'R01'): 'ORU_R01', ('ORM', 'O01'): 'ORM_O01', ('OML', 'O21'): 'OML_O21',
     ('SIU', 'S12'): 'SIU_S12', ('SIU', 'S13'): 'SIU_S12', ('SIU', 'S14'): 'SIU_S12',
     ('SIU', 'S15'): 'SIU_S12', ('SIU', 'S26'): 'SIU_S12',
@@ -53,11 +57,19 @@ STRUCTURE = {
 # --------------------------------------------------------------------------
 _ADT = {'PID': 'Patient', 'PV1': 'Encounter', 'NK1': 'RelatedPerson',
         'AL1': 'AllergyIntolerance', 'DG1': 'Condition', 'IN1': 'Coverage',
-        'OBX': 'Observation'}
+        'OBX': 'Observation', 'PR1': 'Procedure', 'GT1': 'Account'}
 RULES = {
     'ADT_A01': _ADT, 'ADT_A02': {'PID': 'Patient', 'PV1': 'Encounter', 'OBX': 'Observation'},
     'ADT_A03': _ADT, 'ADT_A05': _ADT, 'ADT_A06': _ADT,
     'ADT_A09': {'PID': 'Patient', 'PV1': 'Encounter', 'DG1': 'Condition', 'OBX': 'Observation'},
+    # No IG message map: the segment maps the converter applies (see docs/CONVERSION.md)
+    'ADT_A15': {'PID': 'Patient', 'PV1': 'Encounter', 'DG1': 'Condition', 'OBX': 'Observation'},
+    'ADT_A16': _ADT,
+    'ADT_A21': {'PID': 'Patient', 'PV1': 'Encounter', 'OBX': 'Observation'},
+    'ADT_A24': {'PID': 'Patient', 'PV1': 'Encounter'},
+    'ADT_A30': {'PID': 'Patient', 'MRG': 'Patient'},
+    'ADT_A45': {'PID': 'Patient', 'PV1': 'Encounter'},
+    'ADT_A60': {'PID': 'Patient', 'PV1': 'Encounter', 'IAM': 'AllergyIntolerance'},
     # ADT_A39 (A40 merge): no IG message map in the reference set -> no counts asserted
     'ADT_A39': {},
     'ORU_R01': {'PID': 'Patient', 'PV1': 'Encounter', 'NK1': 'RelatedPerson',
@@ -126,6 +138,15 @@ def count_resources(structure, segs):
     for s in segs:
         sid = s[:3]
         if sid not in rules:
+            continue
+        if sid == 'GT1':
+            # All GT1s are the guarantors of one Account; a guarantor other than the patient
+            # (GT1-11 not SEL) with a name (GT1-3) is also a RelatedPerson.
+            f = s.split(fs)
+            get = lambda n: f[n] if len(f) > n else ''
+            if get(11).split(cs)[0] != 'SEL' and get(3):
+                c['RelatedPerson'] += 1
+            c['Account'] = 1
             continue
         if sid == 'NK1':
             f = s.split(fs)
@@ -291,6 +312,123 @@ add('cerner', 'ADT', 'A03', [
                 44: '202603151000', 45: '20260318090000'}),
     r'DG1|1||K35.80^Unspecified acute appendicitis^I10||20260318|F',
 ], 'CRLF (0x0D 0x0A) segment separators', sep='\r\n')
+
+# --- Epic A03: surgical discharge with procedures (PR1 -> Procedure) ---------
+add('epic', 'ADT', 'A03', [
+    msh('EPIC', 'UHMC^2.16.840.1.113883.3.9999.1^ISO', '20260322141500-0500',
+        'ADT^A03^ADT_A03', 'EPC2026032214150007', '2.5.1'),
+    r'EVN|A03|20260322141500-0500',
+    seg('PID', {1: '1', 3: 'E1000077^^^UHMC^MR', 5: 'Brooks^Nathan^Lee', 7: '19820611', 8: 'M',
+                10: '2054-5^Black or African American^CDCREC', 18: 'A2026031800077^^^UHMC^AN',
+                22: '2186-5^Not Hispanic or Latino^CDCREC'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '5S^512^1^UHMC', 7: '3001^Cutter^Samuel^^^Dr^MD^^^^^^NPI',
+                19: 'V2026031800077^^^UHMC^VN', 44: '20260318061000-0500',
+                45: '20260322140000-0500'}),
+    r'DG1|1||K35.80^Unspecified acute appendicitis^I10||20260318|F^Final^HL70052',
+    seg('PR1', {1: '1', 3: '0DTJ4ZZ^Resection of Appendix, Percutaneous Endoscopic^ICD10PCS',
+                5: '20260318074500-0500', 6: 'P^Procedure for treatment^HL70230', 7: '95',
+                8: '2001^Gasman^Anne^^^Dr^MD^^^^^^NPI', 11: '3001^Cutter^Samuel^^^Dr^MD^^^^^^NPI',
+                15: 'K35.80^Unspecified acute appendicitis^I10', 19: 'PX20260318-1^UHMC',
+                23: 'OR^03^^UHMC'}),
+    r'ROL|1|AD|AT^Attending^HL70443|3001^Cutter^Samuel^^^Dr^MD',
+    seg('PR1', {1: '2', 3: '5A1945Z^Respiratory Ventilation, 24-96 Consecutive Hours^ICD10PCS',
+                5: '20260318',
+                12: '4100^Breath^Rita^^^^RT'}),
+    seg('GT1', {1: '1', 2: 'G55012^^^UHMC', 3: 'Brooks^Karen^M', 5: '88 Birch Rd^^Springfield^IL^62704^USA',
+                6: '^PRN^PH^^1^217^5550311', 8: '19840203', 9: 'F', 11: 'SPO^Spouse^HL70063',
+                13: '20260318'}),
+    seg('GT1', {1: '2', 11: 'EMP^Employee^HL70063', 21: 'Springfield Tool Works (FAKE)^^^^^UHMC'}),
+], 'Surgical discharge: PR1 x2 (ICD-10-PCS, PR1-5 with PR1-7 minutes -> period, anesthesiologist, '
+   'surgeon, PR1-15 reason, PR1-19 id, PR1-23 location; date-only PR1-5), ROL in the PROCEDURE group; '
+   'GT1 x2 (spouse -> RelatedPerson, employer GT1-21 -> Organization) as guarantors of the PID-18 Account')
+
+# --- ADT events without an IG message map (pending, leave, link, move, identifier change)
+add('cerner', 'ADT', 'A15', [
+    msh('HNAM', 'CMC', '20260321081500', 'ADT^A15', 'Q1987654321T15', '2.5'),
+    r'EVN|A15|20260321081500|20260321100000',
+    seg('PID', {1: '1', 3: '7700123^^^CMC^MR', 5: r'Garcia\T\Lopez^Maria^Elena', 7: '19650923', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '3N^312^B^CMC', 11: 'ICU^04^1^CMC', 19: '88001234^^^CMC^VN',
+                44: '202603151000'}),
+    r'DG1|1||K35.80^Unspecified acute appendicitis^I10||20260318|W',
+], 'Pending transfer (ADT_A15, no MSH-9.3): PV1-11 temporary location, EVN-3 planned time, DG1')
+
+add('epic', 'ADT', 'A16', [
+    msh('EPIC', 'UHMC^2.16.840.1.113883.3.9999.1^ISO', '20260322090000-0500',
+        'ADT^A16^ADT_A16', 'EPC2026032209000016', '2.5.1'),
+    r'EVN|A16|20260322090000-0500|20260322140000-0500',
+    seg('PID', {1: '1', 3: 'E1000077^^^UHMC^MR', 5: 'Brooks^Nathan^Lee', 7: '19820611', 8: 'M'}),
+    seg('NK1', {1: '1', 2: 'Brooks^Karen^M', 3: 'SPO^Spouse^HL70063', 5: '^PRN^PH^^1^217^5550311'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '5S^512^1^UHMC', 7: '3001^Cutter^Samuel^^^Dr^MD^^^^^^NPI',
+                19: 'V2026031800077^^^UHMC^VN', 44: '20260318061000-0500'}),
+    r'OBX|1|CWE|8689-2^History of Immunization^LN||N^No^HL70136||||||F',
+    r'AL1|1|DA^Drug allergy^HL70127|2670^Codeine^RXNORM|MO^Moderate^HL70128|Nausea',
+    r'DG1|1||K35.80^Unspecified acute appendicitis^I10||20260318|F^Final^HL70052',
+], 'Pending discharge (ADT_A16): NK1, OBX CWE, AL1, DG1')
+
+add('meditech', 'ADT', 'A21', [
+    msh('MEDITECH', 'MTHOSP', '20260323101500+0100', 'ADT^A21^ADT_A21', 'MT20260323-0021', '2.4'),
+    r'EVN|A21|20260323101500+0100',
+    seg('PID', {1: '1', 3: 'MT0000457^^^MTHOSP^MR', 5: 'Dubois^Amelie', 7: '19700228', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'I', 3: 'MED2^204^1^MTHOSP', 19: 'MTV0000457^^^MTHOSP^VN',
+                44: '20260320083000+0100'}),
+], 'Leave of absence (ADT_A21): Encounter onleave')
+
+add('athena', 'ADT', 'A25', [
+    msh('ATHENANET', 'ATHENA_CLINIC_8821', '20260320093000-0500', 'ADT^A25^ADT_A21',
+        'ATH-5d2c9e1a-0025', '2.5.1'),
+    r'EVN|A25|20260320093000-0500',
+    seg('PID', {1: '1', 3: '8821-44501^^^ATHENA^MR', 5: 'Patel^Arjun^K', 7: '19910704', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'I', 3: 'ICU^07^01^ATHHOSP', 19: 'ATHV-44501-01^^^ATHENA^VN',
+                44: '20260315075959-0500'}),
+    r'OBX|1|ST|8659-5^Discharge condition^LN||Discharge postponed||||||F',
+], 'Cancel pending discharge (ADT_A21 structure): OBX ST')
+
+add('openemr', 'ADT', 'A27', [
+    msh('OPENEMR', 'Greenfield Clinic', '20260319110000-0600', 'ADT^A27', 'OEMR-000127', '2.5.1'),
+    r'EVN|A27|20260319110000-0600',
+    seg('PID', {1: '1', 3: r'1043^^^OPENEMR^MR', 5: 'Muñoz^Zoë^Inés', 7: '19880505', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'P', 3: 'SURG^^^Greenfield Clinic', 5: 'PRE-1043^^^OPENEMR',
+                19: 'OE-V-1043^^^OPENEMR^VN'}),
+], 'Cancel pending admit (ADT_A21 structure, no MSH-9.3): Encounter cancelled')
+
+add('cerner', 'ADT', 'A24', [
+    msh('HNAM', 'CMC', '20260324120000', 'ADT^A24^ADT_A24', 'Q1987654321T24', '2.5'),
+    r'EVN|A24|20260324120000',
+    seg('PID', {1: '1', 3: '7700123^^^CMC^MR', 5: r'Garcia\T\Lopez^Maria^Elena', 7: '19650923', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'CLIN^^^CMC', 19: '88009999^^^CMC^VN'}),
+    seg('PID', {1: '2', 3: '7700999^^^CMC^MR', 5: 'Garcia^Maria', 7: '19650923', 8: 'F'}),
+], 'Link patient information: two PIDs (PV1 with the first) linked seealso both ways')
+
+add('epic', 'ADT', 'A45', [
+    msh('EPIC', 'UHMC^2.16.840.1.113883.3.9999.1^ISO', '20260324150000-0500',
+        'ADT^A45^ADT_A45', 'EPC2026032415000045', '2.5.1'),
+    r'EVN|A45|20260324150000-0500',
+    seg('PID', {1: '1', 3: 'E1000045^^^UHMC^MR', 5: 'Okafor^Chidi', 7: '19690214', 8: 'M'}),
+    seg('MRG', {1: 'E1000046^^^UHMC^MR', 5: 'V2026032300045^^^UHMC^VN'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '4W^405^B^UHMC', 19: 'V2026032300045^^^UHMC^VN',
+                44: '20260323081500-0500'}),
+], 'Move visit information: MERGE_INFO (MRG prior patient + visit, PV1) -> the Encounter of the PID patient')
+
+add('meditech', 'ADT', 'A47', [
+    msh('MEDITECH', 'MTHOSP', '20260325091500+0100', 'ADT^A47^ADT_A30', 'MT20260325-0047', '2.5'),
+    r'EVN|A47|20260325091500+0100',
+    seg('PID', {1: '1', 3: 'MT0000458^^^MTHOSP^MR', 5: 'Dubois^Amelie', 7: '19700228', 8: 'F'}),
+    seg('MRG', {1: 'MT0000457^^^MTHOSP^MR', 7: 'Dubois^Amelie'}),
+], 'Change patient identifier list (ADT_A30): MRG-1 old MR replaced by PID-3')
+
+add('athena', 'ADT', 'A60', [
+    msh('ATHENANET', 'ATHENA_CLINIC_8821', '20260326101000-0500', 'ADT^A60^ADT_A60',
+        'ATH-5d2c9e1a-0060', '2.5.1'),
+    r'EVN|A60|20260326101000-0500',
+    seg('PID', {1: '1', 3: '8821-44501^^^ATHENA^MR', 5: 'Patel^Arjun^K', 7: '19910704', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'FAMMED^^^ATHHOSP', 19: 'ATHV-44501-02^^^ATHENA^VN'}),
+    seg('IAM', {1: '1', 2: 'DA^Drug allergy^HL70127', 3: '7980^Penicillin G^RXNORM',
+                4: 'SV^Severe^HL70128', 5: 'Anaphylaxis', 6: 'A^Add^HL70323',
+                7: 'ALG-44501-1^ATHENA', 11: '20120301', 13: '20260326100500-0500',
+                17: 'active'}),
+    seg('IAM', {1: '2', 2: 'FA^Food allergy^HL70127', 3: '91935009^Allergy to peanut^SCT',
+                6: 'D^Delete^HL70323', 7: 'ALG-44501-2^ATHENA'}),
+], 'Update adverse reaction information: IAM add (IAM-7 id, onset, reported time) and delete')
 
 # --- OpenEMR A04: UTF-8 names, NK1 x3, AL1 x2, IN1/IN2 ----------------------
 add('openemr', 'ADT', 'A04', [

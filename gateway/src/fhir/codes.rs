@@ -69,7 +69,10 @@ pub fn coding_system_uri(v2_name: &str) -> Option<&'static str> {
         "NUCC" | "NUCCPT" | "HCPTNUCC" => "http://nucc.org/provider-taxonomy",
         "CDCREC" => "urn:oid:2.16.840.1.113883.6.238",
         "NPI" => "http://hl7.org/fhir/sid/us-npi",
-        "NCIT" | "NCI" => "http://ncimeta.nci.nih.gov",
+        // NCIT is the NCI Thesaurus (THO's preferred URI since 2022); the Metathesaurus is
+        // another code system.
+        "NCIT" => "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
+        "NCI" => "http://ncimeta.nci.nih.gov",
         "UMLS" => "http://www.nlm.nih.gov/research/umls",
         "CDT" => "http://ada.org/cdt",
         "ISO3166_1" | "ISO3166-1" => "urn:iso:std:iso:3166",

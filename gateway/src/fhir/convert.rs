@@ -147,7 +147,12 @@ pub fn convert_with(raw: &[u8], site: &SiteMaps, memory: &dyn Memory) -> Result<
         | Structure::AdtA05
         | Structure::AdtA06
         | Structure::AdtA09
+        | Structure::AdtA15
+        | Structure::AdtA16
+        | Structure::AdtA21
+        | Structure::AdtA60
         | Structure::AdtA39 => messages::adt::convert(&mut ctx, &grouped),
+        Structure::AdtA24 | Structure::AdtA30 | Structure::AdtA45 => messages::adt_records::convert(&mut ctx, &grouped),
         Structure::OruR01 => messages::oru::convert(&mut ctx, &grouped),
         Structure::OrmO01 | Structure::OmlO21 => messages::order::convert(&mut ctx, &grouped),
         Structure::SiuS12 => messages::siu::convert(&mut ctx, &grouped),

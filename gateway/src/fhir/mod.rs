@@ -15,6 +15,7 @@ pub mod convert;
 pub mod ctx;
 pub mod datatypes;
 pub mod json;
+pub mod language;
 pub mod memory;
 pub mod messages;
 pub mod model;

@@ -19,6 +19,9 @@
 //! - ADT_A03: an `OBSERVATION` group is accepted both after DB1 (where A01 has it, which
 //!   senders often reuse) and after `PROCEDURE` (where A03 has it).
 //! - VXU_V04: ORC is optional in `ORDER` (as it was before v2.5).
+//! - ADT_A24: its two patients, each `PID, PD1?, PV1?, DB1*`, are `PATIENT` groups (HL7 lists
+//!   the segments twice, ungrouped), so each PV1 stays with its PID.
+//! - ADT_A15 and ADT_A21: OBX in `OBSERVATION` groups, as the other ADT structures.
 //!
 //! # Matching
 //! Greedy, one segment of look-ahead, no backtracking, linear in the number of segments. A
@@ -221,6 +224,48 @@ structure!(ADT_A09 = [
     DG1*
 ]);
 
+structure!(ADT_A15 = [
+    MSH, ARV*, SFT*, UAC?, EVN, PID, PD1?, ARV*, ROL*, PRT*,
+    PV1, PV2?, ARV*, ROL*, PRT*, DB1*,
+    OBSERVATION*[OBX, PRT*],
+    DG1*
+]);
+
+structure!(ADT_A16 = [
+    MSH, ARV*, SFT*, UAC?, EVN, PID, PD1?, ARV*, ROL*, PRT*,
+    NEXT_OF_KIN*[NK1, OH2*, OH3?],
+    PV1, PV2?, ARV*, ROL*, PRT*, DB1*,
+    OBSERVATION*[OBX, PRT*],
+    AL1*, IAM*, DG1*, DRG?,
+    PROCEDURE*[PR1, ROL*, PRT*],
+    GT1*,
+    INSURANCE*[IN1, IN2?, IN3*, ROL*, PRT*],
+    ACC?
+]);
+
+structure!(ADT_A21 = [
+    MSH, SFT*, UAC?, EVN, PID, PD1?, PV1, PV2?, DB1*,
+    OBSERVATION*[OBX, PRT*]
+]);
+
+structure!(ADT_A24 = [
+    MSH, SFT*, UAC?, EVN,
+    PATIENT+[PID, PD1?, PV1?, DB1*]
+]);
+
+structure!(ADT_A30 = [
+    MSH, SFT*, UAC?, EVN, PID, PD1?, ARV*, MRG
+]);
+
+structure!(ADT_A45 = [
+    MSH, SFT*, UAC?, EVN, PID, PD1?,
+    MERGE_INFO+[MRG, PV1]
+]);
+
+structure!(ADT_A60 = [
+    MSH, SFT*, UAC?, EVN, PID, ARV*, PV1?, ARV*, PV2?, IAM*
+]);
+
 structure!(ADT_A39 = [
     MSH, SFT*, UAC?, EVN,
     PATIENT+[PID, PD1?, ARV*, MRG, PV1?, ARV*]
@@ -331,6 +376,13 @@ pub(crate) enum Structure {
     AdtA05,
     AdtA06,
     AdtA09,
+    AdtA15,
+    AdtA16,
+    AdtA21,
+    AdtA24,
+    AdtA30,
+    AdtA45,
+    AdtA60,
     AdtA39,
     OruR01,
     OrmO01,
@@ -341,13 +393,20 @@ pub(crate) enum Structure {
 }
 
 impl Structure {
-    pub(crate) const ALL: [Structure; 13] = [
+    pub(crate) const ALL: [Structure; 20] = [
         Structure::AdtA01,
         Structure::AdtA02,
         Structure::AdtA03,
         Structure::AdtA05,
         Structure::AdtA06,
         Structure::AdtA09,
+        Structure::AdtA15,
+        Structure::AdtA16,
+        Structure::AdtA21,
+        Structure::AdtA24,
+        Structure::AdtA30,
+        Structure::AdtA45,
+        Structure::AdtA60,
         Structure::AdtA39,
         Structure::OruR01,
         Structure::OrmO01,
@@ -366,6 +425,13 @@ impl Structure {
             Structure::AdtA05 => &ADT_A05,
             Structure::AdtA06 => &ADT_A06,
             Structure::AdtA09 => &ADT_A09,
+            Structure::AdtA15 => &ADT_A15,
+            Structure::AdtA16 => &ADT_A16,
+            Structure::AdtA21 => &ADT_A21,
+            Structure::AdtA24 => &ADT_A24,
+            Structure::AdtA30 => &ADT_A30,
+            Structure::AdtA45 => &ADT_A45,
+            Structure::AdtA60 => &ADT_A60,
             Structure::AdtA39 => &ADT_A39,
             Structure::OruR01 => &ORU_R01,
             Structure::OrmO01 => &ORM_O01,
@@ -411,6 +477,13 @@ impl Structure {
             ("ADT", "A05" | "A14" | "A28" | "A31") => Structure::AdtA05,
             ("ADT", "A06" | "A07") => Structure::AdtA06,
             ("ADT", "A09" | "A10" | "A11") => Structure::AdtA09,
+            ("ADT", "A15") => Structure::AdtA15,
+            ("ADT", "A16") => Structure::AdtA16,
+            ("ADT", "A21" | "A22" | "A25" | "A26" | "A27" | "A32" | "A33") => Structure::AdtA21,
+            ("ADT", "A24") => Structure::AdtA24,
+            ("ADT", "A47") => Structure::AdtA30,
+            ("ADT", "A45") => Structure::AdtA45,
+            ("ADT", "A60") => Structure::AdtA60,
             ("ADT", "A39" | "A40" | "A41" | "A42") => Structure::AdtA39,
             ("ORU", "R01") => Structure::OruR01,
             ("ORM", "O01") => Structure::OrmO01,
@@ -749,6 +822,15 @@ mod tests {
             ("A40", Structure::AdtA39),
             ("A41", Structure::AdtA39),
             ("A42", Structure::AdtA39),
+            ("A15", Structure::AdtA15),
+            ("A16", Structure::AdtA16),
+            ("A25", Structure::AdtA21),
+            ("A26", Structure::AdtA21),
+            ("A27", Structure::AdtA21),
+            ("A24", Structure::AdtA24),
+            ("A47", Structure::AdtA30),
+            ("A45", Structure::AdtA45),
+            ("A60", Structure::AdtA60),
         ] {
             assert_eq!(s(&format!("ADT^{ev}")), Some(want), "{ev}");
         }
@@ -779,7 +861,7 @@ mod tests {
     fn ingest_and_converter_decide_alike_ignoring_padding() {
         assert_eq!(Structure::of(" ADT ", "A08 ", ""), Some(Structure::AdtA01));
         assert_eq!(Structure::of("ADT", "A15", " ADT_A01 "), Some(Structure::AdtA01));
-        for (code, trigger) in [("ADT", "A15"), ("ADT", "A24"), ("ADT", "A60"), ("MDM", "T01"), ("MDM", "T09")] {
+        for (code, trigger) in [("ADT", "A17"), ("ADT", "A23"), ("ADT", "A29"), ("MDM", "T01"), ("MDM", "T09")] {
             assert_eq!(Structure::of(code, trigger, ""), None, "{code}^{trigger}");
             assert_eq!(Structure::unsupported(code).code, ErrorCode::UnsupportedEventCode);
         }

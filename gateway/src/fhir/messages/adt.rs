@@ -1,5 +1,7 @@
 //! ADT messages: walks the segment groups and calls the resource maps (IG message maps
-//! ADT_A01/A02/A05/A06/A09/A11; A40 by the merge rule below).
+//! ADT_A01/A02/A05/A06/A09/A11; A40 by the merge rule below; the structures the IG has no
+//! map for — ADT_A15, ADT_A16, ADT_A21, ADT_A60 — by the same walk, their segments being a
+//! subset of ADT_A01's). A21 (leave of absence) → Encounter `onleave`.
 //!
 //! - EVN: consumed; EVN-6 (else EVN-2) is the end of an A03 visit without PV1-45 (Provenance
 //!   reads EVN itself).
@@ -7,17 +9,21 @@
 //! - NK1 → RelatedPerson, or `Patient.contact` for employer/agency/insurer parties.
 //! - PV1 + PV2 → Encounter with the event's status (A03 finished, A11 cancelled, A13
 //!   in-progress, …; see `resources::encounter`); ROL after PV1 → participants.
-//! - AL1 → AllergyIntolerance; DG1 → Condition (+ `Encounter.diagnosis`); IN1 → Coverage.
+//! - AL1 and IAM (A60) → AllergyIntolerance; DG1 → Condition (+ `Encounter.diagnosis`); IN1 → Coverage;
+//!   PR1 (PROCEDURE groups) → Procedure of the patient and visit; GT1 → the guarantors of one
+//!   Account (PID-18).
 //! - OBX (OBSERVATION groups) → Observation of the patient and visit.
-//! - Left unconsumed (so reported): GT1,
-//!   DB1, PR1, ACC, UB1/UB2, DRG, IAM, IN2/IN3, ROL with other roles before PV1 (CareTeam),
+//! - Left unconsumed (so reported):
+//!   DB1, ROL in PROCEDURE groups, ACC, UB1/UB2, DRG, IN2/IN3, ROL with other roles before PV1 (CareTeam),
 //!   and MRG in ADT_A06 (A06/A07), which the IG maps to an Account only.
 //! - ADT_A39 (A39/A40): per PATIENT group, PID → the surviving Patient, MRG → the replaced
 //!   Patient (`active: false`, link `replaced-by`), and the survivor gets link `replaces`;
 //!   an optional PV1 → Encounter. For A41/A42 (account/visit merges) MRG is left unconsumed.
 
 use crate::fhir::ctx::Ctx;
-use crate::fhir::resources::{allergy, condition, coverage, encounter, observation, patient, related_person};
+use crate::fhir::resources::{
+    account, allergy, condition, coverage, encounter, iam, observation, patient, procedure, related_person,
+};
 use crate::hl7::parser::Message;
 use crate::hl7::structure::{Group, Grouped, Structure};
 
@@ -57,6 +63,12 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     let encounter = pv1.and_then(|pv1| {
         encounter::encounter_for_event(ctx, pv1, root.segment(msg, "PV2"), &patient, &trigger, &event_time)
     });
+    if let Some(enc) = encounter.as_deref().filter(|_| trigger == "A21") {
+        // A21: the patient went on leave of absence (A22, the return, gets the class's status).
+        if let Some(r) = ctx.resource_mut(enc) {
+            r.body.put("status", "onleave");
+        }
+    }
     if let Some(enc) = &encounter {
         for rol in root.segments(msg, "ROL").filter(|r| r.index() > pv1_at) {
             encounter::role_participant(ctx, rol, enc);
@@ -68,8 +80,18 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     for al1 in root.segments(msg, "AL1") {
         allergy::allergy(ctx, al1, &patient);
     }
+    for iam in root.segments(msg, "IAM") {
+        iam::allergy(ctx, iam, &patient);
+    }
     for dg1 in root.segments(msg, "DG1") {
         condition::condition(ctx, dg1, &patient, encounter.as_deref());
+    }
+    for pr1 in root.groups("PROCEDURE").filter_map(|g| g.segment(msg, "PR1")) {
+        procedure::procedure(ctx, pr1, &patient, encounter.as_deref());
+    }
+    let gt1s: Vec<_> = root.segments(msg, "GT1").collect();
+    if !gt1s.is_empty() {
+        account::guarantor_account(ctx, pid, &gt1s, &patient);
     }
     for g in root.groups("INSURANCE") {
         if let Some(in1) = g.segment(msg, "IN1") {
@@ -108,8 +130,17 @@ mod tests {
     use crate::fhir::site::SiteMaps;
 
     /// The resource types the ADT walk produces and expected.json asserts.
-    const TYPES: [&str; 7] =
-        ["Patient", "Encounter", "RelatedPerson", "AllergyIntolerance", "Condition", "Coverage", "Observation"];
+    const TYPES: [&str; 9] = [
+        "Account",
+        "Patient",
+        "Encounter",
+        "RelatedPerson",
+        "AllergyIntolerance",
+        "Condition",
+        "Coverage",
+        "Observation",
+        "Procedure",
+    ];
 
     fn site() -> SiteMaps {
         SiteMaps::empty(jiff::tz::TimeZone::UTC)
@@ -180,7 +211,7 @@ mod tests {
             }
             checked += 1;
         }
-        assert_eq!(checked, 33);
+        assert_eq!(checked, 43);
     }
 
     #[test]
@@ -350,9 +381,9 @@ mod tests {
         assert_eq!(payor.kind, "Organization");
         assert_eq!(body(payor)["name"], "Aetna Health (FAKE)");
         assert_eq!(body(cov[1])["subscriberId"], "1EG4TE5MK72");
-        // GT1 and IN2 are reported unconsumed; nothing else but the Z-segment.
+        // IN2 is reported unconsumed; nothing else but the Z-segment.
         let ids: Vec<&str> = c.report.unconsumed.iter().map(|u| u.split(':').nth(1).unwrap()).collect();
-        assert_eq!(ids, ["GT1", "IN2", "ZPD"]);
+        assert_eq!(ids, ["IN2", "ZPD"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Per message structure: which groups and segments become which resources.
 
 pub mod adt;
+pub mod adt_records;
 pub mod mdm;
 pub mod order;
 pub mod oru;

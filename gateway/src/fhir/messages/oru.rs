@@ -9,7 +9,7 @@
 //!     `basedOn`; the NTEs after OBR become its notes (the IG gives them no target;
 //!     FHIR-Converter puts them on the ServiceRequest). Without ORC those NTEs stay unconsumed.
 //!   - OBSERVATION: OBX (+ its NTEs) → Observation (subject, encounter); ED values become the
-//!     report's presentedForm.
+//!     report's presentedForm. Without OBX-14, OBR-7 is the Observation's effective time.
 //!   - SPECIMEN: SPM → Specimen; the OBX after SPM → Observations with `specimen` (they are
 //!     also results of the report, as in the IG's Observation\[3\] under the report).
 //!   - OBR (+ ORC) → DiagnosticReport with result, specimen, basedOn, presentedForm.
@@ -20,6 +20,7 @@ use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::diagnostic_report::{self, ReportLinks};
 use crate::fhir::resources::observation::{self, attachments, link};
 use crate::fhir::resources::{service_request, specimen};
+use crate::hl7::parser::Segment;
 use crate::hl7::structure::{Group, Grouped};
 
 pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
@@ -47,6 +48,22 @@ fn patient_result(ctx: &mut Ctx, pr: &Group) {
     let (patient, encounter) = (patient.as_deref(), encounter.as_deref());
     for oo in pr.groups("ORDER_OBSERVATION") {
         order_observation(ctx, oo, patient, encounter);
+    }
+}
+
+/// OBR-7 (observation date/time, the collection time) → `effectiveDateTime` of the order's
+/// Observations that have none from OBX-14 (IG ORU_R01, as FHIR-Converter).
+fn observed_at_collection(ctx: &mut Ctx, obr: Segment, observations: &[String]) {
+    let when = crate::fhir::datatypes::datetime(obr.field(7).value().trim(), ctx.site, &mut ctx.report);
+    if when.is_null() {
+        return;
+    }
+    for key in observations {
+        if let Some(r) = ctx.resource_mut(key) {
+            if r.body.get("effectiveDateTime").is_none() && r.body.get("effectivePeriod").is_none() {
+                r.body.put("effectiveDateTime", when.clone());
+            }
+        }
     }
 }
 
@@ -92,6 +109,7 @@ fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter
         }
         specimens.extend(spec);
     }
+    observed_at_collection(ctx, obr, &observations);
     let links = ReportLinks {
         patient,
         encounter,
@@ -118,6 +136,19 @@ mod tests {
 
     fn by_kind(c: &crate::fhir::convert::Conversion, kind: &str) -> Vec<Value> {
         c.resources.iter().filter(|r| r.kind == kind).map(|r| r.body.clone().value()).collect()
+    }
+
+    #[test]
+    fn obr_7_is_the_effective_time_of_results_without_obx_14() {
+        let raw = "MSH|^~\\&|LAB|HOSP|GW|CLOUD|20260101120000||ORU^R01^ORU_R01|L1|P|2.5.1\r\
+PID|1||M1^^^HOSP^MR||DOE^JANE\r\
+OBR|1|P1^EHR|F1^LAB|24331-1^Lipid panel^LN|||20260101073000-0500\r\
+OBX|1|NM|2093-3^Cholesterol^LN||182|mg/dL|||||F\r\
+OBX|2|NM|2571-8^Triglyceride^LN||90|mg/dL|||||F|||20260101080000-0500\r";
+        let c = convert(raw.as_bytes(), &SiteMaps::empty(jiff::tz::TimeZone::UTC)).unwrap();
+        let obs = by_kind(&c, "Observation");
+        assert_eq!(obs[0]["effectiveDateTime"], "2026-01-01T07:30:00-05:00");
+        assert_eq!(obs[1]["effectiveDateTime"], "2026-01-01T08:00:00-05:00", "OBX-14 wins");
     }
 
     #[test]

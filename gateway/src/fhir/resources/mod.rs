@@ -1,5 +1,6 @@
 //! Per segment: the map from one v2 segment (with its context) to one FHIR resource.
 
+pub mod account;
 pub mod allergy;
 pub mod appointment;
 pub mod condition;
@@ -7,10 +8,13 @@ pub mod coverage;
 pub mod diagnostic_report;
 pub mod document_reference;
 pub mod encounter;
+pub mod iam;
 pub mod immunization;
 pub mod observation;
 pub mod patient;
+pub mod procedure;
 pub mod provenance;
 pub mod related_person;
 pub mod service_request;
 pub mod specimen;
+pub mod us_core;

@@ -8,8 +8,8 @@
 //!   PID-3 SSN).
 //! - PID-13/PID-14 default `use` home/work is only added when the datatype map gave no use
 //!   (so `CP` equipment keeps `mobile`).
-//! - PID-10 race and PID-22 ethnicity are left out (the IG defers to local extensions such as
-//!   US Core); PID-18 (Account), PID-21, PID-26/27/28, PID-31+ are not mapped.
+//! - PID-10 race and PID-22 ethnicity → US Core extensions (`us_core`); PID-18 (Account),
+//!   PID-21, PID-26/27/28, PID-31+ are not mapped.
 //! - PD1-3 and PD1-4 → `generalPractitioner` (Organization first, then Practitioner, as the IG
 //!   orders them); a ROL with role `PP` (table 0443) adds to the same list.
 
@@ -235,8 +235,10 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     body.push_all("telecom", pid.field(14).reps().map(|r| with_default_use(datatypes::contact_point(r), "work")));
     body.push_all("telecom", pid.field(40).reps().map(datatypes::contact_point));
 
-    // PID-15 language.
-    let lang = datatypes::codeable_concept(pid.field(15).rep(1), ctx.site, &mut ctx.report);
+    // PID-15 language, with its BCP-47 coding (the binding of `communication.language`).
+    let sent = pid.field(15).rep(1);
+    let lang = datatypes::codeable_concept(sent, ctx.site, &mut ctx.report);
+    let lang = crate::fhir::language::with_bcp47(lang, &sent.component(1).value(), &sent.component(3).value());
     body.push_all("communication", [Obj::new().set("language", lang).value()]);
 
     // PID-16 marital status (IG MaritalStatus; unmapped codes kept as sent).
@@ -269,6 +271,8 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
         .into_iter()
         .filter(|e| e.get("url").is_some() && e.as_object().is_some_and(|o| o.len() > 1)),
     );
+
+    body.push_all("extension", super::us_core::race_ethnicity(pid));
 
     // PID-24/25 multiple birth (order wins over the indicator).
     match val(pid.field(25)).parse::<i64>() {

@@ -28,7 +28,7 @@ pub fn is_contact_only(nk1: Segment) -> bool {
 
 /// NK1-3 (table 0063) → the IG Relationship coding, else as sent (table 0063 system when no
 /// coding system was named).
-fn relationship(ctx: &mut Ctx, rep: Rep) -> Value {
+pub(crate) fn relationship(ctx: &mut Ctx, rep: Rep) -> Value {
     match codes::relationship(&rep.component(1).value()) {
         Some(code) => {
             let text = rep.component(2).value().trim().to_string();
