@@ -5,10 +5,10 @@
 //! - the WAL and shared-memory files at their on-disk size (a page written since the last
 //!   checkpoint sits in the WAL *and* will be copied into the database: counted twice, as it
 //!   takes twice the room until the WAL is truncated),
-//! - a reserve for the rows the convert stage has not converted yet: their FHIR bundles take
-//!   about 9× the HL7 payload in pages (an ADT^A01: 0.9 KB of HL7, 7.6 KB of JSON, three
-//!   pages), written once to the WAL and once to the database, so 18× the sealed payload is
-//!   held for them until they are converted,
+//! - a reserve for the rows the convert stage has not converted yet: their FHIR bundles
+//!   (with the keys written on every resource) and their sealed conversion report take about
+//!   12× the HL7 payload in pages, written once to the WAL and once to the database, so 24×
+//!   the sealed payload is held for them until they are converted,
 //! - and the incoming messages themselves: twice (WAL and database) their payload and row
 //!   overhead, plus their reserve.
 //!
@@ -27,7 +27,7 @@ use super::disk::Footprint;
 /// Per-row cost beyond the payload (metadata, index entries).
 pub(crate) const ROW_OVERHEAD: u64 = 256;
 /// Bundles of a message, WAL copy included, as a multiple of its sealed payload.
-pub(crate) const CONVERT_FACTOR: u64 = 18;
+pub(crate) const CONVERT_FACTOR: u64 = 24;
 /// The unconverted rows are summed again this often (in between: the last sum + what was
 /// stored since, which only over-estimates) — and, before a message is refused, whenever
 /// another connection (the convert stage) committed since the last sum.
