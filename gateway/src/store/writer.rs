@@ -457,21 +457,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_writer_stopped_while_appenders_live_stops_and_refuses_later_messages() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = WriterOptions {
-            path: dir.path().join("j.db"),
+    /// A small writer on `path` with a disk budget of `max_bytes`.
+    fn options(path: PathBuf, max_bytes: u64) -> WriterOptions {
+        WriterOptions {
+            path,
             vfs: None,
-            synchronous: Synchronous::Normal,
-            max_bytes: 64 << 20,
+            synchronous: Synchronous::Full,
+            max_bytes,
             dedup_window: Duration::from_secs(60),
             batch_max_messages: 16,
             batch_max_bytes: 1 << 20,
             queue: 16,
             on_commit: None,
             gate: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_writer_stopped_while_appenders_live_stops_and_refuses_later_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WriterOptions { synchronous: Synchronous::Normal, ..options(dir.path().join("j.db"), 64 << 20) };
         let (appender, writer) = Writer::start(opts, Arc::new(Metrics::default())).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         assert!(matches!(rt.block_on(appender.append(message("C1", 10))), Ok(Appended::Stored(_))));
@@ -483,18 +488,7 @@ mod tests {
     fn several_messages_are_stored_together_or_not_at_all_and_dead_letters_go_in_with_their_row() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
-        let opts = WriterOptions {
-            path: path.clone(),
-            vfs: None,
-            synchronous: Synchronous::Full,
-            max_bytes: 4 << 20,
-            dedup_window: Duration::from_secs(60),
-            batch_max_messages: 16,
-            batch_max_bytes: 1 << 20,
-            queue: 16,
-            on_commit: None,
-            gate: Default::default(),
-        };
+        let opts = options(path.clone(), 4 << 20);
         let metrics = Arc::new(Metrics::default());
         let (appender, writer) = Writer::start(opts, metrics.clone()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -525,18 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
         let max_bytes = 4 << 20;
-        let opts = WriterOptions {
-            path: path.clone(),
-            vfs: None,
-            synchronous: Synchronous::Full,
-            max_bytes,
-            dedup_window: Duration::from_secs(60),
-            batch_max_messages: 16,
-            batch_max_bytes: 1 << 20,
-            queue: 16,
-            on_commit: None,
-            gate: Default::default(),
-        };
+        let opts = options(path.clone(), max_bytes);
         let metrics = Arc::new(Metrics::default());
         let (appender, writer) = Writer::start(opts, metrics.clone()).unwrap();
         // Another connection writes and deletes 5 MB: few live pages, a WAL past the budget.
