@@ -758,6 +758,20 @@ bind = "127.0.0.1:2575"
         assert_eq!(c.ops.admin_bind, Some("127.0.0.1:8575".parse().unwrap()));
     }
 
+    /// The image's config: every path the gateway writes is under the unit's StateDirectory
+    /// (the only writable place on the read-only root), and MLLP listens on the LAN.
+    #[test]
+    fn shipped_appliance_config_writes_only_under_var_lib_gateway() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/appliance.toml");
+        let c = Config::load(&path).unwrap();
+        let state = Path::new("/var/lib/gateway");
+        assert!(c.store.path.get_ref().starts_with(state));
+        assert!(c.store.key_file.get_ref().starts_with(state));
+        assert!(c.cloud.sink.as_ref().is_some_and(|s| s.get_ref().starts_with(state)));
+        assert!(c.listeners[0].bind.ip().is_unspecified());
+        assert!(!c.listeners[0].allow.iter().any(|n| n.prefix_len() == 0), "no allow-all");
+    }
+
     /// Parses `text` and returns what it logged.
     fn parse_logged(text: &str) -> (Result<Config, ConfigError>, String) {
         #[derive(Clone, Default)]
