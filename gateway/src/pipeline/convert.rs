@@ -511,9 +511,9 @@ mod tests {
         assert_eq!(report["structure"], "ADT_A01");
         assert_eq!(report["unconsumed"], serde_json::json!(["3:ZXX"]));
         assert_eq!(report["default_systems"], serde_json::json!(["UNMAPPED -> urn:hl7v2-gateway:authority:UNMAPPED"]));
-        // Located: the invalid birth date is reported at the PID, without its value.
+        // Located: the invalid birth date is reported at PID-7, without its value.
         let warnings = report["warnings"].as_array().unwrap();
-        assert!(warnings.iter().any(|w| w.as_str().unwrap().starts_with("2:PID: invalid")), "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.as_str().unwrap().starts_with("2:PID-7: invalid")), "{warnings:?}");
         assert!(!report.to_string().contains("2026139") && !report.to_string().contains("DOE"), "no patient data");
         let counts = &opts.metrics.convert_report;
         assert_eq!((counts.unconsumed_segment.get(), counts.default_system.get()), (1, 1));
