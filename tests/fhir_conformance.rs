@@ -1331,6 +1331,47 @@ fn cli_convert_prints_the_library_bundles() {
     assert!(tree.contains("# message 3 of 3") && tree.contains("    PID-5 Patient Name"), "{tree}");
 }
 
+#[test]
+fn cli_convert_prints_generic_transactions_split_as_they_would_be_sent() {
+    let bin = gateway_tests::gateway_bin();
+    let file = repo().join("tests/corpus/hl7/epic_adt_a01_01.hl7");
+    let raw = std::fs::read(&file).unwrap();
+    let conv = convert::convert(&raw, &gateway::cli::load_site(None).unwrap()).unwrap();
+    let printed = |config: Option<&Path>| -> Vec<Value> {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(["convert", "--profile", "generic"]);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let out = cmd.arg(&file).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>().collect::<Result<_, _>>().unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("gw.toml");
+    // A server with tighter limits than Medplum's: the limits of the file.
+    std::fs::write(
+        &config,
+        "[cloud]\nurl = \"https://fhir.example.org/r4\"\ntransaction_max_entries = 4\ntransaction_max_updates = 3\n",
+    )
+    .unwrap();
+    let limits = TxLimits { max_entries: 4, max_updates: 3 };
+    let want = bundle::bundles_within(&conv, Profile::Generic, limits, &Forgetful).unwrap();
+    assert!(want.len() > 1, "the sample needs splitting");
+    assert_eq!(printed(Some(&config)), want);
+    for t in &want {
+        let es = entries(t);
+        assert!(es.len() <= 4 && es.iter().filter(|e| e["request"]["method"] == "PUT").count() <= 3, "{t:#}");
+    }
+    // No file: a server with the default limits (Medplum's).
+    let want = bundle::bundles_within(&conv, Profile::Generic, TxLimits::default(), &Forgetful).unwrap();
+    assert!(want.len() > 1);
+    assert_eq!(printed(None), want);
+    // No `url`: the local sink, which takes one transaction of any size.
+    std::fs::write(&config, "[cloud]\nsink = \"fhir-sink\"\n").unwrap();
+    assert_eq!(printed(Some(&config)), bundle::bundles(&conv, Profile::Generic).unwrap());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checkers themselves, on hand-made input
 
