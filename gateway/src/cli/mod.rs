@@ -24,6 +24,8 @@ use anyhow::Context as _;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
+use crate::config::Cloud;
+use crate::fhir::bundle::TxLimits;
 use crate::fhir::site::{MappingConfig, SiteMaps};
 use crate::hl7::batch::{self, BatchWarning};
 
@@ -85,6 +87,29 @@ pub fn load_site(config: Option<&Path>) -> anyhow::Result<SiteMaps> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     SiteMaps::load(&mapping, &base).with_context(|| format!("{}: [mapping]", path.display()))
+}
+
+/// Only the `[cloud]` section of a configuration file (for the transaction limits).
+#[derive(Debug, Default, Deserialize)]
+struct CloudSection {
+    #[serde(default)]
+    cloud: Cloud,
+}
+
+/// The limits the generic profile's transactions are split under, as the daemon with this
+/// configuration file sends them ([`Cloud::transaction_limits`]: `[cloud]
+/// transaction_max_entries`/`transaction_max_updates` for a server, none for the local sink).
+/// Without a file: a server's defaults, which a Medplum server accepts.
+pub(crate) fn load_limits(config: Option<&Path>) -> anyhow::Result<TxLimits> {
+    let Some(path) = config else {
+        return Ok(TxLimits::default());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let section: CloudSection = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message().trim_end())
+    })?;
+    Ok(section.cloud.transaction_limits())
 }
 
 /// The messages of a file, with a warning line per batch protocol deviation.

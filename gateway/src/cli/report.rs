@@ -76,7 +76,7 @@ mod tests {
         }
         let (converted, waiting) =
             (journal::insert(&conn, &row("C1")).unwrap(), journal::insert(&conn, &row("C2")).unwrap());
-        let report = r#"{"structure":"ADT_A01","unconsumed":["5:ZPV"],"unmapped_codes":[],"warnings":["3:PID: invalid date/time"],"default_systems":[],"keyless":[]}"#;
+        let report = r#"{"structure":"ADT_A01","unconsumed":["5:ZPV"],"unmapped_codes":[],"warnings":["3:PID-7: invalid date/time"],"default_systems":[],"keyless":[]}"#;
         let keys = Keys::create(&tmp.path().join("j.key")).unwrap();
         let batch = ConvertBatch::begin(&mut conn, 0).unwrap();
         assert!(batch.leave_received(converted, JournalState::Converted).unwrap());
@@ -87,7 +87,7 @@ mod tests {
         report_command(&config, converted, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("MSH-10 C1  ADT^A01  state converted"), "{out}");
-        assert!(out.contains("\"3:PID: invalid date/time\""), "{out}");
+        assert!(out.contains("\"3:PID-7: invalid date/time\""), "{out}");
         let mut out = Vec::new();
         report_command(&config, waiting, &mut out).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("no conversion report"));

@@ -13,6 +13,11 @@ use super::memory::{Forgetful, Memory};
 use super::model::{Identity, Report, Resource, SOURCE_KEY_SYSTEM};
 use super::site::SiteMaps;
 
+/// `<segment index>:<segment ID>-<field>` (`3:PID-7`, `5:OBX-5.1`).
+fn field_location(segment: crate::hl7::parser::Segment, field: impl std::fmt::Display) -> String {
+    format!("{}:{}-{field}", segment.index(), segment.id())
+}
+
 /// Conversion state shared by the maps of one message.
 pub struct Ctx<'m, 'a> {
     pub msg: &'m Message<'a>,
@@ -72,9 +77,17 @@ impl<'m, 'a> Ctx<'m, 'a> {
         }
     }
 
-    /// A warning about `segment` (`<index>:<ID>: text`).
-    pub fn warn_at(&mut self, segment: crate::hl7::parser::Segment, text: &str) {
-        self.report.warnings.push(format!("{}:{}: {text}", segment.index(), segment.id()));
+    /// A warning about field `field` (`7`, or `7.4` for a component) of `segment`:
+    /// `<index>:<ID>-<field>: text`. The text names positions and kinds, never values.
+    pub fn warn_at(&mut self, segment: crate::hl7::parser::Segment, field: impl std::fmt::Display, text: &str) {
+        self.report.push_warning(format!("{}: {text}", field_location(segment, field)));
+    }
+
+    /// The report, with the warnings that follow (from the datatype maps, which see values
+    /// only) located at `field` of `segment` until the next field or segment is located.
+    pub fn at(&mut self, segment: crate::hl7::parser::Segment, field: impl std::fmt::Display) -> &mut Report {
+        self.report.locate(field_location(segment, field));
+        &mut self.report
     }
 
     /// Who sent the message: MSH-4.1 (sending facility), else MSH-3.1 (application). Scopes
@@ -234,5 +247,112 @@ impl<'m, 'a> Ctx<'m, 'a> {
         self.report.default_systems = authorities.into_iter().collect();
         self.report.keyless = keyless.into_iter().collect();
         (self.resources, self.report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::fhir::convert::convert;
+    use crate::fhir::site::SiteMaps;
+
+    /// `^\d+:[A-Z][A-Z0-9]{2}-\d+(\.\d+)*: ` — a segment index, ID and field (component) first.
+    fn located_at_a_field(w: &str) -> bool {
+        let Some((at, text)) = w.split_once(": ") else { return false };
+        let Some((index, rest)) = at.split_once(':') else { return false };
+        let Some((id, field)) = rest.split_once('-') else { return false };
+        let id = id.as_bytes();
+        !index.is_empty()
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && id.len() == 3
+            && id[0].is_ascii_uppercase()
+            && id.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && field.split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            && !text.is_empty()
+    }
+
+    /// The message with every value that looks like a date or time (12+ digits, or 8 digits
+    /// starting 19/20) made an impossible one, and every OBX-5 of a numeric OBX not a number:
+    /// each map that reads a time or a number warns.
+    fn spoiled(raw: &str) -> String {
+        let looks_like_time = |v: &str| {
+            let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+            digits >= 12 || (digits == 8 && (v.starts_with("19") || v.starts_with("20")))
+        };
+        let mut out = String::new();
+        for seg in raw.split(['\r', '\n']).filter(|s| !s.is_empty()) {
+            let mut fields: Vec<String> = seg.split('|').map(String::from).collect();
+            let numeric_obx = fields[0] == "OBX" && fields.get(2).is_some_and(|t| t == "NM" || t == "SN");
+            for (n, f) in fields.iter_mut().enumerate().skip(1) {
+                if fields_is_msh_header(seg, n) {
+                    continue;
+                }
+                let parts: Vec<String> = f
+                    .split('^')
+                    .map(|c| if looks_like_time(c) { "20261399".to_string() } else { c.to_string() })
+                    .collect();
+                *f = parts.join("^");
+                if numeric_obx && n == 5 {
+                    *f = "about ten".into();
+                }
+            }
+            out.push_str(&fields.join("|"));
+            out.push('\r');
+        }
+        out
+    }
+
+    /// MSH-1/2 (the delimiters), MSH-7 (the message must stay readable) and MSH-9..12.
+    fn fields_is_msh_header(seg: &str, n: usize) -> bool {
+        seg.starts_with("MSH") && (n <= 1 || n == 6 || (8..=11).contains(&n))
+    }
+
+    /// Family and given names of PID-5 in `raw` (3+ letters, as a warning could quote them).
+    fn names(raw: &str) -> Vec<String> {
+        raw.split(['\r', '\n'])
+            .filter(|s| s.starts_with("PID|"))
+            .filter_map(|s| s.split('|').nth(5).map(str::to_string))
+            .flat_map(|f| f.split(['~', '^']).map(str::to_string).collect::<Vec<_>>())
+            .filter(|n| n.len() >= 3 && n.chars().all(char::is_alphabetic))
+            .collect()
+    }
+
+    #[test]
+    fn every_warning_is_located_at_a_field_and_quotes_no_name() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/hl7");
+        let site = SiteMaps::empty(jiff::tz::TimeZone::UTC);
+        let (mut warnings, mut problems) = (0, Vec::new());
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for path in files.iter().filter(|p| p.extension().is_some_and(|x| x == "hl7")) {
+            let raw = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+            let names = names(&raw);
+            for text in [raw.clone(), spoiled(&raw)] {
+                let Ok(c) = convert(text.as_bytes(), &site) else { continue };
+                for w in &c.report.warnings {
+                    warnings += 1;
+                    let name = path.file_name().unwrap().to_string_lossy();
+                    if !located_at_a_field(w) {
+                        problems.push(format!("{name}: not located at a field: {w}"));
+                    }
+                    if let Some(n) = names.iter().find(|n| w.contains(n.as_str())) {
+                        problems.push(format!("{name}: quotes the name {n}: {w}"));
+                    }
+                }
+            }
+        }
+        assert!(warnings >= 100, "only {warnings} warnings: the spoiled messages should warn");
+        assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    }
+
+    #[test]
+    fn field_locations() {
+        assert!(located_at_a_field("3:PID-7: invalid date/time"));
+        assert!(located_at_a_field("12:OBR-27.4: invalid date/time"));
+        assert!(!located_at_a_field("3:PID: invalid date/time"));
+        assert!(!located_at_a_field("invalid date/time"));
+        assert!(!located_at_a_field("3:PID-: x"));
+        assert!(!located_at_a_field("3:pid-7: x"));
     }
 }

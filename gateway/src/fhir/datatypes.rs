@@ -42,6 +42,12 @@ fn sub(c: Component, i: usize) -> String {
     c.sub(i).value().trim().to_string()
 }
 
+/// A FHIR `code` (`[^\s]+( [^\s]+)*`): every run of whitespace made one space. A line break
+/// (`\.br\`) or tab in a sent code is not a different code.
+fn code_token(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn or_null(o: Obj) -> Value {
     if o.is_empty() {
         Value::Null
@@ -367,7 +373,7 @@ pub fn codeable_concept(cwe: Rep, site: &SiteMaps, report: &mut Report) -> Value
     let mut codings: Vec<(Option<String>, String, Value)> = Vec::new();
     let mut mapped: Vec<Value> = Vec::new();
     for (code_i, display_i, system_i, version_i) in [(1, 2, 3, 7), (4, 5, 6, 8), (10, 11, 12, 13)] {
-        let code = c(code_i);
+        let code = code_token(&c(code_i));
         if code.is_empty() {
             continue;
         }

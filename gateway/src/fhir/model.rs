@@ -103,13 +103,18 @@ pub struct Report {
     /// The entries of `unmapped_codes`, to keep it free of repeats in O(1) per code.
     #[serde(skip)]
     unmapped_seen: HashSet<String>,
-    /// The segment being mapped (`3:PID`), which locates warnings raised below the maps.
+    /// The entries of `warnings`: the same field read twice (two maps use it) warns once.
+    #[serde(skip)]
+    warnings_seen: HashSet<String>,
+    /// The segment or field being mapped (`3:PID`, `3:PID-7`), which locates warnings raised
+    /// below the maps.
     #[serde(skip)]
     at: String,
 }
 
 impl Report {
-    /// Sets the location of the warnings that follow (`<segment index>:<segment ID>`).
+    /// Sets the location of the warnings that follow (`<segment index>:<segment ID>`, with
+    /// `-<field>` when known).
     pub fn locate(&mut self, at: String) {
         self.at = at;
     }
@@ -117,7 +122,14 @@ impl Report {
     /// A warning at the current location.
     pub fn warn(&mut self, text: &str) {
         let w = if self.at.is_empty() { text.to_string() } else { format!("{}: {text}", self.at) };
-        self.warnings.push(w);
+        self.push_warning(w);
+    }
+
+    /// A warning with its location already in front (`3:PID-7: text`), unless already given.
+    pub fn push_warning(&mut self, located: String) {
+        if self.warnings_seen.insert(located.clone()) {
+            self.warnings.push(located);
+        }
     }
 
     pub fn unmapped(&mut self, system: &str, code: &str) {

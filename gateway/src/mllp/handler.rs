@@ -107,11 +107,7 @@ impl Handler {
         let echo = &header.echo;
         let message_type = header.message_type();
         let dead_letter = unsupported.as_ref().map(|e| {
-            format!(
-                "unsupported: no converter for message type {} ({})",
-                crate::metrics::by_type::label(&message_type),
-                e.code.code()
-            )
+            crate::store::dead_letters::unsupported_reason(crate::metrics::by_type::label(&message_type), e.code.code())
         });
         let lane = msh::patient_identifier(raw, &echo.delimiters).map(|(id, auth)| self.keys.lane(id, auth));
         let message = NewMessage {

@@ -7,6 +7,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::state::{DeadLetterStage, JournalState, OutboxState};
 
+/// The reason of a message kept though the converter has no map for its type (a listener's
+/// `store_unsupported`), given at ingest and again when a replay fails the same way, so the
+/// dead letter still says "unsupported" after `gateway deadletter replay`. `message_type` is a
+/// metrics label (PHI-free), `code` the HL7 error code (200 or 201).
+pub(crate) fn unsupported_reason(message_type: &str, code: u16) -> String {
+    format!("unsupported: no converter for message type {message_type} ({code})")
+}
+
 /// A dead letter and the PHI-free columns of its journal row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DeadLetter {

@@ -39,7 +39,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
             trigger = evn.field(1).value().trim().to_ascii_uppercase();
         }
         let occurred = evn.field(6).value().trim().to_string();
-        event_time = if occurred.is_empty() { evn.field(2).value().trim().to_string() } else { occurred };
+        event_time = checked_event_time(ctx, evn, if occurred.is_empty() { 2 } else { 6 });
     }
     if grouped.structure == Structure::AdtA39 {
         merge(ctx, msg, root, &trigger, &event_time);
@@ -47,7 +47,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     }
     let Some(pid) = root.segment(msg, "PID") else {
         let msh = ctx.msg.msh();
-        ctx.warn_at(msh, "ADT message without PID: nothing mapped");
+        ctx.warn_at(msh, 9, "ADT message without PID: nothing mapped");
         return;
     };
     let patient = patient::patient(ctx, pid, root.segment(msg, "PD1"));
@@ -98,6 +98,17 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
             coverage::coverage(ctx, in1, g.segment(msg, "IN2"), &patient);
         }
     }
+}
+
+/// The event time EVN-`n` (trimmed), checked here, where its field is known: the maps it is
+/// passed to see a valid time or none. Invalid → empty, with a located warning.
+pub(crate) fn checked_event_time(ctx: &mut Ctx, evn: crate::hl7::parser::Segment, n: usize) -> String {
+    let v = evn.field(n).value().trim().to_string();
+    if v.is_empty() || crate::fhir::time::to_fhir_datetime(&v, &ctx.site.zone).is_ok() {
+        return v;
+    }
+    ctx.warn_at(evn, n, "invalid date/time");
+    String::new()
 }
 
 /// ADT_A39: one surviving Patient per PATIENT group, linked both ways with the Patient its

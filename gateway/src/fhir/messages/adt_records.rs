@@ -26,7 +26,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     let mut event_time = String::new();
     if let Some(evn) = root.segment(msg, "EVN") {
         ctx.consume(evn.index());
-        event_time = evn.field(2).value().trim().to_string();
+        event_time = super::adt::checked_event_time(ctx, evn, 2);
     }
     match grouped.structure {
         Structure::AdtA24 => {
@@ -49,7 +49,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         Structure::AdtA30 | Structure::AdtA45 => {
             let Some(pid) = root.segment(msg, "PID") else {
                 let msh = msg.msh();
-                ctx.warn_at(msh, "ADT message without PID: nothing mapped");
+                ctx.warn_at(msh, 9, "ADT message without PID: nothing mapped");
                 return;
             };
             let p = patient::patient(ctx, pid, root.segment(msg, "PD1"));

@@ -21,7 +21,7 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     let root = &grouped.root;
     let (Some(patient), encounter) = patient_and_visit(ctx, root, "PATIENT_VISIT") else {
         let msh = ctx.msg.msh();
-        ctx.warn_at(msh, "VXU message without PID: nothing mapped");
+        ctx.warn_at(msh, 9, "VXU message without PID: nothing mapped");
         return;
     };
     for g in root.groups("PERSON_OBSERVATION") {

@@ -26,11 +26,11 @@ pub fn guarantor_account(ctx: &mut Ctx, pid: Segment, gt1s: &[Segment], patient:
     for &gt1 in gt1s {
         ctx.consume(gt1.index());
         let Some(party) = party(ctx, gt1, patient) else {
-            ctx.warn_at(gt1, "guarantor without name, organization or self relationship: not mapped");
+            ctx.warn_at(gt1, 3, "guarantor without name, organization or self relationship: not mapped");
             continue;
         };
-        let start = datatypes::date(&val(gt1.field(13)), &mut ctx.report);
-        let end = datatypes::date(&val(gt1.field(14)), &mut ctx.report);
+        let start = datatypes::date(&val(gt1.field(13)), ctx.at(gt1, 13));
+        let end = datatypes::date(&val(gt1.field(14)), ctx.at(gt1, 14));
         guarantors.push(
             Obj::new()
                 .set("party", reference(&party))
@@ -69,7 +69,7 @@ fn party(ctx: &mut Ctx, gt1: Segment, patient: &str) -> Option<String> {
         body.push_all("telecom", gt1.field(6).reps().map(|r| with_default_use(datatypes::contact_point(r), "home")));
         body.push_all("telecom", gt1.field(7).reps().map(|r| with_default_use(datatypes::contact_point(r), "work")));
         body.put("gender", codes::administrative_sex(&val(gt1.field(9))));
-        body.put("birthDate", datatypes::date(&val(gt1.field(8)), &mut ctx.report));
+        body.put("birthDate", datatypes::date(&val(gt1.field(8)), ctx.at(gt1, 8)));
         let name = gt1.field(3).rep(1);
         let who = format!(
             "{}^{}|{}",
@@ -129,7 +129,7 @@ GT1|4\r";
         assert_eq!(spouse["birthDate"], "1970-01-01");
         // The empty GT1-4 is consumed and reported as a warning, not silently dropped.
         assert!(c.report.unconsumed.iter().all(|u| !u.ends_with(":GT1")));
-        assert!(c.report.warnings.iter().any(|w| w.contains(":GT1: guarantor without")));
+        assert!(c.report.warnings.iter().any(|w| w.contains(":GT1-3: guarantor without")));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn allergy(ctx: &mut Ctx, al1: Segment, patient: &str) -> String {
         .set("criticality", codes::allergy_criticality(&severity))
         .set("code", datatypes::codeable_concept(al1.field(3).rep(1), ctx.site, &mut ctx.report))
         .set("patient", reference(patient))
-        .set("onsetDateTime", datatypes::datetime(&val(al1.field(6)), ctx.site, &mut ctx.report))
+        .set("onsetDateTime", datatypes::datetime(&val(al1.field(6)), ctx.site, ctx.at(al1, 6)))
         .list("reaction", reactions);
     // Key: the patient and the allergen (AL1-3 code and coding system, else its text).
     let allergen = coded_key(al1.field(3).rep(1));

@@ -75,9 +75,21 @@ fn period(seg: &Segment, start: usize, duration: usize, units: usize) -> (String
     (s, end)
 }
 
-fn participant(ctx: &mut Ctx, actor: Value, ty: Value, start: &str, end: Option<&str>, filler_status: &str) -> Value {
-    let p =
-        Obj::new().set("start", instant(ctx, start)).set("end", end.map(|e| instant(ctx, e)).unwrap_or(Value::Null));
+/// Where a time was read: its segment and field (`6`, `11.4`). A period's end computed from its
+/// start and a duration is located at the start.
+type Read<'m, 'a> = (Segment<'m, 'a>, &'static str);
+
+fn participant(
+    ctx: &mut Ctx,
+    actor: Value,
+    ty: Value,
+    period: (&str, Option<&str>, Read),
+    filler_status: &str,
+) -> Value {
+    let (start, end, (seg, field)) = period;
+    let start = instant(ctx, seg, field, start);
+    let end = end.map(|e| instant(ctx, seg, field, e)).unwrap_or(Value::Null);
+    let p = Obj::new().set("start", start).set("end", end);
     let status = if filler_status.trim().eq_ignore_ascii_case("cancelled") { "declined" } else { "accepted" };
     Obj::new().set("actor", actor).list("type", [ty]).set("period", p).set("status", status).value()
 }
@@ -141,10 +153,11 @@ pub fn appointment(
     for p in patients {
         participants.push(Obj::new().set("actor", reference(p)).set("status", "accepted").value());
     }
-    let mut periods: Vec<(String, Option<String>)> = Vec::new();
+    let mut periods: Vec<(String, Option<String>, Read)> = Vec::new();
     for ais in &res.ais {
         ctx.consume(ais.index());
-        periods.push(period(ais, 4, 7, 8));
+        let (start, end) = period(ais, 4, 7, 8);
+        periods.push((start, end, (*ais, "4")));
     }
     for aip in &res.aip {
         ctx.consume(aip.index());
@@ -152,20 +165,22 @@ pub fn appointment(
         let ty = concept(ctx, aip.field(4).rep(1));
         for xcn in aip.field(3).reps() {
             if let Some(k) = practitioner_ref(ctx, xcn) {
-                let v = participant(ctx, reference(&k), ty.clone(), &start, end.as_deref(), &aip.field(12).value());
+                let period = (start.as_str(), end.as_deref(), (*aip, "6"));
+                let v = participant(ctx, reference(&k), ty.clone(), period, &aip.field(12).value());
                 participants.push(v);
             }
         }
-        periods.push((start, end));
+        periods.push((start, end, (*aip, "6")));
     }
     for ail in &res.ail {
         ctx.consume(ail.index());
         let (start, end) = period(ail, 6, 9, 10);
         if let Some(k) = location_ref(ctx, ail.field(3).rep(1)) {
-            let v = participant(ctx, reference(&k), Value::Null, &start, end.as_deref(), &ail.field(12).value());
+            let period = (start.as_str(), end.as_deref(), (*ail, "6"));
+            let v = participant(ctx, reference(&k), Value::Null, period, &ail.field(12).value());
             participants.push(v);
         }
-        periods.push((start, end));
+        periods.push((start, end, (*ail, "6")));
     }
     for aig in &res.aig {
         ctx.consume(aig.index());
@@ -175,34 +190,40 @@ pub fn appointment(
             .set("identifier", Obj::new().set("value", id.component(1).value().trim()))
             .set("display", id.component(2).value().trim());
         let ty = concept(ctx, aig.field(4).rep(1));
-        let v = participant(ctx, actor.value(), ty, &start, end.as_deref(), &aig.field(14).value());
+        let period = (start.as_str(), end.as_deref(), (*aig, "8"));
+        let v = participant(ctx, actor.value(), ty, period, &aig.field(14).value());
         participants.push(v);
-        periods.push((start, end));
+        periods.push((start, end, (*aig, "8")));
     }
     body.push_all("participant", participants);
 
     let tq = sch.field(11).rep(1);
     let (mut start, mut end) = (tq.component(4).value().trim().to_string(), tq.component(5).value().trim().to_string());
+    let (mut start_at, mut end_at): (Read, Read) = ((sch, "11.4"), (sch, "11.5"));
     if let Some(tq1) = tq1 {
         ctx.consume(tq1.index());
         let (s, e) = (tq1.field(7).value().trim().to_string(), tq1.field(8).value().trim().to_string());
         if !s.is_empty() {
             (start, end) = (s, e);
+            (start_at, end_at) = ((tq1, "7"), (tq1, "8"));
         }
     }
     if start.is_empty() {
-        if let Some((s, e)) = periods.iter().filter(|(s, _)| time::has_time(s)).min_by_key(|(s, _)| s.clone()) {
+        if let Some((s, e, at)) = periods.iter().filter(|(s, _, _)| time::has_time(s)).min_by_key(|(s, _, _)| s.clone())
+        {
             start = s.clone();
             end = e.clone().unwrap_or_default();
+            (start_at, end_at) = (*at, *at);
         }
     }
     if end.is_empty() {
         if let Some(m) = duration {
             end = plus_minutes(&start, m).unwrap_or_default();
+            end_at = start_at;
         }
     }
-    body.put("start", instant(ctx, &start));
-    body.put("end", instant(ctx, &end));
+    body.put("start", instant(ctx, start_at.0, start_at.1, &start));
+    body.put("end", instant(ctx, end_at.0, end_at.1, &end));
 
     let site = ctx.site;
     let based_on: Vec<Value> = [(26, "PLAC"), (27, "FILL")]

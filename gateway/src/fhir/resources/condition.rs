@@ -44,8 +44,8 @@ pub fn condition(ctx: &mut Ctx, dg1: Segment, patient: &str, encounter: Option<&
         .set("code", code)
         .set("subject", reference(patient))
         .set("encounter", encounter.map(reference))
-        .set("onsetDateTime", datatypes::datetime(&val(dg1.field(5)), ctx.site, &mut ctx.report))
-        .set("recordedDate", datatypes::datetime(&val(dg1.field(19)), ctx.site, &mut ctx.report))
+        .set("onsetDateTime", datatypes::datetime(&val(dg1.field(5)), ctx.site, ctx.at(dg1, 5)))
+        .set("recordedDate", datatypes::datetime(&val(dg1.field(19)), ctx.site, ctx.at(dg1, 19)))
         .set("asserter", asserter);
     // Key: DG1-20 (diagnosis identifier), else the patient and the diagnosis code.
     let identity = identity.or_else(|| {

@@ -36,7 +36,7 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
     let name = in1.field(4).rep(1).component(1).value().trim().to_string();
     let payor = if payor_ids.values().is_empty() && name.is_empty() {
         // R4 requires a payor: without one there is no valid Coverage.
-        ctx.warn_at(in1, "IN1 without insurance company (IN1-3/IN1-4): no Coverage");
+        ctx.warn_at(in1, 3, "IN1 without insurance company (IN1-3/IN1-4): no Coverage");
         return None;
     } else {
         let id_value = val(in1.field(3));
@@ -77,8 +77,8 @@ pub fn coverage(ctx: &mut Ctx, in1: Segment, in2: Option<Segment>, patient: &str
         .set(
             "period",
             Obj::new()
-                .set("start", datatypes::date(&val(in1.field(12)), &mut ctx.report))
-                .set("end", datatypes::date(&val(in1.field(13)), &mut ctx.report)),
+                .set("start", datatypes::date(&val(in1.field(12)), ctx.at(in1, 12)))
+                .set("end", datatypes::date(&val(in1.field(13)), ctx.at(in1, 13))),
         )
         .list("payor", [payor]);
     // Key: the patient and the plan, company and policy number (IN1-2, IN1-3, IN1-36).

@@ -71,7 +71,7 @@ fn ndl_practitioner(ctx: &mut Ctx, ndl: Rep) -> Option<String> {
 pub fn diagnostic_report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, links: ReportLinks) -> Option<String> {
     let code = concept(ctx, obr.field(4).rep(1));
     if code.is_null() {
-        ctx.warn_at(obr, "OBR without OBR-4 universal service identifier: no DiagnosticReport");
+        ctx.warn_at(obr, 4, "OBR without OBR-4 universal service identifier: no DiagnosticReport");
         return None;
     }
     ctx.consume(obr.index());
@@ -106,14 +106,14 @@ pub fn diagnostic_report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, link
     body.put("code", code);
     body.put("subject", links.patient.map(reference));
     body.put("encounter", links.encounter.map(reference));
-    let start = datetime(ctx, &obr.field(7).value());
-    let end = datetime(ctx, &obr.field(8).value());
+    let start = datetime(ctx, obr, 7, &obr.field(7).value());
+    let end = datetime(ctx, obr, 8, &obr.field(8).value());
     if end.is_null() {
         body.put("effectiveDateTime", start);
     } else {
         body.put("effectivePeriod", Obj::new().set("start", start).set("end", end));
     }
-    body.put("issued", instant(ctx, &obr.field(22).value()));
+    body.put("issued", instant(ctx, obr, 22, &obr.field(22).value()));
     let interpreters: Vec<Value> =
         obr.field(32).reps().filter_map(|r| ndl_practitioner(ctx, r)).map(|k| reference(&k)).collect();
     body.push_all("resultsInterpreter", interpreters);

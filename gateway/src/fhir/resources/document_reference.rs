@@ -63,7 +63,7 @@ pub fn document_reference(
                     .map(|a| Obj::new().set("attachment", a).value()),
             );
         } else {
-            let v = datatypes::observation_value(&ty, o.field(5), no_rep(o), site, &mut ctx.report);
+            let v = datatypes::observation_value(&ty, o.field(5), no_rep(o), site, ctx.at(*o, 5));
             for (_, value) in v {
                 match value {
                     Value::String(s) => lines.push(s),
@@ -82,7 +82,7 @@ pub fn document_reference(
         }
     }
     if content.is_empty() {
-        ctx.warn_at(txa, "TXA without document content: no DocumentReference");
+        ctx.warn_at(txa, 3, "TXA without document content (OBX-5, NTE-3): no DocumentReference");
         return None;
     }
     ctx.consume(txa.index());
@@ -108,9 +108,12 @@ pub fn document_reference(
     body.put("type", concept(ctx, txa.field(2).rep(1)));
     body.put("subject", patient.map(reference));
     let origination = txa.field(6).value().trim().to_string();
-    let date =
-        if crate::fhir::time::has_time(&origination) { origination } else { txa.field(4).value().trim().to_string() };
-    body.put("date", instant(ctx, &date));
+    let (date, field) = if crate::fhir::time::has_time(&origination) {
+        (origination, 6)
+    } else {
+        (txa.field(4).value().trim().to_string(), 4)
+    };
+    body.put("date", instant(ctx, txa, field, &date));
     let mut authors: Vec<Value> = Vec::new();
     for xcn in txa.field(9).reps().chain(txa.field(5).reps()) {
         if let Some(k) = practitioner_ref(ctx, xcn) {

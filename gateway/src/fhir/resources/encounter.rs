@@ -84,11 +84,12 @@ pub fn encounter_for_event(
 
     // Period (PV1-44/45) and status.
     let discharge = val(pv1.field(45));
-    let start = datatypes::datetime(&val(pv1.field(44)), ctx.site, &mut ctx.report);
-    let mut end = datatypes::datetime(&discharge, ctx.site, &mut ctx.report);
+    let start = datatypes::datetime(&val(pv1.field(44)), ctx.site, ctx.at(pv1, 44));
+    let mut end = datatypes::datetime(&discharge, ctx.site, ctx.at(pv1, 45));
     let status = match trigger.as_str() {
         "A03" => {
             if end.is_null() {
+                // Checked where EVN is read (`adt::checked_event_time`): valid or empty.
                 end = datatypes::datetime(event_time, ctx.site, &mut ctx.report);
             }
             "finished"
@@ -189,8 +190,8 @@ pub fn encounter_for_event(
     if let Some(pv2) = pv2 {
         locations.extend(location_entry(ctx, pv2.field(1), "planned"));
         body.push_all("reasonCode", [datatypes::codeable_concept(pv2.field(3).rep(1), ctx.site, &mut ctx.report)]);
-        let planned_start = datatypes::datetime(&val(pv2.field(8)), ctx.site, &mut ctx.report);
-        let planned_end = datatypes::datetime(&val(pv2.field(9)), ctx.site, &mut ctx.report);
+        let planned_start = datatypes::datetime(&val(pv2.field(8)), ctx.site, ctx.at(pv2, 8));
+        let planned_end = datatypes::datetime(&val(pv2.field(9)), ctx.site, ctx.at(pv2, 9));
         body.push_all(
             "extension",
             [(EXT_PLANNED_START, planned_start), (EXT_PLANNED_END, planned_end)]
@@ -243,8 +244,8 @@ pub fn role_participant(ctx: &mut Ctx, rol: Segment, encounter: &str) -> bool {
     ctx.consume(rol.index());
     let key = ctx.add(p);
     let role = table_concept(ctx, rol.field(3).rep(1), "0443", true);
-    let start = datatypes::datetime(&val(rol.field(5)), ctx.site, &mut ctx.report);
-    let end = datatypes::datetime(&val(rol.field(6)), ctx.site, &mut ctx.report);
+    let start = datatypes::datetime(&val(rol.field(5)), ctx.site, ctx.at(rol, 5));
+    let end = datatypes::datetime(&val(rol.field(6)), ctx.site, ctx.at(rol, 6));
     let participant = Obj::new()
         .list("type", [role])
         .set("individual", reference(&key))

@@ -53,7 +53,7 @@ pub fn allergy(ctx: &mut Ctx, iam: Segment, patient: &str) -> String {
     } else {
         (json!({"coding": [{"system": CLINICAL, "code": clinical}]}), Value::Null)
     };
-    let onset = datatypes::datetime(&val(iam.field(11)), ctx.site, &mut ctx.report);
+    let onset = datatypes::datetime(&val(iam.field(11)), ctx.site, ctx.at(iam, 11));
     let onset_text = if onset.is_null() { val(iam.field(12)) } else { String::new() };
     let (id, identity) =
         datatypes::ei_identifier(iam.field(7).rep(1), ctx.site).map_or((Value::Null, None), |(v, i)| (v, i));
@@ -68,7 +68,7 @@ pub fn allergy(ctx: &mut Ctx, iam: Segment, patient: &str) -> String {
         .set("patient", reference(patient))
         .set("onsetDateTime", onset)
         .set("onsetString", onset_text)
-        .set("recordedDate", datatypes::datetime(&val(iam.field(13)), ctx.site, &mut ctx.report))
+        .set("recordedDate", datatypes::datetime(&val(iam.field(13)), ctx.site, ctx.at(iam, 13)))
         .list("reaction", reactions);
     let identity = identity.or_else(|| {
         Identity::source_key("AllergyIntolerance", &[&ctx.token_of(patient), &coded_key(iam.field(3).rep(1))])

@@ -105,9 +105,9 @@ pub fn immunization(
     patient: &str,
 ) -> Option<String> {
     let vaccine = concept(ctx, rxa.field(5).rep(1));
-    let occurrence = datetime(ctx, &rxa.field(3).value());
+    let occurrence = datetime(ctx, rxa, 3, &rxa.field(3).value());
     if vaccine.is_null() || occurrence.is_null() {
-        ctx.warn_at(rxa, "RXA without RXA-5 vaccine or RXA-3 date: no Immunization");
+        ctx.warn_at(rxa, 5, "RXA without RXA-5 vaccine or RXA-3 date: no Immunization");
         return None;
     }
     ctx.consume(rxa.index());
@@ -136,9 +136,9 @@ pub fn immunization(
             [placer.map(|p| p.0).unwrap_or(Value::Null), filler.map(|f| f.0).unwrap_or(Value::Null)],
         );
     }
-    let recorded = if action == "A" { datetime(ctx, &rxa.field(22).value()) } else { Value::Null };
+    let recorded = if action == "A" { datetime(ctx, rxa, 22, &rxa.field(22).value()) } else { Value::Null };
     let recorded = match (recorded, orc) {
-        (Value::Null, Some(orc)) => datetime(ctx, &orc.field(9).value()),
+        (Value::Null, Some(orc)) => datetime(ctx, orc, 9, &orc.field(9).value()),
         (r, _) => r,
     };
     body.put("recorded", recorded);
@@ -155,11 +155,11 @@ pub fn immunization(
     let mfr = manufacturer(ctx, rxa.field(17).rep(1));
     body.put("manufacturer", mfr.map(|k| reference(&k)));
     body.put("lotNumber", rxa.field(15).value().trim());
-    body.put("expirationDate", datatypes::date(&rxa.field(16).value(), &mut ctx.report));
+    body.put("expirationDate", datatypes::date(&rxa.field(16).value(), ctx.at(rxa, 16)));
     let amount = rxa.field(6).value().trim().to_string();
     if amount != "999" {
         let site = ctx.site;
-        body.put("doseQuantity", datatypes::quantity(&amount, rxa.field(7).rep(1), site, &mut ctx.report));
+        body.put("doseQuantity", datatypes::quantity(&amount, rxa.field(7).rep(1), site, ctx.at(rxa, 6)));
     }
     let mut performers = Vec::new();
     for xcn in rxa.field(10).reps() {
@@ -195,8 +195,8 @@ pub fn immunization(
                 let e = education.entry(sub_id).or_default();
                 match code {
                     VIS_DOC => e.put("documentType", value.component(1).value().trim()),
-                    VIS_PUBLISHED => e.put("publicationDate", datetime(ctx, &value.value())),
-                    _ => e.put("presentationDate", datetime(ctx, &value.value())),
+                    VIS_PUBLISHED => e.put("publicationDate", datetime(ctx, *o, 5, &value.value())),
+                    _ => e.put("presentationDate", datetime(ctx, *o, 5, &value.value())),
                 }
             }
         }

@@ -71,16 +71,18 @@ pub(crate) fn concept(ctx: &mut Ctx, cwe: Rep) -> Value {
     datatypes::codeable_concept(cwe, site, &mut ctx.report)
 }
 
-/// A v2 DTM as a FHIR dateTime in the site zone (`Null` when empty or invalid).
-pub(crate) fn datetime(ctx: &mut Ctx, v: &str) -> Value {
+/// A v2 DTM read from `field` of `seg` (`7`, `27.4`) as a FHIR dateTime in the site zone
+/// (`Null` when empty or invalid; a warning located at that field when invalid).
+pub(crate) fn datetime(ctx: &mut Ctx, seg: Segment, field: impl std::fmt::Display, v: &str) -> Value {
     let site = ctx.site;
-    datatypes::datetime(v, site, &mut ctx.report)
+    datatypes::datetime(v, site, ctx.at(seg, field))
 }
 
-/// A v2 DTM as a FHIR instant (`Null` when empty, invalid or without a time of day).
-pub(crate) fn instant(ctx: &mut Ctx, v: &str) -> Value {
+/// A v2 DTM read from `field` of `seg` as a FHIR instant (`Null` when empty, invalid or
+/// without a time of day; a located warning when not empty).
+pub(crate) fn instant(ctx: &mut Ctx, seg: Segment, field: impl std::fmt::Display, v: &str) -> Value {
     let site = ctx.site;
-    datatypes::instant(v, site, &mut ctx.report)
+    datatypes::instant(v, site, ctx.at(seg, field))
 }
 
 /// An `Identifier.type` of table 0203 (PLAC, FILL, PGN, …).
@@ -121,7 +123,7 @@ pub fn annotation(ctx: &mut Ctx, nte: Segment) -> Value {
     ctx.consume(nte.index());
     let Some(text) = field_text(ctx, &nte, nte.field(3)) else { return Value::Null };
     let author = practitioner_ref(ctx, nte.field(5).rep(1)).map(|k| reference(&k));
-    let time = datetime(ctx, &nte.field(6).value());
+    let time = datetime(ctx, nte, 6, &nte.field(6).value());
     Obj::new().set("text", text).set("authorReference", author).set("time", time).value()
 }
 
@@ -159,10 +161,10 @@ fn reference_range(ctx: &mut Ctx, obx: &Segment) -> Value {
     let mut o = Obj::new().set("text", text.as_str());
     if let Some((lo, hi)) = range_bounds(&text) {
         if let Some(lo) = lo {
-            o.put("low", datatypes::quantity(lo, units, site, &mut ctx.report));
+            o.put("low", datatypes::quantity(lo, units, site, ctx.at(*obx, 7)));
         }
         if let Some(hi) = hi {
-            o.put("high", datatypes::quantity(hi, units, site, &mut ctx.report));
+            o.put("high", datatypes::quantity(hi, units, site, ctx.at(*obx, 7)));
         }
     }
     o.value()
@@ -201,14 +203,14 @@ pub fn observation(
 ) -> Option<String> {
     let code = concept(ctx, obx.field(3).rep(1));
     if code.is_null() {
-        ctx.warn_at(obx, "OBX without OBX-3 observation identifier not mapped");
+        ctx.warn_at(obx, 3, "OBX without OBX-3 observation identifier not mapped");
         return None;
     }
     ctx.consume(obx.index());
     let site = ctx.site;
     let value_type = obx.field(2).value().trim().to_ascii_uppercase();
     let values: Vec<(&'static str, Value)> =
-        datatypes::observation_value(&value_type, obx.field(5), obx.field(6).rep(1), site, &mut ctx.report)
+        datatypes::observation_value(&value_type, obx.field(5), obx.field(6).rep(1), site, ctx.at(obx, 5))
             .into_iter()
             .filter(|(k, _)| *k != "attachment")
             .collect();
@@ -240,7 +242,7 @@ pub fn observation(
     }
     body.put("subject", patient.map(reference));
     body.put("encounter", encounter.map(reference));
-    body.put("effectiveDateTime", datetime(ctx, &obx.field(14).value()));
+    body.put("effectiveDateTime", datetime(ctx, obx, 14, &obx.field(14).value()));
     let interp = interpretations(ctx, &obx);
     body.push_all("interpretation", interp);
     let mut performers = Vec::new();
@@ -254,7 +256,7 @@ pub fn observation(
     }
     body.push_all("performer", performers);
     body.put("method", concept(ctx, obx.field(17).rep(1)));
-    let analysis = datetime(ctx, &obx.field(19).value());
+    let analysis = datetime(ctx, obx, 19, &obx.field(19).value());
     if !analysis.is_null() {
         body.push_all("extension", [json!({"url": EXT_ANALYSIS_DATE, "valueDateTime": analysis})]);
     }

@@ -119,29 +119,28 @@ impl Identifiers {
 /// driver's licences and every other type never key a record: two patients sharing a
 /// placeholder SSN must stay two patients. An identifier that names no assigning authority is
 /// keyed under the sender (reported). `None` (the resource stays keyless) when there is none.
-pub(crate) fn record_identity(ctx: &mut Ctx, segment: &str, fields: &[Field]) -> Option<Identity> {
+pub(crate) fn record_identity(ctx: &mut Ctx, segment: Segment, fields: &[usize]) -> Option<Identity> {
     let types = &ctx.site.patient_identifier_types;
-    let mut best: Option<(usize, (Value, Option<Identity>))> = None;
-    for field in fields {
-        for rep in field.reps() {
+    let mut best: Option<(usize, (Value, Option<Identity>), usize)> = None;
+    for &n in fields {
+        for rep in segment.field(n).reps() {
             let type_code = rep.component(5).value().trim().to_ascii_uppercase();
             let rank = match types.iter().position(|t| *t == type_code) {
                 Some(rank) => rank,
                 None if type_code.is_empty() => types.len(),
                 None => continue,
             };
-            if best.as_ref().is_some_and(|(b, _)| *b <= rank) {
+            if best.as_ref().is_some_and(|(b, _, _)| *b <= rank) {
                 continue;
             }
             if let Some(id) = datatypes::identifier(rep, ctx.site) {
-                best = Some((rank, id));
+                best = Some((rank, id, n));
             }
         }
     }
-    let (_, id) = best?;
+    let (_, id, n) = best?;
     if id.1.is_none() {
-        ctx.report
-            .warn(&format!("{segment}: record identifier without an assigning authority, keyed under the sender"));
+        ctx.warn_at(segment, n, "record identifier without an assigning authority, keyed under the sender");
     }
     ctx.scoped_identity("Patient", Some(&id))
 }
@@ -194,7 +193,7 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     }
     ids.push(ssn_identifier(&val(pid.field(19))), "SS");
     body.push_all("identifier", ids.values());
-    let identity = record_identity(ctx, "PID", &[pid.field(3), pid.field(2), pid.field(4)]);
+    let identity = record_identity(ctx, pid, &[3, 2, 4]);
 
     // Names: PID-5, then PID-9 aliases.
     body.push_all("name", pid.field(5).reps().map(datatypes::human_name));
@@ -202,9 +201,9 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
 
     // PID-7 birth date, with the birth time extension when a time of day was sent.
     let dob = val(pid.field(7));
-    body.put("birthDate", datatypes::date(&dob, &mut ctx.report));
+    body.put("birthDate", datatypes::date(&dob, ctx.at(pid, 7)));
     if body.get("birthDate").is_some() && time::has_time(&dob) {
-        let dt = datatypes::datetime(&dob, ctx.site, &mut ctx.report);
+        let dt = datatypes::datetime(&dob, ctx.site, ctx.at(pid, 7));
         if !dt.is_null() {
             body.put("_birthDate", json!({"extension": [{"url": EXT_BIRTH_TIME, "valueDateTime": dt}]}));
         }
@@ -281,7 +280,7 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     }
 
     // PID-29/30 deceased (date/time wins over the indicator).
-    let death = datatypes::datetime(&val(pid.field(29)), ctx.site, &mut ctx.report);
+    let death = datatypes::datetime(&val(pid.field(29)), ctx.site, ctx.at(pid, 29));
     if death.is_null() {
         body.put("deceasedBoolean", yes_no(&val(pid.field(30))));
     } else {
@@ -337,11 +336,11 @@ pub fn merged_patient(ctx: &mut Ctx, mrg: Segment, surviving: &str) -> Option<St
         ids.push_cx(ctx, mrg.field(n));
     }
     if ids.values().is_empty() {
-        ctx.warn_at(mrg, "MRG without a prior patient identifier");
+        ctx.warn_at(mrg, 1, "MRG without a prior patient identifier");
         return None;
     }
     ctx.consume(mrg.index());
-    let identity = record_identity(ctx, "MRG", &[mrg.field(1), mrg.field(4), mrg.field(2)]);
+    let identity = record_identity(ctx, mrg, &[1, 4, 2]);
     let body = Obj::new()
         .list("identifier", ids.values())
         .list("name", mrg.field(7).reps().map(datatypes::human_name))
@@ -355,7 +354,7 @@ pub fn merged_patient(ctx: &mut Ctx, mrg: Segment, surviving: &str) -> Option<St
         write: Write::Upsert,
     });
     if key == surviving {
-        ctx.warn_at(mrg, "MRG names the surviving patient");
+        ctx.warn_at(mrg, 1, "MRG names the surviving patient");
         return None;
     }
     ctx.append_unique(surviving, "link", json!({"other": reference(&key), "type": "replaces"}));

@@ -39,7 +39,7 @@ pub fn procedure(ctx: &mut Ctx, pr1: Segment, patient: &str, encounter: Option<&
         code["text"] = json!(description);
     }
     let when = val(pr1.field(5));
-    let start = datatypes::datetime(&when, ctx.site, &mut ctx.report);
+    let start = datatypes::datetime(&when, ctx.site, ctx.at(pr1, 5));
     let minutes = val(pr1.field(7)).parse::<i64>().ok().filter(|m| *m >= 0);
     let end = match (start.as_str(), minutes) {
         (Some(s), Some(m)) if when.len() >= 12 => plus_minutes(s, m),

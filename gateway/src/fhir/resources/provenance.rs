@@ -35,13 +35,13 @@ pub fn provenance(ctx: &mut Ctx) {
     let msh7 = msh.field(7).value();
     let evn2 = evn.map(|e| e.field(2).value().into_owned()).unwrap_or_default();
     let Some(recorded) = as_instant(&msh7).or_else(|| as_instant(&evn2)) else {
-        ctx.warn_at(msh, "no MSH-7/EVN-2 with a time of day: Provenance not created");
+        ctx.warn_at(msh, 7, "no MSH-7/EVN-2 with a time of day: Provenance not created");
         return;
     };
     let org = datatypes::organization(msh.field(4).rep(1), ctx.site)
         .or_else(|| datatypes::organization(msh.field(3).rep(1), ctx.site));
     let Some(org) = org else {
-        ctx.warn_at(msh, "no MSH-4/MSH-3 sender: Provenance not created");
+        ctx.warn_at(msh, 4, "no MSH-4/MSH-3 sender: Provenance not created");
         return;
     };
     let org_key = ctx.add(org);
@@ -51,8 +51,7 @@ pub fn provenance(ctx: &mut Ctx) {
     } else {
         json!({"coding": [{"system": V2_0003, "code": trigger}]})
     };
-    let occurred =
-        evn.map(|e| datatypes::datetime(&e.field(6).value(), ctx.site, &mut ctx.report)).unwrap_or(Value::Null);
+    let occurred = evn.map(|e| datatypes::datetime(&e.field(6).value(), ctx.site, ctx.at(e, 6))).unwrap_or(Value::Null);
     let agent = json!({
         "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]},
         "who": reference(&org_key),

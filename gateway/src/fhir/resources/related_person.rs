@@ -70,11 +70,11 @@ pub fn related_person(ctx: &mut Ctx, nk1: Segment, patient: &str) -> Option<Stri
     for n in [31, 40, 41] {
         body.push_all("telecom", nk1.field(n).reps().map(datatypes::contact_point));
     }
-    let start = datatypes::date(&val(nk1.field(8)), &mut ctx.report);
-    let end = datatypes::date(&val(nk1.field(9)), &mut ctx.report);
+    let start = datatypes::date(&val(nk1.field(8)), ctx.at(nk1, 8));
+    let end = datatypes::date(&val(nk1.field(9)), ctx.at(nk1, 9));
     body.put("period", Obj::new().set("start", start).set("end", end));
     body.put("gender", codes::administrative_sex(&val(nk1.field(15))));
-    body.put("birthDate", datatypes::date(&val(nk1.field(16)), &mut ctx.report));
+    body.put("birthDate", datatypes::date(&val(nk1.field(16)), ctx.at(nk1, 16)));
     let lang = datatypes::codeable_concept(nk1.field(20).rep(1), ctx.site, &mut ctx.report);
     body.push_all("communication", [Obj::new().set("language", lang).value()]);
     // Key: the patient, the person's name and the relationship (NK1 identifiers are often an
@@ -111,8 +111,8 @@ pub fn patient_contact(ctx: &mut Ctx, nk1: Segment, patient: &str) {
     for n in [40, 41] {
         contact.push_all("telecom", nk1.field(n).reps().map(datatypes::contact_point));
     }
-    let start = datatypes::date(&val(nk1.field(8)), &mut ctx.report);
-    let end = datatypes::date(&val(nk1.field(9)), &mut ctx.report);
+    let start = datatypes::date(&val(nk1.field(8)), ctx.at(nk1, 8));
+    let end = datatypes::date(&val(nk1.field(9)), ctx.at(nk1, 9));
     contact.put("period", Obj::new().set("start", start).set("end", end));
     contact.put("gender", codes::administrative_sex(&val(nk1.field(15))));
     if let Some(mut org) = datatypes::organization(nk1.field(13).rep(1), ctx.site) {

@@ -59,7 +59,7 @@ pub fn service_request(
     }
     let Some(patient) = patient else {
         // R4 requires a subject: an order for no patient is not a valid ServiceRequest.
-        ctx.warn_at(anchor, "order without a patient (PID): no ServiceRequest");
+        ctx.warn_at(anchor, 2, "order without a patient (PID): no ServiceRequest");
         return None;
     };
     let patient = Some(patient);
@@ -101,22 +101,28 @@ pub fn service_request(
     body.put("subject", patient.map(reference));
     body.put("encounter", encounter.map(reference));
 
-    let tq = valued(orc, 7).or_else(|| valued(obr, 27));
+    // ORC-7, else OBR-27 (timing/quantity), with where it was read.
+    let tq_read = [(orc, 7), (obr, 27)].into_iter().find_map(|(seg, n)| Some((seg?, n, valued(seg, n)?)));
+    let tq = tq_read.map(|(_, _, t)| t);
     let prio =
         obr.and_then(|o| priority(&o.field(5).value())).or_else(|| tq.and_then(|t| priority(&t.component(6).value())));
     body.put("priority", prio);
-    let tq_start = tq.map(|t| datetime(ctx, &t.component(4).value())).unwrap_or(Value::Null);
-    let tq_end = tq.map(|t| datetime(ctx, &t.component(5).value())).unwrap_or(Value::Null);
+    let tq_time = |ctx: &mut Ctx, c: usize| {
+        tq_read
+            .map(|(seg, n, t)| datetime(ctx, seg, format!("{n}.{c}"), &t.component(c).value()))
+            .unwrap_or(Value::Null)
+    };
+    let (tq_start, tq_end) = (tq_time(ctx, 4), tq_time(ctx, 5));
     if !tq_end.is_null() {
         body.put("occurrencePeriod", Obj::new().set("start", tq_start).set("end", tq_end));
     } else if !tq_start.is_null() {
         body.put("occurrenceDateTime", tq_start);
     } else if let Some(obr) = obr {
-        body.put("occurrenceDateTime", datetime(ctx, &obr.field(6).value()));
+        body.put("occurrenceDateTime", datetime(ctx, obr, 6, &obr.field(6).value()));
     }
     if let Some(orc) = orc {
         if control.is_empty() || control == "NW" {
-            body.put("authoredOn", datetime(ctx, &orc.field(9).value()));
+            body.put("authoredOn", datetime(ctx, orc, 9, &orc.field(9).value()));
         }
     }
     let requester = valued(orc, 12).or_else(|| valued(obr, 16)).and_then(|r| practitioner_ref(ctx, r));
@@ -133,8 +139,8 @@ pub fn service_request(
 /// replacing what ORC-7/OBR-27 gave. Consumes the TQ1.
 pub fn timing(ctx: &mut Ctx, key: &str, tq1: Segment) {
     ctx.consume(tq1.index());
-    let start = datetime(ctx, &tq1.field(7).value());
-    let end = datetime(ctx, &tq1.field(8).value());
+    let start = datetime(ctx, tq1, 7, &tq1.field(7).value());
+    let end = datetime(ctx, tq1, 8, &tq1.field(8).value());
     let prio = priority(&tq1.field(9).value());
     let Some(r) = ctx.resource_mut(key) else { return };
     if !start.is_null() || !end.is_null() {

@@ -82,9 +82,10 @@ pub fn specimen(ctx: &mut Ctx, spm: Segment, patient: Option<&str>) -> Option<St
     body.put("subject", patient.map(reference));
 
     let collected = spm.field(17).rep(1);
-    let (start, end) = (datetime(ctx, &collected.component(1).value()), datetime(ctx, &collected.component(2).value()));
+    let start = datetime(ctx, spm, "17.1", &collected.component(1).value());
+    let end = datetime(ctx, spm, "17.2", &collected.component(2).value());
     let amount = spm.field(12).rep(1);
-    let quantity = datatypes::quantity(&amount.component(1).value(), no_rep(&spm), site, &mut ctx.report);
+    let quantity = datatypes::quantity(&amount.component(1).value(), no_rep(&spm), site, ctx.at(spm, "12.1"));
     let quantity = match (quantity, amount.component(2).sub(1).value().trim()) {
         (Value::Object(mut q), unit) if !unit.is_empty() => {
             q.insert("unit".into(), Value::String(unit.to_string()));
@@ -102,7 +103,7 @@ pub fn specimen(ctx: &mut Ctx, spm: Segment, patient: Option<&str>) -> Option<St
         collection.put("collectedPeriod", Obj::new().set("start", start).set("end", end));
     }
     body.put("collection", collection);
-    body.put("receivedTime", datetime(ctx, &spm.field(18).value()));
+    body.put("receivedTime", datetime(ctx, spm, 18, &spm.field(18).value()));
     let note = super::observation::field_text(ctx, &spm, spm.field(14)).map(|t| Obj::new().set("text", t).value());
     body.push_all("note", note);
     body.put(
@@ -132,7 +133,7 @@ pub fn container(ctx: &mut Ctx, specimen: &str, sac: Segment) {
     ctx.consume(sac.index());
     let site = ctx.site;
     let id = datatypes::ei_identifier(sac.field(3).rep(1), site).map(|(v, _)| v);
-    let capacity = datatypes::quantity(&sac.field(21).value(), sac.field(22).rep(1), site, &mut ctx.report);
+    let capacity = datatypes::quantity(&sac.field(21).value(), sac.field(22).rep(1), site, ctx.at(sac, 21));
     let c = Obj::new().list("identifier", id).set("capacity", capacity);
     if c.is_empty() {
         return;
