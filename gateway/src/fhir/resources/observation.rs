@@ -59,10 +59,10 @@ pub(crate) fn organization_ref(ctx: &mut Ctx, xon: Rep) -> Option<String> {
     Some(ctx.add(o))
 }
 
-/// PL → Location added to the conversion; its key.
+/// PL → its chain of Locations (bed → room → … → facility, see [`datatypes::locations`])
+/// added to the conversion; the key of the most specific one.
 pub(crate) fn location_ref(ctx: &mut Ctx, pl: Rep) -> Option<String> {
-    let l = datatypes::location(pl, ctx.site)?;
-    Some(ctx.add(l))
+    datatypes::locations(pl).into_iter().map(|l| ctx.add(l)).last()
 }
 
 /// A CWE/CE field repetition as a CodeableConcept (`Null` when empty).
