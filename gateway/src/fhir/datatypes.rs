@@ -1449,6 +1449,9 @@ OBX|7|TX|X^X^L||a^b&c");
 
     #[test]
     fn codes_are_normalised_and_blank_ones_dropped_with_a_location() {
+        // OBX-3's alternate code is blank: the warning is located at the OBX (segment 3).
+        let (_, report) = observe("20260115083000", "OBX|1|NM|GLU^Glucose^L^\u{1}^X^99L||5|mg/dL|||||F");
+        assert!(report.warnings.iter().any(|w| w.starts_with("3:OBX: CWE.4: code")), "{:?}", report.warnings);
         let (obs, report) = observe(
             "20260115083000",
             "OBX|1|CWE|GLU^Glucose^L||A  \t B^Two words^99L~\u{1}^Control only^99L|\u{2}^units|||||F",

@@ -199,6 +199,8 @@ pub fn observation(
     order: &str,
     notes: &[Segment],
 ) -> Option<String> {
+    // Warnings about OBX-3 belong to this OBX, which is consumed only once it maps.
+    ctx.report.locate(format!("{}:{}", obx.index(), obx.id()));
     let code = concept(ctx, obx.field(3).rep(1));
     if code.is_null() {
         ctx.warn_at(obx, "OBX without OBX-3 observation identifier not mapped");
