@@ -196,6 +196,24 @@ mod tests {
     }
 
     #[test]
+    fn oru_patient_and_visit_prts_are_roles_too() {
+        let raw = "MSH|^~\\&|LAB|UHMC|GW|CLOUD|20260315083000-0500||ORU^R01^ORU_R01|C2|P|2.8\r\
+PID|1||M1^^^UHMC^MR||Doe^Jane\r\
+PRT|1|AD||PP^Primary Care Provider^HL70443|4455^Nguyen^Tam^^^^^^UHMC\r\
+PV1|1|I|4W^401^A^UHMC||||||||||||||||V1^^^UHMC^VN\r\
+PRT|2|AD||AT^Attending^HL70443|1001^Welby^Marcus^^^^^^UHMC\r\
+OBR|1||F1^LAB|GLU^Glucose^L\r\
+OBX|1|NM|GLU^Glucose^L||5|mg/dL|||||F\r";
+        let (c, roles) = roles(raw);
+        assert_eq!(roles.len(), 2, "{:?}", c.report);
+        let patient = c.resources.iter().find(|r| r.kind == "Patient").unwrap().body.clone().value();
+        assert!(patient["generalPractitioner"][0]["reference"].as_str().unwrap().contains("PractitionerRole/"));
+        let enc = c.resources.iter().find(|r| r.kind == "Encounter").unwrap().body.clone().value();
+        assert!(enc["participant"][0]["individual"]["reference"].as_str().unwrap().contains("PractitionerRole/"));
+        assert!(c.report.unconsumed.iter().all(|u| !u.ends_with(":PRT")), "{:?}", c.report.unconsumed);
+    }
+
+    #[test]
     fn identity_is_practitioner_role_and_context() {
         let visit = |visit: &str, role: &str| {
             let raw = format!(
