@@ -234,11 +234,10 @@ fn location_entry(ctx: &mut Ctx, f: Field, status: &str) -> Option<Value> {
     Some(json!({"location": reference(&key), "status": status}))
 }
 
-/// ROL or PRT following PV1 → a PractitionerRole for this visit (see
-/// [`practitioner_role`](super::practitioner_role)) and an `Encounter.participant`
-/// referencing it (IG `ROL[Encounter-PractitionerRole]`): type the role (ROL-3/PRT-4, table
-/// 0443), period ROL-5/6 or PRT-11/12. Consumes the segment when mapped; returns whether it
-/// was (a delete or a segment without a person is not).
+/// ROL or PRT following PV1 → a PractitionerRole for this visit (see [`practitioner_role`])
+/// and an `Encounter.participant` referencing it (IG `ROL[Encounter-PractitionerRole]`): type
+/// the role (ROL-3/PRT-4, table 0443), period ROL-5/6 or PRT-11/12. Consumes the segment when
+/// mapped; returns whether it was (a delete or a segment without a person is not).
 pub fn role_participant(ctx: &mut Ctx, seg: Segment, encounter: &str) -> bool {
     let role = if seg.id() == "PRT" {
         practitioner_role::from_prt(ctx, seg, encounter)
