@@ -1217,8 +1217,8 @@ mod tests {
         let o = organization(m2.segment("OBR").unwrap().field(47).rep(1), &s).unwrap();
         assert_eq!(o.body.value(), json!({"name":"NAMEONLY","identifier":[{"value":"NAMEONLY"}]}));
 
-        // Bed → room → floor → point of care → facility, most general first, each partOf the
-        // one before it (the building PL.7 is not sent here).
+        // Facility → building → point of care → floor → room → bed (the IG's order read
+        // upwards), most general first, each partOf the one before it.
         let chain = locations(field(&m, "PV1", 3).rep(1));
         let kinds: Vec<_> = chain
             .iter()
