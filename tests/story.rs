@@ -173,7 +173,7 @@ fn check_stories(state: &State, stories: usize, problems: &mut Vec<String>) {
     }
     expect_total(state, "Practitioner", PRACTITIONERS, problems);
     expect_total(state, "Organization", ORGANIZATIONS, problems);
-    expect_total(state, "Location", stories + SHARED_LOCATIONS, problems);
+    expect_total(state, "Location", LOCATIONS_PER_STORY * stories + SHARED_LOCATIONS, problems);
     check_unique_identifiers(state, problems);
     let stale: Vec<&Value> =
         of(state, "Observation").iter().filter(|o| o["valueQuantity"]["value"].as_f64() == Some(182.0)).collect();

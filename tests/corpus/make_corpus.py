@@ -253,12 +253,16 @@ add('athena', 'ADT', 'A01', [
     seg('PID', {1: '1', 3: r'8821-44501^^^ATHENA^MR~A7788990^^^ATHENA_EMPI^PI',
                 5: 'Patel^Arjun^K', 7: '19910704', 8: 'M',
                 11: '22 MG Road^^Bengaluru^KA^560001^IND', 13: '^PRN^CP^^91^80^55501234'}),
+    r'PRT|1|AD||PP^Primary Care Provider^HL70443|7788^Rao^Meera^^^Dr^MD|||Athena Family Clinic^^8821',
     seg('PV1', {1: '1', 2: 'I', 3: 'ICU^07^01^ATHHOSP', 4: 'E', 7: '5150^House^Gregory^^^Dr^MD',
                 19: 'ATHV-44501-01^^^ATHENA^VN', 44: '20260315075959.5-0500'}),
     r'ROL|1|AD|AT^Attending^HL70443|5150^House^Gregory^^^Dr^MD||20260315075959.5-0500',
+    r'PRT|2|AD||CP^Consulting Provider^HL70443|6120^Grey^Meredith^^^Dr^MD||||ICU^07^^ATHHOSP||20260315090000-0500',
     r'OBX|1|NM|8310-5^Body temperature^LN||38.4|Cel^degree Celsius^UCUM|36.1-37.2|H|||F|||20260315080012.25-0500',
     r'DG1|1||A41.9^Sepsis, unspecified organism^I10||20260315|A',
-], 'v2.8 admit: fractional-second timestamps with -0500, EVN-6 with +0530, PV1-44 with .5 seconds, ROL with dates')
+], 'v2.8 admit: fractional-second timestamps with -0500, EVN-6 with +0530, PV1-44 with .5 seconds, ROL with dates; '
+   'PRT PP after PID (general practitioner role with organization), PRT CP after PV1 (consulting role with location '
+   'and start)')
 
 # --- OpenEMR A01: v2.3.1, minimal, MSH-9.3 absent ------------------------
 add('openemr', 'ADT', 'A01', [

@@ -6,10 +6,13 @@ pub const ATTENDING: &str = "1234^Welby^Marcus^^^Dr^MD^^NPI";
 pub const ORDERING: &str = "5678^Kildare^James^^^Dr^MD^^NPI";
 pub const NURSE: &str = "9012^Nurse^Nina^^^^RN^^NPI";
 /// Distinct practitioners, organizations (sending facility, payor, vaccine manufacturer) and
-/// shared locations (the exam room) across all stories.
+/// shared locations across all stories: each PL is a chain of Locations (bed → room → unit →
+/// facility), so the facility SITEHOSP, the ward W1, and the exam room's unit CARDCL and room
+/// EXAM4 are shared; each story has its own room and bed ([`LOCATIONS_PER_STORY`]).
 pub const PRACTITIONERS: usize = 4;
 pub const ORGANIZATIONS: usize = 3;
-pub const SHARED_LOCATIONS: usize = 1;
+pub const SHARED_LOCATIONS: usize = 4;
+pub const LOCATIONS_PER_STORY: usize = 2;
 
 /// A segment with `fields` at their (1-based) positions, the others empty.
 pub fn seg(id: &str, fields: &[(usize, &str)]) -> String {

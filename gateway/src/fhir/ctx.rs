@@ -49,11 +49,13 @@ impl<'m, 'a> Ctx<'m, 'a> {
     }
 
     pub fn with_memory(msg: &'m Message<'a>, site: &'m SiteMaps, memory: &'m dyn Memory) -> Self {
+        let mut report = Report::default();
+        report.message_offset = super::time::message_offset(&msg.msh().field(7).value());
         Ctx {
             msg,
             site,
             memory,
-            report: Report::default(),
+            report,
             merges: Vec::new(),
             resources: Vec::new(),
             by_key: HashMap::new(),

@@ -10,7 +10,7 @@
 use serde_json::{Number, Value};
 
 use super::codes::{self, coding_system_uri};
-use super::json::Obj;
+use super::json::{clean_code, Obj};
 use super::model::{Identity, Report, Resource, Write};
 use super::site::SiteMaps;
 use super::time;
@@ -40,12 +40,6 @@ fn text(c: Component) -> String {
 /// The trimmed subcomponent `i` of a component.
 fn sub(c: Component, i: usize) -> String {
     c.sub(i).value().trim().to_string()
-}
-
-/// A FHIR `code` (`[^\s]+( [^\s]+)*`): every run of whitespace made one space. A line break
-/// (`\.br\`) or tab in a sent code is not a different code.
-fn code_token(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn or_null(o: Obj) -> Value {
@@ -373,10 +367,13 @@ pub fn codeable_concept(cwe: Rep, site: &SiteMaps, report: &mut Report) -> Value
     let mut codings: Vec<(Option<String>, String, Value)> = Vec::new();
     let mut mapped: Vec<Value> = Vec::new();
     for (code_i, display_i, system_i, version_i) in [(1, 2, 3, 7), (4, 5, 6, 8), (10, 11, 12, 13)] {
-        let code = code_token(&c(code_i));
-        if code.is_empty() {
+        if c(code_i).is_empty() {
             continue;
         }
+        let Some(code) = clean_code(&c(code_i)) else {
+            report.warn(&format!("CWE.{code_i}: code with nothing but whitespace or control characters dropped"));
+            continue;
+        };
         let name = c(system_i);
         let system = system_uri(&name);
         let site_map = site.code(&name, &code);
@@ -444,13 +441,11 @@ pub fn practitioner(xcn: Rep, site: &SiteMaps) -> Option<Resource> {
     if ident.is_none() && name.is_null() {
         return None;
     }
-    let degree = c(7);
-    let qualification = if degree.is_empty() || degree.contains(char::is_whitespace) {
-        Value::Null
-    } else {
-        Obj::new()
+    let qualification = match clean_code(&c(7)) {
+        None => Value::Null,
+        Some(degree) => Obj::new()
             .set("code", Obj::new().list("coding", [Obj::new().set("system", V2_0360).set("code", degree).value()]))
-            .value()
+            .value(),
     };
     let key = if id_value.is_empty() { key_part(&[&family, &c(3)]) } else { key_part(&[&id_value, &ns]) };
     let (identifier, identity) = ident.map_or((Value::Null, None), |(v, i)| (v, i));
@@ -554,48 +549,53 @@ fn organization_xon(xon: Rep, site: &SiteMaps) -> Option<Resource> {
     Some(Resource { kind: "Organization", key: format!("Organization/{key}"), identity, body, write: Write::Upsert })
 }
 
-/// PL → one Location for the most specific level sent (IG PL\[Location\] builds one per level
-/// linked by `partOf`; one is enough for the gateway). Levels, most specific first, with the
-/// IG physical types: bed PL.3 (`bd`), room PL.2 (`ro`), point of care PL.1 (no IG code →
-/// none), floor PL.8 (`lvl`), building PL.7 (`bu`), facility PL.4.1 (`si`).
-/// name and identifier value: that level's value; description PL.9; mode `instance`.
-/// Key `Location/<facility-building-floor-poc-room-bed>` (levels sent, so two beds `A` in
-/// different rooms differ). No identity (PL has no identifier system). `None` when empty.
-pub fn location(pl: Rep, site: &SiteMaps) -> Option<Resource> {
-    let _ = site;
+/// PL → a chain of Locations, one per level sent, most general first (IG PL\[Location\]). Each
+/// level is `partOf` the next level up that was sent, in the IG's default order (most specific
+/// first): bed PL.3 (`bd`), room PL.2 (`ro`), floor PL.8 (`lvl`), point of care PL.1 (`wa`:
+/// the IG leaves the point of care's type to an unpublished extension; a v2 point of care is
+/// the nursing unit, a ward), building PL.7 (`bu`), facility PL.4.1 (`si`). Each: identifier
+/// and name that level's value, mode `instance`; the most specific one also gets the
+/// description PL.9. The caller references the last (most specific) one.
+///
+/// Identity (a source key) per level over the levels from the facility down to it, each tagged
+/// with its type (`si=UHMC`, `wa=4W`, `ro=401`): two beds of one room share the room Location,
+/// and bed `A` of room 401 is not bed `A` of room 402. Empty when PL is empty.
+pub fn locations(pl: Rep) -> Vec<Resource> {
     let c = |i| text(pl.component(i));
-    let facility = sub(pl.component(4), 1);
-    let levels: [(String, Option<&'static str>); 6] = [
-        (c(3), Some("bd")),
-        (c(2), Some("ro")),
-        (c(1), None),
-        (c(8), Some("lvl")),
-        (c(7), Some("bu")),
-        (facility.clone(), Some("si")),
-    ];
-    let (value, physical) = levels.iter().find(|(v, _)| !v.is_empty())?.clone();
-    let physical_type = physical.map(|code| {
-        Obj::new()
-            .list("coding", [Obj::new().set("system", codes::LOCATION_PHYSICAL_TYPE).set("code", code).value()])
-            .value()
-    });
-    let body = Obj::new()
-        .list("identifier", [Obj::new().set("value", value.as_str()).value()])
-        .set("name", value.as_str())
-        .set("description", c(9))
-        .set("mode", "instance")
-        .set("physicalType", physical_type);
-    let key = key_part(&[&facility, &c(7), &c(8), &c(1), &c(2), &c(3)]);
-    Some(Resource { kind: "Location", key: format!("Location/{key}"), identity: None, body, write: Write::Upsert })
+    // Most general first, so every level's `partOf` target is added before it.
+    let levels: [(String, &'static str); 6] =
+        [(sub(pl.component(4), 1), "si"), (c(7), "bu"), (c(1), "wa"), (c(8), "lvl"), (c(2), "ro"), (c(3), "bd")];
+    let sent: Vec<&(String, &'static str)> = levels.iter().filter(|(v, _)| !v.is_empty()).collect();
+    let mut parts: Vec<String> = Vec::new();
+    let mut out: Vec<Resource> = Vec::new();
+    for (i, (value, physical)) in sent.iter().enumerate() {
+        parts.push(format!("{physical}={value}"));
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let Some(identity) = Identity::source_key("Location", &refs) else { continue };
+        let physical_type = Obj::new()
+            .list("coding", [Obj::new().set("system", codes::LOCATION_PHYSICAL_TYPE).set("code", *physical).value()]);
+        let most_specific = i + 1 == sent.len();
+        let body = Obj::new()
+            .list("identifier", [Obj::new().set("value", value.as_str()).value()])
+            .set("name", value.as_str())
+            .set("description", if most_specific { c(9) } else { String::new() })
+            .set("mode", "instance")
+            .set("physicalType", physical_type)
+            .set("partOf", out.last().map(|up: &Resource| super::model::reference(&up.key)));
+        let key = format!("Location/{}", identity.value);
+        out.push(Resource { kind: "Location", key, identity: Some(identity), body, write: Write::Upsert });
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
 // Quantities and observation values
 // ---------------------------------------------------------------------------------------
 
-/// A v2 NM (`[+|-]digits[.digits]`) as a JSON number in FHIR decimal form. Without serde_json's
-/// `arbitrary_precision` (not enabled in this workspace) trailing zeros are not kept
-/// (`1.50` → `1.5`); integers stay integers.
+/// A v2 NM (`[+|-]digits[.digits]`) as a JSON number in FHIR decimal form, at the precision it
+/// was sent with: serde_json's `arbitrary_precision` keeps the digits, so `13.50` reaches the
+/// bundle as 13.50 (FHIR decimals carry their precision; a lab's `1.50` is not `1.5`). Only
+/// the form changes: a `+` sign, leading zeros and the sign of zero go, `.5` becomes 0.5.
 pub fn decimal(number: &str) -> Option<Number> {
     let s = number.trim();
     let (neg, digits) = match s.as_bytes().first()? {
@@ -709,7 +709,11 @@ pub fn quantity(number: &str, units: Rep, site: &SiteMaps, report: &mut Report) 
 
 fn unit_fields(mut o: Obj, units: Rep, site: &SiteMaps, report: &mut Report) -> Obj {
     let c = |i| text(units.component(i));
-    let (code, display, name) = (c(1), c(2), c(3));
+    let (sent, display, name) = (c(1), c(2), c(3));
+    let code = clean_code(&sent).unwrap_or_default();
+    if code.is_empty() && !sent.is_empty() {
+        report.warn("units code with nothing but whitespace or control characters dropped");
+    }
     o.put("unit", if display.is_empty() { code.clone() } else { display });
     if code.is_empty() {
         return o;
@@ -972,13 +976,14 @@ pub fn attachment(ed: Rep) -> Value {
 // Dates and times
 // ---------------------------------------------------------------------------------------
 
-/// v2 DTM/TS/DT → FHIR dateTime in the site zone ([`time::to_fhir_datetime`]). Empty →
-/// `Null`; invalid → `Null` and a warning "invalid date/time".
+/// v2 DTM/TS/DT → FHIR dateTime; an offset-less time takes MSH-7's offset, else the site
+/// zone ([`time::to_fhir_datetime_in`]). Empty → `Null`; invalid → `Null` and a warning
+/// "invalid date/time".
 pub fn datetime(value: &str, site: &SiteMaps, report: &mut Report) -> Value {
     if value.trim().is_empty() {
         return Value::Null;
     }
-    match time::to_fhir_datetime(value, &site.zone) {
+    match time::to_fhir_datetime_in(value, report.message_offset, &site.zone) {
         Ok(s) => Value::String(s),
         Err(_) => {
             report.warn("invalid date/time");
@@ -1007,7 +1012,7 @@ pub fn instant(value: &str, site: &SiteMaps, report: &mut Report) -> Value {
     if value.trim().is_empty() {
         return Value::Null;
     }
-    match time::to_fhir_instant(value, &site.zone) {
+    match time::to_fhir_instant_in(value, report.message_offset, &site.zone) {
         Ok(Some(s)) => Value::String(s),
         Ok(None) => {
             report.warn("date/time too imprecise for an instant");
@@ -1212,17 +1217,51 @@ mod tests {
         let o = organization(m2.segment("OBR").unwrap().field(47).rep(1), &s).unwrap();
         assert_eq!(o.body.value(), json!({"name":"NAMEONLY","identifier":[{"value":"NAMEONLY"}]}));
 
-        let l = location(field(&m, "PV1", 3).rep(1), &s).unwrap();
-        assert_eq!(l.key, "Location/HOSP-MAIN-4-4EAST-402-A");
+        // Facility → building → point of care → floor → room → bed (the IG's order read
+        // upwards), most general first, each partOf the one before it.
+        let chain = locations(field(&m, "PV1", 3).rep(1));
+        let kinds: Vec<_> = chain
+            .iter()
+            .map(|l| {
+                let b = l.body.clone().value();
+                (b["name"].as_str().unwrap().to_string(), b["physicalType"]["coding"][0]["code"].clone())
+            })
+            .collect();
         assert_eq!(
-            l.body.value(),
-            json!({"identifier":[{"value":"A"}],"name":"A","description":"Corner bed","mode":"instance","physicalType":{"coding":[{"system":codes::LOCATION_PHYSICAL_TYPE,"code":"bd"}]}})
+            kinds,
+            [("HOSP", "si"), ("MAIN", "bu"), ("4EAST", "wa"), ("4", "lvl"), ("402", "ro"), ("A", "bd")]
+                .map(|(n, c)| (n.to_string(), json!(c)))
         );
-        assert!(location(field(&m, "PV1", 50).rep(1), &s).is_none());
+        for pair in chain.windows(2) {
+            assert_eq!(pair[1].body.clone().value()["partOf"], crate::fhir::model::reference(&pair[0].key));
+        }
+        assert!(chain[0].body.get("partOf").is_none());
+        let bed = chain[5].body.clone().value();
+        assert_eq!(bed["description"], "Corner bed");
+        assert_eq!(bed["mode"], "instance");
+        assert!(chain[4].body.get("description").is_none());
+        assert!(locations(field(&m, "PV1", 50).rep(1)).is_empty());
+        // Two beds of one room share the room (and everything above it); bed A of another room
+        // is another bed.
+        let beds = msg("PV1|1|I|4EAST^402^A^HOSP~4EAST^402^B^HOSP~4EAST^403^A^HOSP");
+        let m4 = parse(&beds).unwrap();
+        let f = m4.segment("PV1").unwrap().field(3);
+        let ids = |i| locations(f.rep(i)).into_iter().map(|l| l.identity.unwrap()).collect::<Vec<_>>();
+        let (a402, b402, a403) = (ids(1), ids(2), ids(3));
+        assert_eq!(a402.len(), 4);
+        assert_eq!(a402[..3], b402[..3]);
+        assert_ne!(a402[3], b402[3]);
+        assert_eq!(a402[..2], a403[..2]);
+        assert_ne!(a402[2], a403[2]);
+        assert_ne!(a402[3], a403[3]);
         let poc = msg("PV1|1|O|CLINIC");
         let m3 = parse(&poc).unwrap();
-        let l = location(m3.segment("PV1").unwrap().field(3).rep(1), &s).unwrap();
-        assert_eq!(l.body.value(), json!({"identifier":[{"value":"CLINIC"}],"name":"CLINIC","mode":"instance"}));
+        let l = locations(m3.segment("PV1").unwrap().field(3).rep(1));
+        assert_eq!(l.len(), 1);
+        assert_eq!(
+            l[0].body.clone().value(),
+            json!({"identifier":[{"value":"CLINIC"}],"name":"CLINIC","mode":"instance","physicalType":{"coding":[{"system":codes::LOCATION_PHYSICAL_TYPE,"code":"wa"}]}})
+        );
     }
 
     #[test]
@@ -1233,6 +1272,14 @@ mod tests {
         assert_eq!(decimal(".5").unwrap().to_string(), "0.5");
         assert_eq!(decimal("007").unwrap().to_string(), "7");
         assert_eq!(decimal("-0").unwrap().to_string(), "0");
+        // Precision as sent: trailing zeros stay, in the number and in the JSON text.
+        assert_eq!(decimal("13.50").unwrap().to_string(), "13.50");
+        assert_eq!(decimal("-0.00").unwrap().to_string(), "0.00");
+        assert_eq!(decimal("0100.0").unwrap().to_string(), "100.0");
+        let q = serde_json::to_string(&json!({"value": decimal("13.50").unwrap()})).unwrap();
+        assert_eq!(q, r#"{"value":13.50}"#);
+        let back: Value = serde_json::from_str(&q).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), q, "a stored bundle reads back digit for digit");
         for bad in ["", "abc", "1.2.3", "1e5", "-", ".", "5 mg", "NaN"] {
             assert!(decimal(bad).is_none(), "{bad}");
         }
@@ -1357,6 +1404,78 @@ OBX|7|TX|X^X^L||a^b&c");
         assert_eq!(r.warnings.len(), 2);
         assert_eq!(fhir_time("2400"), None);
         assert_eq!(fhir_time("08"), Some("08:00:00".into()));
+    }
+
+    /// One ORU converted with the Chicago site zone; the first Observation and the report.
+    fn observe(msh7: &str, obx: &str) -> (Value, Report) {
+        let raw = format!(
+            "MSH|^~\\&|LAB|HOSP|GW|CLOUD|{msh7}||ORU^R01^ORU_R01|C1|P|2.5.1\rPID|1||M1^^^HOSP^MR\rOBR|1||F1^LAB|GLU^Glucose^L\r{obx}\r"
+        );
+        let c = crate::fhir::convert::convert(raw.as_bytes(), &site()).unwrap();
+        let obs = c.resources.iter().find(|r| r.kind == "Observation").expect("an Observation").body.clone().value();
+        (obs, c.report)
+    }
+
+    #[test]
+    fn decimals_reach_the_bundle_as_sent_and_invalid_ones_are_dropped_with_a_location() {
+        let (obs, report) = observe("20260115083000", "OBX|1|NM|GLU^Glucose^L||13.50|mg/dL|3.50-10.00|||||F");
+        let text = serde_json::to_string(&obs).unwrap();
+        assert!(text.contains(r#""value":13.50"#), "{text}");
+        assert!(
+            text.contains(r#""low":{"code":"mg/dL","system":"http://unitsofmeasure.org","unit":"mg/dL","value":3.50}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""value":10.00"#), "{text}");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        // Specimen quantity with an invalid number: dropped, the warning names the segment.
+        let (_, report) = observe(
+            "20260115083000",
+            "OBX|1|NM|GLU^Glucose^L||5|mg/dL|||||F\rSPM|1|S1||BLD^Blood^HL70487||||||||1,5^mL",
+        );
+        assert!(report.warnings.iter().any(|w| w.ends_with(":SPM: invalid numeric value")), "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn offsetless_times_take_msh7_offset() {
+        // MSH-7 at -0400 while the site zone (Chicago) is at -06:00 in January: OBX-14 sent
+        // without an offset is in the sender's -04:00.
+        let (obs, _) = observe("20260115083000-0400", "OBX|1|NM|GLU^Glucose^L||5|mg/dL|||||F|||20260115081500");
+        assert_eq!(obs["effectiveDateTime"], "2026-01-15T08:15:00-04:00");
+        let (obs, _) = observe("20260715083000", "OBX|1|NM|GLU^Glucose^L||5|mg/dL|||||F|||20260715081500");
+        assert_eq!(obs["effectiveDateTime"], "2026-07-15T08:15:00-05:00", "no MSH-7 offset: the site zone, DST");
+        let (obs, _) = observe("20260115083000-0400", "OBX|1|NM|GLU^Glucose^L||5|mg/dL|||||F|||20260115081500+0100");
+        assert_eq!(obs["effectiveDateTime"], "2026-01-15T08:15:00+01:00", "its own offset wins");
+    }
+
+    #[test]
+    fn codes_are_normalised_and_blank_ones_dropped_with_a_location() {
+        // OBX-3's alternate code is blank: the warning is located at the OBX (segment 3).
+        let (_, report) = observe("20260115083000", "OBX|1|NM|GLU^Glucose^L^\u{1}^X^99L||5|mg/dL|||||F");
+        assert!(report.warnings.iter().any(|w| w.starts_with("3:OBX: CWE.4: code")), "{:?}", report.warnings);
+        let (obs, report) = observe(
+            "20260115083000",
+            "OBX|1|CWE|GLU^Glucose^L||A  \t B^Two words^99L~\u{1}^Control only^99L|\u{2}^units|||||F",
+        );
+        // Two repetitions: two components. The second keeps its text, not its blank code.
+        assert_eq!(obs["component"][0]["valueCodeableConcept"]["coding"][0]["code"], "A B");
+        assert_eq!(obs["component"][1]["valueCodeableConcept"], json!({"text": "Control only"}));
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.ends_with(":OBX: CWE.1: code with nothing but whitespace or control characters dropped")),
+            "{:?}",
+            report.warnings
+        );
+        let mut r = Report::default();
+        let raw = msg("OBX|1|NM|X||1|\u{3}^Units");
+        let m = parse(raw.as_slice()).unwrap();
+        let q = quantity("1", field(&m, "OBX", 6).rep(1), &site(), &mut r);
+        assert_eq!(q, json!({"value": 1, "unit": "Units"}));
+        assert_eq!(
+            r.warnings,
+            vec!["units code with nothing but whitespace or control characters dropped".to_string()]
+        );
     }
 
     #[test]

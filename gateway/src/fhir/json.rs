@@ -97,7 +97,19 @@ pub fn clean_string(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(cleaned.trim().to_string())
 }
 
+/// A FHIR `code` (`[^\s]+( [^\s]+)*`): a valid string ([`clean_string`]) with every inner run
+/// of whitespace made one space (`"mg / dL"` stays three words, `"A\t B"` → `"A B"`). `None`
+/// when nothing remains; callers drop the code with a located warning.
+pub fn clean_code(s: &str) -> Option<String> {
+    let cleaned = clean_string(s);
+    let code = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!code.is_empty()).then_some(code)
+}
+
 /// [`clean_string`] over every string under `v`; false when `v` is left empty (to be dropped).
+/// A member named `code` holding a string is a FHIR `code` (Coding, Quantity) and gets
+/// [`clean_code`]: the maps normalise codes where they read them and warn there; this is the
+/// backstop for any code they pass through.
 fn clean(v: &mut Value) -> bool {
     match v {
         Value::String(s) => {
@@ -113,7 +125,16 @@ fn clean(v: &mut Value) -> bool {
             !items.is_empty()
         }
         Value::Object(map) => {
-            map.retain(|_, v| clean(v));
+            map.retain(|k, v| match v {
+                Value::String(code) if k == "code" => match clean_code(code) {
+                    Some(c) => {
+                        *code = c;
+                        true
+                    }
+                    None => false,
+                },
+                _ => clean(v),
+            });
             !map.is_empty()
         }
         _ => true,
@@ -142,6 +163,22 @@ mod tests {
             .list("l", [json!({"v": "\u{1}"}), json!("ok")]);
         o.clean();
         assert_eq!(o.value(), json!({"text": "x y", "l": ["ok"]}));
+    }
+
+    #[test]
+    fn codes_are_trimmed_with_inner_whitespace_collapsed() {
+        assert_eq!(clean_code("  mg/dL "), Some("mg/dL".into()));
+        assert_eq!(clean_code("A \t\u{a0} B\r\nC"), Some("A B C".into()));
+        assert_eq!(clean_code("x\u{1}y"), Some("xy".into()));
+        for blank in ["", "   ", "\u{a0}\t", "\u{0}\u{7}"] {
+            assert_eq!(clean_code(blank), None, "{blank:?}");
+        }
+        // The backstop in `clean`: members named `code` become valid codes or go.
+        let mut o = Obj::new()
+            .set("coding", json!([{"code": " A  B ", "display": "A  B"}, {"code": "\u{1}", "display": "d"}]))
+            .set("unit", "x");
+        o.clean();
+        assert_eq!(o.value(), json!({"coding": [{"code": "A B", "display": "A  B"}, {"display": "d"}], "unit": "x"}));
     }
 
     #[test]

@@ -110,6 +110,10 @@ pub struct Report {
     /// below the maps.
     #[serde(skip)]
     at: String,
+    /// MSH-7's offset (seconds east of UTC), which offset-less times of the message take
+    /// before the site zone. Kept here because every date map already gets the report.
+    #[serde(skip)]
+    pub(crate) message_offset: Option<i32>,
 }
 
 impl Report {

@@ -1,7 +1,8 @@
 //! HL7 v2 DTM/TS/DT → FHIR date, dateTime and instant.
 //!
 //! Precision is kept (`YYYY`, `YYYYMM`, `YYYYMMDD` stay dates); a given offset is preserved;
-//! a time without an offset takes the configured site time zone (never the host's); seconds
+//! a time without an offset takes the message's offset (MSH-7's, when it has one: the sender
+//! writes its local times in it), else the configured site time zone (never the host's); seconds
 //! are padded; `+HH` and `+HHMM` offsets and 1–4 fractional digits are accepted; offsets are
 //! written `±HH:MM`.
 
@@ -95,14 +96,32 @@ fn format_offset(seconds: i32) -> String {
     format!("{sign}{:02}:{:02}", s / 3600, (s % 3600) / 60)
 }
 
-/// The FHIR `dateTime` (or `date`, at date precision) for a v2 value.
+/// The FHIR `dateTime` (or `date`, at date precision) for a v2 value; an offset-less time
+/// takes the site zone.
 pub fn to_fhir_datetime(value: &str, zone: &TimeZone) -> Result<String, TimeError> {
+    to_fhir_datetime_in(value, None, zone)
+}
+
+/// The offset MSH-7 was sent with, in seconds east of UTC; `None` when it has none (or is
+/// not a valid timestamp).
+pub fn message_offset(msh7: &str) -> Option<i32> {
+    match parse(msh7) {
+        Ok(V2Time::DateTime { offset_seconds, .. }) => offset_seconds,
+        _ => None,
+    }
+}
+
+/// [`to_fhir_datetime`] for a message whose MSH-7 had `message_offset`: an offset-less time
+/// takes that offset before the site zone. A sender that states its offset in MSH-7 writes its
+/// other local times in the same offset; the site zone would shift them when the sender's
+/// clock is elsewhere (another zone, or a DST rule the site does not share).
+pub fn to_fhir_datetime_in(value: &str, message_offset: Option<i32>, zone: &TimeZone) -> Result<String, TimeError> {
     Ok(match parse(value)? {
         V2Time::Year(y) => format!("{y:04}"),
         V2Time::Month(y, m) => format!("{y:04}-{m:02}"),
         V2Time::Date(y, m, d) => format!("{y:04}-{m:02}-{d:02}"),
         V2Time::DateTime { at, fraction, offset_seconds, .. } => {
-            let offset = match offset_seconds {
+            let offset = match offset_seconds.or(message_offset) {
                 Some(o) => o,
                 // Offset-less local time: the site's zone decides (DST-aware; an ambiguous
                 // hour at the fall-back transition takes the earlier offset).
@@ -135,8 +154,17 @@ pub fn to_fhir_date(value: &str) -> Result<String, TimeError> {
 
 /// The FHIR `instant` (needs at least a full date and time); `None` below that precision.
 pub fn to_fhir_instant(value: &str, zone: &TimeZone) -> Result<Option<String>, TimeError> {
+    to_fhir_instant_in(value, None, zone)
+}
+
+/// [`to_fhir_instant`] with the message's offset first (see [`to_fhir_datetime_in`]).
+pub fn to_fhir_instant_in(
+    value: &str,
+    message_offset: Option<i32>,
+    zone: &TimeZone,
+) -> Result<Option<String>, TimeError> {
     match parse(value)? {
-        V2Time::DateTime { .. } => to_fhir_datetime(value, zone).map(Some),
+        V2Time::DateTime { .. } => to_fhir_datetime_in(value, message_offset, zone).map(Some),
         _ => Ok(None),
     }
 }
@@ -180,6 +208,38 @@ mod tests {
         assert_eq!(to_fhir_datetime("20260715083000", &z).unwrap(), "2026-07-15T08:30:00-05:00");
         let berlin = TimeZone::get("Europe/Berlin").unwrap();
         assert_eq!(to_fhir_datetime("202607150830", &berlin).unwrap(), "2026-07-15T08:30:00+02:00");
+    }
+
+    #[test]
+    fn offsetless_times_take_msh7_offset_before_the_site_zone() {
+        let z = chicago();
+        // MSH-7 sent at -0400 (the sender's clock, e.g. Eastern summer time): an ORC-7 without
+        // an offset is in that offset, not Chicago's -06:00 of January.
+        let msh7 = message_offset("20260115083000-0400");
+        assert_eq!(msh7, Some(-4 * 3600));
+        assert_eq!(to_fhir_datetime_in("20260115091500", msh7, &z).unwrap(), "2026-01-15T09:15:00-04:00");
+        assert_eq!(to_fhir_instant_in("202601150915", msh7, &z).unwrap().as_deref(), Some("2026-01-15T09:15:00-04:00"));
+        // Dates stay dates.
+        assert_eq!(to_fhir_datetime_in("20260115", msh7, &z).unwrap(), "2026-01-15");
+    }
+
+    #[test]
+    fn msh7_without_offset_leaves_the_site_zone_with_dst() {
+        let z = chicago();
+        let msh7 = message_offset("20260715083000");
+        assert_eq!(msh7, None);
+        assert_eq!(message_offset("20260715"), None);
+        assert_eq!(message_offset("garbage"), None);
+        assert_eq!(to_fhir_datetime_in("20260115083000", msh7, &z).unwrap(), "2026-01-15T08:30:00-06:00");
+        assert_eq!(to_fhir_datetime_in("20260715083000", msh7, &z).unwrap(), "2026-07-15T08:30:00-05:00");
+    }
+
+    #[test]
+    fn a_value_with_its_own_offset_keeps_it_whatever_msh7_says() {
+        let z = chicago();
+        let msh7 = message_offset("20260115083000+0100");
+        assert_eq!(to_fhir_datetime_in("20260115083000-0700", msh7, &z).unwrap(), "2026-01-15T08:30:00-07:00");
+        assert_eq!(to_fhir_datetime_in("20260115083000+0000", msh7, &z).unwrap(), "2026-01-15T08:30:00+00:00");
     }
 
     #[test]

@@ -5,16 +5,19 @@
 //!
 //! - EVN: consumed; EVN-6 (else EVN-2) is the end of an A03 visit without PV1-45 (Provenance
 //!   reads EVN itself).
-//! - PID + PD1 → Patient; ROL before PV1 with role PP → `Patient.generalPractitioner`.
+//! - PID + PD1 → Patient; ROL/PRT before PV1 with role PP → a PractitionerRole in
+//!   `Patient.generalPractitioner`.
 //! - NK1 → RelatedPerson, or `Patient.contact` for employer/agency/insurer parties.
 //! - PV1 + PV2 → Encounter with the event's status (A03 finished, A11 cancelled, A13
-//!   in-progress, …; see `resources::encounter`); ROL after PV1 → participants.
+//!   in-progress, …; see `resources::encounter`); ROL/PRT after PV1 → PractitionerRoles,
+//!   the visit's participants.
 //! - AL1 and IAM (A60) → AllergyIntolerance; DG1 → Condition (+ `Encounter.diagnosis`); IN1 → Coverage;
 //!   PR1 (PROCEDURE groups) → Procedure of the patient and visit; GT1 → the guarantors of one
 //!   Account (PID-18).
 //! - OBX (OBSERVATION groups) → Observation of the patient and visit.
 //! - Left unconsumed (so reported):
-//!   DB1, ROL in PROCEDURE groups, ACC, UB1/UB2, DRG, IN2/IN3, ROL with other roles before PV1 (CareTeam),
+//!   DB1, ROL/PRT in PROCEDURE, OBSERVATION and INSURANCE groups, ACC, UB1/UB2, DRG, IN2/IN3,
+//!   ROL/PRT with other roles before PV1 (CareTeam), ROL/PRT deletes (action code D/DE),
 //!   and MRG in ADT_A06 (A06/A07), which the IG maps to an Account only.
 //! - ADT_A39 (A39/A40): per PATIENT group, PID → the surviving Patient, MRG → the replaced
 //!   Patient (`active: false`, link `replaced-by`), and the survivor gets link `replaces`;
@@ -54,8 +57,8 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
 
     let pv1 = root.segment(msg, "PV1");
     let pv1_at = pv1.map_or(usize::MAX, |s| s.index());
-    for rol in root.segments(msg, "ROL").filter(|r| r.index() < pv1_at) {
-        patient::general_practitioner_role(ctx, rol, &patient);
+    for role in root.segments(msg, "ROL").chain(root.segments(msg, "PRT")).filter(|r| r.index() < pv1_at) {
+        patient::general_practitioner_role(ctx, role, &patient);
     }
     for nk1 in root.groups("NEXT_OF_KIN").filter_map(|g| g.segment(msg, "NK1")) {
         related_person::related_person(ctx, nk1, &patient);
@@ -70,8 +73,8 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
         }
     }
     if let Some(enc) = &encounter {
-        for rol in root.segments(msg, "ROL").filter(|r| r.index() > pv1_at) {
-            encounter::role_participant(ctx, rol, enc);
+        for role in root.segments(msg, "ROL").chain(root.segments(msg, "PRT")).filter(|r| r.index() > pv1_at) {
+            encounter::role_participant(ctx, role, enc);
         }
     }
     for obx in root.groups("OBSERVATION").filter_map(|g| g.segment(msg, "OBX")) {
@@ -280,8 +283,11 @@ mod tests {
         // MR identifiers without a configured system.
         let ssn = p["identifier"].as_array().unwrap().iter().find(|i| i["value"] == "999-12-3456").unwrap();
         assert_eq!(ssn["system"], "http://hl7.org/fhir/sid/us-ssn");
-        // PD1-3 Organization + PD1-4 Practitioner (ROL PP names the same practitioner).
-        assert_eq!(p["generalPractitioner"].as_array().unwrap().len(), 2);
+        // PD1-3 Organization + PD1-4 Practitioner, then the ROL PP's PractitionerRole (the same
+        // practitioner as primary care provider of this patient).
+        let gps = p["generalPractitioner"].as_array().unwrap();
+        assert_eq!(gps.len(), 3);
+        assert!(gps[2]["reference"].as_str().unwrap().starts_with("local:PractitionerRole/"), "{gps:?}");
         assert_eq!(p["extension"][0]["valueString"], "Hughes");
     }
 

@@ -1,15 +1,17 @@
 //! ORM_O01 and OML_O21: walks the segment groups and calls the resource maps (IG message maps
 //! ORM_O01, OML_O21).
 //!
-//! - PATIENT: PID + PD1 → Patient; NK1 → RelatedPerson; PATIENT_VISIT PV1 + PV2 → Encounter;
-//!   AL1 → AllergyIntolerance; INSURANCE IN1 (+ IN2) → Coverage.
+//! - PATIENT: PID + PD1 → Patient; NK1 → RelatedPerson; PRT with role PP → a PractitionerRole
+//!   in `Patient.generalPractitioner`; PATIENT_VISIT PV1 + PV2 → Encounter (its PRTs →
+//!   PractitionerRole participants); AL1 → AllergyIntolerance; INSURANCE IN1 (+ IN2) → Coverage.
 //! - Each ORDER: ORC + OBR → ServiceRequest (ORC alone when the order has no detail; an order
 //!   whose detail is RXO/RQD/… is not a ServiceRequest and stays unconsumed);
 //!   TIMING TQ1 → its occurrence/priority; NTE → note; DG1 → Condition and `reasonReference`;
 //!   OBSERVATION OBX (+ NTE) → Observation and `supportingInfo`; (OML) SPECIMEN SPM → Specimen
 //!   and `specimen`, OBX after SPM → Observation with `specimen` (also `supportingInfo`),
 //!   CONTAINER SAC → `Specimen.container` (OBX after SAC as for SPM).
-//! - Left unconsumed: message-level NTE, patient NTE, GT1, IN3, PRT, TQ2, TCD, CTD, FT1, CTI,
+//! - Left unconsumed: message-level NTE, patient NTE, GT1, IN3, PRT in orders and with
+//!   other roles before the visit, TQ2, TCD, CTD, FT1, CTI,
 //!   BLG, SGH/SGT.
 
 use crate::fhir::ctx::Ctx;
@@ -31,8 +33,9 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
 }
 
 /// The patient part shared by the order and result messages: PID + PD1 → Patient, NK1 →
-/// RelatedPerson, `visit_group` PV1 + PV2 → Encounter, AL1 → AllergyIntolerance, INSURANCE
-/// IN1 (+ IN2) → Coverage. Returns the Patient and Encounter keys.
+/// RelatedPerson, ROL/PRT with role PP → a PractitionerRole in `Patient.generalPractitioner`,
+/// `visit_group` PV1 + PV2 → Encounter and its ROL/PRT → PractitionerRole participants, AL1 →
+/// AllergyIntolerance, INSURANCE IN1 (+ IN2) → Coverage. Returns the Patient and Encounter keys.
 pub(crate) fn patient_and_visit(ctx: &mut Ctx, group: &Group, visit_group: &str) -> (Option<String>, Option<String>) {
     let msg = ctx.msg;
     let Some(pid) = group.segment(msg, "PID") else { return (None, None) };
@@ -40,10 +43,18 @@ pub(crate) fn patient_and_visit(ctx: &mut Ctx, group: &Group, visit_group: &str)
     for nk1 in group.segments(msg, "NK1") {
         related_person::related_person(ctx, nk1, &patient);
     }
-    let encounter = group
-        .group(visit_group)
+    for role in group.segments(msg, "ROL").chain(group.segments(msg, "PRT")) {
+        patient::general_practitioner_role(ctx, role, &patient);
+    }
+    let visit = group.group(visit_group);
+    let encounter = visit
         .and_then(|v| v.segment(msg, "PV1").map(|pv1| (pv1, v.segment(msg, "PV2"))))
         .and_then(|(pv1, pv2)| encounter::encounter(ctx, pv1, pv2, &patient));
+    if let (Some(visit), Some(enc)) = (visit, &encounter) {
+        for role in visit.segments(msg, "ROL").chain(visit.segments(msg, "PRT")) {
+            encounter::role_participant(ctx, role, enc);
+        }
+    }
     for al1 in group.segments(msg, "AL1") {
         allergy::allergy(ctx, al1, &patient);
     }

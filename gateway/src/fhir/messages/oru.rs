@@ -1,9 +1,10 @@
 //! ORU_R01: walks the segment groups and calls the resource maps (IG message map ORU_R01).
 //!
 //! Per PATIENT_RESULT:
-//! - PATIENT: PID + PD1 → Patient; NK1 → RelatedPerson; PATIENT_OBSERVATION OBX → Observation
-//!   of the patient; VISIT PV1 + PV2 → Encounter. NTE (patient notes) left unconsumed (the IG
-//!   maps them nowhere).
+//! - PATIENT: PID + PD1 → Patient; NK1 → RelatedPerson; PRT with role PP (IG: PP of table
+//!   0443) → a PractitionerRole in `Patient.generalPractitioner`; PATIENT_OBSERVATION OBX →
+//!   Observation of the patient; VISIT PV1 + PV2 → Encounter, its PRTs → PractitionerRole
+//!   participants. NTE (patient notes) left unconsumed (the IG maps them nowhere).
 //! - Each ORDER_OBSERVATION:
 //!   - ORC (when present, as the IG's "IF ORC VALUED") + OBR → ServiceRequest, the report's
 //!     `basedOn`; the NTEs after OBR become its notes (the IG gives them no target;
@@ -13,7 +14,8 @@
 //!   - SPECIMEN: SPM → Specimen; the OBX after SPM → Observations with `specimen` (they are
 //!     also results of the report, as in the IG's Observation\[3\] under the report).
 //!   - OBR (+ ORC) → DiagnosticReport with result, specimen, basedOn, presentedForm.
-//! - Left unconsumed: PRT, TQ1/TQ2, CTD, FT1, CTI, DSC, SFT, UAC.
+//! - Left unconsumed: PRT in orders and observations and with other roles in PATIENT, TQ1/TQ2,
+//!   CTD, FT1, CTI, DSC, SFT, UAC.
 
 use super::order::patient_and_visit;
 use crate::fhir::ctx::Ctx;

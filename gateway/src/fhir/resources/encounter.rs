@@ -1,5 +1,6 @@
-//! PV1 (+ PV2) → Encounter (IG `PV1[Encounter]`, `PV2[Encounter]`); ROL after PV1 →
-//! `Encounter.participant` (IG `ROL[Encounter-PractitionerRole]`, kept as a participant).
+//! PV1 (+ PV2) → Encounter (IG `PV1[Encounter]`, `PV2[Encounter]`); ROL/PRT after PV1 →
+//! a PractitionerRole that an `Encounter.participant` references (IG
+//! `ROL[Encounter-PractitionerRole]`).
 //!
 //! Status (IG: PV1-45 valued → finished, else PV1-2 by PatientClass\[EncounterStatus\]; the
 //! A11 message map adds Event\[EncounterStatus\]). Events that change the visit's state win
@@ -20,7 +21,9 @@ use crate::fhir::ctx::Ctx;
 use crate::fhir::datatypes;
 use crate::fhir::json::Obj;
 use crate::fhir::model::{reference, Identity, Resource, Write};
+use crate::fhir::resources::observation::location_ref;
 use crate::fhir::resources::patient::{table_concept, val, Identifiers};
+use crate::fhir::resources::practitioner_role;
 use crate::hl7::parser::{Field, Segment};
 
 const PARTICIPATION_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
@@ -228,29 +231,29 @@ fn practitioner_participants(ctx: &mut Ctx, f: Field, code: &str, display: &str)
 }
 
 fn location_entry(ctx: &mut Ctx, f: Field, status: &str) -> Option<Value> {
-    let loc = datatypes::location(f.rep(1), ctx.site)?;
-    let key = ctx.add(loc);
+    let key = location_ref(ctx, f.rep(1))?;
     Some(json!({"location": reference(&key), "status": status}))
 }
 
-/// ROL following PV1 → an `Encounter.participant`: type ROL-3 (table 0443), individual the
-/// ROL-4 Practitioner, period ROL-5/ROL-6. ROL-2 `DE` (delete) is skipped. Consumes ROL when
-/// mapped; returns whether it was.
-pub fn role_participant(ctx: &mut Ctx, rol: Segment, encounter: &str) -> bool {
-    if val(rol.field(2)).eq_ignore_ascii_case("DE") {
-        return false;
-    }
-    let Some(p) = datatypes::practitioner(rol.field(4).rep(1), ctx.site) else { return false };
-    ctx.consume(rol.index());
-    let key = ctx.add(p);
-    let role = table_concept(ctx, rol.field(3).rep(1), "0443", true);
-    let start = datatypes::datetime(&val(rol.field(5)), ctx.site, ctx.at(rol, 5));
-    let end = datatypes::datetime(&val(rol.field(6)), ctx.site, ctx.at(rol, 6));
-    let participant = Obj::new()
-        .list("type", [role])
-        .set("individual", reference(&key))
-        .set("period", Obj::new().set("start", start).set("end", end))
-        .value();
+/// ROL or PRT following PV1 → a PractitionerRole for this visit (see [`practitioner_role`])
+/// and an `Encounter.participant` referencing it (IG `ROL[Encounter-PractitionerRole]`): type
+/// the role (ROL-3/PRT-4, table 0443), period ROL-5/6 or PRT-11/12. Consumes the segment when
+/// mapped; returns whether it was (a delete or a segment without a person is not).
+pub fn role_participant(ctx: &mut Ctx, seg: Segment, encounter: &str) -> bool {
+    let role = if seg.id() == "PRT" {
+        practitioner_role::from_prt(ctx, seg, encounter)
+    } else {
+        practitioner_role::from_rol(ctx, seg, encounter)
+    };
+    let Some(role) = role else { return false };
+    let (ty, period) = match ctx.resource_mut(&role) {
+        Some(r) => (
+            r.body.get("code").and_then(|c| c.get(0)).cloned().unwrap_or(Value::Null),
+            r.body.get("period").cloned().unwrap_or(Value::Null),
+        ),
+        None => (Value::Null, Value::Null),
+    };
+    let participant = Obj::new().list("type", [ty]).set("individual", reference(&role)).set("period", period).value();
     ctx.append_unique(encounter, "participant", participant);
     true
 }

@@ -12,6 +12,7 @@ pub mod iam;
 pub mod immunization;
 pub mod observation;
 pub mod patient;
+pub mod practitioner_role;
 pub mod procedure;
 pub mod provenance;
 pub mod related_person;

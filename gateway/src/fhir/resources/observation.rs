@@ -59,10 +59,10 @@ pub(crate) fn organization_ref(ctx: &mut Ctx, xon: Rep) -> Option<String> {
     Some(ctx.add(o))
 }
 
-/// PL → Location added to the conversion; its key.
+/// PL → its chain of Locations (bed → room → … → facility, see [`datatypes::locations`])
+/// added to the conversion; the key of the most specific one.
 pub(crate) fn location_ref(ctx: &mut Ctx, pl: Rep) -> Option<String> {
-    let l = datatypes::location(pl, ctx.site)?;
-    Some(ctx.add(l))
+    datatypes::locations(pl).into_iter().map(|l| ctx.add(l)).last()
 }
 
 /// A CWE/CE field repetition as a CodeableConcept (`Null` when empty).
@@ -201,6 +201,8 @@ pub fn observation(
     order: &str,
     notes: &[Segment],
 ) -> Option<String> {
+    // Warnings about OBX-3 belong to this OBX, which is consumed only once it maps.
+    ctx.report.locate(format!("{}:{}", obx.index(), obx.id()));
     let code = concept(ctx, obx.field(3).rep(1));
     if code.is_null() {
         ctx.warn_at(obx, 3, "OBX without OBX-3 observation identifier not mapped");

@@ -1,5 +1,5 @@
 //! PID (+ PD1) → Patient (IG `PID[Patient]`, `PD1[Patient]`); MRG → the replaced Patient of
-//! a merge (A40); ROL (PP) → `Patient.generalPractitioner`.
+//! a merge (A40); ROL/PRT (PP) → a PractitionerRole in `Patient.generalPractitioner`.
 //!
 //! Choices where the IG is silent or leaves the map to local implementation:
 //! - Identity (the upsert key, see `record_identity`): a PID-3 identifier of a record type
@@ -11,7 +11,8 @@
 //! - PID-10 race and PID-22 ethnicity → US Core extensions (`us_core`); PID-18 (Account),
 //!   PID-21, PID-26/27/28, PID-31+ are not mapped.
 //! - PD1-3 and PD1-4 → `generalPractitioner` (Organization first, then Practitioner, as the IG
-//!   orders them); a ROL with role `PP` (table 0443) adds to the same list.
+//!   orders them); a ROL or PRT with role `PP` (table 0443) adds its PractitionerRole to the
+//!   same list.
 
 use std::collections::HashSet;
 
@@ -309,18 +310,22 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     ctx.add(Resource { kind: "Patient", key, identity, body, write: Write::Upsert })
 }
 
-/// ROL with role `PP` (table 0443) following PID → `Patient.generalPractitioner` (IG
-/// `ROL[Patient-GeneralPractitioner]`). Returns false (and consumes nothing) for other roles.
-pub fn general_practitioner_role(ctx: &mut Ctx, rol: Segment, patient: &str) -> bool {
-    let role = rol.field(3).rep(1);
-    let code = role.component(1).value().trim().to_ascii_uppercase();
+/// ROL or PRT with role `PP` (table 0443) following PID → a PractitionerRole for this patient
+/// that `Patient.generalPractitioner` references (IG `ROL[Patient-GeneralPractitioner]`,
+/// `PRT[Patient-GeneralPractitioner-PractitionerRole]`). Returns false (and consumes nothing)
+/// for other roles.
+pub fn general_practitioner_role(ctx: &mut Ctx, seg: Segment, patient: &str) -> bool {
+    let role = seg.field(if seg.id() == "PRT" { 4 } else { 3 }).rep(1);
     let table = role.component(3).value().trim().to_ascii_uppercase();
-    if code != "PP" || !(table.is_empty() || table == "HL70443") {
+    if super::practitioner_role::role_code(seg) != "PP" || !(table.is_empty() || table == "HL70443") {
         return false;
     }
-    let Some(p) = datatypes::practitioner(rol.field(4).rep(1), ctx.site) else { return false };
-    ctx.consume(rol.index());
-    let key = ctx.add(p);
+    let key = if seg.id() == "PRT" {
+        super::practitioner_role::from_prt(ctx, seg, patient)
+    } else {
+        super::practitioner_role::from_rol(ctx, seg, patient)
+    };
+    let Some(key) = key else { return false };
     ctx.append_unique(patient, "generalPractitioner", reference(&key));
     true
 }

@@ -52,7 +52,7 @@ pub fn procedure(ctx: &mut Ctx, pr1: Segment, patient: &str, encounter: Option<&
         let function = function.map(|code| json!({"coding": [{"system": SNOMED, "code": code}]}));
         performers.push(Obj::new().set("function", function).set("actor", actor).value());
     }
-    let location = datatypes::location(pr1.field(23).rep(1), ctx.site).map(|l| reference(&ctx.add(l)));
+    let location = super::observation::location_ref(ctx, pr1.field(23).rep(1)).map(|k| reference(&k));
     let (id, identity) =
         datatypes::ei_identifier(pr1.field(19).rep(1), ctx.site).map_or((Value::Null, None), |(v, i)| (v, i));
     let mut body = Obj::new()

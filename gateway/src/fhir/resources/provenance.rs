@@ -31,7 +31,8 @@ pub fn provenance(ctx: &mut Ctx) {
     }
     let msh = msg.msh();
     let evn = msg.segment("EVN");
-    let as_instant = |v: &str| time::to_fhir_instant(v.trim(), &ctx.site.zone).ok().flatten();
+    let offset = ctx.report.message_offset;
+    let as_instant = |v: &str| time::to_fhir_instant_in(v.trim(), offset, &ctx.site.zone).ok().flatten();
     let msh7 = msh.field(7).value();
     let evn2 = evn.map(|e| e.field(2).value().into_owned()).unwrap_or_default();
     let Some(recorded) = as_instant(&msh7).or_else(|| as_instant(&evn2)) else {
