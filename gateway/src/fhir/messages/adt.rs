@@ -225,6 +225,25 @@ mod tests {
     }
 
     #[test]
+    fn a23_deletes_the_visit_as_entered_in_error_and_a29_infers_nothing() {
+        let raw = include_bytes!("../../../../tests/corpus/hl7/cerner_adt_a23_01.hl7");
+        let deleted = run(raw);
+        let e = of(&deleted, "Encounter");
+        assert_eq!(body(e[0])["status"], "entered-in-error");
+        // The same visit an A08 updates: the deletion marks that Encounter, not a new one.
+        let text = String::from_utf8(raw.to_vec()).unwrap();
+        let update = run(text.replace("ADT^A23^ADT_A21", "ADT^A08^ADT_A01").replace("EVN|A23", "EVN|A08").as_bytes());
+        assert_eq!(of(&update, "Encounter")[0].identity, e[0].identity);
+        assert_ne!(body(of(&update, "Encounter")[0])["status"], "entered-in-error");
+
+        let c = run(include_bytes!("../../../../tests/corpus/hl7/meditech_adt_a29_01.hl7"));
+        let p = of(&c, "Patient");
+        assert_eq!(p.len(), 1);
+        assert!(body(p[0]).get("active").is_none(), "A29 does not say the record is inactive");
+        assert!(of(&c, "Encounter").is_empty(), "the pseudo PV1 N is no visit");
+    }
+
+    #[test]
     fn a40_links_both_ways() {
         let c = run(include_bytes!("../../../../tests/corpus/hl7/cerner_adt_a40_01.hl7"));
         let patients = of(&c, "Patient");
