@@ -33,8 +33,8 @@ fn main_message_types_match_their_reviewed_bundles() {
         checked += 1;
     }
     assert_eq!(
-        checked, 14,
+        checked, 15,
         "ADT (admit; discharge with procedures and guarantors; A17 swap), ORU, ORM, SIU, MDM (T02, T01), VXU, \
-         DFT, RDS, OUL, REF and PPR goldens"
+         BAR, DFT, RDS, OUL, REF and PPR goldens"
     );
 }
