@@ -32,5 +32,9 @@ fn main_message_types_match_their_reviewed_bundles() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 7, "ADT (admit; discharge with procedures and guarantors), ORU, ORM, SIU, MDM and VXU goldens");
+    assert_eq!(
+        checked, 15,
+        "ADT (admit; discharge with procedures and guarantors; A17 swap), ORU, ORM, SIU, MDM (T02, T01), VXU, \
+         BAR, DFT, RDS, OUL, REF and PPR goldens"
+    );
 }

@@ -103,7 +103,7 @@ fn original_mode_ack_rules() {
     let cases = [
         ("V1", "ADT^A01", "P|2.7", "AR", "|MSH^1^12|203^"),
         ("P1", "ADT^A01", "T|2.5.1", "AR", "|MSH^1^11|202^"),
-        ("T1", "DFT^P03", "P|2.5.1", "AR", "|MSH^1^9^1|200^"),
+        ("T1", "QRY^A19", "P|2.5.1", "AR", "|MSH^1^9^1|200^"),
         ("E1", "ORU^R30", "P|2.5.1", "AR", "|MSH^1^9^2|201^"),
         ("", "ADT^A01", "P|2.5.1", "AE", "|MSH^1^10|101^"),
     ];
@@ -118,7 +118,7 @@ fn original_mode_ack_rules() {
     let ack = c.call(&msg("OLD", "ADT^A99", "P|2.3"));
     assert_eq!(msa(&ack).0, "AR", "a trigger the converter does not handle is refused: {ack}");
     assert!(err_segment(&ack).unwrap().starts_with("ERR|MSH^1^9^201&"), "{ack}");
-    let ack = c.call(&msg("OLD2", "BAR^P01", "P|2.3"));
+    let ack = c.call(&msg("OLD2", "QRY^Q01", "P|2.3"));
     assert_eq!(err_segment(&ack), Some("ERR|MSH^1^9^200&Unsupported message type&HL70357"));
 
     // Bad MSH-2: data type error; no MSH at all: segment sequence error with empty MSA-2.

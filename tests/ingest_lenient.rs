@@ -81,7 +81,7 @@ fn unconvertible_types_are_refused_at_ingest() {
     let setup = Setup::new(PLAIN);
     let gw = setup.start();
     let mut c = gw.connect();
-    for (id, msh9, code) in [("U1", "ADT^A29", "201"), ("U2", "MDM^T01", "201"), ("U3", "ADT^A37", "201")] {
+    for (id, msh9, code) in [("U1", "ADT^A18", "201"), ("U2", "MDM^T12", "201"), ("U3", "ADT^A30", "201")] {
         let ack = c.call(msg(id, msh9, "P|2.5.1").as_bytes());
         assert_eq!(msa(&ack), ("AR".into(), id.into()), "{ack}");
         let e = err_segment(&ack).unwrap();
@@ -89,7 +89,7 @@ fn unconvertible_types_are_refused_at_ingest() {
         assert!(ack.contains(&msh9.replace('^', "\\S\\")), "the type is named: {ack}");
     }
     // Enhanced mode: CR.
-    let ack = c.call(msg("U4", "ADT^A23", "P|2.5.1|||AL|NE").as_bytes());
+    let ack = c.call(msg("U4", "ADT^A12", "P|2.5.1|||AL|NE").as_bytes());
     assert_eq!(msa(&ack).0, "CR", "{ack}");
     assert!(journal_counts(&setup.db_path()).is_empty(), "nothing stored");
     assert_eq!(gw.metric("gateway_naks_total{reason=\"unsupported\"}"), 4.0);
@@ -100,17 +100,17 @@ fn store_unsupported_keeps_them_as_counted_dead_letters() {
     let setup = Setup::new(&format!("{PLAIN}[listener.accept]\nstore_unsupported = true\n"));
     let gw = setup.start();
     let mut c = gw.connect();
-    for (id, msh9) in [("S1", "ADT^A29"), ("S2", "ADT^A29"), ("S3", "MDM^T01")] {
+    for (id, msh9) in [("S1", "ADT^A18"), ("S2", "ADT^A18"), ("S3", "MDM^T12")] {
         assert_eq!(msa(&c.call(msg(id, msh9, "P|2.5.1").as_bytes())), ("AA".into(), id.into()));
     }
     assert_eq!(msa(&c.call(msg("OK1", "ADT^A08", "P|2.5.1").as_bytes())).0, "AA");
-    assert_eq!(gw.metric("gateway_unsupported_messages_total{type=\"ADT^A29\"}"), 2.0);
-    assert_eq!(gw.metric("gateway_unsupported_messages_total{type=\"MDM^T01\"}"), 1.0);
+    assert_eq!(gw.metric("gateway_unsupported_messages_total{type=\"ADT^A18\"}"), 2.0);
+    assert_eq!(gw.metric("gateway_unsupported_messages_total{type=\"MDM^T12\"}"), 1.0);
     assert_eq!(gw.metric("gateway_dead_letters_total"), 3.0);
     let dead = dead_letters(&setup.db_path());
     assert_eq!(dead.len(), 3, "{dead:?}");
-    assert_eq!(dead[0], ("S1".into(), "unsupported: no converter for message type ADT^A29 (201)".into()));
-    assert!(dead[2].1.contains("MDM^T01"), "{dead:?}");
+    assert_eq!(dead[0], ("S1".into(), "unsupported: no converter for message type ADT^A18 (201)".into()));
+    assert!(dead[2].1.contains("MDM^T12"), "{dead:?}");
     assert_eq!(journal_states(&setup.db_path()).get("dead"), Some(&3));
     let log = gw.terminate_log();
     assert_eq!(log.matches("message type the converter does not handle").count(), 2, "one WARN per type: {log}");
@@ -156,7 +156,7 @@ fn a_batch_is_stored_whole_and_answered_with_a_batch_of_acks() {
     assert_eq!(stored.len(), 3, "{stored:?}");
 
     // One message the converter cannot convert: nothing of the batch is stored.
-    let ack = c.call(batch(&[("C1", "ADT^A08"), ("C2", "ADT^A29")]).as_bytes());
+    let ack = c.call(batch(&[("C1", "ADT^A08"), ("C2", "ADT^A18")]).as_bytes());
     let msas: Vec<&str> = ack.split('\r').filter(|s| s.starts_with("MSA")).collect();
     assert_eq!(msas.len(), 2, "{ack}");
     assert!(msas[0].starts_with("MSA|AR|C1|Not stored"), "{ack}");

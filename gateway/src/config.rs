@@ -432,7 +432,9 @@ mod defaults {
         "P".into()
     }
     pub(crate) fn message_types() -> Vec<String> {
-        ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU"].map(String::from).to_vec()
+        ["ADT", "ORU", "ORM", "OML", "OMG", "OUL", "SIU", "MDM", "VXU", "BAR", "DFT", "RDE", "RDS", "REF", "PPR"]
+            .map(String::from)
+            .to_vec()
     }
 }
 

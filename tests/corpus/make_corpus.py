@@ -49,6 +49,13 @@ STRUCTURE = {
     ('SIU', 'S15'): 'SIU_S12', ('SIU', 'S26'): 'SIU_S12',
     ('MDM', 'T02'): 'MDM_T02', ('MDM', 'T06'): 'MDM_T02', ('MDM', 'T10'): 'MDM_T02',
     ('VXU', 'V04'): 'VXU_V04',
+    ('ADT', 'A17'): 'ADT_A17', ('ADT', 'A23'): 'ADT_A21', ('ADT', 'A29'): 'ADT_A21', ('ADT', 'A37'): 'ADT_A37',
+    ('MDM', 'T01'): 'MDM_T01', ('MDM', 'T03'): 'MDM_T01', ('MDM', 'T05'): 'MDM_T01', ('MDM', 'T07'): 'MDM_T01',
+    ('MDM', 'T09'): 'MDM_T01', ('MDM', 'T11'): 'MDM_T01',
+    ('BAR', 'P01'): 'BAR_P01', ('BAR', 'P05'): 'BAR_P01', ('BAR', 'P06'): 'BAR_P06',
+    ('DFT', 'P03'): 'DFT_P03', ('DFT', 'P11'): 'DFT_P11',
+    ('RDE', 'O11'): 'RDE_O11', ('RDS', 'O13'): 'RDS_O13', ('OMG', 'O19'): 'OMG_O19', ('OUL', 'R22'): 'OUL_R22',
+    ('REF', 'I12'): 'REF_I12', ('PPR', 'PC1'): 'PPR_PC1',
 }
 
 # --------------------------------------------------------------------------
@@ -86,6 +93,30 @@ RULES = {
     'MDM_T02': {'PID': 'Patient', 'PV1': 'Encounter', 'TXA': 'DocumentReference'},
     # VXU: OBX (VIS, eligibility) and PV1 mappings are not unconditional -> omitted
     'VXU_V04': {'PID': 'Patient', 'NK1': 'RelatedPerson', 'RXA': 'Immunization'},
+    # IG message map ADT_A17: two Patients, two Encounters
+    'ADT_A17': {'PID': 'Patient', 'PV1': 'Encounter', 'OBX': 'Observation'},
+    'ADT_A37': {'PID': 'Patient', 'PV1': 'Encounter'},
+    'MDM_T01': {'PID': 'Patient', 'PV1': 'Encounter', 'TXA': 'DocumentReference'},
+    # No IG message maps from here on: the segment maps the converter applies (docs/CONVERSION.md).
+    # BAR/DFT: one Account when PID-18 or a GT1 is sent (see count_resources); FT1 charges only.
+    'BAR_P01': dict(_ADT),
+    'BAR_P06': {'PID': 'Patient', 'PV1': 'Encounter'},
+    'DFT_P03': {'PID': 'Patient', 'PV1': 'Encounter', 'DG1': 'Condition', 'PR1': 'Procedure',
+                'IN1': 'Coverage', 'GT1': 'Account', 'FT1': 'ChargeItem'},
+    'DFT_P11': {'PID': 'Patient', 'PV1': 'Encounter', 'DG1': 'Condition', 'PR1': 'Procedure',
+                'IN1': 'Coverage', 'GT1': 'Account', 'FT1': 'ChargeItem'},
+    'RDE_O11': {'PID': 'Patient', 'PV1': 'Encounter', 'AL1': 'AllergyIntolerance', 'IN1': 'Coverage',
+                'RXE': 'MedicationRequest', 'OBX': 'Observation'},
+    'RDS_O13': {'PID': 'Patient', 'PV1': 'Encounter', 'AL1': 'AllergyIntolerance',
+                'RXE': 'MedicationRequest', 'RXD': 'MedicationDispense', 'OBX': 'Observation'},
+    'OMG_O19': {'PID': 'Patient', 'PV1': 'Encounter', 'NK1': 'RelatedPerson', 'AL1': 'AllergyIntolerance',
+                'IN1': 'Coverage', 'OBR': 'ServiceRequest', 'DG1': 'Condition', 'OBX': 'Observation'},
+    'OUL_R22': {'PID': 'Patient', 'PV1': 'Encounter', 'SPM': 'Specimen', 'OBR': 'DiagnosticReport',
+                'OBX': 'Observation'},
+    'REF_I12': {'PID': 'Patient', 'PV1': 'Encounter', 'NK1': 'RelatedPerson', 'RF1': 'ServiceRequest',
+                'DG1': 'Condition', 'AL1': 'AllergyIntolerance', 'IN1': 'Coverage', 'PR1': 'Procedure',
+                'OBR': 'DiagnosticReport', 'OBX': 'Observation'},
+    'PPR_PC1': {'PID': 'Patient', 'PV1': 'Encounter', 'PRB': 'Condition', 'OBX': 'Observation'},
 }
 # ADT_A01 map: NK1 -> RelatedPerson only when NK1-3.1 NOT IN these
 NK1_NOT_RELATEDPERSON = {'EMR', 'E', 'F', 'I', 'S'}
@@ -148,6 +179,16 @@ def count_resources(structure, segs):
                 c['RelatedPerson'] += 1
             c['Account'] = 1
             continue
+        if sid == 'FT1':
+            # Charges only: payments, adjustments and co-payments are no ChargeItem.
+            f = s.split(fs)
+            if (f[6] if len(f) > 6 else '').split(cs)[0] not in ('', 'CG', 'CD'):
+                continue
+        if sid == 'PID' and structure.startswith(('BAR', 'DFT')):
+            # The billing account (PID[Account]) exists with PID-18 even without a GT1.
+            f = s.split(fs)
+            if len(f) > 18 and f[18]:
+                c['Account'] = 1 if structure != 'BAR_P06' else c['Account'] + 1
         if sid == 'NK1':
             f = s.split(fs)
             rel = f[3].split(cs)[0] if len(f) > 3 else ''
@@ -1261,6 +1302,247 @@ add('labfeed', 'ADT', 'A31', [
 ], 'MSH-18 UNICODE (read as UTF-8), MSH-15 a blank, MSH-16 `XX` (not in table 0155): original mode with a warning')
 
 # ==========================================================================
+# GROUP 5c: coverage of more message types (issue 11, item 3)
+# ==========================================================================
+# --- Epic A17: swap two inpatients' beds -------------------------------------
+add('epic', 'ADT', 'A17', [
+    msh('EPIC', 'UHMC', '20260402021500-0500', 'ADT^A17^ADT_A17', 'EPC2026040202150017', '2.5.1'),
+    r'EVN|A17|20260402021500-0500|||RNJONES^Jones^Rita^^^^^^UHMC|20260402021000-0500',
+    seg('PID', {1: '1', 3: r'E1000201^^^UHMC^MR~900100201^^^EMPI^PI', 5: 'Hollis^Grant^T', 7: '19590804', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '4W^412^B^UHMC', 6: '4W^410^A^UHMC', 7: '1003^Grey^Meredith^^^Dr^MD',
+                10: 'MED', 19: 'V2026033000201^^^UHMC^VN', 44: '20260330180000-0500'}),
+    r'OBX|1|NM|8302-2^Body height^LN||181|cm^centimeter^UCUM|||||F|||20260330183000-0500',
+    seg('PID', {1: '2', 3: r'E1000202^^^UHMC^MR~900100202^^^EMPI^PI', 5: 'Ibarra^Luis^M', 7: '19670122', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '4W^410^A^UHMC', 6: '4W^412^B^UHMC', 7: '1003^Grey^Meredith^^^Dr^MD',
+                10: 'MED', 19: 'V2026033100202^^^UHMC^VN', 44: '20260331090000-0500'}),
+    r'ZPV|1|BED_SWAP|INFECTION_CONTROL',
+], 'Bed swap (A17): two PID/PV1 groups, each PV1-3 the bed the other had (PV1-6), OBX in the first group, ZPV')
+
+# --- Cerner A23: delete a visit ------------------------------------------------
+add('cerner', 'ADT', 'A23', [
+    msh('HNAM', 'CMC', '20260402094500-0500', 'ADT^A23^ADT_A21', 'Q1987654321T2301', '2.5.1'),
+    r'EVN|A23|20260402094500-0500',
+    seg('PID', {1: '1', 3: '7700456^^^CMC^MR', 5: 'Whitfield^Nora', 7: '19880309', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'ORTHOCL^^^CMC', 19: '8800456001^^^CMC^VN', 44: '20260401140000-0500'}),
+], 'Delete a visit (A23, ADT_A21): the visit registered in error -> Encounter entered-in-error')
+
+# --- Meditech A29: delete person information ----------------------------------
+add('meditech', 'ADT', 'A29', [
+    msh('MEDITECH', 'MTHOSP', '20260402101500', 'ADT^A29^ADT_A21', 'MT.20260402.002901', '2.4'),
+    r'EVN|A29|20260402101500',
+    seg('PID', {1: '1', 3: 'M000930^^^MTHOSP^MR', 5: 'Duplicate^Test^Record', 7: '19000101', 8: 'U'}),
+    seg('PV1', {1: '1', 2: 'N'}),
+], 'Delete person information (A29, ADT_A21): pseudo PV1 `N` (no Encounter); the Patient as the message gives it',
+    drop=('Encounter',))
+
+# --- Epic A37: unlink two records an A24 linked -------------------------------
+add('epic', 'ADT', 'A37', [
+    msh('EPIC', 'UHMC', '20260402111500-0500', 'ADT^A37^ADT_A37', 'EPC2026040211150037', '2.5.1'),
+    r'EVN|A37|20260402111500-0500',
+    seg('PID', {1: '1', 3: r'E1000301^^^UHMC^MR~900100301^^^EMPI^PI', 5: 'Lindqvist^Astrid', 7: '19930217', 8: 'F'}),
+    seg('PID', {1: '2', 3: r'E1000302^^^UHMC^MR~900100302^^^EMPI^PI', 5: 'Lindqvist^Astrid^M', 7: '19930217',
+                8: 'F'}),
+], 'Unlink patient information (A37): two PIDs, written without the seealso links an A24 added')
+
+# --- MDM notifications without content (MDM_T01) ------------------------------
+add('epic', 'MDM', 'T01', [
+    msh('EPIC', 'UHMC', '20260403080000-0500', 'MDM^T01^MDM_T01', 'EPC2026040308000001', '2.5.1'),
+    r'EVN|T01|20260403080000-0500',
+    seg('PID', {1: '1', 3: r'E1000077^^^UHMC^MR~900100077^^^EMPI^PI', 5: 'Brooks^Terrence^L', 7: '19830311',
+                8: 'M'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'CARDCL^^^UHMC', 19: 'V2026040300077^^^UHMC^VN'}),
+    seg('TXA', {1: '1', 2: 'CN^Consultation note^HL70270', 3: 'TX', 4: '20260403074500-0500',
+                5: '1003^Grey^Meredith^^^Dr^MD', 6: '20260403074000-0500', 12: 'DOC-2026-0101^EPIC',
+                16: 'consult_0101.txt', 17: 'IP', 19: 'AV'}),
+], 'Original document notification (T01): TXA only, no OBX; TXA-16 file name is the attachment title')
+
+add('cerner', 'MDM', 'T03', [
+    msh('HNAM', 'CMC', '20260403091500-0500', 'MDM^T03^MDM_T01', 'Q1987654321T0301', '2.5.1'),
+    r'EVN|T03|20260403091500-0500',
+    seg('PID', {1: '1', 3: '7700123^^^CMC^MR', 5: r'Garcia\T\Lopez^Maria^Elena', 7: '19650923', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'SURGCL^^^CMC'}),
+    seg('TXA', {1: '1', 2: 'OP^Operative report^HL70270', 3: 'TX', 4: '20260402160000-0500',
+                9: '3110^Osler^William^^^Dr', 10: '3110^Osler^William^^^Dr', 12: 'CMC-DOC-55001^HNAM',
+                17: 'AU', 19: 'AV'}),
+], 'Document status change notification (T03): authenticated (TXA-17 AU, TXA-10)')
+
+add('meditech', 'MDM', 'T05', [
+    msh('MEDITECH', 'MTHOSP', '20260403101500', 'MDM^T05^MDM_T01', 'MT.20260403.000501', '2.4'),
+    r'EVN|T05|20260403101500',
+    seg('PID', {1: '1', 3: 'M000812^^^MTHOSP^MR', 5: 'Okafor^Chidi^N', 7: '19720530', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '3N^305^1^MTHOSP'}),
+    seg('TXA', {1: '1', 2: 'PN^Progress note^HL70270', 3: 'TX', 4: '20260403100000',
+                12: 'MT-PN-7702^MEDITECH', 13: 'MT-PN-7701^MEDITECH', 17: 'DO', 19: 'AV'}),
+], 'Document addendum notification (T05): TXA-13 parent -> relatesTo appends; no OBX')
+
+add('athena', 'MDM', 'T07', [
+    msh('ATHENANET', 'ATHENA_CLINIC_8821', '20260403111500-0500', 'MDM^T07^MDM_T01', 'ATH-5d2c9e1a-0701',
+        '2.5.1'),
+    r'EVN|T07|20260403111500-0500',
+    seg('PID', {1: '1', 3: '8821-44501^^^ATHENA^MR', 5: 'Patel^Arjun^K', 7: '19910704', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'IM^^^ATHENA_CLINIC_8821'}),
+    seg('TXA', {1: '1', 2: 'PN^Progress note^HL70270', 3: 'TX', 4: '20260403110000-0500',
+                12: 'ATHDOC-3102^ATHENA', 13: 'ATHDOC-3101^ATHENA', 17: 'AU', 19: 'AV'}),
+], 'Document edit notification (T07): TXA-13 parent -> relatesTo replaces')
+
+add('openemr', 'MDM', 'T09', [
+    msh('OPENEMR', 'Greenfield Clinic', '20260403121500-0600', 'MDM^T09^MDM_T01', 'OEMR-000901', '2.5.1'),
+    r'EVN|T09|20260403121500-0600',
+    seg('PID', {1: '1', 3: '1043^^^OPENEMR^MR', 5: 'Muñoz^Zoë^Inés', 7: '20010214', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'CLINIC1^^^Greenfield Clinic'}),
+    seg('TXA', {1: '1', 2: 'DS^Discharge summary^HL70270', 3: 'TX', 4: '20260403120000-0600',
+                12: 'OE-DOC-902^OPENEMR', 13: 'OE-DOC-901^OPENEMR', 17: 'AU', 19: 'AV'}),
+], 'Document replacement notification (T09): new TXA-12 replaces TXA-13 (relatesTo replaces)')
+
+add('epic', 'MDM', 'T11', [
+    msh('EPIC', 'UHMC', '20260403131500-0500', 'MDM^T11^MDM_T01', 'EPC2026040313150011', '2.5.1'),
+    r'EVN|T11|20260403131500-0500',
+    seg('PID', {1: '1', 3: r'E1000077^^^UHMC^MR~900100077^^^EMPI^PI', 5: 'Brooks^Terrence^L', 7: '19830311',
+                8: 'M'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'CARDCL^^^UHMC', 19: 'V2026040300077^^^UHMC^VN'}),
+    seg('TXA', {1: '1', 2: 'CN^Consultation note^HL70270', 3: 'TX', 4: '20260403074500-0500',
+                12: 'DOC-2026-0101^EPIC', 17: 'IP', 19: 'CA'}),
+], 'Document cancel notification (T11): the DocumentReference entered-in-error')
+
+# --- BAR: account management ------------------------------------------------------
+add('epic', 'BAR', 'P01', [
+    msh('EPIC', 'UHMC', '20260404070000-0500', 'BAR^P01^BAR_P01', 'EPC2026040407000001', '2.5.1', rapp='HBGW'),
+    r'EVN|P01|20260404070000-0500',
+    seg('PID', {1: '1', 3: r'E1000401^^^UHMC^MR~900100401^^^EMPI^PI', 5: 'Fairbanks^Celia^A', 7: '19700606',
+                8: 'F', 11: '45 Birch Rd^^Springfield^IL^62704^USA', 18: 'HAR2026040401^^^UHMC^AN'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'ENDO^^^UHMC', 7: '2201^Shepherd^Derek^^^Dr^MD',
+                19: 'V2026040400401^^^UHMC^VN', 44: '20260404063000-0500'}),
+    r'DG1|1||K21.9^Gastro-esophageal reflux disease without esophagitis^I10|||F',
+    r'PR1|1||43239^EGD with biopsy^CPT||20260404064500-0500',
+    seg('GT1', {1: '1', 3: 'Fairbanks^Celia^A', 5: '45 Birch Rd^^Springfield^IL^62704^USA', 11: 'SEL^Self^HL70063'}),
+    r'IN1|1|PPO1^Blue PPO^L|BCBSIL^^^^^^^^^^NIIP|Blue Cross Blue Shield of Illinois||||GRP7781||||20260101|20261231|||||01^Self^HL70063|||||||||||||||||||BCX445566',
+    r'ZBA|1|HB|PREREG',
+], 'Add billing account (P01): PID-18 account, VISIT with DG1, PR1, GT1 self, IN1; ZBA')
+
+add('cerner', 'BAR', 'P05', [
+    msh('HNAM', 'CMC', '20260404091500-0500', 'BAR^P05', 'Q1987654321T0501', '2.5', rapp='PFTGW'),
+    r'EVN|P05|20260404091500-0500',
+    seg('PID', {1: '1', 3: '7700456^^^CMC^MR', 5: 'Whitfield^Nora', 7: '19880309', 8: 'F',
+                18: '8800456002^^^CMC^AN'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'ORTHOCL^^^CMC', 19: '8800456002^^^CMC^VN', 44: '20260403100000-0500'}),
+    seg('GT1', {1: '1', 2: 'G88001^^^CMC', 3: 'Whitfield^Owen', 5: '9 Oak Ave^^Columbia^MO^65201^USA',
+                6: '^PRN^PH^^1^573^5550111', 11: 'SPO^Spouse^HL70063'}),
+], 'Update account (P05, no MSH-9.3): guarantor spouse (GT1 -> RelatedPerson)')
+
+add('meditech', 'BAR', 'P06', [
+    msh('MEDITECH', 'MTHOSP', '20260404110000', 'BAR^P06^BAR_P06', 'MT.20260404.000601', '2.4'),
+    r'EVN|P06|20260404110000',
+    seg('PID', {1: '1', 3: 'M000812^^^MTHOSP^MR', 5: 'Okafor^Chidi^N', 7: '19720530', 8: 'M',
+                18: 'MTA000812-3^^^MTHOSP^AN'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '3N^305^1^MTHOSP', 19: 'MTV000812-3^^^MTHOSP^VN', 45: '20260402120000'}),
+], 'End account (P06): Account inactive')
+
+# --- DFT: charges -------------------------------------------------------------
+add('epic', 'DFT', 'P03', [
+    msh('EPIC', 'UHMC', '20260404150000-0500', 'DFT^P03^DFT_P03', 'EPC2026040415000003', '2.5.1', rapp='HBGW'),
+    r'EVN|P03|20260404150000-0500',
+    seg('PID', {1: '1', 3: r'E1000401^^^UHMC^MR~900100401^^^EMPI^PI', 5: 'Fairbanks^Celia^A', 7: '19700606',
+                8: 'F', 18: 'HAR2026040401^^^UHMC^AN'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'ENDO^^^UHMC', 19: 'V2026040400401^^^UHMC^VN'}),
+    r'FT1|1|CHG-881001|B0404|20260404064500-0500|20260404150000-0500|CG|43239^EGD with biopsy^CPT|||1|1250.00&USD|||||ENDO^^^UHMC|||K21.9^GERD^I10|2201^Shepherd^Derek^^^Dr^MD',
+    r'FT1|2||B0404|20260404065000-0500|20260404150000-0500|CG|88305^Surgical pathology^CPT|||2|180.00&USD|||||ENDO^^^UHMC|||K21.9^GERD^I10',
+    r'DG1|1||K21.9^Gastro-esophageal reflux disease without esophagitis^I10|||F',
+    seg('GT1', {1: '1', 3: 'Fairbanks^Celia^A', 11: 'SEL^Self^HL70063'}),
+    r'ZFT|1|HB|POSTED',
+], 'Post charges (P03): two FT1 (one with FT1-2 transaction ID, one without), FT1-11 CP amount, DG1, GT1, ZFT')
+
+add('cerner', 'DFT', 'P11', [
+    msh('HNAM', 'CMC', '20260404170000-0500', 'DFT^P11^DFT_P11', 'Q1987654321T1101', '2.6', rapp='PFTGW'),
+    r'EVN|P11|20260404170000-0500',
+    seg('PID', {1: '1', 3: '7700456^^^CMC^MR', 5: 'Whitfield^Nora', 7: '19880309', 8: 'F',
+                18: '8800456002^^^CMC^AN'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'ORTHOCL^^^CMC', 19: '8800456002^^^CMC^VN'}),
+    r'DG1|1||S83.512A^Sprain of anterior cruciate ligament of left knee, initial encounter^I10|||A',
+    r'FT1|1|CMC-TX-99001||20260403100000-0500||CG|99204^New patient visit, level 4^CPT|||1|310.00&USD',
+    r'PR1|1||99204^New patient visit, level 4^CPT||20260403100000-0500',
+    r'FT1|2|CMC-TX-99002||20260403103000-0500||CG|73721^MRI knee without contrast^CPT|||1|1450.00&USD',
+    r'FT1|3|CMC-TX-99003||20260403110000-0500||PY|PAT^Patient payment^L|||1|40.00&USD',
+], 'Post charges expanded (P11), v2.6: FINANCIAL groups with PR1, a payment FT1 (PY: not a ChargeItem)')
+
+# --- Pharmacy: RDE / RDS ------------------------------------------------------
+add('epic', 'RDE', 'O11', [
+    msh('EPIC', 'UHMC', '20260405080000-0500', 'RDE^O11^RDE_O11', 'EPC2026040508000011', '2.5.1', rapp='PHARMGW'),
+    seg('PID', {1: '1', 3: r'E1000201^^^UHMC^MR~900100201^^^EMPI^PI', 5: 'Hollis^Grant^T', 7: '19590804', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '4W^410^A^UHMC', 19: 'V2026033000201^^^UHMC^VN'}),
+    r'AL1|1|DA^Drug allergy^HL70127|7980^Penicillin G^RXNORM|SV^Severe^HL70128|Anaphylaxis',
+    r'ORC|NW|ORD-77120^EPIC|RX-55120^EPICRX||||||20260405075500-0500|||1003^Grey^Meredith^^^Dr^MD',
+    r'RXE||197361^Amlodipine 5 MG Oral Tablet^RXNORM|5||mg^milligram^UCUM|TAB^Tablet^HL70292|^Take with water|||30|TAB^Tablet^HL70292|2|||RX-EP-440120',
+    r'NTE|1|P|Hold for SBP < 100.',
+    r'TQ1|1||QD&Every day&HL70335||||20260405090000-0500|20260505090000-0500|R',
+    r'RXR|PO^Oral^HL70162',
+    r'ZRX|1|FORMULARY|TIER1',
+], 'Pharmacy encoded order (O11): ORC NW, RXE dose/dispense/refills/Rx number, TQ1 timing, RXR route, NTE, ZRX')
+
+add('cerner', 'RDS', 'O13', [
+    msh('HNAM', 'CMC', '20260405140000-0500', 'RDS^O13^RDS_O13', 'Q1987654321T1301', '2.5.1', rapp='PHARMGW'),
+    seg('PID', {1: '1', 3: '7700456^^^CMC^MR', 5: 'Whitfield^Nora', 7: '19880309', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'ORTHOCL^^^CMC', 19: '8800456002^^^CMC^VN'}),
+    r'ORC|RE|CMC-ORD-3301^HNAM|CMC-RX-3301^HNAMRX||CM||||20260405133000-0500|||3110^Osler^William^^^Dr',
+    r'RXE||310965^Ibuprofen 400 MG Oral Tablet^RXNORM|400||mg^milligram^UCUM|TAB^Tablet^HL70292||||20|TAB^Tablet^HL70292|0',
+    r'TQ1|1||Q6H&Every 6 hours&HL70335|||||R',
+    r'RXR|PO^Oral^HL70162',
+    r'RXD|1|310965^Ibuprofen 400 MG Oral Tablet^RXNORM|20260405135500-0500|20|TAB^Tablet^HL70292||CMC-RX-3301-1||||3120^Bailey^Miranda^^^^PharmD',
+    r'RXR|PO^Oral^HL70162',
+], 'Pharmacy dispense (O13): ENCODING RXE (order, create-if-absent) + RXD -> MedicationDispense authorized by it')
+
+# --- OMG O19 / OUL R22 ---------------------------------------------------------
+add('meditech', 'OMG', 'O19', [
+    msh('MEDITECH', 'MTHOSP', '20260405160000', 'OMG^O19^OMG_O19', 'MT.20260405.001901', '2.5.1', rapp='RADGW'),
+    seg('PID', {1: '1', 3: 'M000812^^^MTHOSP^MR', 5: 'Okafor^Chidi^N', 7: '19720530', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'I', 3: '3N^305^1^MTHOSP', 19: 'MTV000812-4^^^MTHOSP^VN'}),
+    r'ORC|NW|MT-ORD-9901^MEDITECH||MT-GRP-9901^MEDITECH|||^^^20260405170000^^S||20260405155500|||4410^Kovac^Ana^^^Dr',
+    r'OBR|1|MT-ORD-9901^MEDITECH||93306^Echocardiogram complete^CPT|S|||||||||||4410^Kovac^Ana^^^Dr',
+    r'NTE|1|P|Rule out pericardial effusion.',
+    r'DG1|1||I31.3^Pericardial effusion (noninflammatory)^I10',
+    r'OBX|1|NM|8867-4^Heart rate^LN||112|/min^beats per minute^UCUM|||||F',
+], 'General clinical order (O19): ORC + OBR (echo), stat via ORC-7.6, NTE, DG1 reason, supporting OBX')
+
+add('labfeed', 'OUL', 'R22', [
+    msh('LABFEED', 'REGIONAL LAB', '20260405180000-0500', 'OUL^R22^OUL_R22', 'LF-2201', '2.5.1'),
+    seg('PID', {1: '1', 3: '1042^^^OPENEMR^MR', 5: 'Doe^Johnathan', 7: '19480101', 8: 'M'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'DRAW^^^REGIONAL LAB'}),
+    r'SPM|1|SP-55001&RLAB||BLD^Whole blood^HL70487|||VENIP^Venipuncture^HL70488||||||||||20260405163000-0500|20260405171500-0500',
+    r'OBX|1|NM|SPECVOL^Specimen volume^L||4|mL^milliliter^UCUM|||||F',
+    r'SAC|||TUBE-55001-1||||||||||||||||||||||5|mL^milliliter^UCUM',
+    r'OBR|1|ORD-4401^OPENEMR|RLAB-4401^RLAB|24323-8^Comprehensive metabolic panel^LN|||20260405163000-0500|||||||||||||||20260405175500-0500||CH|F',
+    r'ORC|SC|ORD-4401^OPENEMR|RLAB-4401^RLAB||CM',
+    r'OBX|1|NM|2951-2^Sodium^LN||139|mmol/L^millimole per liter^UCUM|136-145|N|||F',
+    r'OBX|2|NM|2823-3^Potassium^LN||5.9|mmol/L^millimole per liter^UCUM|3.5-5.1|H|||F',
+    r'NTE|1|L|Specimen slightly hemolyzed.',
+], 'Specimen-oriented results (R22): SPM + specimen OBX + SAC, OBR + ORC + two results (one with NTE)')
+
+# --- REF I12 / PPR PC1 ------------------------------------------------------------
+add('athena', 'REF', 'I12', [
+    msh('ATHENANET', 'ATHENA_CLINIC_8821', '20260406090000-0500', 'REF^I12^REF_I12', 'ATH-5d2c9e1a-1201',
+        '2.5.1', rapp='REFGW'),
+    r'RF1|A^Accepted^HL70283|R^Routine^HL70280|CARD^Cardiology^L|O^Outpatient^HL70284||ATH-REF-8801^ATHENA|20260406|20260706||R07.9^Chest pain, unspecified^I10',
+    r'PRD|RP^Referring provider^HL70286|House^Gregory^^^Dr|1 Clinic Way^^Princeton^NJ^08540^USA||^WPN^PH^^1^609^5550100||5150^NPI',
+    r'PRD|RT^Referred to provider^HL70286|Burke^Preston^^^Dr|2 Heart Plaza^^Princeton^NJ^08540^USA||^WPN^PH^^1^609^5550200||6620^NPI',
+    seg('PID', {1: '1', 3: '8821-44501^^^ATHENA^MR', 5: 'Patel^Arjun^K', 7: '19910704', 8: 'M'}),
+    r'DG1|1||R07.9^Chest pain, unspecified^I10|||W',
+    r'OBR|1||ATH-LAB-771^ATHENA|24331-1^Lipid panel^LN|||20260401080000-0500||||||||||||||||||F',
+    r'OBX|1|NM|2093-3^Cholesterol^LN||242|mg/dL^^UCUM|<200|H|||F',
+    seg('PV1', {1: '1', 2: 'O', 3: 'IM^^^ATHENA_CLINIC_8821'}),
+    r'NTE|1||Exertional chest pain for 3 weeks; please see within 2 weeks.',
+], 'Referral (I12): RF1 accepted, PRD referring + referred-to, DG1 reason, OBR/OBX supporting result, NTE')
+
+add('openemr', 'PPR', 'PC1', [
+    msh('OPENEMR', 'Greenfield Clinic', '20260406103000-0600', 'PPR^PC1^PPR_PC1', 'OEMR-PC0001', '2.5.1'),
+    seg('PID', {1: '1', 3: '1043^^^OPENEMR^MR', 5: 'Muñoz^Zoë^Inés', 7: '20010214', 8: 'F'}),
+    seg('PV1', {1: '1', 2: 'O', 3: 'CLINIC1^^^Greenfield Clinic'}),
+    r'PRB|AD|20260406103000-0600|195967001^Asthma^SCT|OE-PRB-301^OPENEMR|||20260406||||||C^Confirmed|A^Active||20150901',
+    r'NTE|1||Exercise-induced; uses albuterol before sports.',
+    r'ROL|1|AD|AT^Attending^HL70443|3301^Ortíz^Álvaro^^^Dr',
+    r'OBX|1|NM|19935-6^Peak expiratory flow^LN||390|L/min^liter per minute^UCUM|||||F',
+    r'PRB|AD|20260406103000-0600|84229001^Fatigue^SCT|OE-PRB-302^OPENEMR|||20260406|||20260301|||P^Provisional|R^Resolved',
+], 'Problem add (PC1): two PRB (confirmed active asthma with NTE, ROL asserter, OBX evidence; resolved fatigue)')
+
+# ==========================================================================
 # GROUP 6: batch/ and invalid/
 # ==========================================================================
 def add_extra(subdir, name, segs, vendor, kind, desc, sep='\r', encoding='utf-8'):
@@ -1402,7 +1684,9 @@ def main():
         '(one per segment per the V2-to-FHIR IG message maps).  Only certain counts are listed: '
         'Specimen is omitted for ORU/OML (OBR also maps to Specimen there), Observation for MDM '
         '(OBX goes into DocumentReference) and VXU, Encounter for VXU; NK1 with NK1-3 EMR/E/F/I/S is not a '
-        'RelatedPerson; ADT_A39 (A40) has no asserted counts.',
+        'RelatedPerson; ADT_A39 (A40) has no asserted counts.  BAR/DFT/RDE/RDS/OMG/OUL/REF/PPR have no IG '
+        'message map: their counts follow the segment maps the converter applies (docs/CONVERSION.md); '
+        'an FT1 that is not a charge (FT1-6 PY/AJ/CO) is no ChargeItem.',
         '',
         '| file | vendor | type | exercises |',
         '|---|---|---|---|',

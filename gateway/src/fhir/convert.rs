@@ -152,11 +152,20 @@ pub fn convert_with(raw: &[u8], site: &SiteMaps, memory: &dyn Memory) -> Result<
         | Structure::AdtA21
         | Structure::AdtA60
         | Structure::AdtA39 => messages::adt::convert(&mut ctx, &grouped),
-        Structure::AdtA24 | Structure::AdtA30 | Structure::AdtA45 => messages::adt_records::convert(&mut ctx, &grouped),
+        Structure::AdtA17 | Structure::AdtA24 | Structure::AdtA30 | Structure::AdtA37 | Structure::AdtA45 => {
+            messages::adt_records::convert(&mut ctx, &grouped)
+        }
         Structure::OruR01 => messages::oru::convert(&mut ctx, &grouped),
-        Structure::OrmO01 | Structure::OmlO21 => messages::order::convert(&mut ctx, &grouped),
+        Structure::OrmO01 | Structure::OmlO21 | Structure::OmgO19 => messages::order::convert(&mut ctx, &grouped),
+        Structure::OulR22 => messages::oul::convert(&mut ctx, &grouped),
         Structure::SiuS12 => messages::siu::convert(&mut ctx, &grouped),
-        Structure::MdmT02 => messages::mdm::convert(&mut ctx, &grouped),
+        Structure::MdmT01 | Structure::MdmT02 => messages::mdm::convert(&mut ctx, &grouped),
+        Structure::BarP01 | Structure::BarP06 | Structure::DftP03 | Structure::DftP11 => {
+            messages::billing::convert(&mut ctx, &grouped)
+        }
+        Structure::RdeO11 | Structure::RdsO13 => messages::pharmacy::convert(&mut ctx, &grouped),
+        Structure::RefI12 => messages::referral::convert(&mut ctx, &grouped),
+        Structure::PprPc1 => messages::problem::convert(&mut ctx, &grouped),
         Structure::VxuV04 => messages::vxu::convert(&mut ctx, &grouped),
     }
     map_z_segments(&mut ctx);

@@ -1427,12 +1427,12 @@ OBX|7|TX|X^X^L||a^b&c");
         );
         assert!(text.contains(r#""value":10.00"#), "{text}");
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-        // Specimen quantity with an invalid number: dropped, the warning names the segment.
+        // Specimen quantity with an invalid number: dropped, the warning names the field.
         let (_, report) = observe(
             "20260115083000",
             "OBX|1|NM|GLU^Glucose^L||5|mg/dL|||||F\rSPM|1|S1||BLD^Blood^HL70487||||||||1,5^mL",
         );
-        assert!(report.warnings.iter().any(|w| w.ends_with(":SPM: invalid numeric value")), "{:?}", report.warnings);
+        assert!(report.warnings.iter().any(|w| w.ends_with(":SPM-12.1: invalid numeric value")), "{:?}", report.warnings);
     }
 
     #[test]
@@ -1463,7 +1463,7 @@ OBX|7|TX|X^X^L||a^b&c");
             report
                 .warnings
                 .iter()
-                .any(|w| w.ends_with(":OBX: CWE.1: code with nothing but whitespace or control characters dropped")),
+                .any(|w| w.ends_with(":OBX-5: CWE.1: code with nothing but whitespace or control characters dropped")),
             "{:?}",
             report.warnings
         );

@@ -22,6 +22,16 @@
 //! - ADT_A24: its two patients, each `PID, PD1?, PV1?, DB1*`, are `PATIENT` groups (HL7 lists
 //!   the segments twice, ungrouped), so each PV1 stays with its PID.
 //! - ADT_A15 and ADT_A21: OBX in `OBSERVATION` groups, as the other ADT structures.
+//! - ADT_A17 and ADT_A37: each patient's segments are a `PATIENT` group (as ADT_A24).
+//! - BAR_P01 (also P05, whose BAR_P05 is the same in v2.5): `VISIT` begins with PV1 (optional in
+//!   HL7, which would leave the group without an anchor).
+//! - DFT_P03/P11: the `FINANCIAL` subgroups are `FINANCIAL_PROCEDURE`, `FINANCIAL_COMMON_ORDER`
+//!   (`FINANCIAL_ORDER`, `FINANCIAL_OBSERVATION`) and, in P11, `FINANCIAL_INSURANCE`, so their
+//!   names differ from the message-level ones.
+//! - RDS_O13: the `ENCODING` group's TIMING_ENCODED and RXR are optional.
+//! - OMG_O19: OBR and what follows it are an `OBSERVATION_REQUEST` group, as in OML_O21;
+//!   `PRIOR_RESULT` is not modelled (for the reason given for OML_O21).
+//! - PPR_PC1: `PATHWAY`, `GOAL` and `ORDER` are accepted but not mapped.
 //!
 //! # Matching
 //! Greedy, one segment of look-ahead, no backtracking, linear in the number of segments. A
@@ -364,8 +374,171 @@ structure!(VXU_V04 = [
     ]
 ]);
 
+structure!(ADT_A17 = [
+    MSH, SFT*, UAC?, EVN,
+    PATIENT+[PID, PD1?, ARV*, PV1, PV2?, DB1*, OBSERVATION*[OBX, PRT*]]
+]);
+
+structure!(ADT_A37 = [
+    MSH, SFT*, UAC?, EVN,
+    PATIENT+[PID, PD1?, PV1?, DB1*]
+]);
+
+structure!(MDM_T01 = [
+    MSH, SFT*, UAC?, EVN, PID, PV1,
+    COMMON_ORDER*[ORC, TIMING*[TQ1, TQ2*], OBR, NTE*],
+    TXA, CON*
+]);
+
+structure!(BAR_P01 = [
+    MSH, SFT*, UAC?, EVN, PID, PD1?, ARV*, ROL*,
+    VISIT+[
+        PV1, PV2?, ARV*, ROL*, DB1*, OBX*, AL1*, DG1*, DRG?,
+        PROCEDURE*[PR1, ROL*],
+        GT1*, NK1*,
+        INSURANCE*[IN1, IN2?, IN3*, ROL*],
+        ACC?, UB1?, UB2?, ABS?, BLC*, RMI?
+    ]
+]);
+
+structure!(BAR_P06 = [
+    MSH, SFT*, UAC?, EVN,
+    PATIENT+[PID, PV1?]
+]);
+
+structure!(DFT_P03 = [
+    MSH, SFT*, UAC?, EVN, PID, PD1?, ROL*, PV1?, PV2?, ROL*, DB1*,
+    COMMON_ORDER*[ORC, TIMING_QUANTITY*[TQ1, TQ2*], ORDER?[OBR, NTE*], OBSERVATION*[OBX, NTE*]],
+    FINANCIAL+[
+        FT1, NTE*,
+        FINANCIAL_PROCEDURE*[PR1, ROL*],
+        FINANCIAL_COMMON_ORDER*[ORC, FINANCIAL_TIMING_QUANTITY*[TQ1, TQ2*], FINANCIAL_ORDER?[OBR, NTE*],
+            FINANCIAL_OBSERVATION*[OBX, NTE*]]
+    ],
+    DG1*, DRG?, GT1*,
+    INSURANCE*[IN1, IN2?, IN3*, ROL*],
+    ACC?
+]);
+
+structure!(DFT_P11 = [
+    MSH, SFT*, UAC?, EVN, PID, PD1?, ROL*, PV1?, PV2?, ROL*, DB1*,
+    COMMON_ORDER*[ORC, TIMING_QUANTITY*[TQ1, TQ2*], ORDER?[OBR, NTE*], OBSERVATION*[OBX, NTE*]],
+    DG1*, DRG?, GT1*,
+    INSURANCE*[IN1, IN2?, IN3*, ROL*],
+    ACC?,
+    FINANCIAL+[
+        FT1, NTE*,
+        FINANCIAL_PROCEDURE*[PR1, ROL*],
+        FINANCIAL_COMMON_ORDER*[ORC, FINANCIAL_TIMING_QUANTITY*[TQ1, TQ2*], FINANCIAL_ORDER?[OBR, NTE*],
+            FINANCIAL_OBSERVATION*[OBX, NTE*]],
+        DG1*, DRG?, GT1*,
+        FINANCIAL_INSURANCE*[IN1, IN2?, IN3*, ROL*]
+    ]
+]);
+
+structure!(RDE_O11 = [
+    MSH, SFT*, UAC?, NTE*,
+    PATIENT?[
+        PID, PD1?, NTE*,
+        PATIENT_VISIT?[PV1, PV2?],
+        INSURANCE*[IN1, IN2?, IN3?],
+        GT1?, AL1*
+    ],
+    ORDER+[
+        ORC,
+        TIMING*[TQ1, TQ2*],
+        ORDER_DETAIL?[RXO, NTE*, RXR+, COMPONENT*[RXC, NTE*]],
+        RXE, NTE*,
+        TIMING_ENCODED*[TQ1, TQ2*],
+        RXR+, RXC*,
+        OBSERVATION*[OBX, NTE*],
+        FT1*, BLG?, CTI*
+    ]
+]);
+
+structure!(RDS_O13 = [
+    MSH, SFT*, UAC?, NTE*,
+    PATIENT?[
+        PID, PD1?, NTE*, AL1*,
+        PATIENT_VISIT?[PV1, PV2?]
+    ],
+    ORDER+[
+        ORC,
+        TIMING*[TQ1, TQ2*],
+        ORDER_DETAIL?[RXO, NTE*, RXR+, COMPONENT*[RXC, NTE*]],
+        ENCODING?[RXE, NTE*, TIMING_ENCODED*[TQ1, TQ2*], RXR*, RXC*],
+        RXD, NTE*, RXR+, RXC*,
+        OBSERVATION*[OBX, NTE*],
+        FT1*
+    ]
+]);
+
+structure!(OMG_O19 = [
+    MSH, SFT*, UAC?, NTE*,
+    PATIENT?[
+        PID, PD1?, PRT*, NTE*, NK1*,
+        PATIENT_VISIT?[PV1, PV2?, PRT*],
+        INSURANCE*[IN1, IN2?, IN3?],
+        GT1?, AL1*
+    ],
+    ORDER+[
+        ORC, PRT*,
+        TIMING*[TQ1, TQ2*],
+        OBSERVATION_REQUEST?[
+            OBR, NTE*, PRT*, CTD?, DG1*,
+            OBSERVATION*[OBX, NTE*],
+            SPECIMEN*[SPM, OBX*, CONTAINER*[SAC, OBX*]]
+        ],
+        FT1*, CTI*, BLG?
+    ]
+]);
+
+structure!(OUL_R22 = [
+    MSH, SFT*, UAC?, NTE*,
+    PATIENT?[PID, PD1?, PRT*, NTE*],
+    VISIT?[PV1, PV2?, PRT*],
+    SPECIMEN+[
+        SPM, OBX*,
+        CONTAINER*[SAC, INV?],
+        ORDER*[
+            OBR, ORC?, NTE*, PRT*,
+            TIMING_QTY*[TQ1, TQ2*],
+            RESULT*[OBX, TCD?, SID*, NTE*],
+            CTI*
+        ]
+    ],
+    DSC?
+]);
+
+structure!(REF_I12 = [
+    MSH, SFT*, UAC?, RF1?,
+    AUTHORIZATION_CONTACT?[AUT, CTD?],
+    PROVIDER_CONTACT+[PRD, CTD*],
+    PID, NK1*, GT1*,
+    INSURANCE*[IN1, IN2?, IN3?],
+    ACC?, DG1*, DRG*, AL1*,
+    PROCEDURE*[PR1, AUTHORIZATION_CONTACT?[AUT, CTD?]],
+    OBSERVATION*[OBR, NTE*, RESULTS_NOTES*[OBX, NTE*]],
+    PATIENT_VISIT?[PV1, PV2?],
+    NTE*
+]);
+
+structure!(PPR_PC1 = [
+    MSH, SFT*, UAC?, PID,
+    PATIENT_VISIT?[PV1, PV2?],
+    PROBLEM+[
+        PRB, NTE*, VAR*,
+        PROBLEM_ROLE*[ROL, VAR*],
+        PATHWAY*[PTH, VAR*],
+        GOAL*[GOL, NTE*, VAR*, GOAL_ROLE*[ROL, VAR*], GOAL_OBSERVATION*[OBX, NTE*]],
+        ORDER*[ORC, ORDER_DETAIL?[(OBR|RXO), NTE*, VAR*, ORDER_OBSERVATION*[OBX, NTE*, VAR*]]],
+        PROBLEM_OBSERVATION*[OBX, NTE*]
+    ]
+]);
+
 /// Message types (MSH-9.1) with at least one supported structure.
-const KNOWN_TYPES: [&str; 7] = ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU"];
+const KNOWN_TYPES: [&str; 15] =
+    ["ADT", "ORU", "ORM", "OML", "SIU", "MDM", "VXU", "BAR", "DFT", "RDE", "RDS", "OMG", "OUL", "REF", "PPR"];
 
 /// The message structures the gateway can group (a subset of HL7 table 0354).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -390,10 +563,23 @@ pub(crate) enum Structure {
     SiuS12,
     MdmT02,
     VxuV04,
+    AdtA17,
+    AdtA37,
+    MdmT01,
+    BarP01,
+    BarP06,
+    DftP03,
+    DftP11,
+    RdeO11,
+    RdsO13,
+    OmgO19,
+    OulR22,
+    RefI12,
+    PprPc1,
 }
 
 impl Structure {
-    pub(crate) const ALL: [Structure; 20] = [
+    pub(crate) const ALL: [Structure; 33] = [
         Structure::AdtA01,
         Structure::AdtA02,
         Structure::AdtA03,
@@ -414,6 +600,19 @@ impl Structure {
         Structure::SiuS12,
         Structure::MdmT02,
         Structure::VxuV04,
+        Structure::AdtA17,
+        Structure::AdtA37,
+        Structure::MdmT01,
+        Structure::BarP01,
+        Structure::BarP06,
+        Structure::DftP03,
+        Structure::DftP11,
+        Structure::RdeO11,
+        Structure::RdsO13,
+        Structure::OmgO19,
+        Structure::OulR22,
+        Structure::RefI12,
+        Structure::PprPc1,
     ];
 
     /// The grammar of this structure.
@@ -439,6 +638,19 @@ impl Structure {
             Structure::SiuS12 => &SIU_S12,
             Structure::MdmT02 => &MDM_T02,
             Structure::VxuV04 => &VXU_V04,
+            Structure::AdtA17 => &ADT_A17,
+            Structure::AdtA37 => &ADT_A37,
+            Structure::MdmT01 => &MDM_T01,
+            Structure::BarP01 => &BAR_P01,
+            Structure::BarP06 => &BAR_P06,
+            Structure::DftP03 => &DFT_P03,
+            Structure::DftP11 => &DFT_P11,
+            Structure::RdeO11 => &RDE_O11,
+            Structure::RdsO13 => &RDS_O13,
+            Structure::OmgO19 => &OMG_O19,
+            Structure::OulR22 => &OUL_R22,
+            Structure::RefI12 => &REF_I12,
+            Structure::PprPc1 => &PPR_PC1,
         }
     }
 
@@ -479,7 +691,9 @@ impl Structure {
             ("ADT", "A09" | "A10" | "A11") => Structure::AdtA09,
             ("ADT", "A15") => Structure::AdtA15,
             ("ADT", "A16") => Structure::AdtA16,
-            ("ADT", "A21" | "A22" | "A25" | "A26" | "A27" | "A32" | "A33") => Structure::AdtA21,
+            ("ADT", "A21" | "A22" | "A23" | "A25" | "A26" | "A27" | "A29" | "A32" | "A33") => Structure::AdtA21,
+            ("ADT", "A17") => Structure::AdtA17,
+            ("ADT", "A37") => Structure::AdtA37,
             ("ADT", "A24") => Structure::AdtA24,
             ("ADT", "A47") => Structure::AdtA30,
             ("ADT", "A45") => Structure::AdtA45,
@@ -494,6 +708,17 @@ impl Structure {
                 | "S26",
             ) => Structure::SiuS12,
             ("MDM", "T02" | "T04" | "T06" | "T08" | "T10") => Structure::MdmT02,
+            ("MDM", "T01" | "T03" | "T05" | "T07" | "T09" | "T11") => Structure::MdmT01,
+            ("BAR", "P01" | "P05") => Structure::BarP01,
+            ("BAR", "P06") => Structure::BarP06,
+            ("DFT", "P03") => Structure::DftP03,
+            ("DFT", "P11") => Structure::DftP11,
+            ("RDE", "O11") => Structure::RdeO11,
+            ("RDS", "O13") => Structure::RdsO13,
+            ("OMG", "O19") => Structure::OmgO19,
+            ("OUL", "R22") => Structure::OulR22,
+            ("REF", "I12") => Structure::RefI12,
+            ("PPR", "PC1") => Structure::PprPc1,
             ("VXU", "V04") => Structure::VxuV04,
             _ => return None,
         })
@@ -845,8 +1070,16 @@ mod tests {
         for ev in ["T02", "T04", "T06", "T08", "T10"] {
             assert_eq!(s(&format!("MDM^{ev}")), Some(Structure::MdmT02), "{ev}");
         }
-        assert_eq!(s("MDM^T01"), None);
-        assert_eq!(s("ADT^A17"), None);
+        for ev in ["T01", "T03", "T05", "T07", "T09", "T11"] {
+            assert_eq!(s(&format!("MDM^{ev}")), Some(Structure::MdmT01), "{ev}");
+        }
+        assert_eq!(s("ADT^A17"), Some(Structure::AdtA17));
+        assert_eq!(s("ADT^A37"), Some(Structure::AdtA37));
+        assert_eq!(s("ADT^A23"), Some(Structure::AdtA21));
+        assert_eq!(s("ADT^A29"), Some(Structure::AdtA21));
+        assert_eq!(s("BAR^P05"), Some(Structure::BarP01));
+        assert_eq!(s("PPR^PC1"), Some(Structure::PprPc1));
+        assert_eq!(s("ADT^A18"), None);
         assert_eq!(s("ADT^A12"), None);
         // A misspelt MSH-9.3 falls back to the event; a valid one wins over it.
         assert_eq!(s("ADT^A08^ADT_A08"), Some(Structure::AdtA01));
@@ -861,11 +1094,11 @@ mod tests {
     fn ingest_and_converter_decide_alike_ignoring_padding() {
         assert_eq!(Structure::of(" ADT ", "A08 ", ""), Some(Structure::AdtA01));
         assert_eq!(Structure::of("ADT", "A15", " ADT_A01 "), Some(Structure::AdtA01));
-        for (code, trigger) in [("ADT", "A17"), ("ADT", "A23"), ("ADT", "A29"), ("MDM", "T01"), ("MDM", "T09")] {
+        for (code, trigger) in [("ADT", "A18"), ("ADT", "A30"), ("ADT", "A12"), ("MDM", "T12"), ("RDE", "O25")] {
             assert_eq!(Structure::of(code, trigger, ""), None, "{code}^{trigger}");
             assert_eq!(Structure::unsupported(code).code, ErrorCode::UnsupportedEventCode);
         }
-        assert_eq!(Structure::unsupported("DFT").code, ErrorCode::UnsupportedMessageType);
+        assert_eq!(Structure::unsupported("QRY").code, ErrorCode::UnsupportedMessageType);
         let m = crate::hl7::parse(b"MSH|^~\\&|A|B|C|D||| ADT ^ A08 |1|P|2.5\r").unwrap();
         assert_eq!(m.structure(), Some(Structure::AdtA01));
     }
@@ -877,7 +1110,7 @@ mod tests {
             let e = group(&parse(&raw).unwrap()).unwrap_err();
             (e.code, e.location.to_string())
         };
-        assert_eq!(error("ADT^A17"), (ErrorCode::UnsupportedEventCode, "MSH-9.2".into()));
+        assert_eq!(error("ADT^A18"), (ErrorCode::UnsupportedEventCode, "MSH-9.2".into()));
         assert_eq!(error("ACK^A01"), (ErrorCode::UnsupportedMessageType, "MSH-9.1".into()));
     }
 
@@ -1015,6 +1248,54 @@ mod tests {
         assert_eq!(outline("ADT^A28", "EVN PID NK1 PV1 IN1"), "MSH EVN PID NEXT_OF_KIN{NK1} PV1 INSURANCE{IN1}");
         assert_eq!(outline("ADT^A07", "EVN PID MRG NK1 PV1"), "MSH EVN PID MRG NEXT_OF_KIN{NK1} PV1");
         assert_eq!(outline("ADT^A11", "EVN PID PV1 OBX DG1"), "MSH EVN PID PV1 OBSERVATION{OBX} DG1");
+    }
+
+    #[test]
+    fn billing_pharmacy_referral_and_problem_structures() {
+        assert_eq!(
+            outline("ADT^A17", "EVN PID PV1 OBX PID PD1 PV1"),
+            "MSH EVN PATIENT{PID PV1 OBSERVATION{OBX}} PATIENT{PID PD1 PV1}"
+        );
+        assert_eq!(outline("ADT^A37", "EVN PID PV1 PID"), "MSH EVN PATIENT{PID PV1} PATIENT{PID}");
+        assert_eq!(outline("MDM^T01", "EVN PID PV1 TXA CON"), "MSH EVN PID PV1 TXA CON");
+        assert_eq!(
+            outline("BAR^P01", "EVN PID PV1 DG1 PR1 GT1 IN1 PV1"),
+            "MSH EVN PID VISIT{PV1 DG1 PROCEDURE{PR1} GT1 INSURANCE{IN1}} VISIT{PV1}"
+        );
+        assert_eq!(
+            outline("DFT^P03", "EVN PID PV1 FT1 PR1 FT1 ORC OBR DG1 GT1 IN1"),
+            "MSH EVN PID PV1 FINANCIAL{FT1 FINANCIAL_PROCEDURE{PR1}} \
+             FINANCIAL{FT1 FINANCIAL_COMMON_ORDER{ORC FINANCIAL_ORDER{OBR}}} DG1 GT1 INSURANCE{IN1}"
+        );
+        assert_eq!(
+            outline("DFT^P11", "EVN PID PV1 DG1 IN1 FT1 DG1 FT1"),
+            "MSH EVN PID PV1 DG1 INSURANCE{IN1} FINANCIAL{FT1 DG1} FINANCIAL{FT1}"
+        );
+        assert_eq!(
+            outline("RDE^O11", "PID PV1 AL1 ORC RXE TQ1 RXR ORC RXE RXR"),
+            "MSH PATIENT{PID PATIENT_VISIT{PV1} AL1} ORDER{ORC RXE TIMING_ENCODED{TQ1} RXR} ORDER{ORC RXE RXR}"
+        );
+        assert_eq!(
+            outline("RDS^O13", "PID ORC RXE TQ1 RXR RXD RXR"),
+            "MSH PATIENT{PID} ORDER{ORC ENCODING{RXE TIMING_ENCODED{TQ1} RXR} RXD RXR}"
+        );
+        assert_eq!(
+            outline("OMG^O19", "PID PV1 ORC OBR NTE OBX"),
+            "MSH PATIENT{PID PATIENT_VISIT{PV1}} ORDER{ORC OBSERVATION_REQUEST{OBR NTE OBSERVATION{OBX}}}"
+        );
+        assert_eq!(
+            outline("OUL^R22", "PID PV1 SPM OBX SAC OBR ORC OBX OBX SPM OBR OBX"),
+            "MSH PATIENT{PID} VISIT{PV1} SPECIMEN{SPM OBX CONTAINER{SAC} ORDER{OBR ORC RESULT{OBX} RESULT{OBX}}} \
+             SPECIMEN{SPM ORDER{OBR RESULT{OBX}}}"
+        );
+        assert_eq!(
+            outline("REF^I12", "RF1 PRD PRD PID DG1 PV1 NTE"),
+            "MSH RF1 PROVIDER_CONTACT{PRD} PROVIDER_CONTACT{PRD} PID DG1 PATIENT_VISIT{PV1} NTE"
+        );
+        assert_eq!(
+            outline("PPR^PC1", "PID PV1 PRB NTE ROL OBX PRB"),
+            "MSH PID PATIENT_VISIT{PV1} PROBLEM{PRB NTE PROBLEM_ROLE{ROL} PROBLEM_OBSERVATION{OBX}} PROBLEM{PRB}"
+        );
     }
 
     #[test]

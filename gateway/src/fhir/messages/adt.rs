@@ -1,7 +1,10 @@
 //! ADT messages: walks the segment groups and calls the resource maps (IG message maps
 //! ADT_A01/A02/A05/A06/A09/A11; A40 by the merge rule below; the structures the IG has no
 //! map for — ADT_A15, ADT_A16, ADT_A21, ADT_A60 — by the same walk, their segments being a
-//! subset of ADT_A01's). A21 (leave of absence) → Encounter `onleave`.
+//! subset of ADT_A01's). A21 (leave of absence) → Encounter `onleave`; A23 (delete a patient
+//! visit) → Encounter `entered-in-error`; A29 (delete person information) → the Patient as
+//! the message gives it: FHIR has no "deleted" Patient state and `active: false` means a
+//! record no longer in use (not one whose information was deleted), so it is not inferred.
 //!
 //! - EVN: consumed; EVN-6 (else EVN-2) is the end of an A03 visit without PV1-45 (Provenance
 //!   reads EVN itself).
@@ -66,10 +69,17 @@ pub fn convert(ctx: &mut Ctx, grouped: &Grouped) {
     let encounter = pv1.and_then(|pv1| {
         encounter::encounter_for_event(ctx, pv1, root.segment(msg, "PV2"), &patient, &trigger, &event_time)
     });
-    if let Some(enc) = encounter.as_deref().filter(|_| trigger == "A21") {
+    let event_status = match trigger.as_str() {
         // A21: the patient went on leave of absence (A22, the return, gets the class's status).
+        "A21" => Some("onleave"),
+        // A23: the visit is deleted, i.e. it should never have existed (FHIR Encounter.status
+        // `entered-in-error`; no delete is sent, so the record stays as evidence).
+        "A23" => Some("entered-in-error"),
+        _ => None,
+    };
+    if let (Some(enc), Some(status)) = (encounter.as_deref(), event_status) {
         if let Some(r) = ctx.resource_mut(enc) {
-            r.body.put("status", "onleave");
+            r.body.put("status", status);
         }
     }
     if let Some(enc) = &encounter {
@@ -225,7 +235,26 @@ mod tests {
             }
             checked += 1;
         }
-        assert_eq!(checked, 43);
+        assert_eq!(checked, 47);
+    }
+
+    #[test]
+    fn a23_deletes_the_visit_as_entered_in_error_and_a29_infers_nothing() {
+        let raw = include_bytes!("../../../../tests/corpus/hl7/cerner_adt_a23_01.hl7");
+        let deleted = run(raw);
+        let e = of(&deleted, "Encounter");
+        assert_eq!(body(e[0])["status"], "entered-in-error");
+        // The same visit an A08 updates: the deletion marks that Encounter, not a new one.
+        let text = String::from_utf8(raw.to_vec()).unwrap();
+        let update = run(text.replace("ADT^A23^ADT_A21", "ADT^A08^ADT_A01").replace("EVN|A23", "EVN|A08").as_bytes());
+        assert_eq!(of(&update, "Encounter")[0].identity, e[0].identity);
+        assert_ne!(body(of(&update, "Encounter")[0])["status"], "entered-in-error");
+
+        let c = run(include_bytes!("../../../../tests/corpus/hl7/meditech_adt_a29_01.hl7"));
+        let p = of(&c, "Patient");
+        assert_eq!(p.len(), 1);
+        assert!(body(p[0]).get("active").is_none(), "A29 does not say the record is inactive");
+        assert!(of(&c, "Encounter").is_empty(), "the pseudo PV1 N is no visit");
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! MDM_T02 family (T02, T04, T06, T08, T10): walks the segment groups and calls the resource
-//! maps (IG message map MDM_T02).
+//! MDM_T02 family (T02, T04, T06, T08, T10; IG message map MDM_T02) and the MDM_T01
+//! notifications (T01, T03, T05, T07, T09, T11: the same groups without OBSERVATION, no IG
+//! map): walks the segment groups and calls the resource maps.
 //!
 //! - EVN: consumed (the Provenance map reads it). PID → Patient; PV1 → Encounter.
 //! - COMMON_ORDER: ORC + OBR (+ TQ1, NTE) → ServiceRequest, the document's `context.related`.
 //! - TXA + every OBSERVATION OBX (+ NTE) → one DocumentReference (the OBX are its content, not
-//!   Observations). Left unconsumed: CON, SFT, UAC, TQ2.
+//!   Observations); a notification's TXA → a DocumentReference whose content is a title only
+//!   (see `resources::document_reference`). Left unconsumed: CON, SFT, UAC, TQ2.
 
 use crate::fhir::ctx::Ctx;
 use crate::fhir::resources::{document_reference, encounter, patient, service_request};
@@ -67,7 +69,7 @@ mod tests {
 
     #[test]
     fn corpus_counts() {
-        let failures = check_corpus(&["_mdm_"], 5);
+        let failures = check_corpus(&["_mdm_"], 11);
         assert!(failures.is_empty(), "{failures:#?}");
     }
 
@@ -96,6 +98,28 @@ mod tests {
         let (d, _) = doc(include_bytes!("../../../../tests/corpus/hl7/meditech_mdm_t06_01.hl7"));
         assert_eq!(d["relatesTo"][0]["code"], "appends");
         assert_eq!(d["content"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn notifications_without_content() {
+        use crate::fhir::model::Write;
+        let (d, c) = doc(include_bytes!("../../../../tests/corpus/hl7/epic_mdm_t01_01.hl7"));
+        assert_eq!(d["content"][0]["attachment"]["title"], "consult_0101.txt");
+        assert_eq!(d["status"], "current");
+        let r = c.resources.iter().find(|r| r.kind == "DocumentReference").unwrap();
+        assert_eq!(r.write, Write::CreateIfAbsent, "a notification never replaces content");
+        assert!(c.report.unconsumed.is_empty(), "{:?}", c.report.unconsumed);
+        // T11 cancels the same document (same TXA-12): entered-in-error, written in full.
+        let (d, c) = doc(include_bytes!("../../../../tests/corpus/hl7/epic_mdm_t11_01.hl7"));
+        assert_eq!(d["status"], "entered-in-error");
+        let cancelled = c.resources.iter().find(|r| r.kind == "DocumentReference").unwrap();
+        assert_eq!((cancelled.write, &cancelled.identity), (Write::Upsert, &r.identity));
+        let (d, _) = doc(include_bytes!("../../../../tests/corpus/hl7/openemr_mdm_t09_01.hl7"));
+        assert_eq!(d["relatesTo"][0]["code"], "replaces");
+        assert_eq!(d["relatesTo"][0]["target"]["identifier"]["value"], "OE-DOC-901");
+        let (d, _) = doc(include_bytes!("../../../../tests/corpus/hl7/meditech_mdm_t05_01.hl7"));
+        assert_eq!(d["relatesTo"][0]["code"], "appends");
+        assert_eq!(d["content"][0]["attachment"]["title"], "Progress note");
     }
 
     #[test]

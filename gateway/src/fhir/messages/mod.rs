@@ -2,9 +2,14 @@
 
 pub mod adt;
 pub mod adt_records;
+pub mod billing;
 pub mod mdm;
 pub mod order;
 pub mod oru;
+pub mod oul;
+pub mod pharmacy;
+pub mod problem;
+pub mod referral;
 pub mod siu;
 pub mod vxu;
 

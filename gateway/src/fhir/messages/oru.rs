@@ -55,7 +55,7 @@ fn patient_result(ctx: &mut Ctx, pr: &Group) {
 
 /// OBR-7 (observation date/time, the collection time) → `effectiveDateTime` of the order's
 /// Observations that have none from OBX-14 (IG ORU_R01, as FHIR-Converter).
-fn observed_at_collection(ctx: &mut Ctx, obr: Segment, observations: &[String]) {
+pub(crate) fn observed_at_collection(ctx: &mut Ctx, obr: Segment, observations: &[String]) {
     let when = crate::fhir::datatypes::datetime(obr.field(7).value().trim(), ctx.site, ctx.at(obr, 7));
     if when.is_null() {
         return;

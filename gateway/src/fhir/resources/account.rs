@@ -22,6 +22,45 @@ use crate::hl7::parser::Segment;
 /// Maps the GT1 segments to one Account of `patient` (key `Account/gt1-<first GT1 index>`),
 /// consuming them. `None` when no GT1 names a guarantor.
 pub fn guarantor_account(ctx: &mut Ctx, pid: Segment, gt1s: &[Segment], patient: &str) -> Option<String> {
+    let guarantors = guarantors(ctx, gt1s, patient);
+    let first = gt1s.first().filter(|_| !guarantors.is_empty())?;
+    let key = format!("Account/gt1-{}", first.index());
+    Some(add_account(ctx, pid, guarantors, patient, "active", key))
+}
+
+/// The account a billing message (BAR, DFT) is about (IG `PID[Account]`): PID-18 its
+/// identifier, `status` (BAR P06 end of account → `inactive`), the GT1 guarantors as in
+/// [`guarantor_account`]. Key `Account/pid-<PID index>`. `None` without PID-18 and without
+/// guarantors (nothing would identify or describe it).
+pub fn patient_account(ctx: &mut Ctx, pid: Segment, gt1s: &[Segment], patient: &str, status: &str) -> Option<String> {
+    let guarantors = guarantors(ctx, gt1s, patient);
+    if guarantors.is_empty() && val(pid.field(18)).is_empty() {
+        return None;
+    }
+    let key = format!("Account/pid-{}", pid.index());
+    Some(add_account(ctx, pid, guarantors, patient, status, key))
+}
+
+fn add_account(
+    ctx: &mut Ctx,
+    pid: Segment,
+    guarantors: Vec<serde_json::Value>,
+    patient: &str,
+    status: &str,
+    key: String,
+) -> String {
+    let account_number = datatypes::identifier(pid.field(18).rep(1), ctx.site);
+    let identity = ctx.scoped_identity("Account", account_number.as_ref());
+    let body = Obj::new()
+        .list("identifier", account_number.map(|(v, _)| v))
+        .set("status", status)
+        .list("subject", [reference(patient)])
+        .list("guarantor", guarantors);
+    ctx.add(Resource { kind: "Account", key, identity, body, write: Write::Upsert })
+}
+
+/// `Account.guarantor` entries of the GT1 segments, consuming them.
+fn guarantors(ctx: &mut Ctx, gt1s: &[Segment], patient: &str) -> Vec<serde_json::Value> {
     let mut guarantors = Vec::new();
     for &gt1 in gt1s {
         ctx.consume(gt1.index());
@@ -38,16 +77,7 @@ pub fn guarantor_account(ctx: &mut Ctx, pid: Segment, gt1s: &[Segment], patient:
                 .value(),
         );
     }
-    let first = gt1s.first().filter(|_| !guarantors.is_empty())?;
-    let account_number = datatypes::identifier(pid.field(18).rep(1), ctx.site);
-    let identity = ctx.scoped_identity("Account", account_number.as_ref());
-    let body = Obj::new()
-        .list("identifier", account_number.map(|(v, _)| v))
-        .set("status", "active")
-        .list("subject", [reference(patient)])
-        .list("guarantor", guarantors);
-    let key = format!("Account/gt1-{}", first.index());
-    Some(ctx.add(Resource { kind: "Account", key, identity, body, write: Write::Upsert }))
+    guarantors
 }
 
 /// The guarantor of one GT1: the patient (self), a RelatedPerson, or an Organization.

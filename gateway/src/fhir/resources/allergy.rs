@@ -45,7 +45,7 @@ pub fn allergy(ctx: &mut Ctx, al1: Segment, patient: &str) -> String {
         .set("type", kind)
         .list("category", category.map(Value::from))
         .set("criticality", codes::allergy_criticality(&severity))
-        .set("code", datatypes::codeable_concept(al1.field(3).rep(1), ctx.site, &mut ctx.report))
+        .set("code", datatypes::codeable_concept(al1.field(3).rep(1), ctx.site, ctx.at(al1, 3)))
         .set("patient", reference(patient))
         .set("onsetDateTime", datatypes::datetime(&val(al1.field(6)), ctx.site, ctx.at(al1, 6)))
         .list("reaction", reactions);

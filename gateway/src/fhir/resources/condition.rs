@@ -25,7 +25,7 @@ const DIAGNOSIS_ROLE: &str = "http://terminology.hl7.org/CodeSystem/diagnosis-ro
 /// Consumes DG1.
 pub fn condition(ctx: &mut Ctx, dg1: Segment, patient: &str, encounter: Option<&str>) -> String {
     ctx.consume(dg1.index());
-    let mut code = datatypes::codeable_concept(dg1.field(3).rep(1), ctx.site, &mut ctx.report);
+    let mut code = datatypes::codeable_concept(dg1.field(3).rep(1), ctx.site, ctx.at(dg1, 3));
     let description = val(dg1.field(4));
     if !description.is_empty() {
         if code.is_null() {

@@ -13,8 +13,15 @@
 //!   authenticator: TXA-10, else TXA-22.
 //! - TXA-12 → masterIdentifier and identifier (the identity when its system is known);
 //!   TXA-16 file name → identifier.
-//! - relatesTo: MDM T10 (replacement) → `replaces`, T06 (addendum) → `appends`, target the
-//!   parent document TXA-13 as a logical reference (by identifier).
+//! - relatesTo: MDM T09/T10 (replacement) and T07/T08 (edit) → `replaces`, T05/T06
+//!   (addendum) → `appends`, target the parent document TXA-13 as a logical reference (by
+//!   identifier).
+//! - Notifications (MDM_T01: T01, T03, T05, T07, T09, T11) carry no content, which R4
+//!   requires: the content is one attachment titled with TXA-16 (file name), else TXA-2's
+//!   text, else "document notification". They only create the DocumentReference when the
+//!   server has none (a notification must not replace content an MDM_T02 sent), except T11
+//!   (cancel), which is written as `entered-in-error` (FHIR: the document should not have
+//!   existed) and so replaces it, content included.
 
 use serde_json::Value;
 
@@ -81,6 +88,11 @@ pub fn document_reference(
             content.push(text_content(&t));
         }
     }
+    let trigger = ctx.msg.msh().field(9).component(2).value().trim().to_ascii_uppercase();
+    let notification = matches!(trigger.as_str(), "T01" | "T03" | "T05" | "T07" | "T09" | "T11");
+    if content.is_empty() && notification {
+        content.push(notification_content(txa));
+    }
     if content.is_empty() {
         ctx.warn_at(txa, 3, "TXA without document content (OBX-5, NTE-3): no DocumentReference");
         return None;
@@ -90,7 +102,11 @@ pub fn document_reference(
         ctx.consume(o.index());
     }
 
-    let status = codes::document_availability(&txa.field(19).value()).unwrap_or("current");
+    let status = if trigger == "T11" {
+        "entered-in-error"
+    } else {
+        codes::document_availability(&txa.field(19).value()).unwrap_or("current")
+    };
     let mut body = Obj::new().set("status", status).set("docStatus", codes::document_status(&txa.field(17).value()));
     // Key: the unique document number (TXA-12), else the patient, the document type (TXA-2)
     // and the activity time (TXA-4).
@@ -129,10 +145,9 @@ pub fn document_reference(
     body.put("authenticator", authenticator.map(|k| reference(&k)));
     body.put("description", txa.field(25).value().trim());
 
-    let trigger = ctx.msg.msh().field(9).component(2).value().trim().to_ascii_uppercase();
     let relation = match trigger.as_str() {
-        "T10" => Some("replaces"),
-        "T06" => Some("appends"),
+        "T07" | "T08" | "T09" | "T10" => Some("replaces"),
+        "T05" | "T06" => Some("appends"),
         _ => None,
     };
     if let (Some(code), Some((parent, _))) = (relation, datatypes::ei_identifier(txa.field(13).rep(1), site)) {
@@ -145,5 +160,19 @@ pub fn document_reference(
     let context = Obj::new().list("encounter", encounter.map(reference)).list("related", related.map(reference));
     body.put("context", context);
     let key = format!("DocumentReference/txa-{}", txa.index());
-    Some(ctx.add(Resource { kind: "DocumentReference", key, identity, body, write: Write::Upsert }))
+    let write = if notification && trigger != "T11" { Write::CreateIfAbsent } else { Write::Upsert };
+    Some(ctx.add(Resource { kind: "DocumentReference", key, identity, body, write }))
+}
+
+/// The content of a notification without the document: an attachment with a title only.
+fn notification_content(txa: Segment) -> Value {
+    let file = txa.field(16).value().trim().to_string();
+    let kind = txa.field(2).rep(1);
+    let kind = [kind.component(2).value(), kind.component(9).value()]
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .find(|t| !t.is_empty());
+    let title = [Some(file).filter(|f| !f.is_empty()), kind].into_iter().flatten().next();
+    let title = title.unwrap_or_else(|| "document notification".to_string());
+    Obj::new().set("attachment", Obj::new().set("title", title)).value()
 }

@@ -173,17 +173,17 @@ pub fn encounter_for_event(
     if let Some((v, _)) = datatypes::identifier(pv1.field(5).rep(1), ctx.site) {
         hosp.put("preAdmissionIdentifier", v);
     }
-    hosp.put("reAdmission", datatypes::codeable_concept(pv1.field(13).rep(1), ctx.site, &mut ctx.report));
+    hosp.put("reAdmission", datatypes::codeable_concept(pv1.field(13).rep(1), ctx.site, ctx.at(pv1, 13)));
     hosp.put("admitSource", table_concept(ctx, pv1.field(14).rep(1), "0023", false));
     let arrangements: Vec<Value> =
-        pv1.field(15).reps().map(|r| datatypes::codeable_concept(r, ctx.site, &mut ctx.report)).collect();
+        pv1.field(15).reps().map(|r| datatypes::codeable_concept(r, ctx.site, ctx.at(pv1, 15))).collect();
     hosp.push_all("specialArrangement", arrangements);
     // R4: a list (0..*), one per repetition.
     let courtesies: Vec<Value> =
-        pv1.field(16).reps().map(|r| datatypes::codeable_concept(r, ctx.site, &mut ctx.report)).collect();
+        pv1.field(16).reps().map(|r| datatypes::codeable_concept(r, ctx.site, ctx.at(pv1, 16))).collect();
     hosp.push_all("specialCourtesy", courtesies);
     hosp.put("dischargeDisposition", table_concept(ctx, pv1.field(36).rep(1), "0112", false));
-    hosp.push_all("dietPreference", [datatypes::codeable_concept(pv1.field(38).rep(1), ctx.site, &mut ctx.report)]);
+    hosp.push_all("dietPreference", [datatypes::codeable_concept(pv1.field(38).rep(1), ctx.site, ctx.at(pv1, 38))]);
 
     // Service provider: PV1-39 servicing facility (IG silent; as FHIR-Converter).
     if let Some(org) = datatypes::organization(pv1.field(39).rep(1), ctx.site) {
@@ -192,7 +192,7 @@ pub fn encounter_for_event(
 
     if let Some(pv2) = pv2 {
         locations.extend(location_entry(ctx, pv2.field(1), "planned"));
-        body.push_all("reasonCode", [datatypes::codeable_concept(pv2.field(3).rep(1), ctx.site, &mut ctx.report)]);
+        body.push_all("reasonCode", [datatypes::codeable_concept(pv2.field(3).rep(1), ctx.site, ctx.at(pv2, 3))]);
         let planned_start = datatypes::datetime(&val(pv2.field(8)), ctx.site, ctx.at(pv2, 8));
         let planned_end = datatypes::datetime(&val(pv2.field(9)), ctx.site, ctx.at(pv2, 9));
         body.push_all(
@@ -206,7 +206,7 @@ pub fn encounter_for_event(
             body.put("length", json!({"value": n, "unit": "days", "system": codes::UCUM, "code": "d"}));
         }
         participants.extend(practitioner_participants(ctx, pv2.field(13), "REF", "referrer"));
-        body.put("priority", datatypes::codeable_concept(pv2.field(25).rep(1), ctx.site, &mut ctx.report));
+        body.put("priority", datatypes::codeable_concept(pv2.field(25).rep(1), ctx.site, ctx.at(pv2, 25)));
     }
     body.push_all("participant", participants);
     body.push_all("location", locations);

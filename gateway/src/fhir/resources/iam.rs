@@ -64,7 +64,7 @@ pub fn allergy(ctx: &mut Ctx, iam: Segment, patient: &str) -> String {
         .set("type", kind)
         .list("category", codes::allergy_category(&allergen_type).map(Value::from))
         .set("criticality", codes::allergy_criticality(&severity))
-        .set("code", datatypes::codeable_concept(iam.field(3).rep(1), ctx.site, &mut ctx.report))
+        .set("code", datatypes::codeable_concept(iam.field(3).rep(1), ctx.site, ctx.at(iam, 3)))
         .set("patient", reference(patient))
         .set("onsetDateTime", onset)
         .set("onsetString", onset_text)

@@ -237,7 +237,7 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
 
     // PID-15 language, with its BCP-47 coding (the binding of `communication.language`).
     let sent = pid.field(15).rep(1);
-    let lang = datatypes::codeable_concept(sent, ctx.site, &mut ctx.report);
+    let lang = datatypes::codeable_concept(sent, ctx.site, ctx.at(pid, 15));
     let lang = crate::fhir::language::with_bcp47(lang, &sent.component(1).value(), &sent.component(3).value());
     body.push_all("communication", [Obj::new().set("language", lang).value()]);
 
@@ -245,13 +245,13 @@ pub fn patient(ctx: &mut Ctx, pid: Segment, pd1: Option<Segment>) -> String {
     let marital = pid.field(16).rep(1);
     let ms = match codes::marital_status(&marital.component(1).value()) {
         Some(code) => code.concept(),
-        None => datatypes::codeable_concept(marital, ctx.site, &mut ctx.report),
+        None => datatypes::codeable_concept(marital, ctx.site, ctx.at(pid, 16)),
     };
     body.put("maritalStatus", ms);
 
     // Extensions: PID-6 mother's maiden name, PID-17 religion, PID-23 birth place.
     let maiden = pid.field(6).rep(1).component(1).sub(1).value().trim().to_string();
-    let religion = datatypes::codeable_concept(pid.field(17).rep(1), ctx.site, &mut ctx.report);
+    let religion = datatypes::codeable_concept(pid.field(17).rep(1), ctx.site, ctx.at(pid, 17));
     let birth_place = val(pid.field(23));
     body.push_all(
         "extension",

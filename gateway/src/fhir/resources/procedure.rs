@@ -30,7 +30,7 @@ const SURGEON: &str = "304292004";
 /// (`Procedure/pr1-<segment index>`). Consumes PR1.
 pub fn procedure(ctx: &mut Ctx, pr1: Segment, patient: &str, encounter: Option<&str>) -> String {
     ctx.consume(pr1.index());
-    let mut code = datatypes::codeable_concept(pr1.field(3).rep(1), ctx.site, &mut ctx.report);
+    let mut code = datatypes::codeable_concept(pr1.field(3).rep(1), ctx.site, ctx.at(pr1, 3));
     let description = val(pr1.field(4));
     if !description.is_empty() && pr1.field(3).rep(1).component(9).value().trim().is_empty() {
         if code.is_null() {
@@ -69,7 +69,7 @@ pub fn procedure(ctx: &mut Ctx, pr1: Segment, patient: &str, encounter: Option<&
     let body = body
         .list("performer", performers)
         .set("location", location)
-        .list("reasonCode", [datatypes::codeable_concept(pr1.field(15).rep(1), ctx.site, &mut ctx.report)]);
+        .list("reasonCode", [datatypes::codeable_concept(pr1.field(15).rep(1), ctx.site, ctx.at(pr1, 15))]);
     let identity = identity.or_else(|| {
         let what = match coded_key(pr1.field(3).rep(1)) {
             c if c.is_empty() => description.clone(),

@@ -75,7 +75,7 @@ pub fn related_person(ctx: &mut Ctx, nk1: Segment, patient: &str) -> Option<Stri
     body.put("period", Obj::new().set("start", start).set("end", end));
     body.put("gender", codes::administrative_sex(&val(nk1.field(15))));
     body.put("birthDate", datatypes::date(&val(nk1.field(16)), ctx.at(nk1, 16)));
-    let lang = datatypes::codeable_concept(nk1.field(20).rep(1), ctx.site, &mut ctx.report);
+    let lang = datatypes::codeable_concept(nk1.field(20).rep(1), ctx.site, ctx.at(nk1, 20));
     body.push_all("communication", [Obj::new().set("language", lang).value()]);
     // Key: the patient, the person's name and the relationship (NK1 identifiers are often an
     // SSN, which never keys a record).
