@@ -240,3 +240,17 @@ fn the_health_gate_passes_while_the_cloud_is_unreachable() {
     let (ok, out) = daemon.health(10);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn a_board_pin_that_does_not_open_is_logged_and_ingest_goes_on() {
+    let mut setup = Setup::new(LISTENER);
+    std::fs::write(setup.dir.path().join("board.toml"), "[button]\ninput_file = \"missing/value\"\n").unwrap();
+    setup.extra = "[board]\nfile = \"board.toml\"\n".into();
+    let gw = setup.start();
+    assert_eq!(msa(&gw.connect().call(&adt("PIN1"))).0, "AA");
+    let log = gw.terminate_log();
+    assert!(
+        log.contains("reset button cannot be opened; running without it") && log.contains("missing/value"),
+        "{log}"
+    );
+}

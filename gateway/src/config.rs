@@ -391,7 +391,7 @@ pub(crate) struct LedSpec {
 pub(crate) struct ButtonSpec {
     chip: Option<Spanned<PathBuf>>,
     line: Option<Spanned<u32>>,
-    /// A file holding 0 or 1, e.g. a sysfs GPIO `value` file.
+    /// A file holding 0 or 1, e.g. a sysfs GPIO `value` file (relative: to the board file).
     input_file: Option<Spanned<PathBuf>>,
     /// The line reads low while pressed.
     #[serde(default)]
@@ -502,6 +502,12 @@ impl BoardSpec {
             ));
         }
         check_line("button", &button.chip, &button.line, &error_at)?;
+        let mut spec = spec;
+        if let Some(file) = &mut spec.button.input_file {
+            if file.get_ref().is_relative() {
+                *file.get_mut() = path.parent().unwrap_or(Path::new(".")).join(file.get_ref());
+            }
+        }
         Ok(spec)
     }
 
@@ -1072,7 +1078,7 @@ batch_max_entries = 8
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("board.toml"),
-            "name = \"test\"\n[led]\nchip = \"gpiochip1\"\nline = 4\nactive_low = true\n[button]\ninput_file = \"/sys/x/value\"\nactive_low = true\n",
+            "name = \"test\"\n[led]\nchip = \"gpiochip1\"\nline = 4\nactive_low = true\n[button]\ninput_file = \"x/value\"\nactive_low = true\n",
         )
         .unwrap();
         let text = format!("{MINIMAL}\n[board]\nfile = \"board.toml\"\n");
@@ -1082,7 +1088,11 @@ batch_max_entries = 8
             c.board.spec.led.wiring(),
             LedWiring::Gpio { chip: "/dev/gpiochip1".into(), line: 4, active_low: true }
         );
-        assert_eq!(c.board.spec.button.wiring(), ButtonWiring::File("/sys/x/value".into()));
+        assert_eq!(
+            c.board.spec.button.wiring(),
+            ButtonWiring::File(dir.path().join("x/value")),
+            "relative to the board file"
+        );
         assert!(c.board.spec.button.active_low);
         // No [board]: simulated.
         let c = Config::parse(MINIMAL, Path::new("/etc/gw/gateway.toml")).unwrap();

@@ -101,7 +101,7 @@ async fn feed_watchdog(
     systemd: Arc<SystemdWatchdog>,
     every: Duration,
     metrics: Arc<Metrics>,
-    listeners: Vec<tokio::task::JoinHandle<()>>,
+    listeners: Vec<(String, tokio::task::JoinHandle<()>)>,
     shutdown: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(every);
@@ -110,8 +110,8 @@ async fn feed_watchdog(
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let problem = match listeners.iter().position(|l| l.is_finished()) {
-            Some(i) => Some(format!("listener {i}: its accept loop ended")),
+        let problem = match listeners.iter().find(|(_, l)| l.is_finished()) {
+            Some((name, _)) => Some(format!("listener {name:?}: its accept loop ended")),
             None => metrics.stages.watchdog_problem(),
         };
         match problem {
@@ -163,7 +163,7 @@ pub async fn run(
     };
     let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
-    let board = board::start(BoardOptions::open(&config, metrics.clone(), appender.clone(), ready.clone())?);
+    let board = board::start(BoardOptions::open(&config, metrics.clone(), appender.clone(), ready.clone()));
     let maintenance = Maintenance::start(MaintenanceOptions {
         path: store.path.get_ref().clone(),
         vfs: None,
@@ -246,8 +246,13 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    let accepting: Vec<_> =
-        listeners.into_iter().map(|l| tracker.spawn(l.run(tracker.clone(), shutdown.clone()))).collect();
+    let accepting: Vec<_> = config
+        .listeners
+        .iter()
+        .map(|l| l.name.clone())
+        .zip(listeners)
+        .map(|(name, l)| (name, tracker.spawn(l.run(tracker.clone(), shutdown.clone()))))
+        .collect();
     drop(appender);
     // The journal is open and every listener bound: ready for systemd, healthy on the LED.
     let systemd = systemd();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bsp::StatusLed;
 
-use crate::config::Config;
+use crate::config::{ButtonWiring, Config, LedWiring};
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
 use crate::stage::{Stage, Stopping};
@@ -48,20 +48,26 @@ pub(crate) struct BoardOptions {
 }
 
 impl BoardOptions {
-    /// Opens the pins `[board]` names (simulated ones when it names none).
+    /// Opens the pins `[board]` names (simulated ones when it names none). A pin that does
+    /// not open is logged and simulated instead: the LED is not worth refusing messages for.
     pub(crate) fn open(
         config: &Config,
         metrics: Arc<Metrics>,
         journal: Appender,
         ready: Arc<AtomicBool>,
-    ) -> anyhow::Result<BoardOptions> {
+    ) -> BoardOptions {
         let board = &config.board;
         let spec = &board.spec;
-        let led = LedPin::open(&spec.led.wiring()).map_err(|e| anyhow::anyhow!("[board] status LED: {e}"))?;
-        let button =
-            ButtonPin::open(&spec.button.wiring()).map_err(|e| anyhow::anyhow!("[board] reset button: {e}"))?;
+        let led = LedPin::open(&spec.led.wiring()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "[board] status LED cannot be opened; running without it");
+            LedPin::open(&LedWiring::Simulated).expect("a simulated pin opens")
+        });
+        let button = ButtonPin::open(&spec.button.wiring()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "[board] reset button cannot be opened; running without it");
+            ButtonPin::open(&ButtonWiring::Simulated).expect("a simulated pin opens")
+        });
         tracing::info!(board = %spec.name, led = ?spec.led.wiring(), button = ?spec.button.wiring(), "board");
-        Ok(BoardOptions {
+        BoardOptions {
             led,
             button: ResetControl::new(button, spec.button.active_low),
             factory_config: board.factory_config.as_ref().map(|p| p.get_ref().clone()),
@@ -70,7 +76,7 @@ impl BoardOptions {
             metrics,
             journal,
             ready,
-        })
+        }
     }
 }
 
