@@ -8,18 +8,28 @@
 
 use embedded_hal::digital::{OutputPin, PinState};
 
-/// Overall appliance health, as shown on the status LED.
+/// Overall appliance health, as shown on the status LED. Each state has its
+/// own pattern, so an operator can tell them apart at a glance (the README's
+/// Appliance section lists them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Health {
-    /// LED dark (before start-up finishes, or while shutting down).
+    /// LED dark (before the gateway runs, or once it has stopped).
     #[default]
     Off,
+    /// Starting up (journal opening, listeners binding): a short flash every second.
+    Booting,
     /// Running normally: steady on.
     Ok,
-    /// Running, but something needs attention: slow blink.
+    /// Running, but something needs attention (e.g. the cloud is unreachable
+    /// and messages are buffered): slow blink.
     Degraded,
-    /// Not doing its job, or a factory reset is pending: fast blink.
+    /// The cloud refuses the appliance's credentials: double flash.
+    AuthFailing,
+    /// Not doing its job (storage fault, a stage stopped), or a factory reset
+    /// is pending: fast blink.
     Fault,
+    /// A software update is being applied: long on, short off.
+    Updating,
 }
 
 /// A blink pattern. Blinks start with the on phase, so a change of health is
@@ -37,21 +47,42 @@ pub enum Pattern {
         /// Length of one on + off cycle; 0 means "steady", lit iff `on_ms > 0`.
         period_ms: u32,
     },
+    /// `count` flashes of `on_ms` separated by `off_ms` at the start of every
+    /// `period_ms`, then dark for the rest of the period.
+    Flashes {
+        /// Flashes per period.
+        count: u8,
+        /// Lit part of each flash.
+        on_ms: u32,
+        /// Dark gap after each flash.
+        off_ms: u32,
+        /// Length of the whole cycle; 0 means "always dark".
+        period_ms: u32,
+    },
 }
 
 /// Slow blink, used for [`Health::Degraded`]: 500 ms on, 500 ms off.
 pub const SLOW_BLINK: Pattern = Pattern::Blink { on_ms: 500, period_ms: 1000 };
 /// Fast blink, used for [`Health::Fault`]: 100 ms on, 100 ms off.
 pub const FAST_BLINK: Pattern = Pattern::Blink { on_ms: 100, period_ms: 200 };
+/// Short flash every second, used for [`Health::Booting`].
+pub const BOOT_FLASH: Pattern = Pattern::Blink { on_ms: 100, period_ms: 1000 };
+/// Two flashes every 1.5 s, used for [`Health::AuthFailing`].
+pub const DOUBLE_FLASH: Pattern = Pattern::Flashes { count: 2, on_ms: 150, off_ms: 150, period_ms: 1500 };
+/// 1.8 s on, 0.2 s off, used for [`Health::Updating`].
+pub const WINK: Pattern = Pattern::Blink { on_ms: 1800, period_ms: 2000 };
 
 impl Health {
     /// The blink pattern that shows this health.
     pub const fn pattern(self) -> Pattern {
         match self {
             Health::Off => Pattern::Off,
+            Health::Booting => BOOT_FLASH,
             Health::Ok => Pattern::On,
             Health::Degraded => SLOW_BLINK,
+            Health::AuthFailing => DOUBLE_FLASH,
             Health::Fault => FAST_BLINK,
+            Health::Updating => WINK,
         }
     }
 }
@@ -64,6 +95,12 @@ impl Pattern {
             Pattern::On => true,
             Pattern::Blink { on_ms, period_ms: 0 } => on_ms > 0,
             Pattern::Blink { on_ms, period_ms } => elapsed_ms % (period_ms as u64) < (on_ms as u64),
+            Pattern::Flashes { period_ms: 0, .. } => false,
+            Pattern::Flashes { count, on_ms, off_ms, period_ms } => {
+                let at = elapsed_ms % (period_ms as u64);
+                let flash = on_ms as u64 + off_ms as u64;
+                flash > 0 && at / flash < count as u64 && at % flash < on_ms as u64
+            }
         }
     }
 }
@@ -137,6 +174,17 @@ mod tests {
         let lit: Vec<bool> = [0, 99, 100, 199, 200, 300].map(|t| fast.is_lit(t)).to_vec();
         assert_eq!(lit, [true, true, false, false, true, false]);
 
+        let double = Health::AuthFailing.pattern();
+        let lit: Vec<bool> = [0, 149, 150, 299, 300, 449, 450, 1499, 1500].map(|t| double.is_lit(t)).to_vec();
+        assert_eq!(lit, [true, true, false, false, true, true, false, false, true]);
+
+        let boot = Health::Booting.pattern();
+        assert_eq!([0, 99, 100, 999, 1000].map(|t| boot.is_lit(t)), [true, true, false, false, true]);
+        let updating = Health::Updating.pattern();
+        assert_eq!([0, 1799, 1800, 1999, 2000].map(|t| updating.is_lit(t)), [true, true, false, false, true]);
+
+        assert!(!Pattern::Flashes { count: 2, on_ms: 1, off_ms: 1, period_ms: 0 }.is_lit(7));
+        assert!(!Pattern::Flashes { count: 2, on_ms: 0, off_ms: 0, period_ms: 10 }.is_lit(7));
         assert!(Pattern::Blink { on_ms: 1, period_ms: 0 }.is_lit(7));
         assert!(!Pattern::Blink { on_ms: 0, period_ms: 0 }.is_lit(7));
     }

@@ -7,8 +7,9 @@
 //! - [`button`]: debounced reset button reporting short / long presses ([`ResetButton`]).
 //! - [`watchdog`]: the [`Watchdog`] trait.
 //! - [`sim`]: simulated pins and watchdog, for tests and for running on a dev machine.
-//! - `linux` (feature `std`, Unix only): sysfs LED, file-backed input pin,
-//!   `/dev/watchdog` and systemd `NOTIFY_SOCKET` watchdogs.
+//! - `linux` (feature `std`, Unix only): sysfs LED, file-backed input pin, GPIO
+//!   character-device lines (`/dev/gpiochipN`), `/dev/watchdog` and systemd
+//!   `NOTIFY_SOCKET` watchdogs.
 //!
 //! Nothing here sleeps or reads a clock: callers pass a monotonic millisecond
 //! timestamp to [`StatusLed::tick`] and [`ResetButton::poll`].

@@ -28,6 +28,9 @@ pub struct Config {
     pub(crate) mapping: crate::fhir::site::MappingConfig,
     #[serde(default)]
     pub(crate) cloud: Cloud,
+    /// The appliance's status LED and reset button (`[board]`).
+    #[serde(default)]
+    pub(crate) board: Board,
     /// The folder of the config file: relative paths in it are resolved against it.
     #[serde(skip)]
     pub(crate) dir: PathBuf,
@@ -328,6 +331,222 @@ impl Default for Ops {
     }
 }
 
+/// `[board]`: the appliance hardware the gateway drives (status LED, reset button), and what a
+/// long press of the reset button restores.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Board {
+    /// The board file naming the LED and button wiring; absent: a simulated board.
+    pub(crate) file: Option<Spanned<PathBuf>>,
+    /// The factory configuration (shipped in the image) a long press restores at the next
+    /// start; absent: a long press is refused.
+    pub(crate) factory_config: Option<Spanned<PathBuf>>,
+    /// Written by a long press; default `factory-reset-requested` beside the journal.
+    pub(crate) reset_marker: Option<Spanned<PathBuf>>,
+    /// While this file exists an update is being applied (the LED shows "updating").
+    pub(crate) update_marker: Option<Spanned<PathBuf>>,
+    /// `file`, loaded and checked.
+    #[serde(skip)]
+    pub(crate) spec: BoardSpec,
+}
+
+impl Board {
+    /// The reset marker file (`reset_marker`, else beside the journal).
+    pub(crate) fn reset_marker_path(&self, store: &Store) -> PathBuf {
+        match &self.reset_marker {
+            Some(p) => p.get_ref().clone(),
+            None => store.path.get_ref().parent().unwrap_or(Path::new(".")).join("factory-reset-requested"),
+        }
+    }
+}
+
+/// A board file: how the status LED and the reset button are wired. A part left out is
+/// simulated (a dev machine, or a board without it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BoardSpec {
+    /// For the log.
+    #[serde(default = "defaults::board_name")]
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) led: LedSpec,
+    #[serde(default)]
+    pub(crate) button: ButtonSpec,
+}
+
+/// `[led]` of a board file: a sysfs LED by name, or a GPIO character-device line.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LedSpec {
+    /// `/sys/class/leds/<sysfs>/brightness`.
+    sysfs: Option<Spanned<String>>,
+    chip: Option<Spanned<PathBuf>>,
+    line: Option<Spanned<u32>>,
+    active_low: Option<Spanned<bool>>,
+}
+
+/// `[button]` of a board file: a GPIO character-device line, or a file holding its level.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ButtonSpec {
+    chip: Option<Spanned<PathBuf>>,
+    line: Option<Spanned<u32>>,
+    /// A file holding 0 or 1, e.g. a sysfs GPIO `value` file (relative: to the board file).
+    input_file: Option<Spanned<PathBuf>>,
+    /// The line reads low while pressed.
+    #[serde(default)]
+    pub(crate) active_low: bool,
+}
+
+/// Where the status LED is, once a board file is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LedWiring {
+    Simulated,
+    /// The name under `/sys/class/leds`.
+    Sysfs(String),
+    Gpio {
+        chip: PathBuf,
+        line: u32,
+        active_low: bool,
+    },
+}
+
+/// Where the reset button is, once a board file is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ButtonWiring {
+    Simulated,
+    Gpio { chip: PathBuf, line: u32 },
+    File(PathBuf),
+}
+
+/// A chip given by name (`gpiochip0`) lives in `/dev`.
+fn chip_path(chip: &Path) -> PathBuf {
+    if chip.is_absolute() {
+        chip.to_path_buf()
+    } else {
+        Path::new("/dev").join(chip)
+    }
+}
+
+impl LedSpec {
+    pub(crate) fn wiring(&self) -> LedWiring {
+        match (&self.sysfs, &self.chip, &self.line) {
+            (Some(name), _, _) => LedWiring::Sysfs(name.get_ref().clone()),
+            (None, Some(chip), Some(line)) => LedWiring::Gpio {
+                chip: chip_path(chip.get_ref()),
+                line: *line.get_ref(),
+                active_low: self.active_low.as_ref().is_some_and(|a| *a.get_ref()),
+            },
+            _ => LedWiring::Simulated,
+        }
+    }
+}
+
+impl ButtonSpec {
+    pub(crate) fn wiring(&self) -> ButtonWiring {
+        match (&self.input_file, &self.chip, &self.line) {
+            (Some(file), _, _) => ButtonWiring::File(file.get_ref().clone()),
+            (None, Some(chip), Some(line)) => {
+                ButtonWiring::Gpio { chip: chip_path(chip.get_ref()), line: *line.get_ref() }
+            }
+            _ => ButtonWiring::Simulated,
+        }
+    }
+}
+
+impl BoardSpec {
+    /// Parses and checks a board file; errors name the file, line and field.
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<BoardSpec, ConfigError> {
+        let error_at = |span: Option<std::ops::Range<usize>>, field: &str, message: String| {
+            let (line, column) = span.map(|s| line_col(text, s.start)).unzip();
+            ConfigError { file: path.into(), line, column, field: Some(field.into()), message }
+        };
+        let spec: BoardSpec = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let field = e.span().and_then(|s| key_at(text, s.start)).or_else(|| field_in_message(&message));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unzip();
+            ConfigError { file: path.into(), line, column, field, message }
+        })?;
+        let led = &spec.led;
+        if let (Some(_), Some(chip)) = (&led.sysfs, &led.chip) {
+            return Err(error_at(
+                Some(chip.span()),
+                "led.chip",
+                "set either `sysfs` or `chip` + `line`, not both".into(),
+            ));
+        }
+        if let Some(name) = &led.sysfs {
+            let n = name.get_ref();
+            if n.is_empty() || n.contains('/') || n == "." || n == ".." {
+                return Err(error_at(
+                    Some(name.span()),
+                    "led.sysfs",
+                    format!("{n:?} is not an LED name under /sys/class/leds"),
+                ));
+            }
+            if let Some(active_low) = led.active_low.as_ref().filter(|a| *a.get_ref()) {
+                return Err(error_at(
+                    Some(active_low.span()),
+                    "led.active_low",
+                    "applies to a GPIO line only (a sysfs LED's polarity is the kernel's)".into(),
+                ));
+            }
+        }
+        check_line("led", &led.chip, &led.line, &error_at)?;
+        let button = &spec.button;
+        if let (Some(_), Some(chip)) = (&button.input_file, &button.chip) {
+            return Err(error_at(
+                Some(chip.span()),
+                "button.chip",
+                "set either `input_file` or `chip` + `line`, not both".into(),
+            ));
+        }
+        check_line("button", &button.chip, &button.line, &error_at)?;
+        let mut spec = spec;
+        if let Some(file) = &mut spec.button.input_file {
+            if file.get_ref().is_relative() {
+                *file.get_mut() = path.parent().unwrap_or(Path::new(".")).join(file.get_ref());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Reads and checks the board file at `path`.
+    pub(crate) fn load(path: &Path) -> Result<BoardSpec, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.into(),
+            line: None,
+            column: None,
+            field: None,
+            message: format!("cannot read the board file: {e}"),
+        })?;
+        BoardSpec::parse(&text, path)
+    }
+}
+
+/// Builds a board file error from a span, field and message.
+type BoardErrorAt<'a> = &'a dyn Fn(Option<std::ops::Range<usize>>, &str, String) -> ConfigError;
+
+/// A GPIO line needs both its chip and its offset.
+fn check_line(
+    part: &str,
+    chip: &Option<Spanned<PathBuf>>,
+    line: &Option<Spanned<u32>>,
+    error_at: BoardErrorAt<'_>,
+) -> Result<(), ConfigError> {
+    match (chip, line) {
+        (Some(c), None) => Err(error_at(
+            Some(c.span()),
+            &format!("{part}.line"),
+            "`chip` needs `line` (the line offset; see `gpioinfo`)".into(),
+        )),
+        (None, Some(l)) => {
+            Err(error_at(Some(l.span()), &format!("{part}.chip"), "`line` needs `chip` (e.g. \"gpiochip0\")".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `[limits]`: bounds that span every listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -348,6 +567,10 @@ impl Default for Limits {
 
 mod defaults {
     use std::num::{NonZeroU64, NonZeroUsize};
+
+    pub(crate) fn board_name() -> String {
+        "board".into()
+    }
 
     pub(crate) fn concurrency() -> NonZeroUsize {
         NonZeroUsize::new(4).unwrap()
@@ -516,6 +739,16 @@ impl Config {
             }
         }
         validate_cloud(&mut config.cloud, base, &error_at)?;
+        let board = &mut config.board;
+        for p in [&mut board.file, &mut board.factory_config, &mut board.reset_marker, &mut board.update_marker]
+            .into_iter()
+            .flatten()
+        {
+            resolve(p);
+        }
+        if let Some(file) = &board.file {
+            board.spec = BoardSpec::load(file.get_ref())?;
+        }
         for (old, new) in deprecated_keys(text) {
             tracing::warn!(file = %path.display(), "config: `{old}` is deprecated, read as `{new}`; rename it");
         }
@@ -854,5 +1087,68 @@ batch_max_entries = 8
         assert!(parse("[auth]\nkind = \"bearer\"\ntoken_file = \"t\"\nbogus = 1").is_err());
         assert!(parse("[auth]\nkind = \"smart\"\ntoken_url = \"https://a/t\"\nclient_id = \"c\"\nkey_file = \"k\"\nalg = \"HS256\"\nkid = \"1\"").is_err());
         assert!(parse("[auth]\nkind = \"basic\"").is_err());
+    }
+
+    #[test]
+    fn a_board_file_names_its_wiring() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("board.toml"),
+            "name = \"test\"\n[led]\nchip = \"gpiochip1\"\nline = 4\nactive_low = true\n[button]\ninput_file = \"x/value\"\nactive_low = true\n",
+        )
+        .unwrap();
+        let text = format!("{MINIMAL}\n[board]\nfile = \"board.toml\"\n");
+        let c = Config::parse(&text, &dir.path().join("gateway.toml")).unwrap();
+        assert_eq!(c.board.spec.name, "test");
+        assert_eq!(
+            c.board.spec.led.wiring(),
+            LedWiring::Gpio { chip: "/dev/gpiochip1".into(), line: 4, active_low: true }
+        );
+        assert_eq!(
+            c.board.spec.button.wiring(),
+            ButtonWiring::File(dir.path().join("x/value")),
+            "relative to the board file"
+        );
+        assert!(c.board.spec.button.active_low);
+        // No [board]: simulated.
+        let c = Config::parse(MINIMAL, Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert_eq!(c.board.spec.led.wiring(), LedWiring::Simulated);
+        assert_eq!(c.board.spec.button.wiring(), ButtonWiring::Simulated);
+        assert_eq!(c.board.reset_marker_path(&c.store), Path::new("/etc/gw/var/factory-reset-requested"));
+    }
+
+    #[test]
+    fn board_file_errors_name_file_line_and_field() {
+        let path = Path::new("/etc/gw/board.toml");
+        let cases = [
+            ("[led]\nsysfs = \"a\"\nchip = \"gpiochip0\"\nline = 1\n", "board.toml:3:8: field `led.chip`: set either"),
+            ("[led]\nchip = \"gpiochip0\"\n", "board.toml:2:8: field `led.line`: `chip` needs `line`"),
+            ("[button]\nline = 3\n", "board.toml:2:8: field `button.chip`"),
+            ("[led]\nsysfs = \"../x\"\n", "board.toml:2:9: field `led.sysfs`"),
+            ("[led]\nsysfs = \"x\"\nactive_low = true\n", "board.toml:3:14: field `led.active_low`"),
+            ("[button]\nlnie = 3\n", "board.toml:2:1: field `button.lnie`: unknown field"),
+            ("[led]\nline = \"five\"\n", "board.toml:2:8: field `led.line`"),
+        ];
+        for (text, want) in cases {
+            let e = BoardSpec::parse(text, path).unwrap_err().to_string();
+            assert!(e.starts_with("/etc/gw/") && e.contains(want), "{text:?}: {e}");
+        }
+        let e = Config::parse(
+            &format!("{MINIMAL}\n[board]\nfile = \"missing.toml\"\n"),
+            Path::new("/nonexistent/gateway.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/nonexistent/missing.toml: cannot read the board file"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_board_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/boards");
+        let sim = BoardSpec::load(&dir.join("sim.toml")).unwrap();
+        assert_eq!((sim.led.wiring(), sim.button.wiring()), (LedWiring::Simulated, ButtonWiring::Simulated));
+        let apu2 = BoardSpec::load(&dir.join("apu2.toml")).unwrap();
+        assert_eq!(apu2.led.wiring(), LedWiring::Sysfs("apu2:green:led1".into()));
+        assert_eq!(apu2.button.wiring(), ButtonWiring::Gpio { chip: "/dev/gpiochip0".into(), line: 5 });
     }
 }

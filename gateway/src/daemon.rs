@@ -1,21 +1,31 @@
-//! `gateway run`: wires the stages together, runs until its shutdown signal (SIGTERM/SIGINT
-//! for the binary, see [`signals`]) or a stage's death, then shuts down in order — stop
-//! accepting, let connections finish and ACK what they are committing, drain the journal
+//! `gateway run`: wires the stages together, runs until its shutdown signal (SIGTERM, SIGINT
+//! or SIGHUP for the binary, see [`signals`]) or a stage's death, then shuts down in order —
+//! stop accepting, let connections finish and ACK what they are committing, drain the journal
 //! writer, finish the convert batch in hand, finish the deliveries in flight, final checkpoint.
+//!
+//! Under systemd (`NOTIFY_SOCKET` set) it says `READY=1` once the journal is open and every
+//! listener bound, `STOPPING=1` when it starts to stop, and — with `WatchdogSec=` — feeds the
+//! service watchdog (`WATCHDOG=1` every half `WATCHDOG_USEC`) only while the journal writer,
+//! every listener and the forwarder loop are alive: a wedged stage stops the pings and systemd
+//! restarts the gateway.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bsp::linux::SystemdWatchdog;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::board::{self, BoardOptions};
 use crate::config::Config;
 use crate::fhir::site::SiteMaps;
 use crate::forward::{ForwardOptions, Forwarder};
+use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
 use crate::mllp::budget::FrameBudget;
 use crate::mllp::connection::Limits;
@@ -47,17 +57,79 @@ fn target(
     }
 }
 
-/// Resolves at the first SIGTERM or SIGINT (logging which). Register it before [`run`]: from
-/// then on a SIGTERM during start-up means an orderly stop, not the default death.
+/// Resolves at the first SIGTERM, SIGINT or SIGHUP (logging which). Register it before
+/// [`run`]: from then on a SIGTERM during start-up means an orderly stop, not the default
+/// death. SIGHUP (a closed terminal, or `systemctl kill -s HUP`) is an orderly stop too: the
+/// configuration is read at start only, so a "reload" is a restart by the supervisor.
 pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = hup.recv() => tracing::info!("SIGHUP: shutting down (the configuration is read at start; the supervisor restarts the gateway)"),
         }
     })
+}
+
+/// systemd's notification socket, when the gateway runs under it.
+fn systemd() -> Option<Arc<SystemdWatchdog>> {
+    match SystemdWatchdog::from_env() {
+        Ok(notify) => notify.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "NOTIFY_SOCKET is set but unusable; running without systemd notifications");
+            None
+        }
+    }
+}
+
+fn notify(systemd: Option<&SystemdWatchdog>, state: &str) {
+    if let Some(s) = systemd {
+        if let Err(e) = s.notify(state) {
+            tracing::warn!(error = %e, state, "systemd notification failed");
+        }
+    }
+}
+
+static WATCHDOG_HELD: Repeats = Repeats::new(log_limit::EVERY);
+
+/// Feeds systemd's watchdog every `every` while the journal writer, every listener and the
+/// forwarder loop are alive; stops at `shutdown`.
+async fn feed_watchdog(
+    systemd: Arc<SystemdWatchdog>,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    listeners: Vec<(String, tokio::task::JoinHandle<()>)>,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let problem = match listeners.iter().find(|(_, l)| l.is_finished()) {
+            Some((name, _)) => Some(format!("listener {name:?}: its accept loop ended")),
+            None => metrics.stages.watchdog_problem(),
+        };
+        match problem {
+            None => match systemd.notify("WATCHDOG=1") {
+                Ok(()) => metrics.board.watchdog_pings.inc(),
+                Err(e) => {
+                    if let Some(r) = WATCHDOG_HELD.hit("send") {
+                        tracing::warn!(error = %e, "systemd watchdog ping failed{r}");
+                    }
+                }
+            },
+            Some(problem) => {
+                if let Some(r) = WATCHDOG_HELD.hit("held") {
+                    tracing::error!(%problem, "systemd watchdog not fed: systemd will restart the gateway{r}");
+                }
+            }
+        }
+    }
 }
 
 /// Runs the gateway until `shutdown_signal` resolves (then stops in order and returns `Ok`) or a
@@ -90,6 +162,8 @@ pub async fn run(
         gate: gate.clone(),
     };
     let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let board = board::start(BoardOptions::open(&config, metrics.clone(), appender.clone(), ready.clone()));
     let maintenance = Maintenance::start(MaintenanceOptions {
         path: store.path.get_ref().clone(),
         vfs: None,
@@ -172,10 +246,25 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    for l in listeners {
-        tracker.spawn(l.run(tracker.clone(), shutdown.clone()));
-    }
+    let accepting: Vec<_> = config
+        .listeners
+        .iter()
+        .map(|l| l.name.clone())
+        .zip(listeners)
+        .map(|(name, l)| (name, tracker.spawn(l.run(tracker.clone(), shutdown.clone()))))
+        .collect();
     drop(appender);
+    // The journal is open and every listener bound: ready for systemd, healthy on the LED.
+    let systemd = systemd();
+    ready.store(true, Ordering::Relaxed);
+    notify(systemd.as_deref(), "READY=1");
+    match (&systemd, bsp::linux::systemd_watchdog_interval()) {
+        (Some(s), Some(timeout)) => {
+            tracing::info!(timeout_ms = timeout.as_millis() as u64, "feeding the systemd watchdog");
+            tracker.spawn(feed_watchdog(s.clone(), timeout / 2, metrics.clone(), accepting, shutdown.clone()));
+        }
+        _ => drop(accepting),
+    }
 
     let gone = tokio::select! {
         _ = shutdown_signal => None,
@@ -184,12 +273,15 @@ pub async fn run(
             Some(stage)
         }
     };
+    notify(systemd.as_deref(), "STOPPING=1");
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
     // Every appender is gone with the connections: the writer commits what is queued and stops.
     // Each stage's `stop` finishes the work in hand and joins its thread (`crate::stage`).
     tokio::task::spawn_blocking(move || {
+        // First: it holds an appender (for the journal's health), which keeps the writer open.
+        board.stop();
         writer.stop();
         converter.stop();
         // Finishes the requests in flight (bounded by the client timeouts) and records them.

@@ -13,6 +13,7 @@
 //!   patient lane, with retries, auth and a circuit breaker.
 //! - [`sink`]: the embedded default target, a stand-in FHIR server on its own SQLite file.
 //! - [`ops`]: the admin endpoint (health, metrics) and logging.
+//! - [`board`]: the appliance's status LED and reset button (through `bsp`).
 //!
 //! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`],
 //! `log_limit` (repeated error lines to one per minute with a count) and [`stage`] (the
@@ -26,6 +27,7 @@
 #[cfg(test)]
 mod arrows;
 pub mod bench;
+pub mod board;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -32,6 +32,16 @@ enum Command {
         #[arg(long)]
         discard_undecryptable: bool,
     },
+    /// Boot health gate: exits 0 once the configuration is valid, the journal opens
+    /// (read-only) and the running daemon's admin `/healthz` and MLLP ports answer; retries
+    /// until --timeout. An unreachable cloud does not fail it.
+    Health {
+        #[arg(long, default_value = "/etc/gateway/gateway.toml")]
+        config: PathBuf,
+        /// Seconds to keep retrying.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Check a configuration file and exit.
     CheckConfig {
         #[arg(long, default_value = "/etc/gateway/gateway.toml")]
@@ -122,6 +132,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, discard_undecryptable } => {
             Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
+                // A factory reset the reset button requested: restore the factory config first.
+                let c = gateway::board::factory::apply_pending(&config, c);
                 runtime()?.block_on(async {
                     // First of all: a SIGTERM during start-up must mean an orderly stop, not the default death.
                     let signals = gateway::daemon::signals()?;
@@ -129,6 +141,11 @@ fn main() -> ExitCode {
                 })
             })
         }
+        Command::Health { config, timeout } => gateway::cli::health_command(
+            &config,
+            std::time::Duration::from_secs(timeout),
+            &mut std::io::stdout().lock(),
+        ),
         Command::CheckConfig { config } => {
             Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
         }

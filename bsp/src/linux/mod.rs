@@ -4,6 +4,8 @@
 //!   `/sys/class/leds/<name>/brightness` file.
 //! - [`FileInput`]: [`InputPin`](embedded_hal::digital::InputPin) on a file
 //!   holding a number, such as a sysfs GPIO `value` file.
+//! - [`GpioOutput`], [`GpioInput`]: a line of a GPIO character device
+//!   (`/dev/gpiochipN`), active-low lines inverted by the kernel.
 //! - [`DeviceWatchdog`]: the kernel watchdog device (`/dev/watchdog`).
 //! - [`SystemdWatchdog`]: `WATCHDOG=1` to systemd over `NOTIFY_SOCKET`.
 //!
@@ -13,9 +15,11 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+mod gpio;
 mod sysfs;
 mod watchdog;
 
+pub use gpio::{GpioInput, GpioLine, GpioOutput};
 pub use sysfs::{FileInput, SysfsLed};
 pub use watchdog::{systemd_watchdog_interval, DeviceWatchdog, SystemdWatchdog};
 

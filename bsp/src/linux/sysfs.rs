@@ -70,9 +70,9 @@ impl OutputPin for SysfsLed {
 /// A file holding a non-negative integer, read as "high" when non-zero: a
 /// sysfs GPIO `value` file (`/sys/class/gpio/gpioN/value`) or similar.
 ///
-/// The legacy sysfs GPIO interface is deprecated upstream; a GPIO character
-/// device (`/dev/gpiochipN`) implementation can replace this later behind the
-/// same [`InputPin`] trait.
+/// The legacy sysfs GPIO interface is deprecated upstream; prefer
+/// [`GpioInput`](super::GpioInput) on the GPIO character device where the
+/// kernel offers it.
 #[derive(Debug)]
 pub struct FileInput {
     path: PathBuf,

@@ -5,6 +5,7 @@
 //! - `parse`: `gateway parse` prints each message of a file as an indented tree.
 //! - `convert`: `gateway convert` prints the FHIR Bundles of each message and its report.
 //! - `report`: `gateway report <seq>` prints the conversion report the daemon kept.
+//! - `health`: `gateway health` is the boot health gate (config, journal, the running daemon).
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -14,6 +15,7 @@
 //! console, not for logs.
 
 pub(crate) mod convert;
+pub(crate) mod health;
 pub(crate) mod parse;
 pub(crate) mod report;
 
@@ -30,6 +32,7 @@ use crate::fhir::site::{MappingConfig, SiteMaps};
 use crate::hl7::batch::{self, BatchWarning};
 
 pub use convert::convert_command;
+pub use health::health_command;
 pub use parse::parse_command;
 pub use report::report_command;
 

@@ -1,4 +1,4 @@
-//! Liveness of the process's stages (journal writer, convert, forwarder, maintenance): each
+//! Liveness of the process's stages (journal writer, convert, forwarder, maintenance, board): each
 //! stage beats as it goes round its loop; `/healthz` fails when a stage's thread is gone or
 //! it has made no progress for too long, so a wedged stage is seen (and, under systemd, the
 //! watchdog restarts the process) instead of `ok` over a pipeline that stopped.
@@ -13,6 +13,34 @@ use crate::clock::now_ms;
 /// stage's loop passes at least once a second when it has work, and no single step of it
 /// (one batch, one commit) may take this long.
 pub(crate) const STALL: Duration = Duration::from_secs(60);
+
+/// [`STALL`]; debug builds take `GATEWAY_TEST_STALL_MS` instead, so an end-to-end test can
+/// see a wedged stage (with [`test_wedge`]) without waiting a minute.
+fn stall_limit_ms() -> i64 {
+    #[cfg(debug_assertions)]
+    {
+        static LIMIT: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+        if let Some(ms) = *LIMIT.get_or_init(|| std::env::var("GATEWAY_TEST_STALL_MS").ok()?.parse().ok()) {
+            return ms;
+        }
+    }
+    STALL.as_millis() as i64
+}
+
+/// Test hook, debug builds only: with `GATEWAY_TEST_WEDGE=<stage name>` (e.g. `journal
+/// writer`) the stage's thread blocks here for good, as a commit that never returns would.
+/// Release builds compile it to nothing.
+pub(crate) fn test_wedge(stage: &Stage) {
+    #[cfg(debug_assertions)]
+    if std::env::var("GATEWAY_TEST_WEDGE").is_ok_and(|name| name == stage.name) {
+        tracing::warn!(stage = stage.name, "GATEWAY_TEST_WEDGE: wedging the stage (test hook)");
+        loop {
+            std::thread::park();
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = stage;
+}
 
 /// One stage's liveness.
 #[derive(Debug)]
@@ -74,7 +102,7 @@ impl Stage {
             return Some(format!("{} stage: thread stopped after an internal error", self.name));
         }
         let quiet = now_ms.saturating_sub(last);
-        (last > 0 && !self.waiting.load(Relaxed) && quiet > STALL.as_millis() as i64)
+        (last > 0 && !self.waiting.load(Relaxed) && quiet > stall_limit_ms())
             .then(|| format!("{} stage: no progress for {} s", self.name, quiet / 1000))
     }
 }
@@ -97,6 +125,8 @@ pub(crate) struct Stages {
     pub(crate) convert: Stage,
     pub(crate) forward: Stage,
     pub(crate) maintenance: Stage,
+    /// The status LED and reset button (`board`).
+    pub(crate) board: Stage,
 }
 
 impl Default for Stages {
@@ -106,13 +136,21 @@ impl Default for Stages {
             convert: Stage::new("convert"),
             forward: Stage::new("forward"),
             maintenance: Stage::new("maintenance"),
+            board: Stage::new("board"),
         }
     }
 }
 
 impl Stages {
-    fn all(&self) -> [&Stage; 4] {
-        [&self.writer, &self.convert, &self.forward, &self.maintenance]
+    fn all(&self) -> [&Stage; 5] {
+        [&self.writer, &self.convert, &self.forward, &self.maintenance, &self.board]
+    }
+
+    /// Why systemd's watchdog must not be fed now: the journal writer or the forwarder loop
+    /// is gone or stalled (the listeners are the daemon's to check). `None`: feed it.
+    pub(crate) fn watchdog_problem(&self) -> Option<String> {
+        let now = now_ms();
+        [&self.writer, &self.forward].iter().find_map(|s| s.problem(now))
     }
 
     /// A stage whose thread is gone: the process cannot heal that itself and exits so that its
@@ -189,5 +227,22 @@ mod tests {
         stages.render(&mut text);
         assert!(text.contains("gateway_stage_up{stage=\"forward\"} 0\n"), "{text}");
         assert!(text.contains("gateway_stage_up{stage=\"journal_writer\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn the_watchdog_is_fed_only_while_writer_and_forwarder_are_alive() {
+        let stages = Stages::default();
+        stages.writer.waiting(true);
+        stages.forward.beat();
+        assert_eq!(stages.watchdog_problem(), None);
+        // A stalled convert stage fails /healthz but is not the watchdog's business.
+        stages.convert.last_beat_ms.store(1, Relaxed);
+        assert_eq!(stages.watchdog_problem(), None);
+        stages.forward.last_beat_ms.store(1, Relaxed);
+        assert!(stages.watchdog_problem().unwrap().starts_with("forward stage: no progress"));
+        stages.forward.beat();
+        stages.writer.waiting(false);
+        stages.writer.last_beat_ms.store(1, Relaxed);
+        assert!(stages.watchdog_problem().unwrap().starts_with("journal writer stage"));
     }
 }

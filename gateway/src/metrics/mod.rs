@@ -3,6 +3,7 @@
 //! in the crate but the clock. Labels carry codes and reasons only, never message content
 //! (the one label a sender chooses, a message type, is checked and bounded: [`by_type`]).
 
+pub mod board;
 pub mod by_type;
 pub mod liveness;
 
@@ -221,6 +222,8 @@ pub struct Metrics {
     pub(crate) wal_truncations: Counter,
     /// 1 while `GATEWAY_UNSAFE_TRACE` lifts the log cap (set by the daemon from `ops::logging`).
     pub(crate) log_unsafe_trace: Gauge,
+    /// Watchdog pings, the status LED, the reset button.
+    pub(crate) board: board::BoardMetrics,
 }
 
 /// Items of conversion reports, by kind (the `kind` label of
@@ -310,6 +313,7 @@ impl Default for Metrics {
             journal_disk_full: Counter::default(),
             wal_truncations: Counter::default(),
             log_unsafe_trace: Gauge::default(),
+            board: Default::default(),
         }
     }
 }
@@ -456,6 +460,7 @@ impl Metrics {
         histogram(&mut out, "gateway_commit_batch_size", "Messages per group commit", &self.batch_size);
         histogram(&mut out, "gateway_forward_request_seconds", "FHIR target request duration", &self.forward_latency);
         self.stages.render(&mut out);
+        self.board.render(&mut out);
         out
     }
 }

@@ -190,6 +190,39 @@ pub fn open(path: &Path, vfs: Option<&str>, sync: Synchronous) -> Result<Connect
     Ok(conn)
 }
 
+/// The boot health gate's look at the journal (`gateway health`): opens it read-only (no
+/// folder, file or WAL is created, nothing is written, so it may run beside the daemon) and
+/// checks its schema is one this gateway knows. Returns the schema version.
+pub fn check_read_only(path: &Path) -> Result<i64, OpenError> {
+    let name = path.display().to_string();
+    let err = |source| OpenError::Sqlite { path: name.clone(), source };
+    // A read-only connection still creates the -wal and -shm files when they are missing
+    // (the daemon is not running): then nobody writes, and the file is read as immutable.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let in_use = Path::new(&wal).exists();
+    let escaped: String = path
+        .to_string_lossy()
+        .chars()
+        .map(|c| match c {
+            '%' | '?' | '#' => format!("%{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
+    let uri = format!("file:{escaped}?mode=ro{}", if in_use { "" } else { "&immutable=1" });
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(uri, flags).map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(OpenError::TooNew { path: name, found: version, known });
+    }
+    // A table read proves the pages (not just the header) are readable.
+    conn.query_row("SELECT count(*) FROM journal WHERE seq < 0", [], |r| r.get::<_, i64>(0)).map_err(err)?;
+    Ok(version)
+}
+
 /// Brings the schema up to date, one transaction per migration.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
     let err = |source| OpenError::Sqlite { path: path.display().to_string(), source };

@@ -222,6 +222,7 @@ impl WriterLoop {
             stage.waiting(true);
             let Some(input) = rx.blocking_recv() else { break };
             stage.waiting(false);
+            crate::metrics::liveness::test_wedge(stage);
             let Input::Append(first) = input else { continue };
             let size = |req: &Request| req.0.iter().map(|(m, _)| m.sealed.len()).sum::<usize>();
             let mut bytes = size(&first);
