@@ -1432,7 +1432,11 @@ OBX|7|TX|X^X^L||a^b&c");
             "20260115083000",
             "OBX|1|NM|GLU^Glucose^L||5|mg/dL|||||F\rSPM|1|S1||BLD^Blood^HL70487||||||||1,5^mL",
         );
-        assert!(report.warnings.iter().any(|w| w.ends_with(":SPM-12.1: invalid numeric value")), "{:?}", report.warnings);
+        assert!(
+            report.warnings.iter().any(|w| w.ends_with(":SPM-12.1: invalid numeric value")),
+            "{:?}",
+            report.warnings
+        );
     }
 
     #[test]

@@ -207,7 +207,10 @@ pub fn medication_request(ctx: &mut Ctx, orc: Segment, parts: OrderParts) -> Opt
     }
     let mut dispense = Obj::new();
     let amount = val(give.field(f.dispense));
-    dispense.put("quantity", datatypes::quantity(&amount, give.field(f.dispense_units).rep(1), site, ctx.at(give, f.dispense)));
+    dispense.put(
+        "quantity",
+        datatypes::quantity(&amount, give.field(f.dispense_units).rep(1), site, ctx.at(give, f.dispense)),
+    );
     let refills = val(give.field(f.refills));
     dispense.put("numberOfRepeatsAllowed", refills.parse::<u32>().ok());
     body.put("dispenseRequest", dispense);
