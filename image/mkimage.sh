@@ -129,7 +129,7 @@ build_root() {
     systemctl --root="$root" --quiet disable ssh.service
     systemctl --root="$root" --quiet mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
 
-    mksquashfs "$root" "$sqfs" -comp zstd -no-xattrs -noappend -quiet -no-progress >/dev/null
+    mksquashfs "$root" "$sqfs" -comp zstd -Xcompression-level 6 -no-xattrs -noappend -quiet -no-progress >/dev/null
     local size
     size=$(stat -c %s "$sqfs")
     ((size <= root_mib * 1024 * 1024)) || die "root filesystem is $size bytes; root slots are $root_mib MiB"
