@@ -42,7 +42,8 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
-    /// Check a configuration file and exit.
+    /// Check a configuration file as `run` would (files, permissions, time zone, auth, unsafe
+    /// settings) and exit: `ok`, or every problem with its file and line.
     CheckConfig {
         #[arg(long, default_value = "/etc/gateway/gateway.toml")]
         config: PathBuf,
@@ -146,9 +147,7 @@ fn main() -> ExitCode {
             std::time::Duration::from_secs(timeout),
             &mut std::io::stdout().lock(),
         ),
-        Command::CheckConfig { config } => {
-            Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
-        }
+        Command::CheckConfig { config } => gateway::cli::check_config_command(&config, &mut std::io::stdout().lock()),
         Command::Loadgen { addr, connections, messages, run_id, patients } => runtime().and_then(|rt| {
             let report = rt.block_on(gateway::loadgen::run(addr, connections, messages, patients, &run_id))?;
             println!("{report}");
