@@ -245,6 +245,7 @@ pub async fn run(
             config.ops.admin_max_connections.get(),
             metrics.clone(),
             appender.clone(),
+            config.device.name.clone(),
             shutdown.clone(),
         ));
     }

@@ -27,6 +27,18 @@ use crate::store::Appender;
 struct Admin {
     metrics: Arc<Metrics>,
     journal: Appender,
+    /// `gateway_info{device,version} 1`: which gateway answers (a script checks it talks to
+    /// its own instance).
+    info: Arc<str>,
+}
+
+/// The `gateway_info` sample naming this instance.
+fn info_line(device: &str) -> String {
+    let escaped = device.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    format!(
+        "# HELP gateway_info This gateway: its [device] name and version\n# TYPE gateway_info gauge\ngateway_info{{device=\"{escaped}\",version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// "Can the gateway accept and store messages": 503 with the reasons when the journal
@@ -74,7 +86,7 @@ fn delivery_problems(m: &Metrics) -> Vec<String> {
 }
 
 async fn metrics_text(State(s): State<Admin>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render() + &s.info)
 }
 
 /// A client must send its whole request head within this time.
@@ -92,13 +104,14 @@ pub(crate) async fn serve(
     max_connections: usize,
     metrics: Arc<Metrics>,
     journal: Appender,
+    device: String,
     shutdown: CancellationToken,
 ) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Admin { metrics: metrics.clone(), journal });
+        .with_state(Admin { metrics: metrics.clone(), journal, info: info_line(&device).into() });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
