@@ -31,7 +31,7 @@ impl CloudState {
     /// The link: down at the first request without an answer, back at the first answer.
     pub(super) fn observe_link(&mut self, done: &Done, now: Instant, metrics: &Metrics) {
         let verdicts = || done.parts.iter().filter_map(|p| p.verdict.as_ref());
-        let failed = verdicts().filter_map(transport_failure).last();
+        let failed = verdicts().filter_map(transport_failure).next();
         let answered = verdicts().any(|v| transport_failure(v).is_none());
         match (&mut self.down, failed, answered) {
             (None, Some(class), false) => {
