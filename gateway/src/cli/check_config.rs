@@ -216,13 +216,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The journal key, when it exists already (it is created at the first start otherwise):
-/// a regular file owned by this user, mode 0600, 32 bytes.
+/// a regular file owned by this user, mode 0600, 32 bytes. Root (an operator checking the
+/// service's config with sudo) may check a key the service user owns; the daemon itself
+/// still insists on owning it.
 fn journal_key(config: &Config) -> Result<(), ConfigError> {
     let path = config.store.key_file.get_ref();
     if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         return Ok(());
     }
-    Keys::load(path).map(drop).map_err(|e| error(config, &["store", "key_file"], "store.key_file", causes(&e)))
+    Keys::load_for_operator(path)
+        .map(drop)
+        .map_err(|e| error(config, &["store", "key_file"], "store.key_file", causes(&e)))
 }
 
 /// `[cloud.auth]`: its settings and its token or key file, as the forwarder loads them.
