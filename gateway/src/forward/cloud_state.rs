@@ -114,3 +114,87 @@ impl CloudState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::pacing::Pacing;
+    use super::super::retry::Backoff;
+    use super::super::worker::{Head, Sent, Signals};
+    use super::*;
+    use std::time::Duration;
+
+    fn done(verdict: Verdict) -> Done {
+        let head = Head { id: 7, journal_seq: 3, created_at: 0, shape: None };
+        Done { parts: vec![Sent { lane: "A".into(), head, verdict: Some(verdict) }], signals: Signals::default() }
+    }
+
+    fn failed(class: FailClass) -> Verdict {
+        Verdict::Retry { class, after: None, ok: vec![], dead: vec![] }
+    }
+
+    /// Runs `verdicts` through a pacing (breaker after 3 failures) and returns the log.
+    fn logged(verdicts: Vec<Verdict>) -> String {
+        #[derive(Clone, Default)]
+        struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(1), jitter: false };
+            let mut pacing = Pacing::new(4, backoff, Duration::from_secs(60), 3, Duration::from_secs(5));
+            let (metrics, now) = (Metrics::default(), Instant::now());
+            for v in verdicts {
+                pacing.observe(&done(v), now, &metrics);
+            }
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    fn count(log: &str, level: &str, text: &str) -> usize {
+        log.lines().filter(|l| l.contains(level) && l.contains(text)).count()
+    }
+
+    #[test]
+    fn an_outage_is_one_warn_and_its_end_one_info() {
+        let settled = || Verdict::Settled { ok: vec![0], dead: vec![] };
+        let mut verdicts: Vec<Verdict> = (0..6).map(|_| failed(FailClass::Connect)).collect();
+        verdicts.push(failed(FailClass::Timeout));
+        verdicts.extend([settled(), settled()]);
+        let log = logged(verdicts);
+        assert_eq!(count(&log, "WARN", ""), 1, "{log}");
+        assert_eq!(count(&log, "WARN", "unreachable"), 1, "{log}");
+        assert_eq!(count(&log, "INFO", "circuit open"), 1, "during a reported outage: {log}");
+        assert_eq!(count(&log, "INFO", "reachable again"), 1, "{log}");
+        assert_eq!(count(&log, "INFO", "circuit closed"), 1, "{log}");
+    }
+
+    #[test]
+    fn server_errors_opening_the_circuit_are_a_warn_and_credentials_warn_once() {
+        let log = logged((0..4).map(|_| failed(FailClass::Server)).collect());
+        assert_eq!(count(&log, "WARN", "circuit open"), 1, "{log}");
+        assert_eq!(count(&log, "WARN", "unreachable"), 0, "the server answered: {log}");
+        let settled = Verdict::Settled { ok: vec![0], dead: vec![] };
+        let log = logged(vec![Verdict::AuthFailed, Verdict::AuthFailed, settled]);
+        assert_eq!(count(&log, "WARN", "refuses the gateway's credentials"), 1, "{log}");
+        assert_eq!(count(&log, "INFO", "accepts the gateway's credentials again"), 1, "{log}");
+    }
+
+    #[test]
+    fn each_dead_letter_is_a_warn_with_its_reason() {
+        let dead = Verdict::Dead { class: FailClass::Client, reason: "HTTP 422; issue codes: invalid".into() };
+        let partly = Verdict::Settled { ok: vec![0], dead: vec![(1, "entry 1: HTTP 400".into())] };
+        let log = logged(vec![dead, partly]);
+        assert_eq!(count(&log, "WARN", "moved to dead letters"), 2, "{log}");
+        assert!(log.contains("HTTP 422; issue codes: invalid") && log.contains("journal_seq=3"), "{log}");
+    }
+}
