@@ -385,6 +385,8 @@ fn tls_and_mutual_tls_listeners() {
     let (cert, key) = server_pki.issue(&["localhost"], false);
     std::fs::write(dir.join("server.pem"), cert).unwrap();
     std::fs::write(dir.join("server.key"), key).unwrap();
+    // A private key readable by others is refused at start.
+    std::fs::set_permissions(dir.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::write(dir.join("ehr-ca.pem"), &ehr_pki.ca_pem).unwrap();
     let listeners = "[[listener]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n\
         [[listener]]\nname = \"mtls\"\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ehr-ca.pem\"\n";

@@ -34,6 +34,12 @@ pub struct Config {
     /// The folder of the config file: relative paths in it are resolved against it.
     #[serde(skip)]
     pub(crate) dir: PathBuf,
+    /// The config file and its text, for errors found after parsing (`cli::check_config`)
+    /// to name their line.
+    #[serde(skip)]
+    pub(crate) file: PathBuf,
+    #[serde(skip)]
+    pub(crate) source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +205,10 @@ pub(crate) struct Cloud {
     /// Randomise retry delays (within [d/2, d]); tests turn it off.
     #[serde(default = "defaults::yes")]
     pub(crate) retry_jitter: bool,
+    /// Allow a plain `http://` URL to a host other than loopback (PHI in clear text on the
+    /// network): refused unless set.
+    #[serde(default)]
+    pub(crate) allow_insecure_http: bool,
 }
 
 impl Default for Cloud {
@@ -223,6 +233,7 @@ impl Default for Cloud {
             backoff_base_ms: defaults::backoff_base_ms(),
             backoff_max_secs: defaults::backoff_max_secs(),
             retry_jitter: true,
+            allow_insecure_http: false,
         }
     }
 }
@@ -320,6 +331,10 @@ pub(crate) struct Ops {
     /// Admin connections at once; more are closed at once.
     #[serde(default = "defaults::admin_max_connections")]
     pub(crate) admin_max_connections: NonZeroUsize,
+    /// The admin endpoint has no TLS and no token: bound to a non-loopback address it is
+    /// refused unless this says why that is safe (`"firewalled"`: a firewall admits only the
+    /// management network, as on the appliance).
+    pub(crate) admin_exposed: Option<Spanned<String>>,
 }
 
 impl Default for Ops {
@@ -327,9 +342,13 @@ impl Default for Ops {
         Ops {
             admin_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8575))),
             admin_max_connections: defaults::admin_max_connections(),
+            admin_exposed: None,
         }
     }
 }
+
+/// The only value of `[ops] admin_exposed`.
+const ADMIN_FIREWALLED: &str = "firewalled";
 
 /// `[board]`: the appliance hardware the gateway drives (status LED, reset button), and what a
 /// long press of the reset button restores.
@@ -720,12 +739,18 @@ impl Config {
             ConfigError { file: path.into(), line, column, field, message }
         };
         let mut config: Config = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().to_string();
+            let mut message = e.message().trim().to_string();
             let field = e.span().and_then(|s| key_at(text, s.start)).or_else(|| field_in_message(&message));
+            if let Some(hint) = e.span().and_then(|s| missing_prefix_hint(&text[s])) {
+                message = hint;
+            }
             error_at(e.span(), field, message)
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.dir = base.to_path_buf();
+        config.file = path.to_path_buf();
+        config.source = text.to_string();
+        check_admin_exposure(&config.ops, text, &error_at)?;
         let resolve = |p: &mut Spanned<PathBuf>| {
             if p.get_ref().is_relative() {
                 *p.get_mut() = base.join(p.get_ref());
@@ -837,6 +862,13 @@ fn validate_cloud(
         if !ok {
             return Err(error_at(Some(url.span()), Some("cloud.url".into()), format!("{u:?} is not an http(s) URL")));
         }
+        if insecure_http(u) && !cloud.allow_insecure_http {
+            return Err(error_at(
+                Some(url.span()),
+                Some("cloud.url".into()),
+                "plain http:// sends patient data in clear text: use https://, or set `allow_insecure_http = true` in [cloud] if the network path is protected otherwise".into(),
+            ));
+        }
         if let Some(sink) = &cloud.sink {
             return Err(error_at(
                 Some(sink.span()),
@@ -883,6 +915,82 @@ fn validate_cloud(
         return Err(error_at(None, Some("cloud.timeout_secs".into()), "must be at least connect_timeout_secs".into()));
     }
     Ok(())
+}
+
+/// True for an `http://` URL whose host is not loopback.
+fn insecure_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// The admin endpoint serves `/metrics` and health without TLS or a token: on a non-loopback
+/// address only with `admin_exposed = "firewalled"`.
+fn check_admin_exposure(
+    ops: &Ops,
+    text: &str,
+    error_at: &dyn Fn(Option<std::ops::Range<usize>>, Option<String>, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if let Some(exposed) = &ops.admin_exposed {
+        if exposed.get_ref() != ADMIN_FIREWALLED {
+            return Err(error_at(
+                Some(exposed.span()),
+                Some("ops.admin_exposed".into()),
+                format!("the only value is \"{ADMIN_FIREWALLED}\" (a firewall admits only the management network)"),
+            ));
+        }
+    }
+    let Some(bind) = ops.admin_bind else { return Ok(()) };
+    if bind.ip().is_loopback() || ops.admin_exposed.is_some() {
+        return Ok(());
+    }
+    Err(error_at(
+        span_of(text, &["ops", "admin_bind"]),
+        Some("ops.admin_bind".into()),
+        format!(
+            "{bind} is not a loopback address and the admin endpoint has no TLS or token: bind it to 127.0.0.1, or set `admin_exposed = \"{ADMIN_FIREWALLED}\"` in [ops] if a firewall admits only the management network"
+        ),
+    ))
+}
+
+/// An address where a network (`addr/prefix`) belongs: the hint ipnet's "invalid IP address
+/// syntax" does not give. `value` is the TOML text the error points at.
+fn missing_prefix_hint(value: &str) -> Option<String> {
+    let bare = value.trim().trim_matches(|c| c == '"' || c == '\'');
+    let ip: std::net::IpAddr = bare.parse().ok()?;
+    let example = if ip.is_ipv4() { format!("{bare}/16") } else { format!("{bare}/64") };
+    Some(format!(
+        "{bare:?} is an address, not a network: missing /prefix, e.g. {example} (or {bare}/{} for this one address)",
+        if ip.is_ipv4() { 32 } else { 128 }
+    ))
+}
+
+/// The span of the value at `path` (table names and keys; a number selects an element of an
+/// array of tables, `listener`, `0`, `tls`), for errors found after parsing.
+pub(crate) fn span_of(text: &str, path: &[&str]) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut span = root.span();
+    let mut table: &DeTable<'_> = root.get_ref();
+    let mut array: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+    for step in path {
+        let value = match array.take() {
+            Some(items) => items.get(step.parse::<usize>().ok()?)?,
+            None => table.iter().find(|(k, _)| k.get_ref().as_ref() == *step).map(|(_, v)| v)?,
+        };
+        span = value.span();
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            DeValue::Array(items) => array = Some(items.as_ref()),
+            _ => {}
+        }
+    }
+    Some(span)
 }
 
 /// The dotted key (`listener.bind`) of the `key = value` line holding `offset`, qualified by

@@ -140,6 +140,8 @@ pub async fn run(
     discard_undecryptable: bool,
     shutdown_signal: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // What `gateway check-config` refuses, `run` refuses: the same checks, before anything opens.
+    crate::cli::preflight(&config)?;
     let metrics = Arc::new(Metrics::default());
     metrics.log_unsafe_trace.set(logging::unsafe_trace().into());
     let store = &config.store;
@@ -243,6 +245,7 @@ pub async fn run(
             config.ops.admin_max_connections.get(),
             metrics.clone(),
             appender.clone(),
+            config.device.name.clone(),
             shutdown.clone(),
         ));
     }

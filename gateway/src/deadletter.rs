@@ -206,13 +206,19 @@ impl std::fmt::Display for Replayed {
     }
 }
 
-/// Records `action` for each of `ids` and deletes them; the caller's transaction does the
-/// rest, so a failed audit write undoes everything.
+/// Records `action` for each of `ids`, then deletes them (a purge) or marks them replayed (a
+/// replay keeps them, so the message failing again is the same dead letter under the same
+/// id); the caller's transaction does the rest, so a failed audit write undoes everything.
 fn audit_and_delete(tx: &Connection, actor: &str, action: Action, ids: &[i64], seq: i64) -> anyhow::Result<()> {
+    let now = jiff::Timestamp::now().as_millisecond();
     for &id in ids {
         audit::record(tx, actor, action, id, seq)
             .with_context(|| format!("cannot write the audit event; dead letter {id} left as is"))?;
-        dead_letters::delete(tx, id)?;
+        if action == Action::Replay {
+            dead_letters::mark_replayed(tx, id, now)?;
+        } else {
+            dead_letters::delete(tx, id)?;
+        }
     }
     Ok(())
 }
@@ -467,11 +473,34 @@ mod tests {
         let id = d.dead(seq, DeadLetterStage::Convert, "PID-3 missing");
         assert_eq!(replay(&mut d.conn, "bob", id).unwrap(), Replayed::Convert { id, journal_seq: seq });
         assert_eq!(d.state(seq), JournalState::Received);
-        assert_eq!(d.count("dead_letter"), 0);
+        assert_eq!(all(&d.conn).unwrap().len(), 0, "none listed while the replay is pending");
         let ev = d.audit();
         assert_eq!((ev[0].actor.as_str(), ev[0].action.as_str(), ev[0].journal_seq), ("bob", "replay", seq));
         assert!(replay(&mut d.conn, "bob", id).unwrap_err().to_string().contains("no dead letter"));
         assert_eq!(d.audit().len(), 1, "a failed replay leaves no event");
+    }
+
+    /// A replayed message that fails again is the same dead letter: `purge <id>` with the id
+    /// an operator saw before the replay works.
+    #[test]
+    fn a_replay_that_fails_again_keeps_the_dead_letter_id() {
+        let mut d = db();
+        let seq = d.journal("CTRL1", JournalState::Dead);
+        let other = d.journal("CTRL2", JournalState::Dead);
+        let id = dead_letters::add(&d.conn, seq, DeadLetterStage::Convert, "PID-3 missing", 1).unwrap();
+        let other_id = dead_letters::add(&d.conn, other, DeadLetterStage::Convert, "MSH-9 empty", 1).unwrap();
+        replay(&mut d.conn, "bob", id).unwrap();
+        assert_eq!(all(&d.conn).unwrap().iter().map(|l| l.id).collect::<Vec<_>>(), [other_id]);
+        // The convert stage fails it again.
+        d.conn.execute("UPDATE journal SET state = 'dead' WHERE seq = ?1", [seq]).unwrap();
+        let again = dead_letters::add(&d.conn, seq, DeadLetterStage::Convert, "PID-3 missing", 2).unwrap();
+        assert_eq!(again, id, "same id after the replay");
+        assert_eq!(all(&d.conn).unwrap().iter().map(|l| l.id).collect::<Vec<_>>(), [id, other_id]);
+        assert_eq!(purge(&mut d.conn, "dave", id).unwrap(), seq);
+        assert_eq!(all(&d.conn).unwrap().iter().map(|l| l.id).collect::<Vec<_>>(), [other_id]);
+        // A new failure of another stage is a new dead letter.
+        let deliver = dead_letters::add(&d.conn, other, DeadLetterStage::Deliver, "HTTP 422", 3).unwrap();
+        assert!(deliver > other_id);
     }
 
     #[test]
@@ -500,7 +529,7 @@ mod tests {
             vec![(o1, OutboxState::Delivered, 1), (o2, OutboxState::Pending, 0), (o3, OutboxState::Pending, 2)]
         );
         assert_eq!(d.state(seq), JournalState::Converted);
-        assert_eq!(d.count("dead_letter"), 0);
+        assert_eq!(all(&d.conn).unwrap().len(), 0, "none listed while the replay is pending");
         assert_eq!(d.audit()[0].action, "replay");
     }
 
@@ -525,7 +554,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(rows, vec![(o0, OutboxState::Pending, 0, 0, None), (o1, OutboxState::Pending, 0, 0, None)]);
-        assert_eq!(d.count("dead_letter"), 0);
+        assert_eq!(all(&d.conn).unwrap().len(), 0, "none listed while the replay is pending");
         let ev: Vec<(i64, String)> = d.audit().into_iter().map(|e| (e.dead_letter_id, e.action)).collect();
         assert_eq!(ev, vec![(a, "replay".into()), (b, "replay".into())]);
 
@@ -539,7 +568,7 @@ mod tests {
         purge(&mut d.conn, "dave", c).unwrap();
         assert_eq!((d.count("dead_letter"), d.count("outbox")), (0, 0));
         assert_eq!(d.state(seq), JournalState::Dead);
-        assert_eq!(d.audit().iter().filter(|e| e.action == "purge").count(), 2);
+        assert_eq!(d.audit().iter().filter(|e| e.action == "purge").count(), 4, "the two replayed ones too");
     }
 
     #[test]
@@ -571,7 +600,7 @@ mod tests {
         d.outbox(other, 0, OutboxState::Pending, 0);
         let id = d.dead(seq, DeadLetterStage::Deliver, "HTTP 400");
         assert_eq!(purge(&mut d.conn, "dave", id).unwrap(), seq);
-        assert_eq!(d.count("dead_letter"), 0);
+        assert_eq!(all(&d.conn).unwrap().len(), 0, "none listed while the replay is pending");
         assert_eq!(d.count("outbox"), 1, "other messages' rows stay");
         assert_eq!(d.state(seq), JournalState::Dead);
         let ev = d.audit();

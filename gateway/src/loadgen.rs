@@ -86,6 +86,8 @@ IN1|1|BCBS01^Blue Cross PPO|12345|BLUE CROSS||||GRP001|||||||TESTPATIENT^ALEX|SE
 pub struct Report {
     pub(crate) connections: usize,
     pub(crate) messages: usize,
+    /// ACKs the gateway gave for messages it already had (from its `/metrics`), when known.
+    pub duplicates: Option<u64>,
     pub(crate) elapsed: Duration,
     pub(crate) p50: Duration,
     pub(crate) p99: Duration,
@@ -96,6 +98,41 @@ impl Report {
     pub(crate) fn rate(&self) -> f64 {
         self.messages as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Most ACKs were for messages the gateway already had: nothing was stored, and the rate
+    /// measures duplicate detection, not durable ingest.
+    pub fn mostly_duplicates(&self) -> bool {
+        self.duplicates.is_some_and(|d| d.saturating_mul(2) > self.messages as u64)
+    }
+}
+
+/// A run id no earlier run used (base 36 of the Unix time in milliseconds), so the control
+/// IDs of a re-run are not taken for re-sent messages.
+pub fn unique_run_id() -> String {
+    let mut ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let mut digits = Vec::new();
+    while ms > 0 {
+        digits.push(char::from_digit((ms % 36) as u32, 36).expect("below 36"));
+        ms /= 36;
+    }
+    format!("LG{}", digits.iter().rev().collect::<String>().to_ascii_uppercase())
+}
+
+/// `gateway_duplicates_total` from the admin endpoint at `admin`; `None` if it cannot be read.
+pub async fn duplicates_counter(admin: SocketAddr) -> Option<u64> {
+    let read = async {
+        let mut stream = TcpStream::connect(admin).await.ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: loadgen\r\n\r\n").await.ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        metric(&text, "gateway_duplicates_total")
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await.ok().flatten()
+}
+
+/// The value of an unlabelled Prometheus sample.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).map(|v| v as u64)
 }
 
 impl std::fmt::Display for Report {
@@ -111,7 +148,11 @@ impl std::fmt::Display for Report {
             ms(self.p50),
             ms(self.p99),
             ms(self.max)
-        )
+        )?;
+        match self.duplicates {
+            Some(d) => write!(f, " duplicates={d}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -164,12 +205,33 @@ pub async fn run(
         p50: pick(0.50),
         p99: pick(0.99),
         max: all.last().copied().unwrap_or_default(),
+        duplicates: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_differ_between_runs_and_most_duplicates_is_flagged() {
+        let a = unique_run_id();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_ne!(a, unique_run_id());
+        assert!(a.starts_with("LG") && a.len() <= 12, "{a}");
+        let report = |duplicates| Report {
+            connections: 1,
+            messages: 100,
+            duplicates,
+            elapsed: Duration::from_secs(1),
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+        assert!(report(Some(51)).mostly_duplicates());
+        assert!(!report(Some(50)).mostly_duplicates() && !report(None).mostly_duplicates());
+        assert_eq!(metric("# x\ngateway_duplicates_total 7\n", "gateway_duplicates_total"), Some(7));
+    }
 
     #[test]
     fn msa_fields() {

@@ -42,7 +42,8 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
-    /// Check a configuration file and exit.
+    /// Check a configuration file as `run` would (files, permissions, time zone, auth, unsafe
+    /// settings) and exit: `ok`, or every problem with its file and line.
     CheckConfig {
         #[arg(long, default_value = "/etc/gateway/gateway.toml")]
         config: PathBuf,
@@ -56,9 +57,14 @@ enum Command {
         /// Messages per connection.
         #[arg(long, default_value_t = 1000)]
         messages: usize,
-        /// Prefix of the control IDs (make it unique per run to avoid duplicate detection).
-        #[arg(long, default_value = "LG")]
-        run_id: String,
+        /// Prefix of the control IDs; default: one unique to this run (a re-run with the same
+        /// prefix only measures duplicate detection).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// The gateway's admin endpoint, to count duplicate ACKs (default: the MLLP host, port
+        /// 8575); a warning and a failing exit when most ACKs were duplicates.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
         /// Spread the messages over this many patients (default: one per connection).
         #[arg(long)]
         patients: Option<u64>,
@@ -146,13 +152,26 @@ fn main() -> ExitCode {
             std::time::Duration::from_secs(timeout),
             &mut std::io::stdout().lock(),
         ),
-        Command::CheckConfig { config } => {
-            Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
-        }
-        Command::Loadgen { addr, connections, messages, run_id, patients } => runtime().and_then(|rt| {
-            let report = rt.block_on(gateway::loadgen::run(addr, connections, messages, patients, &run_id))?;
-            println!("{report}");
-            Ok(())
+        Command::CheckConfig { config } => gateway::cli::check_config_command(&config, &mut std::io::stdout().lock()),
+        Command::Loadgen { addr, connections, messages, run_id, patients, admin } => runtime().and_then(|rt| {
+            let run_id = run_id.unwrap_or_else(gateway::loadgen::unique_run_id);
+            let admin = admin.unwrap_or(SocketAddr::new(addr.ip(), 8575));
+            rt.block_on(async {
+                let before = gateway::loadgen::duplicates_counter(admin).await;
+                let mut report = gateway::loadgen::run(addr, connections, messages, patients, &run_id).await?;
+                let after = gateway::loadgen::duplicates_counter(admin).await;
+                report.duplicates = before.zip(after).map(|(b, a)| a.saturating_sub(b));
+                println!("{report}");
+                if report.duplicates.is_none() {
+                    eprintln!("loadgen: could not read gateway_duplicates_total from http://{admin}/metrics (--admin); duplicate ACKs not counted");
+                }
+                if report.mostly_duplicates() {
+                    anyhow::bail!(
+                        "most ACKs were for messages the gateway already had (run id {run_id:?}): nothing new was stored, the rate is not an ingest rate; use a new --run-id"
+                    );
+                }
+                anyhow::Ok(())
+            })
         }),
         Command::BenchCeiling { path, batch, messages, payload_bytes } => {
             gateway::bench::sqlite_ceiling(&path, batch, messages, payload_bytes).map(|rate| {

@@ -14,6 +14,7 @@
 //! Both print patient data: they are tools for an integration engineer at the appliance's
 //! console, not for logs.
 
+pub(crate) mod check_config;
 pub(crate) mod convert;
 pub(crate) mod health;
 pub(crate) mod parse;
@@ -31,6 +32,7 @@ use crate::fhir::bundle::TxLimits;
 use crate::fhir::site::{MappingConfig, SiteMaps};
 use crate::hl7::batch::{self, BatchWarning};
 
+pub use check_config::{check_config_command, preflight};
 pub use convert::convert_command;
 pub use health::health_command;
 pub use parse::parse_command;

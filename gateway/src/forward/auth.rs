@@ -60,10 +60,9 @@ pub(crate) enum AuthError {
 }
 
 impl AuthError {
-    #[cfg(test)]
     /// Whether trying again later may succeed (network trouble, 5xx, 429) as opposed to a
     /// configuration or credential problem an operator has to fix.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             AuthError::Transport { .. } => true,
             AuthError::Endpoint { status, .. } => *status >= 500 || *status == 429 || *status == 408,

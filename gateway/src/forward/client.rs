@@ -188,7 +188,7 @@ impl HttpTarget {
     }
 
     fn post(&self, bundle: &[u8]) -> Result<Response, SendError> {
-        let authorization = self.auth.authorization(&self.agent).map_err(|e| SendError::Auth(e.to_string()))?;
+        let authorization = self.auth.authorization(&self.agent).map_err(token_error)?;
         let mut req = self
             .agent
             .post(self.endpoint()?)
@@ -220,6 +220,17 @@ impl Target for HttpTarget {
 
     fn token_refreshes(&self) -> u64 {
         self.auth.refreshes()
+    }
+}
+
+/// A token endpoint that cannot be reached (or answers 5xx/429/408) is a connect failure,
+/// retried on the normal backoff and counted by the breaker like the FHIR server's own; only
+/// a refusal or an unusable answer means the credentials are wrong.
+fn token_error(e: AuthError) -> SendError {
+    if e.is_transient() {
+        SendError::Connect(e.to_string())
+    } else {
+        SendError::Auth(e.to_string())
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `worker`: worker threads that open, pack, send and judge.
 //! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
 //!   pauses, throttling, backoff); plain state, no database.
+//! - `cloud_state`: the log lines an operator reads: each change of the link, the circuit
+//!   and the credentials once, every dead letter with its reason.
 //! - `record`: the recorder thread that writes outcomes in group commits.
 //! - `deliver`: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
@@ -20,6 +22,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod client;
+mod cloud_state;
 pub(crate) mod deliver;
 mod lane_set;
 pub(crate) mod lanes;

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::cloud_state::CloudState;
 use super::deliver::Verdict;
 use super::retry::{self, Backoff, Breaker, BreakerState, Throttle, ThrottleWatch};
 use super::worker::Done;
@@ -33,6 +34,8 @@ pub(super) struct Pacing {
     /// Near the API limit: one request at a time, spaced.
     slow: Option<Duration>,
     next_send: Instant,
+    /// What was last logged about the link, the circuit and the credentials.
+    reported: CloudState,
 }
 
 impl Pacing {
@@ -56,6 +59,7 @@ impl Pacing {
             pause_until: None,
             slow: None,
             next_send: Instant::now(),
+            reported: CloudState::default(),
         }
     }
 
@@ -120,6 +124,8 @@ impl Pacing {
     /// auth failure or the API-usage limit.
     pub(crate) fn observe(&mut self, done: &Done, now: Instant, metrics: &Metrics) {
         let fail = |class: FailClass| metrics.forward_failures[class].inc();
+        self.reported.observe_link(done, now, metrics);
+        CloudState::report_dead_letters(done);
         let mut pause: Option<Duration> = done.signals.unavailable;
         let (mut answered, mut tripped, mut auth_failed) = (false, false, false);
         let mut throttled: Vec<&str> = Vec::new();
@@ -176,19 +182,16 @@ impl Pacing {
         } else {
             self.breaker.neutral();
         }
+        self.reported.observe_circuit(self.breaker.state(), self.breaker.consecutive());
+        let was_failing = metrics.forward_auth_failing.get() == 1;
         if answered && !auth_failed {
             metrics.forward_auth_failing.set(0);
         }
         if auth_failed {
-            if metrics.forward_auth_failing.get() == 0 {
-                tracing::error!(
-                    "forwarder: the FHIR server refuses the gateway's credentials; retrying every {:?}",
-                    self.auth_retry
-                );
-            }
             metrics.forward_auth_failing.set(1);
             pause = pause.max(Some(self.auth_retry));
         }
+        self.reported.observe_auth(metrics.forward_auth_failing.get() == 1, was_failing, self.auth_retry.as_secs());
         if let Some((used, max)) = done.signals.limit_info.as_deref().and_then(retry::parse_limit_info) {
             metrics.forward_api_usage_permille.set((used.saturating_mul(1000) / max) as i64);
             match retry::throttle(used, max, SystemTime::now()) {

@@ -91,6 +91,11 @@ impl Breaker {
         self.state
     }
 
+    /// Failures in a row so far.
+    pub(crate) fn consecutive(&self) -> u32 {
+        self.consecutive
+    }
+
     /// When an open breaker will let a probe through.
     pub(crate) fn open_until(&self) -> Option<std::time::Instant> {
         (self.state == BreakerState::Open).then_some(self.open_until).flatten()

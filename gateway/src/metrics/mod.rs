@@ -202,6 +202,8 @@ pub struct Metrics {
     pub(crate) forward_circuit_state: Gauge,
     /// 1 while the cloud refuses our credentials even after a refresh.
     pub(crate) forward_auth_failing: Gauge,
+    /// 1 while requests to the cloud get no HTTP answer (connect failures, timeouts).
+    pub(crate) forward_link_down: Gauge,
     /// Salesforce API usage of the daily limit, per mille (0 when unknown).
     pub(crate) forward_api_usage_permille: Gauge,
     /// Request duration, send to last body byte.
@@ -302,6 +304,7 @@ impl Default for Metrics {
             forward_token_refreshes: Gauge::default(),
             forward_circuit_state: Gauge::default(),
             forward_auth_failing: Gauge::default(),
+            forward_link_down: Gauge::default(),
             forward_api_usage_permille: Gauge::default(),
             forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
             stages: Default::default(),
@@ -442,6 +445,7 @@ impl Metrics {
             ("gateway_forward_oldest_pending_seconds", "Age of the oldest undelivered bundle", &self.forward_oldest_pending_secs),
             ("gateway_forward_circuit_state", "Circuit breaker to the FHIR target: 0 closed, 1 half-open, 2 open", &self.forward_circuit_state),
             ("gateway_forward_auth_failing", "1 while the FHIR target refuses the gateway's credentials", &self.forward_auth_failing),
+            ("gateway_forward_link_down", "1 while requests to the FHIR target get no answer (connect failures, timeouts)", &self.forward_link_down),
             ("gateway_forward_api_usage_permille", "Salesforce API usage of the daily limit, per mille", &self.forward_api_usage_permille),
             ("gateway_lost_key_dead_letters", "Messages dead-lettered at start because they were sealed under a lost key", &self.lost_key_dead_letters),
             ("gateway_journal_db_bytes", "Journal database file size on disk", &self.journal_db_bytes),

@@ -214,7 +214,14 @@ impl Handler {
 
     fn refuse(&self, echo: &Echo, error: Hl7Error, reason: NakReason, started: Instant) -> Reply {
         let control_id = String::from_utf8_lossy(echo.control_id);
-        tracing::info!(listener = %self.listener, %control_id, code = error.code.code(), location = %error.location, "message refused");
+        // The sender (MSH-3/MSH-4) and the code's table 0357 text: what an interface analyst
+        // looks up first.
+        let sender = format!(
+            "{}^{}",
+            String::from_utf8_lossy(echo.sending_application),
+            String::from_utf8_lossy(echo.sending_facility)
+        );
+        tracing::info!(listener = %self.listener, %sender, %control_id, code = error.code.code(), code_text = error.code.text(), location = %error.location, "message refused");
         self.nak(echo, refusal_outcome(error, reason), reason, started)
     }
 

@@ -1,5 +1,5 @@
-//! The admin HTTP endpoint (loopback): `/healthz` (journal and every stage alive) and
-//! `/metrics`, behind a small accept loop that bounds what a client can hold: at most
+//! The admin HTTP endpoint (loopback): `/healthz` (the journal accepts and stores, every stage
+//! alive), `/readyz` (bundles reach the FHIR server) and `/metrics`, behind a small accept loop that bounds what a client can hold: at most
 //! `admin_max_connections` connections (more are closed at once), one request per connection,
 //! the request head within [`HEADER_TIMEOUT`] and [`MAX_HEAD_BYTES`], the whole exchange within
 //! [`CONNECTION_TIMEOUT`]. Request bodies are never read (only GETs are served).
@@ -27,41 +27,66 @@ use crate::store::Appender;
 struct Admin {
     metrics: Arc<Metrics>,
     journal: Appender,
+    /// `gateway_info{device,version} 1`: which gateway answers (a script checks it talks to
+    /// its own instance).
+    info: Arc<str>,
 }
 
+/// The `gateway_info` sample naming this instance.
+fn info_line(device: &str) -> String {
+    let escaped = device.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    format!(
+        "# HELP gateway_info This gateway: its [device] name and version\n# TYPE gateway_info gauge\ngateway_info{{device=\"{escaped}\",version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// "Can the gateway accept and store messages": 503 with the reasons when the journal
+/// refuses them (disk or budget full, commits failing) or a stage is down. Delivery trouble is
+/// listed but does not fail it — ingest still takes custody; `/readyz` reports delivery.
 async fn healthz(State(s): State<Admin>) -> impl IntoResponse {
     let mut problems = s.metrics.stages.problems();
     problems.extend(s.journal.health().problem().map(|p| p.to_string()));
-    let (status, mut body) = if problems.is_empty() {
-        (
-            StatusCode::OK,
-            String::from(
-                "ok
-",
-            ),
-        )
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            problems.join(
-                "
-",
-            ) + "
-",
-        )
-    };
-    // Delivery trouble is reported but does not fail the check: ingest still takes custody.
-    if s.metrics.forward_auth_failing.get() == 1 {
-        body.push_str("forward: the FHIR server refuses the gateway's credentials (retrying every 60 s)\n");
-    }
-    if s.metrics.forward_circuit_state.get() == 2 {
-        body.push_str("forward: circuit open, the FHIR server is unreachable or failing\n");
+    let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut body = if problems.is_empty() { "ok\n".to_string() } else { problems.join("\n") + "\n" };
+    for p in delivery_problems(&s.metrics) {
+        body.push_str(&p);
+        body.push('\n');
     }
     (status, body)
 }
 
+/// "Are messages being delivered": 503 with the reasons while the FHIR server is unreachable,
+/// the circuit is open or the credentials are refused.
+async fn readyz(State(s): State<Admin>) -> impl IntoResponse {
+    let problems = delivery_problems(&s.metrics);
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n")
+    }
+}
+
+/// What keeps bundles from reaching the FHIR server now, one line each.
+fn delivery_problems(m: &Metrics) -> Vec<String> {
+    let mut out = Vec::new();
+    if m.forward_link_down.get() == 1 {
+        out.push(
+            "forward: the FHIR server is unreachable (connect failures or timeouts); messages wait in the journal"
+                .into(),
+        );
+    }
+    if m.forward_circuit_state.get() == 2 {
+        out.push("forward: circuit open, the FHIR server is unreachable or failing".into());
+    }
+    if m.forward_auth_failing.get() == 1 {
+        out.push("forward: the FHIR server refuses the gateway's credentials (retrying every 60 s)".into());
+    }
+    out
+}
+
 async fn metrics_text(State(s): State<Admin>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render() + &s.info)
 }
 
 /// A client must send its whole request head within this time.
@@ -79,12 +104,14 @@ pub(crate) async fn serve(
     max_connections: usize,
     metrics: Arc<Metrics>,
     journal: Appender,
+    device: String,
     shutdown: CancellationToken,
 ) {
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Admin { metrics: metrics.clone(), journal });
+        .with_state(Admin { metrics: metrics.clone(), journal, info: info_line(&device).into() });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)

@@ -191,7 +191,8 @@ pub(crate) fn step(conn: &mut Connection, opts: &ConvertOptions) -> rusqlite::Re
         if !batch.leave_received(seq, state)? {
             continue;
         }
-        if state == JournalState::Delivered {
+        // Delivered (nothing to send) and dead rows are no longer pending.
+        if state != JournalState::Converted {
             done += 1;
         }
         match outcome {

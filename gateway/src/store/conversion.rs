@@ -94,10 +94,7 @@ impl<'c> ConvertBatch<'c> {
 
     /// Records why a message could not be converted (`reason` is PHI-free).
     pub(crate) fn add_dead_letter(&self, seq: i64, reason: &str) -> rusqlite::Result<()> {
-        self.tx.execute(
-            "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![seq, DeadLetterStage::Convert, reason, self.now],
-        )?;
+        super::dead_letters::add(&self.tx, seq, DeadLetterStage::Convert, reason, self.now)?;
         Ok(())
     }
 

@@ -140,6 +140,9 @@ const MIGRATIONS: &[&str] = &[
     // counts), sealed like the message (a sender may put a name in a coded field), kept as
     // long as its journal row.
     "ALTER TABLE journal ADD COLUMN report TEXT;",
+    // 9: a replay keeps its dead letter (marked, hidden from the list) so that the message
+    // failing again is the same dead letter, under the same id (`purge <id>` still works).
+    "ALTER TABLE dead_letter ADD COLUMN replayed_at INTEGER;  -- unix ms of the last replay; NULL: a dead letter now",
 ];
 
 /// Work a migration needs beyond SQL, run in its transaction after its SQL.

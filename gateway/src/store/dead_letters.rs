@@ -32,6 +32,39 @@ pub(crate) struct DeadLetter {
 const SELECT: &str = "SELECT d.id, d.journal_seq, d.stage, d.reason, d.created_at, j.control_id, j.message_type
      FROM dead_letter d LEFT JOIN journal j ON j.seq = d.journal_seq";
 
+/// Records why journal row `seq` failed at `stage` (`reason` PHI-free). A dead letter of the
+/// same message and stage that was replayed becomes a dead letter again under its own id, so
+/// an operator's `purge <id>` after a replay that failed again names the same dead letter.
+pub(crate) fn add(
+    conn: &Connection,
+    seq: i64,
+    stage: DeadLetterStage,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    let reused: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE dead_letter SET reason = ?3, created_at = ?4, replayed_at = NULL
+             WHERE id = (SELECT min(id) FROM dead_letter
+                         WHERE journal_seq = ?1 AND stage = ?2 AND replayed_at IS NOT NULL)
+             RETURNING id",
+        )?
+        .query_row(params![seq, stage, reason, now], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = reused {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![seq, stage, reason, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// A replay: the dead letter stays (hidden from the list) until its message fails again.
+pub(crate) fn mark_replayed(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE dead_letter SET replayed_at = ?2 WHERE id = ?1", params![id, now])?;
+    Ok(())
+}
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {
         id: r.get(0)?,
@@ -44,23 +77,26 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
     })
 }
 
-/// All dead letters, oldest first.
+/// All dead letters, oldest first (not those replayed and not failed again).
 pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<DeadLetter>> {
-    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY d.id"))?;
+    let mut stmt = conn.prepare(&format!("{SELECT} WHERE d.replayed_at IS NULL ORDER BY d.id"))?;
     let rows = stmt.query_map([], row)?;
     rows.collect()
 }
 
-/// One dead letter, if there is one with this id.
+/// One dead letter, if there is one with this id (not while a replay of it is pending).
 pub(crate) fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<DeadLetter>> {
-    conn.query_row(&format!("{SELECT} WHERE d.id = ?1"), [id], row).optional()
+    conn.query_row(&format!("{SELECT} WHERE d.id = ?1 AND d.replayed_at IS NULL"), [id], row).optional()
 }
 
 /// Ids of the dead letters of journal row `seq` (a message whose bundles failed several
-/// times has several), `stage` only if given.
+/// times has several), `stage` only if given; without a stage, replayed ones too (a purge
+/// removes them all).
 pub(crate) fn of_message(conn: &Connection, seq: i64, stage: Option<DeadLetterStage>) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt =
-        conn.prepare("SELECT id FROM dead_letter WHERE journal_seq = ?1 AND (?2 IS NULL OR stage = ?2) ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT id FROM dead_letter WHERE journal_seq = ?1 AND (?2 IS NULL OR (stage = ?2 AND replayed_at IS NULL))
+         ORDER BY id",
+    )?;
     let rows = stmt.query_map(params![seq, stage], |r| r.get(0))?;
     rows.collect()
 }

@@ -195,7 +195,7 @@ pub(crate) struct Recorded {
     /// Rows now `delivered`.
     pub(crate) delivered: u64,
     pub(crate) dead_letters: u64,
-    /// Journal rows now `delivered`.
+    /// Journal rows no longer pending (now `delivered` or `dead`).
     pub(crate) journal_done: i64,
 }
 
@@ -212,10 +212,7 @@ pub(crate) fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) 
         if !dead.is_empty() {
             let mut reason = dead.join("; ");
             truncate_at_char(&mut reason, 500);
-            tx.prepare_cached(
-                "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![r.journal_seq, DeadLetterStage::Deliver, reason, now])?;
+            super::dead_letters::add(&tx, r.journal_seq, DeadLetterStage::Deliver, &reason, now)?;
             counts.dead_letters += 1;
         }
         match &r.outcome {
@@ -252,7 +249,7 @@ pub(crate) fn record(conn: &mut Connection, batch: &[Record], gate: &WriteGate) 
                     let changed = tx
                         .prepare_cached("UPDATE journal SET state = ?2 WHERE seq = ?1 AND state = ?3")?
                         .execute(params![r.journal_seq, state, JournalState::Converted])?;
-                    if changed > 0 && dead == 0 {
+                    if changed > 0 {
                         counts.journal_done += 1;
                     }
                 }
@@ -382,7 +379,7 @@ mod tests {
         let dead = Outcome::Final { dead: vec!["HTTP 422".into()] };
         let counts =
             record(&mut conn, &[Record { lane: "A".into(), id: 2, journal_seq: seq, outcome: dead }], &gate).unwrap();
-        assert_eq!((counts.delivered, counts.dead_letters, counts.journal_done), (0, 1, 0));
+        assert_eq!((counts.delivered, counts.dead_letters, counts.journal_done), (0, 1, 1), "dead: no longer pending");
         assert_eq!(j.column("SELECT state FROM outbox ORDER BY id"), ["delivered", "dead"]);
         assert_eq!(j.column("SELECT state FROM journal"), ["dead"]);
         assert_eq!(j.column("SELECT stage || ': ' || reason FROM dead_letter"), ["deliver: HTTP 422"]);

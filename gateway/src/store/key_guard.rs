@@ -35,7 +35,7 @@ impl Sealed {
             "SELECT (SELECT count(*) FROM journal),
                     (SELECT count(*) FROM journal WHERE state IN (?1, ?2)),
                     (SELECT count(*) FROM outbox),
-                    (SELECT count(*) FROM dead_letter)",
+                    (SELECT count(*) FROM dead_letter WHERE replayed_at IS NULL)",
             [JournalState::Received, JournalState::Converted],
             |r| Ok(Sealed { journal: r.get(0)?, undelivered: r.get(1)?, outbox: r.get(2)?, dead_letters: r.get(3)? }),
         )
@@ -164,11 +164,8 @@ fn discard_undecryptable(tx: &Connection, keys: &Keys, actor: &str) -> rusqlite:
     let now = super::now_ms();
     let who = Identity::current();
     let dead_letter = |seq: i64, stage: DeadLetterStage| -> rusqlite::Result<()> {
-        tx.execute(
-            "INSERT INTO dead_letter (journal_seq, stage, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![seq, stage, LOST_KEY_REASON, now],
-        )?;
-        audit::record_as(tx, who, actor, Action::Discard, tx.last_insert_rowid(), seq)?;
+        let id = super::dead_letters::add(tx, seq, stage, LOST_KEY_REASON, now)?;
+        audit::record_as(tx, who, actor, Action::Discard, id, seq)?;
         Ok(())
     };
     let mut received = Vec::new();

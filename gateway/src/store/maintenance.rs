@@ -71,6 +71,7 @@ fn run(mut conn: Connection, opts: MaintenanceOptions, bell: &Doorbell, stopping
     let stage = &opts.metrics.stages.maintenance;
     let _exit = stage.guard();
     let mut purged_at = Instant::now();
+    let mut counted_at: Option<Instant> = None;
     // Only a stop rings the bell; its timeout paces the work.
     loop {
         bell.wait(WAL_CHECK_EVERY);
@@ -86,6 +87,17 @@ fn run(mut conn: Connection, opts: MaintenanceOptions, bell: &Doorbell, stopping
                 }
             }
         }
+        if counted_at.is_none_or(|t| t.elapsed() >= RECOUNT_EVERY) {
+            counted_at = Some(Instant::now());
+            match pending_messages(&conn) {
+                Ok(n) => opts.metrics.journal_depth.set(n),
+                Err(e) => {
+                    if let Some(repeated) = ERRORS.hit("recount") {
+                        tracing::warn!(error = %e, "counting pending journal rows failed; will retry{repeated}");
+                    }
+                }
+            }
+        }
         if let Err(e) = keep_wal_bounded(&conn, &opts) {
             if let Some(repeated) =
                 ERRORS.hit(if disk::is_disk_full(&e) { "checkpoint: disk full" } else { "checkpoint" })
@@ -95,6 +107,21 @@ fn run(mut conn: Connection, opts: MaintenanceOptions, bell: &Doorbell, stopping
         }
     }
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// How often `gateway_journal_depth` is recounted from the tables: the stages keep it up to
+/// date as they go, but a `gateway deadletter replay` (another process) puts rows back.
+const RECOUNT_EVERY: Duration = Duration::from_secs(5);
+
+/// Journal rows still pending: not converted yet, or with a bundle not delivered yet. Dead
+/// and delivered rows are not. Both counts walk partial indexes of pending rows only.
+pub(crate) fn pending_messages(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM journal INDEXED BY journal_received WHERE state = 'received')
+              + (SELECT count(DISTINCT journal_seq) FROM outbox INDEXED BY outbox_pending_message WHERE state = 'pending')",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Checkpoints when the WAL has grown: PASSIVE (never blocks a writer) from a quarter of the
@@ -161,6 +188,8 @@ pub(crate) fn purge(conn: &mut Connection, retention: Duration, gate: &super::Wr
             rusqlite::params![cutoff, PURGE_CHUNK],
         )?;
         tx.execute("DELETE FROM outbox WHERE journal_seq IN (SELECT seq FROM temp.purge_seq)", [])?;
+        // A replayed message's dead letters go with its delivered row.
+        tx.execute("DELETE FROM dead_letter WHERE journal_seq IN (SELECT seq FROM temp.purge_seq)", [])?;
         let n = tx.execute("DELETE FROM journal WHERE seq IN (SELECT seq FROM temp.purge_seq)", [])?;
         tx.execute("DELETE FROM temp.purge_seq", [])?;
         tx.commit()?;

@@ -166,7 +166,11 @@ impl Writer {
         let mut conn = db::open(&opts.path, opts.vfs.as_deref(), opts.synchronous)?;
         db::migrate(&mut conn, &opts.path)?;
         let depth: i64 = conn
-            .query_row("SELECT count(*) FROM journal WHERE state <> ?1", [JournalState::Delivered], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM journal WHERE state IN (?1, ?2)",
+                [JournalState::Received, JournalState::Converted],
+                |r| r.get(0),
+            )
             .map_err(|source| OpenError::Sqlite { path: opts.path.display().to_string(), source })?;
         metrics.journal_depth.set(depth);
         disk::limit_wal(&conn, disk::wal_soft_limit(opts.max_bytes))
@@ -254,7 +258,8 @@ impl WriterLoop {
                 let refused = results.iter().any(|r| r.is_err());
                 self.metrics.stored.add(stored as u64);
                 self.metrics.dead_letters.add(dead);
-                self.metrics.journal_depth.add(stored as i64);
+                // Messages kept straight as dead letters are not pending.
+                self.metrics.journal_depth.add(stored as i64 - dead as i64);
                 if stored > 0 {
                     if let Some(bell) = &self.opts.on_commit {
                         bell.ring();
