@@ -42,6 +42,12 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Print the running daemon's status page as text (fetches /status.json from its admin
+    /// endpoint); exits non-zero when the daemon does not answer.
+    Status {
+        #[arg(long, default_value = "/etc/gateway/gateway.toml")]
+        config: PathBuf,
+    },
     /// Check a configuration file and exit.
     CheckConfig {
         #[arg(long, default_value = "/etc/gateway/gateway.toml")]
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
             std::time::Duration::from_secs(timeout),
             &mut std::io::stdout().lock(),
         ),
+        Command::Status { config } => gateway::cli::status_command(&config, &mut std::io::stdout().lock()),
         Command::CheckConfig { config } => {
             Config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(Into::into)
         }
