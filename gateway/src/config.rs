@@ -1060,6 +1060,23 @@ bind = "127.0.0.1:2575"
     }
 
     #[test]
+    fn alerts_have_defaults_and_their_hours_and_webhook_are_checked() {
+        let c = Config::parse(MINIMAL, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.alerts.hours_minutes(), Ok((0, 1440)));
+        assert_eq!((c.alerts.silence_secs, c.alerts.disk_percent), (1800, 80));
+        let with = |alerts: &str| Config::parse(&format!("{MINIMAL}[alerts]\n{alerts}\n"), Path::new("gw.toml"));
+        let c = with("hours = \"22:00-06:00\"\nsilence_secs = 60").unwrap();
+        assert_eq!((c.alerts.hours_minutes(), c.alerts.silence_secs), (Ok((1320, 360)), 60));
+        for bad in ["hours = \"6-22\"", "hours = \"06:00-25:00\"", "hours = \"24:00-06:00\""] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("alerts.hours"), "{bad}: {e}");
+        }
+        assert_eq!(with("webhook_url = \"ftp://x\"").unwrap_err().field.as_deref(), Some("alerts.webhook_url"));
+        assert_eq!(with("disk_percent = 0").unwrap_err().field.as_deref(), Some("alerts.disk_percent"));
+        assert_eq!(with("bogus = 1").unwrap_err().field.as_deref(), Some("alerts.bogus"));
+    }
+
+    #[test]
     fn missing_tls_file_is_reported_with_its_field() {
         let text = format!("{MINIMAL}[listener.tls]\ncert = \"nope.pem\"\nkey = \"nope.key\"\n");
         let e = Config::parse(&text, Path::new("/nonexistent/gw.toml")).unwrap_err();

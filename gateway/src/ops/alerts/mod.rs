@@ -1,7 +1,7 @@
-//! Alerts: [`rules`] decides which are raised; [`Alerts`] turns that into transitions — on a
+//! Alerts: `rules` decides which are raised; `Alerts` turns that into transitions — on a
 //! raise one WARN journal line, on a clear one INFO line, each with the alert's fixed
 //! `message_id` (journald's `MESSAGE_ID`), the `gateway_alert` gauge, and a POST to the
-//! webhook when one is configured ([`webhook`], its own thread). [`restarts`] tells whether
+//! webhook when one is configured (`webhook`, its own thread). `restarts` tells whether
 //! the previous stop was clean. Details name counts, ages and listeners only, never content.
 
 pub(crate) mod restarts;

@@ -1,5 +1,5 @@
 //! The status page's figures ([`Status`]): sampled every `[alerts] evaluate_every_ms` by the
-//! status stage ([`collect`], which also runs the alerts), served by the admin endpoint as
+//! status stage (`collect`, which also runs the alerts), served by the admin endpoint as
 //! HTML ([`html`], `/status`) and JSON (`/status.json`), and printed by `gateway status`
 //! ([`text`]). Counts, codes, ages and sizes only: no message content, no identifiers.
 
