@@ -81,8 +81,10 @@ impl StatusStage {
                 let metrics = sampler.metrics.clone();
                 let _alive = metrics.stages.alerts.guard();
                 while !stopping.requested() {
-                    metrics.stages.alerts.beat();
+                    metrics.stages.alerts.waiting(false);
                     sampler.tick(&mut alerts, now_ms());
+                    // Between samples the stage is idle, not stalled, however long the interval.
+                    metrics.stages.alerts.waiting(true);
                     if wake_rx.recv_timeout(every) != Err(mpsc::RecvTimeoutError::Timeout) {
                         break;
                     }
