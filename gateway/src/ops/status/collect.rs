@@ -82,7 +82,11 @@ impl StatusStage {
                 let _alive = metrics.stages.alerts.guard();
                 while !stopping.requested() {
                     metrics.stages.alerts.waiting(false);
-                    sampler.tick(&mut alerts, now_ms());
+                    // A bug in one sample must not take the daemon down: count it and go on.
+                    let tick = std::panic::AssertUnwindSafe(|| sampler.tick(&mut alerts, now_ms()));
+                    if std::panic::catch_unwind(tick).is_err() {
+                        metrics.stages.alerts.restarted();
+                    }
                     // Between samples the stage is idle, not stalled, however long the interval.
                     metrics.stages.alerts.waiting(true);
                     if wake_rx.recv_timeout(every) != Err(mpsc::RecvTimeoutError::Timeout) {
