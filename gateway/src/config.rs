@@ -31,6 +31,9 @@ pub struct Config {
     /// The appliance's status LED and reset button (`[board]`).
     #[serde(default)]
     pub(crate) board: Board,
+    /// Alert thresholds and the webhook (`[alerts]`).
+    #[serde(default)]
+    pub(crate) alerts: Alerts,
     /// The folder of the config file: relative paths in it are resolved against it.
     #[serde(skip)]
     pub(crate) dir: PathBuf,
@@ -566,6 +569,70 @@ fn check_line(
     }
 }
 
+/// `[alerts]`: when the gateway raises an alert (see `ops/alerts` and the README's "Status
+/// page and alerts"). Every key has a default, so the section may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Alerts {
+    /// `HH:MM-HH:MM` in `[mapping] time_zone`: when a silent feed is an alert (the end may be
+    /// `24:00`; an end before the start spans midnight).
+    pub(crate) hours: String,
+    /// A listener with no message for this long (within `hours`) raises `feed_silence`.
+    pub(crate) silence_secs: u64,
+    /// The oldest undelivered message older than this raises `oldest_undelivered`.
+    pub(crate) oldest_undelivered_secs: u64,
+    /// The queue rising, never falling, for this long raises `queue_growth`.
+    pub(crate) queue_growth_secs: u64,
+    /// More than `dead_letter_spike` dead letters within `dead_letter_window_secs` raise
+    /// `dead_letter_spike`.
+    pub(crate) dead_letter_spike: u64,
+    pub(crate) dead_letter_window_secs: u64,
+    /// Journal use over this share of `[store] max_bytes` raises `disk_budget`, filesystem use
+    /// over it `disk_filesystem`.
+    pub(crate) disk_percent: u8,
+    /// How long `restart` stays raised after an unclean stop or a stage's recovered panic.
+    pub(crate) restart_alert_secs: u64,
+    /// Where each raise and clear is POSTed as JSON (http or https); none: not sent.
+    pub(crate) webhook_url: Option<String>,
+    /// How often the alerts are evaluated and the status page's figures refreshed.
+    pub(crate) evaluate_every_ms: NonZeroU64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            hours: "00:00-24:00".into(),
+            silence_secs: 30 * 60,
+            oldest_undelivered_secs: 15 * 60,
+            queue_growth_secs: 10 * 60,
+            dead_letter_spike: 10,
+            dead_letter_window_secs: 10 * 60,
+            disk_percent: 80,
+            restart_alert_secs: 3600,
+            webhook_url: None,
+            evaluate_every_ms: NonZeroU64::new(2000).unwrap(),
+        }
+    }
+}
+
+impl Alerts {
+    /// `hours` as minutes of the day `(start, end)`, end in `1..=1440`.
+    pub(crate) fn hours_minutes(&self) -> Result<(u32, u32), String> {
+        let minutes = |t: &str| -> Option<u32> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+        };
+        let bad = || format!("{:?} is not HH:MM-HH:MM (e.g. \"06:00-22:00\")", self.hours);
+        let (a, b) = self.hours.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
+        if start == 1440 {
+            return Err(bad());
+        }
+        Ok((start, if end == 0 { 1440 } else { end }))
+    }
+}
+
 /// `[limits]`: bounds that span every listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -764,6 +831,21 @@ impl Config {
             }
         }
         validate_cloud(&mut config.cloud, base, &error_at)?;
+        if let Err(e) = config.alerts.hours_minutes() {
+            return Err(error_at(None, Some("alerts.hours".into()), e));
+        }
+        if config.alerts.disk_percent == 0 || config.alerts.disk_percent > 100 {
+            return Err(error_at(None, Some("alerts.disk_percent".into()), "must be 1..=100".into()));
+        }
+        if let Some(url) = &config.alerts.webhook_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(error_at(
+                    None,
+                    Some("alerts.webhook_url".into()),
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
+        }
         let board = &mut config.board;
         for p in [&mut board.file, &mut board.factory_config, &mut board.reset_marker, &mut board.update_marker]
             .into_iter()
@@ -1083,6 +1165,23 @@ bind = "127.0.0.1:2575"
 
         let e = Config::parse("[store]\npath = \"x\"\n", Path::new("a.toml")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("key_file"), "{e}");
+    }
+
+    #[test]
+    fn alerts_have_defaults_and_their_hours_and_webhook_are_checked() {
+        let c = Config::parse(MINIMAL, Path::new("gw.toml")).unwrap();
+        assert_eq!(c.alerts.hours_minutes(), Ok((0, 1440)));
+        assert_eq!((c.alerts.silence_secs, c.alerts.disk_percent), (1800, 80));
+        let with = |alerts: &str| Config::parse(&format!("{MINIMAL}[alerts]\n{alerts}\n"), Path::new("gw.toml"));
+        let c = with("hours = \"22:00-06:00\"\nsilence_secs = 60").unwrap();
+        assert_eq!((c.alerts.hours_minutes(), c.alerts.silence_secs), (Ok((1320, 360)), 60));
+        for bad in ["hours = \"6-22\"", "hours = \"06:00-25:00\"", "hours = \"24:00-06:00\""] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("alerts.hours"), "{bad}: {e}");
+        }
+        assert_eq!(with("webhook_url = \"ftp://x\"").unwrap_err().field.as_deref(), Some("alerts.webhook_url"));
+        assert_eq!(with("disk_percent = 0").unwrap_err().field.as_deref(), Some("alerts.disk_percent"));
+        assert_eq!(with("bogus = 1").unwrap_err().field.as_deref(), Some("alerts.bogus"));
     }
 
     #[test]

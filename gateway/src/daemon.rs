@@ -33,6 +33,9 @@ use crate::mllp::handler::{AckIds, Handler};
 use crate::mllp::policy::Policy;
 use crate::mllp::slots::Slots;
 use crate::mllp::{server, tls};
+use crate::ops::alerts::restarts;
+use crate::ops::status::collect::{StatusOptions, StatusStage};
+use crate::ops::status::Latest;
 use crate::ops::{admin, logging};
 use crate::pipeline::convert::{ConvertOptions, ConvertStage};
 use crate::store::maintenance::{Maintenance, MaintenanceOptions};
@@ -166,6 +169,13 @@ pub async fn run(
     let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
     let board = board::start(BoardOptions::open(&config, metrics.clone(), appender.clone(), ready.clone()));
+    let latest = Latest::default();
+    let status = StatusStage::start(StatusOptions {
+        config: config.clone(),
+        metrics: metrics.clone(),
+        journal: appender.clone(),
+        latest: latest.clone(),
+    })?;
     let maintenance = Maintenance::start(MaintenanceOptions {
         path: store.path.get_ref().clone(),
         vfs: None,
@@ -246,6 +256,7 @@ pub async fn run(
             metrics.clone(),
             appender.clone(),
             config.device.name.clone(),
+            latest,
             shutdown.clone(),
         ));
     }
@@ -285,6 +296,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || {
         // First: it holds an appender (for the journal's health), which keeps the writer open.
         board.stop();
+        status.stop();
         writer.stop();
         converter.stop();
         // Finishes the requests in flight (bounded by the client timeouts) and records them.
@@ -292,6 +304,9 @@ pub async fn run(
         maintenance.stop();
     })
     .await?;
+    if gone.is_none() {
+        restarts::stopped(store.path.get_ref());
+    }
     tracing::info!("stopped");
     match gone {
         Some(stage) => {

@@ -42,6 +42,12 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Print the running daemon's status page as text (fetches /status.json from its admin
+    /// endpoint); exits non-zero when the daemon does not answer.
+    Status {
+        #[arg(long, default_value = "/etc/gateway/gateway.toml")]
+        config: PathBuf,
+    },
     /// Check a configuration file as `run` would (files, permissions, time zone, auth, unsafe
     /// settings) and exit: `ok`, or every problem with its file and line.
     CheckConfig {
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
             std::time::Duration::from_secs(timeout),
             &mut std::io::stdout().lock(),
         ),
+        Command::Status { config } => gateway::cli::status_command(&config, &mut std::io::stdout().lock()),
         Command::CheckConfig { config } => gateway::cli::check_config_command(&config, &mut std::io::stdout().lock()),
         Command::Loadgen { addr, connections, messages, run_id, patients, admin } => runtime().and_then(|rt| {
             let run_id = run_id.unwrap_or_else(gateway::loadgen::unique_run_id);

@@ -76,7 +76,7 @@ fn check(config: &Config) -> Result<Vec<String>, String> {
 }
 
 /// A wildcard bind address is reached over loopback.
-fn reachable(bind: SocketAddr) -> SocketAddr {
+pub(crate) fn reachable(bind: SocketAddr) -> SocketAddr {
     match bind.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bind.port()),
         IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bind.port()),
@@ -85,7 +85,7 @@ fn reachable(bind: SocketAddr) -> SocketAddr {
 }
 
 /// A plain HTTP/1.1 GET: status and body.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
     stream.set_write_timeout(Some(PROBE_TIMEOUT))?;

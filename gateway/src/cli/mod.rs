@@ -19,6 +19,7 @@ pub(crate) mod convert;
 pub(crate) mod health;
 pub(crate) mod parse;
 pub(crate) mod report;
+pub(crate) mod status;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use convert::convert_command;
 pub use health::health_command;
 pub use parse::parse_command;
 pub use report::report_command;
+pub use status::status_command;
 
 /// An error and its causes for the operator, each said once: the gateway's errors leave their
 /// cause to the chain, but some of other crates' also quote it (rusqlite's failures without a

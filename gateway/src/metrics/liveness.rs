@@ -127,6 +127,8 @@ pub(crate) struct Stages {
     pub(crate) maintenance: Stage,
     /// The status LED and reset button (`board`).
     pub(crate) board: Stage,
+    /// The status snapshot and alert evaluator (`ops/alerts`).
+    pub(crate) alerts: Stage,
 }
 
 impl Default for Stages {
@@ -137,13 +139,14 @@ impl Default for Stages {
             forward: Stage::new("forward"),
             maintenance: Stage::new("maintenance"),
             board: Stage::new("board"),
+            alerts: Stage::new("alerts"),
         }
     }
 }
 
 impl Stages {
-    fn all(&self) -> [&Stage; 5] {
-        [&self.writer, &self.convert, &self.forward, &self.maintenance, &self.board]
+    fn all(&self) -> [&Stage; 6] {
+        [&self.writer, &self.convert, &self.forward, &self.maintenance, &self.board, &self.alerts]
     }
 
     /// Why systemd's watchdog must not be fed now: the journal writer or the forwarder loop
@@ -157,6 +160,11 @@ impl Stages {
     /// supervisor (systemd, `Restart=always`) starts it afresh.
     pub(crate) fn gone(&self) -> Option<&'static str> {
         self.all().iter().find(|s| s.exited.load(Relaxed)).map(|s| s.name)
+    }
+
+    /// Panics caught by every stage together (the restart alert).
+    pub(crate) fn restarts_total(&self) -> u64 {
+        self.all().iter().map(|s| s.restarts()).sum()
     }
 
     /// One line per unhealthy stage.

@@ -3,8 +3,10 @@
 //! in the crate but the clock. Labels carry codes and reasons only, never message content
 //! (the one label a sender chooses, a message type, is checked and bounded: [`by_type`]).
 
+pub(crate) mod alerts;
 pub mod board;
 pub mod by_type;
+pub(crate) mod feeds;
 pub mod liveness;
 
 use std::fmt::Write;
@@ -145,7 +147,7 @@ impl FailClass {
     }
 }
 
-const ACK_CODES: [&str; 6] = ["AA", "AE", "AR", "CA", "CE", "CR"];
+pub(crate) const ACK_CODES: [&str; 6] = ["AA", "AE", "AR", "CA", "CE", "CR"];
 const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
@@ -226,6 +228,10 @@ pub struct Metrics {
     pub(crate) log_unsafe_trace: Gauge,
     /// Watchdog pings, the status LED, the reset button.
     pub(crate) board: board::BoardMetrics,
+    /// Per listener: last message, ACK codes, rates (the status page, feed silence).
+    pub(crate) feeds: feeds::Feeds,
+    /// Raised and cleared alerts (`ops/alerts`).
+    pub(crate) alerts: alerts::AlertGauges,
 }
 
 /// Items of conversion reports, by kind (the `kind` label of
@@ -242,7 +248,7 @@ pub(crate) struct ReportCounters {
 }
 
 impl ReportCounters {
-    fn all(&self) -> [(&'static str, &Counter); 5] {
+    pub(crate) fn all(&self) -> [(&'static str, &Counter); 5] {
         [
             ("unconsumed_segment", &self.unconsumed_segment),
             ("unmapped_code", &self.unmapped_code),
@@ -317,6 +323,8 @@ impl Default for Metrics {
             wal_truncations: Counter::default(),
             log_unsafe_trace: Gauge::default(),
             board: Default::default(),
+            feeds: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -327,6 +335,11 @@ impl Metrics {
         if let Some(i) = ACK_CODES.iter().position(|c| *c == code) {
             self.acks[i].inc();
         }
+    }
+    /// Counts an acknowledgment sent on `listener` (and the listener's last message time).
+    pub(crate) fn ack_on(&self, listener: &str, code: &str) {
+        self.ack(code);
+        self.feeds.seen(listener, code, crate::clock::now_ms());
     }
     pub fn acks(&self, code: &str) -> u64 {
         ACK_CODES.iter().position(|c| *c == code).map_or(0, |i| self.acks[i].get())
@@ -465,6 +478,7 @@ impl Metrics {
         histogram(&mut out, "gateway_forward_request_seconds", "FHIR target request duration", &self.forward_latency);
         self.stages.render(&mut out);
         self.board.render(&mut out);
+        self.alerts.render(&mut out);
         out
     }
 }

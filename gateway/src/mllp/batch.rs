@@ -92,7 +92,7 @@ fn build(
             continue;
         }
         let built = ack::build(echo, outcome, &h.ack_ids.next(), &now);
-        h.metrics.ack(outcome.code(echo.accept_ack.is_some()));
+        h.metrics.ack_on(&h.listener, outcome.code(echo.accept_ack.is_some()));
         out.extend_from_slice(&built);
         if !built.ends_with(b"\r") {
             out.push(b'\r');

@@ -237,7 +237,7 @@ impl Handler {
         let id = self.ack_ids.next();
         let now = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S+0000").to_string();
         let built = ack::build(echo, &outcome, &id, &now);
-        self.metrics.ack(outcome.code(echo.accept_ack.is_some()));
+        self.metrics.ack_on(&self.listener, outcome.code(echo.accept_ack.is_some()));
         self.metrics.ack_latency.observe(started.elapsed().as_secs_f64());
         Reply { ack: Some(built), batch: None }
     }

@@ -1,5 +1,7 @@
 //! The admin HTTP endpoint (loopback): `/healthz` (the journal accepts and stores, every stage
-//! alive), `/readyz` (bundles reach the FHIR server) and `/metrics`, behind a small accept loop that bounds what a client can hold: at most
+//! alive), `/readyz` (bundles reach the FHIR server), `/metrics`, and the status page (`/status`,
+//! `/status.json`: the status stage's latest sample, see `ops/status`), behind a small accept
+//! loop that bounds what a client can hold: at most
 //! `admin_max_connections` connections (more are closed at once), one request per connection,
 //! the request head within [`HEADER_TIMEOUT`] and [`MAX_HEAD_BYTES`], the whole exchange within
 //! [`CONNECTION_TIMEOUT`]. Request bodies are never read (only GETs are served).
@@ -21,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::log_limit::{self, Repeats};
 use crate::metrics::Metrics;
+use crate::ops::status::{self, Latest};
 use crate::store::Appender;
 
 #[derive(Clone)]
@@ -30,6 +33,24 @@ struct Admin {
     /// `gateway_info{device,version} 1`: which gateway answers (a script checks it talks to
     /// its own instance).
     info: Arc<str>,
+    latest: Latest,
+}
+
+/// Until the status stage's first sample (a second or two after start).
+const NO_SAMPLE: &str = "status: no sample yet, retry in a few seconds\n";
+
+async fn status_page(State(s): State<Admin>) -> axum::response::Response {
+    match s.latest.get() {
+        Some(st) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], status::html::render(&st)).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, NO_SAMPLE).into_response(),
+    }
+}
+
+async fn status_json(State(s): State<Admin>) -> axum::response::Response {
+    match s.latest.get().map(|st| serde_json::to_string(&st)) {
+        Some(Ok(json)) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, NO_SAMPLE).into_response(),
+    }
 }
 
 /// The `gateway_info` sample naming this instance.
@@ -105,13 +126,16 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     journal: Appender,
     device: String,
+    latest: Latest,
     shutdown: CancellationToken,
 ) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Admin { metrics: metrics.clone(), journal, info: info_line(&device).into() });
+        .route("/status", get(status_page))
+        .route("/status.json", get(status_json))
+        .with_state(Admin { metrics: metrics.clone(), journal, info: info_line(&device).into(), latest });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)

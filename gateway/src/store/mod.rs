@@ -19,6 +19,7 @@ pub(crate) mod maintenance;
 pub(crate) mod memory;
 pub(crate) mod settings;
 pub mod state;
+pub(crate) mod status;
 pub(crate) mod writer;
 
 /// Wall-clock time as the journal stores it: Unix milliseconds.
