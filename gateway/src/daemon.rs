@@ -164,6 +164,8 @@ pub async fn run(
     let (appender, writer) = Writer::start(writer_options, metrics.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
     let board = board::start(BoardOptions::open(&config, metrics.clone(), appender.clone(), ready.clone()));
+    // Stops with the daemon (dropping the handle joins it).
+    let _tunnel = config.wireguard.as_ref().map(crate::provision::tunnel::watch);
     let maintenance = Maintenance::start(MaintenanceOptions {
         path: store.path.get_ref().clone(),
         vfs: None,

@@ -11,6 +11,8 @@ pub(crate) struct Inputs {
     pub(crate) ready: bool,
     /// The update marker exists.
     pub(crate) updating: bool,
+    /// What the provisioning marker says (`gateway provision`).
+    pub(crate) provisioning: Provisioning,
     /// The journal's last commit stored messages (not full, not failing).
     pub(crate) journal_ok: bool,
     /// A stage's thread is gone, or the writer or forwarder is stalled.
@@ -22,16 +24,43 @@ pub(crate) struct Inputs {
     pub(crate) cloud_down: bool,
 }
 
+/// The provisioning marker's content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Provisioning {
+    /// No marker, or the last stick was applied.
+    #[default]
+    Idle,
+    /// A stick is being read and applied.
+    Running,
+    /// The stick still plugged in was refused.
+    Refused,
+}
+
+impl Provisioning {
+    pub(crate) fn from_marker(content: &str) -> Provisioning {
+        match content.trim() {
+            "provisioning" => Provisioning::Running,
+            "refused" => Provisioning::Refused,
+            _ => Provisioning::Idle,
+        }
+    }
+}
+
 /// The most urgent state wins: an update in progress explains everything else; a storage
 /// fault means messages are refused; until ready nothing else is known; a credentials
 /// problem needs an operator, an outage only patience.
 pub(crate) fn led_state(i: &Inputs) -> LedState {
     if i.updating {
         LedState::Updating
+    } else if i.provisioning == Provisioning::Running {
+        LedState::Provisioning
     } else if !i.journal_ok || i.stage_trouble {
         LedState::StorageFault
     } else if !i.ready {
         LedState::Booting
+    } else if i.provisioning == Provisioning::Refused {
+        // The field engineer is looking at the box: the refusal first, then the rest.
+        LedState::ProvisionRefused
     } else if i.auth_failing {
         LedState::AuthFailing
     } else if i.cloud_down {
@@ -49,7 +78,9 @@ pub(crate) fn pattern(state: LedState) -> bsp::Health {
         LedState::Buffering => bsp::Health::Degraded,
         LedState::AuthFailing => bsp::Health::AuthFailing,
         LedState::StorageFault => bsp::Health::Fault,
-        LedState::Updating => bsp::Health::Updating,
+        // Applying a configuration is an update of sorts: the same long-on pattern.
+        LedState::Updating | LedState::Provisioning => bsp::Health::Updating,
+        LedState::ProvisionRefused => bsp::Health::Fault,
     }
 }
 
@@ -62,6 +93,7 @@ mod tests {
     const HEALTHY: Inputs = Inputs {
         ready: true,
         updating: false,
+        provisioning: Provisioning::Idle,
         journal_ok: true,
         stage_trouble: false,
         auth_failing: false,
@@ -77,6 +109,9 @@ mod tests {
             (Inputs { cloud_down: true, auth_failing: true, ..HEALTHY }, LedState::AuthFailing),
             (Inputs { journal_ok: false, auth_failing: true, ..HEALTHY }, LedState::StorageFault),
             (Inputs { stage_trouble: true, ..HEALTHY }, LedState::StorageFault),
+            (Inputs { provisioning: Provisioning::Running, journal_ok: false, ..HEALTHY }, LedState::Provisioning),
+            (Inputs { provisioning: Provisioning::Refused, cloud_down: true, ..HEALTHY }, LedState::ProvisionRefused),
+            (Inputs { provisioning: Provisioning::Refused, journal_ok: false, ..HEALTHY }, LedState::StorageFault),
             (Inputs { ready: false, journal_ok: false, ..HEALTHY }, LedState::StorageFault),
             (Inputs { updating: true, journal_ok: false, ready: false, ..HEALTHY }, LedState::Updating),
         ];

@@ -6,6 +6,7 @@
 //! - `convert`: `gateway convert` prints the FHIR Bundles of each message and its report.
 //! - `report`: `gateway report <seq>` prints the conversion report the daemon kept.
 //! - `health`: `gateway health` is the boot health gate (config, journal, the running daemon).
+//! - `provision`: `gateway provision` applies a USB stick; `keygen`, `sign`, `verify` for the office.
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -17,6 +18,7 @@
 pub(crate) mod convert;
 pub(crate) mod health;
 pub(crate) mod parse;
+pub(crate) mod provision;
 pub(crate) mod report;
 
 use std::io::{Read, Write};
@@ -34,6 +36,7 @@ use crate::hl7::batch::{self, BatchWarning};
 pub use convert::convert_command;
 pub use health::health_command;
 pub use parse::parse_command;
+pub use provision::{provision_command, ProvisionArgs};
 pub use report::report_command;
 
 /// An error and its causes for the operator, each said once: the gateway's errors leave their

@@ -61,7 +61,9 @@ async fn healthz(State(s): State<Admin>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(s): State<Admin>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    // The tunnel's lines exist only while a WireGuard tunnel is configured and `wg` reads it.
+    let text = s.metrics.render() + &crate::provision::tunnel::render_metrics();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// A client must send its whole request head within this time.
