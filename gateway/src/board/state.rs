@@ -78,9 +78,9 @@ pub(crate) fn pattern(state: LedState) -> bsp::Health {
         LedState::Buffering => bsp::Health::Degraded,
         LedState::AuthFailing => bsp::Health::AuthFailing,
         LedState::StorageFault => bsp::Health::Fault,
-        // Applying a configuration is an update of sorts: the same long-on pattern.
-        LedState::Updating | LedState::Provisioning => bsp::Health::Updating,
-        LedState::ProvisionRefused => bsp::Health::Fault,
+        LedState::Updating => bsp::Health::Updating,
+        LedState::Provisioning => bsp::Health::Provisioning,
+        LedState::ProvisionRefused => bsp::Health::Refused,
     }
 }
 
@@ -145,6 +145,8 @@ mod tests {
             (LedState::AuthFailing, vec![true, true, false, true, false, false, true]),
             (LedState::StorageFault, vec![true, false, true, false, true, true, true]),
             (LedState::Updating, vec![true, true, true, true, true, true, false]),
+            (LedState::Provisioning, vec![true, true, false, true, true, false, false]),
+            (LedState::ProvisionRefused, vec![true, true, true, false, true, true, false]),
         ];
         assert_eq!(seen, want);
         // No two states look the same over the sampled times.

@@ -120,7 +120,7 @@ mod tests {
         let on: Vec<&str> =
             text.lines().filter(|l| l.starts_with("gateway_board_led_state{") && l.ends_with(" 1")).collect();
         assert_eq!(on, ["gateway_board_led_state{state=\"auth_failing\"} 1"]);
-        assert_eq!(text.lines().filter(|l| l.starts_with("gateway_board_led_state{")).count(), 6);
+        assert_eq!(text.lines().filter(|l| l.starts_with("gateway_board_led_state{")).count(), 8);
         assert!(text.contains("gateway_watchdog_pings_total 3\n"), "{text}");
     }
 }

@@ -150,7 +150,7 @@ pub fn check(
 /// Scope and validity window at `now`.
 pub fn check_scope(checked: &Checked, who: &Identity, now: jiff::Timestamp) -> Result<(), Refusal> {
     let p = checked.config.provision.as_ref().ok_or(Refusal::NotProvisioning)?;
-    let for_us = p.site_wide || p.serials.iter().any(|s| *s == who.serial) || p.boards.iter().any(|b| *b == who.board);
+    let for_us = p.site_wide || p.serials.contains(&who.serial) || p.boards.contains(&who.board);
     if !for_us {
         return Err(Refusal::NotForThisBox { serial: who.serial.clone(), board: who.board.clone() });
     }

@@ -99,7 +99,7 @@ pub(crate) fn watch(wg: &WireGuard) -> Stage {
                 let status = read_dump();
                 *LAST.lock().unwrap_or_else(|e| e.into_inner()) = status.map(|s| (s, max_age));
                 let age = status.and_then(|s| s.handshake_age(now_secs()));
-                if !age.is_some_and(|a| a <= max_age) {
+                if age.is_none_or(|a| a > max_age) {
                     if let Some(r) = DOWN.hit("down") {
                         let age = age.map_or("never".into(), |a| format!("{a} s ago"));
                         tracing::warn!("tunnel: wg0 is down (last handshake {age}); cloud traffic waits{r}");
