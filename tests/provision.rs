@@ -341,3 +341,60 @@ fn a_stick_pulled_mid_read_leaves_the_old_config() {
     assert_eq!(live(&b).unwrap(), first);
     assert_eq!(apply::last_version(&b.opts.state_dir).unwrap().map(|v| v.0), Some(1));
 }
+
+/// The office's tools and the device command through the binary: `sign` twice, `verify`, then
+/// `gateway provision <image>` applies it; the same image again is refused.
+#[test]
+fn the_office_signs_and_the_command_applies() {
+    let b = setup();
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("provision-keys");
+    let office = b.tmp.path().join("office");
+    std::fs::create_dir(&office).unwrap();
+    let manifest_path = office.join("provision.toml");
+    std::fs::write(&manifest_path, valid(&b, 7)).unwrap();
+    let gateway = |args: &[&str]| {
+        let out = std::process::Command::new(gateway_tests::gateway_bin()).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let p = |p: &Path| p.display().to_string();
+    let keys_arg = p(&keys);
+    for k in ["dev-office-a.key", "dev-office-b.key"] {
+        let (ok, out) = gateway(&["provision", "sign", "--key", &p(&keys.join(k)), &p(&manifest_path)]);
+        assert!(ok, "{out}");
+        // After one signature the threshold of two is not met yet.
+        if k == "dev-office-a.key" {
+            let (ok, out) = gateway(&["provision", "verify", "--keys", &keys_arg, &p(&office)]);
+            assert!(!ok && out.contains("1 valid signature(s) from provisioning keys, 2 needed"), "{out}");
+        }
+    }
+    let (ok, out) = gateway(&["provision", "verify", "--keys", &keys_arg, "--serial", SERIAL, &p(&office)]);
+    assert!(ok && out.contains("config_version 7"), "{out}");
+
+    let data = std::fs::read(&manifest_path).unwrap();
+    let sig = std::fs::read(office.join("provision.sig")).unwrap();
+    let image = stick(&b, "cli.img", &[("provision.toml", &data), ("provision.sig", &sig)]);
+    let apply = [
+        "provision",
+        &p(&image),
+        "--keys",
+        &keys_arg,
+        "--state",
+        &p(&b.opts.state_dir),
+        "--config",
+        &p(&b.opts.current_config),
+        "--serial",
+        SERIAL,
+        "--networkd-dir",
+        &p(&b.opts.networkd_dir),
+        "--no-activate",
+    ];
+    let (ok, out) = gateway(&apply);
+    assert!(ok && out.contains("applied config_version 7"), "{out}");
+    assert_eq!(live(&b).unwrap(), data);
+    let (ok, out) = gateway(&apply);
+    assert!(!ok && out.contains("provision-refused-replayed"), "{out}");
+    assert_eq!(receipt(&b, &image)["code"].as_str(), Some("provision-refused-replayed"));
+    // check-config accepts the applied file.
+    let (ok, out) = gateway(&["check-config", "--config", &p(&b.opts.state_dir.join(apply::LIVE))]);
+    assert!(ok, "{out}");
+}
