@@ -354,7 +354,10 @@ fn the_office_signs_and_the_command_applies() {
     std::fs::write(&manifest_path, valid(&b, 7)).unwrap();
     let gateway = |args: &[&str]| {
         let out = std::process::Command::new(gateway_tests::gateway_bin()).args(args).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let p = |p: &Path| p.display().to_string();
     let keys_arg = p(&keys);
