@@ -57,21 +57,25 @@ fn join(nets: &[IpNet], sep: &str) -> String {
 /// configuration leaves empty keeps the shipped elements.
 pub(crate) fn nft_sets(provision: Option<&Provision>, wg: Option<&WireGuard>) -> String {
     let mut s = String::from("# Written by `gateway provision`: the site's networks (nft -f).\n");
-    let mut set = |name: &str, nets: Vec<IpNet>, keep_if_empty: bool| {
-        if nets.is_empty() && keep_if_empty {
+    // Elements as nft writes them: prefixes for the interval sets, plain addresses for
+    // wg_endpoints (no `flags interval`).
+    let mut set = |name: &str, elements: Vec<(bool, String)>, keep_if_empty: bool| {
+        if elements.is_empty() && keep_if_empty {
             return;
         }
-        let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = nets.into_iter().partition(|n| matches!(n, IpNet::V4(_)));
-        for (suffix, nets) in [("4", v4), ("6", v6)] {
+        let (v4, v6): (Vec<_>, Vec<_>) = elements.into_iter().partition(|(is_v4, _)| *is_v4);
+        for (suffix, elements) in [("4", v4), ("6", v6)] {
             let _ = writeln!(s, "flush set inet gateway {name}{suffix}");
-            if !nets.is_empty() {
-                let _ = writeln!(s, "add element inet gateway {name}{suffix} {{ {} }}", join(&nets, ", "));
+            if !elements.is_empty() {
+                let list: Vec<String> = elements.into_iter().map(|(_, e)| e).collect();
+                let _ = writeln!(s, "add element inet gateway {name}{suffix} {{ {} }}", list.join(", "));
             }
         }
     };
-    set("hospital_nets", provision.map(|p| p.hospital_nets.clone()).unwrap_or_default(), true);
-    set("mgmt_nets", provision.map(|p| p.mgmt_nets.clone()).unwrap_or_default(), true);
-    let endpoints = wg.map(|w| vec![IpNet::from(w.endpoint.ip())]).unwrap_or_default();
+    let nets = |nets: &[IpNet]| nets.iter().map(|n| (matches!(n, IpNet::V4(_)), n.trunc().to_string())).collect();
+    set("hospital_nets", provision.map(|p| nets(&p.hospital_nets)).unwrap_or_default(), true);
+    set("mgmt_nets", provision.map(|p| nets(&p.mgmt_nets)).unwrap_or_default(), true);
+    let endpoints = wg.map(|w| vec![(w.endpoint.is_ipv4(), w.endpoint.ip().to_string())]).unwrap_or_default();
     // No tunnel: no endpoint may be reached.
     set("wg_endpoints", endpoints, false);
     s
@@ -180,12 +184,28 @@ allowed_ips = ["10.100.0.0/16", "10.101.3.7/24"]
              flush set inet gateway hospital_nets6\n\
              add element inet gateway hospital_nets6 { fd00:20::/48 }\n\
              flush set inet gateway wg_endpoints4\n\
-             add element inet gateway wg_endpoints4 { 203.0.113.5/32 }\n\
+             add element inet gateway wg_endpoints4 { 203.0.113.5 }\n\
              flush set inet gateway wg_endpoints6\n"
         );
         // No tunnel: the endpoint sets are emptied, the site sets left as shipped.
         let none = nft_sets(None, None);
         assert!(!none.contains("hospital_nets") && none.contains("flush set inet gateway wg_endpoints4"), "{none}");
+    }
+
+    /// The script must load on top of the shipped ruleset: `nft -c` (check only) where nft
+    /// is installed (CI checks the ruleset with it too).
+    #[test]
+    fn nft_accepts_the_sets_on_the_shipped_ruleset() {
+        let c = config();
+        let shipped =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/nftables.conf")).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("all.nft");
+        std::fs::write(&file, shipped + &nft_sets(c.provision.as_ref(), c.wireguard.as_ref())).unwrap();
+        match std::process::Command::new("nft").arg("-c").arg("-f").arg(&file).output() {
+            Ok(out) => assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("nft not run ({e}): the rendering is checked by the test above only"),
+        }
     }
 
     #[test]
