@@ -114,7 +114,7 @@ build_root() {
     cp -a "$base/root" "$root"
     cp -a "$here/rootfs/." "$root/"
     install -m 0755 "$bin" "$root/usr/bin/gateway"
-    install -m 0644 "$here"/systemd/*.service "$root/usr/lib/systemd/system/"
+    install -m 0644 "$here"/systemd/*.service "$here"/systemd/*.timer "$root/usr/lib/systemd/system/"
     install -m 0644 "$here/nftables.conf" "$root/etc/nftables.conf"
     install -d -m 0755 "$root/etc/gateway" "$root/etc/gateway/maps"
     install -m 0644 "$repo/config/appliance.toml" "$root/etc/gateway/gateway.toml"
@@ -130,7 +130,8 @@ build_root() {
     install -d -m 0755 "$root/efi"
     printf 'IMAGE_ID=gateway\nIMAGE_VERSION=%s\n' "$version" >>"$root/usr/lib/os-release"
 
-    systemctl --root="$root" --quiet enable gateway.service gateway-health.service gateway-network.service nftables.service \
+    systemctl --root="$root" --quiet enable gateway.service gateway-health.service nftables.service \
+        gateway-network.service gateway-wg-dump.timer \
         systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
     # SSH off by default; no package updates on a read-only root (updates are whole images).
     systemctl --root="$root" --quiet disable ssh.service

@@ -190,8 +190,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The default `--config` (the shipped file) means the provisioned configuration once a
-/// stick was applied; an explicit path is kept.
+/// The shipped configuration's path (the default `--config`) means the provisioned
+/// configuration once a stick was applied; any other path is kept.
 fn resolve_configs(mut command: Command) -> Command {
     use gateway::provision::resolve_config;
     match &mut command {

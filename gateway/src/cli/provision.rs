@@ -143,9 +143,8 @@ fn apply(a: ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let outcome = match stick::open(&path, opts.activate) {
         Ok(mut s) => provision::provision(s.as_mut(), &opts),
         Err(e) => {
-            // Nothing to write a receipt on; the log and the audit trail still say it.
             let refusal = provision::Refusal::Stick(e);
-            tracing::warn!(code = refusal.code(), "provision: refused: {refusal}");
+            provision::report_unopened(&opts, &refusal);
             Err(refusal)
         }
     };

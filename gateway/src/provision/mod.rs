@@ -37,7 +37,8 @@ pub const SHIPPED_CONFIG: &str = "/etc/gateway/gateway.toml";
 pub const STATE_DIR: &str = "/var/lib/gateway-provision";
 
 /// The configuration the gateway runs with: the provisioned one once a stick was applied,
-/// else the shipped one. Only the default path is redirected; an explicit `--config` is kept.
+/// else the shipped one. Only the shipped path (the default `--config`, or named as in
+/// gateway.service) is redirected; any other path is kept.
 pub fn resolve_config(path: &Path) -> PathBuf {
     let live = Path::new(STATE_DIR).join(apply::LIVE);
     if path == Path::new(SHIPPED_CONFIG) && live.is_file() {
@@ -302,6 +303,14 @@ fn report(
     if let Err(e) = written {
         tracing::warn!(error = %e, "provision: cannot write the receipt to the stick");
     }
+}
+
+/// Reports a stick that could not even be opened (not FAT, wrong label): log, audit, LED; no
+/// receipt, there is nowhere to write it.
+pub fn report_unopened(opts: &Options, refusal: &Refusal) {
+    tracing::warn!(code = refusal.code(), "provision: refused: {refusal}");
+    audit(opts, refusal.code(), 0);
+    set_marker(opts, "refused");
 }
 
 /// The audit event in the journal's trail (the running configuration's store).
