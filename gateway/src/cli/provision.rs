@@ -132,7 +132,12 @@ fn apply(a: ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         state_dir: a.state,
         identity: Identity {
             serial: a.serial.unwrap_or_else(provision::serial),
-            board: current.as_ref().map_or_else(|| "board".into(), |c| c.board.spec.name.clone()),
+            // No board file: the board file's own default name.
+            board: current
+                .as_ref()
+                .map(|c| c.board.spec.name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "board".into()),
         },
         marker: current.as_ref().and_then(|c| c.board.provision_marker.as_ref().map(|m| m.get_ref().clone())),
         current_config,
