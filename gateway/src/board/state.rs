@@ -120,6 +120,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_provisioning_marker_says_running_or_refused() {
+        assert_eq!(Provisioning::from_marker("provisioning\n"), Provisioning::Running);
+        assert_eq!(Provisioning::from_marker("refused\n"), Provisioning::Refused);
+        assert_eq!(Provisioning::from_marker("applied\n"), Provisioning::Idle);
+        assert_eq!(Provisioning::from_marker(""), Provisioning::Idle);
+    }
+
     /// The LED level at each of `times` (ms since the state was first shown).
     fn levels(state: LedState, times: &[u64]) -> Vec<bool> {
         let line = SimLine::new(false);

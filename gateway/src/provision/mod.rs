@@ -71,7 +71,7 @@ pub enum Refusal {
     Replayed { version: u64 },
     #[error("provisioning state: {0}")]
     State(String),
-    #[error("apply failed, the previous configuration stays: {0}")]
+    #[error("apply failed: {0}")]
     Apply(String),
 }
 
@@ -225,10 +225,10 @@ pub fn provision(stick: &mut dyn Stick, opts: &Options) -> Outcome {
 fn apply_checked(c: &Checked, keys: &device_keys::DeviceKeys, opts: &Options) -> Result<(), Refusal> {
     check_scope(c, &opts.identity, opts.now)?;
     check_version(c, &opts.state_dir)?;
-    let fail = |e: anyhow::Error| Refusal::Apply(format!("{e:#}"));
-    apply::install(&opts.state_dir, &c.text, c.version(), &c.hash).map_err(fail)?;
+    apply::install(&opts.state_dir, &c.text, c.version(), &c.hash)
+        .map_err(|e| Refusal::Apply(format!("the previous configuration stays: {e:#}")))?;
     network::install(&c.config, &opts.networkd_dir, &opts.state_dir, &keys.wireguard_key_file, opts.activate)
-        .map_err(fail)
+        .map_err(|e| Refusal::Apply(format!("the configuration is installed, its network is not: {e:#}")))
 }
 
 fn set_marker(opts: &Options, state: &str) {
