@@ -13,6 +13,8 @@
 #   BUILD_NUMBER   last part of the image version (default: the number of commits in HEAD)
 #   MIRROR         Debian mirror URL (default: mmdebstrap's choice)
 #   MKIMAGE_CACHE  where the base root filesystem is cached (default: OUTPUT_DIR/cache)
+#   MKIMAGE_PROVISION_KEYS  folder of the provisioning public keys (*.pub) to ship (default:
+#                  image/provision-keys, development keys whose secrets are in tests/provision-keys)
 #   MKIMAGE_TEST_BROKEN_B=1
 #                  for scripts/image-test only: slot b gets a newer version whose gateway
 #                  cannot start, to prove the fallback to slot a.
@@ -112,18 +114,24 @@ build_root() {
     cp -a "$base/root" "$root"
     cp -a "$here/rootfs/." "$root/"
     install -m 0755 "$bin" "$root/usr/bin/gateway"
-    install -m 0644 "$here"/systemd/*.service "$root/usr/lib/systemd/system/"
+    install -m 0644 "$here"/systemd/*.service "$here"/systemd/*.timer "$root/usr/lib/systemd/system/"
     install -m 0644 "$here/nftables.conf" "$root/etc/nftables.conf"
     install -d -m 0755 "$root/etc/gateway" "$root/etc/gateway/maps"
     install -m 0644 "$repo/config/appliance.toml" "$root/etc/gateway/gateway.toml"
     install -m 0644 "$repo"/config/maps/* "$root/etc/gateway/maps/"
     install -D -m 0644 "$here/README.md" "$root/usr/share/doc/gateway/README.md"
+    # The provisioning keys a stick must be signed by (a threshold of them; README,
+    # "Provision a box"). The repository's are development keys: a production build passes
+    # its own folder of *.pub files.
+    install -d -m 0755 "$root/usr/share/gateway/provision-keys"
+    install -m 0644 "${MKIMAGE_PROVISION_KEYS:-$here/provision-keys}"/*.pub "$root/usr/share/gateway/provision-keys/"
     # Mount point of the ESP (systemd-gpt-auto-generator), where systemd-bless-boot marks
     # the booted entry good.
     install -d -m 0755 "$root/efi"
     printf 'IMAGE_ID=gateway\nIMAGE_VERSION=%s\n' "$version" >>"$root/usr/lib/os-release"
 
     systemctl --root="$root" --quiet enable gateway.service gateway-health.service nftables.service \
+        gateway-network.service gateway-wg-dump.timer \
         systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
     # SSH off by default; no package updates on a read-only root (updates are whole images).
     systemctl --root="$root" --quiet disable ssh.service

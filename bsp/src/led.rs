@@ -30,6 +30,10 @@ pub enum Health {
     Fault,
     /// A software update is being applied: long on, short off.
     Updating,
+    /// A provisioning USB stick is being read and applied: three flashes.
+    Provisioning,
+    /// The provisioning stick still plugged in was refused: a quick even blink.
+    Refused,
 }
 
 /// A blink pattern. Blinks start with the on phase, so a change of health is
@@ -71,6 +75,10 @@ pub const BOOT_FLASH: Pattern = Pattern::Blink { on_ms: 100, period_ms: 1000 };
 pub const DOUBLE_FLASH: Pattern = Pattern::Flashes { count: 2, on_ms: 150, off_ms: 150, period_ms: 1500 };
 /// 1.8 s on, 0.2 s off, used for [`Health::Updating`].
 pub const WINK: Pattern = Pattern::Blink { on_ms: 1800, period_ms: 2000 };
+/// Three flashes every 2 s, used for [`Health::Provisioning`].
+pub const TRIPLE_FLASH: Pattern = Pattern::Flashes { count: 3, on_ms: 150, off_ms: 150, period_ms: 2000 };
+/// 250 ms on, 250 ms off, used for [`Health::Refused`].
+pub const EVEN_BLINK: Pattern = Pattern::Blink { on_ms: 250, period_ms: 500 };
 
 impl Health {
     /// The blink pattern that shows this health.
@@ -83,6 +91,8 @@ impl Health {
             Health::AuthFailing => DOUBLE_FLASH,
             Health::Fault => FAST_BLINK,
             Health::Updating => WINK,
+            Health::Provisioning => TRIPLE_FLASH,
+            Health::Refused => EVEN_BLINK,
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct Config {
     /// Alert thresholds and the webhook (`[alerts]`).
     #[serde(default)]
     pub(crate) alerts: Alerts,
+    /// `[provision]`: present in a configuration delivered by USB stick (its signed metadata).
+    pub(crate) provision: Option<Provision>,
+    /// `[wireguard]`: the tunnel the cloud traffic takes (rendered for systemd-networkd).
+    pub(crate) wireguard: Option<WireGuard>,
     /// The folder of the config file: relative paths in it are resolved against it.
     #[serde(skip)]
     pub(crate) dir: PathBuf,
@@ -367,6 +371,9 @@ pub(crate) struct Board {
     pub(crate) reset_marker: Option<Spanned<PathBuf>>,
     /// While this file exists an update is being applied (the LED shows "updating").
     pub(crate) update_marker: Option<Spanned<PathBuf>>,
+    /// Written by `gateway provision`: "provisioning" while a stick is read and applied (the
+    /// LED shows "provisioning"), "refused" after a refused stick until it is pulled.
+    pub(crate) provision_marker: Option<Spanned<PathBuf>>,
     /// `file`, loaded and checked.
     #[serde(skip)]
     pub(crate) spec: BoardSpec,
@@ -654,6 +661,13 @@ impl Default for Limits {
 mod defaults {
     use std::num::{NonZeroU64, NonZeroUsize};
 
+    pub(crate) fn keepalive_secs() -> u16 {
+        25
+    }
+    pub(crate) fn handshake_max_age_secs() -> u64 {
+        // WireGuard re-handshakes every 2 minutes while traffic flows; 3 missed is down.
+        180
+    }
     pub(crate) fn board_name() -> String {
         "board".into()
     }
@@ -745,6 +759,114 @@ mod defaults {
             .map(String::from)
             .to_vec()
     }
+}
+
+/// `[provision]`: which boxes a provisioned configuration is for, when it is valid, its
+/// version, and the firewall's site networks. Checked by `gateway provision` before the file
+/// is applied; kept in the live config so `check-config` and the receipt show it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Provision {
+    /// Strictly increasing across the sticks a box accepts: an older or replayed one is refused.
+    pub(crate) config_version: u64,
+    /// Serial numbers this configuration is for.
+    #[serde(default)]
+    pub(crate) serials: Vec<String>,
+    /// Board names (the `[board]` file's `name`; `board` without one) it is for.
+    #[serde(default)]
+    pub(crate) boards: Vec<String>,
+    /// For every box of the site: must be said explicitly (and is signed like the rest).
+    #[serde(default)]
+    pub(crate) site_wide: bool,
+    /// Validity window, RFC 3339 (`2026-12-01T00:00:00Z`).
+    pub(crate) not_before: Spanned<String>,
+    pub(crate) not_after: Spanned<String>,
+    /// Networks allowed to send MLLP (nftables `hospital_nets`); empty: the shipped defaults.
+    #[serde(default)]
+    pub(crate) hospital_nets: Vec<IpNet>,
+    /// Networks allowed SSH and the admin port (nftables `mgmt_nets`); empty: the shipped defaults.
+    #[serde(default)]
+    pub(crate) mgmt_nets: Vec<IpNet>,
+    /// `not_before`/`not_after`, parsed.
+    #[serde(skip)]
+    pub(crate) window: Option<(jiff::Timestamp, jiff::Timestamp)>,
+}
+
+/// `[wireguard]`: the tunnel to the central endpoint; the box's private key is generated on
+/// the box at its first provisioning and never leaves it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WireGuard {
+    /// The box's tunnel address(es), with prefix (`10.99.0.17/32`).
+    pub(crate) address: Vec<IpNet>,
+    /// The central peer's public key (base64 of 32 bytes, as `wg` prints it).
+    pub(crate) peer_public_key: Spanned<String>,
+    /// The central peer, `ip:port` (the firewall's `wg_endpoints` set holds its address).
+    pub(crate) endpoint: std::net::SocketAddr,
+    /// Networks reached through the tunnel (the cloud's); routed via `wg0`. Not a default
+    /// route: the tunnel's own packets must still reach the endpoint.
+    pub(crate) allowed_ips: Vec<IpNet>,
+    #[serde(default = "defaults::keepalive_secs")]
+    pub(crate) persistent_keepalive_secs: u16,
+    /// A handshake older than this means the tunnel is down (WARN, `/metrics`).
+    #[serde(default = "defaults::handshake_max_age_secs")]
+    pub(crate) handshake_max_age_secs: u64,
+}
+
+/// Checks `[provision]` and `[wireguard]`.
+fn validate_provision(
+    config: &mut Config,
+    error_at: &dyn Fn(Option<std::ops::Range<usize>>, Option<String>, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if let Some(p) = &mut config.provision {
+        let parse = |s: &Spanned<String>, name: &str| {
+            s.get_ref().parse::<jiff::Timestamp>().map_err(|e| {
+                error_at(Some(s.span()), Some(format!("provision.{name}")), format!("not an RFC 3339 time: {e}"))
+            })
+        };
+        let (from, until) = (parse(&p.not_before, "not_before")?, parse(&p.not_after, "not_after")?);
+        if until <= from {
+            return Err(error_at(
+                Some(p.not_after.span()),
+                Some("provision.not_after".into()),
+                "must be after not_before".into(),
+            ));
+        }
+        p.window = Some((from, until));
+        let scoped = !p.serials.is_empty() || !p.boards.is_empty();
+        if scoped == p.site_wide {
+            return Err(error_at(
+                None,
+                Some("provision.site_wide".into()),
+                "name `serials`/`boards`, or set `site_wide = true` (not both)".into(),
+            ));
+        }
+    }
+    if let Some(wg) = &config.wireguard {
+        let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, wg.peer_public_key.get_ref());
+        if key.map(|k| k.len()) != Ok(32) {
+            return Err(error_at(
+                Some(wg.peer_public_key.span()),
+                Some("wireguard.peer_public_key".into()),
+                "not a WireGuard key (base64 of 32 bytes)".into(),
+            ));
+        }
+        if wg.address.is_empty() || wg.allowed_ips.is_empty() {
+            return Err(error_at(
+                None,
+                Some("wireguard".into()),
+                "`address` and `allowed_ips` must not be empty".into(),
+            ));
+        }
+        if wg.allowed_ips.iter().any(|n| n.prefix_len() == 0 || n.contains(&wg.endpoint.ip())) {
+            return Err(error_at(
+                None,
+                Some("wireguard.allowed_ips".into()),
+                "must name the cloud's networks: not a default route, not the endpoint's own address".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A configuration error, naming the file and, where known, line, column and field.
@@ -846,10 +968,17 @@ impl Config {
                 ));
             }
         }
+        validate_provision(&mut config, &error_at)?;
         let board = &mut config.board;
-        for p in [&mut board.file, &mut board.factory_config, &mut board.reset_marker, &mut board.update_marker]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut board.file,
+            &mut board.factory_config,
+            &mut board.reset_marker,
+            &mut board.update_marker,
+            &mut board.provision_marker,
+        ]
+        .into_iter()
+        .flatten()
         {
             resolve(p);
         }

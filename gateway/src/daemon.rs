@@ -176,6 +176,8 @@ pub async fn run(
         journal: appender.clone(),
         latest: latest.clone(),
     })?;
+    // Stops with the daemon (dropping the handle joins it).
+    let _tunnel = config.wireguard.as_ref().map(crate::provision::tunnel::watch);
     let maintenance = Maintenance::start(MaintenanceOptions {
         path: store.path.get_ref().clone(),
         vfs: None,

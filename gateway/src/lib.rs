@@ -14,6 +14,8 @@
 //! - [`sink`]: the embedded default target, a stand-in FHIR server on its own SQLite file.
 //! - [`ops`]: the admin endpoint (health, metrics) and logging.
 //! - [`board`]: the appliance's status LED and reset button (through `bsp`).
+//! - [`provision`]: field provisioning by USB stick (signed, scoped, versioned) and the
+//!   WireGuard tunnel it sets up.
 //!
 //! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`],
 //! `log_limit` (repeated error lines to one per minute with a count) and [`stage`] (the
@@ -42,6 +44,7 @@ pub mod metrics;
 pub mod mllp;
 pub mod ops;
 pub mod pipeline;
+pub mod provision;
 pub mod sink;
 pub mod stage;
 pub mod store;

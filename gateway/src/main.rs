@@ -127,6 +127,9 @@ enum Command {
         #[command(subcommand)]
         command: gateway::deadletter::Command,
     },
+    /// USB provisioning: `gateway provision <mountpoint>` applies a signed stick (run by
+    /// the appliance's udev rule); `keygen`, `sign`, `verify` are the provisioning office's tools.
+    Provision(gateway::cli::ProvisionArgs),
     /// The embedded FHIR sink (the target when `[cloud] url` is absent): `export` writes its
     /// resources as NDJSON, one file per resource type.
     Sink {
@@ -141,7 +144,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     gateway::ops::logging::init();
     gateway::ops::logging::install_panic_hook();
-    let result = match cli.command {
+    let result = match resolve_configs(cli.command) {
         Command::Run { config, discard_undecryptable } => {
             Config::load(&config).map_err(anyhow::Error::from).and_then(|c| {
                 // A factory reset the reset button requested: restore the factory config first.
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
         Command::Sink { config, command } => {
             gateway::sink::export::run(&config, command, &mut std::io::stdout().lock())
         }
+        Command::Provision(args) => gateway::cli::provision_command(args, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -210,6 +214,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The shipped configuration's path (the default `--config`) means the provisioned
+/// configuration once a stick was applied; any other path is kept.
+fn resolve_configs(mut command: Command) -> Command {
+    use gateway::provision::resolve_config;
+    match &mut command {
+        Command::Run { config, .. }
+        | Command::Health { config, .. }
+        | Command::CheckConfig { config }
+        | Command::Report { config, .. }
+        | Command::Deadletter { config, .. }
+        | Command::Sink { config, .. } => *config = resolve_config(config),
+        _ => {}
+    }
+    command
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

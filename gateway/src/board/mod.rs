@@ -40,6 +40,8 @@ pub(crate) struct BoardOptions {
     pub(crate) factory_config: Option<PathBuf>,
     pub(crate) reset_marker: PathBuf,
     pub(crate) update_marker: Option<PathBuf>,
+    /// Written by `gateway provision` (`[board] provision_marker`).
+    pub(crate) provision_marker: Option<PathBuf>,
     pub(crate) metrics: Arc<Metrics>,
     /// The journal's health (the appender is not used to append).
     pub(crate) journal: Appender,
@@ -73,6 +75,7 @@ impl BoardOptions {
             factory_config: board.factory_config.as_ref().map(|p| p.get_ref().clone()),
             reset_marker: board.reset_marker_path(&config.store),
             update_marker: board.update_marker.as_ref().map(|p| p.get_ref().clone()),
+            provision_marker: board.provision_marker.as_ref().map(|p| p.get_ref().clone()),
             metrics,
             journal,
             ready,
@@ -94,6 +97,7 @@ fn run(mut opts: BoardOptions, stopping: &Stopping) {
     let mut led = StatusLed::new(opts.led);
     let start = Instant::now();
     let mut updating = false;
+    let mut provisioning = state::Provisioning::Idle;
     let mut update_checked: Option<Instant> = None;
     while !stopping.requested() {
         stage.beat();
@@ -101,10 +105,20 @@ fn run(mut opts: BoardOptions, stopping: &Stopping) {
         if let Some(marker) = &opts.update_marker {
             if update_checked.is_none_or(|at| at.elapsed() >= UPDATE_CHECK) {
                 updating = marker.exists();
-                update_checked = Some(Instant::now());
             }
         }
-        let shown = state::led_state(&inputs(&metrics, &opts.journal, &opts.ready, updating));
+        if let Some(marker) = &opts.provision_marker {
+            if update_checked.is_none_or(|at| at.elapsed() >= UPDATE_CHECK) {
+                let content = std::fs::read_to_string(marker).unwrap_or_default();
+                provisioning = state::Provisioning::from_marker(&content);
+            }
+        }
+        if update_checked.is_none_or(|at| at.elapsed() >= UPDATE_CHECK) {
+            update_checked = Some(Instant::now());
+        }
+        let mut facts = inputs(&metrics, &opts.journal, &opts.ready, updating);
+        facts.provisioning = provisioning;
+        let shown = state::led_state(&facts);
         metrics.board.set_led_state(shown);
         led.set_health(state::pattern(shown));
         if let Err(e) = led.tick(now_ms) {
@@ -132,6 +146,7 @@ fn inputs(metrics: &Metrics, journal: &Appender, ready: &AtomicBool, updating: b
     state::Inputs {
         ready: ready.load(Ordering::Relaxed),
         updating,
+        provisioning: state::Provisioning::Idle,
         journal_ok: journal.healthy(),
         stage_trouble: stages.gone().is_some() || stages.watchdog_problem().is_some(),
         auth_failing: metrics.forward_auth_failing.get() == 1,

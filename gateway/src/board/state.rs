@@ -11,6 +11,8 @@ pub(crate) struct Inputs {
     pub(crate) ready: bool,
     /// The update marker exists.
     pub(crate) updating: bool,
+    /// What the provisioning marker says (`gateway provision`).
+    pub(crate) provisioning: Provisioning,
     /// The journal's last commit stored messages (not full, not failing).
     pub(crate) journal_ok: bool,
     /// A stage's thread is gone, or the writer or forwarder is stalled.
@@ -22,16 +24,43 @@ pub(crate) struct Inputs {
     pub(crate) cloud_down: bool,
 }
 
+/// The provisioning marker's content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Provisioning {
+    /// No marker, or the last stick was applied.
+    #[default]
+    Idle,
+    /// A stick is being read and applied.
+    Running,
+    /// The stick still plugged in was refused.
+    Refused,
+}
+
+impl Provisioning {
+    pub(crate) fn from_marker(content: &str) -> Provisioning {
+        match content.trim() {
+            "provisioning" => Provisioning::Running,
+            "refused" => Provisioning::Refused,
+            _ => Provisioning::Idle,
+        }
+    }
+}
+
 /// The most urgent state wins: an update in progress explains everything else; a storage
 /// fault means messages are refused; until ready nothing else is known; a credentials
 /// problem needs an operator, an outage only patience.
 pub(crate) fn led_state(i: &Inputs) -> LedState {
     if i.updating {
         LedState::Updating
+    } else if i.provisioning == Provisioning::Running {
+        LedState::Provisioning
     } else if !i.journal_ok || i.stage_trouble {
         LedState::StorageFault
     } else if !i.ready {
         LedState::Booting
+    } else if i.provisioning == Provisioning::Refused {
+        // The field engineer is looking at the box: the refusal first, then the rest.
+        LedState::ProvisionRefused
     } else if i.auth_failing {
         LedState::AuthFailing
     } else if i.cloud_down {
@@ -50,6 +79,8 @@ pub(crate) fn pattern(state: LedState) -> bsp::Health {
         LedState::AuthFailing => bsp::Health::AuthFailing,
         LedState::StorageFault => bsp::Health::Fault,
         LedState::Updating => bsp::Health::Updating,
+        LedState::Provisioning => bsp::Health::Provisioning,
+        LedState::ProvisionRefused => bsp::Health::Refused,
     }
 }
 
@@ -62,6 +93,7 @@ mod tests {
     const HEALTHY: Inputs = Inputs {
         ready: true,
         updating: false,
+        provisioning: Provisioning::Idle,
         journal_ok: true,
         stage_trouble: false,
         auth_failing: false,
@@ -77,12 +109,23 @@ mod tests {
             (Inputs { cloud_down: true, auth_failing: true, ..HEALTHY }, LedState::AuthFailing),
             (Inputs { journal_ok: false, auth_failing: true, ..HEALTHY }, LedState::StorageFault),
             (Inputs { stage_trouble: true, ..HEALTHY }, LedState::StorageFault),
+            (Inputs { provisioning: Provisioning::Running, journal_ok: false, ..HEALTHY }, LedState::Provisioning),
+            (Inputs { provisioning: Provisioning::Refused, cloud_down: true, ..HEALTHY }, LedState::ProvisionRefused),
+            (Inputs { provisioning: Provisioning::Refused, journal_ok: false, ..HEALTHY }, LedState::StorageFault),
             (Inputs { ready: false, journal_ok: false, ..HEALTHY }, LedState::StorageFault),
             (Inputs { updating: true, journal_ok: false, ready: false, ..HEALTHY }, LedState::Updating),
         ];
         for (inputs, want) in cases {
             assert_eq!(led_state(&inputs), want, "{inputs:?}");
         }
+    }
+
+    #[test]
+    fn the_provisioning_marker_says_running_or_refused() {
+        assert_eq!(Provisioning::from_marker("provisioning\n"), Provisioning::Running);
+        assert_eq!(Provisioning::from_marker("refused\n"), Provisioning::Refused);
+        assert_eq!(Provisioning::from_marker("applied\n"), Provisioning::Idle);
+        assert_eq!(Provisioning::from_marker(""), Provisioning::Idle);
     }
 
     /// The LED level at each of `times` (ms since the state was first shown).
@@ -110,6 +153,8 @@ mod tests {
             (LedState::AuthFailing, vec![true, true, false, true, false, false, true]),
             (LedState::StorageFault, vec![true, false, true, false, true, true, true]),
             (LedState::Updating, vec![true, true, true, true, true, true, false]),
+            (LedState::Provisioning, vec![true, true, false, true, true, false, false]),
+            (LedState::ProvisionRefused, vec![true, true, true, false, true, true, false]),
         ];
         assert_eq!(seen, want);
         // No two states look the same over the sampled times.

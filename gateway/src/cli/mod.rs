@@ -6,6 +6,7 @@
 //! - `convert`: `gateway convert` prints the FHIR Bundles of each message and its report.
 //! - `report`: `gateway report <seq>` prints the conversion report the daemon kept.
 //! - `health`: `gateway health` is the boot health gate (config, journal, the running daemon).
+//! - `provision`: `gateway provision` applies a USB stick; `keygen`, `sign`, `verify` for the office.
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -18,6 +19,7 @@ pub(crate) mod check_config;
 pub(crate) mod convert;
 pub(crate) mod health;
 pub(crate) mod parse;
+pub(crate) mod provision;
 pub(crate) mod report;
 pub(crate) mod status;
 
@@ -37,6 +39,7 @@ pub use check_config::{check_config_command, preflight};
 pub use convert::convert_command;
 pub use health::health_command;
 pub use parse::parse_command;
+pub use provision::{provision_command, ProvisionArgs};
 pub use report::report_command;
 pub use status::status_command;
 

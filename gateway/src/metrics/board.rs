@@ -22,16 +22,22 @@ pub(crate) enum LedState {
     StorageFault,
     /// An update is being applied.
     Updating,
+    /// A USB provisioning stick is being read and applied.
+    Provisioning,
+    /// The last provisioning stick was refused (until it is pulled).
+    ProvisionRefused,
 }
 
 impl LedState {
-    pub(crate) const ALL: [LedState; 6] = [
+    pub(crate) const ALL: [LedState; 8] = [
         LedState::Booting,
         LedState::Healthy,
         LedState::Buffering,
         LedState::AuthFailing,
         LedState::StorageFault,
         LedState::Updating,
+        LedState::Provisioning,
+        LedState::ProvisionRefused,
     ];
 
     /// The `state` label.
@@ -43,6 +49,8 @@ impl LedState {
             LedState::AuthFailing => "auth_failing",
             LedState::StorageFault => "storage_fault",
             LedState::Updating => "updating",
+            LedState::Provisioning => "provisioning",
+            LedState::ProvisionRefused => "provision_refused",
         }
     }
 }
@@ -112,7 +120,7 @@ mod tests {
         let on: Vec<&str> =
             text.lines().filter(|l| l.starts_with("gateway_board_led_state{") && l.ends_with(" 1")).collect();
         assert_eq!(on, ["gateway_board_led_state{state=\"auth_failing\"} 1"]);
-        assert_eq!(text.lines().filter(|l| l.starts_with("gateway_board_led_state{")).count(), 6);
+        assert_eq!(text.lines().filter(|l| l.starts_with("gateway_board_led_state{")).count(), 8);
         assert!(text.contains("gateway_watchdog_pings_total 3\n"), "{text}");
     }
 }

@@ -107,7 +107,9 @@ fn delivery_problems(m: &Metrics) -> Vec<String> {
 }
 
 async fn metrics_text(State(s): State<Admin>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render() + &s.info)
+    // The tunnel's lines exist only while a WireGuard tunnel is configured and `wg` reads it.
+    let text = s.metrics.render() + &s.info + &crate::provision::tunnel::render_metrics();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// A client must send its whole request head within this time.

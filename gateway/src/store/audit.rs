@@ -21,6 +21,9 @@ pub(crate) enum Action {
     Purge,
     /// Moved a row sealed under a lost key to dead letters (`gateway run --discard-undecryptable`).
     Discard,
+    /// A USB provisioning stick applied or refused (`provision-applied`,
+    /// `provision-refused-<why>`); the event's journal_seq holds the config_version.
+    Provision(&'static str),
 }
 
 impl Action {
@@ -30,6 +33,7 @@ impl Action {
             Action::Replay => "replay",
             Action::Purge => "purge",
             Action::Discard => "discard-undecryptable",
+            Action::Provision(code) => code,
         }
     }
 }

@@ -1,0 +1,152 @@
+//! The WireGuard tunnel's health, from `wg show wg0 dump` (wireguard-tools, in the image):
+//! the peer's last handshake and transfer counters for `/metrics`, and a WARN while the
+//! tunnel is down. No `wg`, no `wg0`, no peer: no tunnel metrics at all.
+//!
+//! Reading a WireGuard device needs CAP_NET_ADMIN, which the sandboxed gateway does not have:
+//! on the appliance `gateway-wg-dump.timer` (root) writes the dump to [`DUMP_FILE`] every
+//! 30 s and the gateway reads that; elsewhere it runs `wg` itself.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::WireGuard;
+use crate::log_limit::{self, Repeats};
+use crate::stage::Stage;
+
+/// The central peer as `wg` last reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Unix seconds of the last handshake; 0: never.
+    pub latest_handshake: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+impl PeerStatus {
+    /// Seconds since the last handshake at `now`; `None` before the first.
+    pub fn handshake_age(&self, now: u64) -> Option<u64> {
+        (self.latest_handshake != 0).then(|| now.saturating_sub(self.latest_handshake))
+    }
+}
+
+/// The first peer of a `wg show <if> dump`: the interface line first, then one line per peer
+/// (public key, preshared key, endpoint, allowed IPs, latest handshake, rx, tx, keepalive).
+pub(crate) fn parse_dump(text: &str) -> Option<PeerStatus> {
+    let peer = text.lines().nth(1)?;
+    let f: Vec<&str> = peer.split('\t').collect();
+    if f.len() < 8 {
+        return None;
+    }
+    Some(PeerStatus {
+        latest_handshake: f[4].parse().ok()?,
+        rx_bytes: f[5].parse().ok()?,
+        tx_bytes: f[6].parse().ok()?,
+    })
+}
+
+/// The last status the watcher read, with the configured maximum handshake age.
+static LAST: Mutex<Option<(PeerStatus, u64)>> = Mutex::new(None);
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Prometheus lines for the tunnel; empty without a reading.
+pub fn render_metrics() -> String {
+    let last = *LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((peer, max_age)) = last else { return String::new() };
+    render(&peer, max_age, now_secs())
+}
+
+pub(crate) fn render(peer: &PeerStatus, max_age: u64, now: u64) -> String {
+    let mut s = String::new();
+    let age = peer.handshake_age(now);
+    if let Some(age) = age {
+        let _ =
+            writeln!(s, "# HELP gateway_wireguard_handshake_age_seconds Seconds since the tunnel's last handshake.");
+        let _ = writeln!(s, "# TYPE gateway_wireguard_handshake_age_seconds gauge");
+        let _ = writeln!(s, "gateway_wireguard_handshake_age_seconds {age}");
+    }
+    let up = age.is_some_and(|a| a <= max_age);
+    let _ = writeln!(s, "# HELP gateway_wireguard_up 1 while the tunnel's last handshake is recent enough.");
+    let _ = writeln!(s, "# TYPE gateway_wireguard_up gauge");
+    let _ = writeln!(s, "gateway_wireguard_up {}", u8::from(up));
+    for (name, v) in [("rx", peer.rx_bytes), ("tx", peer.tx_bytes)] {
+        let _ = writeln!(s, "# HELP gateway_wireguard_{name}_bytes_total Bytes {name} through the tunnel.");
+        let _ = writeln!(s, "# TYPE gateway_wireguard_{name}_bytes_total counter");
+        let _ = writeln!(s, "gateway_wireguard_{name}_bytes_total {v}");
+    }
+    s
+}
+
+/// The dump `gateway-wg-dump.service` writes.
+pub const DUMP_FILE: &str = "/run/gateway-wg/wg0.dump";
+/// An older dump file is not the tunnel's state any more (the timer writes every 30 s).
+const DUMP_FRESH: Duration = Duration::from_secs(120);
+
+fn read_dump() -> Option<PeerStatus> {
+    if let Ok(meta) = std::fs::metadata(DUMP_FILE) {
+        let fresh = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age <= DUMP_FRESH);
+        // Bounded: a dump has one line per peer.
+        let text = std::fs::read(DUMP_FILE).ok().filter(|t| t.len() <= 64 * 1024)?;
+        return fresh.then(|| parse_dump(&String::from_utf8_lossy(&text))).flatten();
+    }
+    let out = std::process::Command::new("wg").args(["show", super::network::INTERFACE, "dump"]).output().ok()?;
+    out.status.success().then(|| parse_dump(&String::from_utf8_lossy(&out.stdout))).flatten()
+}
+
+static DOWN: Repeats = Repeats::new(log_limit::EVERY);
+const POLL: Duration = Duration::from_secs(30);
+
+/// Polls the tunnel every 30 s while the gateway runs; WARN (once a minute at most) while
+/// it is down.
+pub(crate) fn watch(wg: &WireGuard) -> Stage {
+    let max_age = wg.handshake_max_age_secs;
+    let (wake, sleeper) = std::sync::mpsc::channel::<()>();
+    Stage::spawn(
+        "tunnel",
+        move || {
+            let _ = wake.send(());
+        },
+        move |stopping| {
+            while !stopping.requested() {
+                let status = read_dump();
+                *LAST.lock().unwrap_or_else(|e| e.into_inner()) = status.map(|s| (s, max_age));
+                let age = status.and_then(|s| s.handshake_age(now_secs()));
+                if age.is_none_or(|a| a > max_age) {
+                    if let Some(r) = DOWN.hit("down") {
+                        let age = age.map_or("never".into(), |a| format!("{a} s ago"));
+                        tracing::warn!("tunnel: wg0 is down (last handshake {age}); cloud traffic waits{r}");
+                    }
+                }
+                if sleeper.recv_timeout(POLL).is_ok() {
+                    break;
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wg_dump_gives_the_peers_handshake_and_counters() {
+        let dump = "cHJpdg==\tcHVi\t51820\toff\n\
+                    cGVlcg==\t(none)\t203.0.113.5:51820\t10.100.0.0/16\t1700000000\t1234\t5678\t25\n";
+        let peer = parse_dump(dump).unwrap();
+        assert_eq!(peer, PeerStatus { latest_handshake: 1_700_000_000, rx_bytes: 1234, tx_bytes: 5678 });
+        let text = render(&peer, 180, 1_700_000_100);
+        assert!(text.contains("gateway_wireguard_handshake_age_seconds 100\n"), "{text}");
+        assert!(text.contains("gateway_wireguard_up 1\n") && text.contains("gateway_wireguard_tx_bytes_total 5678\n"));
+        assert!(render(&peer, 180, 1_700_001_000).contains("gateway_wireguard_up 0\n"));
+        // Never shook hands: down, no age.
+        let never = PeerStatus { latest_handshake: 0, ..peer };
+        let text = render(&never, 180, 1_700_000_100);
+        assert!(!text.contains("handshake_age") && text.contains("gateway_wireguard_up 0\n"), "{text}");
+        // No peer line: nothing.
+        assert!(parse_dump("cHJpdg==\tcHVi\t51820\toff\n").is_none());
+    }
+}
