@@ -9,6 +9,9 @@
 //! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
 //!   pauses, throttling, backoff); plain state, no database.
 //! - `record`: the recorder thread that writes outcomes in group commits.
+//! - `ids`, `id_map`: send-time rewriting against what the server holds — write economy
+//!   (unchanged resources are not written again), server ids learned from `response.location`
+//!   (salesforce), unsupported resource types routed.
 //! - `deliver`: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
 //! - `retry`: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
@@ -19,8 +22,11 @@
 //! - `auth`: credentials for the cloud.
 
 pub(crate) mod auth;
+mod budget;
 pub(crate) mod client;
 pub(crate) mod deliver;
+mod id_map;
+pub(crate) mod ids;
 mod lane_set;
 pub(crate) mod lanes;
 mod pacing;

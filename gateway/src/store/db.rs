@@ -140,6 +140,17 @@ const MIGRATIONS: &[&str] = &[
     // counts), sealed like the message (a sender may put a name in a coded field), kept as
     // long as its journal row.
     "ALTER TABLE journal ADD COLUMN report TEXT;",
+    // 9: the forwarder's id map (store/ids.rs), replacing `sent_resource`: per resource (keyed
+    // hash of its `urn:uuid` placeholder) the id the server gave it (`Kind/<id>`, NULL for a
+    // server that names resources by conditional URL), the SHA-256 of what it last acknowledged
+    // and when (Unix ms), so an unchanged resource is not written again.
+    "DROP TABLE sent_resource;
+    CREATE TABLE server_resource (
+        key        BLOB PRIMARY KEY,
+        server_id  TEXT,
+        content    BLOB NOT NULL,
+        acked_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// Work a migration needs beyond SQL, run in its transaction after its SQL.
