@@ -12,8 +12,12 @@ export const DEFAULTS = Object.freeze({
   down_mode: '503',
   down_for_secs: 0, // when > 0 and down is set true: switch back to false after that many seconds
   expire_tokens_after_secs: 0, // issued tokens stop working after N seconds (0 = normal TTL)
-  salesforce: false, // only batch Bundles, <= salesforce_max_entries entries, only `PUT Type/id` writes
+  salesforce: false, // the Salesforce Healthcare API as documented (salesforce.mjs)
   salesforce_max_entries: 30,
+  salesforce_max_reads: 10, // reads/searches per batch
+  salesforce_max_concurrent: 5, // more requests at once -> 429
+  salesforce_latency_ms: 0, // added to every answer (the docs expect ~3000)
+  salesforce_types: '', // accepted resource types, comma-separated; '' = the documented modules' types
   sforce_limit: '', // e.g. "api-usage=10/15000" -> Sforce-Limit-Info response header
   require_auth: false, // FHIR routes need a Bearer token from /token or --static-token
 });
@@ -31,6 +35,10 @@ const TYPES = {
   expire_tokens_after_secs: 'count',
   salesforce: 'boolean',
   salesforce_max_entries: 'count',
+  salesforce_max_reads: 'count',
+  salesforce_max_concurrent: 'count',
+  salesforce_latency_ms: 'count',
+  salesforce_types: 'string',
   sforce_limit: 'string',
   require_auth: 'boolean',
 };
