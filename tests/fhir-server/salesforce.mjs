@@ -16,6 +16,8 @@ export const DOCUMENTED_TYPES = [
   'Patient', 'Practitioner', 'PractitionerRole', 'Encounter', 'Organization', 'Location', 'RelatedPerson',
   // Clinical
   'AllergyIntolerance', 'Condition', 'Procedure', 'CarePlan', 'CareTeam', 'Goal', 'FamilyMemberHistory',
+  // Clinical Workflow
+  'ServiceRequest',
   // Diagnostics
   'Observation', 'DiagnosticReport', 'DocumentReference',
   // Medications

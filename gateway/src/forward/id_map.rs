@@ -2,7 +2,7 @@
 //! Rows are written before the answer's verdict is recorded, so after a crash a resent entry
 //! finds its server id (and is a `PUT`, not a second create).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +19,8 @@ pub(crate) struct IdMap {
     keys: Arc<Keys>,
     gate: Arc<WriteGate>,
     cache: Mutex<HashMap<[u8; 32], Option<Known>>>,
+    /// Placeholders a request in flight creates (no server id yet).
+    creating: Mutex<HashSet<String>>,
 }
 
 impl IdMap {
@@ -29,7 +31,13 @@ impl IdMap {
         gate: Arc<WriteGate>,
     ) -> Result<Self, OpenError> {
         let conn = db::open(path, None, sync)?;
-        Ok(IdMap { conn: Mutex::new(conn), keys, gate, cache: Mutex::new(HashMap::new()) })
+        Ok(IdMap {
+            conn: Mutex::new(conn),
+            keys,
+            gate,
+            cache: Mutex::new(HashMap::new()),
+            creating: Mutex::new(HashSet::new()),
+        })
     }
 
     /// The keyed hash of a placeholder (`urn:uuid:…`).
@@ -51,6 +59,25 @@ impl IdMap {
         });
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, row.clone());
         row
+    }
+
+    /// Claims the creation of every placeholder of `creates`, or of none when another request
+    /// has one under way.
+    pub(crate) fn claim(&self, creates: &[String]) -> bool {
+        let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        if creates.iter().any(|p| creating.contains(p)) {
+            return false;
+        }
+        creating.extend(creates.iter().cloned());
+        true
+    }
+
+    /// Ends claims (after the answer was learnt).
+    pub(crate) fn release(&self, claimed: &HashSet<String>) {
+        let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        for p in claimed {
+            creating.remove(p);
+        }
     }
 
     /// Stores `changes`, then caches them; on a write error the cache forgets the keys (the

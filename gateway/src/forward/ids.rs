@@ -56,6 +56,8 @@ pub(crate) struct Selected {
     pub(crate) refused: Vec<(usize, String)>,
     /// Entries left out whose placeholder must be renamed in the others (generic).
     pub(crate) outside_names: HashMap<String, String>,
+    /// Placeholders of entries dropped for their type: references to them are removed.
+    pub(crate) dropped: HashSet<String>,
     /// Count of entries dropped for their type (a metric).
     pub(crate) dropped_unsupported: u64,
 }
@@ -106,6 +108,9 @@ pub(crate) fn select(
                 Unsupported::Drop => {
                     out.skipped.push(n);
                     out.dropped_unsupported += 1;
+                    if let Some(p) = placeholder(entry) {
+                        out.dropped.insert(p.to_string());
+                    }
                 }
                 Unsupported::DeadLetter => {
                     out.refused.push((n, format!("entry {n}: resource type {kind} is not supported by the target")))
@@ -133,16 +138,32 @@ pub(crate) fn select(
     out
 }
 
-/// The entry as it is sent: references to left-out entries renamed (generic), or server ids
-/// applied (salesforce). `in_request` holds the placeholders of the request's entries.
+/// What [`rewrite`] needs to know about the whole request.
+#[derive(Debug, Default)]
+pub(crate) struct RequestView {
+    /// Placeholders of the request's entries.
+    pub(crate) in_request: HashSet<String>,
+    /// Names of left-out entries (generic), by placeholder.
+    pub(crate) outside_names: HashMap<String, String>,
+    /// Placeholders of entries dropped for their type.
+    pub(crate) dropped: HashSet<String>,
+}
+
+/// The entry as it is sent: references to dropped entries removed, references to left-out
+/// entries renamed (generic), or server ids applied (salesforce).
 pub(crate) fn rewrite(
     entry: &Value,
     rules: &Rules,
-    outside_names: &HashMap<String, String>,
-    in_request: &HashSet<String>,
+    view: &RequestView,
     known: &dyn Fn(&str) -> Option<Known>,
 ) -> Value {
+    let (outside_names, in_request) = (&view.outside_names, &view.in_request);
     let mut out = entry.clone();
+    if !view.dropped.is_empty() {
+        if let Some(resource) = out.get_mut("resource") {
+            strip_references(resource, &view.dropped);
+        }
+    }
     let rename = |r: &str| -> Option<String> {
         if in_request.contains(r) {
             return None;
@@ -175,6 +196,24 @@ pub(crate) fn rewrite(
         }
     }
     out
+}
+
+/// Removes every element that is a reference to one of `gone` (an array item, or the field).
+fn strip_references(v: &mut Value, gone: &HashSet<String>) {
+    let names_gone = |x: &Value| x.get("reference").and_then(Value::as_str).is_some_and(|r| gone.contains(r));
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, x| !names_gone(x));
+            map.values_mut().for_each(|x| strip_references(x, gone));
+            // An array emptied by the removal goes too (FHIR has no empty arrays).
+            map.retain(|_, x| !matches!(x, Value::Array(a) if a.is_empty()));
+        }
+        Value::Array(items) => {
+            items.retain(|x| !names_gone(x));
+            items.iter_mut().for_each(|x| strip_references(x, gone));
+        }
+        _ => {}
+    }
 }
 
 fn rename_references(v: &mut Value, rename: &dyn Fn(&str) -> Option<String>) {
@@ -268,12 +307,15 @@ mod tests {
         let s = select(&b, &[], &rules, 500, &known);
         assert_eq!(s.skipped, [1], "the unchanged Organization is not written again");
         assert_eq!(s.send.iter().map(|(n, _, _)| *n).collect::<Vec<_>>(), [0, 2]);
-        let in_request: HashSet<String> = ["urn:uuid:p".to_string(), "urn:uuid:e".to_string()].into();
-        let patient = rewrite(&s.send[0].1, &rules, &s.outside_names, &in_request, &known);
+        let view = RequestView {
+            in_request: ["urn:uuid:p".to_string(), "urn:uuid:e".to_string()].into(),
+            ..RequestView::default()
+        };
+        let patient = rewrite(&s.send[0].1, &rules, &view, &known);
         assert_eq!(patient["request"], json!({"method": "PUT", "url": "Patient/p9"}));
         assert_eq!(patient["resource"]["id"], "p9");
         assert_eq!(patient["resource"]["managingOrganization"]["reference"], "Organization/o9");
-        let encounter = rewrite(&s.send[1].1, &rules, &s.outside_names, &in_request, &known);
+        let encounter = rewrite(&s.send[1].1, &rules, &view, &known);
         assert_eq!(encounter["request"], json!({"method": "POST", "url": "Encounter"}));
         assert_eq!(encounter["resource"]["subject"]["reference"], "urn:uuid:p", "in the batch: the placeholder");
         // After the reassert period the Organization is written again.
@@ -294,12 +336,23 @@ mod tests {
         rules.unsupported_types.insert("Provenance".into());
         let s = select(&b, &[], &rules, 0, &known);
         assert_eq!((s.skipped.as_slice(), s.dropped_unsupported), (&[0, 1][..], 1));
+        assert!(s.dropped.contains("urn:uuid:v"));
+        // References to a dropped entry go, with an array they leave empty.
+        let view = RequestView { dropped: s.dropped.clone(), ..RequestView::default() };
+        let target = json!({"fullUrl": "urn:uuid:t", "request": {"method": "POST", "url": "Observation"},
+            "resource": {"resourceType": "Observation", "focus": {"reference": "urn:uuid:v"},
+                         "basedOn": [{"reference": "urn:uuid:v"}], "derivedFrom": [{"reference": "urn:uuid:v"}, {"reference": "urn:uuid:x"}]}});
+        let stripped = rewrite(&target, &rules, &view, &|_| None);
+        assert_eq!(
+            stripped["resource"],
+            json!({"resourceType": "Observation", "derivedFrom": [{"reference": "urn:uuid:x"}]})
+        );
         rules.unsupported = Unsupported::DeadLetter;
         let s = select(&b, &[], &rules, 0, &|_| None);
         assert_eq!(s.send.len(), 1);
         assert_eq!(s.refused, [(1, "entry 1: resource type Provenance is not supported by the target".to_string())]);
         // Unknown: POST without ifNoneExist.
-        let e = rewrite(&s.send[0].1, &rules, &s.outside_names, &HashSet::new(), &|_| None);
+        let e = rewrite(&s.send[0].1, &rules, &RequestView::default(), &|_| None);
         assert_eq!(e["request"], json!({"method": "POST", "url": "Patient"}));
     }
 
@@ -315,8 +368,12 @@ mod tests {
         let rules = Rules { reassert_ms: 10, ..Rules::default() };
         let s = select(&b, &[], &rules, 1, &known);
         assert_eq!(s.skipped, [0]);
-        let in_request: HashSet<String> = ["urn:uuid:o".to_string()].into();
-        let obs = rewrite(&s.send[0].1, &rules, &s.outside_names, &in_request, &known);
+        let view = RequestView {
+            in_request: ["urn:uuid:o".to_string()].into(),
+            outside_names: s.outside_names.clone(),
+            ..RequestView::default()
+        };
+        let obs = rewrite(&s.send[0].1, &rules, &view, &known);
         assert_eq!(obs["resource"]["subject"]["reference"], "Patient?identifier=s|v");
         assert_eq!(obs["request"]["url"], "Observation/1", "generic requests are kept");
     }

@@ -171,6 +171,9 @@ impl Forwarder {
     }
 }
 
+/// How long a part left out of its request waits before it goes again (ms).
+const DEFER_MS: i64 = 50;
+
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
 
@@ -339,7 +342,9 @@ impl Scheduler {
         let now = now_ms();
         for sent in done.parts {
             let Some(verdict) = sent.verdict else {
-                self.lanes.requeue(&sent.lane, now);
+                // Left out: another request writes (or creates) one of its resources; go again
+                // shortly, after that request had time to answer.
+                self.lanes.requeue(&sent.lane, now + DEFER_MS);
                 continue;
             };
             let failures = self.lanes.get(&sent.lane).map_or(0, |l| l.failures);

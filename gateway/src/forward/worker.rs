@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::client::{Response, SendError, Target};
 use super::deliver::{self, Verdict};
 use super::id_map::IdMap;
-use super::ids::{self, Rules, Selected};
+use super::ids::{self, RequestView, Rules, Selected};
 use crate::metrics::{FailClass, Metrics};
 use crate::store::{Doorbell, Keys};
 
@@ -180,6 +180,7 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut packed: Vec<usize> = Vec::new();
     let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut claimed: HashSet<String> = HashSet::new();
     for (i, o) in opened.iter().enumerate() {
         let Some(o) = o else { continue };
         if o.selected.send.is_empty() {
@@ -194,6 +195,13 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
         if conflicts {
             continue;
         }
+        // Two requests in flight must not both create one resource (two server records): a
+        // part whose creates another request has under way waits for its answer.
+        let creates = new_creates(&o.selected, ctx, &claimed);
+        if !ctx.ids.claim(&creates) {
+            continue;
+        }
+        claimed.extend(creates);
         let mut sent = Vec::with_capacity(o.selected.send.len());
         for (n, entry, content) in &o.selected.send {
             let key = entry_key(entry);
@@ -212,17 +220,19 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
     }
     let mut signals = Signals::default();
     if !packed.is_empty() {
-        let in_request: HashSet<String> =
-            request.iter().filter_map(|(e, _)| e.get("fullUrl").and_then(Value::as_str).map(str::to_string)).collect();
-        let mut outside = HashMap::new();
-        for &i in &packed {
-            if let Some(o) = &opened[i] {
-                outside.extend(o.selected.outside_names.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
+        let mut view = RequestView {
+            in_request: request
+                .iter()
+                .filter_map(|(e, _)| e.get("fullUrl").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+            ..RequestView::default()
+        };
+        for o in opened.iter().flatten() {
+            view.outside_names.extend(o.selected.outside_names.iter().map(|(k, v)| (k.clone(), v.clone())));
+            view.dropped.extend(o.selected.dropped.iter().cloned());
         }
         let known = |p: &str| ctx.ids.known(p);
-        let entries: Vec<Value> =
-            request.iter().map(|(e, _)| ids::rewrite(e, ctx.rules, &outside, &in_request, &known)).collect();
+        let entries: Vec<Value> = request.iter().map(|(e, _)| ids::rewrite(e, ctx.rules, &view, &known)).collect();
         let kind = if batch { "batch" } else { "transaction" };
         let mut fields = match (packed.as_slice(), &opened[packed[0]]) {
             ([_], Some(o)) => o.fields.clone(),
@@ -265,13 +275,30 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
                             signals = signals.and(alone.signals);
                             verdicts[i] = alone.parts.into_iter().next().and_then(|s| s.verdict);
                         }
+                        ctx.ids.release(&claimed);
                         return finish(parts, verdicts, &opened, &packed, signals, true);
                     }
                 }
             }
         }
     }
+    ctx.ids.release(&claimed);
     finish(parts, verdicts, &opened, &packed, signals, false)
+}
+
+/// The placeholders a part would create (salesforce: no server id known yet) that this
+/// request has not claimed already.
+fn new_creates(selected: &Selected, ctx: &Ctx<'_>, claimed: &HashSet<String>) -> Vec<String> {
+    if ctx.rules.profile != crate::fhir::bundle::Profile::Salesforce {
+        return Vec::new();
+    }
+    selected
+        .send
+        .iter()
+        .filter_map(|(_, e, _)| e.get("fullUrl").and_then(Value::as_str))
+        .filter(|p| !claimed.contains(*p) && ctx.ids.known(p).and_then(|k| k.server_id).is_none())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The parts with their verdicts; a packed part's verdict gains what it settled unsent
