@@ -206,6 +206,10 @@ pub(crate) struct Cloud {
     /// What becomes of an entry of an unsupported type: `drop` (counted) or `dead-letter`.
     #[serde(default)]
     pub(crate) unsupported: UnsupportedMode,
+    /// Leave out of requests what the server acknowledged unchanged (write economy). Turn it
+    /// off for a server that may lose data behind the gateway's back (a test server reset).
+    #[serde(default = "defaults::yes")]
+    pub(crate) write_economy: bool,
     /// An unchanged resource is written again after this many hours (write economy).
     #[serde(default = "defaults::reassert_hours")]
     pub(crate) reassert_hours: NonZeroU64,
@@ -251,6 +255,7 @@ impl Default for Cloud {
             retry_jitter: true,
             unsupported_types: None,
             unsupported: UnsupportedMode::Drop,
+            write_economy: true,
             reassert_hours: defaults::reassert_hours(),
             daily_api_budget: None,
         }

@@ -18,6 +18,8 @@ export const DEFAULTS = Object.freeze({
   salesforce_max_concurrent: 5, // more requests at once -> 429
   salesforce_latency_ms: 0, // added to every answer (the docs expect ~3000)
   salesforce_types: '', // accepted resource types, comma-separated; '' = the documented modules' types
+  salesforce_fail_type: '', // entries writing this type fail with 503 ...
+  salesforce_fail_count: 0, // ... this many times (so their dependants answer 424)
   sforce_limit: '', // e.g. "api-usage=10/15000" -> Sforce-Limit-Info response header
   require_auth: false, // FHIR routes need a Bearer token from /token or --static-token
 });
@@ -39,6 +41,8 @@ const TYPES = {
   salesforce_max_concurrent: 'count',
   salesforce_latency_ms: 'count',
   salesforce_types: 'string',
+  salesforce_fail_type: 'string',
+  salesforce_fail_count: 'count',
   sforce_limit: 'string',
   require_auth: 'boolean',
 };

@@ -158,6 +158,11 @@ export class Salesforce {
       this.counters.refused_types++;
       return ['400 Bad Request', { outcome: outcome('not-supported', `resource type ${type} is not supported`) }];
     }
+    const s = this.faults.state;
+    if (type === s.salesforce_fail_type && s.salesforce_fail_count > 0) {
+      s.salesforce_fail_count--;
+      return ['503 Service Unavailable', { outcome: outcome('transient', 'salesforce_fail_type switch') }];
+    }
     if (e.request?.ifNoneExist) return ['400 Bad Request', { outcome: outcome('not-supported', 'conditional create is not supported') }];
     let target;
     if (method === 'POST' && url === type) {

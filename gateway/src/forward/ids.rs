@@ -42,6 +42,10 @@ pub(crate) struct Rules {
     pub(crate) unsupported: Unsupported,
     /// An unchanged resource is written again after this long (ms).
     pub(crate) reassert_ms: i64,
+    /// Leave out what the server holds unchanged (`[cloud] write_economy`); off, every entry
+    /// is written (salesforce still leaves out a create-only entry for a resource it holds,
+    /// which it could not write without replacing it).
+    pub(crate) economy: bool,
 }
 
 /// One stored bundle's entries after selection: what goes into the request, what settled
@@ -126,7 +130,9 @@ pub(crate) fn select(
             Profile::Salesforce => prior.as_ref().is_some_and(|k| k.server_id.is_some()),
             Profile::Generic => prior.is_some(),
         };
-        if unchanged || (create_only && present) {
+        let skip = (rules.economy && unchanged)
+            || (create_only && present && (rules.economy || rules.profile == Profile::Salesforce));
+        if skip {
             out.skipped.push(n);
             if let (Some(p), Some(name)) = (placeholder(entry), outside_name(entry)) {
                 out.outside_names.insert(p.to_string(), name);
@@ -281,7 +287,7 @@ mod tests {
     use serde_json::json;
 
     fn sf_rules() -> Rules {
-        Rules { profile: Profile::Salesforce, reassert_ms: 1000, ..Rules::default() }
+        Rules { profile: Profile::Salesforce, reassert_ms: 1000, economy: true, ..Rules::default() }
     }
 
     fn sf_bundle() -> Value {
@@ -365,7 +371,9 @@ mod tests {
              "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p"}}}]});
         let known_p = Known { server_id: None, content: content_hash(&p), acked_at: 0 };
         let known = |u: &str| (u == "urn:uuid:p").then(|| known_p.clone());
-        let rules = Rules { reassert_ms: 10, ..Rules::default() };
+        let rules = Rules { reassert_ms: 10, economy: true, ..Rules::default() };
+        let off = Rules { economy: false, ..rules.clone() };
+        assert!(select(&b, &[], &off, 1, &known).skipped.is_empty(), "economy off: everything is written");
         let s = select(&b, &[], &rules, 1, &known);
         assert_eq!(s.skipped, [0]);
         let view = RequestView {

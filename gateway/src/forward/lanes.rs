@@ -137,6 +137,7 @@ impl ForwardOptions {
                     UnsupportedMode::DeadLetter => Unsupported::DeadLetter,
                 },
                 reassert_ms: (cloud.reassert_hours.get() as i64).saturating_mul(3_600_000),
+                economy: cloud.write_economy,
             },
             daily_api_budget: cloud.daily_api_budget.map(|b| b.get()),
         }

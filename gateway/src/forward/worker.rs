@@ -125,8 +125,10 @@ fn open_part(part: &Part, ctx: &Ctx<'_>, now: i64) -> Result<Opened, Verdict> {
     Ok(Opened { batch, selected, fields })
 }
 
-/// Adds what was settled without sending to the verdict on what was sent.
-fn with_unsent(verdict: Verdict, selected: &Selected) -> Verdict {
+/// Adds what was settled without sending to the verdict on what was sent. A transaction
+/// settles all or nothing: its left-out entries count only once it succeeded, since a resend
+/// computes again what to leave out (and how to name it).
+fn with_unsent(verdict: Verdict, selected: &Selected, batch: bool) -> Verdict {
     let add = |ok: &mut Vec<usize>, dead: &mut Vec<(usize, String)>| {
         ok.extend(&selected.skipped);
         ok.sort_unstable();
@@ -138,7 +140,7 @@ fn with_unsent(verdict: Verdict, selected: &Selected) -> Verdict {
             add(&mut ok, &mut dead);
             Verdict::Settled { ok, dead }
         }
-        Verdict::Retry { class, after, mut ok, mut dead } => {
+        Verdict::Retry { class, after, mut ok, mut dead } if batch => {
             add(&mut ok, &mut dead);
             Verdict::Retry { class, after, ok, dead }
         }
@@ -184,7 +186,7 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
     for (i, o) in opened.iter().enumerate() {
         let Some(o) = o else { continue };
         if o.selected.send.is_empty() {
-            verdicts[i] = Some(with_unsent(Verdict::Settled { ok: vec![], dead: vec![] }, &o.selected));
+            verdicts[i] = Some(with_unsent(Verdict::Settled { ok: vec![], dead: vec![] }, &o.selected, o.batch));
             continue;
         }
         let conflicts = o
@@ -314,7 +316,7 @@ fn finish(
     if !alone {
         for &i in packed {
             if let (Some(v), Some(o)) = (verdicts[i].take(), &opened[i]) {
-                verdicts[i] = Some(with_unsent(v, &o.selected));
+                verdicts[i] = Some(with_unsent(v, &o.selected, o.batch));
             }
         }
     }
