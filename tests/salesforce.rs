@@ -144,3 +144,81 @@ fn unsupported_types_are_dropped_and_counted_or_dead_lettered() {
     assert_eq!(patients(&server).len(), 1, "the Patient was delivered");
     assert_eq!(gw.metric("gateway_forward_retries_total"), 0.0);
 }
+
+// ---------------------------------------------------------------- the API budget (bench)
+
+/// A realistic mix of 100 messages for 20 patients: 60 % ADT (an A01, then two A08 that
+/// change the name), 25 % ORU, 15 % other (SIU, VXU), each with its own control ID.
+fn budget_mix() -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/hl7");
+    let corpus = |f: &str| String::from_utf8_lossy(&std::fs::read(dir.join(f)).unwrap()).replace("|ER|", "|AL|");
+    let oru = ["epic_oru_r01_01.hl7", "cerner_oru_r01_01.hl7", "athena_oru_r01_01.hl7", "athena_oru_r01_02.hl7"];
+    let other = ["athena_siu_s12_01.hl7", "cerner_vxu_v04_01.hl7", "athena_vxu_v04_01.hl7"];
+    let with_control_id = |raw: String, id: &str| {
+        let mut fields: Vec<String> = raw.splitn(11, '|').map(str::to_string).collect();
+        fields[9] = id.to_string();
+        fields.join("|").into_bytes()
+    };
+    let mut out = Vec::new();
+    for p in 1..=20u64 {
+        out.push(gateway::loadgen::sample_adt(&format!("B-A01-{p}"), p));
+        for u in 1..=2 {
+            out.push(a08(p as usize, u, &format!("B-A08-{p}-{u}")));
+        }
+    }
+    for n in 0..25 {
+        out.push(with_control_id(corpus(oru[n % oru.len()]), &format!("B-ORU-{n}")));
+    }
+    for n in 0..15 {
+        out.push(with_control_id(corpus(other[n % other.len()]), &format!("B-OTH-{n}")));
+    }
+    out
+}
+
+/// Sends the mix through a gateway with `profile` and `economy`; returns (entries per
+/// message, requests per message, drain seconds).
+fn budget_run(profile: &str, economy: bool, latency_ms: u64) -> (f64, f64, f64) {
+    let server = FhirServer::start(&[]);
+    if profile == "salesforce" {
+        server.control(json!({"salesforce": true, "salesforce_latency_ms": latency_ms}));
+    }
+    let mut setup = Setup::new(PLAIN);
+    let keys = format!("profile = \"{profile}\"\nwrite_economy = {economy}\nconcurrency = 5");
+    setup.extra = format!("{}\n{}", cloud(&server.base_url(), 30, &keys), mapping());
+    let gw = setup.start();
+    let mut c = gw.connect();
+    let mix = budget_mix();
+    let started = std::time::Instant::now();
+    for m in &mix {
+        c.call(m);
+    }
+    wait_for("the mix delivered", Duration::from_secs(600), || (undelivered(&setup.db_path()) == 0).then_some(()));
+    let drain = started.elapsed().as_secs_f64();
+    let n = mix.len() as f64;
+    let entries = gw.metric("gateway_forward_entries_sent_total") / n;
+    let requests = gw.metric("gateway_forward_requests_total") / n;
+    (entries, requests, drain)
+}
+
+/// `scripts/bench-cloud`: entries and requests per message for the mix, without and with
+/// write economy, and the sustainable rate at the documented Salesforce limits (5 concurrent
+/// requests of ~3 s) and for a generic server at 300 ms.
+#[test]
+#[ignore = "a benchmark: scripts/bench-cloud"]
+fn bench_cloud_budget() {
+    println!("mix: 100 messages, 20 patients, 60 % ADT / 25 % ORU / 15 % other");
+    println!("{:<12} {:<8} {:>10} {:>10} {:>14}", "profile", "economy", "entries/m", "requests/m", "sustainable");
+    for (profile, per_request_s, concurrent) in [("salesforce", 3.0, 5.0), ("generic", 0.3, 5.0)] {
+        for economy in [false, true] {
+            let (entries, requests, _) = budget_run(profile, economy, 0);
+            let rate = concurrent / per_request_s / requests;
+            println!(
+                "{profile:<12} {:<8} {entries:>10.2} {requests:>10.2} {:>10.1} msg/s",
+                if economy { "on" } else { "off" },
+                rate
+            );
+        }
+    }
+    let (_, requests, drain) = budget_run("salesforce", true, 3000);
+    println!("salesforce, 3 s per request, 5 concurrent, economy on: 100 messages drained in {drain:.1} s ({:.1} msg/s measured, {requests:.2} requests/message)", 100.0 / drain);
+}
