@@ -743,6 +743,9 @@ impl<'t> Sources<'t> {
             || self.literal_prefix(s)
             || (key == "url" && self.field_reference(s))
             || (key == "end" && self.end_on_an_input_day(s))
+            // A create (`POST <Kind>`): the salesforce profile's first write.
+            || (key == "method" && s == "POST")
+            || (key == "url" && is_resource_type(s))
     }
 
     /// A period end computed as a start of the input plus a duration of the input (PR1-5 +

@@ -77,6 +77,15 @@ mod tests {
         let c = Config::parse(&text, Path::new("/etc/gw/gateway.toml")).unwrap();
         assert!(c.cloud.sink_dir(&c.dir).is_none());
         assert_eq!(c.cloud.concurrency.get(), 8);
+        // The salesforce profile leaves out by default the types no documented module lists.
+        assert_eq!(c.cloud.unsupported_types(), ["Provenance", "Coverage", "Appointment", "Specimen"]);
+        assert_eq!((c.cloud.unsupported, c.cloud.reassert_hours.get()), (crate::config::UnsupportedMode::Drop, 24));
+        let text =
+            format!("{BASE}[cloud]\nunsupported = \"dead-letter\"\nunsupported_types = []\ndaily_api_budget = 15000\n");
+        let c = Config::parse(&text, Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert_eq!(c.cloud.unsupported, crate::config::UnsupportedMode::DeadLetter);
+        assert!(c.cloud.unsupported_types().is_empty());
+        assert_eq!(c.cloud.daily_api_budget.map(|b| b.get()), Some(15000));
     }
 
     #[test]
@@ -91,6 +100,9 @@ mod tests {
             ("concurrency = 0", "cloud.concurrency"),
             ("request_max_entries = 0", "cloud.request_max_entries"),
             ("batch_max_entries = 0", "cloud.batch_max_entries"),
+            ("unsupported = \"retry\"", "cloud.unsupported"),
+            ("reassert_hours = 0", "cloud.reassert_hours"),
+            ("daily_api_budget = 0", "cloud.daily_api_budget"),
         ];
         for (body, field) in cases {
             let text = format!("{BASE}[cloud]\n{body}\n");
