@@ -137,7 +137,9 @@ impl ForwardOptions {
                     UnsupportedMode::DeadLetter => Unsupported::DeadLetter,
                 },
                 reassert_ms: (cloud.reassert_hours.get() as i64).saturating_mul(3_600_000),
-                economy: cloud.write_economy,
+                // The embedded sink is local (nothing to save) and keeps references as sent,
+                // so it gets every entry.
+                economy: cloud.write_economy && cloud.url.is_some(),
             },
             daily_api_budget: cloud.daily_api_budget.map(|b| b.get()),
         }
