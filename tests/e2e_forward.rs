@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use gateway::fhir::bundle::{self, Profile, TxLimits};
 use gateway::fhir::convert;
-use gateway::fhir::memory::Forgetful;
 use gateway::fhir::site::SiteMaps;
 use gateway_tests::*;
 use serde_json::{json, Value};
@@ -95,7 +94,7 @@ fn expected_bundle(raw: &[u8], site: &SiteMaps) -> Value {
 /// which the test server keeps with `--medplum-tx-limits`).
 fn expected_parts(raw: &[u8], site: &SiteMaps) -> usize {
     let conv = convert::convert(raw, site).unwrap_or_else(|e| panic!("convert: {e}"));
-    bundle::bundles_within(&conv, Profile::Generic, TxLimits::default(), &Forgetful).unwrap().len()
+    bundle::bundles_within(&conv, Profile::Generic, TxLimits::default()).unwrap().len()
 }
 
 /// What a Bundle entry writes: a conditional identity or a client id.
@@ -278,7 +277,8 @@ fn delivered(gw: &Gateway) -> f64 {
 fn whole_corpus_arrives_with_exact_resources_and_resolvable_references() {
     // Medplum's transaction limits on: a message over them arrives in several transactions.
     let server = FhirServer::start(&["--medplum-tx-limits"]);
-    let setup = setup_for(&server, "");
+    // The server is emptied before each message: nothing may be left out as already there.
+    let setup = setup_for(&server, "write_economy = false");
     let gw = setup.start();
     let site = site();
     let expected_json: Value =
@@ -483,7 +483,9 @@ fn sigkill_while_draining_loses_nothing_and_duplicates_nothing() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let counters = server.status()["counters"].clone();
     eprintln!("server: {} transactions committed for {N} messages", counters["transactions_committed"]);
-    assert!(counters["transactions_committed"].as_u64().unwrap() >= N as u64);
+    // 25 patients, each sent the same content 8 times: write economy sends each once (more
+    // only when a kill lands between the answer and the id map's write).
+    assert!(counters["transactions_committed"].as_u64().unwrap() >= 25);
 }
 
 // ---------------------------------------------------------------- 5. 401 → refresh

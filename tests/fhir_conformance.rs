@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use gateway::fhir::bundle::{self, Profile, TxLimits, BATCH_MAX_ENTRIES};
 use gateway::fhir::convert::{self, Conversion};
-use gateway::fhir::memory::Forgetful;
 use gateway::fhir::site::SiteMaps;
 use serde_json::{json, Value};
 
@@ -349,22 +348,14 @@ fn report(what: &str, problems: &[String]) {
 // Rule checkers (each returns problems as `<json pointer>: <what>`)
 
 /// Every `reference` in the Bundles resolves: to a fullUrl of the same Bundle (generic), or to
-/// `Type/id` of an entry in the same or an earlier Bundle (salesforce).
+/// the `urn:uuid` fullUrl of an entry in the same or an earlier Bundle (salesforce; the
+/// forwarder swaps in server ids at send time).
 fn check_references(profile: Profile, bundles: &[Value]) -> Vec<String> {
     let mut out = Vec::new();
     let mut earlier: BTreeSet<String> = BTreeSet::new();
     for (b, bundle) in bundles.iter().enumerate() {
-        let targets: BTreeSet<String> = match profile {
-            Profile::Generic => {
-                entries(bundle).iter().filter_map(|e| e["fullUrl"].as_str().map(str::to_string)).collect()
-            }
-            Profile::Salesforce => entries(bundle)
-                .iter()
-                .filter_map(|e| {
-                    Some(format!("{}/{}", e["resource"]["resourceType"].as_str()?, e["resource"]["id"].as_str()?))
-                })
-                .collect(),
-        };
+        let targets: BTreeSet<String> =
+            entries(bundle).iter().filter_map(|e| e["fullUrl"].as_str().map(str::to_string)).collect();
         let mut refs = Vec::new();
         walk(bundle, &format!("[{b}]"), &mut |path, key, v| {
             if key == "reference" {
@@ -433,6 +424,27 @@ fn check_requests(profile: Profile, bundles: &[Value]) -> Vec<String> {
             let kind = resource["resourceType"].as_str().unwrap_or_default();
             let id = resource["id"].as_str();
             let url = e["request"]["url"].as_str().unwrap_or_default();
+            if profile == Profile::Salesforce {
+                // `POST <Kind>` without an id (the server assigns it), a unique `urn:uuid`
+                // fullUrl, `ifNoneExist` only as `identifier=<system>|<value>`.
+                let f = e["fullUrl"].as_str().unwrap_or_default();
+                if e["request"]["method"] != "POST" || url != kind || id.is_some() {
+                    out.push(format!("{at}/request: {url:?} is not a POST {kind} without an id"));
+                }
+                if !is_urn_uuid(f) || !full_urls.insert(f.to_string()) {
+                    out.push(format!("{at}/fullUrl: {f:?} is not a unique urn:uuid"));
+                }
+                if let Some(search) = e["request"]["ifNoneExist"].as_str() {
+                    let ok = search
+                        .strip_prefix("identifier=")
+                        .and_then(|q| q.split_once('|'))
+                        .is_some_and(|(s, v)| !s.is_empty() && !v.is_empty() && !v.contains('|'));
+                    if !ok {
+                        out.push(format!("{at}/request/ifNoneExist: {search:?} is not identifier=system|value"));
+                    }
+                }
+                continue;
+            }
             if e["request"]["method"] == "POST" && profile == Profile::Generic {
                 // Create-if-absent: `POST <Kind>` with `ifNoneExist: identifier=<system>|<value>`.
                 let search = e["request"]["ifNoneExist"].as_str().unwrap_or_default();
@@ -731,6 +743,9 @@ impl<'t> Sources<'t> {
             || self.literal_prefix(s)
             || (key == "url" && self.field_reference(s))
             || (key == "end" && self.end_on_an_input_day(s))
+            // A create (`POST <Kind>`): the salesforce profile's first write.
+            || (key == "method" && s == "POST")
+            || (key == "url" && is_resource_type(s))
     }
 
     /// A period end computed as a start of the input plus a duration of the input (PR1-5 +
@@ -1028,7 +1043,7 @@ fn bundles_pass_medplums_validator() {
     // conditional references are what the unsplit transaction does not have).
     let split: Vec<(String, Vec<Value>)> = converted()
         .map(|(case, conv)| {
-            let parts = bundle::bundles_within(&conv.conv, Profile::Generic, TxLimits::MEDPLUM, &Forgetful)
+            let parts = bundle::bundles_within(&conv.conv, Profile::Generic, TxLimits::MEDPLUM)
                 .unwrap_or_else(|e| panic!("{}: split for Medplum's limits: {e}", case.name));
             (case.name.clone(), parts)
         })
@@ -1356,7 +1371,7 @@ fn cli_convert_prints_generic_transactions_split_as_they_would_be_sent() {
     )
     .unwrap();
     let limits = TxLimits { max_entries: 4, max_updates: 3 };
-    let want = bundle::bundles_within(&conv, Profile::Generic, limits, &Forgetful).unwrap();
+    let want = bundle::bundles_within(&conv, Profile::Generic, limits).unwrap();
     assert!(want.len() > 1, "the sample needs splitting");
     assert_eq!(printed(Some(&config)), want);
     for t in &want {
@@ -1364,7 +1379,7 @@ fn cli_convert_prints_generic_transactions_split_as_they_would_be_sent() {
         assert!(es.len() <= 4 && es.iter().filter(|e| e["request"]["method"] == "PUT").count() <= 3, "{t:#}");
     }
     // No file: a server with the default limits (Medplum's).
-    let want = bundle::bundles_within(&conv, Profile::Generic, TxLimits::default(), &Forgetful).unwrap();
+    let want = bundle::bundles_within(&conv, Profile::Generic, TxLimits::default()).unwrap();
     assert!(want.len() > 1);
     assert_eq!(printed(None), want);
     // No `url`: the local sink, which takes one transaction of any size.
@@ -1506,8 +1521,8 @@ fn checkers_catch_violations() {
     assert_eq!(refs.len(), 2, "{refs:?}");
     // Salesforce: a reference to a later Bundle.
     let batches = vec![
-        json!({"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {"resourceType": "Observation", "id": "a", "subject": {"reference": "Patient/b"}}, "request": {"method": "PUT", "url": "Observation/a"}}]}),
-        json!({"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {"resourceType": "Patient", "id": "b"}, "request": {"method": "PUT", "url": "Patient/b"}}]}),
+        json!({"resourceType": "Bundle", "type": "batch", "entry": [{"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:b"}}, "request": {"method": "POST", "url": "Observation"}}]}),
+        json!({"resourceType": "Bundle", "type": "batch", "entry": [{"fullUrl": "urn:uuid:b", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]}),
     ];
     assert_eq!(check_references(Profile::Salesforce, &batches).len(), 1);
     assert_eq!(check_references(Profile::Salesforce, &[batches[1].clone(), batches[0].clone()]).len(), 0);
@@ -1528,8 +1543,7 @@ fn checkers_catch_violations() {
     let req = check_requests(Profile::Generic, &bad);
     assert!(req.len() >= 3, "{req:?}");
     // Salesforce: more than 30 entries in one batch.
-    let entry =
-        json!({"resource": {"resourceType": "Patient", "id": "p"}, "request": {"method": "PUT", "url": "Patient/p"}});
+    let entry = json!({"fullUrl": "urn:uuid:00000000-0000-5000-8000-000000000001", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}});
     let big = json!({"resourceType": "Bundle", "type": "batch", "entry": vec![entry; 31]});
     assert!(check_requests(Profile::Salesforce, &[big]).iter().any(|e| e.contains("31 entries")));
 

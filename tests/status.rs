@@ -214,7 +214,11 @@ fn a_healthy_gateway_shows_its_feed_an_ok_link_and_no_alerts() {
     let admin = gw.admin.unwrap();
     std::fs::write(
         &fixed,
-        text.replace("admin_bind = \"127.0.0.1:0\"", &format!("admin_bind = \"0.0.0.0:{}\"", admin.port())),
+        // An unspecified bind (as the appliance's) is reached on loopback.
+        text.replace(
+            "admin_bind = \"127.0.0.1:0\"",
+            &format!("admin_bind = \"0.0.0.0:{}\"\nadmin_exposed = \"firewalled\"", admin.port()),
+        ),
     )
     .unwrap();
     let out = Command::new(gateway_bin()).args(["status", "--config"]).arg(&fixed).output().unwrap();

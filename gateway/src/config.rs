@@ -216,7 +216,37 @@ pub(crate) struct Cloud {
     /// network): refused unless set.
     #[serde(default)]
     pub(crate) allow_insecure_http: bool,
+    /// Resource types the target does not accept; unset: none for `generic`, the types no
+    /// documented Salesforce Healthcare API module lists for `salesforce`
+    /// ([`SALESFORCE_UNSUPPORTED`]).
+    pub(crate) unsupported_types: Option<Vec<String>>,
+    /// What becomes of an entry of an unsupported type: `drop` (counted) or `dead-letter`.
+    #[serde(default)]
+    pub(crate) unsupported: UnsupportedMode,
+    /// Leave out of requests what the server acknowledged unchanged (write economy). Turn it
+    /// off for a server that may lose data behind the gateway's back (a test server reset).
+    #[serde(default = "defaults::yes")]
+    pub(crate) write_economy: bool,
+    /// An unchanged resource is written again after this many hours (write economy).
+    #[serde(default = "defaults::reassert_hours")]
+    pub(crate) reassert_hours: NonZeroU64,
+    /// API calls the org allows per day; the forwarder warns at 80 % and stops sending at
+    /// 100 % until the day (UTC) ends. Unset: only `Sforce-Limit-Info` paces.
+    pub(crate) daily_api_budget: Option<NonZeroU64>,
 }
+
+/// `[cloud] unsupported`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum UnsupportedMode {
+    #[default]
+    Drop,
+    DeadLetter,
+}
+
+/// Resource types the converter can emit that no module of the Salesforce Healthcare API
+/// documentation lists (docs/CONVERSION.md, "Salesforce profile").
+pub(crate) const SALESFORCE_UNSUPPORTED: [&str; 4] = ["Provenance", "Coverage", "Appointment", "Specimen"];
 
 impl Default for Cloud {
     fn default() -> Self {
@@ -241,11 +271,27 @@ impl Default for Cloud {
             backoff_max_secs: defaults::backoff_max_secs(),
             retry_jitter: true,
             allow_insecure_http: false,
+            unsupported_types: None,
+            unsupported: UnsupportedMode::Drop,
+            write_economy: true,
+            reassert_hours: defaults::reassert_hours(),
+            daily_api_budget: None,
         }
     }
 }
 
 impl Cloud {
+    /// The resource types the target does not accept (see `unsupported_types`).
+    pub(crate) fn unsupported_types(&self) -> Vec<String> {
+        match (&self.unsupported_types, self.profile()) {
+            (Some(list), _) => list.clone(),
+            (None, crate::fhir::bundle::Profile::Salesforce) => {
+                SALESFORCE_UNSUPPORTED.iter().map(|t| t.to_string()).collect()
+            }
+            (None, crate::fhir::bundle::Profile::Generic) => Vec::new(),
+        }
+    }
+
     /// The configured profile (validated at load), `generic` when unset.
     pub(crate) fn profile(&self) -> crate::fhir::bundle::Profile {
         self.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
@@ -680,6 +726,9 @@ mod defaults {
     }
     pub(crate) fn transaction_max_entries() -> NonZeroUsize {
         NonZeroUsize::new(crate::fhir::bundle::TxLimits::MEDPLUM.max_entries).unwrap()
+    }
+    pub(crate) fn reassert_hours() -> NonZeroU64 {
+        NonZeroU64::new(24).unwrap()
     }
     pub(crate) fn transaction_max_updates() -> NonZeroUsize {
         NonZeroUsize::new(crate::fhir::bundle::TxLimits::MEDPLUM.max_updates).unwrap()

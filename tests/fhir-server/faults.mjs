@@ -12,8 +12,14 @@ export const DEFAULTS = Object.freeze({
   down_mode: '503',
   down_for_secs: 0, // when > 0 and down is set true: switch back to false after that many seconds
   expire_tokens_after_secs: 0, // issued tokens stop working after N seconds (0 = normal TTL)
-  salesforce: false, // only batch Bundles, <= salesforce_max_entries entries, only `PUT Type/id` writes
+  salesforce: false, // the Salesforce Healthcare API as documented (salesforce.mjs)
   salesforce_max_entries: 30,
+  salesforce_max_reads: 10, // reads/searches per batch
+  salesforce_max_concurrent: 5, // more requests at once -> 429
+  salesforce_latency_ms: 0, // added to every answer (the docs expect ~3000)
+  salesforce_types: '', // accepted resource types, comma-separated; '' = the documented modules' types
+  salesforce_fail_type: '', // entries writing this type fail with 503 ...
+  salesforce_fail_count: 0, // ... this many times (so their dependants answer 424)
   sforce_limit: '', // e.g. "api-usage=10/15000" -> Sforce-Limit-Info response header
   require_auth: false, // FHIR routes need a Bearer token from /token or --static-token
   reject_marker: '', // a request whose body holds this string -> 400 business-rule (a server rule refusing one bundle)
@@ -32,6 +38,12 @@ const TYPES = {
   expire_tokens_after_secs: 'count',
   salesforce: 'boolean',
   salesforce_max_entries: 'count',
+  salesforce_max_reads: 'count',
+  salesforce_max_concurrent: 'count',
+  salesforce_latency_ms: 'count',
+  salesforce_types: 'string',
+  salesforce_fail_type: 'string',
+  salesforce_fail_count: 'count',
   sforce_limit: 'string',
   require_auth: 'boolean',
   reject_marker: 'string',

@@ -261,13 +261,27 @@ try {
   await control({ salesforce: true, sforce_limit: 'api-usage=5/15000' });
   r = await fhir('POST', '/', patientObservation('transaction', 'p3', 'o3'));
   check('salesforce: transaction -> 400 OperationOutcome', r.status === 400 && r.body?.resourceType === 'OperationOutcome', r.body);
-  const put = (i) => ({ resource: { resourceType: 'Patient', id: `sf-${i}` }, request: { method: 'PUT', url: `Patient/sf-${i}` } });
-  r = await fhir('POST', '/', { resourceType: 'Bundle', type: 'batch', entry: Array.from({ length: 31 }, (_, i) => put(i)) });
+  const post = (i) => ({ fullUrl: `urn:uuid:00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resource: { resourceType: 'Patient' }, request: { method: 'POST', url: 'Patient' } });
+  const sfBatch = (entry) => ({ resourceType: 'Bundle', type: 'batch', entry });
+  r = await fhir('POST', '/', sfBatch(Array.from({ length: 31 }, (_, i) => post(i))));
   check('salesforce: 31 entries -> 400', r.status === 400, r.body);
+  r = await fhir('POST', '/', sfBatch(Array.from({ length: 11 }, () => ({ request: { method: 'GET', url: 'Patient?identifier=x|y' } }))));
+  check('salesforce: 11 reads -> 400', r.status === 400, r.body);
   r = await fhir('POST', '/', patientObservation('batch', 'p3', 'o3'));
-  check('salesforce: conditional entries -> 400', r.status === 400, r.body);
-  r = await fhir('POST', '/', { resourceType: 'Bundle', type: 'batch', entry: Array.from({ length: 30 }, (_, i) => put(i)) });
-  check('salesforce: batch of 30 `PUT Type/id` -> 200 + Sforce-Limit-Info', r.status === 200 && r.body.entry.every((e) => e.response.status === '201') && r.headers.get('sforce-limit-info') === 'api-usage=5/15000', { status: r.status, h: r.headers.get('sforce-limit-info') });
+  check('salesforce: conditional entries refused entry by entry', r.status === 200 && r.body.entry.every((e) => !e.response.status.startsWith('2')), r.body);
+  r = await fhir('POST', '/', sfBatch(Array.from({ length: 30 }, (_, i) => post(i))));
+  check('salesforce: batch of 30 creates -> 201 with server ids + Sforce-Limit-Info', r.status === 200 && r.body.entry.every((e) => e.response.status === '201 Created' && /^Patient\/[0-9a-f-]{36}\/_history\//.test(e.response.location)) && r.headers.get('sforce-limit-info') === 'api-usage=5/15000', { status: r.status, h: r.headers.get('sforce-limit-info') });
+  const given = r.body.entry[0].response.location.split('/_history')[0];
+  // Placeholders resolve within the batch; a failed dependency answers 424; unlisted types and client ids are refused.
+  const p = post(1), bad = { ...post(2), resource: { resourceType: 'Patient', id: 'client-chosen' } };
+  const obs = (subject) => ({ fullUrl: 'urn:uuid:00000000-0000-4000-8000-0000000000aa', resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: subject } }, request: { method: 'POST', url: 'Observation' } });
+  r = await fhir('POST', '/', sfBatch([obs(p.fullUrl), p]));
+  const obsAt = r.body.entry?.[0]?.response?.location ?? '';
+  check('salesforce: urn:uuid reference resolved to the server id', r.body.entry?.[0]?.response?.status === '201 Created', r.body);
+  r = await fhir('GET', `/${obsAt.split('/_history')[0]}`);
+  check('salesforce: stored reference names the created Patient', r.body?.subject?.reference?.startsWith('Patient/') && !r.body.subject.reference.includes('urn:uuid'), r.body);
+  r = await fhir('POST', '/', sfBatch([bad, obs(bad.fullUrl), { resource: { resourceType: 'Provenance' }, request: { method: 'POST', url: 'Provenance' } }, { resource: { resourceType: 'Patient', id: 'nope' }, request: { method: 'PUT', url: 'Patient/nope' } }, { resource: { resourceType: 'Patient', id: given.split('/')[1] }, request: { method: 'PUT', url: given } }]));
+  check('salesforce: client id refused, dependant 424, unlisted type refused, unknown id 404, known id 200', r.body.entry.map((e) => e.response.status.slice(0, 3)).join(',') === '400,424,400,404,200', r.body.entry.map((e) => e.response.status));
   await control({ salesforce: false, sforce_limit: '' });
 
   // --- auth -----------------------------------------------------------------------------------

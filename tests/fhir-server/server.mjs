@@ -156,6 +156,9 @@ if (typeof globalThis.WebSocket === 'undefined') {
 }
 const { Store, createValidator, getStatus } = await import('./fhir.mjs');
 const store = new Store(createValidator({ strict: !args.lenient }), { medplumTxLimits: args['medplum-tx-limits'] });
+const { Salesforce, useStatus } = await import('./salesforce.mjs');
+useStatus(getStatus);
+const salesforce = new Salesforce(store, faults);
 
 // ---------------------------------------------------------------------------------------------
 // HTTP plumbing
@@ -252,8 +255,8 @@ async function fhirRequest(req, res, url) {
   }
 
   if (faults.state.salesforce) {
-    const why = salesforceRefusal(method, path, rel, body, req.headers);
-    if (why) return fhirSend(res, 400, outcome('not-supported', `salesforce mode: ${why}`));
+    const [status, answer] = await salesforce.handle(method, path, rel, body);
+    return fhirSend(res, status, answer);
   }
 
   const [oc, resource] = await store.handle(method, rel, body, req.headers);
@@ -267,27 +270,6 @@ async function fhirRequest(req, res, url) {
     if (status === 201) headers.Location = `${origin()}${FHIR_BASE}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
   }
   return fhirSend(res, status, resource ?? oc, headers);
-}
-
-/** Salesforce mode: batch Bundles only, at most N entries, writes only as `PUT Type/id`. */
-function salesforceRefusal(method, path, rel, body, headers) {
-  const writeRefusal = (m, u, ifNoneExist) => {
-    if (m === 'GET') return null;
-    if (m === 'PUT' && !ifNoneExist && /^[A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(u ?? '')) return null;
-    return `only \`PUT Type/id\` writes are accepted, not ${m} ${u}${ifNoneExist ? ` (ifNoneExist ${ifNoneExist})` : ''}`;
-  };
-  if (method === 'POST' && path === '') {
-    if (body?.resourceType !== 'Bundle' || body.type !== 'batch') return `only batch Bundles are accepted, not ${body?.resourceType} ${body?.type}`;
-    const max = faults.state.salesforce_max_entries;
-    const n = body.entry?.length ?? 0;
-    if (n > max) return `at most ${max} entries per batch, got ${n}`;
-    for (const [i, e] of (body.entry ?? []).entries()) {
-      const why = writeRefusal(e.request?.method, e.request?.url, e.request?.ifNoneExist);
-      if (why) return `Bundle.entry[${i}]: ${why}`;
-    }
-    return null;
-  }
-  return writeRefusal(method, rel, headers['if-none-exist']);
 }
 
 function capabilityStatement() {
@@ -340,7 +322,7 @@ async function tokenRequest(req, res) {
 function controlView() {
   return {
     state: faults.state,
-    counters: { ...faults.counters, ...store.stats, ...(tls ? { tls: tlsCounters } : {}) },
+    counters: { ...faults.counters, ...store.stats, salesforce: salesforce.counters, ...(tls ? { tls: tlsCounters } : {}) },
     base_url: `${origin()}${FHIR_BASE}`,
     token_url: auth.tokenUrl,
     listening: server.listening,
@@ -364,6 +346,7 @@ async function controlRequest(req, res, url) {
         return send(res, 400, { error: err.message });
       }
       if (changes.actions.includes('reset')) {
+        salesforce.reset();
         await store.run(() => store.reset());
         tlsCounters = freshTlsCounters();
       }

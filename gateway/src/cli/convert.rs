@@ -11,7 +11,6 @@ use std::path::Path;
 use super::{load_limits, load_site, read_input, split_input};
 use crate::fhir::bundle::{self, Profile};
 use crate::fhir::convert;
-use crate::fhir::memory::Forgetful;
 
 /// `gateway convert FILE`: Bundles on `out`, the report of each message on `err`. Fails when
 /// a message cannot be converted or bundled (after handling the others).
@@ -37,7 +36,7 @@ pub fn convert_command(
                 continue;
             }
         };
-        let bundles = match bundle::bundles_within(&conv, profile, limits, &Forgetful) {
+        let bundles = match bundle::bundles_within(&conv, profile, limits) {
             Ok(b) => b,
             Err(e) => {
                 failed += 1;

@@ -48,7 +48,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         std::fs::write(
             &path,
-            format!("[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n\n[[listener]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\n\n[ops]\nadmin_bind = \"0.0.0.0:{port}\"\n"),
+            format!("[store]\npath = \"j.db\"\nkey_file = \"j.key\"\n\n[[listener]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\n\n[ops]\nadmin_bind = \"0.0.0.0:{port}\"\nadmin_exposed = \"firewalled\"\n"),
         )
         .unwrap();
         let e = status_command(&path, &mut Vec::new()).unwrap_err();

@@ -18,14 +18,18 @@
 //!   the server resolves it by search when it writes) or `<Kind>/<id>` (keyless), so it needs
 //!   no entry — a resource that references many others, like the Provenance of every message,
 //!   fits wherever it lands.
-//! - [`Profile::Salesforce`]: `batch` Bundles of at most [`BATCH_MAX_ENTRIES`] entries, every
-//!   entry `PUT <Kind>/<id>` with `resource.id = <id>`, references rewritten to `<Kind>/<id>`
-//!   (a batch does not resolve `urn:uuid` fullUrls, so entries carry none). The resources are
-//!   split along their references: every resource lands in the same Bundle as, or a later one
-//!   than, each resource it references, so sending the Bundles in order never creates a
-//!   reference to a resource the server has not been sent yet. Patient, Practitioner,
-//!   Organization and Location go first when the order is otherwise free. A create-if-absent
-//!   resource the convert stage's memory says was already sent is left out ([`bundles_with`]).
+//! - [`Profile::Salesforce`]: `batch` Bundles of at most [`BATCH_MAX_ENTRIES`] entries, as the
+//!   Salesforce Healthcare API documents them (docs/CONVERSION.md, "Salesforce profile"): every
+//!   entry has `fullUrl` `urn:uuid:<id>` and references point at those placeholders, which the
+//!   server resolves within the batch (multi-level dependencies, 424 for a failed one). Every
+//!   entry is a `POST <Kind>` without `resource.id` (the server assigns ids); a create-if-absent
+//!   entry also carries `ifNoneExist`. The forwarder rewrites entries at send time: a resource
+//!   whose server id it learned (its id map, keyed by the `urn:uuid`) becomes `PUT <Kind>/<server
+//!   id>`, a reference to it `<Kind>/<server id>`, and a create-if-absent one already known is left
+//!   out. The resources are split along their references: every resource lands in the same
+//!   Bundle as, or a later one than, each resource it references, so a later Bundle's placeholder
+//!   references name resources whose server ids are known by the time it is sent. Patient,
+//!   Practitioner, Organization and Location go first when the order is otherwise free.
 //!
 //! # Ids
 //! `<id>` is a name-based UUID (v5, in a namespace of this gateway) over the resource type and
@@ -37,13 +41,12 @@
 //! MSH-7 and MSH-10 blanked, not the control ID: EHR resend tools regenerate both, and a
 //! resend must update what the first send created, never create it again. The name hashed
 //! into the v5 UUID holds the content key, not message text. The output is a pure function
-//! of the conversion and the memory: no clock, no randomness, and JSON objects come out with
+//! of the conversion: no clock, no randomness, and JSON objects come out with
 //! sorted keys.
 //!
 //! # Reference cycles
-//! References may form cycles (Patient.link both ways in a merge). With `PUT <Kind>/<id>` and
-//! ids fixed before sending, a reference to a resource in the same batch is well defined: the
-//! resources of a cycle are always placed in one Bundle (a cycle larger than a Bundle is an
+//! References may form cycles (Patient.link both ways in a merge). Placeholders resolve within
+//! a batch, so the resources of a cycle are always placed in one Bundle (a cycle larger than a Bundle is an
 //! error, [`BundleError::CycleTooLarge`]). In the generic transaction every reference resolves
 //! through its `urn:uuid` fullUrl regardless of order, and a split keeps a cycle in one
 //! transaction ([`BundleError::OverTransactionLimits`] when it cannot).
@@ -60,7 +63,6 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::convert::Conversion;
-use super::memory::{Forgetful, Memory};
 use super::model::{Identity, Resource, Write, LOCAL_REF};
 
 /// Most entries in one batch Bundle of the Salesforce profile.
@@ -79,8 +81,8 @@ pub enum Profile {
     /// One transaction Bundle with conditional updates and `urn:uuid` references.
     #[default]
     Generic,
-    /// Batch Bundles of at most [`BATCH_MAX_ENTRIES`] entries, `PUT <Kind>/<id>`, split in
-    /// dependency order.
+    /// Batch Bundles of at most [`BATCH_MAX_ENTRIES`] entries with `urn:uuid` placeholders,
+    /// split in dependency order; server ids are applied at send time.
     Salesforce,
 }
 
@@ -165,38 +167,20 @@ impl Default for TxLimits {
 /// The Bundles for one conversion, in the order they must be sent.
 ///
 /// Generic: exactly one transaction Bundle (without `entry` when there are no resources),
-/// whatever its size ([`bundles_with`] fits transactions under a server's limits).
+/// whatever its size ([`bundles_within`] fits transactions under a server's limits).
 /// Salesforce: one batch Bundle per ≤ [`BATCH_MAX_ENTRIES`] resources (none when there are
 /// no resources).
 pub fn bundles(conv: &Conversion, profile: Profile) -> Result<Vec<Value>, BundleError> {
-    bundles_with(conv, profile, &Forgetful)
+    bundles_within(conv, profile, TxLimits::NONE)
 }
 
-/// [`bundles`], leaving out of the Salesforce profile's batches a create-if-absent resource
-/// that `memory` says was already sent: `PUT <Kind>/<id>` cannot create without replacing,
-/// and references to it stay valid because its id is derived from its key.
-pub fn bundles_with(conv: &Conversion, profile: Profile, memory: &dyn Memory) -> Result<Vec<Value>, BundleError> {
-    bundles_within(conv, profile, TxLimits::NONE, memory)
-}
-
-/// [`bundles_with`], with the generic profile's transactions split to fit under `limits`:
+/// [`bundles`], with the generic profile's transactions split to fit under `limits`:
 /// several transactions, to be sent in order, each self-contained (see the module documentation).
-pub fn bundles_within(
-    conv: &Conversion,
-    profile: Profile,
-    limits: TxLimits,
-    memory: &dyn Memory,
-) -> Result<Vec<Value>, BundleError> {
+pub fn bundles_within(conv: &Conversion, profile: Profile, limits: TxLimits) -> Result<Vec<Value>, BundleError> {
     let plan = Plan::new(conv)?;
     match profile {
         Profile::Generic => plan.transactions(limits),
-        Profile::Salesforce => {
-            let sent = |r: &Resource| {
-                r.write == Write::CreateIfAbsent && usable_identity(r).is_some_and(|id| memory.sent(r.kind, id))
-            };
-            let skip: Vec<bool> = conv.resources.iter().map(sent).collect();
-            plan.batches(&skip)
-        }
+        Profile::Salesforce => plan.batches(),
     }
 }
 
@@ -453,16 +437,24 @@ impl<'c> Plan<'c> {
         usable_identity(r).is_none() || r.write == Write::Upsert
     }
 
-    fn batches(&self, skip: &[bool]) -> Result<Vec<Value>, BundleError> {
+    /// The Salesforce profile's batches: `POST <Kind>` entries (no client id) with `urn:uuid`
+    /// placeholders in `fullUrl` and references; a create-if-absent entry carries `ifNoneExist`
+    /// so the forwarder can leave it out once the server holds the resource.
+    fn batches(&self) -> Result<Vec<Value>, BundleError> {
         let mut out = Vec::new();
         for group in self.split()? {
             let entries: Vec<Value> = group
                 .into_iter()
-                .filter(|&i| !skip[i])
                 .map(|i| {
+                    let r = &self.conv.resources[i];
+                    let mut request = json!({ "method": "POST", "url": r.kind });
+                    if let (Some(identity), Write::CreateIfAbsent) = (usable_identity(r), r.write) {
+                        request["ifNoneExist"] = Value::String(identifier_search(identity));
+                    }
                     json!({
-                        "resource": self.resource_json(i, true, &|j| self.type_id(j)),
-                        "request": { "method": "PUT", "url": self.type_id(i) },
+                        "fullUrl": self.full_url(i),
+                        "resource": self.resource_json(i, false, &|j| self.full_url(j)),
+                        "request": request,
                     })
                 })
                 .collect();
@@ -881,7 +873,9 @@ mod tests {
         conv(rs)
     }
 
-    /// Checks the Salesforce invariants and returns the kinds per bundle.
+    /// Checks the Salesforce invariants and returns the kinds per bundle: `POST <Kind>` entries
+    /// without ids, `urn:uuid` fullUrls, every reference a placeholder of the same or an
+    /// earlier bundle.
     fn check_batches(c: &Conversion, out: &[Value]) -> Vec<Vec<String>> {
         let mut sent: BTreeSet<String> = BTreeSet::new();
         let mut kinds = Vec::new();
@@ -894,16 +888,17 @@ mod tests {
             let mut here = BTreeSet::new();
             for e in es {
                 let r = &e["resource"];
-                let url = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
-                assert_eq!(e["request"]["method"], "PUT");
-                assert_eq!(e["request"]["url"], url.as_str());
-                assert!(e.get("fullUrl").is_none());
-                assert!(here.insert(url), "duplicate entry");
+                assert_eq!(e["request"]["method"], "POST");
+                assert_eq!(e["request"]["url"], r["resourceType"]);
+                assert!(r.get("id").is_none(), "the server assigns ids");
+                let full_url = e["fullUrl"].as_str().unwrap().to_string();
+                assert!(full_url.starts_with("urn:uuid:"));
+                assert!(here.insert(full_url), "duplicate entry");
             }
             let mut refs = Vec::new();
             references(b, &mut refs);
             for r in refs {
-                assert!(!r.starts_with(LOCAL_REF));
+                assert!(r.starts_with("urn:uuid:"), "{r}");
                 assert!(sent.contains(&r) || here.contains(&r), "{r} is in a later bundle or nowhere");
             }
             kinds.push(es.iter().map(|e| e["resource"]["resourceType"].as_str().unwrap().to_string()).collect());
@@ -911,6 +906,18 @@ mod tests {
         }
         assert_eq!(total, c.resources.len());
         kinds
+    }
+
+    #[test]
+    fn salesforce_create_if_absent_carries_if_none_exist() {
+        let mut p = res("Patient", "P", Some(("urn:mrn", "1")), &[]);
+        p.write = Write::CreateIfAbsent;
+        let c = conv(vec![p, res("Observation", "O", None, &["P"])]);
+        let out = bundles(&c, Profile::Salesforce).unwrap();
+        let es = entries(&out[0]);
+        assert_eq!(es[0]["request"]["ifNoneExist"], "identifier=urn:mrn|1");
+        assert!(es[1]["request"].get("ifNoneExist").is_none());
+        assert_eq!(es[1]["resource"]["ref"][0]["reference"], es[0]["fullUrl"]);
     }
 
     #[test]
@@ -994,7 +1001,7 @@ mod tests {
     /// keyed, else by its id); every resource is written exactly once, as in the unsplit bundle
     /// (references aside). Returns the number of parts.
     fn check_transactions(c: &Conversion, limits: TxLimits) -> usize {
-        let parts = bundles_within(c, Profile::Generic, limits, &Forgetful).unwrap();
+        let parts = bundles_within(c, Profile::Generic, limits).unwrap();
         let whole = &bundles(c, Profile::Generic).unwrap()[0];
         let unsplit: HashMap<&str, &Value> =
             entries(whole).iter().map(|e| (e["fullUrl"].as_str().unwrap(), e)).collect();
@@ -1036,7 +1043,7 @@ mod tests {
     #[test]
     fn generic_under_the_limits_is_one_transaction() {
         let c = small();
-        let limited = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap();
+        let limited = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM).unwrap();
         assert_eq!(limited, bundles(&c, Profile::Generic).unwrap());
         assert_eq!(check_transactions(&c, TxLimits::MEDPLUM), 1);
         // No conditional entry: only the updates count.
@@ -1078,7 +1085,7 @@ mod tests {
         rs.push(res("Provenance", "Prov", None, &refs));
         let c = conv(rs);
         assert_eq!(check_transactions(&c, TxLimits::MEDPLUM), 2);
-        let parts = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap();
+        let parts = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM).unwrap();
         let prov = entries(&parts[1]).iter().find(|e| e["resource"]["resourceType"] == "Provenance").unwrap();
         assert_eq!(prov["resource"]["ref"][0]["reference"], "Practitioner?identifier=urn:npi|0");
     }
@@ -1091,7 +1098,7 @@ mod tests {
             })
             .collect();
         let c = conv(rs);
-        let e = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap_err();
+        let e = bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM).unwrap_err();
         assert_eq!(e, BundleError::OverTransactionLimits { first: "P0".into(), entries: 9, updates: 9 });
         assert_eq!(check_transactions(&c, TxLimits { max_entries: 9, max_updates: 9 }), 1);
     }
@@ -1099,9 +1106,8 @@ mod tests {
     #[test]
     fn split_transactions_are_deterministic() {
         let c = seventy();
-        let a = serde_json::to_vec(&bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap());
-        let b =
-            serde_json::to_vec(&bundles_within(&c.clone(), Profile::Generic, TxLimits::MEDPLUM, &Forgetful).unwrap());
+        let a = serde_json::to_vec(&bundles_within(&c, Profile::Generic, TxLimits::MEDPLUM).unwrap());
+        let b = serde_json::to_vec(&bundles_within(&c.clone(), Profile::Generic, TxLimits::MEDPLUM).unwrap());
         assert_eq!(a.unwrap(), b.unwrap());
     }
 

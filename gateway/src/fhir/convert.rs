@@ -428,7 +428,7 @@ OBX|1|NM|2951-2^Sodium^LN||182|mmol/L|||||P|||20260101100000\r";
         }
     }
 
-    /// A memory holding one merge and one sent Patient.
+    /// A memory holding one merge.
     struct Remembers(Identity, Identity);
 
     impl Memory for Remembers {
@@ -443,14 +443,10 @@ OBX|1|NM|2951-2^Sodium^LN||182|mmol/L|||||P|||20260101100000\r";
                 Vec::new()
             }
         }
-
-        fn sent(&self, kind: &str, identity: &Identity) -> bool {
-            kind == "Patient" && *identity == self.0
-        }
     }
 
     #[test]
-    fn updates_after_a_merge_keep_its_links_and_salesforce_leaves_sent_records_out() {
+    fn updates_after_a_merge_keep_its_links_and_salesforce_marks_create_if_absent() {
         let merge = "MSH|^~\\&|A|HOSP|R|RF|20260329010000||ADT^A40^ADT_A39|1|P|2.5.1\rEVN|A40|20260329010000\rPID|1||S1^^^HOSP^MR||New^Name\rMRG|O1^^^HOSP^MR||||||Old^Name";
         let merged = run(merge);
         let (survivor, replaced) = merged.merges[0].clone();
@@ -466,7 +462,7 @@ OBX|1|NM|2951-2^Sodium^LN||182|mmol/L|||||P|||20260101100000\r";
         assert_eq!(p.body.get("link").unwrap()[0]["type"], "replaces");
         assert_eq!((stub.write, stub.identity.as_ref()), (Write::CreateIfAbsent, Some(&replaced)));
         assert_eq!(stub.body.get("link").unwrap()[0]["type"], "replaced-by");
-        let sf = crate::fhir::bundle::bundles_with(&c, Profile::Salesforce, &memory).unwrap();
+        let sf = crate::fhir::bundle::bundles(&c, Profile::Salesforce).unwrap();
         let kinds: Vec<&str> = sf
             .iter()
             .flat_map(|b| b["entry"].as_array().unwrap())
@@ -480,19 +476,20 @@ OBX|1|NM|2951-2^Sodium^LN||182|mmol/L|||||P|||20260101100000\r";
         let p = c.resources.iter().find(|r| r.kind == "Patient").unwrap();
         assert_eq!((p.identity.as_ref(), p.write), (Some(&replaced), Write::CreateIfAbsent));
 
-        // A lab result for the survivor: the Patient it would only create is left out in the
-        // salesforce profile (already sent), and still referenced by its id.
+        // A lab result for the survivor: the Patient it would only create carries `ifNoneExist`
+        // (the forwarder leaves it out once the server holds it), and the Observation refers to
+        // it by its placeholder.
         let oru = ORU.replace("M1^^^HOSP^MR", "S1^^^HOSP^MR");
         let c = convert_with(oru.as_bytes(), &site(), &memory).unwrap();
-        let sf = crate::fhir::bundle::bundles_with(&c, Profile::Salesforce, &memory).unwrap();
+        let sf = crate::fhir::bundle::bundles(&c, Profile::Salesforce).unwrap();
         let entries: Vec<&Value> = sf.iter().flat_map(|b| b["entry"].as_array().unwrap()).collect();
-        let patient_id =
-            c.resources.iter().find(|r| r.kind == "Patient" && r.identity.as_ref() == Some(&survivor)).unwrap();
-        assert!(entries
+        let patient = entries
             .iter()
-            .all(|e| e["resource"]["resourceType"] != "Patient" || e["resource"]["identifier"][0]["value"] != "S1"));
+            .find(|e| e["resource"]["resourceType"] == "Patient" && e["resource"]["identifier"][0]["value"] == "S1")
+            .unwrap();
+        assert!(patient["request"]["ifNoneExist"].as_str().unwrap().starts_with("identifier="));
         let obs = entries.iter().find(|e| e["resource"]["resourceType"] == "Observation").unwrap();
-        assert!(obs["resource"]["subject"]["reference"].as_str().unwrap().starts_with("Patient/"), "{patient_id:?}");
+        assert_eq!(obs["resource"]["subject"]["reference"], patient["fullUrl"]);
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! What one message's conversion needs from earlier messages. An ADT replaces the whole
 //! Patient, so the links a merge (A40) made between two records must be written again with
-//! every later update of either record; and a profile without conditional create needs to know
-//! which resources the gateway has already sent. The convert stage keeps both in the journal
-//! database; `gateway convert` and the tests convert without a memory ([`Forgetful`]).
+//! every later update of either record. The convert stage keeps them in the journal database
+//! (what the server holds, and under which id, is the forwarder's business: `forward::ids`); `gateway convert` and the tests convert without a memory ([`Forgetful`]).
 
 use super::model::Identity;
 
@@ -43,8 +42,6 @@ pub struct PatientLink {
 pub trait Memory {
     /// The links earlier merges made from the record keyed `patient`.
     fn links(&self, patient: &Identity) -> Vec<PatientLink>;
-    /// Whether a `kind` resource keyed `identity` was already sent.
-    fn sent(&self, kind: &str, identity: &Identity) -> bool;
 }
 
 /// No memory: every message on its own.
@@ -53,9 +50,5 @@ pub struct Forgetful;
 impl Memory for Forgetful {
     fn links(&self, _: &Identity) -> Vec<PatientLink> {
         Vec::new()
-    }
-
-    fn sent(&self, _: &str, _: &Identity) -> bool {
-        false
     }
 }

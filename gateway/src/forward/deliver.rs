@@ -39,18 +39,6 @@ pub(crate) fn bundle_type(bundle: &Value) -> &str {
     bundle.get("type").and_then(Value::as_str).unwrap_or("transaction")
 }
 
-/// A copy of `bundle` holding only the entries not yet settled; returns it with the original
-/// index of each entry it kept.
-pub(crate) fn remaining(bundle: &Value, settled: &[usize]) -> (Value, Vec<usize>) {
-    let mut out = bundle.clone();
-    let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
-    let kept: Vec<usize> = (0..entries.len()).filter(|i| !settled.contains(i)).collect();
-    if let Some(obj) = out.as_object_mut() {
-        obj.insert("entry".into(), Value::Array(kept.iter().map(|&i| entries[i].clone()).collect()));
-    }
-    (out, kept)
-}
-
 /// The `issue[].code` values of an OperationOutcome: tokens only (letters and `-`), never
 /// `diagnostics` or `details` text, which may quote patient data.
 pub(crate) fn issue_codes(outcome: Option<&Value>) -> Vec<String> {
@@ -243,10 +231,7 @@ mod tests {
         assert_eq!(dead, [(3, "entry 3: HTTP 422; issue codes: invalid".to_string())]);
         assert!(!dead[0].1.contains("DOE"));
         // The retry sends only entry 1, and its answer maps back to the original index.
-        let bundle = json!({"type": "batch", "entry": [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 3}]});
-        let (sub, kept) = remaining(&bundle, &[0, 2, 3]);
-        assert_eq!(kept, [1]);
-        assert_eq!(sub["entry"], json!([{"n": 1}]));
+        let kept = [1];
         let body = json!({"type": "batch-response", "entry": [{"response": {"status": "200"}}]});
         assert_eq!(
             judge("batch", &kept, &resp(200, body), SystemTime::now()),

@@ -41,14 +41,17 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::budget::DailyBudget;
 use super::client::Target;
 use super::deliver::Verdict;
+use super::id_map::IdMap;
+use super::ids::{Rules, Unsupported};
 use super::lane_set::LaneSet;
 use super::pacing::Pacing;
 use super::record::{self, Input};
 use super::retry::Backoff;
 use super::worker::{self, Done, Job};
-use crate::config::Cloud;
+use crate::config::{Cloud, UnsupportedMode};
 use crate::log_limit::{self, Repeats};
 use crate::metrics::{FailClass, Metrics};
 use crate::stage::{Stage, Stopping};
@@ -82,6 +85,11 @@ pub(crate) struct ForwardOptions {
     pub(crate) breaker_cooldown: Duration,
     /// The process's write gate (the recorder writes as a background writer).
     pub(crate) gate: Arc<WriteGate>,
+    /// How stored bundles are rewritten at send time (write economy, server ids, unsupported
+    /// types).
+    pub(crate) rules: Rules,
+    /// `[cloud] daily_api_budget`.
+    pub(crate) daily_api_budget: Option<u64>,
 }
 
 /// Most lanes held in memory (not configurable: a memory bound, not a site's choice).
@@ -121,6 +129,19 @@ impl ForwardOptions {
             breaker_threshold: BREAKER_THRESHOLD,
             breaker_cooldown: BREAKER_COOLDOWN,
             gate,
+            rules: Rules {
+                profile: cloud.profile(),
+                unsupported_types: cloud.unsupported_types().into_iter().collect(),
+                unsupported: match cloud.unsupported {
+                    UnsupportedMode::Drop => Unsupported::Drop,
+                    UnsupportedMode::DeadLetter => Unsupported::DeadLetter,
+                },
+                reassert_ms: (cloud.reassert_hours.get() as i64).saturating_mul(3_600_000),
+                // The embedded sink is local (nothing to save) and keeps references as sent,
+                // so it gets every entry.
+                economy: cloud.write_economy && cloud.url.is_some(),
+            },
+            daily_api_budget: cloud.daily_api_budget.map(|b| b.get()),
         }
     }
 }
@@ -136,11 +157,12 @@ impl Forwarder {
     pub(crate) fn start(opts: ForwardOptions, target: Arc<dyn Target>) -> Result<Forwarder, OpenError> {
         let conn = db::open(&opts.path, None, opts.synchronous)?;
         let recorder_conn = db::open(&opts.path, None, opts.synchronous)?;
+        let ids = Arc::new(IdMap::open(&opts.path, opts.synchronous, opts.keys.clone(), opts.gate.clone())?);
         let bell = opts.bell.clone();
         let stage = Stage::spawn(
             "forward",
             move || bell.ring(),
-            move |stopping| Scheduler::new(Outbox::new(conn), opts, target).run(recorder_conn, &stopping),
+            move |stopping| Scheduler::new(Outbox::new(conn), opts, target, ids).run(recorder_conn, &stopping),
         );
         Ok(Forwarder { stage })
     }
@@ -152,6 +174,9 @@ impl Forwarder {
     }
 }
 
+/// How long a part left out of its request waits before it goes again (ms).
+const DEFER_MS: i64 = 50;
+
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
 
@@ -161,6 +186,8 @@ struct Scheduler {
     lanes: LaneSet,
     opts: ForwardOptions,
     target: Arc<dyn Target>,
+    ids: Arc<IdMap>,
+    budget: Option<DailyBudget>,
     in_flight: usize,
     /// Breaker, global pauses, throttling, lane backoff.
     pacing: Pacing,
@@ -168,10 +195,20 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(outbox: Outbox, opts: ForwardOptions, target: Arc<dyn Target>) -> Scheduler {
+    fn new(outbox: Outbox, opts: ForwardOptions, target: Arc<dyn Target>, ids: Arc<IdMap>) -> Scheduler {
         let pacing =
             Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
-        Scheduler { lanes: LaneSet::new(outbox, opts.max_lanes), opts, target, in_flight: 0, pacing, last_gauges: None }
+        let budget = opts.daily_api_budget.map(DailyBudget::new);
+        Scheduler {
+            lanes: LaneSet::new(outbox, opts.max_lanes),
+            opts,
+            target,
+            ids,
+            budget,
+            in_flight: 0,
+            pacing,
+            last_gauges: None,
+        }
     }
 
     fn run(mut self, recorder_conn: Connection, stop: &Stopping) {
@@ -204,9 +241,14 @@ impl Scheduler {
                 let (rx, tx) = (jobs_rx.clone(), done_tx.clone());
                 let (target, keys, metrics, bell) =
                     (self.target.clone(), self.opts.keys.clone(), self.opts.metrics.clone(), self.opts.bell.clone());
+                let (ids, rules) = (self.ids.clone(), self.opts.rules.clone());
                 std::thread::Builder::new()
                     .name(format!("forward-{i}"))
-                    .spawn(move || worker::run(&rx, &tx, &*target, &keys, &metrics, &bell))
+                    .spawn(move || {
+                        let ctx =
+                            worker::Ctx { target: &*target, keys: &keys, metrics: &metrics, ids: &ids, rules: &rules };
+                        worker::run(&rx, &tx, &ctx, &bell)
+                    })
                     .expect("spawn forward worker")
             })
             .collect();
@@ -254,7 +296,7 @@ impl Scheduler {
     fn dispatch(&mut self, jobs: &Sender<Job>) {
         while self.in_flight < self.pacing.cap() {
             let now = Instant::now();
-            if !self.pacing.may_send(now) {
+            if !self.pacing.may_send(now) || !self.budget_allows() {
                 return;
             }
             let Some(key) = self.lanes.pop_due() else { return };
@@ -274,9 +316,25 @@ impl Scheduler {
             }
             self.in_flight += 1;
             self.pacing.sent(now);
+            self.spend_budget();
             if jobs.send(Job { parts }).is_err() {
                 return;
             }
+        }
+    }
+
+    fn budget_allows(&mut self) -> bool {
+        self.budget.as_mut().is_none_or(|b| b.allows(now_ms()))
+    }
+
+    /// Counts a request against the daily budget (a packed request that settles everything
+    /// unsent costs nothing at the server, but is counted: the budget errs on the safe side).
+    fn spend_budget(&mut self) {
+        let Some(budget) = self.budget.as_mut() else { return };
+        let (permille, warn) = budget.spend(now_ms());
+        self.opts.metrics.forward_api_budget_permille.set(permille as i64);
+        if warn {
+            tracing::warn!(permille, "forwarder: 80 % of the daily API budget used");
         }
     }
 
@@ -287,7 +345,9 @@ impl Scheduler {
         let now = now_ms();
         for sent in done.parts {
             let Some(verdict) = sent.verdict else {
-                self.lanes.requeue(&sent.lane, now);
+                // Left out: another request writes (or creates) one of its resources; go again
+                // shortly, after that request had time to answer.
+                self.lanes.requeue(&sent.lane, now + DEFER_MS);
                 continue;
             };
             let failures = self.lanes.get(&sent.lane).map_or(0, |l| l.failures);
@@ -799,7 +859,8 @@ mod tests {
         let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
         opts.concurrency = 1;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
-        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
+        let ids = Arc::new(IdMap::open(&db.path, Synchronous::Normal, opts.keys.clone(), opts.gate.clone()).unwrap());
+        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()), ids);
         s.lanes.start().unwrap();
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let (record_tx, record_rx) = mpsc::sync_channel(64);
@@ -887,7 +948,8 @@ mod tests {
         let mut opts = db.options(Arc::new(Metrics::default()), Doorbell::default());
         opts.max_lanes = 2;
         let conn = db::open(&db.path, None, Synchronous::Normal).unwrap();
-        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()));
+        let ids = Arc::new(IdMap::open(&db.path, Synchronous::Normal, opts.keys.clone(), opts.gate.clone()).unwrap());
+        let mut s = Scheduler::new(Outbox::new(conn), opts, Fake::new(|_, _, _| ok()), ids);
         s.lanes.start().unwrap();
         assert_eq!(held(&s), ["A", "B"]);
         // A new patient's message while lanes wait for room is not taken ahead of them.

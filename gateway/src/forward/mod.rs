@@ -11,6 +11,9 @@
 //! - `cloud_state`: the log lines an operator reads: each change of the link, the circuit
 //!   and the credentials once, every dead letter with its reason.
 //! - `record`: the recorder thread that writes outcomes in group commits.
+//! - `ids`, `id_map`: send-time rewriting against what the server holds — write economy
+//!   (unchanged resources are not written again), server ids learned from `response.location`
+//!   (salesforce), unsupported resource types routed.
 //! - `deliver`: what an answer means (delivered, retry, dead letter, auth failure), entry
 //!   by entry for batches.
 //! - `retry`: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
@@ -21,9 +24,12 @@
 //! - `auth`: credentials for the cloud.
 
 pub(crate) mod auth;
+mod budget;
 pub(crate) mod client;
 mod cloud_state;
 pub(crate) mod deliver;
+mod id_map;
+pub(crate) mod ids;
 mod lane_set;
 pub(crate) mod lanes;
 mod pacing;
@@ -74,6 +80,15 @@ mod tests {
         let c = Config::parse(&text, Path::new("/etc/gw/gateway.toml")).unwrap();
         assert!(c.cloud.sink_dir(&c.dir).is_none());
         assert_eq!(c.cloud.concurrency.get(), 8);
+        // The salesforce profile leaves out by default the types no documented module lists.
+        assert_eq!(c.cloud.unsupported_types(), ["Provenance", "Coverage", "Appointment", "Specimen"]);
+        assert_eq!((c.cloud.unsupported, c.cloud.reassert_hours.get()), (crate::config::UnsupportedMode::Drop, 24));
+        let text =
+            format!("{BASE}[cloud]\nunsupported = \"dead-letter\"\nunsupported_types = []\ndaily_api_budget = 15000\n");
+        let c = Config::parse(&text, Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert_eq!(c.cloud.unsupported, crate::config::UnsupportedMode::DeadLetter);
+        assert!(c.cloud.unsupported_types().is_empty());
+        assert_eq!(c.cloud.daily_api_budget.map(|b| b.get()), Some(15000));
     }
 
     #[test]
@@ -88,6 +103,9 @@ mod tests {
             ("concurrency = 0", "cloud.concurrency"),
             ("request_max_entries = 0", "cloud.request_max_entries"),
             ("batch_max_entries = 0", "cloud.batch_max_entries"),
+            ("unsupported = \"retry\"", "cloud.unsupported"),
+            ("reassert_hours = 0", "cloud.reassert_hours"),
+            ("daily_api_budget = 0", "cloud.daily_api_budget"),
         ];
         for (body, field) in cases {
             let text = format!("{BASE}[cloud]\n{body}\n");

@@ -1,17 +1,19 @@
-//! A delivery worker: opens a job's sealed bundles, sends them — several lanes' batch bundles
-//! packed into one batch request — and judges the answer part by part. It never touches the
-//! database; the scheduler decides what the verdicts mean for the lanes.
+//! A delivery worker: opens a job's sealed bundles, leaves out what the server holds unchanged
+//! and applies server ids (`ids`), sends them — several lanes' batch bundles packed into one
+//! batch request — and judges the answer part by part. Of the database it touches only the id
+//! map (`id_map`); the scheduler decides what the verdicts mean for the lanes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::client::{Response, SendError, Target};
 use super::deliver::{self, Verdict};
+use super::id_map::IdMap;
+use super::ids::{self, RequestView, Rules, Selected};
 use crate::metrics::{FailClass, Metrics};
 use crate::store::{Doorbell, Keys};
 
@@ -19,6 +21,7 @@ use crate::store::{Doorbell, Keys};
 pub(super) use crate::store::delivery::Head;
 
 /// One lane's head in a job.
+#[derive(Clone)]
 pub(super) struct Part {
     pub(crate) lane: String,
     pub(crate) head: Head,
@@ -68,29 +71,23 @@ impl Signals {
     }
 }
 
+/// What a worker works with besides the job.
+pub(super) struct Ctx<'a> {
+    pub(crate) target: &'a dyn Target,
+    pub(crate) keys: &'a Keys,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) ids: &'a IdMap,
+    pub(crate) rules: &'a Rules,
+}
+
 /// Takes jobs until the channel closes; rings the bell after each result.
-pub(super) fn run(
-    jobs: &Mutex<Receiver<Job>>,
-    done: &Sender<Done>,
-    target: &dyn Target,
-    keys: &Keys,
-    metrics: &Metrics,
-    bell: &Doorbell,
-) {
+pub(super) fn run(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, ctx: &Ctx<'_>, bell: &Doorbell) {
     loop {
         let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
             Ok(job) => job,
             Err(_) => return,
         };
-        let result = match job.parts.len() {
-            1 => {
-                let part = job.parts.into_iter().next().expect("one part");
-                let (verdict, signals) = send_alone(&part, target, keys, metrics);
-                Done { parts: vec![Sent { lane: part.lane, head: part.head, verdict: Some(verdict) }], signals }
-            }
-            _ => send_packed(job.parts, target, keys, metrics),
-        };
-        if done.send(result).is_err() {
+        if done.send(send_parts(job.parts, ctx)).is_err() {
             return;
         }
         bell.ring();
@@ -105,132 +102,221 @@ fn not_json() -> Verdict {
     Verdict::Dead { class: FailClass::Client, reason: "bundle is not JSON".into() }
 }
 
-/// Sends one bundle (the entries not yet settled) on its own.
-fn send_alone(part: &Part, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> (Verdict, Signals) {
-    let Ok(plain) = keys.open(&part.sealed) else { return (undecryptable(), Signals::default()) };
-    // The common case needs no parsing: the stored shape says what is sent.
-    let (kind, body, sent) = match part.head.shape {
-        Some(shape) if part.settled.is_empty() => {
-            (if shape.batch { "batch" } else { "transaction" }, plain, (0..shape.entries).collect())
-        }
-        _ => {
-            let Ok(bundle) = serde_json::from_slice::<Value>(&plain) else { return (not_json(), Signals::default()) };
-            let kind = if deliver::bundle_type(&bundle) == "batch" { "batch" } else { "transaction" };
-            let (sub, sent) = deliver::remaining(&bundle, &part.settled);
-            (kind, serde_json::to_vec(&sub).expect("JSON values serialize"), sent)
-        }
+/// A part opened and its entries selected (see `ids`).
+struct Opened {
+    batch: bool,
+    selected: Selected,
+    /// The bundle's own fields besides `entry` (kept when it is sent alone).
+    fields: serde_json::Map<String, Value>,
+}
+
+fn open_part(part: &Part, ctx: &Ctx<'_>, now: i64) -> Result<Opened, Verdict> {
+    let plain = ctx.keys.open(&part.sealed).map_err(|_| undecryptable())?;
+    let bundle: Value = serde_json::from_slice(&plain).map_err(|_| not_json())?;
+    let batch = deliver::bundle_type(&bundle) == "batch";
+    let selected = ids::select(&bundle, &part.settled, ctx.rules, now, &|p| ctx.ids.known(p));
+    let mut fields = match bundle {
+        Value::Object(map) => map,
+        _ => return Err(not_json()),
     };
-    match send(target, &body, metrics) {
-        Ok(resp) => (deliver::judge(kind, &sent, &resp, SystemTime::now()), Signals::of(&resp)),
-        Err(e) => (deliver::judge_error(&e), Signals::default()),
+    fields.remove("entry");
+    ctx.metrics.forward_entries_unchanged.add(selected.skipped.len() as u64 - selected.dropped_unsupported);
+    ctx.metrics.forward_entries_unsupported.add(selected.dropped_unsupported + selected.refused.len() as u64);
+    Ok(Opened { batch, selected, fields })
+}
+
+/// Adds what was settled without sending to the verdict on what was sent. A transaction
+/// settles all or nothing: its left-out entries count only once it succeeded, since a resend
+/// computes again what to leave out (and how to name it).
+fn with_unsent(verdict: Verdict, selected: &Selected, batch: bool) -> Verdict {
+    let add = |ok: &mut Vec<usize>, dead: &mut Vec<(usize, String)>| {
+        ok.extend(&selected.skipped);
+        ok.sort_unstable();
+        dead.extend(selected.refused.iter().cloned());
+        dead.sort();
+    };
+    match verdict {
+        Verdict::Settled { mut ok, mut dead } => {
+            add(&mut ok, &mut dead);
+            Verdict::Settled { ok, dead }
+        }
+        Verdict::Retry { class, after, mut ok, mut dead } if batch => {
+            add(&mut ok, &mut dead);
+            Verdict::Retry { class, after, ok, dead }
+        }
+        other => other,
     }
 }
 
-/// The entries of a sealed bundle, unparsed: each entry's JSON text and its `request.url`.
-#[derive(serde::Deserialize)]
-struct RawBundle<'a> {
-    #[serde(borrow, default)]
-    entry: Vec<&'a RawValue>,
+/// The key of an entry in a request: its placeholder, else its request URL.
+fn entry_key(entry: &Value) -> Option<String> {
+    entry
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .or_else(|| entry.get("request")?.get("url")?.as_str())
+        .map(str::to_string)
 }
 
-#[derive(serde::Deserialize)]
-struct EntryRequest<'a> {
-    #[serde(borrow)]
-    request: Option<RequestUrl<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct RequestUrl<'a> {
-    #[serde(borrow)]
-    url: Option<std::borrow::Cow<'a, str>>,
-}
-
-fn entry_url(entry: &RawValue) -> Option<String> {
-    serde_json::from_str::<EntryRequest>(entry.get()).ok()?.request?.url.map(|u| u.into_owned())
-}
-
-/// Packs the parts' unsettled entries into one batch request, splicing the entries' JSON
-/// text (no tree is built). An entry two parts carry identically (a shared Practitioner, say)
-/// is sent once; a part that writes a resource differently from an earlier part waits for the
-/// next request, since a batch's entries may be applied in any order.
-fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Metrics) -> Done {
+/// Sends the parts' entries that need writing in one request — a transaction on its own, or
+/// several lanes' batch bundles packed into one batch — and judges the answer part by part.
+/// An entry two parts carry identically (a shared Practitioner, say) is sent once; a part that
+/// writes a resource differently from an earlier part waits for the next request, since a
+/// batch's entries may be applied in any order.
+fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
+    let now = crate::store::now_ms();
     let mut verdicts: Vec<Option<Verdict>> = vec![None; parts.len()];
-    let opened: Vec<Option<Vec<u8>>> = parts.iter().map(|p| keys.open(&p.sealed).ok()).collect();
-    let mut body = br#"{"resourceType":"Bundle","type":"batch","entry":["#.to_vec();
-    let mut entries = 0usize;
-    // Request position and text of each entry with a URL, by URL.
-    let mut by_url: HashMap<String, (usize, &str)> = HashMap::new();
-    // The packed parts (indexes in `parts`) and, per packed part, (entry index in its bundle,
+    let mut opened: Vec<Option<Opened>> = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        match open_part(part, ctx, now) {
+            Ok(o) => opened.push(Some(o)),
+            Err(v) => {
+                verdicts[i] = Some(v);
+                opened.push(None);
+            }
+        }
+    }
+    let batch = opened.iter().flatten().all(|o| o.batch);
+    // The request's entries (as stored), by key; and per packed part, (index in its bundle,
     // request position) of each entry it sent.
+    let mut request: Vec<(Value, [u8; 32])> = Vec::new();
+    let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut packed: Vec<usize> = Vec::new();
     let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
-    for (i, (part, plain)) in parts.iter().zip(&opened).enumerate() {
-        let Some(plain) = plain else {
-            verdicts[i] = Some(undecryptable());
+    let mut claimed: HashSet<String> = HashSet::new();
+    for (i, o) in opened.iter().enumerate() {
+        let Some(o) = o else { continue };
+        if o.selected.send.is_empty() {
+            verdicts[i] = Some(with_unsent(Verdict::Settled { ok: vec![], dead: vec![] }, &o.selected, o.batch));
             continue;
-        };
-        let Ok(bundle) = serde_json::from_slice::<RawBundle>(plain) else {
-            verdicts[i] = Some(not_json());
-            continue;
-        };
-        let own: Vec<(usize, &str, Option<String>)> = bundle
-            .entry
+        }
+        let conflicts = o
+            .selected
+            .send
             .iter()
-            .enumerate()
-            .filter(|(n, _)| !part.settled.contains(n))
-            .map(|(n, e)| (n, e.get(), entry_url(e)))
-            .collect();
-        let conflicts = own
-            .iter()
-            .any(|(_, text, url)| url.as_ref().and_then(|u| by_url.get(u)).is_some_and(|(_, seen)| seen != text));
+            .any(|(_, e, _)| entry_key(e).and_then(|k| by_key.get(&k)).is_some_and(|&pos| request[pos].0 != *e));
         if conflicts {
             continue;
         }
-        let mut sent = Vec::with_capacity(own.len());
-        for (n, text, url) in own {
-            if let Some(&(pos, _)) = url.as_ref().and_then(|u| by_url.get(u)) {
-                sent.push((n, pos));
+        // Two requests in flight must not both create one resource (two server records): a
+        // part whose creates another request has under way waits for its answer.
+        let creates = new_creates(&o.selected, ctx, &claimed);
+        if !ctx.ids.claim(&creates) {
+            continue;
+        }
+        claimed.extend(creates);
+        let mut sent = Vec::with_capacity(o.selected.send.len());
+        for (n, entry, content) in &o.selected.send {
+            let key = entry_key(entry);
+            if let Some(&pos) = key.as_ref().and_then(|k| by_key.get(k)) {
+                sent.push((*n, pos));
                 continue;
             }
-            if entries > 0 {
-                body.push(b',');
+            if let Some(key) = key {
+                by_key.insert(key, request.len());
             }
-            body.extend_from_slice(text.as_bytes());
-            if let Some(url) = url {
-                by_url.insert(url, (entries, text));
-            }
-            sent.push((n, entries));
-            entries += 1;
+            sent.push((*n, request.len()));
+            request.push((entry.clone(), *content));
         }
         packed.push(i);
         positions.push(sent);
     }
-    body.extend_from_slice(b"]}");
     let mut signals = Signals::default();
     if !packed.is_empty() {
-        match send(target, &body, metrics) {
+        let mut view = RequestView {
+            in_request: request
+                .iter()
+                .filter_map(|(e, _)| e.get("fullUrl").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+            ..RequestView::default()
+        };
+        for o in opened.iter().flatten() {
+            view.outside_names.extend(o.selected.outside_names.iter().map(|(k, v)| (k.clone(), v.clone())));
+            view.dropped.extend(o.selected.dropped.iter().cloned());
+        }
+        let known = |p: &str| ctx.ids.known(p);
+        let entries: Vec<Value> = request.iter().map(|(e, _)| ids::rewrite(e, ctx.rules, &view, &known)).collect();
+        let kind = if batch { "batch" } else { "transaction" };
+        let mut fields = match (packed.as_slice(), &opened[packed[0]]) {
+            ([_], Some(o)) => o.fields.clone(),
+            _ => serde_json::Map::new(),
+        };
+        fields.insert("resourceType".into(), "Bundle".into());
+        fields.insert("type".into(), kind.into());
+        fields.insert("entry".into(), Value::Array(entries.clone()));
+        let body = serde_json::to_vec(&fields).expect("JSON values serialize");
+        ctx.metrics.forward_entries_sent.add(entries.len() as u64);
+        match send(ctx.target, &body, ctx.metrics) {
             Err(e) => {
-                for i in &packed {
-                    verdicts[*i] = Some(deliver::judge_error(&e));
+                for &i in &packed {
+                    verdicts[i] = Some(deliver::judge_error(&e));
                 }
             }
-            Ok(resp) => {
+            Ok(mut resp) => {
                 signals = Signals::of(&resp);
-                match deliver::judge_pack(&positions, &resp, SystemTime::now()) {
+                learn(&request, &entries, &mut resp, batch, ctx, now);
+                let judged = if batch {
+                    deliver::judge_pack(&positions, &resp, SystemTime::now())
+                } else {
+                    let sent: Vec<usize> = positions[0].iter().map(|&(n, _)| n).collect();
+                    Some(vec![deliver::judge(kind, &sent, &resp, SystemTime::now())])
+                };
+                match judged {
                     Some(judged) => {
-                        for (i, verdict) in packed.iter().zip(judged) {
-                            verdicts[*i] = Some(verdict);
+                        for (&i, verdict) in packed.iter().zip(judged) {
+                            verdicts[i] = Some(verdict);
                         }
                     }
-                    // Refused as a whole: find the culprit by sending each part alone.
+                    // A batch refused as a whole: alone, each part gets its own verdict.
+                    None if packed.len() == 1 => {
+                        let sent: Vec<usize> = positions[0].iter().map(|&(n, _)| n).collect();
+                        verdicts[packed[0]] = Some(deliver::judge("batch", &sent, &resp, SystemTime::now()));
+                    }
                     None => {
-                        for i in &packed {
-                            let (verdict, alone) = send_alone(&parts[*i], target, keys, metrics);
-                            verdicts[*i] = Some(verdict);
-                            signals = signals.and(alone);
+                        for &i in &packed {
+                            let alone = send_parts(vec![parts[i].clone()], ctx);
+                            signals = signals.and(alone.signals);
+                            verdicts[i] = alone.parts.into_iter().next().and_then(|s| s.verdict);
                         }
+                        ctx.ids.release(&claimed);
+                        return finish(parts, verdicts, &opened, &packed, signals, true);
                     }
                 }
+            }
+        }
+    }
+    ctx.ids.release(&claimed);
+    finish(parts, verdicts, &opened, &packed, signals, false)
+}
+
+/// The placeholders a part would create (salesforce: no server id known yet) that this
+/// request has not claimed already.
+fn new_creates(selected: &Selected, ctx: &Ctx<'_>, claimed: &HashSet<String>) -> Vec<String> {
+    if ctx.rules.profile != crate::fhir::bundle::Profile::Salesforce {
+        return Vec::new();
+    }
+    selected
+        .send
+        .iter()
+        .filter_map(|(_, e, _)| e.get("fullUrl").and_then(Value::as_str))
+        .filter(|p| !claimed.contains(*p) && ctx.ids.known(p).and_then(|k| k.server_id).is_none())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The parts with their verdicts; a packed part's verdict gains what it settled unsent
+/// (unless it was sent alone, whose verdict has it already).
+fn finish(
+    parts: Vec<Part>,
+    mut verdicts: Vec<Option<Verdict>>,
+    opened: &[Option<Opened>],
+    packed: &[usize],
+    signals: Signals,
+    alone: bool,
+) -> Done {
+    if !alone {
+        for &i in packed {
+            if let (Some(v), Some(o)) = (verdicts[i].take(), &opened[i]) {
+                verdicts[i] = Some(with_unsent(v, &o.selected, o.batch));
             }
         }
     }
@@ -239,7 +325,57 @@ fn send_packed(parts: Vec<Part>, target: &dyn Target, keys: &Keys, metrics: &Met
     Done { parts, signals }
 }
 
+/// Updates the id map from an answer, and turns a 404/410 to a `PUT` (the server lost the
+/// resource; it is forgotten) into a retry of that entry, which then creates it again.
+fn learn(request: &[(Value, [u8; 32])], sent: &[Value], resp: &mut Response, batch: bool, ctx: &Ctx<'_>, now: i64) {
+    if !(200..=299).contains(&resp.status) {
+        return;
+    }
+    let Ok(mut body) = serde_json::from_slice::<Value>(&resp.body) else { return };
+    let answers_entries = body.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    let answered: Vec<ids::Answered<'_>> = request
+        .iter()
+        .zip(sent)
+        .enumerate()
+        .map(|(pos, ((stored, content), sent))| {
+            let response = answers_entries.get(pos).and_then(|e| e.get("response"));
+            let status = if batch {
+                response
+                    .and_then(|r| r.get("status"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.trim().get(..3)?.parse().ok())
+            } else {
+                Some(resp.status)
+            };
+            let put = sent.get("request").and_then(|r| r.get("method")).and_then(Value::as_str) == Some("PUT");
+            ids::Answered {
+                placeholder: stored.get("fullUrl").and_then(Value::as_str).filter(|u| u.starts_with("urn:uuid:")),
+                kind: stored.get("resource").and_then(|r| r.get("resourceType")).and_then(Value::as_str).unwrap_or(""),
+                content: *content,
+                status: status.filter(|s| put || !matches!(s, 404 | 410)),
+                location: response.and_then(|r| r.get("location")).and_then(Value::as_str),
+            }
+        })
+        .collect();
+    let lost: Vec<usize> =
+        answered.iter().enumerate().filter(|(_, a)| matches!(a.status, Some(404 | 410))).map(|(p, _)| p).collect();
+    let changes = ids::learn(&answered, now, &|p| ctx.ids.key(p));
+    drop(answered);
+    ctx.ids.apply(changes);
+    if batch && !lost.is_empty() {
+        if let Some(entries) = body.get_mut("entry").and_then(Value::as_array_mut) {
+            for p in lost {
+                if let Some(e) = entries.get_mut(p) {
+                    e["response"] = serde_json::json!({"status": "424 Failed Dependency"});
+                }
+            }
+        }
+        resp.body = serde_json::to_vec(&body).expect("JSON values serialize");
+    }
+}
+
 fn send(target: &dyn Target, body: &[u8], metrics: &Metrics) -> Result<Response, SendError> {
+    metrics.forward_requests.add(1);
     let started = Instant::now();
     let result = target.send(body);
     metrics.forward_latency.observe(started.elapsed().as_secs_f64());

@@ -194,6 +194,12 @@ pub struct Metrics {
     pub(crate) forward_failures: FailCounters,
     /// Attempts scheduled again after a failure.
     pub(crate) forward_retries: Counter,
+    /// Bundle entries written to the target, and left out because the target holds them
+    /// unchanged (write economy); entries of unsupported types dropped; requests sent.
+    pub(crate) forward_entries_sent: Counter,
+    pub(crate) forward_entries_unchanged: Counter,
+    pub(crate) forward_entries_unsupported: Counter,
+    pub(crate) forward_requests: Counter,
     /// Patient lanes with undelivered bundles.
     pub(crate) forward_lanes: Gauge,
     /// Age of the oldest undelivered bundle, seconds.
@@ -208,6 +214,8 @@ pub struct Metrics {
     pub(crate) forward_link_down: Gauge,
     /// Salesforce API usage of the daily limit, per mille (0 when unknown).
     pub(crate) forward_api_usage_permille: Gauge,
+    /// Requests sent today of `[cloud] daily_api_budget`, per mille (0 when unset).
+    pub(crate) forward_api_budget_permille: Gauge,
     /// Request duration, send to last body byte.
     pub(crate) forward_latency: Histogram,
     /// Liveness of the data path's stages.
@@ -305,6 +313,10 @@ impl Default for Metrics {
             forward_delivered: Counter::default(),
             forward_failures: Default::default(),
             forward_retries: Counter::default(),
+            forward_entries_sent: Counter::default(),
+            forward_entries_unchanged: Counter::default(),
+            forward_entries_unsupported: Counter::default(),
+            forward_requests: Counter::default(),
             forward_lanes: Gauge::default(),
             forward_oldest_pending_secs: Gauge::default(),
             forward_token_refreshes: Gauge::default(),
@@ -312,6 +324,7 @@ impl Default for Metrics {
             forward_auth_failing: Gauge::default(),
             forward_link_down: Gauge::default(),
             forward_api_usage_permille: Gauge::default(),
+            forward_api_budget_permille: Gauge::default(),
             forward_latency: Histogram::new(FORWARD_LATENCY_BOUNDS),
             stages: Default::default(),
             lost_key_dead_letters: Gauge::default(),
@@ -384,6 +397,22 @@ impl Metrics {
                 &self.inflight_frame_waits,
             ),
             ("gateway_forward_delivered_total", "Outbox bundles delivered to the FHIR target", &self.forward_delivered),
+            (
+                "gateway_forward_entries_sent_total",
+                "Bundle entries written to the FHIR target",
+                &self.forward_entries_sent,
+            ),
+            (
+                "gateway_forward_entries_unchanged_total",
+                "Bundle entries not written: the target holds them unchanged",
+                &self.forward_entries_unchanged,
+            ),
+            (
+                "gateway_forward_entries_unsupported_total",
+                "Bundle entries of types the target does not support, dropped or dead-lettered",
+                &self.forward_entries_unsupported,
+            ),
+            ("gateway_forward_requests_total", "Requests sent to the FHIR target", &self.forward_requests),
             (
                 "gateway_forward_retries_total",
                 "Delivery attempts scheduled again after a failure",
@@ -460,6 +489,7 @@ impl Metrics {
             ("gateway_forward_auth_failing", "1 while the FHIR target refuses the gateway's credentials", &self.forward_auth_failing),
             ("gateway_forward_link_down", "1 while requests to the FHIR target get no answer (connect failures, timeouts)", &self.forward_link_down),
             ("gateway_forward_api_usage_permille", "Salesforce API usage of the daily limit, per mille", &self.forward_api_usage_permille),
+            ("gateway_forward_api_budget_permille", "Requests sent today of [cloud] daily_api_budget, per mille", &self.forward_api_budget_permille),
             ("gateway_lost_key_dead_letters", "Messages dead-lettered at start because they were sealed under a lost key", &self.lost_key_dead_letters),
             ("gateway_journal_db_bytes", "Journal database file size on disk", &self.journal_db_bytes),
             ("gateway_journal_wal_bytes", "Journal WAL file size on disk", &self.journal_wal_bytes),

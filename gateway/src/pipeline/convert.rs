@@ -247,9 +247,6 @@ fn convert_one(sealed: &[u8], opts: &ConvertOptions, memory: &mut JournalMemory<
             for (survivor, replaced) in &converted.merges {
                 memory.merged(survivor, replaced);
             }
-            for (kind, identity) in &converted.written {
-                memory.sent_now(kind, identity);
-            }
             let parts = converted
                 .bundles
                 .into_iter()
@@ -284,9 +281,6 @@ pub struct Converted {
     pub bundles: Vec<Bundle>,
     /// (surviving, replaced) record keys of the merges it makes.
     pub merges: Vec<(Identity, Identity)>,
-    /// The resources of the types ADT messages own that it sends with a key (Salesforce
-    /// profile only: there a later create-if-absent must leave them out).
-    pub written: Vec<(&'static str, Identity)>,
     /// What the conversion did not map (no patient data).
     pub report: Report,
 }
@@ -302,7 +296,7 @@ pub fn convert_message_with(
     let work = || -> Result<Converted, String> {
         // Parse and budget errors carry codes, counts and locations, never content.
         let conversion = convert::convert_with(raw, site, memory).map_err(|e| failure_reason(raw, &e))?;
-        let bundles = bundle::bundles_within(&conversion, profile, limits, memory)
+        let bundles = bundle::bundles_within(&conversion, profile, limits)
             .map_err(|_| format!("bundle could not be built ({})", conversion.report.structure))?;
         let bundles = bundles
             .iter()
@@ -312,16 +306,7 @@ pub fn convert_message_with(
                 Ok(Bundle { json, kind, entries: b["entry"].as_array().map_or(0, Vec::len) })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let written = match profile {
-            Profile::Generic => Vec::new(),
-            Profile::Salesforce => conversion
-                .resources
-                .iter()
-                .filter(|r| convert::ADT_OWNED.contains(&r.kind))
-                .filter_map(|r| Some((r.kind, r.identity.clone()?)))
-                .collect(),
-        };
-        Ok(Converted { bundles, merges: conversion.merges, written, report: conversion.report })
+        Ok(Converted { bundles, merges: conversion.merges, report: conversion.report })
     };
     guarded(work)
 }
@@ -497,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn salesforce_leaves_out_a_patient_an_adt_already_sent() {
+    fn salesforce_marks_a_lab_patient_create_only_under_the_adt_placeholder() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut conn, opts) = stage(tmp.path(), Profile::Salesforce);
         let adt = journal(&conn, &opts, "U1", UPDATE);
@@ -506,15 +491,16 @@ mod tests {
         let lab = journal(&conn, &opts, "L1", oru);
         step(&mut conn, &opts).unwrap();
         let adt_entries = entries(&bundles_of(&conn, &opts, adt));
-        let patient_url =
-            adt_entries.iter().find(|e| e["resource"]["resourceType"] == "Patient").unwrap()["request"]["url"].clone();
+        let adt_patient = adt_entries.iter().find(|e| e["resource"]["resourceType"] == "Patient").unwrap();
+        assert!(adt_patient["request"].get("ifNoneExist").is_none(), "an ADT writes its patient");
         let lab_entries = entries(&bundles_of(&conn, &opts, lab));
-        assert!(
-            lab_entries.iter().all(|e| e["resource"]["resourceType"] != "Patient"),
-            "the ADT's Patient is not replaced"
-        );
+        let lab_patient = lab_entries.iter().find(|e| e["resource"]["resourceType"] == "Patient").unwrap();
+        // The same placeholder (so the forwarder finds the ADT's server id), create-only: the
+        // forwarder leaves it out once the server holds the patient.
+        assert_eq!(lab_patient["fullUrl"], adt_patient["fullUrl"]);
+        assert!(lab_patient["request"]["ifNoneExist"].is_string());
         let obs = lab_entries.iter().find(|e| e["resource"]["resourceType"] == "Observation").unwrap();
-        assert_eq!(obs["resource"]["subject"]["reference"], patient_url, "and is referenced by its id");
+        assert_eq!(obs["resource"]["subject"]["reference"], adt_patient["fullUrl"]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! merge and the next update of the same patient in one batch see each other.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::Connection;
 
@@ -13,7 +13,6 @@ use crate::store::conversion::ConvertBatch;
 use crate::store::{memory, Keys};
 
 const LINK: &str = "patient_link";
-const SENT: &str = "sent_resource";
 
 /// A link learned by a batch: the two records' hashes, the relation, the other's sealed key.
 struct NewLink {
@@ -27,7 +26,6 @@ struct NewLink {
 #[derive(Default)]
 pub(crate) struct Learned {
     links: Vec<NewLink>,
-    sent: Vec<[u8; 32]>,
 }
 
 impl Learned {
@@ -35,7 +33,7 @@ impl Learned {
         for l in &self.links {
             batch.remember_link(&l.patient, &l.other, l.relation.code(), &l.other_sealed)?;
         }
-        self.sent.iter().try_for_each(|key| batch.remember_sent(key))
+        Ok(())
     }
 }
 
@@ -44,7 +42,6 @@ pub(crate) struct JournalMemory<'c> {
     conn: &'c Connection,
     keys: &'c Keys,
     links: HashMap<[u8; 32], Vec<PatientLink>>,
-    sent: HashSet<[u8; 32]>,
     learned: Learned,
     /// The first read error: the batch is then abandoned (it rolls back and is retried).
     error: RefCell<Option<rusqlite::Error>>,
@@ -52,14 +49,7 @@ pub(crate) struct JournalMemory<'c> {
 
 impl<'c> JournalMemory<'c> {
     pub(crate) fn new(conn: &'c Connection, keys: &'c Keys) -> Self {
-        JournalMemory {
-            conn,
-            keys,
-            links: HashMap::new(),
-            sent: HashSet::new(),
-            learned: Learned::default(),
-            error: RefCell::new(None),
-        }
+        JournalMemory { conn, keys, links: HashMap::new(), learned: Learned::default(), error: RefCell::new(None) }
     }
 
     /// Remembers both directions of a merge: `survivor` replaces `replaced`.
@@ -75,15 +65,6 @@ impl<'c> JournalMemory<'c> {
                 let other_sealed = self.keys.seal(format!("{}\0{}", to.system, to.value).as_bytes());
                 self.learned.links.push(NewLink { patient: from_hash, other: to_hash, relation, other_sealed });
             }
-        }
-    }
-
-    /// Remembers that a `kind` resource keyed `identity` was sent.
-    pub(crate) fn sent_now(&mut self, kind: &str, identity: &Identity) {
-        let key =
-            self.hash(SENT, &Identity { system: format!("{kind}|{}", identity.system), value: identity.value.clone() });
-        if self.sent.insert(key) {
-            self.learned.sent.push(key);
         }
     }
 
@@ -125,15 +106,5 @@ impl Memory for JournalMemory<'_> {
             }
         }
         out
-    }
-
-    fn sent(&self, kind: &str, identity: &Identity) -> bool {
-        let key =
-            self.hash(SENT, &Identity { system: format!("{kind}|{}", identity.system), value: identity.value.clone() });
-        self.sent.contains(&key)
-            || memory::sent(self.conn, &key).unwrap_or_else(|e| {
-                self.failed(e);
-                false
-            })
     }
 }

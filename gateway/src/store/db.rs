@@ -143,6 +143,17 @@ const MIGRATIONS: &[&str] = &[
     // 9: a replay keeps its dead letter (marked, hidden from the list) so that the message
     // failing again is the same dead letter, under the same id (`purge <id>` still works).
     "ALTER TABLE dead_letter ADD COLUMN replayed_at INTEGER;  -- unix ms of the last replay; NULL: a dead letter now",
+    // 10: the forwarder's id map (store/ids.rs), replacing `sent_resource`: per resource (keyed
+    // hash of its `urn:uuid` placeholder) the id the server gave it (`Kind/<id>`, NULL for a
+    // server that names resources by conditional URL), the SHA-256 of what it last acknowledged
+    // and when (Unix ms), so an unchanged resource is not written again.
+    "DROP TABLE sent_resource;
+    CREATE TABLE server_resource (
+        key        BLOB PRIMARY KEY,
+        server_id  TEXT,
+        content    BLOB NOT NULL,
+        acked_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// Work a migration needs beyond SQL, run in its transaction after its SQL.

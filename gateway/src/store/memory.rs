@@ -1,11 +1,10 @@
 //! The convert stage's memory between messages (`fhir::memory`): the links merges made
-//! between patient records, and the resources already sent where a profile cannot create
-//! without replacing. Rows are found by keyed hashes ([`Keys::memory_key`]); the linked
+//! between patient records. Rows are found by keyed hashes ([`Keys::memory_key`]); the linked
 //! record's key is kept sealed, like every identifier in the journal.
 //!
 //! [`Keys::memory_key`]: super::crypto::Keys::memory_key
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::conversion::ConvertBatch;
 
@@ -23,14 +22,6 @@ pub fn links(conn: &Connection, patient: &[u8; 32]) -> rusqlite::Result<Vec<Stor
         .collect()
 }
 
-/// Whether the resource hashed `key` was recorded as sent.
-pub fn sent(conn: &Connection, key: &[u8; 32]) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM sent_resource WHERE key = ?1")?
-        .query_row([&key[..]], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
-}
-
 impl ConvertBatch<'_> {
     /// Records a link from `patient` to `other` (hashes); a link already known is kept.
     pub fn remember_link(
@@ -46,10 +37,5 @@ impl ConvertBatch<'_> {
             )?
             .execute(params![&patient[..], &other[..], relation, other_sealed])
             .map(drop)
-    }
-
-    /// Records the resource hashed `key` as sent.
-    pub fn remember_sent(&self, key: &[u8; 32]) -> rusqlite::Result<()> {
-        self.tx().prepare_cached("INSERT OR IGNORE INTO sent_resource (key) VALUES (?1)")?.execute([&key[..]]).map(drop)
     }
 }

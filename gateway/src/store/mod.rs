@@ -13,6 +13,7 @@ pub mod delivery;
 pub(crate) mod disk;
 pub(crate) mod doorbell;
 pub(crate) mod gate;
+pub(crate) mod ids;
 pub(crate) mod journal;
 pub(crate) mod key_guard;
 pub(crate) mod maintenance;
