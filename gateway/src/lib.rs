@@ -45,3 +45,4 @@ pub mod pipeline;
 pub mod sink;
 pub mod stage;
 pub mod store;
+pub mod update;

@@ -6,6 +6,7 @@
 //! - `convert`: `gateway convert` prints the FHIR Bundles of each message and its report.
 //! - `report`: `gateway report <seq>` prints the conversion report the daemon kept.
 //! - `health`: `gateway health` is the boot health gate (config, journal, the running daemon).
+//! - `update`: `gateway update …`, signed A/B updates (docs/UPDATES.md).
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -18,6 +19,7 @@ pub(crate) mod convert;
 pub(crate) mod health;
 pub(crate) mod parse;
 pub(crate) mod report;
+pub mod update;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
