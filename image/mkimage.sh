@@ -13,6 +13,12 @@
 #   BUILD_NUMBER   last part of the image version (default: the number of commits in HEAD)
 #   MIRROR         Debian mirror URL (default: mmdebstrap's choice)
 #   MKIMAGE_CACHE  where the base root filesystem is cached (default: OUTPUT_DIR/cache)
+#   UPDATE_KEYRING the update trust root to ship (/usr/share/gateway/update-keyring; made with
+#                  `gateway update sign-keyring`, docs/UPDATES.md). Unset: none, and the box
+#                  refuses every update bundle.
+#   MKIMAGE_UPDATE_ROOTS="V [V:broken] …"
+#                  also write OUTPUT_DIR/root-V.sqfs per version V (to bundle as updates;
+#                  ":broken": its gateway cannot start), for scripts/image-test.
 #   MKIMAGE_TEST_BROKEN_B=1
 #                  for scripts/image-test only: slot b gets a newer version whose gateway
 #                  cannot start, to prove the fallback to slot a.
@@ -118,12 +124,16 @@ build_root() {
     install -m 0644 "$repo/config/appliance.toml" "$root/etc/gateway/gateway.toml"
     install -m 0644 "$repo"/config/maps/* "$root/etc/gateway/maps/"
     install -D -m 0644 "$here/README.md" "$root/usr/share/doc/gateway/README.md"
+    if [[ -n ${UPDATE_KEYRING:-} ]]; then
+        install -D -m 0644 "$UPDATE_KEYRING" "$root/usr/share/gateway/update-keyring"
+    fi
     # Mount point of the ESP (systemd-gpt-auto-generator), where systemd-bless-boot marks
     # the booted entry good.
     install -d -m 0755 "$root/efi"
     printf 'IMAGE_ID=gateway\nIMAGE_VERSION=%s\n' "$version" >>"$root/usr/lib/os-release"
 
     systemctl --root="$root" --quiet enable gateway.service gateway-health.service nftables.service \
+        gateway-update-boot-check.service gateway-update-confirm.service gateway-update-disk.service \
         systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
     # SSH off by default; no package updates on a read-only root (updates are whole images).
     systemctl --root="$root" --quiet disable ssh.service
@@ -216,14 +226,23 @@ main() {
     build_base
     build_root "$work/root-a.sqfs" "$bin"
     local root_b=$work/root-a.sqfs version_b=$version
+    # A gateway that exits at once: the health gate fails every try.
+    printf '#!/bin/sh\necho "gateway: test build that cannot start" >&2\nexit 1\n' >"$work/broken"
+    chmod +x "$work/broken"
     if [[ ${MKIMAGE_TEST_BROKEN_B:-} == 1 ]]; then
-        # Newer than slot a, and its gateway exits at once: the health gate fails every try.
+        # Newer than slot a.
         version_b=${version%.*}.$((${version##*.} + 1))
-        printf '#!/bin/sh\necho "gateway: test build that cannot start" >&2\nexit 1\n' >"$work/broken"
-        chmod +x "$work/broken"
         root_b=$work/root-b.sqfs
         version=$version_b build_root "$root_b" "$work/broken"
     fi
+    local extra
+    for extra in ${MKIMAGE_UPDATE_ROOTS:-}; do
+        if [[ $extra == *:broken ]]; then
+            version=${extra%:broken} build_root "$out/root-${extra%:broken}.sqfs" "$work/broken"
+        else
+            version=$extra build_root "$out/root-$extra.sqfs" "$bin"
+        fi
+    done
     build_esp "$version_b"
     build_data
     assemble_disk "$out/gateway-$version.img" "$work/root-a.sqfs" "$root_b"

@@ -76,6 +76,13 @@ pub enum Command {
         /// Where a downloaded bundle is kept (resumed from if it exists).
         #[arg(long, default_value = "/var/lib/gateway-update/download.bundle")]
         download_to: PathBuf,
+        /// Do nothing when the bundle's version runs already or was the last one applied
+        /// (a bundle disk left attached must not be applied at every boot).
+        #[arg(long)]
+        skip_installed: bool,
+        /// Reboot after writing the slot, to start it.
+        #[arg(long)]
+        reboot: bool,
     },
     /// Running version and slot, floor, last applied version, rollbacks, keyring, boot entries.
     Status,
@@ -169,9 +176,15 @@ pub fn run(config: &Path, command: Command, out: &mut dyn Write) -> anyhow::Resu
                 key.len()
             )?;
         }
-        Command::Apply { source, download_to } => {
+        Command::Apply { source, download_to, skip_installed, reboot } => {
             let (cfg, marker) = load(config)?;
-            let file = if source.starts_with("https://") || source.starts_with("http://") {
+            if skip_installed && !is_url(&source) {
+                if let Some(v) = installed(&cfg, Path::new(&source))? {
+                    writeln!(out, "version {v} runs already or was applied last: nothing to do")?;
+                    return Ok(());
+                }
+            }
+            let file = if is_url(&source) {
                 if let Some(dir) = download_to.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
@@ -193,6 +206,11 @@ pub fn run(config: &Path, command: Command, out: &mut dyn Write) -> anyhow::Resu
                 "version {} written to slot {} (entry {}); reboot to start it",
                 outcome.manifest.version, outcome.slot, outcome.entry
             )?;
+            if reboot {
+                out.flush()?;
+                let status = std::process::Command::new("systemctl").arg("reboot").status()?;
+                anyhow::ensure!(status.success(), "systemctl reboot: {status}");
+            }
         }
         Command::Status => status(&load(config)?.0, out)?,
         Command::BootCheck => {
@@ -211,6 +229,19 @@ pub fn run(config: &Path, command: Command, out: &mut dyn Write) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+fn is_url(source: &str) -> bool {
+    source.starts_with("https://") || source.starts_with("http://")
+}
+
+/// The bundle's version, if it runs already or was the last one applied.
+fn installed(cfg: &Update, bundle_path: &Path) -> anyhow::Result<Option<Version>> {
+    let mut f = std::fs::File::open(bundle_path).with_context(|| format!("opening {}", bundle_path.display()))?;
+    let version = bundle::read_head(&mut f)?.manifest.version;
+    let running = state::running_version(&cfg.os_release)?;
+    let applied = state::applied(&cfg.state_dir)?.map(|a| a.version);
+    Ok((running.as_ref() == Some(&version) || applied.as_ref() == Some(&version)).then_some(version))
 }
 
 fn or_none<T: std::fmt::Display>(v: Option<T>) -> String {

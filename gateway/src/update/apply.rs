@@ -107,9 +107,11 @@ pub fn apply_file(
 ) -> anyhow::Result<Outcome> {
     let mut src = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let head = bundle::read_head(&mut src)?;
-    let len = src.metadata()?.len();
+    // A bundle on a disk partition (a USB stick) is followed by the partition's padding.
+    let on_disk = std::os::unix::fs::FileTypeExt::is_block_device(&src.metadata()?.file_type());
+    let len = if on_disk { src.seek(SeekFrom::End(0))? } else { src.metadata()?.len() };
     let expected = head.payload_offset + head.manifest.payload_size;
-    if len != expected {
+    if len < expected || (!on_disk && len != expected) {
         return Err(Refused::Truncated(format!("file has {len} bytes, the manifest says {expected}")).into());
     }
     let keyring = keyring::effective(&cfg.trust_root, &cfg.state_dir)?;

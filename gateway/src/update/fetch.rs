@@ -58,8 +58,7 @@ pub fn download(url: &str, dest: &Path, check: &dyn Fn(&Head) -> anyhow::Result<
             std::thread::sleep(Duration::from_secs(u64::from(attempt).min(60)));
         }
         match resume_once(&agent, url, dest, &mut expected, check) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
+            Ok(_) => return Ok(()),
             Err(Step::Fatal(e)) => return Err(e),
             Err(Step::Retry(e)) => {
                 tracing::warn!(attempt, "update: download interrupted, resuming: {e:#}");
