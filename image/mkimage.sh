@@ -117,7 +117,7 @@ build_root() {
     rm -rf "$root"
     cp -a "$base/root" "$root"
     cp -a "$here/rootfs/." "$root/"
-    install -s -m 0755 "$bin" "$root/usr/bin/gateway"
+    install -m 0755 "$bin" "$root/usr/bin/gateway"
     install -m 0644 "$here"/systemd/*.service "$root/usr/lib/systemd/system/"
     install -m 0644 "$here/nftables.conf" "$root/etc/nftables.conf"
     install -d -m 0755 "$root/etc/gateway" "$root/etc/gateway/maps"
@@ -224,7 +224,8 @@ main() {
     trap 'rm -rf "$work"' EXIT
 
     build_base
-    build_root "$work/root-a.sqfs" "$bin"
+    strip -o "$work/gateway" "$bin"
+    build_root "$work/root-a.sqfs" "$work/gateway"
     local root_b=$work/root-a.sqfs version_b=$version
     # A gateway that exits at once: the health gate fails every try.
     printf '#!/bin/sh\necho "gateway: test build that cannot start" >&2\nexit 1\n' >"$work/broken"

@@ -171,9 +171,9 @@ fn a_replayed_unsupported_dead_letter_is_still_unsupported() {
     let setup = Setup::new(&format!("{PLAIN}[listener.accept]\nstore_unsupported = true\n"));
     let gw = setup.start();
     let mut c = gw.connect();
-    assert_eq!(msa(&c.call(msg("R1", "ADT^A29", "P|2.5.1").as_bytes())).0, "AA");
+    assert_eq!(msa(&c.call(msg("R1", "ADT^A18", "P|2.5.1").as_bytes())).0, "AA");
     assert!(gw.terminate().success());
-    let reason = "unsupported: no converter for message type ADT^A29 (201)";
+    let reason = "unsupported: no converter for message type ADT^A18 (201)";
     assert_eq!(dead_letters(&setup.db_path()), [("R1".to_string(), reason.to_string())]);
     let db = setup.db_path();
     let id: i64 =

@@ -16,6 +16,7 @@ export const DEFAULTS = Object.freeze({
   salesforce_max_entries: 30,
   sforce_limit: '', // e.g. "api-usage=10/15000" -> Sforce-Limit-Info response header
   require_auth: false, // FHIR routes need a Bearer token from /token or --static-token
+  reject_marker: '', // a request whose body holds this string -> 400 business-rule (a server rule refusing one bundle)
 });
 
 const TYPES = {
@@ -33,6 +34,7 @@ const TYPES = {
   salesforce_max_entries: 'count',
   sforce_limit: 'string',
   require_auth: 'boolean',
+  reject_marker: 'string',
 };
 
 /** Keys that are actions, not state. */

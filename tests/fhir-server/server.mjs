@@ -234,6 +234,10 @@ async function fhirRequest(req, res, url) {
     }
   }
 
+  if (faults.state.reject_marker && raw.includes(faults.state.reject_marker)) {
+    return fhirSend(res, 400, outcome('business-rule', 'refused by a server rule (fault switch "reject_marker")'));
+  }
+
   let body;
   if (raw.length) {
     if (/^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '')) {
