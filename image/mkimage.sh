@@ -241,7 +241,7 @@ main() {
         if [[ $extra == *:broken ]]; then
             version=${extra%:broken} build_root "$out/root-${extra%:broken}.sqfs" "$work/broken"
         else
-            version=$extra build_root "$out/root-$extra.sqfs" "$bin"
+            version=$extra build_root "$out/root-$extra.sqfs" "$work/gateway"
         fi
     done
     build_esp "$version_b"

@@ -151,3 +151,103 @@ fn check_complete(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::update::bundle::{make, BundleSpec};
+    use crate::update::keys::SigningKey;
+
+    /// A server that breaks the first response off half-way and honours `Range` after.
+    /// Returns the URL and the Range headers it saw.
+    fn flaky_server(body: Vec<u8>) -> (String, std::thread::JoinHandle<Vec<Option<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/bundle", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut ranges = Vec::new();
+            for (i, conn) in listener.incoming().take(2).enumerate() {
+                let mut conn = conn.unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut range = None;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        range = Some(v.trim().trim_end_matches('-').to_string());
+                    }
+                }
+                let from: usize = range.as_deref().map_or(0, |r| r.parse().unwrap());
+                ranges.push(range);
+                if i == 0 {
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    conn.write_all(head.as_bytes()).unwrap();
+                    conn.write_all(&body[..body.len() / 2]).unwrap();
+                } else {
+                    let rest = &body[from..];
+                    let head = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\nConnection: close\r\n\r\n",
+                        rest.len(),
+                        body.len() - 1,
+                        body.len()
+                    );
+                    conn.write_all(head.as_bytes()).unwrap();
+                    conn.write_all(rest).unwrap();
+                }
+            }
+            ranges
+        });
+        (url, handle)
+    }
+
+    fn test_bundle(dir: &Path) -> Vec<u8> {
+        let rootfs = dir.join("rootfs");
+        std::fs::write(&rootfs, (0..300_000u32).map(|i| (i % 253) as u8).collect::<Vec<u8>>()).unwrap();
+        let spec = BundleSpec {
+            rootfs: &rootfs,
+            version: "1.0.2".parse().unwrap(),
+            board: "b".into(),
+            min_version: "1.0".parse().unwrap(),
+            expires: "2030-01-01T00:00:00Z".parse().unwrap(),
+            keyring_version: 1,
+        };
+        let out = dir.join("src.bundle");
+        make(&spec, &[SigningKey::generate().unwrap().0], &out).unwrap();
+        std::fs::read(out).unwrap()
+    }
+
+    #[test]
+    fn a_broken_download_resumes_where_it_stopped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let body = test_bundle(tmp.path());
+        let (url, server) = flaky_server(body.clone());
+        let dest = tmp.path().join("download.bundle");
+        let checks = AtomicUsize::new(0);
+        download(&url, &dest, &|head| {
+            assert_eq!(head.manifest.version.to_string(), "1.0.2");
+            checks.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), body);
+        assert_eq!(server.join().unwrap(), vec![None, Some((body.len() / 2).to_string())]);
+        assert_eq!(checks.load(Ordering::Relaxed), 1, "the head is checked once, as soon as it is in");
+    }
+
+    #[test]
+    fn a_refused_head_stops_the_download() {
+        let tmp = tempfile::tempdir().unwrap();
+        let body = test_bundle(tmp.path());
+        let (url, _server) = flaky_server(body.clone());
+        let dest = tmp.path().join("download.bundle");
+        let e = download(&url, &dest, &|_| anyhow::bail!("wrong board")).unwrap_err();
+        assert!(format!("{e:#}").contains("wrong board"), "{e:#}");
+        assert!(std::fs::metadata(&dest).unwrap().len() < body.len() as u64);
+    }
+}
