@@ -14,6 +14,7 @@
 //! - [`sink`]: the embedded default target, a stand-in FHIR server on its own SQLite file.
 //! - [`ops`]: the admin endpoint (health, metrics) and logging.
 //! - [`board`]: the appliance's status LED and reset button (through `bsp`).
+//! - [`update`]: signed A/B updates of the appliance's root filesystem (docs/UPDATES.md).
 //!
 //! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`],
 //! `log_limit` (repeated error lines to one per minute with a count) and [`stage`] (the

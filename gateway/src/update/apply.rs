@@ -89,10 +89,12 @@ impl Drop for Marker {
 
 /// The facts the box checks a bundle against.
 pub fn box_facts(cfg: &Update, now: jiff::Timestamp) -> anyhow::Result<BoxFacts> {
+    let running = state::running_version(&cfg.os_release)?;
     Ok(BoxFacts {
         board: cfg.board.clone(),
-        floor: state::floor(&cfg.state_dir)?,
-        running: state::running_version(&cfg.os_release)?,
+        // Before the first blessed boot raised it, the running version is the floor.
+        floor: state::floor(&cfg.state_dir)?.or(running.clone()),
+        running,
         now,
     })
 }

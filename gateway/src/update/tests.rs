@@ -248,6 +248,15 @@ fn a_downgrade_below_the_floor_is_refused() {
 }
 
 #[test]
+fn without_a_floor_yet_the_running_version_is_the_floor() {
+    let fx = Fixture::new();
+    std::fs::remove_file(fx.cfg.state_dir.join("floor")).unwrap();
+    let spec = BundleSpec { version: v("1.0.9"), ..fx.spec() };
+    let r = refusal(fx.apply(&fx.bundle_with(spec, &[0, 1])).unwrap_err());
+    assert!(matches!(r, Refused::Downgrade { .. }), "{r}");
+}
+
+#[test]
 fn a_bundle_for_another_board_is_refused() {
     let fx = Fixture::new();
     let spec = BundleSpec { board: "other-board".into(), ..fx.spec() };
