@@ -338,7 +338,7 @@ impl Default for Ops {
 /// (docs/UPDATES.md). The defaults are the appliance image's; tests point them at files.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Update {
+pub(crate) struct Update {
     /// The keyring shipped in the image (public keys, threshold, revocations).
     pub trust_root: PathBuf,
     /// This hardware's board id: a bundle for another board is refused.
@@ -376,7 +376,7 @@ impl Default for Update {
 
 impl Update {
     /// Relative paths resolved against the config file's folder `base`.
-    pub fn resolve(&mut self, base: &Path) {
+    pub(crate) fn resolve(&mut self, base: &Path) {
         for p in [
             &mut self.trust_root,
             &mut self.state_dir,

@@ -1,24 +1,24 @@
 //! Signed A/B updates (docs/UPDATES.md).
 //!
-//! - [`keys`]: Ed25519 key pairs (`gateway update keygen`) and signing.
-//! - [`keyring`]: the trust root (public keys, threshold, revocations) and its rotation.
-//! - [`bundle`]: the bundle container (header, signed manifest, payload) and how it is made.
-//! - [`verify`]: every check a manifest passes before anything is written.
-//! - [`slots`]: the booted and the inactive slot, and the boot entries on the ESP.
-//! - [`state`]: the version floor, the last applied version, the rollback record (on `/var`).
-//! - [`apply`]: verify, write the inactive slot while hashing, read back, then the boot entry.
-//! - [`boot`]: at boot, rollback detection; after a blessed boot, the floor rises.
-//! - [`fetch`]: a bundle over HTTP(S), resumed with `Range` after a broken link.
+//! - `keys`: Ed25519 key pairs (`gateway update keygen`) and signing.
+//! - `keyring`: the trust root (public keys, threshold, revocations) and its rotation.
+//! - `bundle`: the bundle container (header, signed manifest, payload) and how it is made.
+//! - `verify`: every check a manifest passes before anything is written.
+//! - `slots`: the booted and the inactive slot, and the boot entries on the ESP.
+//! - `state`: the version floor, the last applied version, the rollback record (on `/var`).
+//! - `apply`: verify, write the inactive slot while hashing, read back, then the boot entry.
+//! - `boot`: at boot, rollback detection; after a blessed boot, the floor rises.
+//! - `fetch`: a bundle over HTTP(S), resumed with `Range` after a broken link.
 
-pub mod apply;
-pub mod boot;
-pub mod bundle;
-pub mod fetch;
-pub mod keyring;
-pub mod keys;
-pub mod slots;
-pub mod state;
-pub mod verify;
+pub(crate) mod apply;
+pub(crate) mod boot;
+pub(crate) mod bundle;
+pub(crate) mod fetch;
+pub(crate) mod keyring;
+pub(crate) mod keys;
+pub(crate) mod slots;
+pub(crate) mod state;
+pub(crate) mod verify;
 
 #[cfg(test)]
 mod tests;
