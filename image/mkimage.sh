@@ -15,6 +15,12 @@
 #   MKIMAGE_CACHE  where the base root filesystem is cached (default: OUTPUT_DIR/cache)
 #   MKIMAGE_PROVISION_KEYS  folder of the provisioning public keys (*.pub) to ship (default:
 #                  image/provision-keys, development keys whose secrets are in tests/provision-keys)
+#   UPDATE_KEYRING the update trust root to ship (/usr/share/gateway/update-keyring; made with
+#                  `gateway update sign-keyring`, docs/UPDATES.md). Unset: none, and the box
+#                  refuses every update bundle.
+#   MKIMAGE_UPDATE_ROOTS="V [V:broken] …"
+#                  also write OUTPUT_DIR/root-V.sqfs per version V (to bundle as updates;
+#                  ":broken": its gateway cannot start), for scripts/image-test.
 #   MKIMAGE_TEST_BROKEN_B=1
 #                  for scripts/image-test only: slot b gets a newer version whose gateway
 #                  cannot start, to prove the fallback to slot a.
@@ -125,6 +131,9 @@ build_root() {
     # its own folder of *.pub files.
     install -d -m 0755 "$root/usr/share/gateway/provision-keys"
     install -m 0644 "${MKIMAGE_PROVISION_KEYS:-$here/provision-keys}"/*.pub "$root/usr/share/gateway/provision-keys/"
+    if [[ -n ${UPDATE_KEYRING:-} ]]; then
+        install -D -m 0644 "$UPDATE_KEYRING" "$root/usr/share/gateway/update-keyring"
+    fi
     # Mount point of the ESP (systemd-gpt-auto-generator), where systemd-bless-boot marks
     # the booted entry good.
     install -d -m 0755 "$root/efi"
@@ -132,10 +141,14 @@ build_root() {
 
     systemctl --root="$root" --quiet enable gateway.service gateway-health.service nftables.service \
         gateway-network.service gateway-wg-dump.timer \
+        gateway-update-boot-check.service gateway-update-confirm.service gateway-update-disk.service \
         systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
     # SSH off by default; no package updates on a read-only root (updates are whole images).
     systemctl --root="$root" --quiet disable ssh.service
     systemctl --root="$root" --quiet mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
+    # The serial console shows the kernel and systemd at every boot, with no login on it (no
+    # account has a password): a getty there would also stop systemd's status output on it.
+    systemctl --root="$root" --quiet mask serial-getty@ttyS0.service
 
     mksquashfs "$root" "$sqfs" -comp zstd -Xcompression-level 6 -no-xattrs -noappend -quiet -no-progress >/dev/null
     local size
@@ -225,14 +238,23 @@ main() {
     strip -o "$work/gateway" "$bin"
     build_root "$work/root-a.sqfs" "$work/gateway"
     local root_b=$work/root-a.sqfs version_b=$version
+    # A gateway that exits at once: the health gate fails every try.
+    printf '#!/bin/sh\necho "gateway: test build that cannot start" >&2\nexit 1\n' >"$work/broken"
+    chmod +x "$work/broken"
     if [[ ${MKIMAGE_TEST_BROKEN_B:-} == 1 ]]; then
-        # Newer than slot a, and its gateway exits at once: the health gate fails every try.
+        # Newer than slot a.
         version_b=${version%.*}.$((${version##*.} + 1))
-        printf '#!/bin/sh\necho "gateway: test build that cannot start" >&2\nexit 1\n' >"$work/broken"
-        chmod +x "$work/broken"
         root_b=$work/root-b.sqfs
         version=$version_b build_root "$root_b" "$work/broken"
     fi
+    local extra
+    for extra in ${MKIMAGE_UPDATE_ROOTS:-}; do
+        if [[ $extra == *:broken ]]; then
+            version=${extra%:broken} build_root "$out/root-${extra%:broken}.sqfs" "$work/broken"
+        else
+            version=$extra build_root "$out/root-$extra.sqfs" "$work/gateway"
+        fi
+    done
     build_esp "$version_b"
     build_data
     assemble_disk "$out/gateway-$version.img" "$work/root-a.sqfs" "$root_b"

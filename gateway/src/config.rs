@@ -38,6 +38,9 @@ pub struct Config {
     pub(crate) provision: Option<Provision>,
     /// `[wireguard]`: the tunnel the cloud traffic takes (rendered for systemd-networkd).
     pub(crate) wireguard: Option<WireGuard>,
+    /// Signed A/B updates (`[update]`, read by `gateway update`).
+    #[serde(default)]
+    pub(crate) update: Update,
     /// The folder of the config file: relative paths in it are resolved against it.
     #[serde(skip)]
     pub(crate) dir: PathBuf,
@@ -402,6 +405,64 @@ impl Default for Ops {
 
 /// The only value of `[ops] admin_exposed`.
 const ADMIN_FIREWALLED: &str = "firewalled";
+/// `[update]`: where `gateway update` finds its trust root, the slots, the ESP and its state
+/// (docs/UPDATES.md). The defaults are the appliance image's; tests point them at files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Update {
+    /// The keyring shipped in the image (public keys, threshold, revocations).
+    pub trust_root: PathBuf,
+    /// This hardware's board id: a bundle for another board is refused.
+    pub board: String,
+    /// Floor, last applied version, rollbacks and rotated keyrings (on the data partition).
+    pub state_dir: PathBuf,
+    /// The mounted EFI system partition holding `loader/entries`.
+    pub esp: PathBuf,
+    /// The root filesystem slots' block devices (or files, for tests).
+    pub slot_a: PathBuf,
+    pub slot_b: PathBuf,
+    /// Where the booted slot is read from (`root=PARTLABEL=rootfs-a|b`).
+    pub cmdline: PathBuf,
+    /// Where the running image version is read from (`IMAGE_VERSION=`).
+    pub os_release: PathBuf,
+    /// Boot tries a new entry gets (`+N`) before systemd-boot falls back.
+    pub boot_tries: u32,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            trust_root: "/usr/share/gateway/update-keyring".into(),
+            board: "x86_64-efi".into(),
+            state_dir: "/var/lib/gateway-update".into(),
+            esp: "/efi".into(),
+            slot_a: "/dev/disk/by-partlabel/rootfs-a".into(),
+            slot_b: "/dev/disk/by-partlabel/rootfs-b".into(),
+            cmdline: "/proc/cmdline".into(),
+            os_release: "/usr/lib/os-release".into(),
+            boot_tries: 3,
+        }
+    }
+}
+
+impl Update {
+    /// Relative paths resolved against the config file's folder `base`.
+    pub(crate) fn resolve(&mut self, base: &Path) {
+        for p in [
+            &mut self.trust_root,
+            &mut self.state_dir,
+            &mut self.esp,
+            &mut self.slot_a,
+            &mut self.slot_b,
+            &mut self.cmdline,
+            &mut self.os_release,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+}
 
 /// `[board]`: the appliance hardware the gateway drives (status LED, reset button), and what a
 /// long press of the reset button restores.
@@ -1018,6 +1079,7 @@ impl Config {
             }
         }
         validate_provision(&mut config, &error_at)?;
+        config.update.resolve(base);
         let board = &mut config.board;
         for p in [
             &mut board.file,

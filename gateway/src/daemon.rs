@@ -147,6 +147,7 @@ pub async fn run(
     crate::cli::preflight(&config)?;
     let metrics = Arc::new(Metrics::default());
     metrics.log_unsafe_trace.set(logging::unsafe_trace().into());
+    metrics.update_rollbacks.add(crate::update::boot::rollback_count(&config.update.state_dir));
     let store = &config.store;
     let keys = Arc::new(open_keys(store, discard_undecryptable, &metrics)?);
     let site = SiteMaps::load(&config.mapping, &config.dir)?;

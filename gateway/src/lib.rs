@@ -16,6 +16,7 @@
 //! - [`board`]: the appliance's status LED and reset button (through `bsp`).
 //! - [`provision`]: field provisioning by USB stick (signed, scoped, versioned) and the
 //!   WireGuard tunnel it sets up.
+//! - [`update`]: signed A/B updates of the appliance's root filesystem (docs/UPDATES.md).
 //!
 //! Any layer uses [`metrics`] (counters and the stages' liveness), [`clock`],
 //! `log_limit` (repeated error lines to one per minute with a count) and [`stage`] (the
@@ -48,3 +49,4 @@ pub mod provision;
 pub mod sink;
 pub mod stage;
 pub mod store;
+pub mod update;

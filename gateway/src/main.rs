@@ -130,6 +130,14 @@ enum Command {
     /// USB provisioning: `gateway provision <mountpoint>` applies a signed stick (run by
     /// the appliance's udev rule); `keygen`, `sign`, `verify` are the provisioning office's tools.
     Provision(gateway::cli::ProvisionArgs),
+    /// Signed A/B updates: keygen, sign-keyring, bundle (operator side); apply, status,
+    /// install-keyring, boot-check, confirm (on the box). See docs/UPDATES.md.
+    Update {
+        #[arg(long, default_value = "/etc/gateway/gateway.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: gateway::cli::update::Command,
+    },
     /// The embedded FHIR sink (the target when `[cloud] url` is absent): `export` writes its
     /// resources as NDJSON, one file per resource type.
     Sink {
@@ -201,6 +209,9 @@ fn main() -> ExitCode {
         Command::Report { config, seq } => gateway::cli::report_command(&config, seq, &mut std::io::stdout().lock()),
         Command::Deadletter { config, actor, command } => {
             gateway::deadletter::run(&config, actor, command, &mut std::io::stdout().lock())
+        }
+        Command::Update { config, command } => {
+            gateway::cli::update::run(&config, command, &mut std::io::stdout().lock())
         }
         Command::Sink { config, command } => {
             gateway::sink::export::run(&config, command, &mut std::io::stdout().lock())

@@ -7,6 +7,7 @@
 //! - `report`: `gateway report <seq>` prints the conversion report the daemon kept.
 //! - `health`: `gateway health` is the boot health gate (config, journal, the running daemon).
 //! - `provision`: `gateway provision` applies a USB stick; `keygen`, `sign`, `verify` for the office.
+//! - `update`: `gateway update …`, signed A/B updates (docs/UPDATES.md).
 //!
 //! The input may be a single message, several concatenated ones or an FHS/BHS batch file
 //! (split with [`crate::hl7::batch::split`]); `-` reads standard input. A message that fails
@@ -22,6 +23,7 @@ pub(crate) mod parse;
 pub(crate) mod provision;
 pub(crate) mod report;
 pub(crate) mod status;
+pub mod update;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -234,6 +234,9 @@ pub struct Metrics {
     pub(crate) wal_truncations: Counter,
     /// 1 while `GATEWAY_UNSAFE_TRACE` lifts the log cap (set by the daemon from `ops::logging`).
     pub(crate) log_unsafe_trace: Gauge,
+    /// Applied updates that did not stay booted (persisted by `gateway update boot-check`,
+    /// read at start).
+    pub(crate) update_rollbacks: Counter,
     /// Watchdog pings, the status LED, the reset button.
     pub(crate) board: board::BoardMetrics,
     /// Per listener: last message, ACK codes, rates (the status page, feed silence).
@@ -335,6 +338,7 @@ impl Default for Metrics {
             journal_disk_full: Counter::default(),
             wal_truncations: Counter::default(),
             log_unsafe_trace: Gauge::default(),
+            update_rollbacks: Counter::default(),
             board: Default::default(),
             feeds: Default::default(),
             alerts: Default::default(),
@@ -379,6 +383,11 @@ impl Metrics {
             ("gateway_messages_stored_total", "Messages durably stored", &self.stored),
             ("gateway_messages_converted_total", "Messages converted to FHIR bundles in the outbox", &self.converted),
             ("gateway_dead_letters_total", "Messages moved to dead letters", &self.dead_letters),
+            (
+                "gateway_update_rollbacks_total",
+                "Applied updates that did not stay booted (the box fell back to the other slot)",
+                &self.update_rollbacks,
+            ),
             ("gateway_frame_timeouts_total", "Connections closed because a frame stalled", &self.frame_timeouts),
             ("gateway_idle_timeouts_total", "Connections closed for idleness", &self.idle_timeouts),
             (
