@@ -422,3 +422,28 @@ fn queue_growth_is_raised_while_the_queue_rises_and_cleared_once_it_stops() {
     let log = gw.terminate_log();
     assert!(log.contains("alert raised: queue_growth") && log.contains("alert cleared: queue_growth"), "{log}");
 }
+
+#[test]
+fn auth_failing_is_raised_while_the_server_refuses_the_token_and_cleared_once_it_is_rotated() {
+    use std::os::unix::fs::PermissionsExt;
+    let fhir = FhirServer::start(&["--require-auth", "--static-token", "the-right-token"]);
+    let mut setup = Setup::new(ADT);
+    let token_file = setup.dir.path().join("token");
+    std::fs::write(&token_file, "a-revoked-token\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let auth = format!("[cloud.auth]\nkind = \"bearer\"\ntoken_file = \"{}\"\n", token_file.display());
+    setup.extra = format!("{}\n{FAST}", cloud(&fhir.base_url(), 5, &auth));
+    let gw = setup.start();
+    assert_eq!(msa(&gw.connect().call(&adt("T1"))).0, "AA");
+    wait_status(&gw, "auth_failing raised", LONG, |s| alert_names(s).contains(&"auth_failing".to_string()));
+    assert_eq!(gw.metric("gateway_alert{name=\"auth_failing\"}"), 1.0);
+    // Rotated in place: the next try (the auth retry interval is 60 s) reads it again.
+    std::fs::write(&token_file, "the-right-token\n").unwrap();
+    wait_status(&gw, "delivered and cleared", LONG * 2 + Duration::from_secs(30), |s| {
+        s["queue"]["depth"] == 0 && !alert_names(s).contains(&"auth_failing".to_string())
+    });
+    let log = gw.terminate_log();
+    assert!(log.contains("alert raised: auth_failing"), "{log}");
+    assert!(log.contains("alert cleared: auth_failing"), "{log}");
+    assert!(!log.contains("the-right-token") && !log.contains("a-revoked-token"), "no token in the log");
+}

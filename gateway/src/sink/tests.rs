@@ -298,11 +298,12 @@ fn export_writes_one_ndjson_file_per_type() {
     );
 }
 
-/// Every bundle the converter makes of the HL7 corpus, in both profiles: stored without a
-/// refused entry, a replay of the whole corpus adds nothing, and both profiles end at the
-/// same resources (a conditional create takes the gateway's id from the fullUrl).
+/// Every bundle the converter makes of the HL7 corpus, in the generic profile: stored without
+/// a refused entry, and a replay of the whole corpus adds nothing (conditional writes). The
+/// salesforce profile's bundles are not idempotent on their own: its first writes are POSTs
+/// that the forwarder's id map turns into PUTs (tests/salesforce.rs, tests/story.rs).
 #[test]
-fn the_corpus_is_stored_once_in_both_profiles() {
+fn the_corpus_is_stored_once() {
     use crate::fhir::bundle::Profile;
     use crate::fhir::site::SiteMaps;
 
@@ -311,8 +312,8 @@ fn the_corpus_is_stored_once_in_both_profiles() {
     files.sort();
     assert!(files.len() > 50);
     let site = SiteMaps::empty(jiff::tz::TimeZone::UTC);
-    let mut stored = Vec::new();
-    for profile in [Profile::Generic, Profile::Salesforce] {
+    {
+        let profile = Profile::Generic;
         let (_d, sink) = sink();
         let deliver_all = || {
             for file in &files {
@@ -339,7 +340,5 @@ fn the_corpus_is_stored_once_in_both_profiles() {
         let first = deliver_all();
         assert!(first.len() > 300, "{}", first.len());
         assert_eq!(deliver_all(), first, "{profile}: a replay adds nothing");
-        stored.push(first.into_iter().collect::<std::collections::BTreeSet<_>>());
     }
-    assert_eq!(stored[0], stored[1]);
 }
