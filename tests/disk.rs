@@ -95,6 +95,7 @@ fn a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_r
     let mut setup = Setup::new(PLAIN);
     // A budget far above the filesystem: the filesystem fills first.
     setup.store_extra = "max_bytes = 1073741824".into();
+    setup.extra = "[alerts]\nevaluate_every_ms = 100\n".into();
     let var = setup.dir.path().join("var");
     let Some(_tmpfs) = Tmpfs::mount_or_rerun(
         &var,
@@ -145,6 +146,8 @@ fn a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_r
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("filesystem is full"), "{body}");
     assert!(gw.metric("gateway_journal_disk_full_total") >= 1.0);
+    let disk_alert = || gw.metric("gateway_alert{name=\"disk_filesystem\"}");
+    wait_for("the disk_filesystem alert raised", WAIT, || (disk_alert() == 1.0).then_some(()));
 
     // Space returns: ACKs resume within a bounded wait, without a restart.
     std::fs::remove_file(&filler).unwrap();
@@ -168,6 +171,7 @@ fn a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_r
         acked.push(id);
     }
     wait_for("/healthz ok", WAIT, || (http_get(gw.admin.unwrap(), "/healthz").0 == 200).then_some(()));
+    wait_for("the disk_filesystem alert cleared", WAIT, || (disk_alert() == 0.0).then_some(()));
 
     // Repeated failures are logged once a minute with a count, not once per message.
     let log = gw.terminate_log();
@@ -175,6 +179,7 @@ fn a_full_filesystem_refuses_messages_then_ingest_resumes_by_itself_when_space_r
     assert!(lines("journal commit failed") <= 2, "commit failures rate-limited:\n{log}");
     assert!(lines("storage full: message refused") <= 2, "refusals rate-limited:\n{log}");
     assert!(lines("journal commit failed") >= 1 && lines("commits succeed again") >= 1, "{log}");
+    assert!(lines("alert raised: disk_filesystem") == 1 && lines("alert cleared: disk_filesystem") == 1, "{log}");
 
     // Every message that got AA is in the journal, once; no refused one is.
     let counts = journal_counts(&setup.db_path());
