@@ -1456,23 +1456,7 @@ bind = "127.0.0.1:2575"
 
     /// Parses `text` and returns what it logged.
     fn parse_logged(text: &str) -> (Result<Config, ConfigError>, String) {
-        #[derive(Clone, Default)]
-        struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Log {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let log = Log::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        let result = tracing::subscriber::with_default(subscriber, || Config::parse(text, Path::new("gw.toml")));
-        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-        (result, text)
+        crate::log_limit::captured(|| Config::parse(text, Path::new("gw.toml")))
     }
 
     #[test]

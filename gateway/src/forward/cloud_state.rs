@@ -134,21 +134,7 @@ mod tests {
 
     /// Runs `verdicts` through a pacing (breaker after 3 failures) and returns the log.
     fn logged(verdicts: Vec<Verdict>) -> String {
-        #[derive(Clone, Default)]
-        struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Log {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let log = Log::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let ((), log) = crate::log_limit::captured(|| {
             let backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(1), jitter: false };
             let mut pacing = Pacing::new(4, backoff, Duration::from_secs(60), 3, Duration::from_secs(5));
             let (metrics, now) = (Metrics::default(), Instant::now());
@@ -156,8 +142,7 @@ mod tests {
                 pacing.observe(&done(v), now, &metrics);
             }
         });
-        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-        text
+        log
     }
 
     fn count(log: &str, level: &str, text: &str) -> usize {
