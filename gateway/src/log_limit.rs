@@ -92,6 +92,30 @@ impl Repeats {
     }
 }
 
+/// Runs `f` with a tracing subscriber that records what it logs (plain text, no colours):
+/// its result and the log (for tests that assert what an operator would read).
+#[cfg(test)]
+pub(crate) fn captured<R>(f: impl FnOnce() -> R) -> (R, String) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    (result, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,28 +168,4 @@ mod tests {
         assert!(r.hit_at("k0", t0 + Duration::from_secs(2)).is_some(), "k0 was the quietest and was forgotten");
         assert!(r.hit_at("k5", t0 + Duration::from_secs(2)).is_none(), "k5 is still tracked");
     }
-}
-
-/// Runs `f` with a tracing subscriber that records what it logs (plain text, no colours):
-/// its result and the log (for tests that assert what an operator would read).
-#[cfg(test)]
-pub(crate) fn captured<R>(f: impl FnOnce() -> R) -> (R, String) {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone, Default)]
-    struct Log(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Log {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let log = Log::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let result = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    (result, text)
 }
