@@ -6,9 +6,10 @@
 //!   checkpoint sits in the WAL *and* will be copied into the database: counted twice, as it
 //!   takes twice the room until the WAL is truncated),
 //! - a reserve for the rows the convert stage has not converted yet: their FHIR bundles
-//!   (with the keys written on every resource) and their sealed conversion report take about
-//!   12× the HL7 payload in pages, written once to the WAL and once to the database, so 24×
-//!   the sealed payload is held for them until they are converted,
+//!   (with the keys written on every resource), their sealed conversion report and, once
+//!   delivered, the forwarder's per-resource bookkeeping (server ids, content hashes) take
+//!   about 15× the HL7 payload in pages, written once to the WAL and once to the database,
+//!   so 30× the sealed payload is held for them until they are converted,
 //! - and the incoming messages themselves: twice (WAL and database) their payload and row
 //!   overhead, plus their reserve.
 //!
@@ -26,8 +27,9 @@ use super::disk::Footprint;
 
 /// Per-row cost beyond the payload (metadata, index entries).
 pub(crate) const ROW_OVERHEAD: u64 = 256;
-/// Bundles of a message, WAL copy included, as a multiple of its sealed payload.
-pub(crate) const CONVERT_FACTOR: u64 = 24;
+/// Bundles, report and delivery bookkeeping of a message, WAL copy included, as a multiple of
+/// its sealed payload.
+pub(crate) const CONVERT_FACTOR: u64 = 30;
 /// The unconverted rows are summed again this often (in between: the last sum + what was
 /// stored since, which only over-estimates) — and, before a message is refused, whenever
 /// another connection (the convert stage) committed since the last sum.
