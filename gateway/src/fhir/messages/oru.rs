@@ -55,7 +55,7 @@ fn patient_result(ctx: &mut Ctx, pr: &Group) {
 
 /// OBR-7 (observation date/time, the collection time) → `effectiveDateTime` of the order's
 /// Observations that have none from OBX-14 (IG ORU_R01, as FHIR-Converter).
-pub(crate) fn observed_at_collection(ctx: &mut Ctx, obr: Segment, observations: &[String]) {
+fn observed_at_collection(ctx: &mut Ctx, obr: Segment, observations: &[String]) {
     let when = crate::fhir::datatypes::datetime(obr.field(7).value().trim(), ctx.site, ctx.at(obr, 7));
     if when.is_null() {
         return;
@@ -111,7 +111,6 @@ fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter
         }
         specimens.extend(spec);
     }
-    observed_at_collection(ctx, obr, &observations);
     let links = ReportLinks {
         patient,
         encounter,
@@ -120,6 +119,13 @@ fn order_observation(ctx: &mut Ctx, oo: &Group, patient: Option<&str>, encounter
         based_on: based_on.as_deref(),
         presented_form,
     };
+    report(ctx, obr, orc, links);
+}
+
+/// The order's DiagnosticReport (ORU, OUL), once OBR-7 is the effective time of its results
+/// that have none of their own.
+pub(crate) fn report(ctx: &mut Ctx, obr: Segment, orc: Option<Segment>, links: ReportLinks) {
+    observed_at_collection(ctx, obr, links.observations);
     diagnostic_report::diagnostic_report(ctx, obr, orc, links);
 }
 

@@ -11,9 +11,9 @@
 //! - Left unconsumed (reported): PRT, patient NTE, INV, TQ1/TQ2, TCD, SID, CTI, DSC; an NTE
 //!   after an OBR without ORC (nothing to note it on).
 
-use super::oru::observed_at_collection;
+use super::oru::report;
 use crate::fhir::ctx::Ctx;
-use crate::fhir::resources::diagnostic_report::{self, ReportLinks};
+use crate::fhir::resources::diagnostic_report::ReportLinks;
 use crate::fhir::resources::observation::{self, attachments, link};
 use crate::fhir::resources::{encounter, patient, service_request, specimen};
 use crate::hl7::structure::{Group, Grouped};
@@ -75,7 +75,6 @@ fn specimen_group(ctx: &mut Ctx, g: &Group, patient: Option<&str>, encounter: Op
                 observations.push(k);
             }
         }
-        observed_at_collection(ctx, obr, &observations);
         let specimens: Vec<String> = spec.iter().cloned().collect();
         let links = ReportLinks {
             patient,
@@ -85,7 +84,7 @@ fn specimen_group(ctx: &mut Ctx, g: &Group, patient: Option<&str>, encounter: Op
             based_on: based_on.as_deref(),
             presented_form,
         };
-        diagnostic_report::diagnostic_report(ctx, obr, orc, links);
+        report(ctx, obr, orc, links);
     }
 }
 
