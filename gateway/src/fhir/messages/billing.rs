@@ -54,14 +54,20 @@ fn link_account(ctx: &mut Ctx, encounter: Option<&str>, account: Option<&str>) {
     }
 }
 
-fn bar_p01(ctx: &mut Ctx, root: &Group) {
+/// The message's PID → its Patient (PID and the key); without a PID nothing is mapped (warned).
+fn billed_patient<'m, 'a>(ctx: &mut Ctx<'m, 'a>, root: &Group) -> Option<(Segment<'m, 'a>, String)> {
     let msg = ctx.msg;
     let Some(pid) = root.segment(msg, "PID") else {
-        let msh = msg.msh();
-        ctx.warn_at(msh, 9, "billing message without PID: nothing mapped");
-        return;
+        ctx.warn_at(msg.msh(), 9, "billing message without PID: nothing mapped");
+        return None;
     };
     let p = patient::patient(ctx, pid, root.segment(msg, "PD1"));
+    Some((pid, p))
+}
+
+fn bar_p01(ctx: &mut Ctx, root: &Group) {
+    let msg = ctx.msg;
+    let Some((pid, p)) = billed_patient(ctx, root) else { return };
     let visits: Vec<&Group> = root.groups("VISIT").collect();
     let gt1s: Vec<Segment> = visits.iter().flat_map(|v| v.segments(msg, "GT1")).collect();
     let account = account::patient_account(ctx, pid, &gt1s, &p, "active");
@@ -113,12 +119,7 @@ fn order(ctx: &mut Ctx, g: &Group, patient: &str, visit: Option<&str>) {
 
 fn dft(ctx: &mut Ctx, root: &Group) {
     let msg = ctx.msg;
-    let Some(pid) = root.segment(msg, "PID") else {
-        let msh = msg.msh();
-        ctx.warn_at(msh, 9, "billing message without PID: nothing mapped");
-        return;
-    };
-    let p = patient::patient(ctx, pid, root.segment(msg, "PD1"));
+    let Some((pid, p)) = billed_patient(ctx, root) else { return };
     let visit = root.segment(msg, "PV1").and_then(|pv1| encounter::encounter(ctx, pv1, root.segment(msg, "PV2"), &p));
     let financial: Vec<&Group> = root.groups("FINANCIAL").collect();
     let gt1s: Vec<Segment> =
