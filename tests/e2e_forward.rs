@@ -608,7 +608,10 @@ fn a_bundle_the_server_refuses_goes_to_dead_letters_while_the_rest_flow() {
     let states = journal_states(&setup.db_path());
     assert_eq!((states.get("delivered"), states.get("dead")), (Some(&5), Some(&1)), "{states:?}");
     let counters = server.status()["counters"].clone();
-    assert_eq!(counters["by_status"]["400"], 1, "the server refused the poison once: {counters}");
+    // Once packed with other patients' transactions (refused as a whole), then alone; or only
+    // alone.
+    let refusals = counters["by_status"]["400"].as_u64().unwrap_or(0);
+    assert!(matches!(refusals, 1 | 2), "the server refused the poison once or twice: {counters}");
     // The poison's Observations are not there; the others' are.
     let site = site();
     let expected: BTreeSet<Key> =
@@ -735,7 +738,8 @@ fn a_429_backs_off_only_its_patient_and_the_others_keep_flowing() {
     let refused = server.status()["counters"]["faults"]["429"].as_u64().unwrap();
     // Reads for the checks below must not be refused.
     server.control(json!({"fail_every_n_429": 0}));
-    assert!(refused >= (N / 5) as u64, "the 429 switch fired: {refused}");
+    // Several patients' transactions share a request, so fewer than N requests fire the switch.
+    assert!(refused >= 3, "the 429 switch fired: {refused}");
     let old_rule = Duration::from_secs((refused - 1) * R);
     eprintln!(
         "{N} messages of {PATIENTS} patients in {elapsed:?}, {refused} 429s (a global pause per 429: >= {old_rule:?})"

@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
         let mut stmt = conn.prepare(delivery::LANE_PENDING).unwrap();
         b.iter(|| {
             lane = (lane + 1) % 500;
-            stmt.query([format!("lane{lane}")]).unwrap().next().unwrap().unwrap().get::<_, i64>(0).unwrap()
+            stmt.query(params![format!("lane{lane}"), 0]).unwrap().next().unwrap().unwrap().get::<_, i64>(0).unwrap()
         })
     });
     c.bench_function("a page of 1000 pending rows in journal order (1M delivered rows)", |b| {

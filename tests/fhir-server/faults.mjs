@@ -23,6 +23,7 @@ export const DEFAULTS = Object.freeze({
   sforce_limit: '', // e.g. "api-usage=10/15000" -> Sforce-Limit-Info response header
   require_auth: false, // FHIR routes need a Bearer token from /token or --static-token
   reject_marker: '', // a request whose body holds this string -> 400 business-rule (a server rule refusing one bundle)
+  latency_ms: 0, // added to every FHIR answer outside salesforce mode (a distant server)
 });
 
 const TYPES = {
@@ -41,6 +42,7 @@ const TYPES = {
   salesforce_max_reads: 'count',
   salesforce_max_concurrent: 'count',
   salesforce_latency_ms: 'count',
+  latency_ms: 'count',
   salesforce_types: 'string',
   salesforce_fail_type: 'string',
   salesforce_fail_count: 'count',

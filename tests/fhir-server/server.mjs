@@ -259,6 +259,7 @@ async function fhirRequest(req, res, url) {
     return fhirSend(res, status, answer);
   }
 
+  if (faults.state.latency_ms > 0) await new Promise((r) => setTimeout(r, faults.state.latency_ms));
   const [oc, resource] = await store.handle(method, rel, body, req.headers);
   const status = getStatus(oc);
   const headers = {};

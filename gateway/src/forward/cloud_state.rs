@@ -125,7 +125,10 @@ mod tests {
 
     fn done(verdict: Verdict) -> Done {
         let head = Head { id: 7, journal_seq: 3, created_at: 0, shape: None };
-        Done { parts: vec![Sent { lane: "A".into(), head, verdict: Some(verdict) }], signals: Signals::default() }
+        Done {
+            parts: vec![Sent { lane: "A".into(), head, verdict: Some(verdict), follower: false, settled: vec![] }],
+            signals: Signals::default(),
+        }
     }
 
     fn failed(class: FailClass) -> Verdict {

@@ -34,6 +34,13 @@ pub(crate) enum Verdict {
     AuthFailed,
 }
 
+impl Verdict {
+    /// Nothing of the row is left to send.
+    pub(crate) fn is_final(&self) -> bool {
+        matches!(self, Verdict::Settled { .. } | Verdict::Dead { .. })
+    }
+}
+
 /// The FHIR Bundle type of a sealed bundle's JSON: `batch` or `transaction`.
 pub(crate) fn bundle_type(bundle: &Value) -> &str {
     bundle.get("type").and_then(Value::as_str).unwrap_or("transaction")
@@ -109,17 +116,28 @@ pub(crate) fn judge(kind: &str, sent: &[usize], resp: &Response, now: SystemTime
     }
 }
 
-/// Judges the answer to several batch bundles packed into one batch request. `parts[i]`
-/// lists, for part `i`, each entry it sent as (index in its own bundle, position in the
-/// request); parts may share a position (the same entry, sent once). `None` when the request
-/// was refused as a whole (a 4xx): which part is at fault is unknown, so each must be sent
-/// alone.
-pub(crate) fn judge_pack(parts: &[Vec<(usize, usize)>], resp: &Response, now: SystemTime) -> Option<Vec<Verdict>> {
+/// Judges the answer to several bundles packed into one request (a batch, or a transaction
+/// of several lanes' transactions). `parts[i]` lists, for part `i`, each entry it sent as
+/// (index in its own bundle, position in the request); parts may share a position (the same
+/// entry, sent once). `None` when the request was refused as a whole (a 4xx): which part is
+/// at fault is unknown, so each must be sent alone.
+pub(crate) fn judge_pack(
+    batch: bool,
+    parts: &[Vec<(usize, usize)>],
+    resp: &Response,
+    now: SystemTime,
+) -> Option<Vec<Verdict>> {
     let after = resp.retry_after.as_deref().and_then(|v| retry::retry_after(v, now));
     match judge_status(resp, after) {
         Some(Verdict::Dead { .. }) => return None,
         Some(verdict) => return Some(vec![verdict; parts.len()]),
         None => {}
+    }
+    if !batch {
+        // The transaction committed as a whole.
+        let settled =
+            |part: &Vec<(usize, usize)>| Verdict::Settled { ok: part.iter().map(|&(i, _)| i).collect(), dead: vec![] };
+        return Some(parts.iter().map(settled).collect());
     }
     let entries = response_entries(resp);
     let verdicts = parts
@@ -246,28 +264,36 @@ mod tests {
         let body = json!({"type": "batch-response", "entry": [
             {"response": {"status": "200 OK"}}, {"response": {"status": "201 Created"}},
             {"response": {"status": "503 Service Unavailable"}}]});
-        let v = judge_pack(&parts, &resp(200, body), SystemTime::now()).unwrap();
+        let v = judge_pack(true, &parts, &resp(200, body), SystemTime::now()).unwrap();
         assert_eq!(v[0], Verdict::Settled { ok: vec![0, 1], dead: vec![] });
         assert!(matches!(&v[1], Verdict::Retry { class: FailClass::Server, ok, .. } if ok.is_empty()), "{v:?}");
         // A short answer leaves the parts it does not cover unsettled.
         let body = json!({"type": "batch-response", "entry": [{"response": {"status": "200 OK"}}]});
-        let v = judge_pack(&parts, &resp(200, body), SystemTime::now()).unwrap();
+        let v = judge_pack(true, &parts, &resp(200, body), SystemTime::now()).unwrap();
         assert!(matches!(&v[0], Verdict::Retry { ok, .. } if *ok == [0]), "{v:?}");
         assert!(matches!(&v[1], Verdict::Retry { ok, .. } if ok.is_empty()), "{v:?}");
         // An entry both parts carry (sent once) settles for both.
         let shared = [vec![(0, 0), (1, 1)], vec![(0, 1)]];
         let body = json!({"type": "batch-response", "entry": [
             {"response": {"status": "200 OK"}}, {"response": {"status": "200 OK"}}]});
-        let v = judge_pack(&shared, &resp(200, body), SystemTime::now()).unwrap();
+        let v = judge_pack(true, &shared, &resp(200, body), SystemTime::now()).unwrap();
         assert_eq!(v[1], Verdict::Settled { ok: vec![0], dead: vec![] });
         // The same failure for everyone; a refusal of the whole request blames no one.
-        let v = judge_pack(&parts, &resp(500, json!({})), SystemTime::now()).unwrap();
+        let v = judge_pack(true, &parts, &resp(500, json!({})), SystemTime::now()).unwrap();
         assert!(v.iter().all(|v| matches!(v, Verdict::Retry { class: FailClass::Server, .. })));
-        assert_eq!(judge_pack(&parts, &resp(400, json!({})), SystemTime::now()), None);
+        assert_eq!(judge_pack(true, &parts, &resp(400, json!({})), SystemTime::now()), None);
         assert_eq!(
-            judge_pack(&parts, &resp(401, json!({})), SystemTime::now()).unwrap(),
+            judge_pack(true, &parts, &resp(401, json!({})), SystemTime::now()).unwrap(),
             [Verdict::AuthFailed, Verdict::AuthFailed]
         );
+        // Several lanes' transactions in one: committed as a whole, or refused as a whole.
+        let body = json!({"type": "transaction-response", "entry": []});
+        let v = judge_pack(false, &parts, &resp(200, body), SystemTime::now()).unwrap();
+        assert_eq!(
+            v,
+            [Verdict::Settled { ok: vec![0, 1], dead: vec![] }, Verdict::Settled { ok: vec![2], dead: vec![] }]
+        );
+        assert_eq!(judge_pack(false, &parts, &resp(422, json!({})), SystemTime::now()), None);
     }
 
     #[test]

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use super::lanes::DB_ERRORS;
 use super::worker::{Head, Part};
-use crate::store::delivery::{LaneRows, Outbox, NEW_ROWS_PAGE};
+use crate::store::delivery::{LaneRows, Outbox, Shape, NEW_ROWS_PAGE};
 use crate::store::now_ms;
 
 /// How often the scheduler looks for operator actions (a new audit event).
 const AUDIT_POLL: Duration = Duration::from_secs(1);
+
+/// Most rows of a lane riding along behind its head in one job.
+const FOLLOWERS: usize = 16;
 
 /// A held lane.
 #[derive(Debug)]
@@ -27,6 +30,21 @@ pub(super) struct Lane {
 
 fn lane_key(lane: Option<String>, journal_seq: i64) -> String {
     lane.unwrap_or_else(|| format!("seq:{journal_seq}"))
+}
+
+/// Where a lane key's rows are in the outbox.
+fn lane_rows(key: &str) -> LaneRows<'_> {
+    match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
+        Some(seq) => LaneRows::Message(seq),
+        None => LaneRows::Patient(key),
+    }
+}
+
+/// A row's kind and the entries it adds to a job (those not settled by earlier attempts);
+/// `None` for a row stored without its shape.
+fn pack_shape(head: &Head, settled: &[usize]) -> Option<Shape> {
+    let shape = head.shape?;
+    Some(Shape { batch: shape.batch, entries: shape.entries.saturating_sub(settled.len()).max(1) })
 }
 
 /// The lanes held in memory, the queue of ready ones, and how they are found in the outbox.
@@ -77,9 +95,9 @@ impl LaneSet {
         self.queue.first().map(|(due, _, _)| *due)
     }
 
-    /// Entries the first queued lane's head would add to a pack.
-    pub(super) fn first_pack_size(&self) -> Option<usize> {
-        self.queue.first().and_then(|(_, _, key)| self.pack_size(key))
+    /// The kind and entries of the first queued lane's head.
+    pub(super) fn first_pack_shape(&self) -> Option<Shape> {
+        self.queue.first().and_then(|(_, _, key)| self.pack_shape(key))
     }
 
     /// When the oldest held head was written (unix ms).
@@ -96,9 +114,14 @@ impl LaneSet {
 
     /// The lane's head `id` was settled for good: the lane moves on.
     pub(super) fn finished(&mut self, key: &str, id: i64) {
-        // Skipped by `next_head` until the recorder has committed it.
-        self.recording.insert(id);
+        self.settling(id);
         self.advance(key);
+    }
+
+    /// Row `id` was settled for good: skipped by `next_head` and `followers` until the
+    /// recorder has committed it.
+    pub(super) fn settling(&mut self, id: i64) {
+        self.recording.insert(id);
     }
 
     /// The lane's head goes again at `due`, with `settled` entries left out.
@@ -228,11 +251,36 @@ impl LaneSet {
 
     /// The lane's lowest pending row that is not settled already (awaiting the recorder).
     pub(super) fn next_head(&self, key: &str) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
-        let rows = match key.strip_prefix("seq:").and_then(|s| s.parse::<i64>().ok()) {
-            Some(seq) => LaneRows::Message(seq),
-            None => LaneRows::Patient(key),
+        self.outbox.first_pending(lane_rows(key), |id| self.recording.contains(&id))
+    }
+
+    /// The rows after a lane's head that ride along in its job: batch rows, at most
+    /// [`FOLLOWERS`], while their entries fit `room`; with their entries in all. (Not the
+    /// parts of a split transaction: a later one names the earlier one's resources by
+    /// conditional references, which the server resolves before it runs a transaction.)
+    pub(super) fn followers(&mut self, key: &str, room: usize) -> (Vec<Part>, usize) {
+        let Some(head) = self.held.get(key).map(|l| l.head.id) else { return (Vec::new(), 0) };
+        let rows = match self.outbox.pending_in_lane(lane_rows(key), head, FOLLOWERS, |id| self.recording.contains(&id))
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                if let Some(r) = DB_ERRORS.hit("read followers") {
+                    tracing::error!(error = %e, "forwarder: cannot read a lane's next bundles{r}");
+                }
+                return (Vec::new(), 0);
+            }
         };
-        self.outbox.first_pending(rows, |id| self.recording.contains(&id))
+        let (mut parts, mut size) = (Vec::new(), 0);
+        for (head, settled) in rows {
+            let Some(n) = pack_shape(&head, &settled).filter(|s| s.batch).map(|s| s.entries) else { break };
+            if size + n > room {
+                break;
+            }
+            let Ok(Some(sealed)) = self.outbox.pending_bundle(head.id) else { break };
+            parts.push(Part { lane: key.to_string(), head, sealed, settled, follower: true });
+            size += n;
+        }
+        (parts, size)
     }
 
     /// The next due lane, taken out of the queue.
@@ -244,11 +292,10 @@ impl LaneSet {
         self.queue.pop_first().map(|(_, _, key)| key)
     }
 
-    /// Entries a lane's head would add to a pack; `None` if it is not packable.
-    pub(super) fn pack_size(&self, key: &str) -> Option<usize> {
+    /// The kind and entries of a lane's head; `None` if it is not packable.
+    pub(super) fn pack_shape(&self, key: &str) -> Option<Shape> {
         let lane = self.held.get(key)?;
-        let shape = lane.head.shape.filter(|s| s.batch)?;
-        Some(shape.entries.saturating_sub(lane.settled.len()).max(1))
+        pack_shape(&lane.head, &lane.settled)
     }
 
     /// Reads a lane's head bundle for sending; `None` (and the lane moved on or requeued)
@@ -258,7 +305,7 @@ impl LaneSet {
         match self.outbox.pending_bundle(head.id) {
             Ok(Some(sealed)) => {
                 let settled = self.held[&key].settled.clone();
-                Some(Part { lane: key, head, sealed, settled })
+                Some(Part { lane: key, head, sealed, settled, follower: false })
             }
             // Settled behind our back (an operator purged it): move the lane on.
             Ok(None) => {
@@ -275,8 +322,10 @@ impl LaneSet {
         }
     }
 
+    /// Queues a held lane to go at `due` (in the queue once, however often it is requeued).
     pub(super) fn requeue(&mut self, key: &str, due: i64) {
         if let Some(lane) = self.held.get_mut(key) {
+            self.queue.remove(&(lane.due, lane.head.id, key.to_string()));
             lane.due = due;
             self.queue.insert((due, lane.head.id, key.to_string()));
         }
@@ -287,6 +336,7 @@ impl LaneSet {
         match self.next_head(key) {
             Ok(Some((head, settled))) => {
                 if let Some(lane) = self.held.get_mut(key) {
+                    self.queue.remove(&(lane.due, lane.head.id, key.to_string()));
                     lane.head = head;
                     lane.settled = settled;
                     lane.failures = 0;

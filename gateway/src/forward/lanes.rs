@@ -50,8 +50,9 @@ use super::lane_set::LaneSet;
 use super::pacing::Pacing;
 use super::record::{self, Input};
 use super::retry::Backoff;
-use super::worker::{self, Done, Job};
+use super::worker::{self, Done, Job, Part, Report, Sent};
 use crate::config::{Cloud, UnsupportedMode};
+use crate::fhir::bundle::TxLimits;
 use crate::log_limit::{self, Repeats};
 use crate::metrics::{FailClass, Metrics};
 use crate::stage::{Stage, Stopping};
@@ -90,6 +91,9 @@ pub(crate) struct ForwardOptions {
     pub(crate) rules: Rules,
     /// `[cloud] daily_api_budget`.
     pub(crate) daily_api_budget: Option<u64>,
+    /// The target's transaction limits; several lanes' transactions are packed into one
+    /// under them (never for the local sink, which has none and keeps bundles as sent).
+    pub(crate) tx_limits: TxLimits,
 }
 
 /// Most lanes held in memory (not configurable: a memory bound, not a site's choice).
@@ -142,6 +146,7 @@ impl ForwardOptions {
                 economy: cloud.write_economy && cloud.url.is_some(),
             },
             daily_api_budget: cloud.daily_api_budget.map(|b| b.get()),
+            tx_limits: cloud.transaction_limits(),
         }
     }
 }
@@ -177,6 +182,11 @@ impl Forwarder {
 /// How long a part left out of its request waits before it goes again (ms).
 const DEFER_MS: i64 = 50;
 
+/// With write economy a job is sized at this many times a request's entries by what is
+/// stored (unchanged entries are left out at send time, and the worker gives back what
+/// does not fit).
+const ECONOMY_OVERCOMMIT: usize = 4;
+
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
 
@@ -192,6 +202,10 @@ struct Scheduler {
     /// Breaker, global pauses, throttling, lane backoff.
     pacing: Pacing,
     last_gauges: Option<Instant>,
+    /// Most stored entries one job of batches carries, and of transactions (0: transactions
+    /// are not packed).
+    pack_entries: usize,
+    pack_tx_entries: usize,
 }
 
 impl Scheduler {
@@ -199,7 +213,11 @@ impl Scheduler {
         let pacing =
             Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
         let budget = opts.daily_api_budget.map(DailyBudget::new);
+        let overcommit = if opts.rules.economy { ECONOMY_OVERCOMMIT } else { 1 };
+        let tx_entries = if opts.tx_limits == TxLimits::NONE { 0 } else { opts.tx_limits.max_entries };
         Scheduler {
+            pack_entries: opts.request_max_entries * overcommit,
+            pack_tx_entries: tx_entries.min(opts.request_max_entries) * overcommit,
             lanes: LaneSet::new(outbox, opts.max_lanes),
             opts,
             target,
@@ -234,7 +252,7 @@ impl Scheduler {
             move |stopping| record::run(recorder_conn, record_rx, recorded_tx, metrics, &gate, &stopping),
         );
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let (done_tx, done_rx) = mpsc::channel::<Report>();
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let workers: Vec<JoinHandle<()>> = (0..self.opts.concurrency.max(1))
             .map(|i| {
@@ -242,11 +260,20 @@ impl Scheduler {
                 let (target, keys, metrics, bell) =
                     (self.target.clone(), self.opts.keys.clone(), self.opts.metrics.clone(), self.opts.bell.clone());
                 let (ids, rules) = (self.ids.clone(), self.opts.rules.clone());
+                let (max_entries, tx_limits) = (self.opts.request_max_entries, self.opts.tx_limits);
                 std::thread::Builder::new()
                     .name(format!("forward-{i}"))
                     .spawn(move || {
-                        let ctx =
-                            worker::Ctx { target: &*target, keys: &keys, metrics: &metrics, ids: &ids, rules: &rules };
+                        let (ids, rules) = (&*ids, &rules);
+                        let ctx = worker::Ctx {
+                            target: &*target,
+                            keys: &keys,
+                            metrics: &metrics,
+                            ids,
+                            rules,
+                            max_entries,
+                            tx_limits,
+                        };
                         worker::run(&rx, &tx, &ctx, &bell)
                     })
                     .expect("spawn forward worker")
@@ -260,9 +287,14 @@ impl Scheduler {
             for ids in recorded_rx.try_iter() {
                 self.lanes.recorded(ids);
             }
-            for done in done_rx.try_iter() {
-                self.in_flight -= 1;
-                self.settle(done, &record_tx);
+            for report in done_rx.try_iter() {
+                match report {
+                    Report::GivenBack(parts) => self.given_back(parts),
+                    Report::Done(done) => {
+                        self.in_flight -= 1;
+                        self.settle(done, &record_tx);
+                    }
+                }
             }
             if stop.requested() {
                 if self.in_flight == 0 {
@@ -291,8 +323,7 @@ impl Scheduler {
         self.gauges_now();
     }
 
-    /// Hands due lane heads to the workers, up to the concurrency; batch heads of several
-    /// lanes go together, up to `request_max_entries` entries.
+    /// Hands due lane heads to the workers, up to the concurrency.
     fn dispatch(&mut self, jobs: &Sender<Job>) {
         while self.in_flight < self.pacing.cap() {
             let now = Instant::now();
@@ -301,25 +332,54 @@ impl Scheduler {
             }
             let Some(key) = self.lanes.pop_due() else { return };
             let Some(first) = self.lanes.part(key) else { continue };
-            let mut size = self.lanes.pack_size(&first.lane);
-            let mut parts = vec![first];
-            // More due batch heads join while they fit.
-            while let Some(n) = size {
-                let next = self.lanes.first_pack_size();
-                if next.is_none_or(|m| n + m > self.opts.request_max_entries) {
-                    break;
-                }
-                let Some(key) = self.lanes.pop_due() else { break };
-                let Some(part) = self.lanes.part(key) else { continue };
-                size = self.lanes.pack_size(&part.lane).map(|m| n + m);
-                parts.push(part);
-            }
+            let parts = self.pack(first);
             self.in_flight += 1;
             self.pacing.sent(now);
             self.spend_budget();
             if jobs.send(Job { parts }).is_err() {
                 return;
             }
+        }
+    }
+
+    /// The job `first` starts: more due heads of its kind join while their stored entries
+    /// fit; then, with the room left, batch heads bring the rows of their lanes that follow
+    /// them (after the other lanes: a follower that rewrites what its head writes stays out).
+    fn pack(&mut self, first: Part) -> Vec<Part> {
+        let shape = self.lanes.pack_shape(&first.lane);
+        let limit = match shape {
+            Some(s) if s.batch => self.pack_entries,
+            Some(_) => self.pack_tx_entries,
+            None => 0,
+        };
+        let Some(batch) = shape.filter(|s| s.entries <= limit).map(|s| s.batch) else { return vec![first] };
+        let mut size = shape.map_or(0, |s| s.entries);
+        let mut heads = vec![first];
+        while self.lanes.first_pack_shape().is_some_and(|s| s.batch == batch && size + s.entries <= limit) {
+            let Some(key) = self.lanes.pop_due() else { break };
+            if let Some(next) = self.lanes.part(key) {
+                size += self.lanes.pack_shape(&next.lane).map_or(1, |s| s.entries);
+                heads.push(next);
+            }
+        }
+        if !batch {
+            return heads;
+        }
+        let mut parts = Vec::with_capacity(heads.len());
+        for head in heads {
+            let (followers, m) = self.lanes.followers(&head.lane, limit.saturating_sub(size));
+            size += m;
+            parts.push(head);
+            parts.extend(followers);
+        }
+        parts
+    }
+
+    /// Heads a worker could not fit: due again at once.
+    fn given_back(&mut self, parts: Vec<Part>) {
+        let now = now_ms();
+        for part in parts {
+            self.lanes.requeue(&part.lane, now);
         }
     }
 
@@ -339,52 +399,80 @@ impl Scheduler {
     }
 
     /// Applies one request's outcome: lanes move on or back off at once, the recorder writes
-    /// it down.
+    /// it down. A lane's followers settled for good are set aside before its head moves on;
+    /// a follower that goes again is the lane's next head once the head settled.
     fn settle(&mut self, done: Done, records: &SyncSender<Input>) {
         self.pacing.observe(&done, Instant::now(), &self.opts.metrics);
         let now = now_ms();
-        for sent in done.parts {
-            let Some(verdict) = sent.verdict else {
+        let (followers, heads): (Vec<Sent>, Vec<Sent>) = done.parts.into_iter().partition(|s| s.follower);
+        let (settled, later): (Vec<Sent>, Vec<Sent>) =
+            followers.into_iter().partition(|s| s.verdict.as_ref().is_some_and(Verdict::is_final));
+        for sent in settled {
+            let outcome = self.outcome(&sent, 0, now);
+            self.lanes.settling(sent.head.id);
+            Self::record(records, &sent, outcome);
+        }
+        for sent in heads {
+            if sent.verdict.is_none() {
                 // Left out: another request writes (or creates) one of its resources; go again
                 // shortly, after that request had time to answer.
                 self.lanes.requeue(&sent.lane, now + DEFER_MS);
                 continue;
-            };
+            }
             let failures = self.lanes.get(&sent.lane).map_or(0, |l| l.failures);
-            let settled_before = || self.lanes.get(&sent.lane).map(|l| l.settled.clone()).unwrap_or_default();
-            let outcome = match verdict {
-                Verdict::Settled { dead, .. } => Outcome::Final { dead: dead.into_iter().map(|(_, r)| r).collect() },
-                Verdict::Dead { reason, .. } => Outcome::Final { dead: vec![reason] },
-                Verdict::Retry { class, after, ok, dead } => {
-                    let mut settled = settled_before();
-                    settled.extend(ok.iter().copied().chain(dead.iter().map(|(i, _)| *i)));
-                    settled.sort_unstable();
-                    settled.dedup();
-                    let failures = failures.saturating_add(1);
-                    let delay = self.pacing.retry_delay(failures, after);
-                    let dead = dead.into_iter().map(|(_, r)| r).collect();
-                    let (due, last_error) = (now + delay.as_millis() as i64, class.label());
-                    Outcome::Retry { settled, dead, due, failures, last_error }
-                }
-                Verdict::AuthFailed => {
-                    let failures = failures.saturating_add(1);
-                    let due = now + self.pacing.auth_retry().as_millis() as i64;
-                    let last_error = FailClass::Auth.label();
-                    Outcome::Retry { settled: settled_before(), dead: vec![], due, failures, last_error }
-                }
-            };
+            let outcome = self.outcome(&sent, failures, now);
             let is_final = matches!(outcome, Outcome::Final { .. });
             if let Outcome::Retry { settled, due, failures, .. } = &outcome {
                 self.lanes.retry_later(&sent.lane, settled, *failures, *due);
             }
-            let record =
-                Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
-            if records.send(Input::Record(record)).is_err() {
-                tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
-            }
+            Self::record(records, &sent, outcome);
             if is_final {
                 self.lanes.finished(&sent.lane, sent.head.id);
             }
+        }
+        // Followers to send again (left out ones simply come again behind their head).
+        for sent in later.into_iter().filter(|s| s.verdict.is_some()) {
+            let lane = self.lanes.get(&sent.lane);
+            let is_head = lane.is_some_and(|l| l.head.id == sent.head.id);
+            let failures = lane.filter(|_| is_head).map_or(0, |l| l.failures);
+            let outcome = self.outcome(&sent, failures, now);
+            if let (true, Outcome::Retry { settled, due, failures, .. }) = (is_head, &outcome) {
+                self.lanes.retry_later(&sent.lane, settled, *failures, *due);
+            }
+            Self::record(records, &sent, outcome);
+        }
+    }
+
+    /// What to write for a part's verdict: final, or a retry with the entries settled so far
+    /// and the lane's next attempt.
+    fn outcome(&self, sent: &Sent, failures: u32, now: i64) -> Outcome {
+        match sent.verdict.clone().expect("only parts with a verdict are recorded") {
+            Verdict::Settled { dead, .. } => Outcome::Final { dead: dead.into_iter().map(|(_, r)| r).collect() },
+            Verdict::Dead { reason, .. } => Outcome::Final { dead: vec![reason] },
+            Verdict::Retry { class, after, ok, dead } => {
+                let mut settled = sent.settled.clone();
+                settled.extend(ok.iter().copied().chain(dead.iter().map(|(i, _)| *i)));
+                settled.sort_unstable();
+                settled.dedup();
+                let failures = failures.saturating_add(1);
+                let delay = self.pacing.retry_delay(failures, after);
+                let dead = dead.into_iter().map(|(_, r)| r).collect();
+                let (due, last_error) = (now + delay.as_millis() as i64, class.label());
+                Outcome::Retry { settled, dead, due, failures, last_error }
+            }
+            Verdict::AuthFailed => {
+                let failures = failures.saturating_add(1);
+                let due = now + self.pacing.auth_retry().as_millis() as i64;
+                let last_error = FailClass::Auth.label();
+                Outcome::Retry { settled: sent.settled.clone(), dead: vec![], due, failures, last_error }
+            }
+        }
+    }
+
+    fn record(records: &SyncSender<Input>, sent: &Sent, outcome: Outcome) {
+        let record = Record { lane: sent.lane.clone(), id: sent.head.id, journal_seq: sent.head.journal_seq, outcome };
+        if records.send(Input::Record(record)).is_err() {
+            tracing::error!("forwarder: the recorder stopped; outcomes are no longer written");
         }
     }
 
@@ -427,7 +515,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use super::super::worker::{Sent, Signals};
+    use super::super::worker::Signals;
     use super::*;
     use crate::forward::client::{Response, SendError};
     use crate::store::state::{JournalState, OutboxState};
@@ -698,8 +786,8 @@ mod tests {
         json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": entry})
     }
 
-    /// A batch target that logs each request's entry URLs and refuses (422) every request
-    /// carrying an entry whose URL contains "bad".
+    /// A target that logs each request's entry URLs and refuses (422) every request carrying
+    /// an entry whose URL contains "bad".
     struct Packs {
         log: Mutex<Vec<Vec<String>>>,
     }
@@ -716,7 +804,7 @@ mod tests {
     impl Target for Packs {
         fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
             let b: Value = serde_json::from_slice(bundle).unwrap();
-            assert_eq!(b["type"], "batch");
+            let kind = b["type"].as_str().unwrap().to_string();
             let urls: Vec<String> = b["entry"]
                 .as_array()
                 .unwrap()
@@ -731,7 +819,7 @@ mod tests {
                 );
             }
             let answers: Vec<Value> = urls.iter().map(|_| json!({"response": {"status": "200 OK"}})).collect();
-            status(200, json!({"resourceType": "Bundle", "type": "batch-response", "entry": answers}))
+            status(200, json!({"resourceType": "Bundle", "type": format!("{kind}-response"), "entry": answers}))
         }
     }
 
@@ -744,10 +832,10 @@ mod tests {
     fn batch_heads_of_several_lanes_share_requests_up_to_the_limit_in_lane_order() {
         let db = Db::new();
         for lane in ["A", "B", "C", "D", "E", "F"] {
-            db.message(Some(lane), &[batch(&format!("{lane}1"), 12)]);
+            db.message(Some(lane), &[batch(&format!("{lane}1"), 8)]);
         }
         for lane in ["A", "B", "C", "D", "E", "F"] {
-            db.message(Some(lane), &[batch(&format!("{lane}2"), 12)]);
+            db.message(Some(lane), &[batch(&format!("{lane}2"), 8)]);
         }
         // A row written before the outbox kept bundle shapes is sent on its own.
         db.message(Some("G"), &[batch("legacy", 5)]);
@@ -767,14 +855,171 @@ mod tests {
         assert_eq!(legacy.len(), 1);
         assert_eq!(legacy[0].len(), 5, "alone: {legacy:?}");
         let sent: Vec<String> = requests.concat();
-        assert_eq!(sent.len(), 12 * 12 + 5, "every entry exactly once");
+        assert_eq!(sent.len(), 12 * 8 + 5, "every entry exactly once");
+        // A lane's second row may ride along behind its first (they write different resources),
+        // never ahead of it.
         for lane in ["A", "B", "C", "D", "E", "F"] {
             let request_of =
                 |tag: &str| requests.iter().position(|r| r.iter().any(|u| u.contains(&format!("/{tag}.")))).unwrap();
-            assert!(request_of(&format!("{lane}1")) < request_of(&format!("{lane}2")), "lane {lane} in order");
+            assert!(request_of(&format!("{lane}1")) <= request_of(&format!("{lane}2")), "lane {lane} in order");
         }
         assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
         assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
+    }
+
+    /// A batch bundle of entries `(url, version)`.
+    fn writes(tag: &str, entries: &[(&str, u32)]) -> Value {
+        let entry: Vec<Value> = entries
+            .iter()
+            .map(|(url, v)| {
+                let (kind, id) = url.split_once('/').unwrap();
+                json!({"resource": {"resourceType": kind, "id": id, "meta": {"versionId": v.to_string()}},
+                       "request": {"method": "PUT", "url": url}})
+            })
+            .collect();
+        json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": entry})
+    }
+
+    #[test]
+    fn a_lanes_next_rows_ride_along_unless_they_write_what_an_earlier_one_writes_differently() {
+        let db = Db::new();
+        db.message(Some("A"), &[writes("A1", &[("Patient/p", 1), ("Observation/a1", 1)])]);
+        db.message(Some("A"), &[writes("A2", &[("Observation/a2", 1)])]);
+        // The Patient again, changed: a batch may apply entries in any order, so it waits.
+        db.message(Some("A"), &[writes("A3", &[("Patient/p", 2)])]);
+        db.message(Some("A"), &[writes("A4", &[("Observation/a4", 1)])]);
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), target.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 4);
+        f.stop();
+        assert_eq!(
+            target.requests(),
+            [vec!["Patient/p", "Observation/a1", "Observation/a2"], vec!["Patient/p", "Observation/a4"]]
+        );
+        assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
+        assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
+    }
+
+    #[test]
+    fn a_follower_waits_for_a_head_that_rewrites_what_it_leaves_out_as_unchanged() {
+        let db = Db::new();
+        let visit = |tag: &str, version: u32| {
+            json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": [
+                {"fullUrl": "urn:uuid:visit", "request": {"method": "PUT", "url": "Encounter/visit"},
+                 "resource": {"resourceType": "Encounter", "id": "visit", "meta": {"versionId": version.to_string()}}}]})
+        };
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        // The server holds version 1; then version 2 and version 1 again, in this order.
+        for (round, rows) in [(1, vec![visit("A0", 1)]), (2, vec![visit("A1", 2), visit("A2", 1)])] {
+            for row in &rows {
+                db.message(Some("A"), std::slice::from_ref(row));
+            }
+            let mut opts = db.options(metrics.clone(), Doorbell::default());
+            opts.rules.economy = true;
+            let f = Forwarder::start(opts, target.clone()).unwrap();
+            wait_until("delivered", || metrics.forward_delivered.get() == if round == 1 { 1 } else { 3 });
+            f.stop();
+        }
+        // A2 left its Encounter out as unchanged, but only after A1 is it the server's again:
+        // it may not ride along with A1 (settled at once, it would leave version 2 in place).
+        assert_eq!(target.requests(), [["Encounter/visit"], ["Encounter/visit"], ["Encounter/visit"]]);
+    }
+
+    /// A batch bundle of `shared` entries every round writes alike and `new` of its own.
+    fn mostly_unchanged(lane: &str, round: u32, shared: usize, new: usize) -> Value {
+        let entry = |name: String| {
+            json!({"fullUrl": format!("urn:uuid:{name}"), "resource": {"resourceType": "Observation", "id": name},
+                   "request": {"method": "PUT", "url": format!("Observation/{name}")}})
+        };
+        let shared = (0..shared).map(|i| entry(format!("{lane}-{i}")));
+        let new = (0..new).map(|i| entry(format!("{lane}-r{round}.{i}")));
+        json!({"resourceType": "Bundle", "type": "batch", "id": format!("{lane}{round}"), "entry": shared.chain(new).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn with_write_economy_a_request_fills_up_with_the_entries_that_changed() {
+        let db = Db::new();
+        let lanes: Vec<String> = (0..10).map(|l| format!("L{l}")).collect();
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let mut rounds = Vec::new();
+        for (round, new) in [(1, 1), (2, 1), (3, 4)] {
+            for lane in &lanes {
+                db.message(Some(lane), &[mostly_unchanged(lane, round, 11, new)]);
+            }
+            let mut opts = db.options(metrics.clone(), Doorbell::default());
+            opts.rules.economy = true;
+            let before = target.requests().len();
+            let f = Forwarder::start(opts, target.clone()).unwrap();
+            wait_until("delivered", || metrics.forward_delivered.get() == 10 * round as u64);
+            f.stop();
+            rounds.push(target.requests()[before..].to_vec());
+        }
+        // Round 1 writes 12 entries a lane: two lanes to a request.
+        assert_eq!(rounds[0].len(), 5, "{:?}", rounds[0]);
+        // Round 2 leaves the 11 unchanged entries out: one request carries every lane's new
+        // entry (sized by what is stored, two lanes would have gone per request again).
+        assert_eq!(rounds[1].len(), 1, "{:?}", rounds[1]);
+        assert_eq!(rounds[1][0].len(), 10);
+        assert!(rounds[1][0].iter().all(|u| u.contains("-r2.")));
+        // Round 3: four new entries a lane; one request is filled to 28, the lanes that no
+        // longer fit go in others, each entry once.
+        assert!(rounds[2].iter().any(|r| r.len() == 28), "{:?}", rounds[2]);
+        assert!(rounds[2].iter().all(|r| r.len() <= 30) && rounds[2].len() <= 3, "{:?}", rounds[2]);
+        assert_eq!(rounds[2].concat().len(), 40);
+        assert_eq!(metrics.forward_entries_unchanged.get(), 2 * 10 * 11, "each unchanged entry counted once");
+        assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
+    }
+
+    /// A transaction of `n` updates `Observation/<tag>.<i>`.
+    fn tx_of(tag: &str, n: usize) -> Value {
+        let mut b = batch(tag, n);
+        b["type"] = "transaction".into();
+        b
+    }
+
+    #[test]
+    fn transactions_of_several_lanes_go_together_under_the_targets_limits() {
+        let db = Db::new();
+        for lane in ["A", "B", "C", "D", "E"] {
+            db.message(Some(lane), &[tx_of(lane, 2)]);
+        }
+        db.message(Some("F"), &[tx_of("Fbad", 2)]);
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let mut opts = db.options(metrics.clone(), Doorbell::default());
+        opts.tx_limits = TxLimits { max_entries: 8, max_updates: 50 };
+        let f = Forwarder::start(opts, target.clone()).unwrap();
+        wait_until("settled", || metrics.forward_delivered.get() == 5 && metrics.dead_letters.get() == 1);
+        f.stop();
+        let requests = target.requests();
+        assert!(requests.iter().all(|r| r.len() <= 8), "{requests:?}");
+        assert!(requests.iter().any(|r| r.len() == 8), "four lanes in one transaction: {requests:?}");
+        // The transaction holding F was refused as a whole: each of its parts went alone, F's
+        // alone was refused, the others were delivered, each once.
+        let delivered: Vec<String> =
+            requests.iter().filter(|r| !r.iter().any(|u| u.contains("bad"))).cloned().collect::<Vec<_>>().concat();
+        assert_eq!(delivered.len(), 10, "{requests:?}");
+        assert_eq!(
+            db.states("SELECT state FROM outbox ORDER BY id"),
+            ["delivered", "delivered", "delivered", "delivered", "delivered", "dead"]
+        );
+
+        // At most `max_updates` updates in one transaction.
+        let db = Db::new();
+        for lane in ["A", "B", "C"] {
+            db.message(Some(lane), &[tx_of(lane, 2)]);
+        }
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let mut opts = db.options(metrics.clone(), Doorbell::default());
+        opts.tx_limits = TxLimits { max_entries: 8, max_updates: 3 };
+        let f = Forwarder::start(opts, target.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 3);
+        f.stop();
+        assert_eq!(target.requests().iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
     }
 
     #[test]
@@ -880,7 +1125,13 @@ mod tests {
         let parts = job
             .parts
             .into_iter()
-            .map(|p| Sent { lane: p.lane, head: p.head, verdict: Some(verdict.clone()) })
+            .map(|p| Sent {
+                lane: p.lane,
+                head: p.head,
+                verdict: Some(verdict.clone()),
+                follower: p.follower,
+                settled: p.settled,
+            })
             .collect();
         s.settle(Done { parts, signals }, records);
     }

@@ -223,7 +223,16 @@ mod tests {
     /// One request's outcome: `verdict` for each of `lanes`.
     fn done(lanes: &[&str], verdict: Verdict, signals: Signals) -> Done {
         let head = Head { id: 1, journal_seq: 1, created_at: 0, shape: None };
-        let parts = lanes.iter().map(|l| Sent { lane: l.to_string(), head, verdict: Some(verdict.clone()) }).collect();
+        let parts = lanes
+            .iter()
+            .map(|l| Sent {
+                lane: l.to_string(),
+                head,
+                verdict: Some(verdict.clone()),
+                follower: false,
+                settled: vec![],
+            })
+            .collect();
         Done { parts, signals }
     }
 

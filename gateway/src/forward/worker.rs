@@ -14,13 +14,14 @@ use super::client::{Response, SendError, Target};
 use super::deliver::{self, Verdict};
 use super::id_map::IdMap;
 use super::ids::{self, RequestView, Rules, Selected};
+use crate::fhir::bundle::TxLimits;
 use crate::metrics::{FailClass, Metrics};
 use crate::store::{Doorbell, Keys};
 
 /// A lane's oldest pending outbox row.
 pub(super) use crate::store::delivery::Head;
 
-/// One lane's head in a job.
+/// One lane's head in a job, or a later row of the same lane riding along (a follower).
 #[derive(Clone)]
 pub(super) struct Part {
     pub(crate) lane: String,
@@ -28,6 +29,9 @@ pub(super) struct Part {
     pub(crate) sealed: Vec<u8>,
     /// Entries of a batch already settled by earlier attempts (not sent again).
     pub(crate) settled: Vec<usize>,
+    /// A row after its lane's head, in the same job right behind it: sent only if every
+    /// earlier part of its lane is, and only if it writes nothing they write differently.
+    pub(crate) follower: bool,
 }
 
 /// One request: a single bundle, or several lanes' batch bundles packed together.
@@ -41,6 +45,18 @@ pub(super) struct Sent {
     pub(crate) lane: String,
     pub(crate) head: Head,
     pub(crate) verdict: Option<Verdict>,
+    pub(crate) follower: bool,
+    /// Entries settled before this attempt.
+    pub(crate) settled: Vec<usize>,
+}
+
+/// What a worker tells the scheduler.
+pub(super) enum Report {
+    /// Lane heads that did not fit once what needs no writing was left out: back to the
+    /// queue at once, before the request is sent.
+    GivenBack(Vec<Part>),
+    /// The answer to a job.
+    Done(Done),
 }
 
 pub(super) struct Done {
@@ -78,16 +94,23 @@ pub(super) struct Ctx<'a> {
     pub(crate) metrics: &'a Metrics,
     pub(crate) ids: &'a IdMap,
     pub(crate) rules: &'a Rules,
+    /// Most entries in one request, and the target's transaction limits.
+    pub(crate) max_entries: usize,
+    pub(crate) tx_limits: TxLimits,
 }
 
-/// Takes jobs until the channel closes; rings the bell after each result.
-pub(super) fn run(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, ctx: &Ctx<'_>, bell: &Doorbell) {
+/// Takes jobs until the channel closes; rings the bell after each report.
+pub(super) fn run(jobs: &Mutex<Receiver<Job>>, reports: &Sender<Report>, ctx: &Ctx<'_>, bell: &Doorbell) {
     loop {
         let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
             Ok(job) => job,
             Err(_) => return,
         };
-        if done.send(send_parts(job.parts, ctx)).is_err() {
+        let mut give_back = |parts: Vec<Part>| {
+            let _ = reports.send(Report::GivenBack(parts));
+            bell.ring();
+        };
+        if reports.send(Report::Done(send_parts(job.parts, ctx, &mut give_back))).is_err() {
             return;
         }
         bell.ring();
@@ -108,6 +131,18 @@ struct Opened {
     selected: Selected,
     /// The bundle's own fields besides `entry` (kept when it is sent alone).
     fields: serde_json::Map<String, Value>,
+    /// Keys of the entries left out as unchanged: the server must still hold them as they
+    /// are once this part is applied.
+    unchanged: Vec<String>,
+}
+
+impl Opened {
+    /// Counts what was left out without sending (once, when the part's verdict is known).
+    fn count_unsent(&self, metrics: &Metrics) {
+        let s = &self.selected;
+        metrics.forward_entries_unchanged.add(s.skipped.len() as u64 - s.dropped_unsupported);
+        metrics.forward_entries_unsupported.add(s.dropped_unsupported + s.refused.len() as u64);
+    }
 }
 
 fn open_part(part: &Part, ctx: &Ctx<'_>, now: i64) -> Result<Opened, Verdict> {
@@ -115,14 +150,14 @@ fn open_part(part: &Part, ctx: &Ctx<'_>, now: i64) -> Result<Opened, Verdict> {
     let bundle: Value = serde_json::from_slice(&plain).map_err(|_| not_json())?;
     let batch = deliver::bundle_type(&bundle) == "batch";
     let selected = ids::select(&bundle, &part.settled, ctx.rules, now, &|p| ctx.ids.known(p));
+    let entries = bundle.get("entry").and_then(Value::as_array);
+    let unchanged = selected.skipped.iter().filter_map(|&n| entry_key(entries?.get(n)?)).collect();
     let mut fields = match bundle {
         Value::Object(map) => map,
         _ => return Err(not_json()),
     };
     fields.remove("entry");
-    ctx.metrics.forward_entries_unchanged.add(selected.skipped.len() as u64 - selected.dropped_unsupported);
-    ctx.metrics.forward_entries_unsupported.add(selected.dropped_unsupported + selected.refused.len() as u64);
-    Ok(Opened { batch, selected, fields })
+    Ok(Opened { batch, selected, fields, unchanged })
 }
 
 /// Adds what was settled without sending to the verdict on what was sent. A transaction
@@ -161,8 +196,10 @@ fn entry_key(entry: &Value) -> Option<String> {
 /// several lanes' batch bundles packed into one batch — and judges the answer part by part.
 /// An entry two parts carry identically (a shared Practitioner, say) is sent once; a part that
 /// writes a resource differently from an earlier part waits for the next request, since a
-/// batch's entries may be applied in any order.
-fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
+/// batch's entries may be applied in any order. The scheduler hands over more parts than
+/// fit, sized by their stored entries: what no longer fits once unchanged entries are left
+/// out goes to `give_back` before the request is sent.
+fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Part>)) -> Done {
     let now = crate::store::now_ms();
     let mut verdicts: Vec<Option<Verdict>> = vec![None; parts.len()];
     let mut opened: Vec<Option<Opened>> = Vec::with_capacity(parts.len());
@@ -176,6 +213,13 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
         }
     }
     let batch = opened.iter().flatten().all(|o| o.batch);
+    // Several lanes' transactions go in one transaction the target accepts.
+    let (max_entries, max_updates) = if batch {
+        (ctx.max_entries, usize::MAX)
+    } else {
+        (ctx.max_entries.min(ctx.tx_limits.max_entries), ctx.tx_limits.max_updates)
+    };
+    let mut updates = 0;
     // The request's entries (as stored), by key; and per packed part, (index in its bundle,
     // request position) of each entry it sent.
     let mut request: Vec<(Value, [u8; 32])> = Vec::new();
@@ -183,30 +227,53 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
     let mut packed: Vec<usize> = Vec::new();
     let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
     let mut claimed: HashSet<String> = HashSet::new();
+    // Lanes with a part left out: their later parts wait too, so a lane keeps its order.
+    let mut held_back: HashSet<&str> = HashSet::new();
+    let mut given_back: Vec<usize> = Vec::new();
     for (i, o) in opened.iter().enumerate() {
+        let lane = parts[i].lane.as_str();
+        if held_back.contains(lane) {
+            continue;
+        }
         let Some(o) = o else { continue };
+        // A follower waits when an earlier part rewrites what it leaves out as unchanged:
+        // applied after that part, its message would have put the old content back.
+        if parts[i].follower && o.unchanged.iter().any(|k| by_key.contains_key(k)) {
+            held_back.insert(lane);
+            continue;
+        }
         if o.selected.send.is_empty() {
             verdicts[i] = Some(with_unsent(Verdict::Settled { ok: vec![], dead: vec![] }, &o.selected, o.batch));
             continue;
         }
-        let conflicts = o
-            .selected
-            .send
+        let keys: Vec<Option<String>> = o.selected.send.iter().map(|(_, e, _)| entry_key(e)).collect();
+        let conflicts = keys
             .iter()
-            .any(|(_, e, _)| entry_key(e).and_then(|k| by_key.get(&k)).is_some_and(|&pos| request[pos].0 != *e));
-        if conflicts {
+            .zip(&o.selected.send)
+            .any(|(k, (_, e, _))| k.as_ref().and_then(|k| by_key.get(k)).is_some_and(|&pos| request[pos].0 != *e));
+        let is_new = |k: &Option<String>| k.as_ref().is_none_or(|k| !by_key.contains_key(k));
+        let new_entries = keys.iter().filter(|k| is_new(k)).count();
+        let new_updates = keys.iter().zip(&o.selected.send).filter(|(k, (_, e, _))| is_new(k) && is_update(e)).count();
+        let full =
+            !request.is_empty() && (request.len() + new_entries > max_entries || updates + new_updates > max_updates);
+        if full && !parts[i].follower {
+            given_back.push(i);
+        }
+        if conflicts || full {
+            held_back.insert(lane);
             continue;
         }
         // Two requests in flight must not both create one resource (two server records): a
         // part whose creates another request has under way waits for its answer.
         let creates = new_creates(&o.selected, ctx, &claimed);
         if !ctx.ids.claim(&creates) {
+            held_back.insert(lane);
             continue;
         }
         claimed.extend(creates);
+        updates += new_updates;
         let mut sent = Vec::with_capacity(o.selected.send.len());
-        for (n, entry, content) in &o.selected.send {
-            let key = entry_key(entry);
+        for ((n, entry, content), key) in o.selected.send.iter().zip(keys) {
             if let Some(&pos) = key.as_ref().and_then(|k| by_key.get(k)) {
                 sent.push((*n, pos));
                 continue;
@@ -219,6 +286,9 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
         }
         packed.push(i);
         positions.push(sent);
+    }
+    if !given_back.is_empty() {
+        give_back(given_back.iter().map(|&i| parts[i].clone()).collect());
     }
     let mut signals = Signals::default();
     if !packed.is_empty() {
@@ -254,8 +324,8 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
             Ok(mut resp) => {
                 signals = Signals::of(&resp);
                 learn(&request, &entries, &mut resp, batch, ctx, now);
-                let judged = if batch {
-                    deliver::judge_pack(&positions, &resp, SystemTime::now())
+                let judged = if batch || packed.len() > 1 {
+                    deliver::judge_pack(batch, &positions, &resp, SystemTime::now())
                 } else {
                     let sent: Vec<usize> = positions[0].iter().map(|&(n, _)| n).collect();
                     Some(vec![deliver::judge(kind, &sent, &resp, SystemTime::now())])
@@ -272,20 +342,34 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>) -> Done {
                         verdicts[packed[0]] = Some(deliver::judge("batch", &sent, &resp, SystemTime::now()));
                     }
                     None => {
+                        // A follower goes only after every earlier part of its lane settled.
+                        let mut unsettled: HashSet<String> = HashSet::new();
                         for &i in &packed {
-                            let alone = send_parts(vec![parts[i].clone()], ctx);
+                            if parts[i].follower && unsettled.contains(&parts[i].lane) {
+                                continue;
+                            }
+                            let alone = send_parts(vec![parts[i].clone()], ctx, &mut |_| {});
                             signals = signals.and(alone.signals);
                             verdicts[i] = alone.parts.into_iter().next().and_then(|s| s.verdict);
+                            if !verdicts[i].as_ref().is_some_and(Verdict::is_final) {
+                                unsettled.insert(parts[i].lane.clone());
+                            }
                         }
                         ctx.ids.release(&claimed);
-                        return finish(parts, verdicts, &opened, &packed, signals, true);
+                        let sent = Sending { packed: &packed, given_back: &given_back, alone: true };
+                        return finish(parts, verdicts, &opened, &sent, signals, ctx.metrics);
                     }
                 }
             }
         }
     }
     ctx.ids.release(&claimed);
-    finish(parts, verdicts, &opened, &packed, signals, false)
+    let sent = Sending { packed: &packed, given_back: &given_back, alone: false };
+    finish(parts, verdicts, &opened, &sent, signals, ctx.metrics)
+}
+
+fn is_update(entry: &Value) -> bool {
+    entry.get("request").and_then(|r| r.get("method")).and_then(Value::as_str) == Some("PUT")
 }
 
 /// The placeholders a part would create (salesforce: no server id known yet) that this
@@ -303,25 +387,43 @@ fn new_creates(selected: &Selected, ctx: &Ctx<'_>, claimed: &HashSet<String>) ->
         .collect()
 }
 
-/// The parts with their verdicts; a packed part's verdict gains what it settled unsent
-/// (unless it was sent alone, whose verdict has it already).
+/// Which parts went into the request, which were given back, and whether the packed ones
+/// were sent again one by one (their verdicts then come from those sends).
+struct Sending<'a> {
+    packed: &'a [usize],
+    given_back: &'a [usize],
+    alone: bool,
+}
+
+/// The parts with their verdicts (given-back parts are the scheduler's again); a packed
+/// part's verdict gains what it settled unsent (unless it was sent alone, whose verdict has
+/// it already).
 fn finish(
     parts: Vec<Part>,
     mut verdicts: Vec<Option<Verdict>>,
     opened: &[Option<Opened>],
-    packed: &[usize],
+    sending: &Sending<'_>,
     signals: Signals,
-    alone: bool,
+    metrics: &Metrics,
 ) -> Done {
-    if !alone {
-        for &i in packed {
-            if let (Some(v), Some(o)) = (verdicts[i].take(), &opened[i]) {
-                verdicts[i] = Some(with_unsent(v, &o.selected, o.batch));
-            }
+    for (i, o) in opened.iter().enumerate() {
+        let Some(o) = o else { continue };
+        let packed = sending.packed.contains(&i);
+        if verdicts[i].is_none() || (packed && sending.alone) {
+            continue;
         }
+        if packed {
+            verdicts[i] = verdicts[i].take().map(|v| with_unsent(v, &o.selected, o.batch));
+        }
+        o.count_unsent(metrics);
     }
-    let parts =
-        parts.into_iter().zip(verdicts).map(|(p, verdict)| Sent { lane: p.lane, head: p.head, verdict }).collect();
+    let parts = parts
+        .into_iter()
+        .zip(verdicts)
+        .enumerate()
+        .filter(|(i, _)| !sending.given_back.contains(i))
+        .map(|(_, (p, verdict))| Sent { lane: p.lane, head: p.head, verdict, follower: p.follower, settled: p.settled })
+        .collect();
     Done { parts, signals }
 }
 

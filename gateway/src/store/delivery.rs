@@ -24,13 +24,14 @@ pub const NEW_ROWS: &str = "SELECT lane, state, id, journal_seq, created_at, kin
 /// Most rows one [`NEW_ROWS`] read returns.
 pub(crate) const NEW_ROWS_PAGE: usize = 1000;
 
-/// A lane's pending rows in order (its head is the first not already settled).
+/// A lane's pending rows above an id, in order (its head is the first not already settled).
 pub const LANE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
-     FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 ORDER BY id";
+     FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND lane = ?1 AND id > ?2 ORDER BY id";
 
-/// The pending parts of a message without a patient lane, in order.
+/// The pending parts of a message without a patient lane above an id, in order.
 pub(crate) const MESSAGE_PENDING: &str = "SELECT id, journal_seq, created_at, kind, entries, entries_done
-     FROM outbox INDEXED BY outbox_pending_message WHERE state = 'pending' AND journal_seq = ?1 AND lane IS NULL ORDER BY id";
+     FROM outbox INDEXED BY outbox_pending_message
+     WHERE state = 'pending' AND journal_seq = ?1 AND lane IS NULL AND id > ?2 ORDER BY id";
 
 /// A message's bundles in state ?2 and in state ?3 (the recorder, to settle the journal
 /// row: pending and dead); a seek on the `(journal_seq, part)` unique index.
@@ -124,22 +125,36 @@ impl Outbox {
         lane: LaneRows,
         skip: impl Fn(i64) -> bool,
     ) -> rusqlite::Result<Option<(Head, Vec<usize>)>> {
+        Ok(self.pending_in_lane(lane, 0, 1, skip)?.pop())
+    }
+
+    /// Up to `limit` of a lane's pending rows above id `after` that `skip` does not rule
+    /// out, in order, each with the entries of it settled by earlier attempts.
+    pub(crate) fn pending_in_lane(
+        &self,
+        lane: LaneRows,
+        after: i64,
+        limit: usize,
+        skip: impl Fn(i64) -> bool,
+    ) -> rusqlite::Result<Vec<(Head, Vec<usize>)>> {
         let sql = match lane {
             LaneRows::Patient(_) => LANE_PENDING,
             LaneRows::Message(_) => MESSAGE_PENDING,
         };
         let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = match lane {
-            LaneRows::Patient(key) => stmt.query([key])?,
-            LaneRows::Message(seq) => stmt.query([seq])?,
+            LaneRows::Patient(key) => stmt.query(params![key, after])?,
+            LaneRows::Message(seq) => stmt.query(params![seq, after])?,
         };
-        while let Some(r) = rows.next()? {
-            let found = head_row(r, 0)?;
-            if !skip(found.0.id) {
-                return Ok(Some(found));
+        let mut found = Vec::new();
+        while found.len() < limit {
+            let Some(r) = rows.next()? else { break };
+            let row = head_row(r, 0)?;
+            if !skip(row.0.id) {
+                found.push(row);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// A lane's persisted backoff: (not before, unix ms; failures in a row).
