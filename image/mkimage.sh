@@ -21,6 +21,8 @@
 #   MKIMAGE_UPDATE_ROOTS="V [V:broken] …"
 #                  also write OUTPUT_DIR/root-V.sqfs per version V (to bundle as updates;
 #                  ":broken": its gateway cannot start), for scripts/image-test.
+#   MKIMAGE_CMDLINE_EXTRA  more kernel command line for both slots (scripts/image-test passes
+#                  systemd.journald.forward_to_console=1 with IMAGE_TEST_JOURNAL_CONSOLE=1)
 #   MKIMAGE_TEST_BROKEN_B=1
 #                  for scripts/image-test only: slot b gets a newer version whose gateway
 #                  cannot start, to prove the fallback to slot a.
@@ -183,7 +185,7 @@ version  $v
 sort-key gateway
 linux    /$slot/vmlinuz
 initrd   /$slot/initrd.img
-options  root=PARTLABEL=rootfs-$slot rootfstype=squashfs ro panic=10 console=tty0 console=ttyS0,115200
+options  root=PARTLABEL=rootfs-$slot rootfstype=squashfs ro panic=10 console=tty0 console=ttyS0,115200${MKIMAGE_CMDLINE_EXTRA:+ $MKIMAGE_CMDLINE_EXTRA}
 EOF
         # "+N" is the boot counter: systemd-boot counts tries down, systemd-bless-boot drops
         # it once boot-complete.target (and so gateway-health.service) is reached.
