@@ -19,6 +19,7 @@
 //! is a read error and the old configuration stays.
 
 pub mod apply;
+pub mod client_cert;
 pub mod device_keys;
 pub mod network;
 pub mod stick;
@@ -71,6 +72,8 @@ pub enum Refusal {
     Replayed { version: u64 },
     #[error("provisioning state: {0}")]
     State(String),
+    #[error("client certificate: {0}")]
+    ClientCertificate(#[from] client_cert::CertError),
     #[error("apply failed: {0}")]
     Apply(String),
 }
@@ -88,6 +91,7 @@ impl Refusal {
             Refusal::Older { .. } => "provision-refused-older",
             Refusal::Replayed { .. } => "provision-refused-replayed",
             Refusal::State(_) => "provision-refused-state",
+            Refusal::ClientCertificate(_) => "provision-refused-client-certificate",
             Refusal::Apply(_) => "provision-failed",
         }
     }
@@ -225,6 +229,18 @@ pub fn provision(stick: &mut dyn Stick, opts: &Options) -> Outcome {
 fn apply_checked(c: &Checked, keys: &device_keys::DeviceKeys, opts: &Options) -> Result<(), Refusal> {
     check_scope(c, &opts.identity, opts.now)?;
     check_version(c, &opts.state_dir)?;
+    let keys_dir = opts.state_dir.join("keys");
+    let certificate = c.config.provision.as_ref().and_then(|p| p.client_certificate.as_ref());
+    if let Some(pem) = certificate {
+        let cloud = &c.config.cloud;
+        let (cert, key) = (cloud.client_cert.as_ref(), cloud.client_key.as_ref());
+        client_cert::check_paths(cert.map(|p| p.get_ref().as_path()), key.map(|p| p.get_ref().as_path()), &keys_dir)?;
+        client_cert::check(pem.get_ref(), &keys_dir)?;
+        // Before the configuration that names it; a certificate for the same key is harmless
+        // to the configuration before it.
+        client_cert::install(pem.get_ref(), &keys_dir)
+            .map_err(|e| Refusal::Apply(format!("the previous configuration stays: {e:#}")))?;
+    }
     apply::install(&opts.state_dir, &c.text, c.version(), &c.hash)
         .map_err(|e| Refusal::Apply(format!("the previous configuration stays: {e:#}")))?;
     network::install(&c.config, &opts.networkd_dir, &opts.state_dir, &keys.wireguard_key_file, opts.activate)
