@@ -9,9 +9,10 @@
 //! 3. check the whole file with the same checker as `gateway check-config`, then its
 //!    `[provision]` section: for this serial or board (or signed as site-wide), within its
 //!    validity window, and a `config_version` above the last one applied;
-//! 4. make the device keys on the first provisioning ([`device_keys`]), install the file as
-//!    the live configuration atomically ([`apply`]), render the tunnel and firewall sets
-//!    ([`network`]) and restart the gateway;
+//! 4. make the device keys on the first provisioning ([`device_keys`]), install the TLS
+//!    client certificate the stick may carry for the device key ([`client_cert`]), install the
+//!    file as the live configuration atomically ([`apply`]), render the tunnel and firewall
+//!    sets ([`network`]) and restart the gateway;
 //! 5. write a receipt signed by the device (public material only) back to the stick, an
 //!    audit event in the journal's audit trail, and a log line — for a refusal as well.
 //!
