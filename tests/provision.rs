@@ -401,3 +401,89 @@ fn the_office_signs_and_the_command_applies() {
     let (ok, out) = gateway(&["check-config", "--config", &p(&b.opts.state_dir.join(apply::LIVE))]);
     assert!(ok, "{out}");
 }
+
+// ------------------------------------------------------------------ the client certificate back
+
+/// The cloud's CA, made here.
+fn cloud_ca() -> rcgen::Issuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, "cloud client CA");
+    rcgen::Issuer::new(params, rcgen::KeyPair::generate().unwrap())
+}
+
+/// A stick of `version` carrying `certificate` in `[provision]`, whose `[cloud]` names the
+/// box's own key and certificate (relative: beside the provisioned configuration).
+fn with_certificate(b: &Box_, version: u64, certificate: &str) -> Vec<u8> {
+    let p = format!(
+        "\n[provision]\nconfig_version = {version}\nserials = [\"{SERIAL}\"]\nnot_before = \"{}\"\nnot_after = \"{}\"\nclient_certificate = \"\"\"\n{certificate}\"\"\"\n",
+        hours(-1),
+        hours(24)
+    );
+    let mut text = config_text(b.tmp.path(), Some(&p));
+    text.push_str(
+        "\n[cloud]\nurl = \"https://fhir.example/r4\"\nclient_cert = \"keys/tls-client.crt\"\nclient_key = \"keys/tls-client.key\"\n",
+    );
+    text.into_bytes()
+}
+
+fn check_config(path: &Path) -> (bool, String) {
+    let out = std::process::Command::new(gateway_tests::gateway_bin())
+        .arg("check-config")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// The receipt's CSR goes to the cloud's CA; the certificate comes back on the next stick,
+/// is installed beside the device key, and the configuration naming both passes check-config
+/// and loads as a TLS client identity.
+#[test]
+fn the_certificate_for_the_receipts_csr_comes_back_and_is_installed() {
+    let b = setup();
+    let first = signed_stick(&b, "v1.img", &valid(&b, 1));
+    assert_eq!(run(&b, &first).unwrap(), 1);
+    let csr = receipt(&b, &first)["tls_client_csr"].as_str().unwrap().to_string();
+    let ca = cloud_ca();
+    let certificate = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap().signed_by(&ca).unwrap().pem();
+
+    let data = with_certificate(&b, 2, &certificate);
+    let image = signed_stick(&b, "v2.img", &data);
+    assert_eq!(run(&b, &image).unwrap(), 2, "{:?}", receipt(&b, &image).get("reason"));
+    assert_eq!(live(&b).unwrap(), data);
+    let keys = b.opts.state_dir.join("keys");
+    let installed = keys.join("tls-client.crt");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap().trim(), certificate.trim());
+    assert_eq!(std::fs::metadata(&installed).unwrap().mode() & 0o777, 0o644);
+
+    let (ok, out) = check_config(&b.opts.state_dir.join(apply::LIVE));
+    assert!(ok, "{out}");
+    // The pair loads as rustls loads a client identity, and the keys match.
+    use rustls::pki_types::pem::PemObject as _;
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(&installed).unwrap().map(Result::unwrap).collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(keys.join("tls-client.key")).unwrap();
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider).unwrap().keys_match().unwrap();
+}
+
+#[test]
+fn a_certificate_for_another_key_refuses_the_whole_stick() {
+    let b = setup();
+    let first = valid(&b, 1);
+    assert_eq!(run(&b, &signed_stick(&b, "v1.img", &first)).unwrap(), 1);
+    // A CSR made elsewhere, signed by the same CA.
+    let stranger = rcgen::KeyPair::generate().unwrap();
+    let ca = cloud_ca();
+    let certificate =
+        rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().signed_by(&stranger, &ca).unwrap().pem();
+    let image = signed_stick(&b, "v2.img", &with_certificate(&b, 2, &certificate));
+    let e = refused(&b, &image);
+    assert!(matches!(e, Refusal::ClientCertificate(_)), "{e}");
+    assert_eq!(e.code(), "provision-refused-client-certificate");
+    assert!(receipt(&b, &image)["reason"].as_str().unwrap().contains("another key"), "{e}");
+    assert_eq!(live(&b).unwrap(), first, "the old configuration stays");
+    assert!(!b.opts.state_dir.join("keys/tls-client.crt").exists());
+    assert_eq!(apply::last_version(&b.opts.state_dir).unwrap().map(|v| v.0), Some(1));
+}

@@ -775,6 +775,12 @@ mod defaults {
         // WireGuard re-handshakes every 2 minutes while traffic flows; 3 missed is down.
         180
     }
+    pub(crate) fn wg_status_file() -> toml::Spanned<std::path::PathBuf> {
+        toml::Spanned::new(0..0, super::WG_DUMP_FILE.into())
+    }
+    pub(crate) fn wg_poll_secs() -> NonZeroU64 {
+        NonZeroU64::new(30).unwrap()
+    }
     pub(crate) fn board_name() -> String {
         "board".into()
     }
@@ -897,6 +903,10 @@ pub(crate) struct Provision {
     /// Networks allowed SSH and the admin port (nftables `mgmt_nets`); empty: the shipped defaults.
     #[serde(default)]
     pub(crate) mgmt_nets: Vec<IpNet>,
+    /// PEM certificate (chain) the cloud's CA issued for the box's TLS client CSR (from its
+    /// receipt): installed beside the device key by `gateway provision`, which refuses it
+    /// unless its public key is the device key's.
+    pub(crate) client_certificate: Option<Spanned<String>>,
     /// `not_before`/`not_after`, parsed.
     #[serde(skip)]
     pub(crate) window: Option<(jiff::Timestamp, jiff::Timestamp)>,
@@ -918,10 +928,22 @@ pub(crate) struct WireGuard {
     pub(crate) allowed_ips: Vec<IpNet>,
     #[serde(default = "defaults::keepalive_secs")]
     pub(crate) persistent_keepalive_secs: u16,
-    /// A handshake older than this means the tunnel is down (WARN, `/metrics`).
+    /// A handshake older than this (or none) means the tunnel is down: the `tunnel_down`
+    /// alert, `/metrics`, the status page.
     #[serde(default = "defaults::handshake_max_age_secs")]
     pub(crate) handshake_max_age_secs: u64,
+    /// The `wg show wg0 dump` the gateway reads (written by the root-run
+    /// `gateway-wg-dump.timer`, as reading wg0 needs CAP_NET_ADMIN); without it `wg` is run.
+    #[serde(default = "defaults::wg_status_file")]
+    pub(crate) status_file: Spanned<PathBuf>,
+    /// How often the tunnel's state is read (the timer writes the dump every 30 s; tests
+    /// shorten it).
+    #[serde(default = "defaults::wg_poll_secs")]
+    pub(crate) poll_secs: NonZeroU64,
 }
+
+/// Where `gateway-wg-dump.service` writes the tunnel's dump (`[wireguard] status_file`).
+pub(crate) const WG_DUMP_FILE: &str = "/run/gateway-wg/wg0.dump";
 
 /// Checks `[provision]` and `[wireguard]`.
 fn validate_provision(
@@ -952,7 +974,19 @@ fn validate_provision(
             ));
         }
     }
-    if let Some(wg) = &config.wireguard {
+    if let Some(wg) = &mut config.wireguard {
+        let status_file = &mut wg.status_file;
+        if status_file.get_ref().is_relative() {
+            *status_file.get_mut() = config.dir.join(status_file.get_ref());
+        }
+        // Absent is fine (the timer writes it); anything but a file is a mistake.
+        if std::fs::metadata(status_file.get_ref()).is_ok_and(|m| !m.is_file()) {
+            return Err(error_at(
+                Some(status_file.span()).filter(|s| !s.is_empty()),
+                Some("wireguard.status_file".into()),
+                format!("{} is not a file", status_file.get_ref().display()),
+            ));
+        }
         let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, wg.peer_public_key.get_ref());
         if key.map(|k| k.len()) != Ok(32) {
             return Err(error_at(
@@ -1062,7 +1096,10 @@ impl Config {
                 return Err(error_at(Some(profile.span()), Some("cloud.profile".into()), e.to_string()));
             }
         }
-        validate_cloud(&mut config.cloud, base, &error_at)?;
+        // A client certificate delivered on the stick is installed by `gateway provision`
+        // after this check: its files are the box's own, checked there and by check-config.
+        let provisioned_cert = config.provision.as_ref().is_some_and(|p| p.client_certificate.is_some());
+        validate_cloud(&mut config.cloud, base, provisioned_cert, &error_at)?;
         if let Err(e) = config.alerts.hours_minutes() {
             return Err(error_at(None, Some("alerts.hours".into()), e));
         }
@@ -1163,6 +1200,7 @@ fn deprecated_keys(text: &str) -> Vec<(String, String)> {
 fn validate_cloud(
     cloud: &mut Cloud,
     base: &Path,
+    provisioned_cert: bool,
     error_at: &dyn Fn(Option<std::ops::Range<usize>>, Option<String>, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
     for p in [&mut cloud.sink, &mut cloud.ca_file, &mut cloud.client_cert, &mut cloud.client_key].into_iter().flatten()
@@ -1221,7 +1259,10 @@ fn validate_cloud(
         }
         _ => {}
     }
-    let files = [("ca_file", &cloud.ca_file), ("client_cert", &cloud.client_cert), ("client_key", &cloud.client_key)];
+    let mut files = vec![("ca_file", &cloud.ca_file)];
+    if !provisioned_cert {
+        files.extend([("client_cert", &cloud.client_cert), ("client_key", &cloud.client_key)]);
+    }
     for (name, file) in files {
         if let Some(file) = file {
             if let Err(e) = std::fs::metadata(file.get_ref()) {
@@ -1422,6 +1463,32 @@ bind = "127.0.0.1:2575"
         assert_eq!(with("webhook_url = \"ftp://x\"").unwrap_err().field.as_deref(), Some("alerts.webhook_url"));
         assert_eq!(with("disk_percent = 0").unwrap_err().field.as_deref(), Some("alerts.disk_percent"));
         assert_eq!(with("bogus = 1").unwrap_err().field.as_deref(), Some("alerts.bogus"));
+    }
+
+    #[test]
+    fn the_tunnel_status_file_defaults_resolves_and_must_be_a_file() {
+        let wg = "[wireguard]\naddress = [\"10.99.0.17/32\"]\npeer_public_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\nendpoint = \"203.0.113.5:51820\"\nallowed_ips = [\"10.100.0.0/16\"]\n";
+        let c = Config::parse(&format!("{MINIMAL}{wg}"), Path::new("/etc/gw/gateway.toml")).unwrap();
+        let w = c.wireguard.unwrap();
+        assert_eq!((w.status_file.get_ref().as_path(), w.poll_secs.get()), (Path::new(WG_DUMP_FILE), 30));
+        let c =
+            Config::parse(&format!("{MINIMAL}{wg}status_file = \"run/wg0.dump\"\n"), Path::new("/etc/gw/gateway.toml"))
+                .unwrap();
+        assert_eq!(c.wireguard.unwrap().status_file.get_ref(), Path::new("/etc/gw/run/wg0.dump"));
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}{wg}status_file = \"{}\"\n", dir.path().display());
+        let e = Config::parse(&text, Path::new("gw.toml")).unwrap_err();
+        assert_eq!((e.field.as_deref(), e.line), (Some("wireguard.status_file"), Some(14)), "{e}");
+    }
+
+    #[test]
+    fn a_client_certificate_on_the_stick_defers_the_check_of_the_cloud_client_files() {
+        let cloud = "[cloud]\nclient_cert = \"keys/tls-client.crt\"\nclient_key = \"keys/tls-client.key\"\n";
+        let e = Config::parse(&format!("{MINIMAL}{cloud}"), Path::new("/nonexistent/gw.toml")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("cloud.client_cert"), "{e}");
+        let provision = "[provision]\nconfig_version = 1\nsite_wide = true\nnot_before = \"2026-01-01T00:00:00Z\"\nnot_after = \"2027-01-01T00:00:00Z\"\nclient_certificate = \"PEM\"\n";
+        let c = Config::parse(&format!("{MINIMAL}{cloud}{provision}"), Path::new("/nonexistent/gw.toml")).unwrap();
+        assert_eq!(c.cloud.client_key.unwrap().get_ref(), Path::new("/nonexistent/keys/tls-client.key"));
     }
 
     #[test]

@@ -212,6 +212,10 @@ fn verify(
     let scope =
         if p.site_wide { "site-wide".to_string() } else { format!("serials {:?} boards {:?}", p.serials, p.boards) };
     writeln!(out, "for {scope}")?;
+    if let Some(pem) = &p.client_certificate {
+        let n = provision::client_cert::parse(pem.get_ref()).map_err(|e| anyhow::anyhow!("{e}"))?.len();
+        writeln!(out, "client certificate: {n} certificate(s); the box checks it certifies its own TLS key")?;
+    }
     if let Some(serial) = serial {
         provision::check_scope(&checked, &Identity { serial: serial.clone(), board }, jiff::Timestamp::now())
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -9,9 +9,10 @@
 //! 3. check the whole file with the same checker as `gateway check-config`, then its
 //!    `[provision]` section: for this serial or board (or signed as site-wide), within its
 //!    validity window, and a `config_version` above the last one applied;
-//! 4. make the device keys on the first provisioning ([`device_keys`]), install the file as
-//!    the live configuration atomically ([`apply`]), render the tunnel and firewall sets
-//!    ([`network`]) and restart the gateway;
+//! 4. make the device keys on the first provisioning ([`device_keys`]), install the TLS
+//!    client certificate the stick may carry for the device key ([`client_cert`]), install the
+//!    file as the live configuration atomically ([`apply`]), render the tunnel and firewall
+//!    sets ([`network`]) and restart the gateway;
 //! 5. write a receipt signed by the device (public material only) back to the stick, an
 //!    audit event in the journal's audit trail, and a log line — for a refusal as well.
 //!
@@ -19,6 +20,7 @@
 //! is a read error and the old configuration stays.
 
 pub mod apply;
+pub mod client_cert;
 pub mod device_keys;
 pub mod network;
 pub mod stick;
@@ -71,6 +73,8 @@ pub enum Refusal {
     Replayed { version: u64 },
     #[error("provisioning state: {0}")]
     State(String),
+    #[error("client certificate: {0}")]
+    ClientCertificate(#[from] client_cert::CertError),
     #[error("apply failed: {0}")]
     Apply(String),
 }
@@ -88,6 +92,7 @@ impl Refusal {
             Refusal::Older { .. } => "provision-refused-older",
             Refusal::Replayed { .. } => "provision-refused-replayed",
             Refusal::State(_) => "provision-refused-state",
+            Refusal::ClientCertificate(_) => "provision-refused-client-certificate",
             Refusal::Apply(_) => "provision-failed",
         }
     }
@@ -225,6 +230,18 @@ pub fn provision(stick: &mut dyn Stick, opts: &Options) -> Outcome {
 fn apply_checked(c: &Checked, keys: &device_keys::DeviceKeys, opts: &Options) -> Result<(), Refusal> {
     check_scope(c, &opts.identity, opts.now)?;
     check_version(c, &opts.state_dir)?;
+    let keys_dir = opts.state_dir.join("keys");
+    let certificate = c.config.provision.as_ref().and_then(|p| p.client_certificate.as_ref());
+    if let Some(pem) = certificate {
+        let cloud = &c.config.cloud;
+        let (cert, key) = (cloud.client_cert.as_ref(), cloud.client_key.as_ref());
+        client_cert::check_paths(cert.map(|p| p.get_ref().as_path()), key.map(|p| p.get_ref().as_path()), &keys_dir)?;
+        client_cert::check(pem.get_ref(), &keys_dir)?;
+        // Before the configuration that names it; a certificate for the same key is harmless
+        // to the configuration before it.
+        client_cert::install(pem.get_ref(), &keys_dir)
+            .map_err(|e| Refusal::Apply(format!("the previous configuration stays: {e:#}")))?;
+    }
     apply::install(&opts.state_dir, &c.text, c.version(), &c.hash)
         .map_err(|e| Refusal::Apply(format!("the previous configuration stays: {e:#}")))?;
     network::install(&c.config, &opts.networkd_dir, &opts.state_dir, &keys.wireguard_key_file, opts.activate)

@@ -16,9 +16,10 @@ pub(crate) const DEAD_LETTER_SPIKE: &str = "dead_letter_spike";
 pub(crate) const DISK_BUDGET: &str = "disk_budget";
 pub(crate) const DISK_FILESYSTEM: &str = "disk_filesystem";
 pub(crate) const RESTART: &str = "restart";
+pub(crate) const TUNNEL_DOWN: &str = "tunnel_down";
 
 /// Every alert name with its journal `MESSAGE_ID` (one fixed UUID per name, see README).
-pub(crate) const MESSAGE_IDS: [(&str, &str); 8] = [
+pub(crate) const MESSAGE_IDS: [(&str, &str); 9] = [
     (FEED_SILENCE, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c01"),
     (OLDEST_UNDELIVERED, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c02"),
     (QUEUE_GROWTH, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c03"),
@@ -27,6 +28,7 @@ pub(crate) const MESSAGE_IDS: [(&str, &str); 8] = [
     (DISK_BUDGET, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c06"),
     (DISK_FILESYSTEM, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c07"),
     (RESTART, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c08"),
+    (TUNNEL_DOWN, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c09"),
 ];
 
 pub(crate) fn message_id(name: &str) -> &'static str {
@@ -85,6 +87,43 @@ pub(crate) struct Facts {
     pub(crate) filesystem_full: bool,
     /// Panics the stages recovered from since start (a counter).
     pub(crate) stage_restarts: u64,
+    /// The WireGuard tunnel, once read (only with `[wireguard]`).
+    pub(crate) tunnel: Option<TunnelFact>,
+}
+
+/// The tunnel as last read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TunnelFact {
+    /// wg0 could be read (a fresh dump file, or `wg`).
+    pub(crate) read: bool,
+    /// Seconds since the last handshake; `None`: never.
+    pub(crate) handshake_age_secs: Option<u64>,
+    /// `[wireguard] handshake_max_age_secs`.
+    pub(crate) max_age_secs: u64,
+}
+
+impl TunnelFact {
+    /// The fact from a reading of the tunnel at `now_secs`.
+    pub(crate) fn of(r: &crate::provision::tunnel::Reading, now_secs: u64) -> TunnelFact {
+        TunnelFact {
+            read: r.peer.is_some(),
+            handshake_age_secs: r.peer.and_then(|p| p.handshake_age(now_secs)),
+            max_age_secs: r.max_age_secs,
+        }
+    }
+
+    /// Why the tunnel counts as down; `None` while it is up.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let max = self.max_age_secs;
+        if !self.read {
+            return Some("wg0 cannot be read (no fresh status file, and `wg` gives no peer)".into());
+        }
+        match self.handshake_age_secs {
+            age if crate::provision::tunnel::is_up(age, max) => None,
+            None => Some("no handshake with the peer yet".into()),
+            Some(age) => Some(format!("last handshake {age} s ago (more than {max} s)")),
+        }
+    }
 }
 
 /// A raised alert.
@@ -170,6 +209,9 @@ impl Evaluator {
             raise(RESTART, None, "a stage recovered from an internal error".into());
         } else if self.unclean_start && now_ms - self.started_ms < self.t.restart_ms {
             raise(RESTART, None, "started after an unclean stop (crash, kill or watchdog)".into());
+        }
+        if let Some(problem) = facts.tunnel.as_ref().and_then(TunnelFact::problem) {
+            raise(TUNNEL_DOWN, None, problem);
         }
         raised
     }
@@ -362,6 +404,37 @@ mod tests {
         assert_eq!(names(&clean.evaluate(DAY + 2 * MIN, &panicked)), [RESTART]);
         assert_eq!(names(&clean.evaluate(DAY + 50 * MIN, &panicked)), [RESTART]);
         assert!(clean.evaluate(DAY + 63 * MIN, &panicked).is_empty());
+    }
+
+    #[test]
+    fn tunnel_down_when_the_handshake_is_too_old_never_happened_or_wg0_is_unreadable() {
+        let mut e = Evaluator::new(thresholds(), DAY, false);
+        let tunnel = |read, age| Facts {
+            tunnel: Some(TunnelFact { read, handshake_age_secs: age, max_age_secs: 180 }),
+            ..Facts::default()
+        };
+        assert!(e.evaluate(DAY, &tunnel(true, Some(5))).is_empty());
+        assert!(e.evaluate(DAY, &tunnel(true, Some(180))).is_empty(), "the limit itself is still up");
+        let raised = e.evaluate(DAY, &tunnel(true, Some(181)));
+        assert_eq!(
+            raised,
+            [Raised { name: TUNNEL_DOWN, listener: None, detail: "last handshake 181 s ago (more than 180 s)".into() }]
+        );
+        assert_eq!(e.evaluate(DAY, &tunnel(true, None))[0].detail, "no handshake with the peer yet");
+        assert_eq!(names(&e.evaluate(DAY, &tunnel(false, None))), [TUNNEL_DOWN]);
+        // No [wireguard], or not read yet: nothing to say.
+        assert!(e.evaluate(DAY, &Facts::default()).is_empty());
+    }
+
+    #[test]
+    fn a_tunnel_reading_becomes_its_fact_at_the_time_of_the_sample() {
+        use crate::provision::tunnel::{PeerStatus, Reading};
+        let peer = PeerStatus { latest_handshake: 1_000, rx_bytes: 1, tx_bytes: 2 };
+        let fact = TunnelFact::of(&Reading { peer: Some(peer), max_age_secs: 60 }, 1_100);
+        assert_eq!(fact, TunnelFact { read: true, handshake_age_secs: Some(100), max_age_secs: 60 });
+        let never = PeerStatus { latest_handshake: 0, ..peer };
+        assert_eq!(TunnelFact::of(&Reading { peer: Some(never), max_age_secs: 60 }, 1_100).handshake_age_secs, None);
+        assert!(!TunnelFact::of(&Reading { peer: None, max_age_secs: 60 }, 1_100).read);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::{Cloud, DeadLetterLine, DeadLetters, Disk, Feed, Latest, Queue, Status, Version};
+use super::{Cloud, DeadLetterLine, DeadLetters, Disk, Feed, Latest, Queue, Status, Tunnel, Version};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::log_limit::{self, Repeats};
@@ -141,6 +141,8 @@ struct Sampler {
     version: Version,
     link: Link,
     errors: Repeats,
+    /// `[wireguard]` is configured: the tunnel is shown and alerted on.
+    wireguard: bool,
 }
 
 impl Sampler {
@@ -162,12 +164,13 @@ impl Sampler {
             version: super::version::current(),
             link: Link::default(),
             errors: Repeats::new(log_limit::EVERY),
+            wireguard: o.config.wireguard.is_some(),
         }
     }
 
     fn tick(&mut self, alerts: &mut Alerts, now: i64) {
         let mut status = self.sample(now);
-        let facts = rules::Facts {
+        let mut facts = rules::Facts {
             feeds: status.listeners.iter().map(|f| (f.name.clone(), f.last_message_ms)).collect(),
             depth: status.queue.depth,
             oldest_undelivered_ms: status.queue.oldest_undelivered_secs.map(|s| now - s * 1000),
@@ -178,7 +181,14 @@ impl Sampler {
             budget_full: self.journal.health() == Health::BudgetFull,
             filesystem_full: self.journal.health() == Health::DiskFull,
             stage_restarts: self.metrics.stages.restarts_total(),
+            tunnel: None,
         };
+        if self.wireguard {
+            let reading = crate::provision::tunnel::latest();
+            let fact = reading.map(|r| rules::TunnelFact::of(&r, (now / 1000).max(0) as u64));
+            facts.tunnel = fact;
+            status.tunnel = Some(tunnel(reading.map(|r| r.peer), fact));
+        }
         status.alerts = alerts.tick(now, &facts);
         self.latest.set(status);
     }
@@ -258,6 +268,7 @@ impl Sampler {
             disk: self.disk(),
             conversion_warnings: m.convert_report.all().into_iter().map(|(k, c)| (k.to_string(), c.get())).collect(),
             alerts: Vec::new(),
+            tunnel: None,
         }
     }
 
@@ -276,6 +287,25 @@ impl Sampler {
         if let Some(r) = self.errors.hit(what) {
             tracing::warn!(error = %e, "status: cannot read the {what} from the journal{r}");
         }
+    }
+}
+
+/// The tunnel's figures from the watcher's last reading (`None`: not read yet) and the alert's
+/// fact from it (`peer` `None`: wg0 could not be read).
+fn tunnel(reading: Option<Option<crate::provision::tunnel::PeerStatus>>, fact: Option<rules::TunnelFact>) -> Tunnel {
+    let problem = fact.and_then(|f| f.problem());
+    let state = match (fact, &problem) {
+        (None, _) => "unknown",
+        (Some(_), None) => "up",
+        (Some(_), Some(_)) => "down",
+    };
+    let peer = reading.flatten();
+    Tunnel {
+        state: state.into(),
+        handshake_age_secs: fact.and_then(|f| f.handshake_age_secs),
+        rx_bytes: peer.map(|p| p.rx_bytes),
+        tx_bytes: peer.map(|p| p.tx_bytes),
+        problem,
     }
 }
 
@@ -301,6 +331,28 @@ fn disk(journal: &Path, journal_bytes: u64, budget_bytes: u64, problem: Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tunnel_is_unknown_before_its_first_reading_then_up_or_down() {
+        use crate::provision::tunnel::{PeerStatus, Reading};
+        assert_eq!(tunnel(None, None).state, "unknown");
+        let peer = PeerStatus { latest_handshake: 1_000, rx_bytes: 10, tx_bytes: 20 };
+        let at = |now| {
+            let r = Reading { peer: Some(peer), max_age_secs: 180 };
+            tunnel(Some(r.peer), Some(rules::TunnelFact::of(&r, now)))
+        };
+        let up = at(1_030);
+        assert_eq!(
+            (up.state.as_str(), up.handshake_age_secs, up.rx_bytes, up.problem),
+            ("up", Some(30), Some(10), None)
+        );
+        let down = at(2_000);
+        assert_eq!((down.state.as_str(), down.handshake_age_secs), ("down", Some(1_000)));
+        assert_eq!(down.problem.as_deref(), Some("last handshake 1000 s ago (more than 180 s)"));
+        let unread = Reading { peer: None, max_age_secs: 180 };
+        let t = tunnel(Some(None), Some(rules::TunnelFact::of(&unread, 2_000)));
+        assert_eq!((t.state.as_str(), t.rx_bytes), ("down", None));
+    }
 
     #[test]
     fn the_link_fails_on_failures_without_deliveries_and_heals_on_deliveries() {

@@ -109,6 +109,9 @@ pub fn render(s: &Status) -> String {
         c.delivered,
         if failures.is_empty() { "none".into() } else { failures.join(", ") }
     );
+    if let Some(t) = &s.tunnel {
+        tunnel(&mut o, t);
+    }
     let _ = write!(o, "<h2>Dead letters</h2><p id=\"dead-letters\">{} dead letters</p>", s.dead_letters.count);
     if !s.dead_letters.newest.is_empty() {
         o.push_str("<table><tr><th>Id</th><th>When</th><th>Reason</th></tr>");
@@ -150,6 +153,29 @@ pub fn render(s: &Status) -> String {
     o
 }
 
+/// The WireGuard tunnel's table (only with `[wireguard]`).
+fn tunnel(o: &mut String, t: &super::Tunnel) {
+    let class = match t.state.as_str() {
+        "up" => "ok",
+        "unknown" => "warn",
+        _ => "bad",
+    };
+    let state = match &t.problem {
+        Some(p) => format!("{}: {}", esc(&t.state), esc(p)),
+        None => esc(&t.state),
+    };
+    let bytes = |b: Option<u64>| b.map_or("unknown".into(), size);
+    let _ = write!(
+        o,
+        "<h2>Tunnel</h2><table id=\"tunnel\"><tr><th>WireGuard (wg0)</th><td class=\"{class}\">{state}</td></tr>\
+         <tr><th>Last handshake</th><td>{}</td></tr><tr><th>Received</th><td>{}</td></tr>\
+         <tr><th>Sent</th><td>{}</td></tr></table>",
+        t.handshake_age_secs.map_or("never".into(), |a| format!("{} ago", age(a as i64))),
+        bytes(t.rx_bytes),
+        bytes(t.tx_bytes)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +190,13 @@ mod tests {
         assert!(page.contains("2 min 5 s"), "the oldest undelivered age");
         assert!(page.contains("oldest_undelivered"));
         assert!(page.contains("<td>2026.01</td>") && page.contains("<td>b</td>"));
+        assert!(
+            page.contains("<td class=\"bad\">down: last handshake 400 s ago (more than 180 s)</td>")
+                && page.contains("<td>6 min 40 s ago</td>")
+                && page.contains("<td>1.0 MiB</td>"),
+            "{page}"
+        );
+        let without = render(&Status { tunnel: None, ..super::super::sample::status() });
+        assert!(!without.contains("Tunnel"), "no section without [wireguard]");
     }
 }

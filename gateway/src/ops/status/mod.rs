@@ -29,6 +29,25 @@ pub struct Status {
     /// Items of the conversion reports since start, by kind.
     pub conversion_warnings: BTreeMap<String, u64>,
     pub alerts: Vec<ActiveAlert>,
+    /// The WireGuard tunnel; only with `[wireguard]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+}
+
+/// The WireGuard tunnel to the cloud: state, last handshake, bytes through it. No keys, no
+/// addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tunnel {
+    /// `up` (a handshake within `[wireguard] handshake_max_age_secs`), `down`, or `unknown`
+    /// before the gateway's first reading of it.
+    pub state: String,
+    /// Seconds since the last handshake; none: never, or no reading.
+    pub handshake_age_secs: Option<u64>,
+    /// Bytes received and sent through it (as `wg` counts them); none without a reading.
+    pub rx_bytes: Option<u64>,
+    pub tx_bytes: Option<u64>,
+    /// Why it is down, when it is (the `tunnel_down` alert's detail).
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +216,13 @@ pub(crate) mod sample {
                 since_ms: 1_767_599_900_000,
                 detail: "oldest undelivered message waits 125 s".into(),
             }],
+            tunnel: Some(Tunnel {
+                state: "down".into(),
+                handshake_age_secs: Some(400),
+                rx_bytes: Some(1 << 20),
+                tx_bytes: Some(2048),
+                problem: Some("last handshake 400 s ago (more than 180 s)".into()),
+            }),
         }
     }
 }

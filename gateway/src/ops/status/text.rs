@@ -73,6 +73,18 @@ pub fn render(s: &Status) -> String {
         size(d.budget_bytes),
         d.budget_percent
     );
+    if let Some(t) = &s.tunnel {
+        let bytes = |b: Option<u64>| b.map_or("unknown".into(), size);
+        let _ = writeln!(
+            o,
+            "\nTUNNEL\n  wg0                  {}{}\n  last handshake       {}\n  received / sent      {} / {}",
+            t.state,
+            t.problem.as_deref().map(|p| format!(": {p}")).unwrap_or_default(),
+            t.handshake_age_secs.map_or("never".into(), |a| format!("{} ago", age(a as i64))),
+            bytes(t.rx_bytes),
+            bytes(t.tx_bytes)
+        );
+    }
     o.push_str("\nCONVERSION WARNINGS\n");
     for (kind, n) in &s.conversion_warnings {
         let _ = writeln!(o, "  {kind:<20} {n}");
@@ -96,8 +108,11 @@ mod tests {
             "journal vs budget    3.0 MiB of 4.0 MiB (75 %)",
             "  unmapped_code        2",
             "image 2026.01  slot b",
+            "TUNNEL\n  wg0                  down: last handshake 400 s ago (more than 180 s)\n  last handshake       6 min 40 s ago\n  received / sent      1.0 MiB / 2.0 KiB",
         ] {
             assert!(text.contains(want), "{want:?} missing from\n{text}");
         }
+        let without = render(&Status { tunnel: None, ..super::super::sample::status() });
+        assert!(!without.contains("TUNNEL"));
     }
 }
