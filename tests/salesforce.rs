@@ -232,6 +232,9 @@ fn patients_go_to_their_own_base_url_and_encounters_name_their_server_id() {
     assert_eq!(subject, format!("Patient/{}", patients[0]["id"].as_str().unwrap()));
     assert!(sf_counter(&server, "patient_api_requests") >= 1);
     assert_eq!(sf_counter(&server, "refused_types"), 0, "no Patient entry reached the main base");
+    // The Patient (naming its Organization) and the Encounter (naming the Patient) went in
+    // rounds of one send: nothing waited for a resend.
+    assert_eq!(gw.metric("gateway_forward_retries_total"), 0.0);
 }
 
 // ---------------------------------------------------------------- the API budget (bench)

@@ -2,14 +2,16 @@
 //! version of the docs puts the Patient API on its own domain; modules have their own paths).
 //!
 //! [`Routes`] wraps the HTTP target. A batch whose entries all go to one base is sent there
-//! unchanged. Otherwise its entries are split into one batch per base, sent one after the
-//! other — configured bases first (ranked so referenced types such as Patient go early), the
-//! default base last — so a later group can name what an earlier one created: its `urn:uuid:`
-//! references become the `Type/id` of the earlier entry's `response.location`. An entry that
-//! depends on a placeholder an earlier group failed to create, or a later group would create,
-//! is not sent and gets a synthetic `424 Failed Dependency` (the worker sends 424 entries
-//! again; by then the id map names the dependency). The groups' batch-responses are stitched
-//! into one, in the request's entry order, so the worker judges and learns as for one server.
+//! unchanged. Otherwise its entries are split by base and sent in rounds: each round visits the
+//! bases — configured ones first (ranked so referenced types such as Organization and Patient
+//! go early), the default base last — and sends each one the entries that are ready, i.e.
+//! whose `urn:uuid:` references name entries created already (renamed to the `Type/id` of
+//! their `response.location`) or sent in the same request. So an Encounter on the default base
+//! names the Patient the Patient API created a moment before. An entry whose dependency failed
+//! gets a synthetic `424 Failed Dependency` without being sent, as does one still waiting when
+//! a round makes no progress (a reference cycle between bases); the worker sends 424 entries
+//! again. The per-base batch-responses are stitched into one, in the request's entry order,
+//! so the worker judges and learns as for one server.
 //! Transactions are never split (`base_urls` needs the salesforce profile).
 
 use std::collections::{HashMap, HashSet};
@@ -79,7 +81,11 @@ impl<T: Bases> Routes<T> {
         }
     }
 
-    /// Sends the groups one after the other and stitches their answers.
+    /// Sends the groups in rounds and stitches their answers. Each round visits the groups in
+    /// order and sends each one's entries that are ready: every placeholder they reference is
+    /// created already, or by an entry sent with them. An entry whose dependency failed gets a
+    /// 424 at once; one still waiting when no round makes progress (a cycle between bases)
+    /// gets a 424 at the end.
     fn send_groups(
         &self,
         fields: &Map<String, Value>,
@@ -95,38 +101,43 @@ impl<T: Bases> Routes<T> {
         let mut answers: Vec<Option<Value>> = vec![None; entries.len()];
         let mut resolved: HashMap<String, String> = HashMap::new();
         let (mut applied, mut retry_after, mut limit_info) = (false, None, None);
-        for (g, (base, members)) in groups.iter().enumerate() {
-            let held = held_back(entries, members, g, &group_of, &created_by, &resolved);
-            held.iter().for_each(|&i| answers[i] = Some(failed_dependency()));
-            let send: Vec<usize> = members.iter().copied().filter(|i| !held.contains(i)).collect();
-            if send.is_empty() {
-                continue;
-            }
-            let group: Vec<Value> = send.iter().map(|&i| with_resolved(&entries[i], &resolved)).collect();
-            let result = self.send_group(*base, &batch_body(fields, group));
-            let answered = match &result {
-                Ok(resp) => {
-                    limit_info = resp.limit_info.clone().or(limit_info);
-                    retry_after = resp.retry_after.clone().or(retry_after);
-                    batch_answers(resp, send.len())
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for (g, (base, members)) in groups.iter().enumerate() {
+                let plan = Plan { entries, group_of: &group_of, created_by: &created_by, resolved: &resolved };
+                let (send, failed) = plan.ready(members, g, &answers);
+                failed.iter().for_each(|&i| answers[i] = Some(failed_dependency()));
+                progress |= !failed.is_empty() || !send.is_empty();
+                if send.is_empty() {
+                    continue;
                 }
-                Err(_) => None,
-            };
-            match (answered, result) {
-                (Some(group_answers), _) => {
-                    for (&i, answer) in send.iter().zip(group_answers) {
-                        if let Some(id) = created_id(&entries[i], &answer) {
-                            resolved.insert(placeholder(&entries[i]).unwrap_or_default().to_string(), id);
-                        }
-                        answers[i] = Some(answer);
+                let group: Vec<Value> = send.iter().map(|&i| with_resolved(&entries[i], &resolved)).collect();
+                let result = self.send_group(*base, &batch_body(fields, group));
+                let answered = match &result {
+                    Ok(resp) => {
+                        limit_info = resp.limit_info.clone().or(limit_info);
+                        retry_after = resp.retry_after.clone().or(retry_after);
+                        batch_answers(resp, send.len())
                     }
-                    applied = true;
-                }
-                // Nothing was written yet: the answer stands for the whole request.
-                (None, result) if !applied => return result,
-                (None, result) => {
-                    let answer = failed_group(&result);
-                    send.iter().for_each(|&i| answers[i] = Some(answer.clone()));
+                    Err(_) => None,
+                };
+                match (answered, result) {
+                    (Some(group_answers), _) => {
+                        for (&i, answer) in send.iter().zip(group_answers) {
+                            if let Some(id) = created_id(&entries[i], &answer) {
+                                resolved.insert(placeholder(&entries[i]).unwrap_or_default().to_string(), id);
+                            }
+                            answers[i] = Some(answer);
+                        }
+                        applied = true;
+                    }
+                    // Nothing was written yet: the answer stands for the whole request.
+                    (None, result) if !applied => return result,
+                    (None, result) => {
+                        let answer = failed_group(&result);
+                        send.iter().for_each(|&i| answers[i] = Some(answer.clone()));
+                    }
                 }
             }
         }
@@ -138,6 +149,51 @@ impl<T: Bases> Routes<T> {
             limit_info,
             body: serde_json::to_vec(&body).expect("JSON values serialize"),
         })
+    }
+}
+
+/// What a round knows about the request.
+struct Plan<'a> {
+    entries: &'a [Value],
+    group_of: &'a [usize],
+    /// Placeholder → the entry that creates it.
+    created_by: &'a HashMap<&'a str, usize>,
+    /// Placeholder → `Type/id` created so far.
+    resolved: &'a HashMap<String, String>,
+}
+
+impl Plan<'_> {
+    /// Of group `g`'s unanswered members: those to send now (in request order), and those whose
+    /// dependency failed (answered, not created; or failed itself).
+    fn ready(&self, members: &[usize], g: usize, answers: &[Option<Value>]) -> (Vec<usize>, HashSet<usize>) {
+        let mut ready: HashSet<usize> = members.iter().copied().filter(|&i| answers[i].is_none()).collect();
+        let mut failed = HashSet::new();
+        loop {
+            let before = (ready.len(), failed.len());
+            for &i in members {
+                if !ready.contains(&i) {
+                    continue;
+                }
+                let mut refs = Vec::new();
+                placeholder_references(self.entries[i].get("resource").unwrap_or(&Value::Null), &mut refs);
+                for r in refs {
+                    let Some(&j) = self.created_by.get(r).filter(|&&j| j != i) else { continue };
+                    let dead = failed.contains(&j) || (answers[j].is_some() && !self.resolved.contains_key(r));
+                    let waits = answers[j].is_none() && !(self.group_of[j] == g && ready.contains(&j));
+                    if dead || waits {
+                        ready.remove(&i);
+                        if dead {
+                            failed.insert(i);
+                        }
+                        break;
+                    }
+                }
+            }
+            if (ready.len(), failed.len()) == before {
+                let send = members.iter().copied().filter(|i| ready.contains(i)).collect();
+                return (send, failed);
+            }
+        }
     }
 }
 
@@ -218,41 +274,6 @@ pub(super) fn placeholder_references<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         }
         Value::Array(items) => items.iter().for_each(|x| placeholder_references(x, out)),
         _ => {}
-    }
-}
-
-/// The members of group `g` not to send: they reference a placeholder of a later group, of an
-/// earlier entry that was not created, or of a member held back itself.
-fn held_back(
-    entries: &[Value],
-    members: &[usize],
-    g: usize,
-    group_of: &[usize],
-    created_by: &HashMap<&str, usize>,
-    resolved: &HashMap<String, String>,
-) -> HashSet<usize> {
-    let mut held = HashSet::new();
-    loop {
-        let before = held.len();
-        for &i in members {
-            if held.contains(&i) {
-                continue;
-            }
-            let mut refs = Vec::new();
-            placeholder_references(entries[i].get("resource").unwrap_or(&Value::Null), &mut refs);
-            let blocked = refs.iter().any(|r| match created_by.get(r) {
-                Some(&j) if group_of[j] == g => held.contains(&j),
-                Some(&j) if group_of[j] > g => true,
-                Some(_) => !resolved.contains_key(*r),
-                None => false,
-            });
-            if blocked {
-                held.insert(i);
-            }
-        }
-        if held.len() == before {
-            return held;
-        }
     }
 }
 
@@ -434,13 +455,18 @@ mod tests {
         ];
         let resp = r.send(&batch(&entries)).unwrap();
         let sent = r.inner.sent.lock().unwrap();
-        // The Patient group goes first, but its Patient names an Organization the default base
-        // creates later: it is held back (424) and so is the Encounter that names it; only the
-        // Organization is sent. The resend names the Organization by its id.
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].0, "default");
+        // The Patient names an Organization the default base creates: the first round sends
+        // only the Organization, the second the Patient (naming the Organization's new id)
+        // and then the Encounter (naming the Patient's).
+        let bases: Vec<&str> = sent.iter().map(|(b, _)| b.as_str()).collect();
+        assert_eq!(bases, ["default", "patient-api", "default"]);
         assert_eq!(sent[0].1, [entries[2].clone()]);
-        assert_eq!(statuses(&resp), ["424 Failed Dependency", "424 Failed Dependency", "201 Created"]);
+        assert_eq!(sent[1].1[0]["resource"]["ref"][0]["reference"], "Organization/s00");
+        assert_eq!(
+            sent[2].1[0]["resource"]["ref"],
+            json!([{"reference": "Patient/s10"}, {"reference": "Organization/s00"}])
+        );
+        assert_eq!(statuses(&resp), ["201 Created", "201 Created", "201 Created"]);
         drop(sent);
 
         // Once the Organization is known (the id map names it), the Patient goes first and the
@@ -458,6 +484,15 @@ mod tests {
         assert_eq!(body["entry"][0]["response"]["location"], "Encounter/s10/_history/1");
         assert_eq!(body["entry"][1]["response"]["location"], "Patient/s00/_history/1");
         assert_eq!(resp.limit_info.as_deref(), Some("api-usage=1/100"), "the last answer's usage");
+    }
+
+    #[test]
+    fn a_reference_cycle_between_bases_is_answered_424_without_a_request() {
+        let r = routes(Fake::default());
+        let entries = [entry("p", "Patient", &["urn:uuid:o"]), entry("o", "Organization", &["urn:uuid:p"])];
+        let resp = r.send(&batch(&entries)).unwrap();
+        assert_eq!(statuses(&resp), ["424 Failed Dependency", "424 Failed Dependency"]);
+        assert!(r.inner.sent.lock().unwrap().is_empty());
     }
 
     #[test]
