@@ -7,7 +7,10 @@
 //! documented read limit of a batch is 10; the rest are created without a search). Then:
 //!
 //! - one match: its id goes into the id map, so `ids::rewrite` writes `PUT Type/<id>` — the
-//!   journal or its id map was lost, the server record is updated rather than duplicated;
+//!   journal or its id map was lost, the server record is updated rather than duplicated. A
+//!   create-only entry (`ifNoneExist`: the message only refers to the resource, e.g. the
+//!   Patient of a lab result) is not sent at all: it is answered `200 OK` with the found id,
+//!   and the request's references to it name that id, so the server record stays as is;
 //! - no match: the entry creates the resource as before (the negative answer is kept only for
 //!   this send);
 //! - several matches: the gateway does not guess. The entry, and the entries of the request
@@ -60,13 +63,14 @@ impl Lookup<'_> {
 /// Searches what the request would create (see the module doc), learns single matches into
 /// the id map and returns the refusals.
 pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) -> Lookup<'a> {
-    let mut lookup = Lookup { guard: Refusing { inner: ctx.target, refused: HashSet::new() } };
+    let mut lookup = Lookup { guard: Refusing { inner: ctx.target, refused: HashSet::new(), present: HashMap::new() } };
     let max = ctx.target.max_reads();
     if ctx.rules.profile != Profile::Salesforce || max == 0 {
         return lookup;
     }
-    // Query → the placeholders it decides, in the order searches are chosen.
+    // (rank, query, the placeholders it decides), in the order searches are chosen.
     let mut wanted: Vec<(usize, String, Vec<String>)> = Vec::new();
+    let mut create_only: HashSet<&str> = HashSet::new();
     for (entry, _) in request {
         let Some(p) = placeholder(entry) else { continue };
         let Some(resource) = entry.get("resource") else { continue };
@@ -76,6 +80,9 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
             continue;
         }
         let Some(query) = identifier_query(kind, resource) else { continue };
+        if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
+            create_only.insert(p);
+        }
         match wanted.iter_mut().find(|(_, q, _)| *q == query) {
             Some((_, _, placeholders)) => placeholders.push(p.to_string()),
             None => wanted.push((rank, query, vec![p.to_string()])),
@@ -101,9 +108,13 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
             Some(ids) => match ids.as_slice() {
                 [] => LookupResult::Absent,
                 [id] => {
+                    let server_id = format!("{kind}/{id}");
                     for p in placeholders {
-                        let known = Known { server_id: Some(format!("{kind}/{id}")), content: [0; 32], acked_at: 0 };
+                        let known = Known { server_id: Some(server_id.clone()), content: [0; 32], acked_at: 0 };
                         changes.push(Change::Remember(ctx.ids.key(p), known));
+                        if create_only.contains(p.as_str()) {
+                            lookup.guard.present.insert(p.clone(), server_id.clone());
+                        }
                     }
                     LookupResult::Found
                 }
@@ -185,11 +196,14 @@ fn matches(answer: &Value, kind: &str) -> Option<Vec<String>> {
 }
 
 /// The target for one send: entries whose lookup found several matches, and the entries that
-/// reference them, are answered `412 multiple-matches` without being sent.
+/// reference them, are answered `412 multiple-matches` without being sent; create-only entries
+/// found on the server are answered `200 OK` with their id, and references to them renamed.
 struct Refusing<'a> {
     inner: &'a dyn Target,
     /// Placeholders of the entries refused.
     refused: HashSet<String>,
+    /// Placeholders of create-only entries the server holds → `Type/id`.
+    present: HashMap<String, String>,
 }
 
 impl Refusing<'_> {
@@ -219,27 +233,30 @@ impl Refusing<'_> {
 
 impl Target for Refusing<'_> {
     fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
-        if self.refused.is_empty() {
+        if self.refused.is_empty() && self.present.is_empty() {
             return self.inner.send(bundle);
         }
         let Some((fields, entries)) = routes::parse_batch(bundle) else { return self.inner.send(bundle) };
-        let refused = self.refused_entries(&entries);
-        if refused.is_empty() {
+        let refusal = routes::entry_answer("412 Precondition Failed", "multiple-matches");
+        let mut answered: HashMap<usize, Value> =
+            self.refused_entries(&entries).into_iter().map(|i| (i, refusal.clone())).collect();
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(id) = placeholder(e).and_then(|p| self.present.get(p)) {
+                answered.entry(i).or_insert_with(|| json!({"response": {"status": "200 OK", "location": id}}));
+            }
+        }
+        if answered.is_empty() {
             return self.inner.send(bundle);
         }
-        let rest: Vec<Value> =
-            entries.iter().enumerate().filter(|(i, _)| !refused.contains(i)).map(|(_, e)| e.clone()).collect();
-        let mut answered: HashMap<usize, Value> = HashMap::new();
+        let unanswered: Vec<usize> = (0..entries.len()).filter(|i| !answered.contains_key(i)).collect();
         let mut resp = Response { status: 200, ..Response::default() };
-        if !rest.is_empty() {
-            resp = self.inner.send(&routes::batch_body(&fields, rest.clone()))?;
-            let Some(answers) = routes::batch_answers(&resp, rest.len()) else { return Ok(resp) };
-            let sent = (0..entries.len()).filter(|i| !refused.contains(i));
-            answered.extend(sent.zip(answers));
+        if !unanswered.is_empty() {
+            let rest = unanswered.iter().map(|&i| routes::with_resolved(&entries[i], &self.present)).collect();
+            resp = self.inner.send(&routes::batch_body(&fields, rest))?;
+            let Some(answers) = routes::batch_answers(&resp, unanswered.len()) else { return Ok(resp) };
+            answered.extend(unanswered.into_iter().zip(answers));
         }
-        let refusal = routes::entry_answer("412 Precondition Failed", "multiple-matches");
-        let entry: Vec<Value> =
-            (0..entries.len()).map(|i| answered.remove(&i).unwrap_or_else(|| refusal.clone())).collect();
+        let entry: Vec<Value> = (0..entries.len()).map(|i| answered.remove(&i).unwrap_or_default()).collect();
         let body = json!({"resourceType": "Bundle", "type": "batch-response", "entry": entry});
         resp.body = serde_json::to_vec(&body).expect("JSON values serialize");
         Ok(resp)
@@ -296,7 +313,7 @@ mod tests {
         }
 
         fn max_reads(&self) -> usize {
-            2
+            3
         }
     }
 
@@ -331,6 +348,11 @@ mod tests {
         (e, [0; 32])
     }
 
+    fn create_only((mut e, hash): (Value, [u8; 32])) -> (Value, [u8; 32]) {
+        e["request"]["ifNoneExist"] = json!("identifier=x");
+        (e, hash)
+    }
+
     #[test]
     fn a_single_match_is_learnt_none_is_created_several_are_refused() {
         let w = world();
@@ -338,6 +360,7 @@ mod tests {
             found: [
                 ("Patient?identifier=urn%3Amrn|P1".to_string(), vec!["p9"]),
                 ("Encounter?identifier=urn%3Avn|V1".to_string(), vec!["e1", "e2"]),
+                ("Practitioner?identifier=urn%3Anpi|N1".to_string(), vec!["dr7"]),
             ]
             .into(),
             sent: Mutex::default(),
@@ -347,25 +370,34 @@ mod tests {
             entry("enc", "Encounter", Some(("urn:vn", "V1")), &["urn:uuid:pat"]),
             entry("pat", "Patient", Some(("urn:mrn", "P1")), &[]),
             entry("org", "Organization", Some(("urn:org", "a|b")), &[]),
-            entry("loc", "Location", None, &[]),
+            entry("loc", "Location", None, &["urn:uuid:dr"]),
+            create_only(entry("dr", "Practitioner", Some(("urn:npi", "N1")), &[])),
         ];
         let lookup = before_create(&request, &ctx(&w, &fake));
         let searched: Vec<Value> = fake.sent.lock().unwrap()[0].iter().map(|e| e["request"]["url"].clone()).collect();
-        // Two reads allowed: the Patient and the Encounter (by rank); the Organization is
-        // created unsearched, the Observation is not a searched type, the Location has no
-        // identifier.
-        assert_eq!(searched, [json!("Patient?identifier=urn%3Amrn|P1"), json!("Encounter?identifier=urn%3Avn|V1")]);
+        // Three reads allowed: the Patient, the Encounter and the Practitioner (by rank); the
+        // Organization is created unsearched, the Observation is not a searched type, the
+        // Location has no identifier.
+        assert_eq!(
+            searched,
+            [
+                json!("Patient?identifier=urn%3Amrn|P1"),
+                json!("Encounter?identifier=urn%3Avn|V1"),
+                json!("Practitioner?identifier=urn%3Anpi|N1")
+            ]
+        );
         assert_eq!(w.ids.known("urn:uuid:pat").and_then(|k| k.server_id).as_deref(), Some("Patient/p9"));
         assert_eq!(lookup.refused(), ["urn:uuid:enc"]);
         assert_eq!(
             [LookupResult::Found, LookupResult::Absent, LookupResult::Ambiguous, LookupResult::Failed]
                 .map(|r| w.metrics.lookups(r)),
-            [1, 0, 1, 0]
+            [2, 0, 1, 0]
         );
         assert_eq!(w.metrics.forward_requests.get(), 1, "one search request per send");
 
         // The send through the lookup's target: the Encounter and the Observation that names
-        // it are answered 412 without being sent; the others go.
+        // it are answered 412 without being sent; the create-only Practitioner the server holds
+        // is answered with its id (not overwritten) and the Location names that id; the others go.
         let c = ctx(&w, &fake);
         let guarded = lookup.ctx(&c);
         let body = json!({"resourceType": "Bundle", "type": "batch",
@@ -376,12 +408,21 @@ mod tests {
             answered["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
         assert_eq!(
             statuses,
-            ["412 Precondition Failed", "412 Precondition Failed", "201 Created", "201 Created", "201 Created"]
+            [
+                "412 Precondition Failed",
+                "412 Precondition Failed",
+                "201 Created",
+                "201 Created",
+                "201 Created",
+                "200 OK"
+            ]
         );
+        assert_eq!(answered["entry"][5]["response"]["location"], "Practitioner/dr7");
         assert_eq!(answered["entry"][0]["response"]["outcome"]["issue"][0]["code"], "multiple-matches");
         let sent = fake.sent.lock().unwrap();
         let urls: Vec<&str> = sent[1].iter().map(|e| e["request"]["url"].as_str().unwrap()).collect();
         assert_eq!(urls, ["Patient", "Organization", "Location"]);
+        assert_eq!(sent[1][2]["resource"]["ref"][0]["reference"], "Practitioner/dr7");
         assert_eq!(encode("a|b,c$d\\e f"), "a%5C%7Cb%5C%2Cc%5C%24d%5C%5Ce%20f");
     }
 

@@ -278,7 +278,7 @@ pub(super) fn placeholder_references<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 }
 
 /// The entry with references to placeholders earlier groups created renamed to their ids.
-fn with_resolved(entry: &Value, resolved: &HashMap<String, String>) -> Value {
+pub(super) fn with_resolved(entry: &Value, resolved: &HashMap<String, String>) -> Value {
     fn walk(v: &mut Value, resolved: &HashMap<String, String>) {
         match v {
             Value::Object(map) => {
