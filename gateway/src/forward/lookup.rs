@@ -68,26 +68,7 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
     if ctx.rules.profile != Profile::Salesforce || max == 0 {
         return lookup;
     }
-    // (rank, query, the placeholders it decides), in the order searches are chosen.
-    let mut wanted: Vec<(usize, String, Vec<String>)> = Vec::new();
-    let mut create_only: HashSet<&str> = HashSet::new();
-    for (entry, _) in request {
-        let Some(p) = placeholder(entry) else { continue };
-        let Some(resource) = entry.get("resource") else { continue };
-        let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
-        let Some(rank) = SEARCHED.iter().position(|t| *t == kind) else { continue };
-        if ctx.ids.known(p).and_then(|k| k.server_id).is_some() {
-            continue;
-        }
-        let Some(query) = identifier_query(kind, resource) else { continue };
-        if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
-            create_only.insert(p);
-        }
-        match wanted.iter_mut().find(|(_, q, _)| *q == query) {
-            Some((_, _, placeholders)) => placeholders.push(p.to_string()),
-            None => wanted.push((rank, query, vec![p.to_string()])),
-        }
-    }
+    let (mut wanted, create_only) = searches_for(request, ctx);
     if wanted.is_empty() {
         return lookup;
     }
@@ -135,6 +116,33 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
     lookup
 }
 
+/// One search: (rank of its type, `Type?identifier=…`, the placeholders its answer decides).
+type Search = (usize, String, Vec<String>);
+
+/// The searches the request's would-be creates need, and which of those are create-only.
+fn searches_for<'r>(request: &'r [(Value, [u8; 32])], ctx: &Ctx<'_>) -> (Vec<Search>, HashSet<&'r str>) {
+    let mut wanted: Vec<Search> = Vec::new();
+    let mut create_only = HashSet::new();
+    for (entry, _) in request {
+        let Some(p) = placeholder(entry) else { continue };
+        let Some(resource) = entry.get("resource") else { continue };
+        let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        let Some(rank) = SEARCHED.iter().position(|t| *t == kind) else { continue };
+        if ctx.ids.known(p).and_then(|k| k.server_id).is_some() {
+            continue;
+        }
+        let Some(query) = identifier_query(kind, resource) else { continue };
+        if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
+            create_only.insert(p);
+        }
+        match wanted.iter_mut().find(|(_, q, _)| *q == query) {
+            Some((_, _, placeholders)) => placeholders.push(p.to_string()),
+            None => wanted.push((rank, query, vec![p.to_string()])),
+        }
+    }
+    (wanted, create_only)
+}
+
 fn placeholder(entry: &Value) -> Option<&str> {
     entry.get("fullUrl").and_then(Value::as_str).filter(|u| u.starts_with("urn:uuid:"))
 }
@@ -169,8 +177,13 @@ fn encode(token: &str) -> String {
     out
 }
 
+/// A FHIR logical id (`[A-Za-z0-9\-.]{1,64}`): what may go into `PUT Type/<id>`.
+fn fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 /// The ids of the `kind` resources a search's answer matched; `None` unless it is a 2xx
-/// answer holding a searchset.
+/// answer holding a searchset whose matches all have FHIR ids.
 fn matches(answer: &Value, kind: &str) -> Option<Vec<String>> {
     let status = answer.get("response")?.get("status")?.as_str()?;
     if !status.trim_start().starts_with('2') {
@@ -187,6 +200,9 @@ fn matches(answer: &Value, kind: &str) -> Option<Vec<String>> {
         let of_kind = resource.and_then(|r| r.get("resourceType")).and_then(Value::as_str) == Some(kind);
         let id = resource.and_then(|r| r.get("id")).and_then(Value::as_str);
         if let (true, true, Some(id)) = (mode == "match", of_kind, id) {
+            if !fhir_id(id) {
+                return None;
+            }
             if !ids.iter().any(|x| x == id) {
                 ids.push(id.to_string());
             }
@@ -424,6 +440,7 @@ mod tests {
         assert_eq!(urls, ["Patient", "Organization", "Location"]);
         assert_eq!(sent[1][2]["resource"]["ref"][0]["reference"], "Practitioner/dr7");
         assert_eq!(encode("a|b,c$d\\e f"), "a%5C%7Cb%5C%2Cc%5C%24d%5C%5Ce%20f");
+        assert!(fhir_id("a-1.B") && !fhir_id("a/b") && !fhir_id("") && !fhir_id(&"x".repeat(65)));
     }
 
     #[test]
