@@ -145,6 +145,98 @@ fn unsupported_types_are_dropped_and_counted_or_dead_lettered() {
     assert_eq!(gw.metric("gateway_forward_retries_total"), 0.0);
 }
 
+#[test]
+fn a_lost_id_map_is_rebuilt_by_a_search_on_identifier() {
+    let server = salesforce_server();
+    let setup = setup_for(&server, "");
+    let gw = setup.start();
+    let mut c = gw.connect();
+    send_ok(&mut c, &a08(9, 1, "LOST-1"));
+    delivered(&setup);
+    let first = patients(&server);
+    assert_eq!(first.len(), 1);
+    let id = first[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(server.dump()["Encounter"].as_array().unwrap().len(), 1);
+    drop(c);
+    gw.terminate();
+
+    // A new gateway (fresh journal, no id map), the same server: the update finds the records
+    // by their identifiers (MRN, visit number) instead of creating them again.
+    let setup = setup_for(&server, "");
+    let gw = setup.start();
+    let mut c = gw.connect();
+    let reads = sf_counter(&server, "reads");
+    send_ok(&mut c, &a08(9, 2, "LOST-2"));
+    delivered(&setup);
+    let after = patients(&server);
+    assert_eq!(after.len(), 1, "still exactly one Patient");
+    assert_eq!(after[0]["id"], id.as_str());
+    assert_eq!(after[0]["name"][0]["given"][0], "S0002", "the update was applied to it");
+    let dump = server.dump();
+    let encounters = dump["Encounter"].as_array().unwrap();
+    assert_eq!(encounters.len(), 1, "still exactly one Encounter (the visit number is its identifier)");
+    assert_eq!(encounters[0]["subject"]["reference"], format!("Patient/{id}"));
+    assert!(gw.metric("gateway_forward_lookups_total{result=\"found\"}") >= 2.0, "the Patient and the Encounter");
+    assert!(sf_counter(&server, "reads") > reads);
+    assert!(dead_letters(&setup.db_path()).is_empty());
+}
+
+#[test]
+fn several_records_with_the_identifier_are_refused_not_guessed() {
+    let server = salesforce_server();
+    // Two Patients with the MRN the message carries, created behind the gateway's back.
+    let first = {
+        let setup = setup_for(&server, "");
+        let gw = setup.start();
+        send_ok(&mut gw.connect(), &a08(11, 1, "DUP-1"));
+        delivered(&setup);
+        gw.terminate();
+        patients(&server)[0].clone()
+    };
+    let mut twin = first.clone();
+    twin.as_object_mut().unwrap().remove("id");
+    let twin_batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001", "request": {"method": "POST", "url": "Patient"}, "resource": twin}
+    ]});
+    let (status, text) = http_request(server.addr, "POST", "/fhir/R4", Some(twin_batch.to_string().as_bytes()));
+    assert!(status == 200 && text.contains("201 Created"), "{status} {text}");
+    let setup = setup_for(&server, "");
+    let gw = setup.start();
+    send_ok(&mut gw.connect(), &a08(11, 2, "DUP-2"));
+    delivered(&setup);
+    assert_eq!(patients(&server).len(), 2, "no third Patient");
+    let dead = dead_letters(&setup.db_path());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].1.contains("HTTP 412; issue codes: multiple-matches"), "{dead:?}");
+    assert!(!dead[0].1.contains("P11"), "no identifiers in the reason");
+    assert!(gw.metric("gateway_forward_lookups_total{result=\"ambiguous\"}") >= 1.0);
+}
+
+#[test]
+fn patients_go_to_their_own_base_url_and_encounters_name_their_server_id() {
+    let server = salesforce_server();
+    server.control(json!({"salesforce_patient_base": "/patient-api"}));
+    let patient_api = server.base_url().replace("/fhir/R4", "/patient-api");
+    let setup = setup_for(&server, &format!("\n[cloud.base_urls]\nPatient = \"{patient_api}\"\n"));
+    let gw = setup.start();
+    let mut c = gw.connect();
+    send_ok(&mut c, &adt("ROUTE-1"));
+    delivered(&setup);
+    assert!(dead_letters(&setup.db_path()).is_empty());
+    let dump = server.dump();
+    let patients = dump["Patient"].as_array().unwrap();
+    assert_eq!(patients.len(), 1);
+    let encounters = dump["Encounter"].as_array().unwrap();
+    assert_eq!(encounters.len(), 1);
+    let subject = encounters[0]["subject"]["reference"].as_str().unwrap();
+    assert_eq!(subject, format!("Patient/{}", patients[0]["id"].as_str().unwrap()));
+    assert!(sf_counter(&server, "patient_api_requests") >= 1);
+    assert_eq!(sf_counter(&server, "refused_types"), 0, "no Patient entry reached the main base");
+    // The Patient (naming its Organization) and the Encounter (naming the Patient) went in
+    // rounds of one send: nothing waited for a resend.
+    assert_eq!(gw.metric("gateway_forward_retries_total"), 0.0);
+}
+
 // ---------------------------------------------------------------- the API budget (bench)
 
 /// An ORU^R01 for `patient` with the PID and PV1 of their latest ADT message `adt` (as an EHR

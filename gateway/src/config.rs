@@ -236,6 +236,15 @@ pub(crate) struct Cloud {
     /// API calls the org allows per day; the forwarder warns at 80 % and stops sending at
     /// 100 % until the day (UTC) ends. Unset: only `Sforce-Limit-Info` paces.
     pub(crate) daily_api_budget: Option<NonZeroU64>,
+    /// Reads (searches) one salesforce batch may carry — the documented limit is 10. Before
+    /// a resource is first created the forwarder searches it by identifier in one batch of
+    /// at most this many searches (`forward::lookup`); 0 turns the lookup off.
+    #[serde(default = "defaults::salesforce_max_reads")]
+    pub(crate) salesforce_max_reads: usize,
+    /// `[cloud.base_urls]`: a base URL per resource type (`Patient = "https://…/r4"`) for the
+    /// types a Salesforce org serves elsewhere than `url` (salesforce profile only).
+    #[serde(default)]
+    pub(crate) base_urls: std::collections::BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// `[cloud] unsupported`.
@@ -279,6 +288,8 @@ impl Default for Cloud {
             write_economy: true,
             reassert_hours: defaults::reassert_hours(),
             daily_api_budget: None,
+            salesforce_max_reads: defaults::salesforce_max_reads(),
+            base_urls: Default::default(),
         }
     }
 }
@@ -794,6 +805,9 @@ mod defaults {
     pub(crate) fn transaction_max_entries() -> NonZeroUsize {
         NonZeroUsize::new(crate::fhir::bundle::TxLimits::MEDPLUM.max_entries).unwrap()
     }
+    pub(crate) fn salesforce_max_reads() -> usize {
+        10
+    }
     pub(crate) fn reassert_hours() -> NonZeroU64 {
         NonZeroU64::new(24).unwrap()
     }
@@ -1196,6 +1210,81 @@ fn deprecated_keys(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The FHIR R4 resource types (`[cloud.base_urls]` keys must name one).
+const FHIR_R4_TYPES: &str = concat!(
+    "Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent Basic ",
+    "Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry ",
+    "ChargeItem ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem Communication ",
+    "CommunicationRequest CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage ",
+    "CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric ",
+    "DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis ",
+    "Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence ",
+    "EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group ",
+    "GuidanceResponse HealthcareService ImagingStudy Immunization ImmunizationEvaluation ImmunizationRecommendation ",
+    "ImplementationGuide InsurancePlan Invoice Library Linkage List Location Measure MeasureReport Media Medication ",
+    "MedicationAdministration MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement ",
+    "MedicinalProduct MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductIndication ",
+    "MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured MedicinalProductPackaged ",
+    "MedicinalProductPharmaceutical MedicinalProductUndesirableEffect MessageDefinition MessageHeader ",
+    "MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition OperationDefinition ",
+    "OperationOutcome Organization OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation ",
+    "Person PlanDefinition Practitioner PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse ",
+    "RelatedPerson RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject ",
+    "RiskAssessment RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition ",
+    "StructureDefinition StructureMap Subscription Substance SubstanceNucleicAcid SubstancePolymer SubstanceProtein ",
+    "SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task ",
+    "TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription",
+);
+
+/// Whether `url` is an http(s) URL with a host, or (`path_ok`) a path on the auth's instance.
+fn http_url(url: &str, path_ok: bool) -> bool {
+    match url.parse::<ureq::http::Uri>() {
+        Ok(uri) => match uri.scheme_str() {
+            Some("http" | "https") => uri.host().is_some(),
+            None => path_ok && url.starts_with('/'),
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Checks `[cloud.base_urls]`: FHIR type names, http(s) URLs, the salesforce profile only (a
+/// generic transaction is all or nothing, so it cannot be split between servers).
+fn validate_base_urls(
+    cloud: &Cloud,
+    error_at: &dyn Fn(Option<std::ops::Range<usize>>, Option<String>, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    for (kind, url) in &cloud.base_urls {
+        let field = Some(format!("cloud.base_urls.{}", kind.get_ref()));
+        if !FHIR_R4_TYPES.split_whitespace().any(|t| t == kind.get_ref()) {
+            return Err(error_at(
+                Some(kind.span()),
+                field,
+                format!("{:?} is not a FHIR R4 resource type", kind.get_ref()),
+            ));
+        }
+        if cloud.profile() != crate::fhir::bundle::Profile::Salesforce {
+            return Err(error_at(
+                Some(kind.span()),
+                field,
+                "base_urls needs profile = \"salesforce\": a transaction cannot be split between servers".into(),
+            ));
+        }
+        let u = url.get_ref();
+        if !http_url(u, true) {
+            return Err(error_at(Some(url.span()), field, format!("{u:?} is not an http(s) URL")));
+        }
+        if insecure_http(u) && !cloud.allow_insecure_http {
+            return Err(error_at(
+                Some(url.span()),
+                field,
+                "plain http:// sends patient data in clear text: use https://, or set `allow_insecure_http = true` in [cloud]".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks `[cloud]` and resolves its paths against the config folder.
 fn validate_cloud(
     cloud: &mut Cloud,
@@ -1211,15 +1300,7 @@ fn validate_cloud(
     }
     if let Some(url) = &cloud.url {
         let u = url.get_ref();
-        let ok = match u.parse::<ureq::http::Uri>() {
-            Ok(uri) => match uri.scheme_str() {
-                Some("http" | "https") => uri.host().is_some(),
-                None => u.starts_with('/'), // a path on the instance the auth names
-                _ => false,
-            },
-            Err(_) => false,
-        };
-        if !ok {
+        if !http_url(u, true) {
             return Err(error_at(Some(url.span()), Some("cloud.url".into()), format!("{u:?} is not an http(s) URL")));
         }
         if insecure_http(u) && !cloud.allow_insecure_http {
@@ -1277,7 +1358,7 @@ fn validate_cloud(
     if cloud.timeout_secs < cloud.connect_timeout_secs {
         return Err(error_at(None, Some("cloud.timeout_secs".into()), "must be at least connect_timeout_secs".into()));
     }
-    Ok(())
+    validate_base_urls(cloud, error_at)
 }
 
 /// True for an `http://` URL whose host is not loopback.

@@ -20,6 +20,7 @@ export const DEFAULTS = Object.freeze({
   salesforce_types: '', // accepted resource types, comma-separated; '' = the documented modules' types
   salesforce_fail_type: '', // entries writing this type fail with 503 ...
   salesforce_fail_count: 0, // ... this many times (so their dependants answer 424)
+  salesforce_patient_base: '', // e.g. "/patient-api": Patient only there, refused at the FHIR base
   sforce_limit: '', // e.g. "api-usage=10/15000" -> Sforce-Limit-Info response header
   require_auth: false, // FHIR routes need a Bearer token from /token or --static-token
   reject_marker: '', // a request whose body holds this string -> 400 business-rule (a server rule refusing one bundle)
@@ -46,6 +47,7 @@ const TYPES = {
   salesforce_types: 'string',
   salesforce_fail_type: 'string',
   salesforce_fail_count: 'count',
+  salesforce_patient_base: 'string',
   sforce_limit: 'string',
   require_auth: 'boolean',
   reject_marker: 'string',

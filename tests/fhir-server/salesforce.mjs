@@ -83,13 +83,14 @@ export class Salesforce {
 
   reset() {
     this.given = new Set(); // "Type/id" the server handed out
-    this.counters = { requests: 0, concurrency_refused: 0, max_in_flight: 0, entries: 0, reads: 0, creates: 0, updates: 0, failed_dependency: 0, refused_types: 0 };
+    this.counters = { requests: 0, patient_api_requests: 0, concurrency_refused: 0, max_in_flight: 0, entries: 0, reads: 0, creates: 0, updates: 0, failed_dependency: 0, refused_types: 0 };
   }
 
   /** Answers one FHIR request in salesforce mode: [status, body]. */
-  async handle(method, path, rel, body) {
+  async handle(method, path, rel, body, api = 'fhir') {
     const s = this.faults.state;
     this.counters.requests++;
+    if (api === 'patient') this.counters.patient_api_requests++;
     this.inFlight++;
     this.counters.max_in_flight = Math.max(this.counters.max_in_flight, this.inFlight);
     try {
@@ -106,15 +107,19 @@ export class Salesforce {
       const reads = entries.filter((e) => e.request?.method === 'GET').length;
       if (reads > s.salesforce_max_reads) return [400, outcome('too-costly', `at most ${s.salesforce_max_reads} reads per batch, got ${reads}`)];
       this.counters.entries += entries.length;
-      return [200, { resourceType: 'Bundle', type: 'batch-response', entry: await this.batch(entries) }];
+      return [200, { resourceType: 'Bundle', type: 'batch-response', entry: await this.batch(entries, api) }];
     } finally {
       this.inFlight--;
     }
   }
 
-  async batch(entries) {
+  async batch(entries, api) {
     const listed = this.faults.state.salesforce_types.split(',').map((t) => t.trim()).filter(Boolean);
-    const types = new Set(listed.length ? listed : DOCUMENTED_TYPES);
+    let types = new Set(listed.length ? listed : DOCUMENTED_TYPES);
+    if (this.faults.state.salesforce_patient_base) {
+      // The Patient API takes Patient only; the other APIs everything else.
+      types = api === 'patient' ? new Set(['Patient']) : new Set([...types].filter((t) => t !== 'Patient'));
+    }
     const byPlaceholder = new Map();
     entries.forEach((e, i) => {
       if (typeof e.fullUrl === 'string' && e.fullUrl.startsWith('urn:uuid:')) byPlaceholder.set(e.fullUrl, i);
@@ -149,6 +154,11 @@ export class Salesforce {
     const url = e.request?.url ?? '';
     if (method === 'GET') {
       this.counters.reads++;
+      const readType = url.split(/[/?]/)[0];
+      if (!types.has(readType)) {
+        this.counters.refused_types++;
+        return ['400 Bad Request', { outcome: outcome('not-supported', `resource type ${readType} is not served here`) }];
+      }
       const [oc, res] = await this.store.handle('GET', url, undefined, {});
       return [`${statusOf(oc)}`, res ? {} : { outcome: oc }, res];
     }

@@ -282,7 +282,26 @@ try {
   check('salesforce: stored reference names the created Patient', r.body?.subject?.reference?.startsWith('Patient/') && !r.body.subject.reference.includes('urn:uuid'), r.body);
   r = await fhir('POST', '/', sfBatch([bad, obs(bad.fullUrl), { resource: { resourceType: 'Provenance' }, request: { method: 'POST', url: 'Provenance' } }, { resource: { resourceType: 'Patient', id: 'nope' }, request: { method: 'PUT', url: 'Patient/nope' } }, { resource: { resourceType: 'Patient', id: given.split('/')[1] }, request: { method: 'PUT', url: given } }]));
   check('salesforce: client id refused, dependant 424, unlisted type refused, unknown id 404, known id 200', r.body.entry.map((e) => e.response.status.slice(0, 3)).join(',') === '400,424,400,404,200', r.body.entry.map((e) => e.response.status));
-  await control({ salesforce: false, sforce_limit: '' });
+  // Searches on identifier are answered with a searchset (the gateway's lookup before create).
+  const withId = (i, value) => ({ ...post(i), resource: { resourceType: 'Patient', identifier: [{ system: SYS, value }] } });
+  r = await fhir('POST', '/', sfBatch([withId(40, 'sf-dup'), withId(41, 'sf-dup'), withId(42, 'sf-one')]));
+  const oneId = r.body.entry?.[2]?.response?.location?.split('/')[1];
+  let reads = (await control({})).counters.salesforce.reads;
+  const search = (value) => ({ request: { method: 'GET', url: `Patient?identifier=${encodeURIComponent(SYS)}|${value}` } });
+  r = await fhir('POST', '/', sfBatch([search('sf-one'), search('sf-dup'), search('sf-none')]));
+  const hits = r.body.entry?.map((e) => (e.resource?.type === 'searchset' ? (e.resource.entry ?? []).map((x) => x.resource.id) : null));
+  check('salesforce: identifier searches -> searchsets (one, two, none), counted as reads', r.status === 200 && JSON.stringify(hits) === JSON.stringify([[oneId], hits?.[1], []]) && hits[1]?.length === 2 && (await control({})).counters.salesforce.reads === reads + 3, { hits, body: r.body });
+  // The Patient API under its own path: Patient only there, refused at the FHIR base.
+  await control({ salesforce_patient_base: '/patient-api' });
+  const patientApi = async (body) => {
+    const resp = await fetch(`${origin}/patient-api`, { method: 'POST', headers: { 'Content-Type': 'application/fhir+json' }, body: JSON.stringify(body) });
+    return { status: resp.status, body: await resp.json() };
+  };
+  r = await patientApi(sfBatch([withId(43, 'sf-api'), obs(post(44).fullUrl), search('sf-api')]));
+  check('salesforce_patient_base: Patient created and searched there, other types refused', r.status === 200 && r.body.entry.map((e) => e.response.status.slice(0, 3)).join(',') === '201,400,200', r.body.entry?.map((e) => e.response.status));
+  r = await fhir('POST', '/', sfBatch([withId(45, 'sf-main'), search('sf-api')]));
+  check('salesforce_patient_base: Patient writes and searches refused at the FHIR base', r.status === 200 && r.body.entry.every((e) => e.response.status.startsWith('400')), r.body.entry?.map((e) => e.response.status));
+  await control({ salesforce: false, sforce_limit: '', salesforce_patient_base: '' });
 
   // --- auth -----------------------------------------------------------------------------------
   await control({ require_auth: true });

@@ -204,9 +204,12 @@ const origin = () => `${scheme}://${HOST}:${port}`;
 
 const hung = new Set(); // responses of requests that are never answered
 
-async function fhirRequest(req, res, url) {
+/** A path under `prefix` (the prefix itself or below it). */
+const under = (p, prefix) => prefix !== '' && (p === prefix || p.startsWith(`${prefix}/`));
+
+async function fhirRequest(req, res, url, basePath = FHIR_BASE) {
   const method = req.method;
-  const rel = url.pathname.slice(FHIR_BASE.length).replace(/^\/+/, '') + url.search; // "Patient?identifier=..."
+  const rel = url.pathname.slice(basePath.length).replace(/^\/+/, '') + url.search; // "Patient?identifier=..."
   const raw = await readBody(req);
 
   switch (faults.next()) {
@@ -255,7 +258,8 @@ async function fhirRequest(req, res, url) {
   }
 
   if (faults.state.salesforce) {
-    const [status, answer] = await salesforce.handle(method, path, rel, body);
+    const api = basePath === FHIR_BASE ? 'fhir' : 'patient';
+    const [status, answer] = await salesforce.handle(method, path, rel, body, api);
     return fhirSend(res, status, answer);
   }
 
@@ -420,6 +424,8 @@ function makeServer(handler, tlsOptions = null) {
 const server = makeServer((req, res, url) => {
   const p = url.pathname;
   if (p === FHIR_BASE || p.startsWith(`${FHIR_BASE}/`)) return fhirRequest(req, res, url);
+  const patientBase = faults.state.salesforce ? faults.state.salesforce_patient_base : '';
+  if (under(p, patientBase)) return fhirRequest(req, res, url, patientBase);
   if (p === '/token' || p === '/services/oauth2/token') return tokenRequest(req, res);
   if (p.startsWith('/__')) return controlRequest(req, res, url);
   return send(res, 404, outcome('not-found', `no route ${req.method} ${p} (FHIR base is ${FHIR_BASE})`), {}, FHIR_JSON);

@@ -48,6 +48,12 @@ pub trait Target: Send + Sync {
     fn token_refreshes(&self) -> u64 {
         0
     }
+
+    /// Reads (searches) the target answers in one batch: `[cloud] salesforce_max_reads` for
+    /// the salesforce profile's server; 0, the default, means no lookup before create.
+    fn max_reads(&self) -> usize {
+        0
+    }
 }
 
 /// Errors building the HTTP client; they name the file or key to fix (an auth error as the
@@ -69,6 +75,7 @@ pub(crate) struct HttpTarget {
     agent: Agent,
     url: String,
     auth: Auth,
+    max_reads: usize,
 }
 
 /// System CA bundles, first found wins (`SSL_CERT_FILE` before these).
@@ -174,24 +181,41 @@ impl HttpTarget {
         let url = cloud.url.as_ref().ok_or_else(|| ClientError::Url("not set".into()))?.get_ref().clone();
         let agent = agent(cloud)?;
         let auth = Auth::from_config(&cloud.auth, config_dir)?;
-        Ok(HttpTarget { agent, url, auth })
+        let max_reads = match cloud.profile() {
+            crate::fhir::bundle::Profile::Salesforce => cloud.salesforce_max_reads,
+            crate::fhir::bundle::Profile::Generic => 0,
+        };
+        Ok(HttpTarget { agent, url, auth, max_reads })
     }
 
-    /// Where bundles are POSTed: the base URL, or a path on the instance the auth names.
-    fn endpoint(&self) -> Result<String, SendError> {
-        if self.url.starts_with('/') {
+    /// Where bundles for `base` are POSTed: the URL itself, or a path on the instance the
+    /// auth names.
+    fn endpoint(&self, base: &str) -> Result<String, SendError> {
+        if base.starts_with('/') {
             let instance = self.auth.instance_url().ok_or_else(|| SendError::Auth("no instance URL yet".into()))?;
-            Ok(format!("{}{}", instance.trim_end_matches('/'), self.url))
+            Ok(format!("{}{}", instance.trim_end_matches('/'), base))
         } else {
-            Ok(self.url.clone())
+            Ok(base.to_string())
         }
     }
 
-    fn post(&self, bundle: &[u8]) -> Result<Response, SendError> {
+    /// Sends one Bundle to another base URL of the same org (`[cloud.base_urls]`): the same
+    /// agent and credentials as [`Target::send`].
+    pub(crate) fn send_to(&self, base: &str, bundle: &[u8]) -> Result<Response, SendError> {
+        let first = self.post(base, bundle)?;
+        if matches!(first.status, 401 | 403) {
+            // A revoked or expired token: fetch a new one and try once more.
+            self.auth.invalidate();
+            return self.post(base, bundle);
+        }
+        Ok(first)
+    }
+
+    fn post(&self, base: &str, bundle: &[u8]) -> Result<Response, SendError> {
         let authorization = self.auth.authorization(&self.agent).map_err(token_error)?;
         let mut req = self
             .agent
-            .post(self.endpoint()?)
+            .post(self.endpoint(base)?)
             .header("Content-Type", "application/fhir+json")
             .header("Accept", "application/fhir+json");
         if let Some(value) = authorization {
@@ -209,17 +233,15 @@ impl HttpTarget {
 
 impl Target for HttpTarget {
     fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
-        let first = self.post(bundle)?;
-        if matches!(first.status, 401 | 403) {
-            // A revoked or expired token: fetch a new one and try once more.
-            self.auth.invalidate();
-            return self.post(bundle);
-        }
-        Ok(first)
+        self.send_to(&self.url, bundle)
     }
 
     fn token_refreshes(&self) -> u64 {
         self.auth.refreshes()
+    }
+
+    fn max_reads(&self) -> usize {
+        self.max_reads
     }
 }
 

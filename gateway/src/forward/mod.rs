@@ -19,6 +19,9 @@
 //! - `retry`: backoff with jitter, `Retry-After`, the circuit breaker, API-usage throttling.
 //! - `client`: the `client::Target` trait and the HTTP target (one ureq Agent,
 //!   rustls with the ring provider, custom CA, mTLS, proxy, timeouts).
+//! - `lookup`: before a first create (salesforce), a search on identifier finds a resource
+//!   the server holds but the id map lost; several matches refuse the entry.
+//! - `routes`: `[cloud.base_urls]`, a batch split by base URL and its answers stitched.
 //! - `resolve`: a name cache, so ureq does not spawn a lookup thread per request.
 //! - The embedded default target is [`crate::sink`], a FHIR server stand-in on SQLite.
 //! - `auth`: credentials for the cloud.
@@ -32,10 +35,12 @@ mod id_map;
 pub(crate) mod ids;
 mod lane_set;
 pub(crate) mod lanes;
+mod lookup;
 mod pacing;
 mod record;
 mod resolve;
 pub(crate) mod retry;
+mod routes;
 mod worker;
 
 use std::path::Path;
@@ -50,7 +55,11 @@ use crate::config::Cloud;
 pub(crate) fn http_target(cloud: &Cloud, config_dir: &Path) -> anyhow::Result<(Arc<dyn Target>, String)> {
     let http = client::HttpTarget::from_config(cloud, config_dir)?;
     let url = cloud.url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default();
-    Ok((Arc::new(http), url))
+    if cloud.base_urls.is_empty() {
+        return Ok((Arc::new(http), url));
+    }
+    let by_type = cloud.base_urls.iter().map(|(kind, base)| (kind.get_ref().clone(), base.get_ref().clone()));
+    Ok((Arc::new(routes::Routes::new(http, by_type)), url))
 }
 
 #[cfg(test)]
@@ -89,6 +98,16 @@ mod tests {
         assert_eq!(c.cloud.unsupported, crate::config::UnsupportedMode::DeadLetter);
         assert!(c.cloud.unsupported_types().is_empty());
         assert_eq!(c.cloud.daily_api_budget.map(|b| b.get()), Some(15000));
+        assert_eq!(c.cloud.salesforce_max_reads, 10, "the documented read limit");
+        assert!(c.cloud.base_urls.is_empty());
+        let text = format!(
+            "{BASE}[cloud]\nprofile = \"salesforce\"\nsalesforce_max_reads = 0\n\n[cloud.base_urls]\nPatient = \"https://p.example/r4\"\nObservation = \"/services/clinical/r4\"\n"
+        );
+        let c = Config::parse(&text, Path::new("/etc/gw/gateway.toml")).unwrap();
+        assert_eq!(c.cloud.salesforce_max_reads, 0);
+        let urls: Vec<(&str, &str)> =
+            c.cloud.base_urls.iter().map(|(k, v)| (k.get_ref().as_str(), v.get_ref().as_str())).collect();
+        assert_eq!(urls, [("Observation", "/services/clinical/r4"), ("Patient", "https://p.example/r4")]);
     }
 
     #[test]
@@ -106,6 +125,11 @@ mod tests {
             ("unsupported = \"retry\"", "cloud.unsupported"),
             ("reassert_hours = 0", "cloud.reassert_hours"),
             ("daily_api_budget = 0", "cloud.daily_api_budget"),
+            ("salesforce_max_reads = -1", "cloud.salesforce_max_reads"),
+            ("profile = \"salesforce\"\nbase_urls = { Patinet = \"https://x/r4\" }", "cloud.base_urls.Patinet"),
+            ("profile = \"salesforce\"\nbase_urls = { Patient = \"ftp://x/r4\" }", "cloud.base_urls.Patient"),
+            ("profile = \"salesforce\"\nbase_urls = { Patient = \"http://x.example/r4\" }", "cloud.base_urls.Patient"),
+            ("base_urls = { Patient = \"https://x/r4\" }", "cloud.base_urls.Patient"),
         ];
         for (body, field) in cases {
             let text = format!("{BASE}[cloud]\n{body}\n");

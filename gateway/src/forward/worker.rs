@@ -303,6 +303,9 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
             view.outside_names.extend(o.selected.outside_names.iter().map(|(k, v)| (k.clone(), v.clone())));
             view.dropped.extend(o.selected.dropped.iter().cloned());
         }
+        // Salesforce: a create is first searched on identifier (a lost id map); see `lookup`.
+        let lookup = super::lookup::before_create(&request, ctx);
+        let ctx = &lookup.ctx(ctx);
         let known = |p: &str| ctx.ids.known(p);
         let entries: Vec<Value> = request.iter().map(|(e, _)| ids::rewrite(e, ctx.rules, &view, &known)).collect();
         let kind = if batch { "batch" } else { "transaction" };

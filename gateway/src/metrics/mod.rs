@@ -147,6 +147,33 @@ impl FailClass {
     }
 }
 
+/// What a search on identifier before a create found (`forward::lookup`), the `result`
+/// label of `gateway_forward_lookups_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookupResult {
+    /// One resource: its id is learnt, the entry updates it.
+    Found,
+    /// None: the entry creates it.
+    Absent,
+    /// Several: the entry is refused (dead letter) rather than guessed.
+    Ambiguous,
+    /// No usable answer: the entry is created as without a lookup.
+    Failed,
+}
+
+impl LookupResult {
+    pub(crate) const ALL: [LookupResult; 4] =
+        [LookupResult::Found, LookupResult::Absent, LookupResult::Ambiguous, LookupResult::Failed];
+    fn label(self) -> &'static str {
+        match self {
+            LookupResult::Found => "found",
+            LookupResult::Absent => "absent",
+            LookupResult::Ambiguous => "ambiguous",
+            LookupResult::Failed => "failed",
+        }
+    }
+}
+
 pub(crate) const ACK_CODES: [&str; 6] = ["AA", "AE", "AR", "CA", "CE", "CR"];
 const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
@@ -200,6 +227,8 @@ pub struct Metrics {
     pub(crate) forward_entries_unchanged: Counter,
     pub(crate) forward_entries_unsupported: Counter,
     pub(crate) forward_requests: Counter,
+    /// Searches on identifier before a create, by result.
+    forward_lookups: [Counter; LookupResult::ALL.len()],
     /// Patient lanes with undelivered bundles.
     pub(crate) forward_lanes: Gauge,
     /// Age of the oldest undelivered bundle, seconds.
@@ -320,6 +349,7 @@ impl Default for Metrics {
             forward_entries_unchanged: Counter::default(),
             forward_entries_unsupported: Counter::default(),
             forward_requests: Counter::default(),
+            forward_lookups: Default::default(),
             forward_lanes: Gauge::default(),
             forward_oldest_pending_secs: Gauge::default(),
             forward_token_refreshes: Gauge::default(),
@@ -366,6 +396,12 @@ impl Metrics {
     }
     pub(crate) fn naks(&self, reason: NakReason) -> u64 {
         self.naks[reason as usize].get()
+    }
+    pub(crate) fn lookup(&self, result: LookupResult) {
+        self.forward_lookups[result as usize].inc();
+    }
+    pub(crate) fn lookups(&self, result: LookupResult) -> u64 {
+        self.forward_lookups[result as usize].get()
     }
 
     /// The Prometheus text exposition.
@@ -480,6 +516,15 @@ impl Metrics {
         for class in FailClass::ALL {
             let (label, n) = (class.label(), self.forward_failures[class].get());
             let _ = writeln!(out, "gateway_forward_failures_total{{class=\"{label}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP gateway_forward_lookups_total Searches on identifier before a create (salesforce), by result\n# TYPE gateway_forward_lookups_total counter");
+        for result in LookupResult::ALL {
+            let _ = writeln!(
+                out,
+                "gateway_forward_lookups_total{{result=\"{}\"}} {}",
+                result.label(),
+                self.lookups(result)
+            );
         }
         let _ = writeln!(
             out,

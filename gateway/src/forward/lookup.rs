@@ -1,0 +1,466 @@
+//! Lookup before create (salesforce): a lost id map is rebuilt by a search on identifier.
+//!
+//! Before a request would create a resource — a `POST`, because the id map names no server id
+//! for its placeholder — that carries a business identifier (`identifier` with system and
+//! value), the server is asked `GET Type?identifier=system|value`, all such searches of the
+//! request packed into ONE batch of at most `[cloud] salesforce_max_reads` entries (the
+//! documented read limit of a batch is 10; the rest are created without a search). Then:
+//!
+//! - one match: its id goes into the id map, so `ids::rewrite` writes `PUT Type/<id>` — the
+//!   journal or its id map was lost, the server record is updated rather than duplicated. A
+//!   create-only entry (`ifNoneExist`: the message only refers to the resource, e.g. the
+//!   Patient of a lab result) is not sent at all: it is answered `200 OK` with the found id,
+//!   and the request's references to it name that id, so the server record stays as is;
+//! - no match: the entry creates the resource as before (the negative answer is kept only for
+//!   this send);
+//! - several matches: the gateway does not guess. The entry, and the entries of the request
+//!   that reference it, are answered without being sent by a synthetic
+//!   `412 Precondition Failed` with issue code `multiple-matches` (what FHIR's conditional
+//!   create answers), which the worker turns into a dead letter naming only that code; an
+//!   operator merges the duplicates on the server and replays the dead letter.
+//! - a failed search (no answer, or not a searchset): created as without a lookup.
+//!
+//! Searches are counted in `gateway_forward_lookups_total{result}` and their requests in
+//! `gateway_forward_requests_total`; the scheduler's daily API budget counts only the
+//! scheduled requests (it lives in `lanes`), so a lookup request is not charged to it.
+//! Only the Administration types are searched: the records later messages update.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{json, Value};
+
+use super::client::{Response, SendError, Target};
+use super::routes;
+use super::worker::Ctx;
+use crate::fhir::bundle::Profile;
+use crate::metrics::LookupResult;
+use crate::store::ids::{Change, Known};
+
+/// Types searched before a create, in the order searches are chosen when there are more than
+/// the read limit: the Salesforce Administration module, the records messages update.
+const SEARCHED: [&str; 7] =
+    ["Patient", "Encounter", "Practitioner", "Organization", "Location", "RelatedPerson", "PractitionerRole"];
+
+/// The lookup's outcome for one send: a target that answers the refused entries itself.
+pub(super) struct Lookup<'a> {
+    guard: Refusing<'a>,
+}
+
+impl Lookup<'_> {
+    /// The worker's context with the target that answers refused entries without sending them.
+    pub(super) fn ctx<'s>(&'s self, ctx: &Ctx<'s>) -> Ctx<'s> {
+        Ctx { target: &self.guard, keys: ctx.keys, metrics: ctx.metrics, ids: ctx.ids, rules: ctx.rules }
+    }
+
+    #[cfg(test)]
+    fn refused(&self) -> Vec<&str> {
+        let mut r: Vec<&str> = self.guard.refused.iter().map(String::as_str).collect();
+        r.sort_unstable();
+        r
+    }
+}
+
+/// Searches what the request would create (see the module doc), learns single matches into
+/// the id map and returns the refusals.
+pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) -> Lookup<'a> {
+    let mut lookup = Lookup { guard: Refusing { inner: ctx.target, refused: HashSet::new(), present: HashMap::new() } };
+    let max = ctx.target.max_reads();
+    if ctx.rules.profile != Profile::Salesforce || max == 0 {
+        return lookup;
+    }
+    let (mut wanted, create_only) = searches_for(request, ctx);
+    if wanted.is_empty() {
+        return lookup;
+    }
+    wanted.sort_by_key(|(rank, _, _)| *rank);
+    wanted.truncate(max);
+    let searches: Vec<Value> = wanted.iter().map(|(_, q, _)| json!({"request": {"method": "GET", "url": q}})).collect();
+    let body = json!({"resourceType": "Bundle", "type": "batch", "entry": searches});
+    ctx.metrics.forward_requests.add(1);
+    let answers = match ctx.target.send(&serde_json::to_vec(&body).expect("JSON values serialize")) {
+        Ok(resp) => routes::batch_answers(&resp, wanted.len()),
+        Err(_) => None,
+    };
+    let mut changes = Vec::new();
+    for (n, (_, query, placeholders)) in wanted.iter().enumerate() {
+        let kind = query.split('?').next().unwrap_or("");
+        let result = match answers.as_ref().and_then(|a| matches(&a[n], kind)) {
+            None => LookupResult::Failed,
+            Some(ids) => match ids.as_slice() {
+                [] => LookupResult::Absent,
+                [id] => {
+                    let server_id = format!("{kind}/{id}");
+                    for p in placeholders {
+                        let known = Known { server_id: Some(server_id.clone()), content: [0; 32], acked_at: 0 };
+                        changes.push(Change::Remember(ctx.ids.key(p), known));
+                        if create_only.contains(p.as_str()) {
+                            lookup.guard.present.insert(p.clone(), server_id.clone());
+                        }
+                    }
+                    LookupResult::Found
+                }
+                _ => {
+                    tracing::warn!(
+                        kind,
+                        matches = ids.len(),
+                        "forwarder: several server records carry the identifier of a {kind} to create; the entry is refused, not guessed"
+                    );
+                    lookup.guard.refused.extend(placeholders.iter().cloned());
+                    LookupResult::Ambiguous
+                }
+            },
+        };
+        ctx.metrics.lookup(result);
+    }
+    ctx.ids.apply(changes);
+    lookup
+}
+
+/// One search: (rank of its type, `Type?identifier=…`, the placeholders its answer decides).
+type Search = (usize, String, Vec<String>);
+
+/// The searches the request's would-be creates need, and which of those are create-only.
+fn searches_for<'r>(request: &'r [(Value, [u8; 32])], ctx: &Ctx<'_>) -> (Vec<Search>, HashSet<&'r str>) {
+    let mut wanted: Vec<Search> = Vec::new();
+    let mut create_only = HashSet::new();
+    for (entry, _) in request {
+        let Some(p) = placeholder(entry) else { continue };
+        let Some(resource) = entry.get("resource") else { continue };
+        let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        let Some(rank) = SEARCHED.iter().position(|t| *t == kind) else { continue };
+        if ctx.ids.known(p).and_then(|k| k.server_id).is_some() {
+            continue;
+        }
+        let Some(query) = identifier_query(kind, resource) else { continue };
+        if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
+            create_only.insert(p);
+        }
+        match wanted.iter_mut().find(|(_, q, _)| *q == query) {
+            Some((_, _, placeholders)) => placeholders.push(p.to_string()),
+            None => wanted.push((rank, query, vec![p.to_string()])),
+        }
+    }
+    (wanted, create_only)
+}
+
+fn placeholder(entry: &Value) -> Option<&str> {
+    entry.get("fullUrl").and_then(Value::as_str).filter(|u| u.starts_with("urn:uuid:"))
+}
+
+/// `Type?identifier=system|value` of the resource's first identifier with both, escaped as
+/// FHIR search wants (`\` before `|`, `,`, `$`, `\`) and percent-encoded.
+fn identifier_query(kind: &str, resource: &Value) -> Option<String> {
+    let identifiers = resource.get("identifier")?.as_array()?;
+    let (system, value) = identifiers.iter().find_map(|i| {
+        let system = i.get("system")?.as_str().filter(|s| !s.is_empty())?;
+        let value = i.get("value")?.as_str().filter(|v| !v.is_empty())?;
+        Some((system, value))
+    })?;
+    Some(format!("{kind}?identifier={}|{}", encode(system), encode(value)))
+}
+
+fn encode(token: &str) -> String {
+    let mut out = String::with_capacity(token.len());
+    for c in token.chars() {
+        if matches!(c, '\\' | '|' | ',' | '$') {
+            out.push_str("%5C");
+        }
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~') {
+            out.push(c);
+        } else {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// A FHIR logical id (`[A-Za-z0-9\-.]{1,64}`): what may go into `PUT Type/<id>`.
+fn fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The ids of the `kind` resources a search's answer matched; `None` unless it is a 2xx
+/// answer holding a searchset whose matches all have FHIR ids.
+fn matches(answer: &Value, kind: &str) -> Option<Vec<String>> {
+    let status = answer.get("response")?.get("status")?.as_str()?;
+    if !status.trim_start().starts_with('2') {
+        return None;
+    }
+    let bundle = answer.get("resource")?;
+    if bundle.get("type").and_then(Value::as_str) != Some("searchset") {
+        return None;
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for e in bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
+        let mode = e.get("search").and_then(|s| s.get("mode")).and_then(Value::as_str).unwrap_or("match");
+        let resource = e.get("resource");
+        let of_kind = resource.and_then(|r| r.get("resourceType")).and_then(Value::as_str) == Some(kind);
+        let id = resource.and_then(|r| r.get("id")).and_then(Value::as_str);
+        if let (true, true, Some(id)) = (mode == "match", of_kind, id) {
+            if !fhir_id(id) {
+                return None;
+            }
+            if !ids.iter().any(|x| x == id) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    Some(ids)
+}
+
+/// The target for one send: entries whose lookup found several matches, and the entries that
+/// reference them, are answered `412 multiple-matches` without being sent; create-only entries
+/// found on the server are answered `200 OK` with their id, and references to them renamed.
+struct Refusing<'a> {
+    inner: &'a dyn Target,
+    /// Placeholders of the entries refused.
+    refused: HashSet<String>,
+    /// Placeholders of create-only entries the server holds → `Type/id`.
+    present: HashMap<String, String>,
+}
+
+impl Refusing<'_> {
+    /// The request's entries to refuse: the refused placeholders and what references them.
+    fn refused_entries(&self, entries: &[Value]) -> HashSet<usize> {
+        let mut gone: HashSet<&str> = self.refused.iter().map(String::as_str).collect();
+        let mut out = HashSet::new();
+        loop {
+            let before = out.len();
+            for (i, e) in entries.iter().enumerate() {
+                if out.contains(&i) {
+                    continue;
+                }
+                let mut refs = Vec::new();
+                routes::placeholder_references(e.get("resource").unwrap_or(&Value::Null), &mut refs);
+                if placeholder(e).is_some_and(|p| gone.contains(p)) || refs.iter().any(|r| gone.contains(r)) {
+                    out.insert(i);
+                    gone.extend(placeholder(e));
+                }
+            }
+            if out.len() == before {
+                return out;
+            }
+        }
+    }
+}
+
+impl Target for Refusing<'_> {
+    fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
+        if self.refused.is_empty() && self.present.is_empty() {
+            return self.inner.send(bundle);
+        }
+        let Some((fields, entries)) = routes::parse_batch(bundle) else { return self.inner.send(bundle) };
+        let refusal = routes::entry_answer("412 Precondition Failed", "multiple-matches");
+        let mut answered: HashMap<usize, Value> =
+            self.refused_entries(&entries).into_iter().map(|i| (i, refusal.clone())).collect();
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(id) = placeholder(e).and_then(|p| self.present.get(p)) {
+                answered.entry(i).or_insert_with(|| json!({"response": {"status": "200 OK", "location": id}}));
+            }
+        }
+        if answered.is_empty() {
+            return self.inner.send(bundle);
+        }
+        let unanswered: Vec<usize> = (0..entries.len()).filter(|i| !answered.contains_key(i)).collect();
+        let mut resp = Response { status: 200, ..Response::default() };
+        if !unanswered.is_empty() {
+            let rest = unanswered.iter().map(|&i| routes::with_resolved(&entries[i], &self.present)).collect();
+            resp = self.inner.send(&routes::batch_body(&fields, rest))?;
+            let Some(answers) = routes::batch_answers(&resp, unanswered.len()) else { return Ok(resp) };
+            answered.extend(unanswered.into_iter().zip(answers));
+        }
+        let entry: Vec<Value> = (0..entries.len()).map(|i| answered.remove(&i).unwrap_or_default()).collect();
+        let body = json!({"resourceType": "Bundle", "type": "batch-response", "entry": entry});
+        resp.body = serde_json::to_vec(&body).expect("JSON values serialize");
+        Ok(resp)
+    }
+
+    fn token_refreshes(&self) -> u64 {
+        self.inner.token_refreshes()
+    }
+
+    fn max_reads(&self) -> usize {
+        self.inner.max_reads()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::forward::id_map::IdMap;
+    use crate::forward::ids::Rules;
+    use crate::metrics::Metrics;
+    use crate::store::db::{self, Synchronous};
+    use crate::store::{Keys, WriteGate};
+
+    /// Answers searches from `found` (query → ids) and writes with 201; records each body.
+    struct Fake {
+        found: HashMap<String, Vec<&'static str>>,
+        sent: Mutex<Vec<Vec<Value>>>,
+    }
+
+    impl Target for Fake {
+        fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
+            let (_, entries) = routes::parse_batch(bundle).unwrap();
+            self.sent.lock().unwrap().push(entries.clone());
+            let answers: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let url = e["request"]["url"].as_str().unwrap();
+                    match e["request"]["method"].as_str() {
+                        Some("GET") => {
+                            let kind = url.split('?').next().unwrap();
+                            let hits: Vec<Value> = self.found.get(url).cloned().unwrap_or_default().iter()
+                                .map(|id| json!({"search": {"mode": "match"}, "resource": {"resourceType": kind, "id": id}}))
+                                .collect();
+                            json!({"response": {"status": "200 OK"}, "resource": {"resourceType": "Bundle", "type": "searchset", "entry": hits}})
+                        }
+                        _ => json!({"response": {"status": "201 Created", "location": format!("{url}/new/_history/1")}}),
+                    }
+                })
+                .collect();
+            let body = json!({"resourceType": "Bundle", "type": "batch-response", "entry": answers});
+            Ok(Response { status: 200, body: serde_json::to_vec(&body).unwrap(), ..Response::default() })
+        }
+
+        fn max_reads(&self) -> usize {
+            3
+        }
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        keys: Keys,
+        metrics: Metrics,
+        ids: IdMap,
+        rules: Rules,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut conn = db::open(&path, None, Synchronous::Normal).unwrap();
+        db::migrate(&mut conn, &path).unwrap();
+        let keys = Arc::new(Keys::from_master(&[9; 32]));
+        let ids = IdMap::open(&path, Synchronous::Normal, keys, Arc::new(WriteGate::default())).unwrap();
+        let rules = Rules { profile: Profile::Salesforce, ..Rules::default() };
+        World { _dir: dir, keys: Keys::from_master(&[9; 32]), metrics: Metrics::default(), ids, rules }
+    }
+
+    fn ctx<'a>(w: &'a World, target: &'a dyn Target) -> Ctx<'a> {
+        Ctx { target, keys: &w.keys, metrics: &w.metrics, ids: &w.ids, rules: &w.rules }
+    }
+
+    fn entry(p: &str, kind: &str, identifier: Option<(&str, &str)>, refs: &[&str]) -> (Value, [u8; 32]) {
+        let identifier: Vec<Value> = identifier.iter().map(|(s, v)| json!({"system": s, "value": v})).collect();
+        let refs: Vec<Value> = refs.iter().map(|r| json!({"reference": r})).collect();
+        let e = json!({"fullUrl": format!("urn:uuid:{p}"), "request": {"method": "POST", "url": kind},
+                       "resource": {"resourceType": kind, "identifier": identifier, "ref": refs}});
+        (e, [0; 32])
+    }
+
+    fn create_only((mut e, hash): (Value, [u8; 32])) -> (Value, [u8; 32]) {
+        e["request"]["ifNoneExist"] = json!("identifier=x");
+        (e, hash)
+    }
+
+    #[test]
+    fn a_single_match_is_learnt_none_is_created_several_are_refused() {
+        let w = world();
+        let fake = Fake {
+            found: [
+                ("Patient?identifier=urn%3Amrn|P1".to_string(), vec!["p9"]),
+                ("Encounter?identifier=urn%3Avn|V1".to_string(), vec!["e1", "e2"]),
+                ("Practitioner?identifier=urn%3Anpi|N1".to_string(), vec!["dr7"]),
+            ]
+            .into(),
+            sent: Mutex::default(),
+        };
+        let request = [
+            entry("obs", "Observation", Some(("urn:obs", "O1")), &["urn:uuid:enc"]),
+            entry("enc", "Encounter", Some(("urn:vn", "V1")), &["urn:uuid:pat"]),
+            entry("pat", "Patient", Some(("urn:mrn", "P1")), &[]),
+            entry("org", "Organization", Some(("urn:org", "a|b")), &[]),
+            entry("loc", "Location", None, &["urn:uuid:dr"]),
+            create_only(entry("dr", "Practitioner", Some(("urn:npi", "N1")), &[])),
+        ];
+        let lookup = before_create(&request, &ctx(&w, &fake));
+        let searched: Vec<Value> = fake.sent.lock().unwrap()[0].iter().map(|e| e["request"]["url"].clone()).collect();
+        // Three reads allowed: the Patient, the Encounter and the Practitioner (by rank); the
+        // Organization is created unsearched, the Observation is not a searched type, the
+        // Location has no identifier.
+        assert_eq!(
+            searched,
+            [
+                json!("Patient?identifier=urn%3Amrn|P1"),
+                json!("Encounter?identifier=urn%3Avn|V1"),
+                json!("Practitioner?identifier=urn%3Anpi|N1")
+            ]
+        );
+        assert_eq!(w.ids.known("urn:uuid:pat").and_then(|k| k.server_id).as_deref(), Some("Patient/p9"));
+        assert_eq!(lookup.refused(), ["urn:uuid:enc"]);
+        assert_eq!(
+            [LookupResult::Found, LookupResult::Absent, LookupResult::Ambiguous, LookupResult::Failed]
+                .map(|r| w.metrics.lookups(r)),
+            [2, 0, 1, 0]
+        );
+        assert_eq!(w.metrics.forward_requests.get(), 1, "one search request per send");
+
+        // The send through the lookup's target: the Encounter and the Observation that names
+        // it are answered 412 without being sent; the create-only Practitioner the server holds
+        // is answered with its id (not overwritten) and the Location names that id; the others go.
+        let c = ctx(&w, &fake);
+        let guarded = lookup.ctx(&c);
+        let body = json!({"resourceType": "Bundle", "type": "batch",
+                          "entry": request.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>()});
+        let resp = guarded.target.send(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let answered: Value = serde_json::from_slice(&resp.body).unwrap();
+        let statuses: Vec<&str> =
+            answered["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+        assert_eq!(
+            statuses,
+            [
+                "412 Precondition Failed",
+                "412 Precondition Failed",
+                "201 Created",
+                "201 Created",
+                "201 Created",
+                "200 OK"
+            ]
+        );
+        assert_eq!(answered["entry"][5]["response"]["location"], "Practitioner/dr7");
+        assert_eq!(answered["entry"][0]["response"]["outcome"]["issue"][0]["code"], "multiple-matches");
+        let sent = fake.sent.lock().unwrap();
+        let urls: Vec<&str> = sent[1].iter().map(|e| e["request"]["url"].as_str().unwrap()).collect();
+        assert_eq!(urls, ["Patient", "Organization", "Location"]);
+        assert_eq!(sent[1][2]["resource"]["ref"][0]["reference"], "Practitioner/dr7");
+        assert_eq!(encode("a|b,c$d\\e f"), "a%5C%7Cb%5C%2Cc%5C%24d%5C%5Ce%20f");
+        assert!(fhir_id("a-1.B") && !fhir_id("a/b") && !fhir_id("") && !fhir_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn nothing_is_searched_for_known_ids_other_profiles_or_a_zero_read_limit() {
+        let mut w = world();
+        let fake = Fake { found: HashMap::new(), sent: Mutex::default() };
+        let key = w.ids.key("urn:uuid:pat");
+        w.ids.apply(vec![Change::Remember(
+            key,
+            Known { server_id: Some("Patient/p1".into()), content: [0; 32], acked_at: 0 },
+        )]);
+        let request = [entry("pat", "Patient", Some(("urn:mrn", "P1")), &[])];
+        before_create(&request, &ctx(&w, &fake));
+        assert!(fake.sent.lock().unwrap().is_empty(), "the id map names it");
+        let other = [entry("new", "Patient", Some(("urn:mrn", "P2")), &[])];
+        before_create(&other, &ctx(&w, &fake));
+        assert_eq!(fake.sent.lock().unwrap().len(), 1);
+        assert_eq!(w.metrics.lookups(LookupResult::Absent), 1);
+        w.rules.profile = Profile::Generic;
+        before_create(&other, &ctx(&w, &fake));
+        assert_eq!(fake.sent.lock().unwrap().len(), 1, "generic: no lookup");
+    }
+}
