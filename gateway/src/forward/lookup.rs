@@ -49,7 +49,7 @@ pub(super) struct Lookup<'a> {
 impl Lookup<'_> {
     /// The worker's context with the target that answers refused entries without sending them.
     pub(super) fn ctx<'s>(&'s self, ctx: &Ctx<'s>) -> Ctx<'s> {
-        Ctx { target: &self.guard, keys: ctx.keys, metrics: ctx.metrics, ids: ctx.ids, rules: ctx.rules }
+        Ctx { target: &self.guard, ..*ctx }
     }
 
     #[cfg(test)]
@@ -353,7 +353,8 @@ mod tests {
     }
 
     fn ctx<'a>(w: &'a World, target: &'a dyn Target) -> Ctx<'a> {
-        Ctx { target, keys: &w.keys, metrics: &w.metrics, ids: &w.ids, rules: &w.rules }
+        let (max_entries, tx_limits) = (30, crate::fhir::bundle::TxLimits::NONE);
+        Ctx { target, keys: &w.keys, metrics: &w.metrics, ids: &w.ids, rules: &w.rules, max_entries, tx_limits }
     }
 
     fn entry(p: &str, kind: &str, identifier: Option<(&str, &str)>, refs: &[&str]) -> (Value, [u8; 32]) {
