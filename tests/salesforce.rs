@@ -237,6 +237,30 @@ fn patients_go_to_their_own_base_url_and_encounters_name_their_server_id() {
     assert_eq!(gw.metric("gateway_forward_retries_total"), 0.0);
 }
 
+#[test]
+fn the_daily_api_budget_raises_an_alert_at_80_percent_and_stops_sending_when_spent() {
+    let server = salesforce_server();
+    const BUDGET: u64 = 6;
+    let setup = setup_for(&server, &format!("daily_api_budget = {BUDGET}\nrequest_max_entries = 5"));
+    let gw = setup.start();
+    let mut c = gw.connect();
+    // Forty admissions: far more requests than the budget allows.
+    for p in 1..=40 {
+        send_ok(&mut c, &gateway::loadgen::sample_adt(&format!("BUD-{p}"), p));
+    }
+    wait_metric(&gw, "gateway_forward_api_budget_permille", 1000.0, DELIVERY);
+    let raised = || gw.metrics().contains("gateway_alert{name=\"api_budget\"} 1\n").then_some(());
+    wait_for("the api_budget alert", DELIVERY, raised);
+    assert!(undelivered(&setup.db_path()) > 0, "the backlog waits for the next day");
+    // What was under way when the budget ran out still finished; nothing was started after.
+    let requests = sf_counter(&server, "requests");
+    assert!(requests >= BUDGET, "{requests} requests");
+    assert!(requests <= BUDGET + 2 * 5, "{requests} requests for a budget of {BUDGET}");
+    drop(c);
+    let log = gw.terminate_log();
+    assert_eq!(log.matches("80 % of the daily API budget used").count(), 1, "one WARN: {log}");
+}
+
 // ---------------------------------------------------------------- the API budget (bench)
 
 /// An ORU^R01 for `patient` with the PID and PV1 of their latest ADT message `adt` (as an EHR

@@ -1,7 +1,9 @@
-//! `[cloud] daily_api_budget`: the org's API calls per day (UTC). The forwarder counts its
-//! requests, warns once a day at 80 % (log + `gateway_forward_api_budget_permille`), and
-//! sends nothing more once the budget is spent, until the day ends — a backlog waits in the
-//! journal rather than locking the org's other integrations out.
+//! `[cloud] daily_api_budget`: the org's API calls per day (UTC). The forwarder counts the
+//! requests it sent (lookups and resends included), warns once a day at 80 % (log,
+//! `gateway_forward_api_budget_permille`, the `api_budget` alert), and starts nothing more
+//! once the budget is spent, until the day ends — a backlog waits in the journal rather than
+//! locking the org's other integrations out. Requests already under way when the budget runs
+//! out still finish, so a day may end a few requests over.
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -31,10 +33,10 @@ impl DailyBudget {
         self.used < self.limit
     }
 
-    /// Counts a request; returns the use per mille, and whether the 80 % mark was just passed.
-    pub(super) fn spend(&mut self, now_ms: i64) -> (u64, bool) {
+    /// Counts `requests`; returns the use per mille, and whether the 80 % mark was just passed.
+    pub(super) fn spend(&mut self, now_ms: i64, requests: u64) -> (u64, bool) {
         self.roll(now_ms);
-        self.used += 1;
+        self.used += requests;
         let permille = self.used.saturating_mul(1000) / self.limit.max(1);
         let warn = permille >= 800 && !self.warned;
         self.warned |= warn;
@@ -53,7 +55,7 @@ mod tests {
         let mut warnings = 0;
         for n in 1..=10 {
             assert!(b.allows(t));
-            let (permille, warn) = b.spend(t);
+            let (permille, warn) = b.spend(t, 1);
             assert_eq!(permille, n * 100);
             warnings += warn as u32;
             assert_eq!(warn, n == 8);

@@ -198,6 +198,8 @@ struct Scheduler {
     target: Arc<dyn Target>,
     ids: Arc<IdMap>,
     budget: Option<DailyBudget>,
+    /// `forward_requests` when the budget last counted them.
+    requests_counted: u64,
     in_flight: usize,
     /// Breaker, global pauses, throttling, lane backoff.
     pacing: Pacing,
@@ -213,6 +215,7 @@ impl Scheduler {
         let pacing =
             Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
         let budget = opts.daily_api_budget.map(DailyBudget::new);
+        let requests_counted = opts.metrics.forward_requests.get();
         let overcommit = if opts.rules.economy { ECONOMY_OVERCOMMIT } else { 1 };
         let tx_entries = if opts.tx_limits == TxLimits::NONE { 0 } else { opts.tx_limits.max_entries };
         Scheduler {
@@ -223,6 +226,7 @@ impl Scheduler {
             target,
             ids,
             budget,
+            requests_counted,
             in_flight: 0,
             pacing,
             last_gauges: None,
@@ -293,6 +297,7 @@ impl Scheduler {
                     Report::Done(done) => {
                         self.in_flight -= 1;
                         self.settle(done, &record_tx);
+                        self.spend_budget();
                     }
                 }
             }
@@ -335,7 +340,6 @@ impl Scheduler {
             let parts = self.pack(first);
             self.in_flight += 1;
             self.pacing.sent(now);
-            self.spend_budget();
             if jobs.send(Job { parts }).is_err() {
                 return;
             }
@@ -387,11 +391,12 @@ impl Scheduler {
         self.budget.as_mut().is_none_or(|b| b.allows(now_ms()))
     }
 
-    /// Counts a request against the daily budget (a packed request that settles everything
-    /// unsent costs nothing at the server, but is counted: the budget errs on the safe side).
+    /// Counts the requests the workers sent since the last call against the daily budget.
     fn spend_budget(&mut self) {
         let Some(budget) = self.budget.as_mut() else { return };
-        let (permille, warn) = budget.spend(now_ms());
+        let sent = self.opts.metrics.forward_requests.get();
+        let requests = sent.saturating_sub(std::mem::replace(&mut self.requests_counted, sent));
+        let (permille, warn) = budget.spend(now_ms(), requests);
         self.opts.metrics.forward_api_budget_permille.set(permille as i64);
         if warn {
             tracing::warn!(permille, "forwarder: 80 % of the daily API budget used");

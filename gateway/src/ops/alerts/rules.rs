@@ -17,9 +17,10 @@ pub(crate) const DISK_BUDGET: &str = "disk_budget";
 pub(crate) const DISK_FILESYSTEM: &str = "disk_filesystem";
 pub(crate) const RESTART: &str = "restart";
 pub(crate) const TUNNEL_DOWN: &str = "tunnel_down";
+pub(crate) const API_BUDGET: &str = "api_budget";
 
 /// Every alert name with its journal `MESSAGE_ID` (one fixed UUID per name, see README).
-pub(crate) const MESSAGE_IDS: [(&str, &str); 9] = [
+pub(crate) const MESSAGE_IDS: [(&str, &str); 10] = [
     (FEED_SILENCE, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c01"),
     (OLDEST_UNDELIVERED, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c02"),
     (QUEUE_GROWTH, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c03"),
@@ -29,6 +30,7 @@ pub(crate) const MESSAGE_IDS: [(&str, &str); 9] = [
     (DISK_FILESYSTEM, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c07"),
     (RESTART, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c08"),
     (TUNNEL_DOWN, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c09"),
+    (API_BUDGET, "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c0a"),
 ];
 
 pub(crate) fn message_id(name: &str) -> &'static str {
@@ -89,6 +91,8 @@ pub(crate) struct Facts {
     pub(crate) stage_restarts: u64,
     /// The WireGuard tunnel, once read (only with `[wireguard]`).
     pub(crate) tunnel: Option<TunnelFact>,
+    /// Requests sent today of `[cloud] daily_api_budget`, per mille (`None`: no budget).
+    pub(crate) api_budget_permille: Option<u64>,
 }
 
 /// The tunnel as last read.
@@ -212,6 +216,13 @@ impl Evaluator {
         }
         if let Some(problem) = facts.tunnel.as_ref().and_then(TunnelFact::problem) {
             raise(TUNNEL_DOWN, None, problem);
+        }
+        match facts.api_budget_permille {
+            Some(p) if p >= 1000 => {
+                raise(API_BUDGET, None, "daily API budget spent: nothing is sent until UTC midnight".into())
+            }
+            Some(p) if p >= 800 => raise(API_BUDGET, None, format!("{} % of the daily API budget used", p / 10)),
+            _ => {}
         }
         raised
     }
@@ -404,6 +415,16 @@ mod tests {
         assert_eq!(names(&clean.evaluate(DAY + 2 * MIN, &panicked)), [RESTART]);
         assert_eq!(names(&clean.evaluate(DAY + 50 * MIN, &panicked)), [RESTART]);
         assert!(clean.evaluate(DAY + 63 * MIN, &panicked).is_empty());
+    }
+
+    #[test]
+    fn api_budget_from_80_percent_of_the_days_requests() {
+        let mut e = Evaluator::new(thresholds(), DAY, false);
+        let used = |permille| Facts { api_budget_permille: Some(permille), ..Facts::default() };
+        assert!(e.evaluate(DAY, &used(799)).is_empty());
+        assert_eq!(e.evaluate(DAY, &used(800))[0].detail, "80 % of the daily API budget used");
+        assert_eq!(names(&e.evaluate(DAY, &used(1000))), [API_BUDGET]);
+        assert!(e.evaluate(DAY, &Facts::default()).is_empty(), "no budget, no alert");
     }
 
     #[test]

@@ -143,6 +143,8 @@ struct Sampler {
     errors: Repeats,
     /// `[wireguard]` is configured: the tunnel is shown and alerted on.
     wireguard: bool,
+    /// `[cloud] daily_api_budget` is set.
+    api_budget: bool,
 }
 
 impl Sampler {
@@ -165,6 +167,7 @@ impl Sampler {
             link: Link::default(),
             errors: Repeats::new(log_limit::EVERY),
             wireguard: o.config.wireguard.is_some(),
+            api_budget: o.config.cloud.daily_api_budget.is_some(),
         }
     }
 
@@ -182,6 +185,7 @@ impl Sampler {
             filesystem_full: self.journal.health() == Health::DiskFull,
             stage_restarts: self.metrics.stages.restarts_total(),
             tunnel: None,
+            api_budget_permille: self.api_budget.then(|| self.metrics.forward_api_budget_permille.get().max(0) as u64),
         };
         if self.wireguard {
             let reading = crate::provision::tunnel::latest();
