@@ -5,11 +5,22 @@
 //!
 //! # Lanes
 //! A lane is the journal's lane key (keyed hash of PID-3) or, for a message without one,
-//! `seq:<journal_seq>` (its parts still go in order). Only a lane's *head* (its lowest pending
-//! outbox id) is ever in flight, so a lane's bundles reach the target in journal order; a
-//! failing head waits with backoff while the other lanes go on. A refused bundle goes to
-//! dead letters and the lane moves on. Heads of different lanes that are `batch` bundles are
-//! packed into one request of at most `request_max_entries` entries.
+//! `seq:<journal_seq>` (its parts still go in order). One job per lane is in flight, led by
+//! its *head* (its lowest pending outbox id), so a lane's bundles reach the target in journal
+//! order; a failing head waits with backoff while the other lanes go on. A refused bundle
+//! goes to dead letters and the lane moves on.
+//!
+//! # Packing
+//! Heads of several lanes share a request: `batch` bundles up to `request_max_entries`
+//! entries, `transaction`s as one transaction under the target's limits (`tx_limits`; never
+//! for the local sink). With the room left, a batch head brings the rows of its lane that
+//! follow it (*followers*); the worker sends a follower only if every earlier part of its lane
+//! went too and it writes nothing they write differently, nor leaves out as unchanged what
+//! they rewrite — a batch may apply its entries in any order. Split transactions never ride
+//! along: a later part names an earlier one's resources by conditional references, which the
+//! server resolves before the transaction runs. With write economy, jobs are sized at
+//! [`ECONOMY_OVERCOMMIT`] times the limit by stored entries; the worker fills the request with
+//! what is left to send and gives the heads that no longer fit back at once.
 //!
 //! # Finding work without scanning the journal
 //! - At start: a pass in journal order over the partial index `outbox_pending_message
