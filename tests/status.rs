@@ -20,27 +20,6 @@ const ADT: &str = "[[listener]]\nname = \"adt\"\nbind = \"127.0.0.1:0\"\n";
 const FAST: &str = "[alerts]\nevaluate_every_ms = 100\n";
 const LONG: Duration = Duration::from_secs(60);
 
-/// `/status.json`, once the first sample exists.
-fn status(gw: &Gateway) -> Value {
-    wait_for("a status sample", WAIT, || {
-        let (code, body) = http_get(gw.admin.unwrap(), "/status.json");
-        (code == 200).then(|| serde_json::from_str(&body).unwrap())
-    })
-}
-
-/// Polls `/status.json` until `ok` holds; on timeout the panic shows the last sample.
-fn wait_status(gw: &Gateway, what: &str, limit: Duration, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let s = status(gw);
-        if ok(&s) {
-            return s;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; last status: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn alert_names(s: &Value) -> Vec<String> {
     s["alerts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect()
 }
@@ -243,7 +222,7 @@ fn feed_silence_is_raised_logged_posted_with_a_retry_and_cleared_by_a_message() 
     assert_eq!(raised["listener"], "adt");
     assert_eq!(raised["message_id"], "5b0f3c1e-7a4d-4c52-9e61-2f8d0a6b1c01");
     assert!(*hook.requests.lock().unwrap() >= 2, "the first POST got a 500 and was retried");
-    let s = status(&gw);
+    let s = status_json(&gw);
     assert!(alert_names(&s).contains(&"feed_silence".to_string()), "{s}");
     assert_eq!(gw.metric("gateway_alert{name=\"feed_silence\",listener=\"adt\"}"), 1.0);
     assert!(page(&gw).contains("feed_silence"));
@@ -373,7 +352,7 @@ fn the_disk_budget_alert_clears_when_delivered_rows_are_purged() {
     setup.store_extra = format!("max_bytes = {}\nretention_secs = 1", 4 << 20);
     setup.extra = format!("{FAST}disk_percent = 30\n");
     let gw = setup.start();
-    let raised = || alert_names(&status(&gw)).contains(&"disk_budget".to_string());
+    let raised = || alert_names(&status_json(&gw)).contains(&"disk_budget".to_string());
     fill(&gw, raised);
     wait_status(&gw, "disk_budget raised", LONG, |s| alert_names(s).contains(&"disk_budget".to_string()));
     // Delivered rows are purged (retention 1 s). If the fill ended on a refusal, the journal
@@ -398,15 +377,15 @@ fn a_start_after_a_kill_raises_the_restart_alert() {
     let mut setup = Setup::new(ADT);
     setup.extra = FAST.into();
     let gw = setup.start();
-    status(&gw);
-    assert!(alert_names(&status(&gw)).is_empty());
+    status_json(&gw);
+    assert!(alert_names(&status_json(&gw)).is_empty());
     gw.kill();
     let gw = setup.start();
     let s = wait_status(&gw, "restart raised", WAIT, |s| alert_names(s).contains(&"restart".to_string()));
     assert!(s["alerts"][0]["detail"].as_str().unwrap().contains("unclean stop"), "{s}");
     assert!(gw.terminate().success());
     let gw = setup.start();
-    assert!(!alert_names(&status(&gw)).contains(&"restart".to_string()), "a clean stop before this start");
+    assert!(!alert_names(&status_json(&gw)).contains(&"restart".to_string()), "a clean stop before this start");
 }
 
 #[test]
@@ -418,7 +397,7 @@ fn queue_growth_is_raised_while_the_queue_rises_and_cleared_once_it_stops() {
     let mut c = gw.connect();
     let growing = |s: &Value| alert_names(s).contains(&"queue_growth".to_string());
     let mut sent = 0;
-    while !growing(&status(&gw)) {
+    while !growing(&status_json(&gw)) {
         assert!(sent < 200, "queue_growth not raised after {sent} messages");
         assert_eq!(msa(&c.call(&adt(&format!("Q{sent}")))).0, "AA");
         sent += 1;

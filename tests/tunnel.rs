@@ -27,26 +27,6 @@ fn write_dump(path: &Path, handshake: u64, rx: u64, tx: u64) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn status(gw: &Gateway) -> Value {
-    wait_for("a status sample", WAIT, || {
-        let (code, body) = http_get(gw.admin.unwrap(), "/status.json");
-        (code == 200).then(|| serde_json::from_str(&body).unwrap())
-    })
-}
-
-/// Polls `/status.json` until `ok` holds; on timeout the panic shows the last sample.
-fn wait_status(gw: &Gateway, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        let s = status(gw);
-        if ok(&s) {
-            return s;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; last status: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn raised(s: &Value, name: &str) -> bool {
     s["alerts"].as_array().unwrap().iter().any(|a| a["name"] == name)
 }
@@ -64,7 +44,7 @@ fn a_stale_handshake_raises_tunnel_down_and_a_fresh_one_clears_it() {
     write_dump(&dump, now_secs() - 1000, 4096, 1024);
     let gw = setup.start();
 
-    let s = wait_status(&gw, "the tunnel down", |s| s["tunnel"]["state"] == "down" && raised(s, "tunnel_down"));
+    let s = wait_status(&gw, "the tunnel down", LONG, |s| s["tunnel"]["state"] == "down" && raised(s, "tunnel_down"));
     let t = &s["tunnel"];
     assert!(t["handshake_age_secs"].as_u64().unwrap() >= 1000, "{t}");
     assert_eq!((t["rx_bytes"].as_u64(), t["tx_bytes"].as_u64()), (Some(4096), Some(1024)), "{t}");
@@ -76,7 +56,7 @@ fn a_stale_handshake_raises_tunnel_down_and_a_fresh_one_clears_it() {
     assert!(!page.contains("203.0.113.5") && !page.contains("AAAAAAAA"), "no endpoint, no keys on the page");
 
     write_dump(&dump, now_secs(), 8192, 2048);
-    let s = wait_status(&gw, "the tunnel up", |s| s["tunnel"]["state"] == "up" && !raised(s, "tunnel_down"));
+    let s = wait_status(&gw, "the tunnel up", LONG, |s| s["tunnel"]["state"] == "up" && !raised(s, "tunnel_down"));
     let t = &s["tunnel"];
     assert!(t["handshake_age_secs"].as_u64().unwrap() <= 180, "{t}");
     assert_eq!((t["rx_bytes"].as_u64(), t["problem"].clone()), (Some(8192), Value::Null), "{t}");
@@ -101,7 +81,7 @@ fn without_wireguard_there_is_no_tunnel_section() {
     let mut setup = Setup::new(ADT);
     setup.extra = "[alerts]\nevaluate_every_ms = 100\n".into();
     let gw = setup.start();
-    let s = status(&gw);
+    let s = status_json(&gw);
     assert!(s.get("tunnel").is_none(), "{s}");
     let (_, page) = http_get(gw.admin.unwrap(), "/status");
     assert!(!page.contains("Tunnel"), "{page}");

@@ -218,6 +218,32 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The first `/status.json` sample the gateway serves (waits for the status stage's first).
+pub fn status_json(gw: &Gateway) -> serde_json::Value {
+    wait_for("a status sample", WAIT, || {
+        let (code, body) = http_get(gw.admin.unwrap(), "/status.json");
+        (code == 200).then(|| serde_json::from_str(&body).unwrap())
+    })
+}
+
+/// Polls `/status.json` until `ok` holds; on timeout the panic shows the last sample.
+pub fn wait_status(
+    gw: &Gateway,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = status_json(gw);
+        if ok(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Any byte stream an MLLP client can talk over.
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
