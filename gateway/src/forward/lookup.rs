@@ -21,8 +21,7 @@
 //! - a failed search (no answer, or not a searchset): created as without a lookup.
 //!
 //! Searches are counted in `gateway_forward_lookups_total{result}` and their requests in
-//! `gateway_forward_requests_total`; the scheduler's daily API budget counts only the
-//! scheduled requests (it lives in `lanes`), so a lookup request is not charged to it.
+//! `gateway_forward_requests_total`, which the daily API budget counts.
 //! Only the Administration types are searched: the records later messages update.
 
 use std::collections::{HashMap, HashSet};
