@@ -525,7 +525,8 @@ fn hung_requests_time_out_and_are_retried_exactly_once_in_order() {
     let timeouts = gw.metric(TIMEOUT_FAILURES);
     eprintln!("{hangs} hung requests, {timeouts} timeouts; first timed out {first_timeout:?} after it hung");
     assert!(hangs >= 2);
-    assert_eq!(timeouts, hangs as f64, "each hung request is one timeout");
+    // A request carries one or several patients' transactions: each of them times out.
+    assert!(timeouts >= hangs as f64, "each hung request is at least one timeout");
     assert_eq!(gw.metric(CONNECT_FAILURES), 0.0);
     assert!(gw.metric("gateway_forward_retries_total") >= hangs as f64);
     server.control(json!({"hang_every_n": 0})); // the history reads below are FHIR requests too
@@ -542,7 +543,8 @@ fn sigkill_with_requests_in_flight_delivers_each_message_once_in_order() {
     let server = FhirServer::start(&[]);
     let mut setup = Setup::new(PLAIN);
     // A read timeout longer than the test's wait: the requests are still in flight at the kill.
-    setup.extra = extra(&server.base_url(), 30, "");
+    // One bundle per request, so each lane has a request of its own in flight.
+    setup.extra = extra(&server.base_url(), 30, "request_max_entries = 1");
     let gw = setup.start();
     let mut c = gw.connect();
     const PATIENTS: usize = 3;

@@ -128,6 +128,7 @@ mod tests {
         Done {
             parts: vec![Sent { lane: "A".into(), head, verdict: Some(verdict), follower: false, settled: vec![] }],
             signals: Signals::default(),
+            fill: Default::default(),
         }
     }
 

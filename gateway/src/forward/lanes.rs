@@ -18,9 +18,10 @@
 //! went too and it writes nothing they write differently, nor leaves out as unchanged what
 //! they rewrite — a batch may apply its entries in any order. Split transactions never ride
 //! along: a later part names an earlier one's resources by conditional references, which the
-//! server resolves before the transaction runs. With write economy, jobs are sized at
-//! [`ECONOMY_OVERCOMMIT`] times the limit by stored entries; the worker fills the request with
-//! what is left to send and gives the heads that no longer fit back at once.
+//! server resolves before the transaction runs. With write economy, jobs are sized by stored
+//! entries at the limit divided by the share of stored entries recent requests sent (up to
+//! [`MAX_OVERCOMMIT`] times); the worker fills the request with what is left to send and
+//! gives the heads that no longer fit back at once.
 //!
 //! # Finding work without scanning the journal
 //! - At start: a pass in journal order over the partial index `outbox_pending_message
@@ -61,7 +62,7 @@ use super::lane_set::LaneSet;
 use super::pacing::Pacing;
 use super::record::{self, Input};
 use super::retry::Backoff;
-use super::worker::{self, Done, Job, Part, Report, Sent};
+use super::worker::{self, Done, Fill, Job, Part, Report, Sent};
 use crate::config::{Cloud, UnsupportedMode};
 use crate::fhir::bundle::TxLimits;
 use crate::log_limit::{self, Repeats};
@@ -193,10 +194,31 @@ impl Forwarder {
 /// How long a part left out of its request waits before it goes again (ms).
 const DEFER_MS: i64 = 50;
 
-/// With write economy a job is sized at this many times a request's entries by what is
-/// stored (unchanged entries are left out at send time, and the worker gives back what
-/// does not fit).
-const ECONOMY_OVERCOMMIT: usize = 4;
+/// With write economy a job is sized by stored entries at the request's limit divided by
+/// the share of stored entries recent requests sent (unchanged entries are left out at send
+/// time, and the worker gives back what does not fit): at most this many times the limit.
+const MAX_OVERCOMMIT: f64 = 16.0;
+/// The share assumed before any job reported one.
+const FIRST_SENT_SHARE: f64 = 0.25;
+
+/// The share of stored entries recent jobs sent, an exponential average; `None` without write
+/// economy (every stored entry is sent).
+#[derive(Debug)]
+struct SentShare(Option<f64>);
+
+impl SentShare {
+    fn observe(&mut self, fill: Fill) {
+        if let (Some(share), true) = (self.0.as_mut(), fill.stored > 0) {
+            *share = 0.8 * *share + 0.2 * (fill.sent as f64 / fill.stored as f64).min(1.0);
+        }
+    }
+
+    /// Stored entries for a job whose request holds `limit` entries.
+    fn job_entries(&self, limit: usize) -> usize {
+        let share = self.0.unwrap_or(1.0).max(1.0 / MAX_OVERCOMMIT);
+        (limit as f64 / share).round() as usize
+    }
+}
 
 /// Outcomes waiting for the recorder before the scheduler waits for it (bounds memory).
 const RECORD_QUEUE: usize = 8192;
@@ -215,10 +237,11 @@ struct Scheduler {
     /// Breaker, global pauses, throttling, lane backoff.
     pacing: Pacing,
     last_gauges: Option<Instant>,
-    /// Most stored entries one job of batches carries, and of transactions (0: transactions
-    /// are not packed).
-    pack_entries: usize,
-    pack_tx_entries: usize,
+    /// Most entries one request of batches carries, and of transactions (0: transactions are
+    /// not packed).
+    batch_entries: usize,
+    tx_entries: usize,
+    sent_share: SentShare,
 }
 
 impl Scheduler {
@@ -227,11 +250,11 @@ impl Scheduler {
             Pacing::new(opts.concurrency, opts.backoff, opts.auth_retry, opts.breaker_threshold, opts.breaker_cooldown);
         let budget = opts.daily_api_budget.map(DailyBudget::new);
         let requests_counted = opts.metrics.forward_requests.get();
-        let overcommit = if opts.rules.economy { ECONOMY_OVERCOMMIT } else { 1 };
         let tx_entries = if opts.tx_limits == TxLimits::NONE { 0 } else { opts.tx_limits.max_entries };
         Scheduler {
-            pack_entries: opts.request_max_entries * overcommit,
-            pack_tx_entries: tx_entries.min(opts.request_max_entries) * overcommit,
+            batch_entries: opts.request_max_entries,
+            tx_entries: tx_entries.min(opts.request_max_entries),
+            sent_share: SentShare(opts.rules.economy.then_some(FIRST_SENT_SHARE)),
             lanes: LaneSet::new(outbox, opts.max_lanes),
             opts,
             target,
@@ -363,8 +386,8 @@ impl Scheduler {
     fn pack(&mut self, first: Part) -> Vec<Part> {
         let shape = self.lanes.pack_shape(&first.lane);
         let limit = match shape {
-            Some(s) if s.batch => self.pack_entries,
-            Some(_) => self.pack_tx_entries,
+            Some(s) if s.batch => self.sent_share.job_entries(self.batch_entries),
+            Some(_) => self.sent_share.job_entries(self.tx_entries),
             None => 0,
         };
         let Some(batch) = shape.filter(|s| s.entries <= limit).map(|s| s.batch) else { return vec![first] };
@@ -419,6 +442,7 @@ impl Scheduler {
     /// a follower that goes again is the lane's next head once the head settled.
     fn settle(&mut self, done: Done, records: &SyncSender<Input>) {
         self.pacing.observe(&done, Instant::now(), &self.opts.metrics);
+        self.sent_share.observe(done.fill);
         let now = now_ms();
         let (followers, heads): (Vec<Sent>, Vec<Sent>) = done.parts.into_iter().partition(|s| s.follower);
         let (settled, later): (Vec<Sent>, Vec<Sent>) =
@@ -918,6 +942,30 @@ mod tests {
     }
 
     #[test]
+    fn jobs_are_sized_by_the_share_of_stored_entries_recent_requests_sent() {
+        let mut share = SentShare(Some(FIRST_SENT_SHARE));
+        assert_eq!(share.job_entries(30), 120);
+        // Requests sending a tenth of what is stored: jobs grow towards ten times the limit.
+        for _ in 0..40 {
+            share.observe(Fill { stored: 300, sent: 30 });
+        }
+        assert!((295..=305).contains(&share.job_entries(30)), "{}", share.job_entries(30));
+        // Nothing sent at all: at most MAX_OVERCOMMIT times the limit.
+        for _ in 0..40 {
+            share.observe(Fill { stored: 100, sent: 0 });
+        }
+        assert_eq!(share.job_entries(30), 480);
+        // Everything sent again: back to the limit; a job that took nothing changes nothing.
+        for _ in 0..60 {
+            share.observe(Fill { stored: 30, sent: 30 });
+        }
+        share.observe(Fill { stored: 0, sent: 0 });
+        assert_eq!(share.job_entries(30), 30);
+        // Without write economy every stored entry is sent.
+        assert_eq!(SentShare(None).job_entries(30), 30);
+    }
+
+    #[test]
     fn a_follower_waits_for_a_head_that_rewrites_what_it_leaves_out_as_unchanged() {
         let db = Db::new();
         let visit = |tag: &str, version: u32| {
@@ -1149,7 +1197,7 @@ mod tests {
                 settled: p.settled,
             })
             .collect();
-        s.settle(Done { parts, signals }, records);
+        s.settle(Done { parts, signals, fill: Default::default() }, records);
     }
 
     fn throttled(after: Option<Duration>) -> Verdict {

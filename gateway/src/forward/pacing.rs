@@ -233,7 +233,7 @@ mod tests {
                 settled: vec![],
             })
             .collect();
-        Done { parts, signals }
+        Done { parts, signals, fill: Default::default() }
     }
 
     fn throttled(after: Option<Duration>) -> Verdict {

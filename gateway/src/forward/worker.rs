@@ -62,6 +62,15 @@ pub(super) enum Report {
 pub(super) struct Done {
     pub(crate) parts: Vec<Sent>,
     pub(crate) signals: Signals,
+    pub(crate) fill: Fill,
+}
+
+/// How a job filled its request: the entries stored in the parts it took (packed, or
+/// settled without sending) and the entries it sent; the scheduler sizes later jobs by it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Fill {
+    pub(crate) stored: usize,
+    pub(crate) sent: usize,
 }
 
 /// What the answers said about the server as a whole, beyond the verdicts on the parts.
@@ -290,6 +299,10 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
     if !given_back.is_empty() {
         give_back(given_back.iter().map(|&i| parts[i].clone()).collect());
     }
+    let taken = (0..parts.len()).filter(|i| verdicts[*i].is_some() || packed.contains(i));
+    let stored =
+        taken.map(|i| parts[i].head.shape.map_or(0, |s| s.entries.saturating_sub(parts[i].settled.len()))).sum();
+    let fill = Fill { stored, sent: request.len() };
     let mut signals = Signals::default();
     if !packed.is_empty() {
         let mut view = RequestView {
@@ -359,7 +372,7 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
                             }
                         }
                         ctx.ids.release(&claimed);
-                        let sent = Sending { packed: &packed, given_back: &given_back, alone: true };
+                        let sent = Sending { packed: &packed, given_back: &given_back, alone: true, fill };
                         return finish(parts, verdicts, &opened, &sent, signals, ctx.metrics);
                     }
                 }
@@ -367,7 +380,7 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
         }
     }
     ctx.ids.release(&claimed);
-    let sent = Sending { packed: &packed, given_back: &given_back, alone: false };
+    let sent = Sending { packed: &packed, given_back: &given_back, alone: false, fill };
     finish(parts, verdicts, &opened, &sent, signals, ctx.metrics)
 }
 
@@ -396,6 +409,7 @@ struct Sending<'a> {
     packed: &'a [usize],
     given_back: &'a [usize],
     alone: bool,
+    fill: Fill,
 }
 
 /// The parts with their verdicts (given-back parts are the scheduler's again); a packed
@@ -427,7 +441,7 @@ fn finish(
         .filter(|(i, _)| !sending.given_back.contains(i))
         .map(|(_, (p, verdict))| Sent { lane: p.lane, head: p.head, verdict, follower: p.follower, settled: p.settled })
         .collect();
-    Done { parts, signals }
+    Done { parts, signals, fill: sending.fill }
 }
 
 /// Updates the id map from an answer, and turns a 404/410 to a `PUT` (the server lost the
