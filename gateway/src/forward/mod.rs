@@ -5,7 +5,8 @@
 //! - `lanes`: the delivery loop — lanes over the outbox and the scheduler thread that
 //!   decides what is sent next.
 //! - `lane_set`: the lanes held in memory, the ready queue, finding them in the outbox.
-//! - `worker`: worker threads that open, pack, send and judge.
+//! - `worker`: worker threads that open, send and judge.
+//! - `pack`: which of a job's parts go into its request, and how.
 //! - `pacing`: whether to send now and how long a failing lane waits (breaker, global
 //!   pauses, throttling, backoff); plain state, no database.
 //! - `cloud_state`: the log lines an operator reads: each change of the link, the circuit
@@ -37,6 +38,7 @@ mod lane_set;
 pub(crate) mod lanes;
 mod lookup;
 mod pacing;
+mod pack;
 mod record;
 mod resolve;
 pub(crate) mod retry;

@@ -3,7 +3,7 @@
 //! batch request — and judges the answer part by part. Of the database it touches only the id
 //! map (`id_map`); the scheduler decides what the verdicts mean for the lanes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,6 +14,7 @@ use super::client::{Response, SendError, Target};
 use super::deliver::{self, Verdict};
 use super::id_map::IdMap;
 use super::ids::{self, RequestView, Rules, Selected};
+use super::pack;
 use crate::fhir::bundle::TxLimits;
 use crate::metrics::{FailClass, Metrics};
 use crate::store::{Doorbell, Keys};
@@ -135,14 +136,14 @@ fn not_json() -> Verdict {
 }
 
 /// A part opened and its entries selected (see `ids`).
-struct Opened {
-    batch: bool,
-    selected: Selected,
+pub(super) struct Opened {
+    pub(super) batch: bool,
+    pub(super) selected: Selected,
     /// The bundle's own fields besides `entry` (kept when it is sent alone).
     fields: serde_json::Map<String, Value>,
     /// Keys of the entries left out as unchanged: the server must still hold them as they
     /// are once this part is applied.
-    unchanged: Vec<String>,
+    pub(super) unchanged: Vec<String>,
 }
 
 impl Opened {
@@ -160,7 +161,7 @@ fn open_part(part: &Part, ctx: &Ctx<'_>, now: i64) -> Result<Opened, Verdict> {
     let batch = deliver::bundle_type(&bundle) == "batch";
     let selected = ids::select(&bundle, &part.settled, ctx.rules, now, &|p| ctx.ids.known(p));
     let entries = bundle.get("entry").and_then(Value::as_array);
-    let unchanged = selected.skipped.iter().filter_map(|&n| entry_key(entries?.get(n)?)).collect();
+    let unchanged = selected.skipped.iter().filter_map(|&n| pack::entry_key(entries?.get(n)?)).collect();
     let mut fields = match bundle {
         Value::Object(map) => map,
         _ => return Err(not_json()),
@@ -172,7 +173,7 @@ fn open_part(part: &Part, ctx: &Ctx<'_>, now: i64) -> Result<Opened, Verdict> {
 /// Adds what was settled without sending to the verdict on what was sent. A transaction
 /// settles all or nothing: its left-out entries count only once it succeeded, since a resend
 /// computes again what to leave out (and how to name it).
-fn with_unsent(verdict: Verdict, selected: &Selected, batch: bool) -> Verdict {
+pub(super) fn with_unsent(verdict: Verdict, selected: &Selected, batch: bool) -> Verdict {
     let add = |ok: &mut Vec<usize>, dead: &mut Vec<(usize, String)>| {
         ok.extend(&selected.skipped);
         ok.sort_unstable();
@@ -192,22 +193,10 @@ fn with_unsent(verdict: Verdict, selected: &Selected, batch: bool) -> Verdict {
     }
 }
 
-/// The key of an entry in a request: its placeholder, else its request URL.
-fn entry_key(entry: &Value) -> Option<String> {
-    entry
-        .get("fullUrl")
-        .and_then(Value::as_str)
-        .or_else(|| entry.get("request")?.get("url")?.as_str())
-        .map(str::to_string)
-}
-
-/// Sends the parts' entries that need writing in one request — a transaction on its own, or
-/// several lanes' batch bundles packed into one batch — and judges the answer part by part.
-/// An entry two parts carry identically (a shared Practitioner, say) is sent once; a part that
-/// writes a resource differently from an earlier part waits for the next request, since a
-/// batch's entries may be applied in any order. The scheduler hands over more parts than
-/// fit, sized by their stored entries: what no longer fits once unchanged entries are left
-/// out goes to `give_back` before the request is sent.
+/// Sends the parts' entries that need writing in one request — one bundle, or several lanes'
+/// bundles packed together (`pack`) — and judges the answer part by part. The scheduler hands
+/// over more parts than fit, sized by their stored entries: what no longer fits once
+/// unchanged entries are left out goes to `give_back` before the request is sent.
 fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Part>)) -> Done {
     let now = crate::store::now_ms();
     let mut verdicts: Vec<Option<Verdict>> = vec![None; parts.len()];
@@ -222,80 +211,8 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
         }
     }
     let batch = opened.iter().flatten().all(|o| o.batch);
-    // Several lanes' transactions go in one transaction the target accepts.
-    let (max_entries, max_updates) = if batch {
-        (ctx.max_entries, usize::MAX)
-    } else {
-        (ctx.max_entries.min(ctx.tx_limits.max_entries), ctx.tx_limits.max_updates)
-    };
-    let mut updates = 0;
-    // The request's entries (as stored), by key; and per packed part, (index in its bundle,
-    // request position) of each entry it sent.
-    let mut request: Vec<(Value, [u8; 32])> = Vec::new();
-    let mut by_key: HashMap<String, usize> = HashMap::new();
-    let mut packed: Vec<usize> = Vec::new();
-    let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut claimed: HashSet<String> = HashSet::new();
-    // Lanes with a part left out: their later parts wait too, so a lane keeps its order.
-    let mut held_back: HashSet<&str> = HashSet::new();
-    let mut given_back: Vec<usize> = Vec::new();
-    for (i, o) in opened.iter().enumerate() {
-        let lane = parts[i].lane.as_str();
-        if held_back.contains(lane) {
-            continue;
-        }
-        let Some(o) = o else { continue };
-        // A follower waits when an earlier part rewrites what it leaves out as unchanged:
-        // applied after that part, its message would have put the old content back.
-        if parts[i].follower && o.unchanged.iter().any(|k| by_key.contains_key(k)) {
-            held_back.insert(lane);
-            continue;
-        }
-        if o.selected.send.is_empty() {
-            verdicts[i] = Some(with_unsent(Verdict::Settled { ok: vec![], dead: vec![] }, &o.selected, o.batch));
-            continue;
-        }
-        let keys: Vec<Option<String>> = o.selected.send.iter().map(|(_, e, _)| entry_key(e)).collect();
-        let conflicts = keys
-            .iter()
-            .zip(&o.selected.send)
-            .any(|(k, (_, e, _))| k.as_ref().and_then(|k| by_key.get(k)).is_some_and(|&pos| request[pos].0 != *e));
-        let is_new = |k: &Option<String>| k.as_ref().is_none_or(|k| !by_key.contains_key(k));
-        let new_entries = keys.iter().filter(|k| is_new(k)).count();
-        let new_updates = keys.iter().zip(&o.selected.send).filter(|(k, (_, e, _))| is_new(k) && is_update(e)).count();
-        let full =
-            !request.is_empty() && (request.len() + new_entries > max_entries || updates + new_updates > max_updates);
-        if full && !parts[i].follower {
-            given_back.push(i);
-        }
-        if conflicts || full {
-            held_back.insert(lane);
-            continue;
-        }
-        // Two requests in flight must not both create one resource (two server records): a
-        // part whose creates another request has under way waits for its answer.
-        let creates = new_creates(&o.selected, ctx, &claimed);
-        if !ctx.ids.claim(&creates) {
-            held_back.insert(lane);
-            continue;
-        }
-        claimed.extend(creates);
-        updates += new_updates;
-        let mut sent = Vec::with_capacity(o.selected.send.len());
-        for ((n, entry, content), key) in o.selected.send.iter().zip(keys) {
-            if let Some(&pos) = key.as_ref().and_then(|k| by_key.get(k)) {
-                sent.push((*n, pos));
-                continue;
-            }
-            if let Some(key) = key {
-                by_key.insert(key, request.len());
-            }
-            sent.push((*n, request.len()));
-            request.push((entry.clone(), *content));
-        }
-        packed.push(i);
-        positions.push(sent);
-    }
+    let pack::Request { entries: request, packed, positions, claimed, given_back } =
+        pack::build(&parts, &opened, &mut verdicts, batch, ctx);
     if !given_back.is_empty() {
         give_back(given_back.iter().map(|&i| parts[i].clone()).collect());
     }
@@ -382,25 +299,6 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
     ctx.ids.release(&claimed);
     let sent = Sending { packed: &packed, given_back: &given_back, alone: false, fill };
     finish(parts, verdicts, &opened, &sent, signals, ctx.metrics)
-}
-
-fn is_update(entry: &Value) -> bool {
-    entry.get("request").and_then(|r| r.get("method")).and_then(Value::as_str) == Some("PUT")
-}
-
-/// The placeholders a part would create (salesforce: no server id known yet) that this
-/// request has not claimed already.
-fn new_creates(selected: &Selected, ctx: &Ctx<'_>, claimed: &HashSet<String>) -> Vec<String> {
-    if ctx.rules.profile != crate::fhir::bundle::Profile::Salesforce {
-        return Vec::new();
-    }
-    selected
-        .send
-        .iter()
-        .filter_map(|(_, e, _)| e.get("fullUrl").and_then(Value::as_str))
-        .filter(|p| !claimed.contains(*p) && ctx.ids.known(p).and_then(|k| k.server_id).is_none())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Which parts went into the request, which were given back, and whether the packed ones

@@ -1,0 +1,141 @@
+//! Which of a job's opened parts go into its request, and how: an entry two parts carry
+//! identically (a shared Practitioner, say) is sent once; a part that writes a resource
+//! differently from an earlier part waits for the next request, since a batch's entries may be
+//! applied in any order; a lane's later parts (followers) go only behind all its earlier ones,
+//! and not when an earlier part rewrites what they leave out as unchanged; a request holds at
+//! most `max_entries` (for several lanes' transactions, the target's transaction limits too),
+//! and the heads that no longer fit are given back; two requests in flight never both create
+//! one resource.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::deliver::Verdict;
+use super::ids::Selected;
+use super::worker::{with_unsent, Ctx, Opened, Part};
+
+/// The request a job's parts make.
+pub(super) struct Request {
+    /// The entries as stored, with their content hashes.
+    pub(super) entries: Vec<(Value, [u8; 32])>,
+    /// The parts in it, and for each (index in its bundle, request position) of each entry
+    /// it sent.
+    pub(super) packed: Vec<usize>,
+    pub(super) positions: Vec<Vec<(usize, usize)>>,
+    /// The placeholders it creates, claimed against the other requests in flight.
+    pub(super) claimed: HashSet<String>,
+    /// Heads that no longer fit.
+    pub(super) given_back: Vec<usize>,
+}
+
+/// Builds the request from `parts` (opened as `opened`): a part settled without sending gets
+/// its verdict in `verdicts`; a part neither packed, settled nor given back waits.
+pub(super) fn build(
+    parts: &[Part],
+    opened: &[Option<Opened>],
+    verdicts: &mut [Option<Verdict>],
+    batch: bool,
+    ctx: &Ctx<'_>,
+) -> Request {
+    let (max_entries, max_updates) = if batch {
+        (ctx.max_entries, usize::MAX)
+    } else {
+        (ctx.max_entries.min(ctx.tx_limits.max_entries), ctx.tx_limits.max_updates)
+    };
+    let mut updates = 0;
+    let mut request: Vec<(Value, [u8; 32])> = Vec::new();
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    let mut packed: Vec<usize> = Vec::new();
+    let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut claimed: HashSet<String> = HashSet::new();
+    // Lanes with a part left out: their later parts wait too, so a lane keeps its order.
+    let mut held_back: HashSet<&str> = HashSet::new();
+    let mut given_back: Vec<usize> = Vec::new();
+    for (i, o) in opened.iter().enumerate() {
+        let lane = parts[i].lane.as_str();
+        if held_back.contains(lane) {
+            continue;
+        }
+        let Some(o) = o else { continue };
+        // A follower waits when an earlier part rewrites what it leaves out as unchanged:
+        // applied after that part, its message would have put the old content back.
+        if parts[i].follower && o.unchanged.iter().any(|k| by_key.contains_key(k)) {
+            held_back.insert(lane);
+            continue;
+        }
+        if o.selected.send.is_empty() {
+            verdicts[i] = Some(with_unsent(Verdict::Settled { ok: vec![], dead: vec![] }, &o.selected, o.batch));
+            continue;
+        }
+        let keys: Vec<Option<String>> = o.selected.send.iter().map(|(_, e, _)| entry_key(e)).collect();
+        let conflicts = keys
+            .iter()
+            .zip(&o.selected.send)
+            .any(|(k, (_, e, _))| k.as_ref().and_then(|k| by_key.get(k)).is_some_and(|&pos| request[pos].0 != *e));
+        let is_new = |k: &Option<String>| k.as_ref().is_none_or(|k| !by_key.contains_key(k));
+        let new_entries = keys.iter().filter(|k| is_new(k)).count();
+        let new_updates = keys.iter().zip(&o.selected.send).filter(|(k, (_, e, _))| is_new(k) && is_update(e)).count();
+        let full =
+            !request.is_empty() && (request.len() + new_entries > max_entries || updates + new_updates > max_updates);
+        if full && !parts[i].follower {
+            given_back.push(i);
+        }
+        if conflicts || full {
+            held_back.insert(lane);
+            continue;
+        }
+        // Two requests in flight must not both create one resource (two server records): a
+        // part whose creates another request has under way waits for its answer.
+        let creates = new_creates(&o.selected, ctx, &claimed);
+        if !ctx.ids.claim(&creates) {
+            held_back.insert(lane);
+            continue;
+        }
+        claimed.extend(creates);
+        updates += new_updates;
+        let mut sent = Vec::with_capacity(o.selected.send.len());
+        for ((n, entry, content), key) in o.selected.send.iter().zip(keys) {
+            if let Some(&pos) = key.as_ref().and_then(|k| by_key.get(k)) {
+                sent.push((*n, pos));
+                continue;
+            }
+            if let Some(key) = key {
+                by_key.insert(key, request.len());
+            }
+            sent.push((*n, request.len()));
+            request.push((entry.clone(), *content));
+        }
+        packed.push(i);
+        positions.push(sent);
+    }
+    Request { entries: request, packed, positions, claimed, given_back }
+}
+
+/// The key of an entry in a request: its placeholder, else its request URL.
+pub(super) fn entry_key(entry: &Value) -> Option<String> {
+    entry
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .or_else(|| entry.get("request")?.get("url")?.as_str())
+        .map(str::to_string)
+}
+
+fn is_update(entry: &Value) -> bool {
+    entry.get("request").and_then(|r| r.get("method")).and_then(Value::as_str) == Some("PUT")
+}
+
+/// The placeholders a part would create (salesforce: no server id known yet) that this
+/// request has not claimed already.
+fn new_creates(selected: &Selected, ctx: &Ctx<'_>, claimed: &HashSet<String>) -> Vec<String> {
+    if ctx.rules.profile != crate::fhir::bundle::Profile::Salesforce {
+        return Vec::new();
+    }
+    selected
+        .send
+        .iter()
+        .filter_map(|(_, e, _)| e.get("fullUrl").and_then(Value::as_str))
+        .filter(|p| !claimed.contains(*p) && ctx.ids.known(p).and_then(|k| k.server_id).is_none())
+        .map(str::to_string)
+        .collect()
+}
