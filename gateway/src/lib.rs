@@ -37,6 +37,7 @@ pub mod config;
 pub mod daemon;
 pub mod deadletter;
 pub mod fhir;
+pub(crate) mod files;
 pub mod forward;
 pub mod hl7;
 pub mod loadgen;

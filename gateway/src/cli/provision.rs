@@ -2,7 +2,6 @@
 //! provisioning office's tools — `keygen`, `sign`, `verify` — on the same code paths.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -165,14 +164,8 @@ fn apply(a: ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 fn keygen(base: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let key = trust::SigningKey::generate()?;
     let (secret, public) = (base.with_extension("key"), base.with_extension("pub"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&secret)
+    crate::files::create_private(&secret, key.to_file_text().as_bytes())
         .with_context(|| format!("creating {}", secret.display()))?;
-    f.write_all(key.to_file_text().as_bytes())?;
-    f.sync_all()?;
     std::fs::write(&public, format!("{}\n", key.public().base64()))?;
     writeln!(out, "key id {}: {} (secret), {} (public)", key.public().id, secret.display(), public.display())?;
     Ok(())

@@ -2,8 +2,7 @@
 //! folder fsynced), the previous one kept for one rollback, and the highest `config_version`
 //! the box has accepted (with the hash of that file, to tell a replay from an older stick).
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -15,28 +14,9 @@ pub const PREVIOUS: &str = "gateway.toml.prev";
 /// `<config_version> <sha256 hex>` of the last applied stick.
 pub const VERSION: &str = "config_version";
 
-/// Writes `path` whole or not at all.
+/// [`crate::files::write_atomic`], its error naming the file.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = (|| -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("writing {}", path.display()))
+    crate::files::write_atomic(path, data, mode).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The last applied version and hash, if any.
@@ -80,7 +60,7 @@ pub fn rollback(state: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(previous.exists(), "no previous configuration in {}", state.display());
     crate::config::Config::load(&previous).context("the previous configuration")?;
     std::fs::rename(&previous, &live).with_context(|| format!("renaming {}", previous.display()))?;
-    std::fs::File::open(state)?.sync_all()?;
+    crate::files::sync_dir(state)?;
     Ok(())
 }
 

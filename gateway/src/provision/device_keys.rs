@@ -104,15 +104,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Writes a new private key file, 0600 from its creation, handed to `owner` when root.
 fn write_private(path: &Path, data: &[u8], owner: Option<&str>) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
+    let f = crate::files::create_private(path, data).with_context(|| format!("creating {}", path.display()))?;
     if let Some(ids) = owner.and_then(super::apply::user_ids) {
         if rustix::process::geteuid().is_root() {
             rustix::fs::fchown(&f, Some(ids.0), Some(ids.1)).with_context(|| format!("chown {}", path.display()))?;

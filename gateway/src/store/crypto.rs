@@ -2,7 +2,7 @@
 //! and duplicate keys, all derived from one key file.
 
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -112,16 +112,9 @@ impl Keys {
         let dir = Keys::create_folder(path)?;
         let mut key = [0u8; KEY_LEN];
         SystemRandom::new().fill(&mut key).expect("system random source");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(io)?;
-        f.write_all(&key).and_then(|_| f.sync_all()).map_err(io)?;
+        crate::files::create_private(path, &key).map_err(io)?;
         // The new directory entry is only durable once the folder itself is synced.
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        crate::files::sync_dir(dir).map_err(io)?;
         Ok(Keys::from_master(&key))
     }
 

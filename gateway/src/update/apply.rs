@@ -145,7 +145,7 @@ pub fn apply_file(
     }
     if !stale.is_empty() {
         cut.step("fsync the ESP")?;
-        super::sync_dir(&dir)?;
+        crate::files::sync_dir(&dir)?;
     }
 
     // 3. Stream and hash.
@@ -189,7 +189,7 @@ pub fn apply_file(
     cut.step("rename the new entry")?;
     std::fs::rename(&tmp, dir.join(&name))?;
     cut.step("fsync the ESP")?;
-    super::sync_dir(&dir)?;
+    crate::files::sync_dir(&dir)?;
 
     // 6. What rollback detection compares the booted version with.
     cut.step("record the applied version")?;
@@ -199,18 +199,7 @@ pub fn apply_file(
 
 /// SHA-256 (hex) of the first `len` bytes of `path`.
 fn hash_prefix(path: &Path, len: u64) -> anyhow::Result<String> {
-    let mut f = File::open(path)?.take(len);
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; CHUNK];
-    let mut read = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        read += n as u64;
-    }
+    let (read, hash) = super::bundle::hash_reader(File::open(path)?.take(len))?;
     anyhow::ensure!(read == len, "slot {} holds only {read} of {len} bytes", path.display());
-    Ok(super::hex(ctx.finish().as_ref()))
+    Ok(hash)
 }

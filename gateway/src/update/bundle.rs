@@ -128,12 +128,17 @@ pub fn make(spec: &BundleSpec<'_>, keys: &[SigningKey], out: &Path) -> anyhow::R
 
 /// Size and SHA-256 (hex) of a file.
 pub(crate) fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hash_reader(f)?)
+}
+
+/// Bytes read and SHA-256 (hex) of everything `r` gives.
+pub(crate) fn hash_reader(mut r: impl Read) -> std::io::Result<(u64, String)> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }

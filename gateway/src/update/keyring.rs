@@ -191,6 +191,6 @@ pub fn install(trust_root: &Path, state_dir: &Path, text: &str) -> anyhow::Resul
     current.accepts(&next)?;
     let dir = rotated_dir(state_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    super::write_atomic(&dir.join(format!("{}.json", next.body.version)), next.to_text().as_bytes(), 0o644)?;
+    crate::files::write_atomic(&dir.join(format!("{}.json", next.body.version)), next.to_text().as_bytes(), 0o644)?;
     Ok(next)
 }

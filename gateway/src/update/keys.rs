@@ -1,8 +1,6 @@
 //! Ed25519 signing keys: `gateway update keygen` writes `NAME.key` (PKCS#8, base64, mode
 //! 0600, never overwritten) and `NAME.pub` (its id and public key, JSON, for a keyring).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -90,14 +88,8 @@ pub fn keygen(out: &Path) -> anyhow::Result<(PathBuf, PathBuf, String)> {
     let (key, der) = SigningKey::generate()?;
     let private = with_suffix(out, "key");
     let public = with_suffix(out, "pub");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&private)
+    crate::files::create_private(&private, format!("{}\n", super::b64().encode(&der)).as_bytes())
         .with_context(|| format!("creating {}", private.display()))?;
-    writeln!(f, "{}", super::b64().encode(&der))?;
-    f.sync_all()?;
     let pub_key = key.public();
     std::fs::write(&public, serde_json::to_string_pretty(&pub_key)? + "\n")
         .with_context(|| format!("writing {}", public.display()))?;

@@ -24,9 +24,6 @@ pub(crate) mod verify;
 mod tests;
 
 use std::fmt;
-use std::fs::File;
-use std::io::Write as _;
-use std::path::Path;
 
 /// An image version `major.minor.build` (any number of dot-separated numbers), compared
 /// number by number: `1.0.180` < `1.0.1000`.
@@ -94,26 +91,6 @@ pub enum Refused {
     TooBig { size: u64, capacity: u64 },
     #[error("keyring refused: {0}")]
     Keyring(String),
-}
-
-/// Writes `bytes` to `path` so that a power cut leaves the old file or the new one: a
-/// temporary file beside it, fsync, rename, fsync of the folder.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
-/// fsync of a folder: makes a rename or an unlink in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Lower-case hex of `bytes`.

@@ -23,7 +23,7 @@ fn read_opt(path: &Path) -> anyhow::Result<Option<String>> {
 fn write(state_dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
     let path = state_dir.join(name);
-    super::write_atomic(&path, text.as_bytes(), 0o644).with_context(|| format!("writing {}", path.display()))
+    crate::files::write_atomic(&path, text.as_bytes(), 0o644).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn floor(state_dir: &Path) -> anyhow::Result<Option<Version>> {
