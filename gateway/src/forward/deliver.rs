@@ -155,6 +155,20 @@ pub(crate) fn judge_pack(
     Some(verdicts)
 }
 
+/// A part's verdict once the entries `stand_ins` (whose content a later part of its lane
+/// replaced in the request) are not counted as refused: a refusal of the later content is the
+/// later part's; this part sends its own content again.
+pub(crate) fn not_refused(verdict: Verdict, stand_ins: &[usize]) -> Verdict {
+    let theirs = |dead: Vec<(usize, String)>| dead.into_iter().filter(|(n, _)| !stand_ins.contains(n)).collect();
+    match verdict {
+        Verdict::Settled { ok, dead } if dead.iter().any(|(n, _)| stand_ins.contains(n)) => {
+            Verdict::Retry { class: FailClass::Server, after: None, ok, dead: theirs(dead) }
+        }
+        Verdict::Retry { class, after, ok, dead } => Verdict::Retry { class, after, ok, dead: theirs(dead) },
+        verdict => verdict,
+    }
+}
+
 /// The verdict a status alone decides; `None` for a 2xx, whose body tells more.
 fn judge_status(resp: &Response, after: Option<Duration>) -> Option<Verdict> {
     match class_of(resp.status)? {

@@ -826,18 +826,31 @@ mod tests {
         json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": entry})
     }
 
-    /// A target that logs each request's entry URLs and refuses (422) every request carrying
-    /// an entry whose URL contains "bad".
+    /// A target that logs each request's entries, refuses (422) every request carrying an
+    /// entry whose URL contains "bad", and refuses (400) each entry of version "bad".
     struct Packs {
-        log: Mutex<Vec<Vec<String>>>,
+        log: Mutex<Vec<Vec<Value>>>,
     }
 
     impl Packs {
         fn new() -> Arc<Packs> {
             Arc::new(Packs { log: Mutex::new(Vec::new()) })
         }
+        /// Each request's entry URLs.
         fn requests(&self) -> Vec<Vec<String>> {
-            self.log.lock().unwrap().clone()
+            let url = |e: &Value| e["request"]["url"].as_str().unwrap().to_string();
+            self.log.lock().unwrap().iter().map(|r| r.iter().map(url).collect()).collect()
+        }
+        /// Each request's entries as `url@version`.
+        fn versions(&self) -> Vec<Vec<String>> {
+            let version = |e: &Value| {
+                format!(
+                    "{}@{}",
+                    e["request"]["url"].as_str().unwrap(),
+                    e["resource"]["meta"]["versionId"].as_str().unwrap_or("")
+                )
+            };
+            self.log.lock().unwrap().iter().map(|r| r.iter().map(version).collect()).collect()
         }
     }
 
@@ -845,20 +858,19 @@ mod tests {
         fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
             let b: Value = serde_json::from_slice(bundle).unwrap();
             let kind = b["type"].as_str().unwrap().to_string();
-            let urls: Vec<String> = b["entry"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["request"]["url"].as_str().unwrap().to_string())
-                .collect();
-            self.log.lock().unwrap().push(urls.clone());
-            if urls.iter().any(|u| u.contains("bad")) {
+            let entries = b["entry"].as_array().unwrap().clone();
+            self.log.lock().unwrap().push(entries.clone());
+            if entries.iter().any(|e| e["request"]["url"].as_str().unwrap().contains("bad")) {
                 return status(
                     422,
                     json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}),
                 );
             }
-            let answers: Vec<Value> = urls.iter().map(|_| json!({"response": {"status": "200 OK"}})).collect();
+            let answer = |e: &Value| match e["resource"]["meta"]["versionId"].as_str() {
+                Some("bad") => json!({"response": {"status": "400 Bad Request"}}),
+                _ => json!({"response": {"status": "200 OK"}}),
+            };
+            let answers: Vec<Value> = entries.iter().map(answer).collect();
             status(200, json!({"resourceType": "Bundle", "type": format!("{kind}-response"), "entry": answers}))
         }
     }
@@ -908,7 +920,7 @@ mod tests {
     }
 
     /// A batch bundle of entries `(url, version)`.
-    fn writes(tag: &str, entries: &[(&str, u32)]) -> Value {
+    fn writes(tag: &str, entries: &[(&str, &str)]) -> Value {
         let entry: Vec<Value> = entries
             .iter()
             .map(|(url, v)| {
@@ -921,24 +933,42 @@ mod tests {
     }
 
     #[test]
-    fn a_lanes_next_rows_ride_along_unless_they_write_what_an_earlier_one_writes_differently() {
+    fn a_lanes_next_rows_ride_along_and_its_later_content_replaces_the_earlier() {
         let db = Db::new();
-        db.message(Some("A"), &[writes("A1", &[("Patient/p", 1), ("Observation/a1", 1)])]);
-        db.message(Some("A"), &[writes("A2", &[("Observation/a2", 1)])]);
-        // The Patient again, changed: a batch may apply entries in any order, so it waits.
-        db.message(Some("A"), &[writes("A3", &[("Patient/p", 2)])]);
-        db.message(Some("A"), &[writes("A4", &[("Observation/a4", 1)])]);
+        db.message(Some("A"), &[writes("A1", &[("Patient/p", "1"), ("Observation/a1", "1")])]);
+        db.message(Some("A"), &[writes("A2", &[("Observation/a2", "1")])]);
+        // The Patient corrected twice: only the last correction is sent, in the place of the first.
+        db.message(Some("A"), &[writes("A3", &[("Patient/p", "2")])]);
+        db.message(Some("A"), &[writes("A4", &[("Observation/a4", "1"), ("Patient/p", "3")])]);
+        // Another lane's head writing that Patient differently waits for the next request.
+        db.message(Some("B"), &[writes("B1", &[("Patient/p", "9")])]);
+        let target = Packs::new();
+        let metrics = Arc::new(Metrics::default());
+        let mut opts = db.options(metrics.clone(), Doorbell::default());
+        opts.concurrency = 1;
+        let f = Forwarder::start(opts, target.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 5);
+        f.stop();
+        let requests = target.versions();
+        assert_eq!(requests[0], ["Patient/p@3", "Observation/a1@1", "Observation/a2@1", "Observation/a4@1"]);
+        assert_eq!(requests[1..], [vec!["Patient/p@9"]]);
+        assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
+        assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
+    }
+
+    #[test]
+    fn a_refused_later_content_is_the_later_rows_and_the_earlier_row_sends_its_own_again() {
+        let db = Db::new();
+        db.message(Some("A"), &[writes("A1", &[("Patient/p", "1"), ("Observation/a1", "1")])]);
+        db.message(Some("A"), &[writes("A2", &[("Patient/p", "bad")])]);
         let target = Packs::new();
         let metrics = Arc::new(Metrics::default());
         let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), target.clone()).unwrap();
-        wait_until("delivered", || metrics.forward_delivered.get() == 4);
+        wait_until("settled", || metrics.forward_delivered.get() == 1 && metrics.dead_letters.get() == 1);
         f.stop();
-        assert_eq!(
-            target.requests(),
-            [vec!["Patient/p", "Observation/a1", "Observation/a2"], vec!["Patient/p", "Observation/a4"]]
-        );
-        assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
-        assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
+        // A2's Patient stood in for A1's and was refused: A2 is dead-lettered, A1 writes its own.
+        assert_eq!(target.versions(), [vec!["Patient/p@bad", "Observation/a1@1"], vec!["Patient/p@1"]]);
+        assert_eq!(db.states("SELECT state FROM outbox ORDER BY id"), ["delivered", "dead"]);
     }
 
     #[test]

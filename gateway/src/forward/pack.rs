@@ -1,8 +1,11 @@
 //! Which of a job's opened parts go into its request, and how: an entry two parts carry
-//! identically (a shared Practitioner, say) is sent once; a part that writes a resource
+//! identically (a shared Practitioner, say) is sent once; a lane's later parts (followers) go
+//! only behind all its earlier ones, and not when an earlier part rewrites what they leave out
+//! as unchanged; a follower's new content for a resource its lane already writes in the request
+//! replaces it (the server ends where the lane's messages in order leave it: a backlog sends a
+//! corrected Patient once, not once per correction); any other part that writes a resource
 //! differently from an earlier part waits for the next request, since a batch's entries may be
-//! applied in any order; a lane's later parts (followers) go only behind all its earlier ones,
-//! and not when an earlier part rewrites what they leave out as unchanged; a request holds at
+//! applied in any order; a request holds at
 //! most `max_entries` (for several lanes' transactions, the target's transaction limits too),
 //! and the heads that no longer fit are given back; two requests in flight never both create
 //! one resource.
@@ -23,6 +26,9 @@ pub(super) struct Request {
     /// it sent.
     pub(super) packed: Vec<usize>,
     pub(super) positions: Vec<Vec<(usize, usize)>>,
+    /// For each packed part, its entries whose content a follower's replaced: their failure
+    /// is not theirs.
+    pub(super) stand_ins: Vec<Vec<usize>>,
     /// The placeholders it creates, claimed against the other requests in flight.
     pub(super) claimed: HashSet<String>,
     /// Heads that no longer fit.
@@ -45,6 +51,8 @@ pub(super) fn build(
     };
     let mut updates = 0;
     let mut request: Vec<(Value, [u8; 32])> = Vec::new();
+    // The lane whose part first wrote each position: only its followers may replace it.
+    let mut writer: Vec<&str> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut packed: Vec<usize> = Vec::new();
     let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
@@ -69,10 +77,15 @@ pub(super) fn build(
             continue;
         }
         let keys: Vec<Option<String>> = o.selected.send.iter().map(|(_, e, _)| entry_key(e)).collect();
-        let conflicts = keys
+        let conflicting: Vec<(usize, &Value)> = keys
             .iter()
             .zip(&o.selected.send)
-            .any(|(k, (_, e, _))| k.as_ref().and_then(|k| by_key.get(k)).is_some_and(|&pos| request[pos].0 != *e));
+            .filter_map(|(k, (_, e, _))| by_key.get(k.as_ref()?).map(|&pos| (pos, e)))
+            .filter(|&(pos, e)| request[pos].0 != *e)
+            .collect();
+        let replaces = parts[i].follower
+            && conflicting.iter().all(|&(pos, e)| writer[pos] == lane && replaceable(&request[pos].0, e));
+        let conflicts = !conflicting.is_empty() && !replaces;
         let is_new = |k: &Option<String>| k.as_ref().is_none_or(|k| !by_key.contains_key(k));
         let new_entries = keys.iter().filter(|k| is_new(k)).count();
         let new_updates = keys.iter().zip(&o.selected.send).filter(|(k, (_, e, _))| is_new(k) && is_update(e)).count();
@@ -97,6 +110,9 @@ pub(super) fn build(
         let mut sent = Vec::with_capacity(o.selected.send.len());
         for ((n, entry, content), key) in o.selected.send.iter().zip(keys) {
             if let Some(&pos) = key.as_ref().and_then(|k| by_key.get(k)) {
+                if request[pos].1 != *content {
+                    request[pos] = (entry.clone(), *content);
+                }
                 sent.push((*n, pos));
                 continue;
             }
@@ -105,11 +121,38 @@ pub(super) fn build(
             }
             sent.push((*n, request.len()));
             request.push((entry.clone(), *content));
+            writer.push(lane);
         }
         packed.push(i);
         positions.push(sent);
     }
-    Request { entries: request, packed, positions, claimed, given_back }
+    let stand_ins = packed
+        .iter()
+        .zip(&positions)
+        .map(|(&i, sent)| {
+            let contents = opened[i].as_ref().map_or(&[][..], |o| &o.selected.send[..]);
+            sent.iter()
+                .zip(contents)
+                .filter(|(&(_, pos), (_, _, content))| request[pos].1 != *content)
+                .map(|(&(n, _), _)| n)
+                .collect()
+        })
+        .collect();
+    Request { entries: request, packed, positions, stand_ins, claimed, given_back }
+}
+
+/// Whether writing `new` alone leaves the server as writing `old` then `new` would: two
+/// updates (`PUT`) or two plain creates (`POST`) of the same URL. A create-if-absent keeps the
+/// first content, so it is never replaced.
+fn replaceable(old: &Value, new: &Value) -> bool {
+    let request = |e: &Value| e.get("request").cloned().unwrap_or_default();
+    let (old, new) = (request(old), request(new));
+    let plain = |r: &Value| ["ifNoneExist", "ifMatch", "ifNoneMatch"].iter().all(|k| r.get(k).is_none());
+    old.get("method") == new.get("method")
+        && old.get("url") == new.get("url")
+        && matches!(old.get("method").and_then(Value::as_str), Some("PUT" | "POST"))
+        && plain(&old)
+        && plain(&new)
 }
 
 /// The key of an entry in a request: its placeholder, else its request URL.

@@ -211,7 +211,7 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
         }
     }
     let batch = opened.iter().flatten().all(|o| o.batch);
-    let pack::Request { entries: request, packed, positions, claimed, given_back } =
+    let pack::Request { entries: request, packed, positions, stand_ins, claimed, given_back } =
         pack::build(&parts, &opened, &mut verdicts, batch, ctx);
     if !given_back.is_empty() {
         give_back(given_back.iter().map(|&i| parts[i].clone()).collect());
@@ -265,8 +265,8 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
                 };
                 match judged {
                     Some(judged) => {
-                        for (&i, verdict) in packed.iter().zip(judged) {
-                            verdicts[i] = Some(verdict);
+                        for ((&i, verdict), stand_ins) in packed.iter().zip(judged).zip(&stand_ins) {
+                            verdicts[i] = Some(deliver::not_refused(verdict, stand_ins));
                         }
                     }
                     // A batch refused as a whole: alone, each part gets its own verdict.
