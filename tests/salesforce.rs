@@ -343,6 +343,8 @@ struct Run {
     requests_per_message: f64,
     /// Messages per second from the target coming back until the backlog was delivered.
     drain_rate: f64,
+    /// The server's writes and searches per message, by `METHOD Type`.
+    by_kind: std::collections::BTreeMap<String, f64>,
 }
 
 /// Sends `mix` to a gateway (`[cloud]` keys `more`) while the target is down (a backlog, as
@@ -371,7 +373,15 @@ fn budget_run(mix: &[Vec<u8>], profile: &str, economy: bool, latency_ms: u64, mo
     let drain = started.elapsed().as_secs_f64();
     assert!(dead_letters(&setup.db_path()).is_empty(), "a bench run left dead letters");
     let n = mix.len() as f64;
+    let mut by_kind = std::collections::BTreeMap::new();
+    for e in server.log("") {
+        let search = e["interaction"].as_str().is_some_and(|i| i.starts_with("search"));
+        let kind = if search { "search" } else { e["method"].as_str().unwrap_or("?") };
+        let url_type = e["url"].as_str().and_then(|u| u.split(['/', '?']).find(|s| !s.is_empty())).unwrap_or("?");
+        *by_kind.entry(format!("{kind} {}", e["type"].as_str().unwrap_or(url_type))).or_insert(0.0) += 1.0 / n;
+    }
     Run {
+        by_kind,
         entries_per_message: gw.metric("gateway_forward_entries_sent_total") / n,
         requests_per_message: (gw.metric("gateway_forward_requests_total") - requests_down) / n,
         drain_rate: n / drain,
@@ -387,19 +397,32 @@ fn bench_cloud_budget() {
     let patients: u64 = std::env::var("BENCH_PATIENTS").ok().and_then(|p| p.parse().ok()).unwrap_or(200);
     let mix = budget_mix(patients);
     println!("mix: {} messages, {patients} patients, 60 % ADT / 25 % ORU / 15 % other", mix.len());
-    println!("{:<12} {:<8} {:>10} {:>11}", "profile", "economy", "entries/m", "requests/m");
+    println!("{:<12} {:<18} {:>10} {:>11}", "profile", "economy", "entries/m", "requests/m");
     for profile in ["salesforce", "generic"] {
-        for economy in [false, true] {
-            let run = budget_run(&mix, profile, economy, 0, "concurrency = 5");
-            let on = if economy { "on" } else { "off" };
-            println!("{profile:<12} {on:<8} {:>10.2} {:>11.3}", run.entries_per_message, run.requests_per_message);
+        for (economy, keys, what) in
+            [(false, "", "off"), (true, "", "on"), (true, "backlog_coalesce = true", "on, coalescing")]
+        {
+            let run = budget_run(&mix, profile, economy, 0, &format!("concurrency = 5\n{keys}"));
+            println!("{profile:<12} {what:<18} {:>10.2} {:>11.3}", run.entries_per_message, run.requests_per_message);
+            if economy {
+                let kinds: Vec<String> = run.by_kind.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+                println!("  per message at the server: {}", kinds.join(", "));
+            }
         }
     }
     let drains = [
         ("salesforce", 3000, "concurrency = 5", "lookup before create on"),
         ("salesforce", 3000, "concurrency = 5\nsalesforce_max_reads = 0", "lookup off"),
+        ("salesforce", 3000, "concurrency = 5\nbacklog_coalesce = true", "lookup on, coalescing"),
+        (
+            "salesforce",
+            3000,
+            "concurrency = 5\nbacklog_coalesce = true\nsalesforce_max_reads = 0",
+            "lookup off, coalescing",
+        ),
         ("generic", 300, "concurrency = 16", ""),
         ("generic", 300, "concurrency = 32", ""),
+        ("generic", 300, "concurrency = 32\nbacklog_coalesce = true", "coalescing"),
     ];
     for (profile, latency_ms, keys, what) in drains {
         let run = budget_run(&mix, profile, true, latency_ms, keys);

@@ -1,11 +1,12 @@
 //! Which of a job's opened parts go into its request, and how: an entry two parts carry
 //! identically (a shared Practitioner, say) is sent once; a lane's later parts (followers) go
 //! only behind all its earlier ones, and not when an earlier part rewrites what they leave out
-//! as unchanged; a follower's new content for a resource its lane already writes in the request
-//! replaces it (the server ends where the lane's messages in order leave it: a backlog sends a
-//! corrected Patient once, not once per correction); any other part that writes a resource
-//! differently from an earlier part waits for the next request, since a batch's entries may be
-//! applied in any order; a request holds at
+//! as unchanged; a create-if-absent of a resource the request writes goes along unsent (it
+//! would change nothing), and a write replaces a create-if-absent; with `[cloud]
+//! backlog_coalesce` a follower's update of a resource its lane already writes in the request
+//! replaces it (the server ends where the lane's messages in order leave it, with fewer
+//! versions); any other part that writes a resource differently from an earlier part waits for
+//! the next request, since a batch's entries may be applied in any order; a request holds at
 //! most `max_entries` (for several lanes' transactions, the target's transaction limits too),
 //! and the heads that no longer fit are given back; two requests in flight never both create
 //! one resource.
@@ -77,18 +78,26 @@ pub(super) fn build(
             continue;
         }
         let keys: Vec<Option<String>> = o.selected.send.iter().map(|(_, e, _)| entry_key(e)).collect();
-        let conflicting: Vec<(usize, &Value)> = keys
+        let joins: Vec<Option<Join>> = keys
             .iter()
             .zip(&o.selected.send)
-            .filter_map(|(k, (_, e, _))| by_key.get(k.as_ref()?).map(|&pos| (pos, e)))
-            .filter(|&(pos, e)| request[pos].0 != *e)
+            .map(|(k, (_, e, _))| match k.as_ref().and_then(|k| by_key.get(k)) {
+                None => Some(Join::New),
+                Some(&pos) if request[pos].0 == *e => Some(Join::Same(pos)),
+                Some(&pos) => {
+                    let in_order = ctx.rules.coalesce && parts[i].follower && writer[pos] == lane;
+                    join(&request[pos].0, e, in_order).map(|j| j(pos))
+                }
+            })
             .collect();
-        let replaces = parts[i].follower
-            && conflicting.iter().all(|&(pos, e)| writer[pos] == lane && replaceable(&request[pos].0, e));
-        let conflicts = !conflicting.is_empty() && !replaces;
-        let is_new = |k: &Option<String>| k.as_ref().is_none_or(|k| !by_key.contains_key(k));
-        let new_entries = keys.iter().filter(|k| is_new(k)).count();
-        let new_updates = keys.iter().zip(&o.selected.send).filter(|(k, (_, e, _))| is_new(k) && is_update(e)).count();
+        let conflicts = joins.iter().any(Option::is_none);
+        let joins: Vec<Join> = joins.into_iter().flatten().collect();
+        let new_entries = joins.iter().filter(|j| matches!(j, Join::New)).count();
+        let new_updates = joins
+            .iter()
+            .zip(&o.selected.send)
+            .filter(|(j, (_, e, _))| is_update(e) && !matches!(j, Join::Same(_) | Join::Absorbed(_)))
+            .count();
         let full =
             !request.is_empty() && (request.len() + new_entries > max_entries || updates + new_updates > max_updates);
         if full && !parts[i].follower {
@@ -108,20 +117,22 @@ pub(super) fn build(
         claimed.extend(creates);
         updates += new_updates;
         let mut sent = Vec::with_capacity(o.selected.send.len());
-        for ((n, entry, content), key) in o.selected.send.iter().zip(keys) {
-            if let Some(&pos) = key.as_ref().and_then(|k| by_key.get(k)) {
-                if request[pos].1 != *content {
+        for (((n, entry, content), key), how) in o.selected.send.iter().zip(keys).zip(joins) {
+            match how {
+                Join::Same(pos) | Join::Absorbed(pos) => sent.push((*n, pos)),
+                Join::Replaces(pos) => {
                     request[pos] = (entry.clone(), *content);
+                    sent.push((*n, pos));
                 }
-                sent.push((*n, pos));
-                continue;
+                Join::New => {
+                    if let Some(key) = key {
+                        by_key.insert(key, request.len());
+                    }
+                    sent.push((*n, request.len()));
+                    request.push((entry.clone(), *content));
+                    writer.push(lane);
+                }
             }
-            if let Some(key) = key {
-                by_key.insert(key, request.len());
-            }
-            sent.push((*n, request.len()));
-            request.push((entry.clone(), *content));
-            writer.push(lane);
         }
         packed.push(i);
         positions.push(sent);
@@ -141,18 +152,41 @@ pub(super) fn build(
     Request { entries: request, packed, positions, stand_ins, claimed, given_back }
 }
 
-/// Whether writing `new` alone leaves the server as writing `old` then `new` would: two
-/// updates (`PUT`) or two plain creates (`POST`) of the same URL. A create-if-absent keeps the
-/// first content, so it is never replaced.
-fn replaceable(old: &Value, new: &Value) -> bool {
+/// How an entry joins a request that has an entry for the same resource already.
+#[derive(Clone, Copy)]
+enum Join {
+    /// The resource is not in the request yet.
+    New,
+    /// The same entry: sent once.
+    Same(usize),
+    /// A create-if-absent of a resource the request writes: it would change nothing.
+    Absorbed(usize),
+    /// The request's entry is replaced by this one, which leaves the server as both would.
+    Replaces(usize),
+}
+
+/// How `new` joins a request holding `old` for the same resource, or `None` when it must wait
+/// for the next request (a batch may apply its entries in any order). A create-if-absent
+/// changes nothing next to a write of the resource, in either order, whatever the lanes; a
+/// later update or plain create of the same URL replaces an earlier one only behind it in its
+/// lane, when coalescing (`in_order`).
+fn join(old: &Value, new: &Value, in_order: bool) -> Option<fn(usize) -> Join> {
     let request = |e: &Value| e.get("request").cloned().unwrap_or_default();
     let (old, new) = (request(old), request(new));
-    let plain = |r: &Value| ["ifNoneExist", "ifMatch", "ifNoneMatch"].iter().all(|k| r.get(k).is_none());
-    old.get("method") == new.get("method")
-        && old.get("url") == new.get("url")
-        && matches!(old.get("method").and_then(Value::as_str), Some("PUT" | "POST"))
-        && plain(&old)
-        && plain(&new)
+    let method = |r: &Value| r.get("method").and_then(Value::as_str).map(str::to_string);
+    let writes = |r: &Value| matches!(method(r).as_deref(), Some("PUT" | "POST")) && r.get("ifMatch").is_none();
+    let if_absent = |r: &Value| r.get("ifNoneExist").is_some();
+    if !(writes(&old) && writes(&new)) {
+        return None;
+    }
+    match (if_absent(&old), if_absent(&new)) {
+        (_, true) => Some(Join::Absorbed),
+        (true, false) => Some(Join::Replaces),
+        (false, false) if in_order && method(&old) == method(&new) && old.get("url") == new.get("url") => {
+            Some(Join::Replaces)
+        }
+        _ => None,
+    }
 }
 
 /// The key of an entry in a request: its placeholder, else its request URL.

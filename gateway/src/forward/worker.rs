@@ -142,7 +142,8 @@ pub(super) struct Opened {
     /// The bundle's own fields besides `entry` (kept when it is sent alone).
     fields: serde_json::Map<String, Value>,
     /// Keys of the entries left out as unchanged: the server must still hold them as they
-    /// are once this part is applied.
+    /// are once this part is applied. (Not a create-if-absent left out: it would change
+    /// nothing anyway.)
     pub(super) unchanged: Vec<String>,
 }
 
@@ -161,7 +162,13 @@ fn open_part(part: &Part, ctx: &Ctx<'_>, now: i64) -> Result<Opened, Verdict> {
     let batch = deliver::bundle_type(&bundle) == "batch";
     let selected = ids::select(&bundle, &part.settled, ctx.rules, now, &|p| ctx.ids.known(p));
     let entries = bundle.get("entry").and_then(Value::as_array);
-    let unchanged = selected.skipped.iter().filter_map(|&n| pack::entry_key(entries?.get(n)?)).collect();
+    let unchanged = selected
+        .skipped
+        .iter()
+        .filter_map(|&n| entries?.get(n))
+        .filter(|e| e.get("request").and_then(|r| r.get("ifNoneExist")).is_none())
+        .filter_map(pack::entry_key)
+        .collect();
     let mut fields = match bundle {
         Value::Object(map) => map,
         _ => return Err(not_json()),
