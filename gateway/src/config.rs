@@ -242,8 +242,8 @@ pub(crate) struct Cloud {
     /// 100 % until the day (UTC) ends. Unset: only `Sforce-Limit-Info` paces.
     pub(crate) daily_api_budget: Option<NonZeroU64>,
     /// Reads (searches) one salesforce batch may carry — the documented limit is 10. Before
-    /// a resource is first created the forwarder searches it by identifier in one batch of
-    /// at most this many searches (`forward::lookup`); 0 turns the lookup off.
+    /// a resource is first created the forwarder searches it by identifier in batches of at
+    /// most this many searches (`forward::lookup`); 0 turns the lookup off.
     #[serde(default = "defaults::salesforce_max_reads")]
     pub(crate) salesforce_max_reads: usize,
     /// `[cloud.base_urls]`: a base URL per resource type (`Patient = "https://…/r4"`) for the

@@ -3,8 +3,8 @@
 //! Before a request would create a resource — a `POST`, because the id map names no server id
 //! for its placeholder — that carries a business identifier (`identifier` with system and
 //! value), the server is asked `GET Type?identifier=system|value`, all such searches of the
-//! request packed into ONE batch of at most `[cloud] salesforce_max_reads` entries (the
-//! documented read limit of a batch is 10; the rest are created without a search). Then:
+//! request packed into batches of at most `[cloud] salesforce_max_reads` entries (the
+//! documented read limit of a batch is 10), as few as they fit in. Then:
 //!
 //! - one match: its id goes into the id map, so `ids::rewrite` writes `PUT Type/<id>` — the
 //!   journal or its id map was lost, the server record is updated rather than duplicated. A
@@ -35,8 +35,8 @@ use crate::fhir::bundle::Profile;
 use crate::metrics::LookupResult;
 use crate::store::ids::{Change, Known};
 
-/// Types searched before a create, in the order searches are chosen when there are more than
-/// the read limit: the Salesforce Administration module, the records messages update.
+/// Types searched before a create, in the order their searches are sent: the Salesforce
+/// Administration module, the records messages update.
 const SEARCHED: [&str; 7] =
     ["Patient", "Encounter", "Practitioner", "Organization", "Location", "RelatedPerson", "PractitionerRole"];
 
@@ -72,18 +72,25 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
         return lookup;
     }
     wanted.sort_by_key(|(rank, _, _)| *rank);
-    wanted.truncate(max);
-    let searches: Vec<Value> = wanted.iter().map(|(_, q, _)| json!({"request": {"method": "GET", "url": q}})).collect();
-    let body = json!({"resourceType": "Bundle", "type": "batch", "entry": searches});
-    ctx.metrics.forward_requests.add(1);
-    let answers = match ctx.target.send(&serde_json::to_vec(&body).expect("JSON values serialize")) {
-        Ok(resp) => routes::batch_answers(&resp, wanted.len()),
-        Err(_) => None,
-    };
+    // Every create is searched: more searches than a batch may carry take more batches.
+    let mut answers: Vec<Option<Value>> = Vec::with_capacity(wanted.len());
+    for chunk in wanted.chunks(max) {
+        let searches: Vec<Value> =
+            chunk.iter().map(|(_, q, _)| json!({"request": {"method": "GET", "url": q}})).collect();
+        let body = json!({"resourceType": "Bundle", "type": "batch", "entry": searches});
+        ctx.metrics.forward_requests.add(1);
+        match ctx.target.send(&serde_json::to_vec(&body).expect("JSON values serialize")) {
+            Ok(resp) => match routes::batch_answers(&resp, chunk.len()) {
+                Some(got) => answers.extend(got.into_iter().map(Some)),
+                None => answers.resize(answers.len() + chunk.len(), None),
+            },
+            Err(_) => answers.resize(answers.len() + chunk.len(), None),
+        }
+    }
     let mut changes = Vec::new();
     for (n, (_, query, placeholders)) in wanted.iter().enumerate() {
         let kind = query.split('?').next().unwrap_or("");
-        let result = match answers.as_ref().and_then(|a| matches(&a[n], kind)) {
+        let result = match answers[n].as_ref().and_then(|a| matches(a, kind)) {
             None => LookupResult::Failed,
             Some(ids) => match ids.as_slice() {
                 [] => LookupResult::Absent,
@@ -390,16 +397,22 @@ mod tests {
             create_only(entry("dr", "Practitioner", Some(("urn:npi", "N1")), &[])),
         ];
         let lookup = before_create(&request, &ctx(&w, &fake));
-        let searched: Vec<Value> = fake.sent.lock().unwrap()[0].iter().map(|e| e["request"]["url"].clone()).collect();
-        // Three reads allowed: the Patient, the Encounter and the Practitioner (by rank); the
-        // Organization is created unsearched, the Observation is not a searched type, the
-        // Location has no identifier.
+        let searched: Vec<Vec<Value>> = fake.sent.lock().unwrap()[..2]
+            .iter()
+            .map(|r| r.iter().map(|e| e["request"]["url"].clone()).collect())
+            .collect();
+        // Three reads allowed per batch: the Patient, the Encounter and the Practitioner (by
+        // rank), then the Organization in a second batch; the Observation is not a searched
+        // type, the Location has no identifier.
         assert_eq!(
             searched,
             [
-                json!("Patient?identifier=urn%3Amrn|P1"),
-                json!("Encounter?identifier=urn%3Avn|V1"),
-                json!("Practitioner?identifier=urn%3Anpi|N1")
+                vec![
+                    json!("Patient?identifier=urn%3Amrn|P1"),
+                    json!("Encounter?identifier=urn%3Avn|V1"),
+                    json!("Practitioner?identifier=urn%3Anpi|N1")
+                ],
+                vec![json!("Organization?identifier=urn%3Aorg|a%5C%7Cb")]
             ]
         );
         assert_eq!(w.ids.known("urn:uuid:pat").and_then(|k| k.server_id).as_deref(), Some("Patient/p9"));
@@ -407,9 +420,9 @@ mod tests {
         assert_eq!(
             [LookupResult::Found, LookupResult::Absent, LookupResult::Ambiguous, LookupResult::Failed]
                 .map(|r| w.metrics.lookups(r)),
-            [2, 0, 1, 0]
+            [2, 1, 1, 0]
         );
-        assert_eq!(w.metrics.forward_requests.get(), 1, "one search request per send");
+        assert_eq!(w.metrics.forward_requests.get(), 2, "as few search requests as the read limit allows");
 
         // The send through the lookup's target: the Encounter and the Observation that names
         // it are answered 412 without being sent; the create-only Practitioner the server holds
@@ -436,9 +449,9 @@ mod tests {
         assert_eq!(answered["entry"][5]["response"]["location"], "Practitioner/dr7");
         assert_eq!(answered["entry"][0]["response"]["outcome"]["issue"][0]["code"], "multiple-matches");
         let sent = fake.sent.lock().unwrap();
-        let urls: Vec<&str> = sent[1].iter().map(|e| e["request"]["url"].as_str().unwrap()).collect();
+        let urls: Vec<&str> = sent[2].iter().map(|e| e["request"]["url"].as_str().unwrap()).collect();
         assert_eq!(urls, ["Patient", "Organization", "Location"]);
-        assert_eq!(sent[1][2]["resource"]["ref"][0]["reference"], "Practitioner/dr7");
+        assert_eq!(sent[2][2]["resource"]["ref"][0]["reference"], "Practitioner/dr7");
         assert_eq!(encode("a|b,c$d\\e f"), "a%5C%7Cb%5C%2Cc%5C%24d%5C%5Ce%20f");
         assert!(fhir_id("a-1.B") && !fhir_id("a/b") && !fhir_id("") && !fhir_id(&"x".repeat(65)));
     }
