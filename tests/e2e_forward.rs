@@ -450,36 +450,6 @@ fn salesforce_profile_packs_several_patients_per_batch_in_order() {
     check_per_patient_order(&server, 8, &(0..N).collect::<Vec<_>>());
 }
 
-#[test]
-fn a_coalescing_backlog_writes_each_patient_once_and_ends_in_the_last_update() {
-    let server = FhirServer::start(&["--down"]);
-    server.control(json!({"salesforce": true}));
-    let setup = setup_for(&server, "profile = \"salesforce\"\nbacklog_coalesce = true");
-    let gw = setup.start();
-    let mut c = gw.connect();
-    const N: usize = 40;
-    const PATIENTS: usize = 8;
-    for seq in 0..N {
-        send_update(&mut c, seq, PATIENTS, "CO");
-    }
-    wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
-    server.control(json!({"down": false}));
-    wait_metric(&gw, "gateway_forward_delivered_total", N as f64, DELIVERY);
-    assert!(dead_letters(&setup.db_path()).is_empty(), "{:?}", server.stderr());
-    // Where the user looks: one Patient per PID-3, named by its last update.
-    let dump = server.dump();
-    let patients = dump["Patient"].as_array().unwrap();
-    assert_eq!(patients.len(), PATIENTS);
-    for p in patients {
-        let n: usize = p["identifier"][0]["value"].as_str().unwrap().trim_start_matches('P').parse().unwrap();
-        let last = (0..N).filter(|s| s % PATIENTS + 1 == n).max().unwrap();
-        assert_eq!(p["name"][0]["given"][0], format!("S{last:04}"), "P{n} ends in its last update");
-    }
-    // Five updates a patient, sent as a backlog in requests of up to 30 entries: fewer writes.
-    let writes = server.log("writes=1&type=Patient").len();
-    assert!(writes < N, "{writes} Patient writes for {N} updates");
-}
-
 // ---------------------------------------------------------------- 4. SIGKILL while draining
 
 #[test]

@@ -397,13 +397,12 @@ fn bench_cloud_budget() {
     let patients: u64 = std::env::var("BENCH_PATIENTS").ok().and_then(|p| p.parse().ok()).unwrap_or(200);
     let mix = budget_mix(patients);
     println!("mix: {} messages, {patients} patients, 60 % ADT / 25 % ORU / 15 % other", mix.len());
-    println!("{:<12} {:<18} {:>10} {:>11}", "profile", "economy", "entries/m", "requests/m");
+    println!("{:<12} {:<8} {:>10} {:>11}", "profile", "economy", "entries/m", "requests/m");
     for profile in ["salesforce", "generic"] {
-        for (economy, keys, what) in
-            [(false, "", "off"), (true, "", "on"), (true, "backlog_coalesce = true", "on, coalescing")]
-        {
-            let run = budget_run(&mix, profile, economy, 0, &format!("concurrency = 5\n{keys}"));
-            println!("{profile:<12} {what:<18} {:>10.2} {:>11.3}", run.entries_per_message, run.requests_per_message);
+        for economy in [false, true] {
+            let run = budget_run(&mix, profile, economy, 0, "concurrency = 5");
+            let on = if economy { "on" } else { "off" };
+            println!("{profile:<12} {on:<8} {:>10.2} {:>11.3}", run.entries_per_message, run.requests_per_message);
             if economy {
                 let kinds: Vec<String> = run.by_kind.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
                 println!("  per message at the server: {}", kinds.join(", "));
@@ -413,16 +412,8 @@ fn bench_cloud_budget() {
     let drains = [
         ("salesforce", 3000, "concurrency = 5", "lookup before create on"),
         ("salesforce", 3000, "concurrency = 5\nsalesforce_max_reads = 0", "lookup off"),
-        ("salesforce", 3000, "concurrency = 5\nbacklog_coalesce = true", "lookup on, coalescing"),
-        (
-            "salesforce",
-            3000,
-            "concurrency = 5\nbacklog_coalesce = true\nsalesforce_max_reads = 0",
-            "lookup off, coalescing",
-        ),
         ("generic", 300, "concurrency = 16", ""),
         ("generic", 300, "concurrency = 32", ""),
-        ("generic", 300, "concurrency = 32\nbacklog_coalesce = true", "coalescing"),
     ];
     for (profile, latency_ms, keys, what) in drains {
         let run = budget_run(&mix, profile, true, latency_ms, keys);

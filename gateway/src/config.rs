@@ -230,11 +230,6 @@ pub(crate) struct Cloud {
     /// off for a server that may lose data behind the gateway's back (a test server reset).
     #[serde(default = "defaults::yes")]
     pub(crate) write_economy: bool,
-    /// In a backlog, a patient's later update of a resource replaces the earlier one in the
-    /// same request: the server ends in the same state with fewer writes, but its history
-    /// (and anything that reacts to each version) sees only the last. Off by default.
-    #[serde(default)]
-    pub(crate) backlog_coalesce: bool,
     /// An unchanged resource is written again after this many hours (write economy).
     #[serde(default = "defaults::reassert_hours")]
     pub(crate) reassert_hours: NonZeroU64,
@@ -291,7 +286,6 @@ impl Default for Cloud {
             unsupported_types: None,
             unsupported: UnsupportedMode::Drop,
             write_economy: true,
-            backlog_coalesce: false,
             reassert_hours: defaults::reassert_hours(),
             daily_api_budget: None,
             salesforce_max_reads: defaults::salesforce_max_reads(),

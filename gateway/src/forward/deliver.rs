@@ -155,9 +155,9 @@ pub(crate) fn judge_pack(
     Some(verdicts)
 }
 
-/// A part's verdict once the entries `stand_ins` (whose content a later part of its lane
-/// replaced in the request) are not counted as refused: a refusal of the later content is the
-/// later part's; this part sends its own content again.
+/// A part's verdict once its entries `stand_ins` (another part's entry went in their place, see
+/// `pack`) are not counted as refused: the refusal is the other part's; this part sends its
+/// own entries again.
 pub(crate) fn not_refused(verdict: Verdict, stand_ins: &[usize]) -> Verdict {
     let theirs = |dead: Vec<(usize, String)>| dead.into_iter().filter(|(n, _)| !stand_ins.contains(n)).collect();
     match verdict {

@@ -46,9 +46,6 @@ pub(crate) struct Rules {
     /// is written (salesforce still leaves out a create-only entry for a resource it holds,
     /// which it could not write without replacing it).
     pub(crate) economy: bool,
-    /// A lane's later update of a resource replaces its earlier one in a request
-    /// (`[cloud] backlog_coalesce`).
-    pub(crate) coalesce: bool,
 }
 
 /// One stored bundle's entries after selection: what goes into the request, what settled

@@ -156,7 +156,6 @@ impl ForwardOptions {
                 // The embedded sink is local (nothing to save) and keeps references as sent,
                 // so it gets every entry.
                 economy: cloud.write_economy && cloud.url.is_some(),
-                coalesce: cloud.backlog_coalesce,
             },
             daily_api_budget: cloud.daily_api_budget.map(|b| b.get()),
             tx_limits: cloud.transaction_limits(),
@@ -384,8 +383,6 @@ impl Scheduler {
     /// The job `first` starts: more due heads of its kind join while their stored entries
     /// fit; then, with the room left, batch heads bring the rows of their lanes that follow
     /// them (after the other lanes: a follower that rewrites what its head writes stays out).
-    /// Coalescing (`[cloud] backlog_coalesce`), each head brings its followers at once: their
-    /// updates replace its own, so a lane's backlog costs little more than its head.
     fn pack(&mut self, first: Part) -> Vec<Part> {
         let shape = self.lanes.pack_shape(&first.lane);
         let limit = match shape {
@@ -394,30 +391,16 @@ impl Scheduler {
             None => 0,
         };
         let Some(batch) = shape.filter(|s| s.entries <= limit).map(|s| s.batch) else { return vec![first] };
-        let lane_major = batch && self.opts.rules.coalesce;
         let mut size = shape.map_or(0, |s| s.entries);
-        let mut heads = Vec::new();
-        let mut next = Some(first);
-        while let Some(head) = next.take() {
-            if lane_major {
-                let (followers, m) = self.lanes.followers(&head.lane, limit.saturating_sub(size));
-                size += m;
-                heads.push(head);
-                heads.extend(followers);
-            } else {
-                heads.push(head);
-            }
-            while next.is_none()
-                && self.lanes.first_pack_shape().is_some_and(|s| s.batch == batch && size + s.entries <= limit)
-            {
-                let Some(key) = self.lanes.pop_due() else { break };
-                next = self.lanes.part(key);
-                if let Some(p) = &next {
-                    size += self.lanes.pack_shape(&p.lane).map_or(1, |s| s.entries);
-                }
+        let mut heads = vec![first];
+        while self.lanes.first_pack_shape().is_some_and(|s| s.batch == batch && size + s.entries <= limit) {
+            let Some(key) = self.lanes.pop_due() else { break };
+            if let Some(next) = self.lanes.part(key) {
+                size += self.lanes.pack_shape(&next.lane).map_or(1, |s| s.entries);
+                heads.push(next);
             }
         }
-        if !batch || lane_major {
+        if !batch {
             return heads;
         }
         let mut parts = Vec::with_capacity(heads.len());
@@ -950,85 +933,45 @@ mod tests {
     }
 
     #[test]
-    fn a_lanes_next_rows_ride_along_and_coalescing_lets_a_later_update_replace_the_earlier() {
-        let run = |coalesce: bool| {
-            let db = Db::new();
-            db.message(Some("A"), &[writes("A1", &[("Patient/p", "1"), ("Observation/a1", "1")])]);
-            db.message(Some("A"), &[writes("A2", &[("Observation/a2", "1")])]);
-            db.message(Some("A"), &[writes("A3", &[("Patient/p", "2")])]);
-            db.message(Some("A"), &[writes("A4", &[("Observation/a4", "1"), ("Patient/p", "3")])]);
-            // Another lane's head writing that Patient differently waits for the next request.
-            db.message(Some("B"), &[writes("B1", &[("Patient/p", "9")])]);
-            let target = Packs::new();
-            let metrics = Arc::new(Metrics::default());
-            let mut opts = db.options(metrics.clone(), Doorbell::default());
-            opts.concurrency = 1;
-            opts.rules.coalesce = coalesce;
-            let f = Forwarder::start(opts, target.clone()).unwrap();
-            wait_until("delivered", || metrics.forward_delivered.get() == 5);
-            f.stop();
-            assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
-            target.versions()
-        };
-        // A batch may apply its entries in any order: the corrected Patient waits, and every
-        // version reaches the server in turn.
-        assert_eq!(
-            run(false),
-            [
-                vec!["Patient/p@1", "Observation/a1@1", "Observation/a2@1"],
-                vec!["Patient/p@2"],
-                vec!["Observation/a4@1", "Patient/p@3"],
-                vec!["Patient/p@9"]
-            ]
-        );
-        // Coalescing: only the last correction, in the place of the first.
-        assert_eq!(
-            run(true),
-            [vec!["Patient/p@3", "Observation/a1@1", "Observation/a2@1", "Observation/a4@1"], vec!["Patient/p@9"]]
-        );
-    }
-
-    #[test]
-    fn coalescing_a_backlog_each_head_brings_its_followers_and_a_patient_is_written_once() {
+    fn a_lanes_next_rows_ride_along_unless_they_write_what_an_earlier_one_writes_differently() {
         let db = Db::new();
-        let lanes: Vec<String> = (0..10).map(|l| format!("L{l}")).collect();
-        for version in ["1", "2", "3"] {
-            for lane in &lanes {
-                let mut entries = vec![(format!("Patient/{lane}"), version)];
-                if version == "1" {
-                    entries.extend((0..3).map(|i| (format!("Observation/{lane}.{i}"), "1")));
-                }
-                let entries: Vec<(&str, &str)> = entries.iter().map(|(u, v)| (u.as_str(), *v)).collect();
-                db.message(Some(lane), &[writes(&format!("{lane}-{version}"), &entries)]);
-            }
-        }
+        db.message(Some("A"), &[writes("A1", &[("Patient/p", "1"), ("Observation/a1", "1")])]);
+        db.message(Some("A"), &[writes("A2", &[("Observation/a2", "1")])]);
+        // The Patient again, changed: a batch may apply entries in any order, so it waits.
+        db.message(Some("A"), &[writes("A3", &[("Patient/p", "2")])]);
+        db.message(Some("A"), &[writes("A4", &[("Observation/a4", "1")])]);
         let target = Packs::new();
         let metrics = Arc::new(Metrics::default());
-        let mut opts = db.options(metrics.clone(), Doorbell::default());
-        opts.concurrency = 1;
-        opts.rules.coalesce = true;
-        let f = Forwarder::start(opts, target.clone()).unwrap();
-        wait_until("delivered", || metrics.forward_delivered.get() == 30);
+        let f = Forwarder::start(db.options(metrics.clone(), Doorbell::default()), target.clone()).unwrap();
+        wait_until("delivered", || metrics.forward_delivered.get() == 4);
         f.stop();
-        let requests = target.versions();
-        let patients: Vec<&String> = requests.iter().flatten().filter(|u| u.starts_with("Patient/")).collect();
-        assert_eq!(patients.len(), 10, "each Patient once: {requests:?}");
-        assert!(patients.iter().all(|u| u.ends_with("@3")), "{patients:?}");
-        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert_eq!(
+            target.versions(),
+            [vec!["Patient/p@1", "Observation/a1@1", "Observation/a2@1"], vec!["Patient/p@2", "Observation/a4@1"]]
+        );
+        assert_eq!(db.states("SELECT DISTINCT state FROM outbox"), ["delivered"]);
+        assert_eq!(db.states("SELECT DISTINCT state FROM journal"), ["delivered"]);
+    }
+
+    /// A batch entry for `url` (`Kind/id`, placeholder `urn:uuid:id`) of `version`: an update,
+    /// or a create-if-absent.
+    fn entry_of(url: &str, version: &str, if_absent: bool) -> Value {
+        let (kind, id) = url.split_once('/').unwrap();
+        let mut request = json!({"method": "PUT", "url": url});
+        if if_absent {
+            request = json!({"method": "POST", "url": kind, "ifNoneExist": format!("identifier={id}")});
+        }
+        json!({"fullUrl": format!("urn:uuid:{id}"), "request": request,
+               "resource": {"resourceType": kind, "meta": {"versionId": version}}})
+    }
+
+    fn bundle_of(tag: &str, entries: Vec<Value>) -> Value {
+        json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": entries})
     }
 
     #[test]
     fn a_create_if_absent_of_a_resource_the_request_writes_goes_along_and_is_not_sent() {
-        let entry = |url: &str, version: &str, if_absent: bool| {
-            let (kind, id) = url.split_once('/').unwrap();
-            let mut request = json!({"method": "PUT", "url": url});
-            if if_absent {
-                request = json!({"method": "POST", "url": kind, "ifNoneExist": format!("identifier={id}")});
-            }
-            json!({"fullUrl": format!("urn:uuid:{id}"), "request": request,
-                   "resource": {"resourceType": kind, "meta": {"versionId": version}}})
-        };
-        let bundle = |tag: &str, entries: Vec<Value>| json!({"resourceType": "Bundle", "type": "batch", "id": tag, "entry": entries});
+        let (entry, bundle) = (entry_of, bundle_of);
         let db = Db::new();
         // A lab result refers to the Patient its lane's admission writes; so does another lane's.
         db.message(
@@ -1061,19 +1004,23 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_later_content_is_the_later_rows_and_the_earlier_row_sends_its_own_again() {
+    fn a_refused_write_in_place_of_a_create_if_absent_is_the_writers_and_the_other_resends_its_own() {
         let db = Db::new();
-        db.message(Some("A"), &[writes("A1", &[("Patient/p", "1"), ("Observation/a1", "1")])]);
-        db.message(Some("A"), &[writes("A2", &[("Patient/p", "bad")])]);
+        db.message(
+            Some("A"),
+            &[bundle_of("A1", vec![entry_of("Patient/p", "ref", true), entry_of("Observation/a1", "1", false)])],
+        );
+        db.message(Some("B"), &[bundle_of("B1", vec![entry_of("Patient/p", "bad", false)])]);
         let target = Packs::new();
         let metrics = Arc::new(Metrics::default());
         let mut opts = db.options(metrics.clone(), Doorbell::default());
-        opts.rules.coalesce = true;
+        opts.concurrency = 1;
         let f = Forwarder::start(opts, target.clone()).unwrap();
         wait_until("settled", || metrics.forward_delivered.get() == 1 && metrics.dead_letters.get() == 1);
         f.stop();
-        // A2's Patient stood in for A1's and was refused: A2 is dead-lettered, A1 writes its own.
-        assert_eq!(target.versions(), [vec!["Patient/p@bad", "Observation/a1@1"], vec!["Patient/p@1"]]);
+        // B1's update stood in for A1's create-if-absent and was refused: B1 is dead-lettered,
+        // A1 sends its own entry again.
+        assert_eq!(target.versions(), [vec!["Patient/p@bad", "Observation/a1@1"], vec!["Patient@ref"]]);
         assert_eq!(db.states("SELECT state FROM outbox ORDER BY id"), ["delivered", "dead"]);
     }
 

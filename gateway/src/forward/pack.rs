@@ -2,11 +2,9 @@
 //! identically (a shared Practitioner, say) is sent once; a lane's later parts (followers) go
 //! only behind all its earlier ones, and not when an earlier part rewrites what they leave out
 //! as unchanged; a create-if-absent of a resource the request writes goes along unsent (it
-//! would change nothing), and a write replaces a create-if-absent; with `[cloud]
-//! backlog_coalesce` a follower's update of a resource its lane already writes in the request
-//! replaces it (the server ends where the lane's messages in order leave it, with fewer
-//! versions); any other part that writes a resource differently from an earlier part waits for
-//! the next request, since a batch's entries may be applied in any order; a request holds at
+//! would change nothing), and a write replaces a create-if-absent; any other part that writes
+//! a resource differently from an earlier part waits for the next request, since a batch's
+//! entries may be applied in any order (every version reaches the server); a request holds at
 //! most `max_entries` (for several lanes' transactions, the target's transaction limits too),
 //! and the heads that no longer fit are given back; two requests in flight never both create
 //! one resource.
@@ -27,8 +25,8 @@ pub(super) struct Request {
     /// it sent.
     pub(super) packed: Vec<usize>,
     pub(super) positions: Vec<Vec<(usize, usize)>>,
-    /// For each packed part, its entries whose content a follower's replaced: their failure
-    /// is not theirs.
+    /// For each packed part, its entries another part's entry stands in for (a create-if-absent
+    /// next to a write): a refusal of that entry is not theirs.
     pub(super) stand_ins: Vec<Vec<usize>>,
     /// The placeholders it creates, claimed against the other requests in flight.
     pub(super) claimed: HashSet<String>,
@@ -52,8 +50,6 @@ pub(super) fn build(
     };
     let mut updates = 0;
     let mut request: Vec<(Value, [u8; 32])> = Vec::new();
-    // The lane whose part first wrote each position: only its followers may replace it.
-    let mut writer: Vec<&str> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut packed: Vec<usize> = Vec::new();
     let mut positions: Vec<Vec<(usize, usize)>> = Vec::new();
@@ -84,10 +80,7 @@ pub(super) fn build(
             .map(|(k, (_, e, _))| match k.as_ref().and_then(|k| by_key.get(k)) {
                 None => Some(Join::New),
                 Some(&pos) if request[pos].0 == *e => Some(Join::Same(pos)),
-                Some(&pos) => {
-                    let in_order = ctx.rules.coalesce && parts[i].follower && writer[pos] == lane;
-                    join(&request[pos].0, e, in_order).map(|j| j(pos))
-                }
+                Some(&pos) => join(&request[pos].0, e).map(|j| j(pos)),
             })
             .collect();
         let conflicts = joins.iter().any(Option::is_none);
@@ -130,7 +123,6 @@ pub(super) fn build(
                     }
                     sent.push((*n, request.len()));
                     request.push((entry.clone(), *content));
-                    writer.push(lane);
                 }
             }
         }
@@ -161,20 +153,19 @@ enum Join {
     Same(usize),
     /// A create-if-absent of a resource the request writes: it would change nothing.
     Absorbed(usize),
-    /// The request's entry is replaced by this one, which leaves the server as both would.
+    /// A write in the place of the request's create-if-absent.
     Replaces(usize),
 }
 
 /// How `new` joins a request holding `old` for the same resource, or `None` when it must wait
 /// for the next request (a batch may apply its entries in any order). A create-if-absent
-/// changes nothing next to a write of the resource, in either order, whatever the lanes; a
-/// later update or plain create of the same URL replaces an earlier one only behind it in its
-/// lane, when coalescing (`in_order`).
-fn join(old: &Value, new: &Value, in_order: bool) -> Option<fn(usize) -> Join> {
+/// changes nothing next to a write of the resource, in either order, whatever the lanes.
+fn join(old: &Value, new: &Value) -> Option<fn(usize) -> Join> {
     let request = |e: &Value| e.get("request").cloned().unwrap_or_default();
     let (old, new) = (request(old), request(new));
-    let method = |r: &Value| r.get("method").and_then(Value::as_str).map(str::to_string);
-    let writes = |r: &Value| matches!(method(r).as_deref(), Some("PUT" | "POST")) && r.get("ifMatch").is_none();
+    let writes = |r: &Value| {
+        matches!(r.get("method").and_then(Value::as_str), Some("PUT" | "POST")) && r.get("ifMatch").is_none()
+    };
     let if_absent = |r: &Value| r.get("ifNoneExist").is_some();
     if !(writes(&old) && writes(&new)) {
         return None;
@@ -182,10 +173,7 @@ fn join(old: &Value, new: &Value, in_order: bool) -> Option<fn(usize) -> Join> {
     match (if_absent(&old), if_absent(&new)) {
         (_, true) => Some(Join::Absorbed),
         (true, false) => Some(Join::Replaces),
-        (false, false) if in_order && method(&old) == method(&new) && old.get("url") == new.get("url") => {
-            Some(Join::Replaces)
-        }
-        _ => None,
+        (false, false) => None,
     }
 }
 
