@@ -182,6 +182,44 @@ fn a_lost_id_map_is_rebuilt_by_a_search_on_identifier() {
 }
 
 #[test]
+fn a_lost_id_map_under_a_backlog_searches_every_create_and_duplicates_nothing() {
+    const N: usize = 12;
+    let server = salesforce_server();
+    let setup = setup_for(&server, "");
+    let gw = setup.start();
+    let mut c = gw.connect();
+    for p in 1..=N {
+        send_ok(&mut c, &a08(p, 1, &format!("BL-A{p}")));
+    }
+    delivered(&setup);
+    assert_eq!(patients(&server).len(), N);
+    drop(c);
+    gw.terminate();
+
+    // A new gateway with no id map builds a backlog of updates to all of them: requests pack
+    // several patients, yet each create is searched first (at most 10 reads per batch, which
+    // the server enforces), so nothing is created twice.
+    server.control(json!({"down": true}));
+    let setup = setup_for(&server, "");
+    let gw = setup.start();
+    let mut c = gw.connect();
+    for p in 1..=N {
+        send_ok(&mut c, &a08(p, 2, &format!("BL-B{p}")));
+    }
+    wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
+    server.control(json!({"down": false}));
+    delivered(&setup);
+    assert!(dead_letters(&setup.db_path()).is_empty(), "{:?}", server.stderr());
+    let after = patients(&server);
+    assert_eq!(after.len(), N, "no Patient created twice");
+    assert!(after.iter().all(|p| p["name"][0]["given"][0] == "S0002"), "every update applied");
+    assert_eq!(server.dump()["Encounter"].as_array().unwrap().len(), N, "no Encounter created twice");
+    assert!(gw.metric("gateway_forward_lookups_total{result=\"found\"}") >= 2.0 * N as f64);
+    let requests = gw.metric("gateway_forward_requests_total");
+    assert!(requests < 2.0 * N as f64, "{requests} requests: several patients per request");
+}
+
+#[test]
 fn several_records_with_the_identifier_are_refused_not_guessed() {
     let server = salesforce_server();
     // Two Patients with the MRN the message carries, created behind the gateway's back.

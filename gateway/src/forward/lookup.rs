@@ -64,9 +64,6 @@ impl Lookup<'_> {
 pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) -> Lookup<'a> {
     let mut lookup = Lookup { guard: Refusing { inner: ctx.target, refused: HashSet::new(), present: HashMap::new() } };
     let max = ctx.target.max_reads();
-    if ctx.rules.profile != Profile::Salesforce || max == 0 {
-        return lookup;
-    }
     let (mut wanted, create_only) = searches_for(request, ctx);
     if wanted.is_empty() {
         return lookup;
@@ -125,19 +122,28 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
 /// One search: (rank of its type, `Type?identifier=…`, the placeholders its answer decides).
 type Search = (usize, String, Vec<String>);
 
+/// The search a would-be create needs before it is sent (salesforce, lookup on): its type's
+/// rank in [`SEARCHED`] and `Type?identifier=…`; `None` for anything else.
+pub(super) fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<(usize, String)> {
+    if ctx.rules.profile != Profile::Salesforce || ctx.target.max_reads() == 0 {
+        return None;
+    }
+    let p = placeholder(entry)?;
+    let resource = entry.get("resource")?;
+    let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
+    let rank = SEARCHED.iter().position(|t| *t == kind)?;
+    if ctx.ids.known(p).and_then(|k| k.server_id).is_some() {
+        return None;
+    }
+    Some((rank, identifier_query(kind, resource)?))
+}
+
 /// The searches the request's would-be creates need, and which of those are create-only.
 fn searches_for<'r>(request: &'r [(Value, [u8; 32])], ctx: &Ctx<'_>) -> (Vec<Search>, HashSet<&'r str>) {
     let mut wanted: Vec<Search> = Vec::new();
     let mut create_only = HashSet::new();
     for (entry, _) in request {
-        let Some(p) = placeholder(entry) else { continue };
-        let Some(resource) = entry.get("resource") else { continue };
-        let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
-        let Some(rank) = SEARCHED.iter().position(|t| *t == kind) else { continue };
-        if ctx.ids.known(p).and_then(|k| k.server_id).is_some() {
-            continue;
-        }
-        let Some(query) = identifier_query(kind, resource) else { continue };
+        let (Some(p), Some((rank, query))) = (placeholder(entry), search_for(entry, ctx)) else { continue };
         if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
             create_only.insert(p);
         }

@@ -5,7 +5,8 @@
 //! would change nothing), and a write replaces a create-if-absent; any other part that writes
 //! a resource differently from an earlier part waits for the next request, since a batch's
 //! entries may be applied in any order (every version reaches the server); a request holds at
-//! most `max_entries` (for several lanes' transactions, the target's transaction limits too),
+//! most `max_entries` (for several lanes' transactions, the target's transaction limits too;
+//! for salesforce, creates needing no more searches than one batch's reads, see `lookup`),
 //! and the heads that no longer fit are given back; two requests in flight never both create
 //! one resource.
 
@@ -49,6 +50,9 @@ pub(super) fn build(
         (ctx.max_entries.min(ctx.tx_limits.max_entries), ctx.tx_limits.max_updates)
     };
     let mut updates = 0;
+    // The searches its creates need first (salesforce, `lookup`): one batch's reads at most.
+    let max_searches = ctx.target.max_reads();
+    let mut searches: HashSet<String> = HashSet::new();
     let mut request: Vec<(Value, [u8; 32])> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut packed: Vec<usize> = Vec::new();
@@ -84,15 +88,23 @@ pub(super) fn build(
             })
             .collect();
         let conflicts = joins.iter().any(Option::is_none);
-        let joins: Vec<Join> = joins.into_iter().flatten().collect();
-        let new_entries = joins.iter().filter(|j| matches!(j, Join::New)).count();
+        let new_entries = joins.iter().filter(|j| matches!(j, Some(Join::New))).count();
         let new_updates = joins
             .iter()
             .zip(&o.selected.send)
-            .filter(|(j, (_, e, _))| is_update(e) && !matches!(j, Join::Same(_) | Join::Absorbed(_)))
+            .filter(|(j, (_, e, _))| is_update(e) && matches!(j, Some(Join::New | Join::Replaces(_))))
             .count();
-        let full =
-            !request.is_empty() && (request.len() + new_entries > max_entries || updates + new_updates > max_updates);
+        let new_searches: HashSet<String> = joins
+            .iter()
+            .zip(&o.selected.send)
+            .filter(|(j, _)| matches!(j, Some(Join::New | Join::Replaces(_))))
+            .filter_map(|(_, (_, e, _))| Some(super::lookup::search_for(e, ctx)?.1))
+            .filter(|q| !searches.contains(q))
+            .collect();
+        let full = !request.is_empty()
+            && (request.len() + new_entries > max_entries
+                || updates + new_updates > max_updates
+                || (!new_searches.is_empty() && searches.len() + new_searches.len() > max_searches));
         if full && !parts[i].follower {
             given_back.push(i);
         }
@@ -109,8 +121,9 @@ pub(super) fn build(
         }
         claimed.extend(creates);
         updates += new_updates;
+        searches.extend(new_searches);
         let mut sent = Vec::with_capacity(o.selected.send.len());
-        for (((n, entry, content), key), how) in o.selected.send.iter().zip(keys).zip(joins) {
+        for (((n, entry, content), key), how) in o.selected.send.iter().zip(keys).zip(joins.into_iter().flatten()) {
             match how {
                 Join::Same(pos) | Join::Absorbed(pos) => sent.push((*n, pos)),
                 Join::Replaces(pos) => {
