@@ -18,7 +18,9 @@
 //!   `412 Precondition Failed` with issue code `multiple-matches` (what FHIR's conditional
 //!   create answers), which the worker turns into a dead letter naming only that code; an
 //!   operator merges the duplicates on the server and replays the dead letter.
-//! - a failed search (no answer, or not a searchset): created as without a lookup.
+//! - a failed search (no answer, an error, or not a searchset): nothing of the request is sent;
+//!   it gets the search's answer (a 503 if only that search failed) and is retried like any
+//!   failed request — a create sent without its search's answer could duplicate a record.
 //!
 //! Searches are counted in `gateway_forward_lookups_total{result}` and their requests in
 //! `gateway_forward_requests_total`, which the daily API budget counts.
@@ -60,40 +62,75 @@ impl Lookup<'_> {
 }
 
 /// Searches what the request would create (see the module doc), learns single matches into
-/// the id map and returns the refusals.
+/// the id map and returns the refusals. A Patient's own records (its Encounters, its next of
+/// kin) are searched only after their Patient, when the request creates it too, and only if
+/// the server holds it: a Patient the server does not hold has none of them (the gateway
+/// writes them after, or with, their Patient), so a new patient costs one search.
 pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) -> Lookup<'a> {
-    let mut lookup = Lookup { guard: Refusing { inner: ctx.target, refused: HashSet::new(), present: HashMap::new() } };
-    let max = ctx.target.max_reads();
-    let (mut wanted, create_only) = searches_for(request, ctx);
-    if wanted.is_empty() {
+    let mut lookup = Lookup {
+        guard: Refusing { inner: ctx.target, refused: HashSet::new(), present: HashMap::new(), failed: None },
+    };
+    let (wanted, create_only) = searches_for(request, ctx);
+    let patients: HashSet<String> =
+        wanted.iter().filter(|s| s.query.starts_with("Patient?")).flat_map(|s| s.placeholders.clone()).collect();
+    let (after_patient, first): (Vec<Search>, Vec<Search>) =
+        wanted.into_iter().partition(|s| s.patient.as_deref().is_some_and(|p| patients.contains(p)));
+    let absent = search(first, &create_only, ctx, &mut lookup);
+    if lookup.guard.failed.is_some() {
         return lookup;
     }
-    wanted.sort_by_key(|(rank, _, _)| *rank);
-    // Every create is searched: more searches than a batch may carry take more batches.
+    let second: Vec<Search> =
+        after_patient.into_iter().filter(|s| !s.patient.as_ref().is_some_and(|p| absent.contains(p))).collect();
+    search(second, &create_only, ctx, &mut lookup);
+    lookup
+}
+
+/// Sends `wanted` in as few batches as the read limit allows and applies the answers; returns
+/// the placeholders the server holds nothing for.
+fn search(
+    mut wanted: Vec<Search>,
+    create_only: &HashSet<&str>,
+    ctx: &Ctx<'_>,
+    lookup: &mut Lookup<'_>,
+) -> HashSet<String> {
+    let mut absent = HashSet::new();
+    if wanted.is_empty() {
+        return absent;
+    }
+    wanted.sort_by_key(|s| s.rank);
     let mut answers: Vec<Option<Value>> = Vec::with_capacity(wanted.len());
-    for chunk in wanted.chunks(max) {
+    for chunk in wanted.chunks(ctx.target.max_reads()) {
         let searches: Vec<Value> =
-            chunk.iter().map(|(_, q, _)| json!({"request": {"method": "GET", "url": q}})).collect();
+            chunk.iter().map(|s| json!({"request": {"method": "GET", "url": s.query}})).collect();
         let body = json!({"resourceType": "Bundle", "type": "batch", "entry": searches});
         ctx.metrics.forward_requests.add(1);
-        match ctx.target.send(&serde_json::to_vec(&body).expect("JSON values serialize")) {
-            Ok(resp) => match routes::batch_answers(&resp, chunk.len()) {
-                Some(got) => answers.extend(got.into_iter().map(Some)),
-                None => answers.resize(answers.len() + chunk.len(), None),
-            },
-            Err(_) => answers.resize(answers.len() + chunk.len(), None),
+        let answer = ctx.target.send(&serde_json::to_vec(&body).expect("JSON values serialize"));
+        match answer.as_ref().ok().and_then(|resp| routes::batch_answers(resp, chunk.len())) {
+            Some(got) => answers.extend(got.into_iter().map(Some)),
+            None => {
+                answers.resize(answers.len() + chunk.len(), None);
+                let unusable = matches!(&answer, Ok(r) if (200..=299).contains(&r.status));
+                lookup.guard.failed.get_or_insert(if unusable { Ok(unavailable()) } else { answer });
+            }
         }
     }
     let mut changes = Vec::new();
-    for (n, (_, query, placeholders)) in wanted.iter().enumerate() {
-        let kind = query.split('?').next().unwrap_or("");
-        let result = match answers[n].as_ref().and_then(|a| matches(a, kind)) {
-            None => LookupResult::Failed,
+    for (s, answer) in wanted.iter().zip(&answers) {
+        let kind = s.query.split('?').next().unwrap_or("");
+        let result = match answer.as_ref().and_then(|a| matches(a, kind)) {
+            None => {
+                // Without its answer a create could duplicate a record: nothing is sent.
+                lookup.guard.failed.get_or_insert_with(|| Ok(unavailable()));
+                LookupResult::Failed
+            }
             Some(ids) => match ids.as_slice() {
-                [] => LookupResult::Absent,
+                [] => {
+                    absent.extend(s.placeholders.iter().cloned());
+                    LookupResult::Absent
+                }
                 [id] => {
                     let server_id = format!("{kind}/{id}");
-                    for p in placeholders {
+                    for p in &s.placeholders {
                         let known = Known { server_id: Some(server_id.clone()), content: [0; 32], acked_at: 0 };
                         changes.push(Change::Remember(ctx.ids.key(p), known));
                         if create_only.contains(p.as_str()) {
@@ -108,7 +145,7 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
                         matches = ids.len(),
                         "forwarder: several server records carry the identifier of a {kind} to create; the entry is refused, not guessed"
                     );
-                    lookup.guard.refused.extend(placeholders.iter().cloned());
+                    lookup.guard.refused.extend(s.placeholders.iter().cloned());
                     LookupResult::Ambiguous
                 }
             },
@@ -116,15 +153,75 @@ pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) ->
         ctx.metrics.lookup(result);
     }
     ctx.ids.apply(changes);
-    lookup
+    absent
 }
 
-/// One search: (rank of its type, `Type?identifier=…`, the placeholders its answer decides).
-type Search = (usize, String, Vec<String>);
+/// What a request whose searches came back unusable is answered: retried like a 503.
+fn unavailable() -> Response {
+    Response { status: 503, ..Response::default() }
+}
 
-/// The search a would-be create needs before it is sent (salesforce, lookup on): its type's
-/// rank in [`SEARCHED`] and `Type?identifier=…`; `None` for anything else.
-pub(super) fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<(usize, String)> {
+/// One search and the would-be creates its answer decides.
+struct Search {
+    /// Rank of its type in [`SEARCHED`]: the order searches are sent in.
+    rank: usize,
+    /// `Type?identifier=…`.
+    query: String,
+    placeholders: Vec<String>,
+    /// For a Patient's own record, its Patient's placeholder.
+    patient: Option<String>,
+}
+
+/// The search a would-be create needs (see [`search_for`]).
+struct Needed {
+    /// Rank of its type in [`SEARCHED`].
+    rank: usize,
+    query: String,
+    /// For a Patient's own record (an Encounter, a RelatedPerson), the placeholder its
+    /// reference to the Patient names, when it names one.
+    patient: Option<String>,
+}
+
+/// The searches a request's creates will need first ([`before_create`]), counted as parts
+/// join it, so that they fit in one batch's reads: a Patient's own records count only when
+/// their Patient is not searched too (they wait for its answer).
+#[derive(Default)]
+pub(super) struct Searches {
+    queries: HashSet<String>,
+    patients: HashSet<String>,
+}
+
+impl Searches {
+    /// What writing `entries` (a part's writes new to the request) would add.
+    pub(super) fn added<'e>(&self, entries: impl Iterator<Item = &'e Value>, ctx: &Ctx<'_>) -> Searches {
+        let needed: Vec<(&Value, Needed)> = entries.filter_map(|e| Some((e, search_for(e, ctx)?))).collect();
+        let patients: HashSet<String> = needed
+            .iter()
+            .filter(|(_, n)| n.query.starts_with("Patient?"))
+            .filter_map(|(e, _)| placeholder(e).map(str::to_string))
+            .collect();
+        let queries = needed
+            .into_iter()
+            .filter(|(_, n)| n.patient.as_ref().is_none_or(|p| !self.patients.contains(p) && !patients.contains(p)))
+            .map(|(_, n)| n.query)
+            .filter(|q| !self.queries.contains(q))
+            .collect();
+        Searches { queries, patients }
+    }
+
+    pub(super) fn count(&self) -> usize {
+        self.queries.len()
+    }
+
+    pub(super) fn extend(&mut self, more: Searches) {
+        self.queries.extend(more.queries);
+        self.patients.extend(more.patients);
+    }
+}
+
+/// The search a would-be create needs before it is sent (salesforce, lookup on); `None` for
+/// anything else.
+fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Needed> {
     if ctx.rules.profile != Profile::Salesforce || ctx.target.max_reads() == 0 {
         return None;
     }
@@ -135,7 +232,18 @@ pub(super) fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<(usize, String)
     if ctx.ids.known(p).and_then(|k| k.server_id).is_some() {
         return None;
     }
-    Some((rank, identifier_query(kind, resource)?))
+    let patient_field = match kind {
+        "Encounter" => "subject",
+        "RelatedPerson" => "patient",
+        _ => "",
+    };
+    let patient = resource
+        .get(patient_field)
+        .and_then(|r| r.get("reference"))
+        .and_then(Value::as_str)
+        .filter(|r| r.starts_with("urn:uuid:"))
+        .map(str::to_string);
+    Some(Needed { rank, query: identifier_query(kind, resource)?, patient })
 }
 
 /// The searches the request's would-be creates need, and which of those are create-only.
@@ -143,13 +251,18 @@ fn searches_for<'r>(request: &'r [(Value, [u8; 32])], ctx: &Ctx<'_>) -> (Vec<Sea
     let mut wanted: Vec<Search> = Vec::new();
     let mut create_only = HashSet::new();
     for (entry, _) in request {
-        let (Some(p), Some((rank, query))) = (placeholder(entry), search_for(entry, ctx)) else { continue };
+        let (Some(p), Some(needed)) = (placeholder(entry), search_for(entry, ctx)) else { continue };
         if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
             create_only.insert(p);
         }
-        match wanted.iter_mut().find(|(_, q, _)| *q == query) {
-            Some((_, _, placeholders)) => placeholders.push(p.to_string()),
-            None => wanted.push((rank, query, vec![p.to_string()])),
+        match wanted.iter_mut().find(|s| s.query == needed.query) {
+            Some(s) => s.placeholders.push(p.to_string()),
+            None => wanted.push(Search {
+                rank: needed.rank,
+                query: needed.query,
+                placeholders: vec![p.to_string()],
+                patient: needed.patient,
+            }),
         }
     }
     (wanted, create_only)
@@ -232,6 +345,9 @@ struct Refusing<'a> {
     refused: HashSet<String>,
     /// Placeholders of create-only entries the server holds → `Type/id`.
     present: HashMap<String, String>,
+    /// A search that got no usable answer: the request is not sent, and gets that answer
+    /// (a 503 when the batch came back but one search in it failed), so it is retried.
+    failed: Option<Result<Response, SendError>>,
 }
 
 impl Refusing<'_> {
@@ -261,6 +377,9 @@ impl Refusing<'_> {
 
 impl Target for Refusing<'_> {
     fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
+        if let Some(failed) = &self.failed {
+            return failed.clone();
+        }
         if self.refused.is_empty() && self.present.is_empty() {
             return self.inner.send(bundle);
         }
@@ -460,6 +579,73 @@ mod tests {
         assert_eq!(sent[2][2]["resource"]["ref"][0]["reference"], "Practitioner/dr7");
         assert_eq!(encode("a|b,c$d\\e f"), "a%5C%7Cb%5C%2Cc%5C%24d%5C%5Ce%20f");
         assert!(fhir_id("a-1.B") && !fhir_id("a/b") && !fhir_id("") && !fhir_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn a_patients_own_records_are_searched_only_when_the_server_holds_the_patient() {
+        let w = world();
+        let fake = Fake {
+            found: [
+                ("Patient?identifier=urn%3Amrn|OLD".to_string(), vec!["p1"]),
+                ("Encounter?identifier=urn%3Avn|V-OLD".to_string(), vec!["e1"]),
+            ]
+            .into(),
+            sent: Mutex::default(),
+        };
+        let own = |p: &str, kind: &str, field: &str, value: &str, patient: &str| {
+            let (mut e, hash) = entry(p, kind, Some(("urn:vn", value)), &[]);
+            e["resource"][field] = json!({"reference": format!("urn:uuid:{patient}")});
+            (e, hash)
+        };
+        let request = [
+            entry("new", "Patient", Some(("urn:mrn", "NEW")), &[]),
+            own("enc-new", "Encounter", "subject", "V-NEW", "new"),
+            own("kin-new", "RelatedPerson", "patient", "K-NEW", "new"),
+            entry("old", "Patient", Some(("urn:mrn", "OLD")), &[]),
+            own("enc-old", "Encounter", "subject", "V-OLD", "old"),
+        ];
+        before_create(&request, &ctx(&w, &fake));
+        let sent: Vec<Vec<String>> = fake
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.iter().map(|e| e["request"]["url"].as_str().unwrap().to_string()).collect())
+            .collect();
+        // The new patient's Encounter and next of kin are not searched; the known patient's are.
+        assert_eq!(
+            sent,
+            [
+                vec!["Patient?identifier=urn%3Amrn|NEW", "Patient?identifier=urn%3Amrn|OLD"],
+                vec!["Encounter?identifier=urn%3Avn|V-OLD"]
+            ]
+        );
+        assert_eq!(w.ids.known("urn:uuid:enc-old").and_then(|k| k.server_id).as_deref(), Some("Encounter/e1"));
+        assert!(w.ids.known("urn:uuid:enc-new").is_none());
+    }
+
+    #[test]
+    fn a_failed_search_sends_nothing_and_the_request_gets_its_answer() {
+        /// Refuses everything (503, Retry-After) and counts the requests.
+        struct Down(Mutex<usize>);
+        impl Target for Down {
+            fn send(&self, _: &[u8]) -> Result<Response, SendError> {
+                *self.0.lock().unwrap() += 1;
+                Ok(Response { status: 503, retry_after: Some("7".into()), ..Response::default() })
+            }
+            fn max_reads(&self) -> usize {
+                10
+            }
+        }
+        let w = world();
+        let down = Down(Mutex::new(0));
+        let request = [entry("pat", "Patient", Some(("urn:mrn", "P1")), &[])];
+        let lookup = before_create(&request, &ctx(&w, &down));
+        let c = ctx(&w, &down);
+        let answer = lookup.ctx(&c).target.send(b"{}").unwrap();
+        assert_eq!((answer.status, answer.retry_after.as_deref()), (503, Some("7")));
+        assert_eq!(*down.0.lock().unwrap(), 1, "the search only: the create was not sent");
+        assert_eq!(w.metrics.lookups(LookupResult::Failed), 1);
     }
 
     #[test]

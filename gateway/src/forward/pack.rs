@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::deliver::Verdict;
 use super::ids::Selected;
+use super::lookup::Searches;
 use super::worker::{with_unsent, Ctx, Opened, Part};
 
 /// The request a job's parts make.
@@ -52,7 +53,7 @@ pub(super) fn build(
     let mut updates = 0;
     // The searches its creates need first (salesforce, `lookup`): one batch's reads at most.
     let max_searches = ctx.target.max_reads();
-    let mut searches: HashSet<String> = HashSet::new();
+    let mut searches = Searches::default();
     let mut request: Vec<(Value, [u8; 32])> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut packed: Vec<usize> = Vec::new();
@@ -94,17 +95,13 @@ pub(super) fn build(
             .zip(&o.selected.send)
             .filter(|(j, (_, e, _))| is_update(e) && matches!(j, Some(Join::New | Join::Replaces(_))))
             .count();
-        let new_searches: HashSet<String> = joins
-            .iter()
-            .zip(&o.selected.send)
-            .filter(|(j, _)| matches!(j, Some(Join::New | Join::Replaces(_))))
-            .filter_map(|(_, (_, e, _))| Some(super::lookup::search_for(e, ctx)?.1))
-            .filter(|q| !searches.contains(q))
-            .collect();
+        let writes =
+            joins.iter().zip(&o.selected.send).filter(|(j, _)| matches!(j, Some(Join::New | Join::Replaces(_))));
+        let new_searches = searches.added(writes.map(|(_, (_, e, _))| e), ctx);
         let full = !request.is_empty()
             && (request.len() + new_entries > max_entries
                 || updates + new_updates > max_updates
-                || (!new_searches.is_empty() && searches.len() + new_searches.len() > max_searches));
+                || (new_searches.count() > 0 && searches.count() + new_searches.count() > max_searches));
         if full && !parts[i].follower {
             given_back.push(i);
         }
