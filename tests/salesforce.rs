@@ -452,6 +452,7 @@ fn bench_cloud_budget() {
         ("salesforce", 3000, "concurrency = 5\nsalesforce_max_reads = 0", "lookup off"),
         ("generic", 300, "concurrency = 16", ""),
         ("generic", 300, "concurrency = 32", ""),
+        ("generic", 300, "concurrency = 64", ""),
     ];
     for (profile, latency_ms, keys, what) in drains {
         let run = budget_run(&mix, profile, true, latency_ms, keys);
