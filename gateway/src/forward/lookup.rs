@@ -4,7 +4,10 @@
 //! for its placeholder — that carries a business identifier (`identifier` with system and
 //! value), the server is asked `GET Type?identifier=system|value`, all such searches of the
 //! request packed into batches of at most `[cloud] salesforce_max_reads` entries (the
-//! documented read limit of a batch is 10), as few as they fit in. Then:
+//! documented read limit of a batch is 10), as few as they fit in; `pack` gives a request only
+//! the creates one batch covers. A Patient's own records (its Encounters, its next of kin)
+//! created with it are searched in a second round, and only when the server holds the Patient:
+//! a new patient costs one search. Then:
 //!
 //! - one match: its id goes into the id map, so `ids::rewrite` writes `PUT Type/<id>` — the
 //!   journal or its id map was lost, the server record is updated rather than duplicated. A
