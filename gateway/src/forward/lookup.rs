@@ -171,15 +171,6 @@ struct Search {
     /// `Type?identifier=…`.
     query: String,
     placeholders: Vec<String>,
-    /// For a Patient's own record, its Patient's placeholder.
-    patient: Option<String>,
-}
-
-/// The search a would-be create needs (see [`search_for`]).
-struct Needed {
-    /// Rank of its type in [`SEARCHED`].
-    rank: usize,
-    query: String,
     /// For a Patient's own record (an Encounter, a RelatedPerson), the placeholder its
     /// reference to the Patient names, when it names one.
     patient: Option<String>,
@@ -197,16 +188,13 @@ pub(super) struct Searches {
 impl Searches {
     /// What writing `entries` (a part's writes new to the request) would add.
     pub(super) fn added<'e>(&self, entries: impl Iterator<Item = &'e Value>, ctx: &Ctx<'_>) -> Searches {
-        let needed: Vec<(&Value, Needed)> = entries.filter_map(|e| Some((e, search_for(e, ctx)?))).collect();
-        let patients: HashSet<String> = needed
-            .iter()
-            .filter(|(_, n)| n.query.starts_with("Patient?"))
-            .filter_map(|(e, _)| placeholder(e).map(str::to_string))
-            .collect();
+        let needed: Vec<Search> = entries.filter_map(|e| search_for(e, ctx)).collect();
+        let patients: HashSet<String> =
+            needed.iter().filter(|s| s.query.starts_with("Patient?")).flat_map(|s| s.placeholders.clone()).collect();
         let queries = needed
             .into_iter()
-            .filter(|(_, n)| n.patient.as_ref().is_none_or(|p| !self.patients.contains(p) && !patients.contains(p)))
-            .map(|(_, n)| n.query)
+            .filter(|s| s.patient.as_ref().is_none_or(|p| !self.patients.contains(p) && !patients.contains(p)))
+            .map(|s| s.query)
             .filter(|q| !self.queries.contains(q))
             .collect();
         Searches { queries, patients }
@@ -224,7 +212,7 @@ impl Searches {
 
 /// The search a would-be create needs before it is sent (salesforce, lookup on); `None` for
 /// anything else.
-fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Needed> {
+fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Search> {
     if ctx.rules.profile != Profile::Salesforce || ctx.target.max_reads() == 0 {
         return None;
     }
@@ -246,7 +234,7 @@ fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Needed> {
         .and_then(Value::as_str)
         .filter(|r| r.starts_with("urn:uuid:"))
         .map(str::to_string);
-    Some(Needed { rank, query: identifier_query(kind, resource)?, patient })
+    Some(Search { rank, query: identifier_query(kind, resource)?, placeholders: vec![p.to_string()], patient })
 }
 
 /// The searches the request's would-be creates need, and which of those are create-only.
@@ -254,18 +242,13 @@ fn searches_for<'r>(request: &'r [(Value, [u8; 32])], ctx: &Ctx<'_>) -> (Vec<Sea
     let mut wanted: Vec<Search> = Vec::new();
     let mut create_only = HashSet::new();
     for (entry, _) in request {
-        let (Some(p), Some(needed)) = (placeholder(entry), search_for(entry, ctx)) else { continue };
+        let (Some(p), Some(search)) = (placeholder(entry), search_for(entry, ctx)) else { continue };
         if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
             create_only.insert(p);
         }
-        match wanted.iter_mut().find(|s| s.query == needed.query) {
-            Some(s) => s.placeholders.push(p.to_string()),
-            None => wanted.push(Search {
-                rank: needed.rank,
-                query: needed.query,
-                placeholders: vec![p.to_string()],
-                patient: needed.patient,
-            }),
+        match wanted.iter_mut().find(|s| s.query == search.query) {
+            Some(s) => s.placeholders.extend(search.placeholders),
+            None => wanted.push(search),
         }
     }
     (wanted, create_only)

@@ -4,8 +4,7 @@
 //! that needs them (the gateway, systemd-networkd) when run as root; only the public halves go
 //! on the stick.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -82,7 +81,8 @@ pub(crate) fn ensure(dir: &Path, serial: &str) -> anyhow::Result<(DeviceKeys, Si
             params.distinguished_name.push(rcgen::DnType::CommonName, format!("gateway {serial}"));
             let csr = params.serialize_request(&key).context("cannot make the TLS client CSR")?.pem()?;
             write_private(&key_path, key.serialize_pem().as_bytes(), Some("gateway"))?;
-            write_public(&csr_path, csr.as_bytes())?;
+            crate::files::write_atomic(&csr_path, csr.as_bytes(), 0o644)
+                .with_context(|| format!("writing {}", csr_path.display()))?;
             csr
         }
     };
@@ -110,20 +110,6 @@ fn write_private(path: &Path, data: &[u8], owner: Option<&str>) -> anyhow::Resul
             rustix::fs::fchown(&f, Some(ids.0), Some(ids.1)).with_context(|| format!("chown {}", path.display()))?;
         }
     }
-    Ok(())
-}
-
-fn write_public(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
     Ok(())
 }
 
