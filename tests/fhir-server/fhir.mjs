@@ -16,6 +16,7 @@ import {
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   normalizeOperationOutcome,
+  parseFhirPath,
   parseSearchRequest,
   validateResource,
 } from '@medplum/core';
@@ -264,13 +265,16 @@ class TestRepository extends MemoryRepository {
     this.txDepth = 0;
     this.identifierIndex = new Map(); // "Type|system|value" (lower case) -> Set of ids
     this.indexedKeys = new Map(); // "Type/id" -> its keys in identifierIndex
+    this.identifierPaths = new Map(); // Type -> its identifier parameter's parsed FHIRPath (or null)
   }
 
   // Every write (create, update, patch, conditional update) ends here, except conditionalCreate.
   async createResource(resource, options, update = false) {
     resource = await this.resolveConditionalReferences(resource);
     this.validate(resource);
+    this.remember(resource.resourceType, resource.id);
     const result = await super.createResource(resource, options, update);
+    this.remember(result.resourceType, result.id, result.id !== resource.id);
     this.index(result);
     this.store.onWrite(result, update ? 'update' : 'create');
     return result;
@@ -279,8 +283,10 @@ class TestRepository extends MemoryRepository {
   async conditionalCreate(resource, search, options) {
     resource = await this.resolveConditionalReferences(resource);
     this.validate(resource);
+    this.remember(resource.resourceType, resource.id);
     const result = await super.conditionalCreate(resource, search, options);
     if (result.outcome.id === created.id) {
+      this.remember(result.resource.resourceType, result.resource.id, result.resource.id !== resource.id);
       this.index(result.resource);
       this.store.onWrite(result.resource, 'create');
     }
@@ -317,6 +323,7 @@ class TestRepository extends MemoryRepository {
   }
 
   async deleteResource(resourceType, id, options) {
+    this.remember(resourceType, id);
     await super.deleteResource(resourceType, id, options);
     this.unindex(resourceType, id);
     this.store.onWrite({ resourceType, id }, 'delete');
@@ -356,10 +363,22 @@ class TestRepository extends MemoryRepository {
   index(resource) {
     const { resourceType, id } = resource;
     this.unindex(resourceType, id);
-    const expression = getSearchParameter(resourceType, 'identifier')?.expression;
-    if (!expression) return;
+    // Parsed once per type, and only this type's branches of the shared parameter's union
+    // ("AllergyIntolerance.identifier | CarePlan.identifier | ..."): the others yield nothing for
+    // it, yet evaluating them costs most of a write.
+    if (!this.identifierPaths.has(resourceType)) {
+      const expression = getSearchParameter(resourceType, 'identifier')?.expression;
+      const own = expression
+        ?.split('|')
+        .map((branch) => branch.trim())
+        .filter((branch) => branch.startsWith(`${resourceType}.`));
+      const path = own?.length ? own.join(' | ') : expression;
+      this.identifierPaths.set(resourceType, path ? parseFhirPath(path) : null);
+    }
+    const path = this.identifierPaths.get(resourceType);
+    if (!path) return;
     const keys = [];
-    for (const ident of evalFhirPath(expression, resource)) {
+    for (const ident of evalFhirPath(path, resource)) {
       if (typeof ident?.system !== 'string' || typeof ident.value !== 'string') continue;
       const key = `${resourceType}|${ident.system.toLowerCase()}|${ident.value.toLowerCase()}`;
       if (!this.identifierIndex.has(key)) this.identifierIndex.set(key, new Set());
@@ -378,11 +397,12 @@ class TestRepository extends MemoryRepository {
     this.indexedKeys.delete(`${resourceType}/${id}`);
   }
 
-  // MemoryRepository.withTransaction just runs the callback; add all-or-nothing by restoring a
-  // shallow snapshot (stored resources are replaced, never mutated; history arrays are copied).
+  // MemoryRepository.withTransaction just runs the callback; add all-or-nothing with an undo log:
+  // each resource a write touches keeps its state from before the transaction (stored resources
+  // are replaced, never mutated; history arrays are copied), put back if the callback fails.
   async withTransaction(callback) {
     if (this.txDepth > 0) return callback(this);
-    const snapshot = this.snapshot();
+    this.undo = new Map();
     this.txDepth++;
     this.store.onBegin();
     try {
@@ -390,35 +410,48 @@ class TestRepository extends MemoryRepository {
       this.store.onEnd(true);
       return result;
     } catch (err) {
-      this.restore(snapshot);
+      this.rollback();
       this.store.onEnd(false);
       throw err;
     } finally {
+      this.undo = undefined;
       this.txDepth--;
+    }
+  }
+
+  // Before a transaction's first write of Type/id: its state to put back. `absent` for an id the
+  // write itself chose (nothing was there).
+  remember(resourceType, id, absent = false) {
+    const key = `${resourceType}/${id}`;
+    if (!this.undo || id === undefined || this.undo.has(key)) return;
+    this.undo.set(key, {
+      resourceType,
+      id,
+      resource: absent ? undefined : this.resources.get(resourceType)?.get(id),
+      versions: absent ? undefined : this.history.get(resourceType)?.get(id)?.slice(),
+    });
+  }
+
+  rollback() {
+    for (const { resourceType, id, resource, versions } of this.undo.values()) {
+      const put = (maps, value) => {
+        if (value !== undefined) {
+          if (!maps.has(resourceType)) maps.set(resourceType, new Map());
+          maps.get(resourceType).set(id, value);
+        } else {
+          maps.get(resourceType)?.delete(id);
+        }
+      };
+      put(this.resources, resource);
+      put(this.history, versions);
+      if (resource) this.index(resource);
+      else this.unindex(resourceType, id);
     }
   }
 
   // MemoryRepository keeps its data in `resources` / `history` (TypeScript-private, plain fields at runtime).
   allResources() {
     return this.resources;
-  }
-
-  snapshot() {
-    const copy = (m, f) => new Map([...m].map(([k, v]) => [k, f(v)]));
-    return {
-      resources: copy(this.resources, (byId) => new Map(byId)),
-      history: copy(this.history, (byId) => copy(byId, (versions) => versions.slice())),
-    };
-  }
-
-  restore(snapshot) {
-    for (const name of ['resources', 'history']) {
-      this[name].clear();
-      for (const [k, v] of snapshot[name]) this[name].set(k, v);
-    }
-    this.identifierIndex.clear();
-    this.indexedKeys.clear();
-    for (const byId of this.resources.values()) for (const resource of byId.values()) this.index(resource);
   }
 }
 

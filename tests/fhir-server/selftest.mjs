@@ -185,6 +185,23 @@ try {
   check('issue code invalid/structure, diagnostics name the path', issues.some((i) => ['invalid', 'structure'].includes(i.code)) && issues.some((i) => /Observation\.status/.test(i.diagnostics)) && issues.some((i) => /Observation\.colour/.test(i.diagnostics)), issues);
   dump = await getJson('/__dump');
   check('invalid transaction rolled back (no Patient p2)', dump.Patient?.length === 2 && !dump.Patient.some((p) => p.identifier?.[0]?.value === 'p2'), dump.Patient?.map((p) => p.identifier));
+  // An update in a failed transaction is undone too: the resource, its history, its identifier.
+  r = await fhir('POST', '/', {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { resource: { resourceType: 'Patient', id: 'fixed-1', identifier: [{ system: SYS, value: 'renamed' }], gender: 'male' }, request: { method: 'PUT', url: 'Patient/fixed-1' } },
+      // A PUT too, so it runs after the Patient's (a transaction runs its POSTs first).
+      { resource: { resourceType: 'Observation', id: 'bad', status: 'bogus', code: { text: 'x' } }, request: { method: 'PUT', url: 'Observation/bad' } },
+    ],
+  });
+  check('transaction with an update and an invalid entry -> 400', r.status === 400, r);
+  r = await fhir('GET', '/Patient/fixed-1');
+  const history = await fhir('GET', '/Patient/fixed-1/_history');
+  check('the update rolled back: content and history as before', r.body?.gender === 'female' && history.body?.entry?.length === 2, [r.body, history.body?.entry?.length]);
+  r = await fhir('GET', `/Patient?identifier=${encodeURIComponent(`${SYS}|fixed-1`)}`);
+  const renamed = await fhir('GET', `/Patient?identifier=${encodeURIComponent(`${SYS}|renamed`)}`);
+  check('the update rolled back: found by its identifier, not by the new one', r.body?.entry?.length === 1 && !renamed.body?.entry, [r.body, renamed.body]);
 
   r = await fhir('POST', '/Observation', { resourceType: 'Observation', status: 'final', code: { text: 'x' }, valueString: 'a', valueInteger: 1 });
   check('two value[x] properties -> 400 (Medplum warning made an error)', r.status === 400 && r.body?.issue?.some((i) => /Conflicting choice of type/.test(i.diagnostics)), r.body);
