@@ -381,6 +381,8 @@ struct Run {
     requests_per_message: f64,
     /// Messages per second from the target coming back until the backlog was delivered.
     drain_rate: f64,
+    /// CPU milliseconds per message during the drain: the gateway's, the test server's.
+    cpu_ms_per_message: (f64, f64),
     /// The server's writes and searches per message, by `METHOD Type`.
     by_kind: std::collections::BTreeMap<String, f64>,
 }
@@ -389,7 +391,8 @@ struct Run {
 /// after an outage), then brings the target up with `latency_ms` per answer and waits until all
 /// is delivered.
 fn budget_run(mix: &[Vec<u8>], profile: &str, economy: bool, latency_ms: u64, more: &str) -> Run {
-    let server = FhirServer::start(&[]);
+    // Medplum's transaction limits kept: a generic request over them would be refused.
+    let server = FhirServer::start(if profile == "generic" { &["--medplum-tx-limits"] } else { &[] });
     let latency = if profile == "salesforce" {
         json!({"salesforce": true, "salesforce_latency_ms": latency_ms})
     } else {
@@ -406,9 +409,12 @@ fn budget_run(mix: &[Vec<u8>], profile: &str, economy: bool, latency_ms: u64, mo
     }
     server.control(latency);
     let (requests_down, started) = (gw.metric("gateway_forward_requests_total"), std::time::Instant::now());
+    let cpu = || (cpu_seconds(gw.child.id()), cpu_seconds(server.pid()));
+    let cpu_before = cpu();
     server.control(json!({"down": false}));
     wait_for("the mix delivered", Duration::from_secs(900), || (undelivered(&setup.db_path()) == 0).then_some(()));
     let drain = started.elapsed().as_secs_f64();
+    let cpu_after = cpu();
     assert!(dead_letters(&setup.db_path()).is_empty(), "a bench run left dead letters");
     let n = mix.len() as f64;
     let mut by_kind = std::collections::BTreeMap::new();
@@ -423,6 +429,7 @@ fn budget_run(mix: &[Vec<u8>], profile: &str, economy: bool, latency_ms: u64, mo
         entries_per_message: gw.metric("gateway_forward_entries_sent_total") / n,
         requests_per_message: (gw.metric("gateway_forward_requests_total") - requests_down) / n,
         drain_rate: n / drain,
+        cpu_ms_per_message: ((cpu_after.0 - cpu_before.0) * 1e3 / n, (cpu_after.1 - cpu_before.1) * 1e3 / n),
     }
 }
 
@@ -442,8 +449,7 @@ fn bench_cloud_budget() {
             let on = if economy { "on" } else { "off" };
             println!("{profile:<12} {on:<8} {:>10.2} {:>11.3}", run.entries_per_message, run.requests_per_message);
             if economy {
-                let kinds: Vec<String> = run.by_kind.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
-                println!("  per message at the server: {}", kinds.join(", "));
+                println!("  per message at the server: {}", per_kind(&run));
             }
         }
     }
@@ -463,5 +469,14 @@ fn bench_cloud_budget() {
             run.requests_per_message,
             run.entries_per_message
         );
+        let (gateway, server) = run.cpu_ms_per_message;
+        println!("  CPU per message: gateway {gateway:.2} ms, test server {server:.2} ms");
+        println!("  per message at the server: {}", per_kind(&run));
     }
+}
+
+/// A run's writes and searches per message at the server, by `METHOD Type`.
+fn per_kind(run: &Run) -> String {
+    let kinds: Vec<String> = run.by_kind.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+    kinds.join(", ")
 }

@@ -197,6 +197,15 @@ impl Drop for Gateway {
     }
 }
 
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
@@ -445,6 +454,11 @@ pub struct FhirServer {
 }
 
 impl FhirServer {
+    /// The Node process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `node --experimental-websocket server.mjs --port 0 <flags>` and waits (bounded)
     /// for its `listening http://127.0.0.1:<port>` line (with `--tls-cert`:
     /// `listening https://127.0.0.1:<port> control http://127.0.0.1:<control port>`).
