@@ -19,8 +19,8 @@
 //! they rewrite — a batch may apply its entries in any order. Split transactions never ride
 //! along: a later part names an earlier one's resources by conditional references, which the
 //! server resolves before the transaction runs. With write economy, jobs are sized by stored
-//! entries at the limit divided by the share of stored entries recent requests sent (up to
-//! [`MAX_OVERCOMMIT`] times); the worker fills the request with what is left to send and
+//! entries at the limit divided by the share of stored entries recent requests sent, times
+//! [`HEADROOM`] (up to [`MAX_OVERCOMMIT`] times the limit); the worker fills the request with what is left to send and
 //! gives the heads that no longer fit back at once.
 //!
 //! # Finding work without scanning the journal
@@ -195,11 +195,18 @@ impl Forwarder {
 const DEFER_MS: i64 = 50;
 
 /// With write economy a job is sized by stored entries at the request's limit divided by
-/// the share of stored entries recent requests sent (unchanged entries are left out at send
-/// time, and the worker gives back what does not fit): at most this many times the limit.
+/// the share of stored entries recent requests sent, times [`HEADROOM`] (unchanged entries are
+/// left out at send time, and the worker gives back what does not fit): at most this many
+/// times the limit.
 const MAX_OVERCOMMIT: f64 = 16.0;
 /// The share assumed before any job reported one.
 const FIRST_SENT_SHARE: f64 = 0.25;
+/// Jobs take this many times what the average share says fits: the average lags when a
+/// backlog's traffic changes (its admissions, then its results, then its name corrections, each
+/// leaving out a different share), and an underfilled request costs a whole round trip, while
+/// the parts that do not fit are only given back. Measured on `scripts/bench-cloud`: salesforce
+/// 14.2 → 15.6 msg/s, generic at 64 concurrent 162–165 → 176.
+const HEADROOM: f64 = 2.0;
 
 /// The share of stored entries recent jobs sent, an exponential average; `None` without write
 /// economy (every stored entry is sent).
@@ -215,8 +222,8 @@ impl SentShare {
 
     /// Stored entries for a job whose request holds `limit` entries.
     fn job_entries(&self, limit: usize) -> usize {
-        let share = self.0.unwrap_or(1.0).max(1.0 / MAX_OVERCOMMIT);
-        (limit as f64 / share).round() as usize
+        let Some(share) = self.0 else { return limit };
+        (limit as f64 / share.max(f64::MIN_POSITIVE) * HEADROOM).min(limit as f64 * MAX_OVERCOMMIT).round() as usize
     }
 }
 
@@ -1027,10 +1034,10 @@ mod tests {
     #[test]
     fn jobs_are_sized_by_the_share_of_stored_entries_recent_requests_sent() {
         let mut share = SentShare(Some(FIRST_SENT_SHARE));
-        assert_eq!(share.job_entries(30), 120);
-        // Requests sending a tenth of what is stored: jobs grow towards ten times the limit.
+        assert_eq!(share.job_entries(30), 240);
+        // Requests sending a fifth of what is stored: jobs grow towards twice five times the limit.
         for _ in 0..40 {
-            share.observe(Fill { stored: 300, sent: 30 });
+            share.observe(Fill { stored: 300, sent: 60 });
         }
         assert!((295..=305).contains(&share.job_entries(30)), "{}", share.job_entries(30));
         // Nothing sent at all: at most MAX_OVERCOMMIT times the limit.
@@ -1038,12 +1045,12 @@ mod tests {
             share.observe(Fill { stored: 100, sent: 0 });
         }
         assert_eq!(share.job_entries(30), 480);
-        // Everything sent again: back to the limit; a job that took nothing changes nothing.
+        // Everything sent again: back to twice the limit; a job that took nothing changes nothing.
         for _ in 0..60 {
             share.observe(Fill { stored: 30, sent: 30 });
         }
         share.observe(Fill { stored: 0, sent: 0 });
-        assert_eq!(share.job_entries(30), 30);
+        assert_eq!(share.job_entries(30), 60);
         // Without write economy every stored entry is sent.
         assert_eq!(SentShare(None).job_entries(30), 30);
     }
