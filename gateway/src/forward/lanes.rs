@@ -20,8 +20,8 @@
 //! along: a later part names an earlier one's resources by conditional references, which the
 //! server resolves before the transaction runs. With write economy, jobs are sized by stored
 //! entries at the limit divided by the share of stored entries recent requests sent, times
-//! [`HEADROOM`] (up to [`MAX_OVERCOMMIT`] times the limit); the worker fills the request with what is left to send and
-//! gives the heads that no longer fit back at once.
+//! [`HEADROOM`] (up to [`MAX_OVERCOMMIT`] times the limit); the worker fills the request with
+//! what is left to send and gives the heads that no longer fit back at once.
 //!
 //! # Finding work without scanning the journal
 //! - At start: a pass in journal order over the partial index `outbox_pending_message
@@ -205,7 +205,7 @@ const FIRST_SENT_SHARE: f64 = 0.25;
 /// backlog's traffic changes (its admissions, then its results, then its name corrections, each
 /// leaving out a different share), and an underfilled request costs a whole round trip, while
 /// the parts that do not fit are only given back. Measured on `scripts/bench-cloud`: salesforce
-/// 14.2 → 15.6 msg/s, generic at 64 concurrent 162–165 → 176.
+/// 14.2–14.8 → 15.5–15.6 msg/s, generic at 64 concurrent 162–165 → 168–180 msg/s.
 const HEADROOM: f64 = 2.0;
 
 /// The share of stored entries recent jobs sent, an exponential average; `None` without write
@@ -1035,7 +1035,8 @@ mod tests {
     fn jobs_are_sized_by_the_share_of_stored_entries_recent_requests_sent() {
         let mut share = SentShare(Some(FIRST_SENT_SHARE));
         assert_eq!(share.job_entries(30), 240);
-        // Requests sending a fifth of what is stored: jobs grow towards twice five times the limit.
+        // Requests sending a fifth of what is stored: jobs grow towards ten times the limit
+        // (five for the share, twice that for the headroom).
         for _ in 0..40 {
             share.observe(Fill { stored: 300, sent: 60 });
         }
