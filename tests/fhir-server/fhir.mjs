@@ -433,17 +433,15 @@ class TestRepository extends MemoryRepository {
   }
 
   rollback() {
+    // Type -> id -> value; `undefined` removes the id.
+    const put = (maps, resourceType, id, value) => {
+      if (value === undefined) return maps.get(resourceType)?.delete(id);
+      if (!maps.has(resourceType)) maps.set(resourceType, new Map());
+      maps.get(resourceType).set(id, value);
+    };
     for (const { resourceType, id, resource, versions } of this.undo.values()) {
-      const put = (maps, value) => {
-        if (value !== undefined) {
-          if (!maps.has(resourceType)) maps.set(resourceType, new Map());
-          maps.get(resourceType).set(id, value);
-        } else {
-          maps.get(resourceType)?.delete(id);
-        }
-      };
-      put(this.resources, resource);
-      put(this.history, versions);
+      put(this.resources, resourceType, id, resource);
+      put(this.history, resourceType, id, versions);
       if (resource) this.index(resource);
       else this.unindex(resourceType, id);
     }
