@@ -83,7 +83,7 @@ export class Salesforce {
 
   reset() {
     this.given = new Set(); // "Type/id" the server handed out
-    this.counters = { requests: 0, patient_api_requests: 0, concurrency_refused: 0, max_in_flight: 0, entries: 0, reads: 0, creates: 0, updates: 0, failed_dependency: 0, refused_types: 0 };
+    this.counters = { requests: 0, patient_api_requests: 0, concurrency_refused: 0, max_in_flight: 0, entries: 0, reads: 0, reads_with_writes: 0, creates: 0, updates: 0, failed_dependency: 0, refused_types: 0 };
   }
 
   /** Answers one FHIR request in salesforce mode: [status, body]. */
@@ -107,6 +107,7 @@ export class Salesforce {
       const reads = entries.filter((e) => e.request?.method === 'GET').length;
       if (reads > s.salesforce_max_reads) return [400, outcome('too-costly', `at most ${s.salesforce_max_reads} reads per batch, got ${reads}`)];
       this.counters.entries += entries.length;
+      if (reads > 0 && reads < entries.length) this.counters.reads_with_writes += reads;
       return [200, { resourceType: 'Bundle', type: 'batch-response', entry: await this.batch(entries, api) }];
     } finally {
       this.inFlight--;

@@ -126,7 +126,14 @@ mod tests {
     fn done(verdict: Verdict) -> Done {
         let head = Head { id: 7, journal_seq: 3, created_at: 0, shape: None };
         Done {
-            parts: vec![Sent { lane: "A".into(), head, verdict: Some(verdict), follower: false, settled: vec![] }],
+            parts: vec![Sent {
+                lane: "A".into(),
+                head,
+                verdict: Some(verdict),
+                follower: false,
+                settled: vec![],
+                searched_ahead: false,
+            }],
             signals: Signals::default(),
             fill: Default::default(),
         }

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -21,7 +22,14 @@ pub(crate) struct IdMap {
     cache: Mutex<HashMap<[u8; 32], Option<Known>>>,
     /// Placeholders a request in flight creates (no server id yet).
     creating: Mutex<HashSet<String>>,
+    /// Keys a search ahead (`lookup`) found no server record for, and when.
+    absent: Mutex<HashMap<[u8; 32], Instant>>,
 }
+
+/// How long a search ahead's "no such record" is trusted: long enough for the part it was
+/// made for to come round again, short enough that the window a record created elsewhere
+/// could be duplicated in stays small.
+const ABSENT_FOR: Duration = Duration::from_secs(120);
 
 impl IdMap {
     pub(crate) fn open(
@@ -37,6 +45,7 @@ impl IdMap {
             gate,
             cache: Mutex::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
+            absent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -78,6 +87,21 @@ impl IdMap {
         for p in claimed {
             creating.remove(p);
         }
+    }
+
+    /// Whether a search ahead found no server record for `placeholder` lately.
+    pub(crate) fn searched_absent(&self, placeholder: &str) -> bool {
+        let absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
+        absent.get(&self.key(placeholder)).is_some_and(|at| at.elapsed() < ABSENT_FOR)
+    }
+
+    /// Remembers that a search ahead found no server record for these placeholders; what
+    /// expired is forgotten (so the map holds at most what was searched in `ABSENT_FOR`).
+    pub(crate) fn note_absent<'p>(&self, placeholders: impl Iterator<Item = &'p str>) {
+        let now = Instant::now();
+        let mut absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
+        absent.retain(|_, at| now.duration_since(*at) < ABSENT_FOR);
+        absent.extend(placeholders.map(|p| (self.key(p), now)));
     }
 
     /// Stores `changes`, then caches them; on a write error the cache forgets the keys (the

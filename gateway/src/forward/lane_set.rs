@@ -331,6 +331,14 @@ impl LaneSet {
         }
     }
 
+    /// Queues a held lane again at the due time it had: before the lanes that became ready
+    /// after it.
+    pub(super) fn requeue_in_place(&mut self, key: &str) {
+        if let Some(due) = self.held.get(key).map(|lane| lane.due) {
+            self.requeue(key, due);
+        }
+    }
+
     /// The lane's head is settled: queue its next head, or forget the lane.
     pub(super) fn advance(&mut self, key: &str) {
         match self.next_head(key) {

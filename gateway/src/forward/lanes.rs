@@ -460,6 +460,11 @@ impl Scheduler {
             Self::record(records, &sent, outcome);
         }
         for sent in heads {
+            if sent.searched_ahead {
+                // Its searches' answers are in: it goes again where it was in the queue.
+                self.lanes.requeue_in_place(&sent.lane);
+                continue;
+            }
             if sent.verdict.is_none() {
                 // Left out: another request writes (or creates) one of its resources; go again
                 // shortly, after that request had time to answer.
@@ -1286,6 +1291,7 @@ mod tests {
                 verdict: Some(verdict.clone()),
                 follower: p.follower,
                 settled: p.settled,
+                searched_ahead: false,
             })
             .collect();
         s.settle(Done { parts, signals, fill: Default::default() }, records);

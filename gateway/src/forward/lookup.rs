@@ -25,19 +25,28 @@
 //!   it gets the search's answer (a 503 if only that search failed) and is retried like any
 //!   failed request — a create sent without its search's answer could duplicate a record.
 //!
+//! A search costs a round trip before the writes that wait for it, so a request that writes
+//! parts needing none carries the searches of parts that do (*searches ahead*, chosen by
+//! `pack`, at most one batch's reads): those parts wait for a later request, a match goes
+//! into the id map and "none found" is noted for a while (`IdMap::note_absent`), so when they
+//! are sent nothing is searched again. Only a request whose every part needs a search makes
+//! its searches first.
+//!
 //! Searches are counted in `gateway_forward_lookups_total{result}` and their requests in
 //! `gateway_forward_requests_total`, which the daily API budget counts.
 //! Only the Administration types are searched: the records later messages update.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
 use super::client::{Response, SendError, Target};
+use super::id_map::IdMap;
 use super::routes;
 use super::worker::Ctx;
 use crate::fhir::bundle::Profile;
-use crate::metrics::LookupResult;
+use crate::metrics::{LookupResult, Metrics};
 use crate::store::ids::{Change, Known};
 
 /// Types searched before a create, in the order their searches are sent: the Salesforce
@@ -69,13 +78,24 @@ impl Lookup<'_> {
 /// kin) are searched only after their Patient, when the request creates it too, and only if
 /// the server holds it: a Patient the server does not hold has none of them (the gateway
 /// writes them after, or with, their Patient), so a new patient costs one search.
-pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ctx: &Ctx<'a>) -> Lookup<'a> {
+///
+/// `ahead` are the searches of parts that wait for a later request (see `pack`): they ride in
+/// this request's batch, and their answers are kept for those parts.
+pub(super) fn before_create<'a>(request: &[(Value, [u8; 32])], ahead: Searches, ctx: &Ctx<'a>) -> Lookup<'a> {
     let mut lookup = Lookup {
-        guard: Refusing { inner: ctx.target, refused: HashSet::new(), present: HashMap::new(), failed: None },
+        guard: Refusing {
+            inner: ctx.target,
+            refused: HashSet::new(),
+            present: HashMap::new(),
+            failed: None,
+            ahead: Mutex::new(ahead.wanted),
+            ids: ctx.ids,
+            metrics: ctx.metrics,
+        },
     };
     let (wanted, create_only) = searches_for(request, ctx);
     let patients: HashSet<String> =
-        wanted.iter().filter(|s| s.query.starts_with("Patient?")).flat_map(|s| s.placeholders.clone()).collect();
+        wanted.iter().filter(|s| s.kind() == "Patient").flat_map(|s| s.placeholders.clone()).collect();
     let (after_patient, first): (Vec<Search>, Vec<Search>) =
         wanted.into_iter().partition(|s| s.patient.as_deref().is_some_and(|p| patients.contains(p)));
     let absent = search(first, &create_only, ctx, &mut lookup);
@@ -103,8 +123,7 @@ fn search(
     wanted.sort_by_key(|s| s.rank);
     let mut answers: Vec<Option<Value>> = Vec::with_capacity(wanted.len());
     for chunk in wanted.chunks(ctx.target.max_reads()) {
-        let searches: Vec<Value> =
-            chunk.iter().map(|s| json!({"request": {"method": "GET", "url": s.query}})).collect();
+        let searches: Vec<Value> = chunk.iter().map(Search::batch_entry).collect();
         let body = json!({"resourceType": "Bundle", "type": "batch", "entry": searches});
         ctx.metrics.forward_requests.add(1);
         let answer = ctx.target.send(&serde_json::to_vec(&body).expect("JSON values serialize"));
@@ -119,44 +138,89 @@ fn search(
     }
     let mut changes = Vec::new();
     for (s, answer) in wanted.iter().zip(&answers) {
-        let kind = s.query.split('?').next().unwrap_or("");
-        let result = match answer.as_ref().and_then(|a| matches(a, kind)) {
-            None => {
+        let kind = s.kind();
+        let result = match judge(s, answer.as_ref()) {
+            Found::Unknown => {
                 // Without its answer a create could duplicate a record: nothing is sent.
                 lookup.guard.failed.get_or_insert_with(|| Ok(unavailable()));
                 LookupResult::Failed
             }
-            Some(ids) => match ids.as_slice() {
-                [] => {
-                    absent.extend(s.placeholders.iter().cloned());
-                    LookupResult::Absent
-                }
-                [id] => {
-                    let server_id = format!("{kind}/{id}");
-                    for p in &s.placeholders {
-                        let known = Known { server_id: Some(server_id.clone()), content: [0; 32], acked_at: 0 };
-                        changes.push(Change::Remember(ctx.ids.key(p), known));
-                        if create_only.contains(p.as_str()) {
-                            lookup.guard.present.insert(p.clone(), server_id.clone());
-                        }
+            Found::None => {
+                absent.extend(s.placeholders.iter().cloned());
+                LookupResult::Absent
+            }
+            Found::One(server_id) => {
+                for p in &s.placeholders {
+                    changes.push(remember(ctx.ids, p, &server_id));
+                    if create_only.contains(p.as_str()) {
+                        lookup.guard.present.insert(p.clone(), server_id.clone());
                     }
-                    LookupResult::Found
                 }
-                _ => {
-                    tracing::warn!(
-                        kind,
-                        matches = ids.len(),
-                        "forwarder: several server records carry the identifier of a {kind} to create; the entry is refused, not guessed"
-                    );
-                    lookup.guard.refused.extend(s.placeholders.iter().cloned());
-                    LookupResult::Ambiguous
-                }
-            },
+                LookupResult::Found
+            }
+            Found::Several(matches) => {
+                tracing::warn!(
+                    kind,
+                    matches,
+                    "forwarder: several server records carry the identifier of a {kind} to create; the entry is refused, not guessed"
+                );
+                lookup.guard.refused.extend(s.placeholders.iter().cloned());
+                LookupResult::Ambiguous
+            }
         };
         ctx.metrics.lookup(result);
     }
     ctx.ids.apply(changes);
     absent
+}
+
+/// What a search's answer says about the records it looked for.
+enum Found {
+    /// No usable answer.
+    Unknown,
+    None,
+    /// `Type/id`.
+    One(String),
+    Several(usize),
+}
+
+fn judge(s: &Search, answer: Option<&Value>) -> Found {
+    match answer.and_then(|a| matches(a, s.kind())).as_deref() {
+        None => Found::Unknown,
+        Some([]) => Found::None,
+        Some([id]) => Found::One(format!("{}/{id}", s.kind())),
+        Some(ids) => Found::Several(ids.len()),
+    }
+}
+
+/// The id map's change for a record found on the server (its content unknown: written next).
+fn remember(ids: &IdMap, placeholder: &str, server_id: &str) -> Change {
+    Change::Remember(
+        ids.key(placeholder),
+        Known { server_id: Some(server_id.to_string()), content: [0; 32], acked_at: 0 },
+    )
+}
+
+/// Keeps the answers to searches ahead for the parts they were made for: a record found goes
+/// into the id map, none found is noted for a while (`IdMap::note_absent`). Several matches
+/// or no usable answer teach nothing: the part searches again when it is sent, and is refused
+/// or waits then.
+fn learn_ahead(ahead: &[Search], answers: &[Value], ids: &IdMap, metrics: &Metrics) {
+    let mut changes = Vec::new();
+    for (s, answer) in ahead.iter().zip(answers) {
+        match judge(s, Some(answer)) {
+            Found::None => {
+                ids.note_absent(s.placeholders.iter().map(String::as_str));
+                metrics.lookup(LookupResult::Absent);
+            }
+            Found::One(server_id) => {
+                changes.extend(s.placeholders.iter().map(|p| remember(ids, p, &server_id)));
+                metrics.lookup(LookupResult::Found);
+            }
+            Found::Unknown | Found::Several(_) => {}
+        }
+    }
+    ids.apply(changes);
 }
 
 /// What a request whose searches came back unusable is answered: retried like a 503.
@@ -176,12 +240,31 @@ struct Search {
     patient: Option<String>,
 }
 
-/// The searches a request's creates will need first ([`before_create`]), counted as parts
-/// join it, so that they fit in one batch's reads: a Patient's own records count only when
-/// their Patient is not searched too (they wait for its answer).
+impl Search {
+    fn kind(&self) -> &str {
+        self.query.split('?').next().unwrap_or("")
+    }
+
+    fn batch_entry(&self) -> Value {
+        json!({"request": {"method": "GET", "url": self.query}})
+    }
+}
+
+/// Adds `s` to `wanted`, once per query.
+fn merge(wanted: &mut Vec<Search>, s: Search) {
+    match wanted.iter_mut().find(|w| w.query == s.query) {
+        Some(w) => w.placeholders.extend(s.placeholders),
+        None => wanted.push(s),
+    }
+}
+
+/// The searches creates will need first ([`before_create`]), gathered as parts join a request
+/// (or wait for a later one, searched ahead), so that they fit in one batch's reads: a
+/// Patient's own records count only when their Patient is not searched too (they wait for its
+/// answer).
 #[derive(Default)]
 pub(super) struct Searches {
-    queries: HashSet<String>,
+    wanted: Vec<Search>,
     patients: HashSet<String>,
 }
 
@@ -190,22 +273,25 @@ impl Searches {
     pub(super) fn added<'e>(&self, entries: impl Iterator<Item = &'e Value>, ctx: &Ctx<'_>) -> Searches {
         let needed: Vec<Search> = entries.filter_map(|e| search_for(e, ctx)).collect();
         let patients: HashSet<String> =
-            needed.iter().filter(|s| s.query.starts_with("Patient?")).flat_map(|s| s.placeholders.clone()).collect();
-        let queries = needed
-            .into_iter()
-            .filter(|s| s.patient.as_ref().is_none_or(|p| !self.patients.contains(p) && !patients.contains(p)))
-            .map(|s| s.query)
-            .filter(|q| !self.queries.contains(q))
-            .collect();
-        Searches { queries, patients }
+            needed.iter().filter(|s| s.kind() == "Patient").flat_map(|s| s.placeholders.clone()).collect();
+        let mut wanted = Vec::new();
+        for s in needed {
+            let waits = s.patient.as_ref().is_some_and(|p| self.patients.contains(p) || patients.contains(p));
+            if !waits && !self.wanted.iter().any(|w| w.query == s.query) {
+                merge(&mut wanted, s);
+            }
+        }
+        Searches { wanted, patients }
     }
 
     pub(super) fn count(&self) -> usize {
-        self.queries.len()
+        self.wanted.len()
     }
 
     pub(super) fn extend(&mut self, more: Searches) {
-        self.queries.extend(more.queries);
+        for s in more.wanted {
+            merge(&mut self.wanted, s);
+        }
         self.patients.extend(more.patients);
     }
 }
@@ -220,7 +306,7 @@ fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Search> {
     let resource = entry.get("resource")?;
     let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
     let rank = SEARCHED.iter().position(|t| *t == kind)?;
-    if ctx.ids.known(p).and_then(|k| k.server_id).is_some() {
+    if ctx.ids.known(p).and_then(|k| k.server_id).is_some() || ctx.ids.searched_absent(p) {
         return None;
     }
     let patient_field = match kind {
@@ -234,6 +320,10 @@ fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Search> {
         .and_then(Value::as_str)
         .filter(|r| r.starts_with("urn:uuid:"))
         .map(str::to_string);
+    // A Patient the server holds nothing for has none of its own records there either.
+    if patient.as_deref().is_some_and(|p| ctx.ids.searched_absent(p)) {
+        return None;
+    }
     Some(Search { rank, query: identifier_query(kind, resource)?, placeholders: vec![p.to_string()], patient })
 }
 
@@ -246,10 +336,7 @@ fn searches_for<'r>(request: &'r [(Value, [u8; 32])], ctx: &Ctx<'_>) -> (Vec<Sea
         if entry.get("request").and_then(|r| r.get("ifNoneExist")).is_some() {
             create_only.insert(p);
         }
-        match wanted.iter_mut().find(|s| s.query == search.query) {
-            Some(s) => s.placeholders.extend(search.placeholders),
-            None => wanted.push(search),
-        }
+        merge(&mut wanted, search);
     }
     (wanted, create_only)
 }
@@ -324,7 +411,8 @@ fn matches(answer: &Value, kind: &str) -> Option<Vec<String>> {
 
 /// The target for one send: entries whose lookup found several matches, and the entries that
 /// reference them, are answered `412 multiple-matches` without being sent; create-only entries
-/// found on the server are answered `200 OK` with their id, and references to them renamed.
+/// found on the server are answered `200 OK` with their id, and references to them renamed;
+/// the searches ahead go with the batch.
 struct Refusing<'a> {
     inner: &'a dyn Target,
     /// Placeholders of the entries refused.
@@ -334,6 +422,10 @@ struct Refusing<'a> {
     /// A search that got no usable answer: the request is not sent, and gets that answer
     /// (a 503 when the batch came back but one search in it failed), so it is retried.
     failed: Option<Result<Response, SendError>>,
+    /// Searches ahead, sent with the first batch that goes.
+    ahead: Mutex<Vec<Search>>,
+    ids: &'a IdMap,
+    metrics: &'a Metrics,
 }
 
 impl Refusing<'_> {
@@ -359,6 +451,28 @@ impl Refusing<'_> {
             }
         }
     }
+
+    /// Sends `bundle` with the searches ahead after its own entries (the first time only, and
+    /// not those of records it writes itself), keeps their answers (`learn_ahead`) and returns
+    /// the answer to the bundle's own entries.
+    fn send_with_ahead(&self, bundle: &[u8]) -> Result<Response, SendError> {
+        let mut ahead = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|e| e.into_inner()));
+        if ahead.is_empty() {
+            return self.inner.send(bundle);
+        }
+        let Some((fields, mut entries)) = routes::parse_batch(bundle) else { return self.inner.send(bundle) };
+        let written: HashSet<&str> = entries.iter().filter_map(placeholder).collect();
+        ahead.retain(|s| !s.placeholders.iter().all(|p| written.contains(p.as_str())));
+        drop(written);
+        let own = entries.len();
+        entries.extend(ahead.iter().map(Search::batch_entry));
+        let mut resp = self.inner.send(&routes::batch_body(&fields, entries))?;
+        let Some(mut answers) = routes::batch_answers(&resp, own + ahead.len()) else { return Ok(resp) };
+        learn_ahead(&ahead, &answers.split_off(own), self.ids, self.metrics);
+        let body = json!({"resourceType": "Bundle", "type": "batch-response", "entry": answers});
+        resp.body = serde_json::to_vec(&body).expect("JSON values serialize");
+        Ok(resp)
+    }
 }
 
 impl Target for Refusing<'_> {
@@ -367,9 +481,9 @@ impl Target for Refusing<'_> {
             return failed.clone();
         }
         if self.refused.is_empty() && self.present.is_empty() {
-            return self.inner.send(bundle);
+            return self.send_with_ahead(bundle);
         }
-        let Some((fields, entries)) = routes::parse_batch(bundle) else { return self.inner.send(bundle) };
+        let Some((fields, entries)) = routes::parse_batch(bundle) else { return self.send_with_ahead(bundle) };
         let refusal = routes::entry_answer("412 Precondition Failed", "multiple-matches");
         let mut answered: HashMap<usize, Value> =
             self.refused_entries(&entries).into_iter().map(|i| (i, refusal.clone())).collect();
@@ -379,13 +493,13 @@ impl Target for Refusing<'_> {
             }
         }
         if answered.is_empty() {
-            return self.inner.send(bundle);
+            return self.send_with_ahead(bundle);
         }
         let unanswered: Vec<usize> = (0..entries.len()).filter(|i| !answered.contains_key(i)).collect();
         let mut resp = Response { status: 200, ..Response::default() };
         if !unanswered.is_empty() {
             let rest = unanswered.iter().map(|&i| routes::with_resolved(&entries[i], &self.present)).collect();
-            resp = self.inner.send(&routes::batch_body(&fields, rest))?;
+            resp = self.send_with_ahead(&routes::batch_body(&fields, rest))?;
             let Some(answers) = routes::batch_answers(&resp, unanswered.len()) else { return Ok(resp) };
             answered.extend(unanswered.into_iter().zip(answers));
         }
@@ -507,7 +621,7 @@ mod tests {
             entry("loc", "Location", None, &["urn:uuid:dr"]),
             create_only(entry("dr", "Practitioner", Some(("urn:npi", "N1")), &[])),
         ];
-        let lookup = before_create(&request, &ctx(&w, &fake));
+        let lookup = before_create(&request, Searches::default(), &ctx(&w, &fake));
         let searched: Vec<Vec<Value>> = fake.sent.lock().unwrap()[..2]
             .iter()
             .map(|r| r.iter().map(|e| e["request"]["url"].clone()).collect())
@@ -590,7 +704,7 @@ mod tests {
             entry("old", "Patient", Some(("urn:mrn", "OLD")), &[]),
             own("enc-old", "Encounter", "subject", "V-OLD", "old"),
         ];
-        before_create(&request, &ctx(&w, &fake));
+        before_create(&request, Searches::default(), &ctx(&w, &fake));
         let sent: Vec<Vec<String>> = fake
             .sent
             .lock()
@@ -611,6 +725,61 @@ mod tests {
     }
 
     #[test]
+    fn searches_ahead_ride_in_the_first_batch_sent_and_their_answers_wait_for_their_parts() {
+        let w = world();
+        let fake = Fake {
+            found: [("Patient?identifier=urn%3Amrn|OLD".to_string(), vec!["p1"])].into(),
+            sent: Mutex::default(),
+        };
+        let c = ctx(&w, &fake);
+        let mut enc_new = entry("enc-new", "Encounter", Some(("urn:vn", "V-NEW")), &[]);
+        enc_new.0["resource"]["subject"] = json!({"reference": "urn:uuid:new"});
+        let dup = entry("dup", "Patient", Some(("urn:mrn", "DUP")), &[]);
+        // Parts waiting for a later request: a new patient with its Encounter, a known one,
+        // and a patient the request itself creates.
+        let waiting = [
+            entry("new", "Patient", Some(("urn:mrn", "NEW")), &[]),
+            enc_new.clone(),
+            entry("old", "Patient", Some(("urn:mrn", "OLD")), &[]),
+            dup.clone(),
+        ];
+        let ahead = Searches::default().added(waiting.iter().map(|(e, _)| e), &c);
+        assert_eq!(ahead.count(), 3, "the Encounter waits for its Patient's answer");
+        let request = [dup, entry("obs", "Observation", None, &[])];
+        let lookup = before_create(&request, ahead, &c);
+        let guarded = lookup.ctx(&c);
+        let body = json!({"resourceType": "Bundle", "type": "batch",
+                          "entry": request.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>()});
+        let resp = guarded.target.send(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let answered: Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(answered["entry"].as_array().unwrap().len(), 2, "the request's own answers only");
+        guarded.target.send(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let urls: Vec<Vec<String>> = fake
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.iter().map(|e| e["request"]["url"].as_str().unwrap().to_string()).collect())
+            .collect();
+        // The request's own search first; then the write with the searches ahead, except the
+        // patient it creates itself; sent again, it goes without them.
+        assert_eq!(
+            urls,
+            [
+                vec!["Patient?identifier=urn%3Amrn|DUP"],
+                vec!["Patient", "Observation", "Patient?identifier=urn%3Amrn|NEW", "Patient?identifier=urn%3Amrn|OLD"],
+                vec!["Patient", "Observation"],
+            ]
+        );
+        assert_eq!(w.ids.known("urn:uuid:old").and_then(|k| k.server_id).as_deref(), Some("Patient/p1"));
+        assert!(w.ids.searched_absent("urn:uuid:new") && !w.ids.searched_absent("urn:uuid:old"));
+        // When the waiting parts come round, neither the new patient nor its Encounter needs a search.
+        assert_eq!(Searches::default().added(waiting[..3].iter().map(|(e, _)| e), &c).count(), 0);
+        assert_eq!(w.metrics.lookups(LookupResult::Absent), 2, "DUP inline, NEW ahead");
+        assert_eq!(w.metrics.lookups(LookupResult::Found), 1);
+    }
+
+    #[test]
     fn a_failed_search_sends_nothing_and_the_request_gets_its_answer() {
         /// Refuses everything (503, Retry-After) and counts the requests.
         struct Down(Mutex<usize>);
@@ -626,7 +795,7 @@ mod tests {
         let w = world();
         let down = Down(Mutex::new(0));
         let request = [entry("pat", "Patient", Some(("urn:mrn", "P1")), &[])];
-        let lookup = before_create(&request, &ctx(&w, &down));
+        let lookup = before_create(&request, Searches::default(), &ctx(&w, &down));
         let c = ctx(&w, &down);
         let answer = lookup.ctx(&c).target.send(b"{}").unwrap();
         assert_eq!((answer.status, answer.retry_after.as_deref()), (503, Some("7")));
@@ -644,14 +813,14 @@ mod tests {
             Known { server_id: Some("Patient/p1".into()), content: [0; 32], acked_at: 0 },
         )]);
         let request = [entry("pat", "Patient", Some(("urn:mrn", "P1")), &[])];
-        before_create(&request, &ctx(&w, &fake));
+        before_create(&request, Searches::default(), &ctx(&w, &fake));
         assert!(fake.sent.lock().unwrap().is_empty(), "the id map names it");
         let other = [entry("new", "Patient", Some(("urn:mrn", "P2")), &[])];
-        before_create(&other, &ctx(&w, &fake));
+        before_create(&other, Searches::default(), &ctx(&w, &fake));
         assert_eq!(fake.sent.lock().unwrap().len(), 1);
         assert_eq!(w.metrics.lookups(LookupResult::Absent), 1);
         w.rules.profile = Profile::Generic;
-        before_create(&other, &ctx(&w, &fake));
+        before_create(&other, Searches::default(), &ctx(&w, &fake));
         assert_eq!(fake.sent.lock().unwrap().len(), 1, "generic: no lookup");
     }
 }

@@ -231,6 +231,7 @@ mod tests {
                 verdict: Some(verdict.clone()),
                 follower: false,
                 settled: vec![],
+                searched_ahead: false,
             })
             .collect();
         Done { parts, signals, fill: Default::default() }

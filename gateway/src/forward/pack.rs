@@ -8,7 +8,8 @@
 //! most `max_entries` (for several lanes' transactions, the target's transaction limits too;
 //! for salesforce, creates needing no more searches than one batch's reads, see `lookup`),
 //! and the heads that no longer fit are given back; two requests in flight never both create
-//! one resource.
+//! one resource. Salesforce: when some parts need no search, those that do wait for a later
+//! request and their searches ride in this one (`searched_ahead`, up to a third of it).
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,6 +35,10 @@ pub(super) struct Request {
     pub(super) claimed: HashSet<String>,
     /// Heads that no longer fit.
     pub(super) given_back: Vec<usize>,
+    /// Heads that wait for the answers to their searches, which ride in this request
+    /// (salesforce, `lookup`), and those searches.
+    pub(super) searched_ahead: Vec<usize>,
+    pub(super) ahead: Searches,
 }
 
 /// Builds the request from `parts` (opened as `opened`): a part settled without sending gets
@@ -54,6 +59,21 @@ pub(super) fn build(
     // The searches its creates need first (salesforce, `lookup`): one batch's reads at most.
     let max_searches = ctx.target.max_reads();
     let mut searches = Searches::default();
+    // A search costs a request's round trip before the writes that wait for it. So when some
+    // parts need none, they go now and the searches of the others ride in this request, up
+    // to `reserve` of its entries, while those parts wait for the next one; a job whose every
+    // part needs searches makes them first, and searches ahead for the parts that do not fit.
+    let needs: Vec<usize> = opened
+        .iter()
+        .map(|o| {
+            o.as_ref().map_or(0, |o| Searches::default().added(o.selected.send.iter().map(|(_, e, _)| e), ctx).count())
+        })
+        .collect();
+    let search_first =
+        needs.iter().zip(opened).all(|(n, o)| *n > 0 || o.as_ref().is_none_or(|o| o.selected.send.is_empty()));
+    let reserve = max_searches.min(max_entries / 3).min(needs.iter().sum());
+    let mut ahead = Searches::default();
+    let mut searched_ahead = Vec::new();
     let mut request: Vec<(Value, [u8; 32])> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut packed: Vec<usize> = Vec::new();
@@ -99,9 +119,20 @@ pub(super) fn build(
             joins.iter().zip(&o.selected.send).filter(|(j, _)| matches!(j, Some(Join::New | Join::Replaces(_))));
         let new_searches = searches.added(writes.map(|(_, (_, e, _))| e), ctx);
         let full = !request.is_empty()
-            && (request.len() + new_entries > max_entries
+            && (request.len() + new_entries > max_entries - reserve
                 || updates + new_updates > max_updates
                 || (new_searches.count() > 0 && searches.count() + new_searches.count() > max_searches));
+        let needs_search = new_searches.count() > 0;
+        if needs_search && !parts[i].follower && (full || !search_first) {
+            if ahead.count() + new_searches.count() <= reserve {
+                ahead.extend(new_searches);
+                searched_ahead.push(i);
+            } else {
+                given_back.push(i);
+            }
+            held_back.insert(lane);
+            continue;
+        }
         if full && !parts[i].follower {
             given_back.push(i);
         }
@@ -151,7 +182,7 @@ pub(super) fn build(
                 .collect()
         })
         .collect();
-    Request { entries: request, packed, positions, stand_ins, claimed, given_back }
+    Request { entries: request, packed, positions, stand_ins, claimed, given_back, searched_ahead, ahead }
 }
 
 /// How an entry joins a request that has an entry for the same resource already.

@@ -49,6 +49,8 @@ pub(super) struct Sent {
     pub(crate) follower: bool,
     /// Entries settled before this attempt.
     pub(crate) settled: Vec<usize>,
+    /// Left out while its searches rode in the request (`lookup`): it goes again first.
+    pub(crate) searched_ahead: bool,
 }
 
 /// What a worker tells the scheduler.
@@ -218,8 +220,20 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
         }
     }
     let batch = opened.iter().flatten().all(|o| o.batch);
-    let pack::Request { entries: request, packed, positions, stand_ins, claimed, given_back } =
-        pack::build(&parts, &opened, &mut verdicts, batch, ctx);
+    let pack::Request {
+        entries: request,
+        packed,
+        positions,
+        stand_ins,
+        claimed,
+        given_back,
+        mut searched_ahead,
+        ahead,
+    } = pack::build(&parts, &opened, &mut verdicts, batch, ctx);
+    if packed.is_empty() {
+        // No request carries their searches: they are simply left out.
+        searched_ahead.clear();
+    }
     if !given_back.is_empty() {
         give_back(given_back.iter().map(|&i| parts[i].clone()).collect());
     }
@@ -241,7 +255,7 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
             view.dropped.extend(o.selected.dropped.iter().cloned());
         }
         // Salesforce: a create is first searched on identifier (a lost id map); see `lookup`.
-        let lookup = super::lookup::before_create(&request, ctx);
+        let lookup = super::lookup::before_create(&request, ahead, ctx);
         let ctx = &lookup.ctx(ctx);
         let known = |p: &str| ctx.ids.known(p);
         let entries: Vec<Value> = request.iter().map(|(e, _)| ids::rewrite(e, ctx.rules, &view, &known)).collect();
@@ -296,7 +310,13 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
                             }
                         }
                         ctx.ids.release(&claimed);
-                        let sent = Sending { packed: &packed, given_back: &given_back, alone: true, fill };
+                        let sent = Sending {
+                            packed: &packed,
+                            given_back: &given_back,
+                            searched_ahead: &searched_ahead,
+                            alone: true,
+                            fill,
+                        };
                         return finish(parts, verdicts, &opened, &sent, signals, ctx.metrics);
                     }
                 }
@@ -304,7 +324,8 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
         }
     }
     ctx.ids.release(&claimed);
-    let sent = Sending { packed: &packed, given_back: &given_back, alone: false, fill };
+    let sent =
+        Sending { packed: &packed, given_back: &given_back, searched_ahead: &searched_ahead, alone: false, fill };
     finish(parts, verdicts, &opened, &sent, signals, ctx.metrics)
 }
 
@@ -313,6 +334,7 @@ fn send_parts(parts: Vec<Part>, ctx: &Ctx<'_>, give_back: &mut dyn FnMut(Vec<Par
 struct Sending<'a> {
     packed: &'a [usize],
     given_back: &'a [usize],
+    searched_ahead: &'a [usize],
     alone: bool,
     fill: Fill,
 }
@@ -344,7 +366,14 @@ fn finish(
         .zip(verdicts)
         .enumerate()
         .filter(|(i, _)| !sending.given_back.contains(i))
-        .map(|(_, (p, verdict))| Sent { lane: p.lane, head: p.head, verdict, follower: p.follower, settled: p.settled })
+        .map(|(i, (p, verdict))| Sent {
+            searched_ahead: sending.searched_ahead.contains(&i),
+            lane: p.lane,
+            head: p.head,
+            verdict,
+            follower: p.follower,
+            settled: p.settled,
+        })
         .collect();
     Done { parts, signals, fill: sending.fill }
 }
