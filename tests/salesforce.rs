@@ -35,6 +35,23 @@ fn delivered(setup: &Setup) {
     wait_for("every message delivered", DELIVERY, || (undelivered(&setup.db_path()) == 0).then_some(()));
 }
 
+/// A gateway started while the server is down, `messages` queued as a backlog, then the
+/// server up and everything delivered, no dead letter.
+fn backlog_delivered(server: &FhirServer, messages: &[Vec<u8>]) -> (Setup, Gateway) {
+    server.control(json!({"down": true}));
+    let setup = setup_for(server, "");
+    let gw = setup.start();
+    let mut c = gw.connect();
+    for m in messages {
+        send_ok(&mut c, m);
+    }
+    wait_metric(&gw, "gateway_messages_converted_total", messages.len() as f64, DELIVERY);
+    server.control(json!({"down": false}));
+    delivered(&setup);
+    assert!(dead_letters(&setup.db_path()).is_empty(), "{:?}", server.stderr());
+    (setup, gw)
+}
+
 fn sf_counter(server: &FhirServer, name: &str) -> u64 {
     server.status()["counters"]["salesforce"][name].as_u64().unwrap()
 }
@@ -199,17 +216,8 @@ fn a_lost_id_map_under_a_backlog_searches_every_create_and_duplicates_nothing() 
     // A new gateway with no id map builds a backlog of updates to all of them: requests pack
     // several patients, yet each create is searched first (at most 10 reads per batch, which
     // the server enforces), so nothing is created twice.
-    server.control(json!({"down": true}));
-    let setup = setup_for(&server, "");
-    let gw = setup.start();
-    let mut c = gw.connect();
-    for p in 1..=N {
-        send_ok(&mut c, &a08(p, 2, &format!("BL-B{p}")));
-    }
-    wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
-    server.control(json!({"down": false}));
-    delivered(&setup);
-    assert!(dead_letters(&setup.db_path()).is_empty(), "{:?}", server.stderr());
+    let updates: Vec<Vec<u8>> = (1..=N).map(|p| a08(p, 2, &format!("BL-B{p}"))).collect();
+    let (_setup, gw) = backlog_delivered(&server, &updates);
     let after = patients(&server);
     assert_eq!(after.len(), N, "no Patient created twice");
     assert!(after.iter().all(|p| p["name"][0]["given"][0] == "S0002"), "every update applied");
@@ -228,17 +236,9 @@ fn a_backlogs_searches_ride_in_the_requests_that_write() {
     const N: usize = 60;
     let server = salesforce_server();
     // Answers take long enough for requests to overlap, as the documented ~3 s do.
-    server.control(json!({"down": true, "salesforce_latency_ms": 300}));
-    let setup = setup_for(&server, "");
-    let gw = setup.start();
-    let mut c = gw.connect();
-    for p in 1..=N {
-        send_ok(&mut c, &a08(p, 1, &format!("RIDE-{p}")));
-    }
-    wait_metric(&gw, "gateway_messages_converted_total", N as f64, DELIVERY);
-    server.control(json!({"down": false}));
-    delivered(&setup);
-    assert!(dead_letters(&setup.db_path()).is_empty());
+    server.control(json!({"salesforce_latency_ms": 300}));
+    let admissions: Vec<Vec<u8>> = (1..=N).map(|p| a08(p, 1, &format!("RIDE-{p}"))).collect();
+    let (_setup, gw) = backlog_delivered(&server, &admissions);
     assert_eq!(patients(&server).len(), N, "no Patient created twice");
     assert!(gw.metric("gateway_forward_lookups_total{result=\"absent\"}") >= N as f64, "every new patient searched");
     assert!(sf_counter(&server, "reads_with_writes") > 0, "no search rode in a write request");

@@ -535,6 +535,14 @@ mod tests {
         sent: Mutex<Vec<Vec<Value>>>,
     }
 
+    impl Fake {
+        /// Each request's entry URLs.
+        fn urls(&self) -> Vec<Vec<String>> {
+            let url = |e: &Value| e["request"]["url"].as_str().unwrap().to_string();
+            self.sent.lock().unwrap().iter().map(|r| r.iter().map(url).collect()).collect()
+        }
+    }
+
     impl Target for Fake {
         fn send(&self, bundle: &[u8]) -> Result<Response, SendError> {
             let (_, entries) = routes::parse_batch(bundle).unwrap();
@@ -705,13 +713,7 @@ mod tests {
             own("enc-old", "Encounter", "subject", "V-OLD", "old"),
         ];
         before_create(&request, Searches::default(), &ctx(&w, &fake));
-        let sent: Vec<Vec<String>> = fake
-            .sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.iter().map(|e| e["request"]["url"].as_str().unwrap().to_string()).collect())
-            .collect();
+        let sent = fake.urls();
         // The new patient's Encounter and next of kin are not searched; the known patient's are.
         assert_eq!(
             sent,
@@ -754,13 +756,7 @@ mod tests {
         let answered: Value = serde_json::from_slice(&resp.body).unwrap();
         assert_eq!(answered["entry"].as_array().unwrap().len(), 2, "the request's own answers only");
         guarded.target.send(&serde_json::to_vec(&body).unwrap()).unwrap();
-        let urls: Vec<Vec<String>> = fake
-            .sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.iter().map(|e| e["request"]["url"].as_str().unwrap().to_string()).collect())
-            .collect();
+        let urls = fake.urls();
         // The request's own search first; then the write with the searches ahead, except the
         // patient it creates itself; sent again, it goes without them.
         assert_eq!(
