@@ -35,8 +35,25 @@ fn delivered(setup: &Setup) {
     wait_for("every message delivered", DELIVERY, || (undelivered(&setup.db_path()) == 0).then_some(()));
 }
 
+/// Two Patients with the MRN of `patient`'s messages, created behind the gateway's back: one
+/// by a gateway whose id map is then thrown away, its twin by a client of the server.
+fn held_twice(server: &FhirServer, patient: usize) {
+    let setup = setup_for(server, "");
+    let gw = setup.start();
+    send_ok(&mut gw.connect(), &a08(patient, 1, &format!("TWICE-{patient}")));
+    delivered(&setup);
+    gw.terminate();
+    let mut twin = patients(server).into_iter().last().unwrap();
+    twin.as_object_mut().unwrap().remove("id");
+    let twin_batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001", "request": {"method": "POST", "url": "Patient"}, "resource": twin}
+    ]});
+    let (status, text) = http_request(server.addr, "POST", "/fhir/R4", Some(twin_batch.to_string().as_bytes()));
+    assert!(status == 200 && text.contains("201 Created"), "{status} {text}");
+}
+
 /// A gateway started while the server is down, `messages` queued as a backlog, then the
-/// server up and everything delivered, no dead letter.
+/// server up and everything delivered (or dead-lettered).
 fn backlog_delivered(server: &FhirServer, messages: &[Vec<u8>]) -> (Setup, Gateway) {
     server.control(json!({"down": true}));
     let setup = setup_for(server, "");
@@ -48,7 +65,6 @@ fn backlog_delivered(server: &FhirServer, messages: &[Vec<u8>]) -> (Setup, Gatew
     wait_metric(&gw, "gateway_messages_converted_total", messages.len() as f64, DELIVERY);
     server.control(json!({"down": false}));
     delivered(&setup);
-    assert!(dead_letters(&setup.db_path()).is_empty(), "{:?}", server.stderr());
     (setup, gw)
 }
 
@@ -217,7 +233,8 @@ fn a_lost_id_map_under_a_backlog_searches_every_create_and_duplicates_nothing() 
     // several patients, yet each create is searched first (at most 10 reads per batch, which
     // the server enforces), so nothing is created twice.
     let updates: Vec<Vec<u8>> = (1..=N).map(|p| a08(p, 2, &format!("BL-B{p}"))).collect();
-    let (_setup, gw) = backlog_delivered(&server, &updates);
+    let (setup, gw) = backlog_delivered(&server, &updates);
+    assert!(dead_letters(&setup.db_path()).is_empty(), "{:?}", server.stderr());
     let after = patients(&server);
     assert_eq!(after.len(), N, "no Patient created twice");
     assert!(after.iter().all(|p| p["name"][0]["given"][0] == "S0002"), "every update applied");
@@ -230,17 +247,28 @@ fn a_lost_id_map_under_a_backlog_searches_every_create_and_duplicates_nothing() 
 /// A backlog of new patients with the lookup on: the searches of the creates that wait ride in
 /// the requests that write the others (a batch may hold 10 reads among its 30 entries) rather
 /// than each going first in a request of its own; every new patient is still searched and none
-/// is created twice.
+/// is created twice; one the org holds twice is refused after at most one search ahead.
 #[test]
 fn a_backlogs_searches_ride_in_the_requests_that_write() {
     const N: usize = 60;
     let server = salesforce_server();
+    const TWICE: usize = 30;
+    held_twice(&server, TWICE);
     // Answers take long enough for requests to overlap, as the documented ~3 s do.
     server.control(json!({"salesforce_latency_ms": 300}));
     let admissions: Vec<Vec<u8>> = (1..=N).map(|p| a08(p, 1, &format!("RIDE-{p}"))).collect();
-    let (_setup, gw) = backlog_delivered(&server, &admissions);
-    assert_eq!(patients(&server).len(), N, "no Patient created twice");
-    assert!(gw.metric("gateway_forward_lookups_total{result=\"absent\"}") >= N as f64, "every new patient searched");
+    let (setup, gw) = backlog_delivered(&server, &admissions);
+    let dead = dead_letters(&setup.db_path());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].1.contains("multiple-matches"), "{dead:?}");
+    assert_eq!(patients(&server).len(), N + 1, "no Patient created twice");
+    let searched = gw.metric("gateway_forward_lookups_total{result=\"absent\"}");
+    assert!(searched >= (N - 1) as f64, "every new patient searched: {searched}");
+    // Searched once by the gateway that created it, then at most once ahead and once in the
+    // request that refuses it.
+    let mrn = format!("|P{TWICE}");
+    let twice_searched = server.log("").iter().filter(|e| e["url"].as_str().is_some_and(|u| u.ends_with(&mrn))).count();
+    assert!(twice_searched <= 3, "searched {twice_searched} times");
     assert!(sf_counter(&server, "reads_with_writes") > 0, "no search rode in a write request");
     assert!(sf_counter(&server, "max_in_flight") <= 5);
 }
@@ -248,22 +276,7 @@ fn a_backlogs_searches_ride_in_the_requests_that_write() {
 #[test]
 fn several_records_with_the_identifier_are_refused_not_guessed() {
     let server = salesforce_server();
-    // Two Patients with the MRN the message carries, created behind the gateway's back.
-    let first = {
-        let setup = setup_for(&server, "");
-        let gw = setup.start();
-        send_ok(&mut gw.connect(), &a08(11, 1, "DUP-1"));
-        delivered(&setup);
-        gw.terminate();
-        patients(&server)[0].clone()
-    };
-    let mut twin = first.clone();
-    twin.as_object_mut().unwrap().remove("id");
-    let twin_batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
-        {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001", "request": {"method": "POST", "url": "Patient"}, "resource": twin}
-    ]});
-    let (status, text) = http_request(server.addr, "POST", "/fhir/R4", Some(twin_batch.to_string().as_bytes()));
-    assert!(status == 200 && text.contains("201 Created"), "{status} {text}");
+    held_twice(&server, 11);
     let setup = setup_for(&server, "");
     let gw = setup.start();
     send_ok(&mut gw.connect(), &a08(11, 2, "DUP-2"));

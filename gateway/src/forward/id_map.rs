@@ -22,14 +22,24 @@ pub(crate) struct IdMap {
     cache: Mutex<HashMap<[u8; 32], Option<Known>>>,
     /// Placeholders a request in flight creates (no server id yet).
     creating: Mutex<HashSet<String>>,
-    /// Keys a search ahead (`lookup`) found no server record for, and when.
-    absent: Mutex<HashMap<[u8; 32], Instant>>,
+    /// What searches ahead (`lookup`) found for keys the id map does not name, and when.
+    searched: Mutex<HashMap<[u8; 32], (Instant, Searched)>>,
 }
 
-/// How long a search ahead's "no such record" is trusted: long enough for the part it was
-/// made for to come round again, short enough that the window a record created elsewhere
-/// could be duplicated in stays small.
-const ABSENT_FOR: Duration = Duration::from_secs(120);
+/// What a search ahead found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Searched {
+    /// No server record.
+    Absent,
+    /// Several records, or no usable answer: the part's own request searches again (and
+    /// refuses the entry, or waits), rather than searching ahead once more.
+    Unsettled,
+}
+
+/// How long a search ahead's answer is kept: long enough for the part it was made for to
+/// come round again, short enough that the window a record created elsewhere could be
+/// duplicated in stays small.
+const SEARCHED_FOR: Duration = Duration::from_secs(120);
 
 impl IdMap {
     pub(crate) fn open(
@@ -45,7 +55,7 @@ impl IdMap {
             gate,
             cache: Mutex::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
-            absent: Mutex::new(HashMap::new()),
+            searched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -89,19 +99,19 @@ impl IdMap {
         }
     }
 
-    /// Whether a search ahead found no server record for `placeholder` lately.
-    pub(crate) fn searched_absent(&self, placeholder: &str) -> bool {
-        let absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
-        absent.get(&self.key(placeholder)).is_some_and(|at| at.elapsed() < ABSENT_FOR)
+    /// What a search ahead found for `placeholder` lately.
+    pub(crate) fn searched(&self, placeholder: &str) -> Option<Searched> {
+        let searched = self.searched.lock().unwrap_or_else(|e| e.into_inner());
+        searched.get(&self.key(placeholder)).filter(|(at, _)| at.elapsed() < SEARCHED_FOR).map(|(_, what)| *what)
     }
 
-    /// Remembers that a search ahead found no server record for these placeholders; what
-    /// expired is forgotten (so the map holds at most what was searched in `ABSENT_FOR`).
-    pub(crate) fn note_absent<'p>(&self, placeholders: impl Iterator<Item = &'p str>) {
+    /// Remembers what a search ahead found for these placeholders; what expired is forgotten
+    /// (so the map holds at most what was searched in `SEARCHED_FOR`).
+    pub(crate) fn note_searched<'p>(&self, placeholders: impl Iterator<Item = &'p str>, what: Searched) {
         let now = Instant::now();
-        let mut absent = self.absent.lock().unwrap_or_else(|e| e.into_inner());
-        absent.retain(|_, at| now.duration_since(*at) < ABSENT_FOR);
-        absent.extend(placeholders.map(|p| (self.key(p), now)));
+        let mut searched = self.searched.lock().unwrap_or_else(|e| e.into_inner());
+        searched.retain(|_, (at, _)| now.duration_since(*at) < SEARCHED_FOR);
+        searched.extend(placeholders.map(|p| (self.key(p), (now, what))));
     }
 
     /// Stores `changes`, then caches them; on a write error the cache forgets the keys (the

@@ -28,7 +28,7 @@
 //! A search costs a round trip before the writes that wait for it, so a request that writes
 //! parts needing none carries the searches of parts that do (*searches ahead*, chosen by
 //! `pack`, at most one batch's reads): those parts wait for a later request, a match goes
-//! into the id map and "none found" is noted for a while (`IdMap::note_absent`), so when they
+//! into the id map and "none found" is noted for a while (`IdMap::note_searched`), so when they
 //! are sent nothing is searched again. Only a request whose every part needs a search makes
 //! its searches first.
 //!
@@ -42,7 +42,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::client::{Response, SendError, Target};
-use super::id_map::IdMap;
+use super::id_map::{IdMap, Searched};
 use super::routes;
 use super::worker::Ctx;
 use crate::fhir::bundle::Profile;
@@ -202,22 +202,24 @@ fn remember(ids: &IdMap, placeholder: &str, server_id: &str) -> Change {
 }
 
 /// Keeps the answers to searches ahead for the parts they were made for: a record found goes
-/// into the id map, none found is noted for a while (`IdMap::note_absent`). Several matches
-/// or no usable answer teach nothing: the part searches again when it is sent, and is refused
-/// or waits then.
+/// into the id map, the rest is noted for a while (`IdMap::note_searched`): none found, or
+/// several matches or no usable answer, after which the part searches again in its own
+/// request and is refused or waits there — never searched ahead in a loop.
 fn learn_ahead(ahead: &[Search], answers: &[Value], ids: &IdMap, metrics: &Metrics) {
     let mut changes = Vec::new();
     for (s, answer) in ahead.iter().zip(answers) {
         match judge(s, Some(answer)) {
             Found::None => {
-                ids.note_absent(s.placeholders.iter().map(String::as_str));
+                ids.note_searched(s.placeholders.iter().map(String::as_str), Searched::Absent);
                 metrics.lookup(LookupResult::Absent);
             }
             Found::One(server_id) => {
                 changes.extend(s.placeholders.iter().map(|p| remember(ids, p, &server_id)));
                 metrics.lookup(LookupResult::Found);
             }
-            Found::Unknown | Found::Several(_) => {}
+            Found::Unknown | Found::Several(_) => {
+                ids.note_searched(s.placeholders.iter().map(String::as_str), Searched::Unsettled)
+            }
         }
     }
     ids.apply(changes);
@@ -288,6 +290,12 @@ impl Searches {
         self.wanted.len()
     }
 
+    /// Whether one of them was searched ahead already without a usable answer: its part
+    /// searches in its own request now.
+    pub(super) fn unsettled(&self, ctx: &Ctx<'_>) -> bool {
+        self.wanted.iter().flat_map(|s| &s.placeholders).any(|p| ctx.ids.searched(p) == Some(Searched::Unsettled))
+    }
+
     pub(super) fn extend(&mut self, more: Searches) {
         for s in more.wanted {
             merge(&mut self.wanted, s);
@@ -306,7 +314,7 @@ fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Search> {
     let resource = entry.get("resource")?;
     let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
     let rank = SEARCHED.iter().position(|t| *t == kind)?;
-    if ctx.ids.known(p).and_then(|k| k.server_id).is_some() || ctx.ids.searched_absent(p) {
+    if ctx.ids.known(p).and_then(|k| k.server_id).is_some() || ctx.ids.searched(p) == Some(Searched::Absent) {
         return None;
     }
     let patient_field = match kind {
@@ -321,7 +329,7 @@ fn search_for(entry: &Value, ctx: &Ctx<'_>) -> Option<Search> {
         .filter(|r| r.starts_with("urn:uuid:"))
         .map(str::to_string);
     // A Patient the server holds nothing for has none of its own records there either.
-    if patient.as_deref().is_some_and(|p| ctx.ids.searched_absent(p)) {
+    if patient.as_deref().is_some_and(|p| ctx.ids.searched(p) == Some(Searched::Absent)) {
         return None;
     }
     Some(Search { rank, query: identifier_query(kind, resource)?, placeholders: vec![p.to_string()], patient })
@@ -730,23 +738,28 @@ mod tests {
     fn searches_ahead_ride_in_the_first_batch_sent_and_their_answers_wait_for_their_parts() {
         let w = world();
         let fake = Fake {
-            found: [("Patient?identifier=urn%3Amrn|OLD".to_string(), vec!["p1"])].into(),
+            found: [
+                ("Patient?identifier=urn%3Amrn|OLD".to_string(), vec!["p1"]),
+                ("Patient?identifier=urn%3Amrn|TWO".to_string(), vec!["p2", "p3"]),
+            ]
+            .into(),
             sent: Mutex::default(),
         };
         let c = ctx(&w, &fake);
         let mut enc_new = entry("enc-new", "Encounter", Some(("urn:vn", "V-NEW")), &[]);
         enc_new.0["resource"]["subject"] = json!({"reference": "urn:uuid:new"});
         let dup = entry("dup", "Patient", Some(("urn:mrn", "DUP")), &[]);
-        // Parts waiting for a later request: a new patient with its Encounter, a known one,
-        // and a patient the request itself creates.
+        // Parts waiting for a later request: a new patient with its Encounter, a known one, one
+        // the server holds twice, and a patient the request itself creates.
         let waiting = [
             entry("new", "Patient", Some(("urn:mrn", "NEW")), &[]),
             enc_new.clone(),
             entry("old", "Patient", Some(("urn:mrn", "OLD")), &[]),
+            entry("two", "Patient", Some(("urn:mrn", "TWO")), &[]),
             dup.clone(),
         ];
         let ahead = Searches::default().added(waiting.iter().map(|(e, _)| e), &c);
-        assert_eq!(ahead.count(), 3, "the Encounter waits for its Patient's answer");
+        assert_eq!(ahead.count(), 4, "the Encounter waits for its Patient's answer");
         let request = [dup, entry("obs", "Observation", None, &[])];
         let lookup = before_create(&request, ahead, &c);
         let guarded = lookup.ctx(&c);
@@ -763,14 +776,24 @@ mod tests {
             urls,
             [
                 vec!["Patient?identifier=urn%3Amrn|DUP"],
-                vec!["Patient", "Observation", "Patient?identifier=urn%3Amrn|NEW", "Patient?identifier=urn%3Amrn|OLD"],
+                vec![
+                    "Patient",
+                    "Observation",
+                    "Patient?identifier=urn%3Amrn|NEW",
+                    "Patient?identifier=urn%3Amrn|OLD",
+                    "Patient?identifier=urn%3Amrn|TWO"
+                ],
                 vec!["Patient", "Observation"],
             ]
         );
         assert_eq!(w.ids.known("urn:uuid:old").and_then(|k| k.server_id).as_deref(), Some("Patient/p1"));
-        assert!(w.ids.searched_absent("urn:uuid:new") && !w.ids.searched_absent("urn:uuid:old"));
-        // When the waiting parts come round, neither the new patient nor its Encounter needs a search.
+        assert_eq!(w.ids.searched("urn:uuid:new"), Some(Searched::Absent));
+        assert_eq!(w.ids.searched("urn:uuid:old"), None, "the id map names it");
+        // When the waiting parts come round, neither the new patient nor its Encounter needs a
+        // search; the patient held twice is searched in its own request (and refused there).
         assert_eq!(Searches::default().added(waiting[..3].iter().map(|(e, _)| e), &c).count(), 0);
+        let two = Searches::default().added(std::iter::once(&waiting[3].0), &c);
+        assert!(two.count() == 1 && two.unsettled(&c));
         assert_eq!(w.metrics.lookups(LookupResult::Absent), 2, "DUP inline, NEW ahead");
         assert_eq!(w.metrics.lookups(LookupResult::Found), 1);
     }

@@ -122,8 +122,8 @@ pub(super) fn build(
             && (request.len() + new_entries > max_entries - reserve
                 || updates + new_updates > max_updates
                 || (new_searches.count() > 0 && searches.count() + new_searches.count() > max_searches));
-        let needs_search = new_searches.count() > 0;
-        if needs_search && !parts[i].follower && (full || !search_first) {
+        let may_wait = new_searches.count() > 0 && !parts[i].follower && !new_searches.unsettled(ctx);
+        if may_wait && (full || !search_first) {
             if ahead.count() + new_searches.count() <= reserve {
                 ahead.extend(new_searches);
                 searched_ahead.push(i);
