@@ -1,6 +1,7 @@
 //! The id map as the workers share it: a cache over `store::ids` with its own connection.
 //! Rows are written before the answer's verdict is recorded, so after a crash a resent entry
-//! finds its server id (and is a `PUT`, not a second create).
+//! finds its server id (and is a `PUT`, not a second create). It also keeps, in memory and
+//! for a while, what the lookup's searches ahead found for records it does not name yet.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
