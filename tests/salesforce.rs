@@ -251,8 +251,8 @@ fn a_lost_id_map_under_a_backlog_searches_every_create_and_duplicates_nothing() 
 #[test]
 fn a_backlogs_searches_ride_in_the_requests_that_write() {
     const N: usize = 60;
-    let server = salesforce_server();
     const TWICE: usize = 30;
+    let server = salesforce_server();
     held_twice(&server, TWICE);
     // Answers take long enough for requests to overlap, as the documented ~3 s do.
     server.control(json!({"salesforce_latency_ms": 300}));
