@@ -158,7 +158,9 @@ impl Evaluator {
             started_ms,
             unclean_start,
             depths: VecDeque::new(),
-            dead_letters: VecDeque::new(),
+            // The dead-letter counter is this process's and starts at 0: dead letters made
+            // before the first evaluation count too.
+            dead_letters: VecDeque::from([(started_ms, 0)]),
             last_stage_restart: (None, 0),
         }
     }
@@ -387,6 +389,13 @@ mod tests {
         assert_eq!(names(&e.evaluate(DAY + 5 * MIN, &dead(4))), [DEAD_LETTER_SPIKE]);
         // Ten minutes on, the burst has left the window.
         assert!(e.evaluate(DAY + 13 * MIN, &dead(4)).is_empty());
+    }
+
+    #[test]
+    fn dead_letters_made_before_the_first_evaluation_count() {
+        let mut e = Evaluator::new(thresholds(), DAY, false);
+        let raised = e.evaluate(DAY + MIN, &Facts { dead_letters_total: 4, ..Facts::default() });
+        assert_eq!(names(&raised), [DEAD_LETTER_SPIKE]);
     }
 
     #[test]
